@@ -1,0 +1,60 @@
+// Every hyperparameter of the three models and the noise schedule, in one place. The defaults are
+// Stable Diffusion v1.x; tests build tiny configs of the same architecture and run the same code.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace sdgen {
+
+struct ClipConfig {  // CLIP ViT-L/14 text tower (transformers CLIPTextModel)
+  int vocab_size = 49408;
+  int max_positions = 77;
+  int hidden = 768;
+  int layers = 12;
+  int heads = 12;
+  int intermediate = 3072;
+  float eps = 1e-5f;
+  std::string act = "quick_gelu";  // or "gelu" (exact)
+};
+
+struct UNetConfig {  // diffusers UNet2DConditionModel, SD v1
+  int in_channels = 4;
+  int out_channels = 4;
+  std::vector<int> block_channels{320, 640, 1280, 1280};
+  std::vector<bool> down_attention{true, true, true, false};  // up path uses the reverse
+  int layers_per_block = 2;                                   // up blocks have one more
+  int heads = 8;                    // attention heads in every transformer (head dim = C / heads)
+  int cross_attention_dim = 768;
+  int norm_groups = 32;
+  float norm_eps = 1e-5f;           // resnets and conv_norm_out
+  float transformer_norm_eps = 1e-6f;  // the transformer's GroupNorm (its LayerNorms use 1e-5)
+  int time_embed_dim() const { return block_channels[0] * 4; }
+};
+
+struct VaeConfig {  // diffusers AutoencoderKL, decoder half
+  int latent_channels = 4;
+  int out_channels = 3;
+  std::vector<int> block_channels{128, 256, 512, 512};  // encoder order; the decoder reverses it
+  int layers_per_block = 2;                             // decoder up blocks have one more
+  int norm_groups = 32;
+  float norm_eps = 1e-6f;
+  float scaling_factor = 0.18215f;
+};
+
+struct SchedulerConfig {  // diffusers DDIMScheduler as configured for SD v1.5
+  int train_timesteps = 1000;
+  float beta_start = 0.00085f;
+  float beta_end = 0.012f;
+  std::string beta_schedule = "scaled_linear";
+  int steps_offset = 1;
+  bool set_alpha_to_one = false;
+};
+
+struct ModelConfig {
+  ClipConfig clip;
+  UNetConfig unet;
+  VaeConfig vae;
+  SchedulerConfig scheduler;
+};
+
+}  // namespace sdgen

@@ -1,0 +1,52 @@
+// The op interface the models are written against. Each op checks shapes and dtypes here, once,
+// then runs on the backend of its inputs' device (sdgen::backend_for). Layouts:
+//   images     NHWC  [N, H, W, C]
+//   sequences        [N, L, C]      (an NHWC image is a sequence of H*W tokens without a copy)
+//   linear weights   [out, in]      (as in PyTorch checkpoints)
+//   conv weights     [Cout, KH, KW, Cin] (OHWI; checkpoints' OIHW is converted at load)
+// Outputs have the inputs' dtype; internal math is fp32 (norm and softmax statistics always fp32).
+#pragma once
+#include <vector>
+
+#include "sdgen/tensor.h"
+
+namespace sdgen::ops {
+
+// 2-D convolution, square kernel, zero padding. bias may be undefined.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding);
+// y = x · wᵀ + bias over the last dim. bias may be undefined.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
+// Group norm over x [N, ..., C] (all middle dims are spatial); optional fused SiLU after the affine.
+Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
+                  bool fuse_silu);
+// Layer norm over the last dim.
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps);
+// Multi-head scaled dot-product attention. q [N, Lq, H*D], k and v [N, Lk, H*D] -> [N, Lq, H*D].
+// causal: query i sees keys 0..i (CLIP).
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale,
+                 bool causal);
+// Softmax over the last dim.
+Tensor softmax(const Tensor& x);
+Tensor silu(const Tensor& x);        // x·σ(x)
+Tensor quick_gelu(const Tensor& x);  // x·σ(1.702x)
+Tensor gelu(const Tensor& x);        // exact: x·Φ(x) = 0.5x(1+erf(x/√2))
+// x [..., 2C] -> [..., C]: first half value, second half gate, value·gelu(gate) (exact erf).
+Tensor geglu(const Tensor& x);
+// a + b, same shape.
+Tensor add(const Tensor& a, const Tensor& b);
+// x [N, ..., C] + b [N, C] broadcast over the middle dims (the resnet's time embedding).
+Tensor add_channel(const Tensor& x, const Tensor& b);
+// x · s
+Tensor scale(const Tensor& x, float s);
+// Nearest-neighbour upsampling ×2: [N, H, W, C] -> [N, 2H, 2W, C].
+Tensor upsample_nearest2x(const Tensor& x);
+// Concatenation along the last dim: [..., Ca] ++ [..., Cb] -> [..., Ca+Cb].
+Tensor concat_channels(const Tensor& a, const Tensor& b);
+// Rows of table [V, D] for ids (host, n * L of them) -> [n, L, D] in the table's dtype.
+Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table, Device device);
+// Sinusoidal timestep embedding [n, dim], cos half first (diffusers flip_sin_to_cos=True, shift 0).
+Tensor timestep_embedding(const std::vector<float>& timesteps, int dim, DType dtype, Device device);
+// Same values in another dtype (fp32 <-> fp16, round to nearest even).
+Tensor cast(const Tensor& x, DType dtype);
+
+}  // namespace sdgen::ops

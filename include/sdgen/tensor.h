@@ -1,0 +1,76 @@
+// Tensor: a shaped, typed view of device memory. Layout is row-major over `shape`; images are NHWC
+// (channels last), token sequences are [batch, tokens, channels]. Precision travels with the tensor:
+// an op's output dtype follows its input, so one model code path runs fp32 and mixed fp16.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sdgen {
+
+enum class DType : uint8_t { F32, F16 };
+enum class Device : uint8_t { CPU, CUDA };
+
+size_t dtype_size(DType dt);
+const char* dtype_name(DType dt);
+const char* device_name(Device d);
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& s);  // "[2, 64, 64, 320]"
+
+// Owns one allocation. Device memory is freed through the deleter of the backend that made it.
+struct Storage {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  Device device = Device::CPU;
+  void (*deleter)(void*) = nullptr;
+  ~Storage();
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+  static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::CPU);
+  // Host fp32 tensor holding a copy of `values` (numel must match).
+  static Tensor from_floats(const Shape& shape, const std::vector<float>& values);
+
+  bool defined() const { return storage_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  int ndim() const { return (int)shape_.size(); }
+  int64_t dim(int i) const { return shape_[i < 0 ? i + ndim() : i]; }
+  int64_t numel() const;
+  size_t nbytes() const { return (size_t)numel() * dtype_size(dtype_); }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+
+  void* data() { return static_cast<char*>(storage_->ptr) + offset_; }
+  const void* data() const { return static_cast<const char*>(storage_->ptr) + offset_; }
+  template <class T> T* data_as() { return static_cast<T*>(data()); }
+  template <class T> const T* data_as() const { return static_cast<const T*>(data()); }
+  // Host fp32 element pointer; checks device and dtype.
+  float* f32();
+  const float* f32() const;
+
+  // Same storage, new shape of equal numel. One dimension may be -1.
+  Tensor reshape(const Shape& shape) const;
+  // Rows [begin, end) of the outermost dimension, sharing storage.
+  Tensor slice0(int64_t begin, int64_t end) const;
+  // A copy on `device` (same dtype). Returns *this when already there.
+  Tensor to(Device device) const;
+  // A host fp32 copy of the values, whatever the tensor's device and dtype.
+  std::vector<float> to_floats() const;
+  Tensor clone() const;
+
+ private:
+  std::shared_ptr<Storage> storage_;
+  size_t offset_ = 0;
+  Shape shape_;
+  DType dtype_ = DType::F32;
+  Device device_ = Device::CPU;
+};
+
+}  // namespace sdgen
