@@ -1,0 +1,2 @@
+// sd-gen command line (being written).
+int main() { return 0; }

@@ -1,0 +1,55 @@
+#include "core/device_memory.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+namespace {
+CudaMemoryHooks g_cuda;
+
+void host_free(void* p) { std::free(p); }
+
+const CudaMemoryHooks& cuda_hooks() {
+  if (!g_cuda.alloc) throw_runtime("CUDA memory requested but no CUDA backend is active");
+  return g_cuda;
+}
+}  // namespace
+
+void install_cuda_memory_hooks(const CudaMemoryHooks& hooks) { g_cuda = hooks; }
+
+void* device_alloc(Device device, size_t bytes, void (**deleter)(void*)) {
+  if (device == Device::CPU) {
+    // 64-byte alignment for vector loads; aligned_alloc needs a multiple of the alignment.
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) throw_runtime("out of host memory allocating " + std::to_string(bytes) + " bytes");
+    *deleter = host_free;
+    return p;
+  }
+  const CudaMemoryHooks& h = cuda_hooks();
+  *deleter = h.free;
+  return h.alloc(bytes);
+}
+
+void device_memset_zero(Device device, void* ptr, size_t bytes) {
+  if (device == Device::CPU) {
+    std::memset(ptr, 0, bytes);
+  } else {
+    cuda_hooks().memset_zero(ptr, bytes);
+  }
+}
+
+void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_device == Device::CPU && src_device == Device::CPU) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  int kind = src_device == Device::CPU ? 0 : (dst_device == Device::CPU ? 1 : 2);
+  cuda_hooks().copy(dst, src, bytes, kind);
+}
+
+}  // namespace sdgen

@@ -1,0 +1,25 @@
+// Raw memory per device. The CPU side is aligned host memory; the CUDA side is provided by the CUDA
+// backend (src/backend/cuda/) when it is built, and these functions forward to it.
+#pragma once
+#include <cstddef>
+
+#include "sdgen/tensor.h"
+
+namespace sdgen {
+
+void* device_alloc(Device device, size_t bytes, void (**deleter)(void*));
+void device_memset_zero(Device device, void* ptr, size_t bytes);
+void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
+
+// Hooks the CUDA backend installs at start-up (kept as plain function pointers so that the core
+// library does not depend on the CUDA runtime).
+struct CudaMemoryHooks {
+  void* (*alloc)(size_t bytes) = nullptr;
+  void (*free)(void* ptr) = nullptr;
+  void (*memset_zero)(void* ptr, size_t bytes) = nullptr;
+  // kind: 0 host->device, 1 device->host, 2 device->device
+  void (*copy)(void* dst, const void* src, size_t bytes, int kind) = nullptr;
+};
+void install_cuda_memory_hooks(const CudaMemoryHooks& hooks);
+
+}  // namespace sdgen

@@ -1,0 +1,44 @@
+// A Stable Diffusion v1.x checkpoint, whichever form it comes in:
+//   - one .safetensors file with the original LDM names (model.diffusion_model.*,
+//     first_stage_model.*, cond_stage_model.transformer.text_model.*), fp32, fp16 or bf16;
+//   - a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/).
+// Tensors are looked up by one canonical name: the diffusers name with its component as prefix,
+// e.g. "unet.down_blocks.0.resnets.0.norm1.weight", "vae.decoder.mid_block.attentions.0.to_q.weight",
+// "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.weight". The LDM <-> diffusers mapping
+// is one table (checkpoint_names.cpp).
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sdgen/config.h"
+#include "sdgen/tensor.h"
+
+namespace sdgen {
+
+class Checkpoint {
+ public:
+  // path: a .safetensors file or a diffusers folder. Throws Error(kModel) naming what is wrong.
+  static std::unique_ptr<Checkpoint> open(const std::string& path);
+  virtual ~Checkpoint() = default;
+
+  // The architecture: from the folder's config.json files when present, else inferred from tensor
+  // shapes, with SD v1 defaults where shapes cannot tell (heads).
+  virtual const ModelConfig& config() const = 0;
+  // A short model name for image metadata (file or folder stem).
+  virtual std::string name() const = 0;
+  virtual bool has(const std::string& canonical_name) const = 0;
+  // The tensor as a host fp32 tensor of shape `expected`, converted from fp16/bf16 as stored.
+  // A stored shape equal to `expected` up to trailing 1-dims is accepted (LDM stores the VAE's
+  // attention projections as [C, C, 1, 1] convs). Conv weights come as stored: [O, I, KH, KW].
+  // Missing or mis-shaped: Error(kModel) naming the tensor, the expected and the found shape.
+  virtual Tensor get(const std::string& canonical_name, const Shape& expected) const = 0;
+  // Every canonical name this checkpoint provides (for tests and diagnostics).
+  virtual std::vector<std::string> names() const = 0;
+  // A diffusers folder's tokenizer files, when it has them (they take precedence over weights/).
+  virtual std::optional<std::string> tokenizer_vocab_json() const { return std::nullopt; }
+  virtual std::optional<std::string> tokenizer_merges_txt() const { return std::nullopt; }
+};
+
+}  // namespace sdgen
