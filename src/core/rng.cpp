@@ -1,0 +1,66 @@
+#include "core/rng.h"
+
+#include <cmath>
+
+namespace sdgen {
+
+namespace {
+constexpr double kPi = 3.14159265358979323846;
+
+// PyTorch's uniform_real_distribution<float>: 24 random bits scaled by 2^-24 (exact in float).
+float uniform24(uint32_t r) { return (float)(r & 0xFFFFFFu) * (1.0f / 16777216.0f); }
+
+// PyTorch's normal_fill_16: Box–Muller on 16 uniforms in place, in float like the reference
+// (theta is formed in double from a float and rounded to float).
+void normal_fill_16(float* d) {
+  for (int j = 0; j < 8; ++j) {
+    const float u1 = 1.0f - d[j];
+    const float u2 = d[j + 8];
+    const float radius = std::sqrt(-2.0f * std::log(u1));
+    const float theta = (float)(2.0 * kPi * (double)u2);
+    d[j] = radius * std::cos(theta);
+    d[j + 8] = radius * std::sin(theta);
+  }
+}
+}  // namespace
+
+TorchCpuRandn::TorchCpuRandn(uint64_t seed) : mt_((uint32_t)(seed & 0xFFFFFFFFu)) {}
+
+double TorchCpuRandn::next_double_normal() {
+  if (has_cached_normal_) {
+    has_cached_normal_ = false;
+    return cached_normal_;
+  }
+  // 53-bit uniforms from two 32-bit draws (first draw is the high word).
+  auto uniform53 = [this]() {
+    uint64_t hi = next_u32();
+    uint64_t lo = next_u32();
+    uint64_t v = (hi << 32) | lo;
+    return (double)(v & ((1ULL << 53) - 1)) * std::ldexp(1.0, -53);
+  };
+  const double u1 = uniform53();
+  const double u2 = uniform53();
+  const double r = std::sqrt(-2.0 * std::log1p(-u2));
+  const double theta = 2.0 * kPi * u1;
+  cached_normal_ = r * std::sin(theta);
+  has_cached_normal_ = true;
+  return r * std::cos(theta);
+}
+
+std::vector<float> TorchCpuRandn::randn(size_t n) {
+  std::vector<float> d(n);
+  if (n < 16) {
+    for (size_t i = 0; i < n; ++i) d[i] = (float)next_double_normal();
+    return d;
+  }
+  for (size_t i = 0; i < n; ++i) d[i] = uniform24(next_u32());
+  for (size_t i = 0; i + 16 <= n; i += 16) normal_fill_16(&d[i]);
+  if (n % 16 != 0) {
+    float* tail = &d[n - 16];
+    for (int i = 0; i < 16; ++i) tail[i] = uniform24(next_u32());
+    normal_fill_16(tail);
+  }
+  return d;
+}
+
+}  // namespace sdgen

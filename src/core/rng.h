@@ -1,0 +1,31 @@
+// Seed-compatible random numbers. TorchCpuRandn reproduces torch.randn with a CPU generator
+// (torch.Generator("cpu").manual_seed(seed)), which is what diffusers draws the initial latents
+// with, so a seed gives diffusers' images. Algorithm (shared/DESIGN.md part 2):
+//   - mt19937 seeded with the low 32 bits of the seed;
+//   - >= 16 values: uniforms (mt() & 0xFFFFFF)·2^-24 in flat order, then Box–Muller per 16-block
+//     (u1 = 1 - d[j], u2 = d[j+8]) in float; a tail that is not a multiple of 16 redraws and
+//     transforms the last 16 values;
+//   - < 16 values: double-precision Box–Muller from 53-bit uniforms, the second value of each pair
+//     cached in the generator for the next draw.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace sdgen {
+
+class TorchCpuRandn {
+ public:
+  explicit TorchCpuRandn(uint64_t seed);
+  // n standard normal floats, as one torch.randn call of numel n.
+  std::vector<float> randn(size_t n);
+
+ private:
+  uint32_t next_u32() { return (uint32_t)mt_(); }
+  double next_double_normal();
+  std::mt19937 mt_;
+  bool has_cached_normal_ = false;
+  double cached_normal_ = 0;
+};
+
+}  // namespace sdgen

@@ -1,0 +1,39 @@
+#include "sampler/ddim.h"
+
+#include <cmath>
+
+#include "sampler/schedule.h"
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+DdimSampler::DdimSampler(const SchedulerConfig& cfg, int steps) {
+  if (steps < 1 || steps > cfg.train_timesteps)
+    throw_usage("steps must be between 1 and " + std::to_string(cfg.train_timesteps));
+  alphas_cumprod_ = sd_alphas_cumprod(cfg);
+  step_ratio_ = cfg.train_timesteps / steps;
+  for (int i = steps - 1; i >= 0; --i) timesteps_.push_back(i * step_ratio_ + cfg.steps_offset);
+  final_alpha_cumprod_ = cfg.set_alpha_to_one ? 1.0f : alphas_cumprod_[0];
+}
+
+void DdimSampler::step(int i, const float* eps, float* x, size_t n) const {
+  const int t = timesteps_[i];
+  const int prev = t - step_ratio_;
+  const float a_t = alphas_cumprod_[t];
+  const float a_prev = prev >= 0 ? alphas_cumprod_[prev] : final_alpha_cumprod_;
+  const float beta_t = 1.0f - a_t;
+  const float sqrt_beta_t = std::sqrt(beta_t);
+  const float sqrt_a_t = std::sqrt(a_t);
+  const float sqrt_a_prev = std::sqrt(a_prev);
+  const float dir = std::sqrt(1.0f - a_prev - 0.0f);  // η = 0: no variance term
+  for (size_t k = 0; k < n; ++k) {
+    const float x0 = (x[k] - sqrt_beta_t * eps[k]) / sqrt_a_t;
+    x[k] = sqrt_a_prev * x0 + dir * eps[k];
+  }
+}
+
+void DdimSampler::guide(const float* eps_uncond, const float* eps_cond, float g, float* out, size_t n) {
+  for (size_t k = 0; k < n; ++k) out[k] = eps_uncond[k] + g * (eps_cond[k] - eps_uncond[k]);
+}
+
+}  // namespace sdgen

@@ -1,0 +1,29 @@
+// DDIM (η = 0) with "leading" timestep spacing, as diffusers' DDIMScheduler with the SD v1.5
+// configuration: t = arange(n)·(T // n) reversed + steps_offset → 961, 921, …, 1 for 25 steps.
+//   x0 = (x − √(1−ᾱ_t)·ε) / √ᾱ_t ;  x_prev = √ᾱ_prev·x0 + √(1−ᾱ_prev)·ε
+// with ᾱ_prev = ᾱ[t − T//n], or ᾱ[0] (set_alpha_to_one=false) / 1 (true) before the start.
+// Every operation is float32 in diffusers' order, so the latents follow diffusers to rounding.
+#pragma once
+#include <vector>
+
+#include "sdgen/config.h"
+
+namespace sdgen {
+
+class DdimSampler {
+ public:
+  DdimSampler(const SchedulerConfig& cfg, int steps);
+  const std::vector<int>& timesteps() const { return timesteps_; }
+  // One step in place on host floats: x (the latents) ← x_prev, given ε for timestep index i.
+  void step(int i, const float* eps, float* x, size_t n) const;
+  // Classifier-free guidance: ε = ε_u + g·(ε_c − ε_u), float32 as diffusers.
+  static void guide(const float* eps_uncond, const float* eps_cond, float g, float* out, size_t n);
+
+ private:
+  std::vector<float> alphas_cumprod_;
+  std::vector<int> timesteps_;
+  int step_ratio_;
+  float final_alpha_cumprod_;
+};
+
+}  // namespace sdgen

@@ -1,0 +1,44 @@
+#include "sampler/schedule.h"
+
+#include <cmath>
+
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+std::vector<float> sd_betas(const SchedulerConfig& cfg) {
+  const int n = cfg.train_timesteps;
+  std::vector<float> betas(n);
+  if (cfg.beta_schedule == "scaled_linear") {
+    const float start = (float)std::sqrt((double)cfg.beta_start);
+    const float end = (float)std::sqrt((double)cfg.beta_end);
+    const float step = (end - start) / (float)(n - 1);
+    const int halfway = n / 2;
+    for (int i = 0; i < n; ++i) {
+      float v = i < halfway ? std::fma(step, (float)i, start) : std::fma(-step, (float)(n - 1 - i), end);
+      betas[i] = v * v;
+    }
+  } else if (cfg.beta_schedule == "linear") {
+    const float step = (cfg.beta_end - cfg.beta_start) / (float)(n - 1);
+    const int halfway = n / 2;
+    for (int i = 0; i < n; ++i)
+      betas[i] = i < halfway ? std::fma(step, (float)i, cfg.beta_start)
+                             : std::fma(-step, (float)(n - 1 - i), cfg.beta_end);
+  } else {
+    throw_model("unsupported beta_schedule '" + cfg.beta_schedule + "' (scaled_linear, linear)");
+  }
+  return betas;
+}
+
+std::vector<float> sd_alphas_cumprod(const SchedulerConfig& cfg) {
+  std::vector<float> betas = sd_betas(cfg);
+  std::vector<float> ac(betas.size());
+  double acc = 1.0;
+  for (size_t i = 0; i < betas.size(); ++i) {
+    acc *= (double)(1.0f - betas[i]);
+    ac[i] = (float)acc;
+  }
+  return ac;
+}
+
+}  // namespace sdgen
