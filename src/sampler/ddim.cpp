@@ -13,6 +13,9 @@ DdimSampler::DdimSampler(const SchedulerConfig& cfg, int steps) {
   alphas_cumprod_ = sd_alphas_cumprod(cfg);
   step_ratio_ = cfg.train_timesteps / steps;
   for (int i = steps - 1; i >= 0; --i) timesteps_.push_back(i * step_ratio_ + cfg.steps_offset);
+  if (timesteps_.front() >= cfg.train_timesteps)
+    throw_usage("steps=" + std::to_string(steps) + " is too many for DDIM with steps_offset " +
+                std::to_string(cfg.steps_offset) + " (at most " + std::to_string(cfg.train_timesteps / 2) + ")");
   final_alpha_cumprod_ = cfg.set_alpha_to_one ? 1.0f : alphas_cumprod_[0];
 }
 
