@@ -1,0 +1,73 @@
+// CLIPTextModel (clip.h) as transformers computes it: token + position embeddings, pre-LN encoder
+// layers with causal self-attention and a quick_gelu MLP, final LayerNorm.
+#include "text/clip.h"
+
+#include <cmath>
+
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+using nn::join;
+
+ClipTextEncoder::ClipTextEncoder(const Checkpoint& ckpt, const ClipConfig& config, DType dtype,
+                                 Device device)
+    : config_(config), dtype_(dtype), device_(device) {
+  const nn::WeightLoader w{ckpt, dtype, device};
+  const ClipConfig& c = config_;
+  SDGEN_CHECK(c.hidden % c.heads == 0, "CLIP config: hidden not divisible by heads");
+  if (c.act != "quick_gelu" && c.act != "gelu")
+    throw_model("CLIP activation '" + c.act + "' is not supported (quick_gelu or gelu)");
+  const std::string root = "text_encoder.text_model";
+  const int64_t d = c.hidden;
+
+  embeddings.token_embedding =
+      w.load(root + ".embeddings.token_embedding.weight", {c.vocab_size, d});
+  embeddings.position_embedding =
+      w.load(root + ".embeddings.position_embedding.weight", {c.max_positions, d});
+  for (int i = 0; i < c.layers; ++i) {
+    const std::string p = root + ".encoder.layers." + std::to_string(i);
+    layers.push_back(EncoderLayer{
+        nn::LayerNorm(w, p + ".layer_norm1", d, c.eps),
+        SelfAttention{nn::Linear(w, p + ".self_attn.q_proj", d, d, true),
+                      nn::Linear(w, p + ".self_attn.k_proj", d, d, true),
+                      nn::Linear(w, p + ".self_attn.v_proj", d, d, true),
+                      nn::Linear(w, p + ".self_attn.out_proj", d, d, true)},
+        nn::LayerNorm(w, p + ".layer_norm2", d, c.eps),
+        Mlp{nn::Linear(w, p + ".mlp.fc1", d, c.intermediate, true),
+            nn::Linear(w, p + ".mlp.fc2", c.intermediate, d, true)}});
+  }
+  final_layer_norm = nn::LayerNorm(w, root + ".final_layer_norm", d, c.eps);
+}
+
+Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n) const {
+  const ClipConfig& c = config_;
+  SDGEN_CHECK(n > 0 && ids.size() % n == 0, "CLIP: ids are not n whole sequences");
+  const int len = (int)(ids.size() / n);
+  SDGEN_CHECK(len >= 1 && len <= c.max_positions,
+              "CLIP: sequence of " + std::to_string(len) + " tokens");
+  for (int id : ids)
+    if (id < 0 || id >= c.vocab_size)
+      throw_model("CLIP: token id " + std::to_string(id) + " outside the vocabulary of " +
+                  std::to_string(c.vocab_size));
+
+  std::vector<int> positions(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) positions[i] = (int)(i % len);
+  Tensor h = ops::add(ops::embedding(ids, n, embeddings.token_embedding, device_),
+                      ops::embedding(positions, n, embeddings.position_embedding, device_));
+
+  const float scale = 1.0f / std::sqrt((float)(c.hidden / c.heads));
+  const bool quick = c.act == "quick_gelu";
+  for (const EncoderLayer& l : layers) {
+    Tensor x = l.layer_norm1(h);
+    const SelfAttention& a = l.self_attn;
+    x = ops::attention(a.q_proj(x), a.k_proj(x), a.v_proj(x), c.heads, scale, /*causal=*/true);
+    h = ops::add(h, a.out_proj(x));
+    x = l.mlp.fc1(l.layer_norm2(h));
+    x = quick ? ops::quick_gelu(x) : ops::gelu(x);
+    h = ops::add(h, l.mlp.fc2(x));
+  }
+  return final_layer_norm(h);
+}
+
+}  // namespace sdgen

@@ -1,0 +1,139 @@
+// UNet2DConditionModel (unet.h), structured as diffusers builds it for SD v1: time embedding,
+// conv_in, down blocks collecting skips, mid block, up blocks consuming them, output head.
+#include "unet/unet.h"
+
+#include <algorithm>
+
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+using nn::join;
+
+namespace {
+std::string idx(const std::string& prefix, size_t i) { return prefix + "." + std::to_string(i); }
+}  // namespace
+
+UNet::UNet(const Checkpoint& ckpt, const UNetConfig& config, DType dtype, Device device)
+    : config_(config), dtype_(dtype), device_(device) {
+  const nn::WeightLoader w{ckpt, dtype, device};
+  const UNetConfig& c = config_;
+  const std::vector<int>& ch = c.block_channels;
+  const size_t levels = ch.size();
+  SDGEN_CHECK(levels >= 1 && c.down_attention.size() == levels, "UNet config: levels");
+  const int64_t temb = c.time_embed_dim();
+  const int64_t cross = c.cross_attention_dim;
+  auto resnet = [&](const std::string& name, int64_t in, int64_t out) {
+    return ResnetBlock2D(w, name, in, out, temb, c.norm_groups, c.norm_eps);
+  };
+  auto transformer = [&](const std::string& name, int64_t channels) {
+    return Transformer2DModel(w, name, channels, cross, c.heads, c.norm_groups,
+                              c.transformer_norm_eps);
+  };
+
+  time_embedding.linear_1 = nn::Linear(w, "unet.time_embedding.linear_1", ch[0], temb, true);
+  time_embedding.linear_2 = nn::Linear(w, "unet.time_embedding.linear_2", temb, temb, true);
+  conv_in = nn::Conv2d(w, "unet.conv_in", c.in_channels, ch[0], 3);
+
+  int64_t out = ch[0];
+  for (size_t i = 0; i < levels; ++i) {
+    const std::string name = idx("unet.down_blocks", i);
+    const int64_t in = out;
+    out = ch[i];
+    DownBlock b;
+    for (int j = 0; j < c.layers_per_block; ++j) {
+      b.resnets.push_back(resnet(idx(name + ".resnets", j), j == 0 ? in : out, out));
+      if (c.down_attention[i]) b.attentions.push_back(transformer(idx(name + ".attentions", j), out));
+    }
+    if (i + 1 < levels) b.downsamplers.emplace_back(w, name + ".downsamplers.0", out);
+    down_blocks.push_back(std::move(b));
+  }
+
+  const int64_t mid = ch.back();
+  mid_block.resnets.push_back(resnet("unet.mid_block.resnets.0", mid, mid));
+  mid_block.attentions.push_back(transformer("unet.mid_block.attentions.0", mid));
+  mid_block.resnets.push_back(resnet("unet.mid_block.resnets.1", mid, mid));
+
+  // Up level i mirrors down level L-1-i. Its resnet j takes the running path plus one skip: the
+  // skips of one down level are its resnets' outputs (channels ch[L-1-i]) and, last popped, the
+  // output of the level below it (its downsampler, or conv_in for level 0).
+  int64_t prev = mid;
+  for (size_t i = 0; i < levels; ++i) {
+    const std::string name = idx("unet.up_blocks", i);
+    const size_t level = levels - 1 - i;
+    const int64_t out_ch = ch[level];
+    const int64_t below = ch[level == 0 ? 0 : level - 1];
+    UpBlock b;
+    for (int j = 0; j <= c.layers_per_block; ++j) {
+      const int64_t skip = j == c.layers_per_block ? below : out_ch;
+      const int64_t in = (j == 0 ? prev : out_ch) + skip;
+      b.resnets.push_back(resnet(idx(name + ".resnets", j), in, out_ch));
+      if (c.down_attention[level]) b.attentions.push_back(transformer(idx(name + ".attentions", j), out_ch));
+    }
+    if (i + 1 < levels) b.upsamplers.emplace_back(w, name + ".upsamplers.0", out_ch);
+    up_blocks.push_back(std::move(b));
+    prev = out_ch;
+  }
+
+  conv_norm_out = nn::GroupNorm(w, "unet.conv_norm_out", ch[0], c.norm_groups, c.norm_eps);
+  conv_out = nn::Conv2d(w, "unet.conv_out", ch[0], c.out_channels, 3);
+}
+
+Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
+                     const Tensor& context_in) const {
+  const int64_t n = x_in.dim(0);
+  const int64_t down_factor = int64_t(1) << (config_.block_channels.size() - 1);
+  if (x_in.ndim() != 4 || x_in.dim(3) != config_.in_channels || x_in.dim(1) % down_factor ||
+      x_in.dim(2) % down_factor)
+    throw_usage("UNet input " + shape_str(x_in.shape()) + ": expected [N, h, w, " +
+                std::to_string(config_.in_channels) + "] with h, w multiples of " +
+                std::to_string(down_factor));
+  SDGEN_CHECK((int64_t)timesteps.size() == n, "UNet: one timestep per sample");
+  SDGEN_CHECK(context_in.ndim() == 3 && context_in.dim(0) == n &&
+                  context_in.dim(2) == config_.cross_attention_dim,
+              "UNet context " + shape_str(context_in.shape()));
+  auto prepare = [&](const Tensor& t) {
+    Tensor d = t.to(device_);
+    return d.dtype() == dtype_ ? d : ops::cast(d, dtype_);
+  };
+  const Tensor x = prepare(x_in);
+  const Tensor context = prepare(context_in);
+
+  // Every resnet adds time_emb_proj(SiLU(temb)); the SiLU is shared, so it is done once here.
+  Tensor temb = ops::timestep_embedding(timesteps, config_.block_channels[0], dtype_, device_);
+  temb = time_embedding.linear_2(ops::silu(time_embedding.linear_1(temb)));
+  const Tensor silu_temb = ops::silu(temb);
+
+  Tensor h = conv_in(x);
+  std::vector<Tensor> skips{h};
+  for (const DownBlock& b : down_blocks) {
+    for (size_t j = 0; j < b.resnets.size(); ++j) {
+      h = b.resnets[j](h, silu_temb);
+      if (!b.attentions.empty()) h = b.attentions[j](h, context);
+      skips.push_back(h);
+    }
+    for (const Downsample2D& d : b.downsamplers) {
+      h = d(h);
+      skips.push_back(h);
+    }
+  }
+
+  h = mid_block.resnets[0](h, silu_temb);
+  h = mid_block.attentions[0](h, context);
+  h = mid_block.resnets[1](h, silu_temb);
+
+  for (const UpBlock& b : up_blocks) {
+    for (size_t j = 0; j < b.resnets.size(); ++j) {
+      h = ops::concat_channels(h, skips.back());
+      skips.pop_back();
+      h = b.resnets[j](h, silu_temb);
+      if (!b.attentions.empty()) h = b.attentions[j](h, context);
+    }
+    for (const Upsample2D& u : b.upsamplers) h = u(h);
+  }
+  SDGEN_CHECK(skips.empty(), "UNet: unconsumed skip connections");
+
+  return conv_out(conv_norm_out(h, /*silu=*/true));
+}
+
+}  // namespace sdgen

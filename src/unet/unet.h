@@ -1,0 +1,58 @@
+// The SD v1 denoiser, diffusers' UNet2DConditionModel: eps = UNet(x_t, t, text context).
+// Written once against ops.h; runs in the dtype and on the device its weights were loaded to.
+#pragma once
+#include <vector>
+
+#include "io/checkpoint.h"
+#include "sdgen/config.h"
+#include "unet/blocks.h"
+
+namespace sdgen {
+
+class UNet {
+ public:
+  // Loads every "unet.*" tensor of the checkpoint, converted to dtype, onto device.
+  UNet(const Checkpoint& ckpt, const UNetConfig& config, DType dtype, Device device);
+
+  // x [N,h,w,in_channels] NHWC (h, w divisible by 2^(levels-1)); timesteps: N values (one per
+  // sample, fractional allowed); context [N,L,cross_attention_dim]. Returns eps [N,h,w,out_channels]
+  // in the model's dtype. Inputs in another dtype are cast first.
+  Tensor forward(const Tensor& x, const std::vector<float>& timesteps, const Tensor& context) const;
+
+  const UNetConfig& config() const { return config_; }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+
+ private:
+  struct TimestepEmbedding {
+    nn::Linear linear_1, linear_2;
+  };
+  struct DownBlock {  // CrossAttnDownBlock2D / DownBlock2D
+    std::vector<ResnetBlock2D> resnets;
+    std::vector<Transformer2DModel> attentions;  // empty in DownBlock2D
+    std::vector<Downsample2D> downsamplers;      // empty in the last level
+  };
+  struct MidBlock {  // UNetMidBlock2DCrossAttn
+    std::vector<ResnetBlock2D> resnets;  // 2
+    std::vector<Transformer2DModel> attentions;  // 1
+  };
+  struct UpBlock {  // CrossAttnUpBlock2D / UpBlock2D
+    std::vector<ResnetBlock2D> resnets;
+    std::vector<Transformer2DModel> attentions;
+    std::vector<Upsample2D> upsamplers;  // empty in the last level
+  };
+
+  UNetConfig config_;
+  DType dtype_;
+  Device device_;
+
+  TimestepEmbedding time_embedding;
+  nn::Conv2d conv_in;
+  std::vector<DownBlock> down_blocks;
+  MidBlock mid_block;
+  std::vector<UpBlock> up_blocks;
+  nn::GroupNorm conv_norm_out;
+  nn::Conv2d conv_out;
+};
+
+}  // namespace sdgen

@@ -1,0 +1,77 @@
+// AutoencoderKL's decoder (vae.h), following diffusers' Decoder: post_quant_conv, conv_in, mid
+// block (resnet, attention, resnet), up blocks from the widest level down, output head.
+#include "vae/vae.h"
+
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+VaeDecoder::VaeDecoder(const Checkpoint& ckpt, const VaeConfig& config, DType dtype,
+                       Device device)
+    : config_(config), dtype_(dtype), device_(device) {
+  const nn::WeightLoader w{ckpt, dtype, device};
+  const VaeConfig& c = config_;
+  SDGEN_CHECK(!c.block_channels.empty(), "VAE config: no block channels");
+  const std::vector<int> ch(c.block_channels.rbegin(), c.block_channels.rend());  // decoder order
+  auto resnet = [&](const std::string& name, int64_t in, int64_t out) {
+    return ResnetBlock2D(w, name, in, out, /*temb_channels=*/0, c.norm_groups, c.norm_eps);
+  };
+
+  post_quant_conv = nn::Conv2d(w, "vae.post_quant_conv", c.latent_channels, c.latent_channels, 1);
+  conv_in = nn::Conv2d(w, "vae.decoder.conv_in", c.latent_channels, ch[0], 3);
+
+  const std::string mid = "vae.decoder.mid_block";
+  mid_block.resnets.push_back(resnet(mid + ".resnets.0", ch[0], ch[0]));
+  mid_block.attentions.push_back(MidAttention{
+      nn::GroupNorm(w, mid + ".attentions.0.group_norm", ch[0], c.norm_groups, c.norm_eps),
+      Attention(w, mid + ".attentions.0", ch[0], ch[0], /*heads=*/1, /*qkv_bias=*/true)});
+  mid_block.resnets.push_back(resnet(mid + ".resnets.1", ch[0], ch[0]));
+
+  int64_t prev = ch[0];
+  for (size_t i = 0; i < ch.size(); ++i) {
+    const std::string name = "vae.decoder.up_blocks." + std::to_string(i);
+    UpBlock b;
+    for (int j = 0; j <= c.layers_per_block; ++j)
+      b.resnets.push_back(resnet(name + ".resnets." + std::to_string(j), j == 0 ? prev : ch[i], ch[i]));
+    if (i + 1 < ch.size()) b.upsamplers.emplace_back(w, name + ".upsamplers.0", ch[i]);
+    up_blocks.push_back(std::move(b));
+    prev = ch[i];
+  }
+
+  conv_norm_out =
+      nn::GroupNorm(w, "vae.decoder.conv_norm_out", ch.back(), c.norm_groups, c.norm_eps);
+  conv_out = nn::Conv2d(w, "vae.decoder.conv_out", ch.back(), c.out_channels, 3);
+}
+
+Tensor VaeDecoder::decode(const Tensor& latents) const {
+  Tensor z = latents.to(device_);
+  if (z.dtype() != dtype_) z = ops::cast(z, dtype_);
+  return decode_unscaled(ops::scale(z, 1.0f / config_.scaling_factor));
+}
+
+Tensor VaeDecoder::decode_unscaled(const Tensor& z_in) const {
+  if (z_in.ndim() != 4 || z_in.dim(3) != config_.latent_channels)
+    throw_usage("VAE input " + shape_str(z_in.shape()) + ": expected [N, h, w, " +
+                std::to_string(config_.latent_channels) + "]");
+  Tensor z = z_in.to(device_);
+  if (z.dtype() != dtype_) z = ops::cast(z, dtype_);
+
+  Tensor h = conv_in(post_quant_conv(z));
+
+  h = mid_block.resnets[0](h);
+  {
+    const MidAttention& a = mid_block.attentions[0];
+    const Shape image = h.shape();
+    Tensor seq = a.group_norm(h).reshape({image[0], image[1] * image[2], image[3]});
+    h = ops::add(a.attn(seq).reshape(image), h);
+  }
+  h = mid_block.resnets[1](h);
+
+  for (const UpBlock& b : up_blocks) {
+    for (const ResnetBlock2D& r : b.resnets) h = r(h);
+    for (const Upsample2D& u : b.upsamplers) h = u(h);
+  }
+  return conv_out(conv_norm_out(h, /*silu=*/true));
+}
+
+}  // namespace sdgen

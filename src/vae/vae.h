@@ -1,0 +1,57 @@
+// The decoder half of diffusers' AutoencoderKL: latents -> image. Encoding is not needed for
+// text-to-image and is not loaded.
+#pragma once
+#include <vector>
+
+#include "io/checkpoint.h"
+#include "sdgen/config.h"
+#include "unet/blocks.h"
+
+namespace sdgen {
+
+class VaeDecoder {
+ public:
+  // Loads "vae.post_quant_conv.*" and "vae.decoder.*", converted to dtype, onto device.
+  VaeDecoder(const Checkpoint& ckpt, const VaeConfig& config, DType dtype, Device device);
+
+  // latents [N,h,w,latent_channels] NHWC as the sampler leaves them (in the UNet's scaled space):
+  // divided by scaling_factor here, as diffusers' pipeline does before vae.decode.
+  // Returns the image [N,8h,8w,out_channels] (×2 per up level but the last), roughly in [-1, 1].
+  Tensor decode(const Tensor& latents) const;
+  // The same without the scaling: z is what diffusers' AutoencoderKL.decode receives.
+  Tensor decode_unscaled(const Tensor& z) const;
+
+  const VaeConfig& config() const { return config_; }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+
+ private:
+  // The mid block's single-head attention over the h*w pixels (diffusers Attention with
+  // group_norm, residual_connection, rescale_output_factor 1).
+  struct MidAttention {
+    nn::GroupNorm group_norm;
+    Attention attn;  // to_q, to_k, to_v, to_out.0, one head, biases on all four
+  };
+  struct MidBlock {  // UNetMidBlock2D
+    std::vector<ResnetBlock2D> resnets;  // 2
+    std::vector<MidAttention> attentions;  // 1
+  };
+  struct UpBlock {  // UpDecoderBlock2D
+    std::vector<ResnetBlock2D> resnets;
+    std::vector<Upsample2D> upsamplers;  // empty in the last level
+  };
+
+  VaeConfig config_;
+  DType dtype_;
+  Device device_;
+
+  nn::Conv2d post_quant_conv;
+  // decoder.*
+  nn::Conv2d conv_in;
+  MidBlock mid_block;
+  std::vector<UpBlock> up_blocks;
+  nn::GroupNorm conv_norm_out;
+  nn::Conv2d conv_out;
+};
+
+}  // namespace sdgen
