@@ -1,2 +1,174 @@
-// sd-gen command line (being written).
-int main() { return 0; }
+// sd-gen: the command line. Parse → validate every job → check model and output folder → load the
+// models once → generate each job → write PNGs (atomically) → report (progress on stderr, one JSON
+// object per image on stdout with --json). Errors: one line on stderr, exit code by kind (README).
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+#include "cli/options.h"
+#include "cli/progress.h"
+#include "io/checkpoint.h"
+#include "io/png_writer.h"
+#include "pipeline/pipeline.h"
+#include "sdgen/error.h"
+
+using namespace sdgen;
+using namespace sdgen::cli;
+
+namespace {
+
+std::string parameters_text(const Job& job, uint64_t seed, int index, const std::string& model,
+                            const std::string& precision) {
+  std::string s = job.prompt;
+  if (!job.negative_prompt.empty()) s += "\nNegative prompt: " + job.negative_prompt;
+  char g[32];
+  std::snprintf(g, sizeof g, "%g", job.guidance);
+  s += "\nSteps: " + std::to_string(job.steps) + ", Sampler: DDIM, CFG scale: " + g +
+       ", Seed: " + std::to_string(seed) + ", Size: " + std::to_string(job.width) + "x" +
+       std::to_string(job.height) + ", Model: " + model + ", Precision: " + precision;
+  if (job.batch > 1)
+    s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);
+  return s;
+}
+
+Device pick_device(const std::string& d) {
+  if (d == "cpu") return Device::CPU;
+  if (d == "cuda") {
+#ifdef SDGEN_WITH_CUDA
+    return Device::CUDA;
+#else
+    throw_runtime("--device cuda: this sd-gen was built without CUDA (rebuild with -DSDGEN_CUDA=ON)");
+#endif
+  }
+  // auto: the CUDA backend does not yet cover every op the models need, so auto means cpu for now.
+  return Device::CPU;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"sd-gen: Stable Diffusion v1.x text-to-image generator", "sd-gen"};
+  app.get_formatter()->column_width(34);
+  RunOptions opt;
+  Job job;
+  job.origin = "--prompt";
+  std::string prompt_file;
+  uint64_t seed = 0;
+  app.add_option("-p,--prompt", job.prompt, "Text prompt");
+  app.add_option("-n,--negative-prompt", job.negative_prompt, "What the image should not show");
+  app.add_option("--prompt-file", prompt_file,
+                 "One prompt per line, or JSON Lines with per-line overrides of the options below");
+  app.add_option("-b,--batch", job.batch, "Images per prompt")->capture_default_str();
+  app.add_option("--steps", job.steps, "Sampling steps")->capture_default_str();
+  app.add_option("-g,--guidance", job.guidance, "Classifier-free guidance scale")->capture_default_str();
+  auto* seed_opt = app.add_option("-s,--seed", seed, "Random seed (random when absent, then printed)");
+  app.add_option("-W,--width", job.width, "Image width, a multiple of 64")->capture_default_str();
+  app.add_option("-H,--height", job.height, "Image height, a multiple of 64")->capture_default_str();
+  app.add_option("--sampler", job.sampler, "Sampler: ddim")->capture_default_str();
+  app.add_option("--precision", opt.precision, "fp32 or fp16 (mixed: fp16 storage, fp32 accumulation)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "fp16"}));
+  app.add_option("--device", opt.device, "auto, cpu or cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("-m,--model", opt.model,
+                 "Checkpoint: .safetensors file or diffusers folder (default: $SDGEN_MODEL, then weights/)");
+  app.add_option("-o,--out", opt.out_dir, "Output folder")->capture_default_str();
+  app.add_option("--name", opt.name_pattern,
+                 "File name pattern: {n} number, {seed}, {i} batch index, {prompt}, {steps}, {w}, {h}")
+      ->capture_default_str();
+  app.add_flag("--json", opt.json, "Print one JSON object per image on stdout");
+  app.add_flag("-q,--quiet", opt.quiet, "Only errors on stderr");
+  app.set_version_flag("--version", std::string("sd-gen ") + SDGEN_VERSION);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::CallForVersion&) {
+    std::cout << "sd-gen " << SDGEN_VERSION << "\n";
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    throw_usage(std::string(e.what()) + " (see sd-gen --help)");
+  }
+  if (seed_opt->count()) job.seed = seed;
+
+  if (!prompt_file.empty()) {
+    if (!job.prompt.empty()) throw_usage("give --prompt or --prompt-file, not both");
+    opt.jobs = read_prompt_file(prompt_file, job);
+  } else {
+    if (job.prompt.empty()) throw_usage("no prompt: pass --prompt TEXT or --prompt-file FILE (see sd-gen --help)");
+    opt.jobs.push_back(job);
+  }
+  for (const Job& j : opt.jobs) validate_job(j);
+  expand_name(opt.name_pattern, 0, 0, 0, opt.jobs[0]);  // reject a bad pattern before any work
+  for (const Job& j : opt.jobs)
+    if (!j.name_pattern.empty()) expand_name(j.name_pattern, 0, 0, 0, j);
+
+  const std::string model_path = resolve_model_path(opt.model);
+  const Device device = pick_device(opt.device);
+  const DType precision = opt.precision == "fp16" ? DType::F16 : DType::F32;
+  prepare_output_dir(opt.out_dir);
+
+  Progress progress(opt.quiet);
+  progress.log("loading " + model_path + " (" + opt.precision + ", " + device_name(device) + ")");
+  Pipeline pipe(model_path, precision, device, [&](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); });
+
+  std::random_device rd;
+  int number = first_free_number(opt.out_dir);
+  for (const Job& j : opt.jobs) {
+    GenerateParams gp;
+    gp.prompt = j.prompt;
+    gp.negative_prompt = j.negative_prompt;
+    gp.batch = j.batch;
+    gp.steps = j.steps;
+    gp.guidance = j.guidance;
+    gp.seed = j.seed ? *j.seed : (((uint64_t)rd() << 32) | rd()) & 0xFFFFFFFFull;
+    gp.width = j.width;
+    gp.height = j.height;
+    gp.sampler = j.sampler;
+    if (!j.seed) progress.log("seed: " + std::to_string(gp.seed));
+    GeneratedBatch out = pipe.generate(gp, [&](int d, int t) { progress.step(d, t); });
+    progress.log("text encoder " + std::to_string(out.times.text_s) + " s, unet " +
+                 std::to_string(out.times.unet_s) + " s, vae " + std::to_string(out.times.vae_s) + " s");
+    for (int i = 0; i < (int)out.images.size(); ++i) {
+      const std::string name =
+          expand_name(j.name_pattern.empty() ? opt.name_pattern : j.name_pattern, number++, gp.seed, i, j);
+      const std::string path = opt.out_dir + "/" + name;
+      write_png(path, out.images[i].data(), out.width, out.height,
+                parameters_text(j, gp.seed, i, pipe.model_name(), opt.precision));
+      progress.log("wrote " + path);
+      if (opt.json) {
+        nlohmann::json rec = {
+            {"path", path}, {"prompt", j.prompt}, {"negative_prompt", j.negative_prompt},
+            {"seed", gp.seed}, {"batch_index", i},
+            {"settings", {{"steps", j.steps}, {"guidance", j.guidance}, {"width", j.width},
+                          {"height", j.height}, {"sampler", j.sampler}, {"batch", j.batch},
+                          {"precision", opt.precision}, {"device", device_name(device)},
+                          {"model", pipe.model_name()}}},
+            {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},
+                         {"vae_s", out.times.vae_s}, {"total_s", out.times.total_s}}}};
+        std::cout << rec.dump() << std::endl;
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "sd-gen: error: %s\n", e.what());
+    return (int)e.code();
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "sd-gen: error: out of memory\n");
+    return (int)ExitCode::kRuntime;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sd-gen: error: internal: %s\n", e.what());
+    return (int)ExitCode::kInternal;
+  }
+}

@@ -1,0 +1,191 @@
+#include "cli/options.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "sdgen/error.h"
+
+namespace fs = std::filesystem;
+
+namespace sdgen::cli {
+
+namespace {
+constexpr int kMaxSide = 2048;
+constexpr int kMaxBatch = 64;
+constexpr int kMaxSteps = 500;
+
+[[noreturn]] void bad(const Job& job, const std::string& what) {
+  throw_usage((job.origin.empty() ? std::string() : job.origin + ": ") + what);
+}
+}  // namespace
+
+void validate_job(const Job& job) {
+  if (job.prompt.empty() && job.origin != "--prompt") bad(job, "empty prompt");
+  if (job.width < 64 || job.width > kMaxSide || job.width % 64 != 0)
+    bad(job, "--width " + std::to_string(job.width) + " must be a multiple of 64 between 64 and " +
+                 std::to_string(kMaxSide));
+  if (job.height < 64 || job.height > kMaxSide || job.height % 64 != 0)
+    bad(job, "--height " + std::to_string(job.height) + " must be a multiple of 64 between 64 and " +
+                 std::to_string(kMaxSide));
+  if (job.steps < 1 || job.steps > kMaxSteps)
+    bad(job, "--steps " + std::to_string(job.steps) + " must be between 1 and " + std::to_string(kMaxSteps));
+  if (job.batch < 1 || job.batch > kMaxBatch)
+    bad(job, "--batch " + std::to_string(job.batch) + " must be between 1 and " + std::to_string(kMaxBatch));
+  if (!(job.guidance >= 0.0f && job.guidance <= 100.0f))
+    bad(job, "--guidance must be between 0 and 100");
+  if (job.sampler != "ddim") bad(job, "--sampler '" + job.sampler + "' is not available (ddim)");
+}
+
+std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) {
+  std::ifstream in(path);
+  if (!in) throw_usage("--prompt-file " + path + ": cannot open: " + std::strerror(errno));
+  std::vector<Job> jobs;
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    Job job = defaults;
+    job.origin = path + ":" + std::to_string(lineno);
+    if (line[first] != '{') {
+      job.prompt = line;
+      jobs.push_back(job);
+      continue;
+    }
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const std::exception& e) {
+      bad(job, std::string("not valid JSON: ") + e.what());
+    }
+    try {
+      for (auto it = j.begin(); it != j.end(); ++it) {
+        const std::string& k = it.key();
+        const auto& v = it.value();
+        if (k == "prompt") job.prompt = v.get<std::string>();
+        else if (k == "negative_prompt") job.negative_prompt = v.get<std::string>();
+        else if (k == "batch") job.batch = v.get<int>();
+        else if (k == "steps") job.steps = v.get<int>();
+        else if (k == "guidance") job.guidance = v.get<float>();
+        else if (k == "seed") job.seed = v.get<uint64_t>();
+        else if (k == "width") job.width = v.get<int>();
+        else if (k == "height") job.height = v.get<int>();
+        else if (k == "sampler") job.sampler = v.get<std::string>();
+        else if (k == "name") job.name_pattern = v.get<std::string>();
+        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, name)");
+      }
+    } catch (const nlohmann::json::exception& e) {
+      bad(job, std::string("wrong value type: ") + e.what());
+    }
+    if (!j.contains("prompt")) bad(job, "missing \"prompt\"");
+    jobs.push_back(job);
+  }
+  if (jobs.empty()) throw_usage("--prompt-file " + path + ": no prompts in it");
+  return jobs;
+}
+
+std::string resolve_model_path(const std::string& model_option) {
+  std::string path = model_option;
+  std::string how = "--model";
+  if (path.empty()) {
+    if (const char* env = std::getenv("SDGEN_MODEL"); env && *env) {
+      path = env;
+      how = "SDGEN_MODEL";
+    }
+  }
+  if (path.empty()) {
+    for (const std::string dir : {std::string("weights"), std::string(SDGEN_SOURCE_DIR) + "/weights"}) {
+      for (const char* f : {"v1-5-pruned-emaonly-fp16.safetensors", "v1-5-pruned-emaonly.safetensors"}) {
+        if (fs::exists(dir + "/" + f)) return dir + "/" + f;
+      }
+    }
+    throw_model("no model given: pass --model PATH (a .safetensors file or a diffusers folder), set "
+                "SDGEN_MODEL, or fetch SD v1.5 with weights/download_sd15.sh");
+  }
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw_model(how + " " + path + ": no such file or folder");
+  return path;
+}
+
+static std::string slug(const std::string& s, size_t max_len) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (out.size() >= max_len) break;
+    if (std::isalnum(c)) out += (char)std::tolower(c);
+    else if (!out.empty() && out.back() != '_') out += '_';
+  }
+  while (!out.empty() && out.back() == '_') out.pop_back();
+  return out.empty() ? "image" : out;
+}
+
+std::string expand_name(const std::string& pattern, int n, uint64_t seed, int i, const Job& job) {
+  std::string out;
+  for (size_t p = 0; p < pattern.size();) {
+    if (pattern[p] == '{') {
+      size_t close = pattern.find('}', p);
+      if (close != std::string::npos) {
+        std::string key = pattern.substr(p + 1, close - p - 1);
+        char buf[32];
+        bool known = true;
+        if (key == "n") std::snprintf(buf, sizeof buf, "%05d", n), out += buf;
+        else if (key == "seed") out += std::to_string(seed);
+        else if (key == "i") out += std::to_string(i);
+        else if (key == "prompt") out += slug(job.prompt, 40);
+        else if (key == "steps") out += std::to_string(job.steps);
+        else if (key == "w") out += std::to_string(job.width);
+        else if (key == "h") out += std::to_string(job.height);
+        else known = false;
+        if (known) {
+          p = close + 1;
+          continue;
+        }
+        throw_usage("--name: unknown field {" + key + "} (n, seed, i, prompt, steps, w, h)");
+      }
+    }
+    if (pattern[p] == '/') throw_usage("--name must not contain '/': use --out for folders");
+    out += pattern[p++];
+  }
+  if (out.size() < 4 || out.compare(out.size() - 4, 4, ".png") != 0) out += ".png";
+  return out;
+}
+
+void prepare_output_dir(const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    throw_output("--out " + dir + ": exists and is not a folder");
+  if (!fs::exists(dir, ec)) {
+    fs::create_directories(dir, ec);
+    if (ec) throw_output("--out " + dir + ": cannot create folder: " + ec.message());
+  }
+  std::string probe = dir + "/.sdgen-write-test-" + std::to_string((long)getpid());
+  FILE* f = std::fopen(probe.c_str(), "wb");
+  if (!f) throw_output("--out " + dir + ": folder is not writable: " + std::strerror(errno));
+  std::fclose(f);
+  std::remove(probe.c_str());
+}
+
+int first_free_number(const std::string& dir) {
+  int next = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() > 6 && name[5] == '-' && std::all_of(name.begin(), name.begin() + 5, ::isdigit))
+      next = std::max(next, std::atoi(name.substr(0, 5).c_str()) + 1);
+  }
+  return next;
+}
+
+}  // namespace sdgen::cli

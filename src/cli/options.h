@@ -1,0 +1,53 @@
+// What the user asked for: the run-wide options (model, device, precision, output) and one Job per
+// prompt (from --prompt or each line of --prompt-file, whose JSON lines may override the per-job
+// options). Validation lives here so that every bad value gets one line naming the option (and the
+// prompt-file line) before any model is loaded.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sdgen::cli {
+
+struct Job {
+  std::string prompt;
+  std::string negative_prompt;
+  int batch = 1;
+  int steps = 25;
+  float guidance = 7.5f;
+  std::optional<uint64_t> seed;  // random when absent, then printed
+  int width = 512;
+  int height = 512;
+  std::string sampler = "ddim";
+  std::string name_pattern;      // empty: the run's --name
+  std::string origin;            // "--prompt" or "prompts.txt:12", for messages
+};
+
+struct RunOptions {
+  std::string model;             // file or diffusers folder; resolved by resolve_model_path
+  std::string precision = "fp32";
+  std::string device = "auto";
+  std::string out_dir = "outputs";
+  std::string name_pattern = "{n}-{seed}-{i}";
+  bool json = false;
+  bool quiet = false;
+  std::vector<Job> jobs;
+};
+
+// Throws Error(kUsage) with "<origin>: <option> ...: why".
+void validate_job(const Job& job);
+// Parses a prompt file: plain lines (one prompt each; blank lines and lines starting with '#'
+// skipped) or JSON Lines ({"prompt": ..., optional per-job overrides}); `defaults` gives the rest.
+std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults);
+// --model, else $SDGEN_MODEL, else a downloaded SD v1.5 file in weights/. Throws Error(kModel).
+std::string resolve_model_path(const std::string& model_option);
+// Expands {n} (image number, 5 digits), {seed}, {i} (index in the batch), {prompt} (a short slug),
+// {steps}, {w}, {h} in a file-name pattern; ".png" is appended when missing.
+std::string expand_name(const std::string& pattern, int n, uint64_t seed, int i, const Job& job);
+// Makes the output folder (with parents) and checks that a file can be created in it.
+void prepare_output_dir(const std::string& dir);
+// The first image number not yet used by a file "NNNNN-*" in dir (so reruns never overwrite).
+int first_free_number(const std::string& dir);
+
+}  // namespace sdgen::cli

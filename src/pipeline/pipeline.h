@@ -1,0 +1,81 @@
+// Text to image: tokenizer → CLIP (negative/empty prompt and prompt) → initial noise (torch CPU
+// randn, NCHW order, so a seed gives diffusers' images) → sampler steps with classifier-free guidance
+// as one UNet call on a batch of 2B (uncond first) → VAE decode → uint8 RGB.
+// Models are loaded once per Pipeline and reused for every generate() call.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sdgen/tensor.h"
+
+namespace sdgen {
+
+class Checkpoint;
+class ClipTokenizer;
+class ClipTextEncoder;
+class UNet;
+class VaeDecoder;
+
+struct GenerateParams {
+  std::string prompt;
+  std::string negative_prompt;
+  int batch = 1;
+  int steps = 25;
+  float guidance = 7.5f;
+  uint64_t seed = 0;
+  int width = 512;
+  int height = 512;
+  std::string sampler = "ddim";
+};
+
+struct StageTimes {
+  double text_s = 0, unet_s = 0, vae_s = 0, total_s = 0;
+};
+
+struct GeneratedBatch {
+  int width = 0, height = 0;
+  std::vector<std::vector<uint8_t>> images;  // batch × (height·width·3), RGB
+  std::vector<float> latents;                // final latents, NCHW [B,4,h,w] like diffusers
+  StageTimes times;
+};
+
+class Pipeline {
+ public:
+  using StepCallback = std::function<void(int done, int total)>;
+  using LogCallback = std::function<void(const std::string&)>;
+
+  Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log = nullptr);
+  ~Pipeline();
+  const Checkpoint& checkpoint() const { return *checkpoint_; }
+  std::string model_name() const;
+  DType precision() const { return precision_; }
+  Device device() const { return device_; }
+
+  GeneratedBatch generate(const GenerateParams& p, const StepCallback& on_step = nullptr);
+
+  // Stages, public for tests and benchmarks.
+  // [n·77] ids for each prompt (truncated to 77 with a warning through the log callback).
+  std::vector<int> tokenize(const std::vector<std::string>& prompts);
+  // Initial latents for a batch: torch.randn((B,4,h,w), Generator("cpu").manual_seed(seed)), NCHW.
+  static std::vector<float> initial_noise(uint64_t seed, int batch, int latent_h, int latent_w);
+  // NCHW host floats -> NHWC tensor of the pipeline's dtype on its device, and back.
+  Tensor to_model_layout(const std::vector<float>& nchw, int n, int c, int h, int w) const;
+  static std::vector<float> to_nchw(const Tensor& nhwc);
+  // [-1,1] NHWC image tensor -> uint8 RGB per image, as diffusers' postprocess + numpy_to_pil.
+  static std::vector<std::vector<uint8_t>> to_uint8(const Tensor& images);
+
+ private:
+  std::unique_ptr<Checkpoint> checkpoint_;
+  std::unique_ptr<ClipTokenizer> tokenizer_;
+  std::unique_ptr<ClipTextEncoder> clip_;
+  std::unique_ptr<UNet> unet_;
+  std::unique_ptr<VaeDecoder> vae_;
+  DType precision_;
+  Device device_;
+  LogCallback log_;
+};
+
+}  // namespace sdgen
