@@ -1,0 +1,278 @@
+// safetensors reader (mmap, every header field validated before any byte is trusted) and writer.
+#include "io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "sdgen/error.h"
+#include "sdgen/half.h"
+
+namespace sdgen {
+
+namespace {
+
+struct DTypeInfo {
+  StDType dt;
+  const char* name;
+  size_t size;
+};
+constexpr DTypeInfo kDTypes[] = {
+    {StDType::F32, "F32", 4}, {StDType::F16, "F16", 2},   {StDType::BF16, "BF16", 2},
+    {StDType::F64, "F64", 8}, {StDType::I64, "I64", 8},   {StDType::I32, "I32", 4},
+    {StDType::I16, "I16", 2}, {StDType::I8, "I8", 1},     {StDType::U8, "U8", 1},
+    {StDType::BOOL, "BOOL", 1}, {StDType::U16, "U16", 2}, {StDType::U32, "U32", 4},
+    {StDType::U64, "U64", 8},
+};
+
+const DTypeInfo& info(StDType dt) {
+  for (const auto& d : kDTypes)
+    if (d.dt == dt) return d;
+  return kDTypes[0];
+}
+
+uint16_t float_to_bf16_bits(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x40u);  // quiet nan
+  x += 0x7FFFu + ((x >> 16) & 1u);  // round to nearest even
+  return (uint16_t)(x >> 16);
+}
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw_model("safetensors file " + path + ": " + what);
+}
+
+std::string range_str(const StTensorInfo& t) {
+  return "[" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "]";
+}
+
+}  // namespace
+
+const char* st_dtype_name(StDType dt) { return info(dt).name; }
+size_t st_dtype_size(StDType dt) { return info(dt).size; }
+bool st_dtype_is_float(StDType dt) {
+  return dt == StDType::F32 || dt == StDType::F16 || dt == StDType::BF16;
+}
+
+int64_t StTensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(path, "not a regular file");
+  }
+  size_t size = (size_t)st.st_size;
+  if (size < 8) {
+    ::close(fd);
+    fail(path, "file is " + std::to_string(size) + " bytes, too short for the 8-byte header length");
+  }
+  void* m = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);  // the mapping keeps the file alive
+  if (m == MAP_FAILED) fail(path, std::string("mmap failed: ") + std::strerror(errno));
+  f->map_ = m;
+  f->map_size_ = size;
+  const uint8_t* base = static_cast<const uint8_t*>(m);
+
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | base[i];
+  if (hlen > size - 8)
+    fail(path, "header length " + std::to_string(hlen) + " runs past the end of the file (" +
+                   std::to_string(size) + " bytes)");
+  f->data_ = base + 8 + hlen;
+  const size_t data_size = size - 8 - (size_t)hlen;
+
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(base + 8, base + 8 + hlen);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) fail(path, "header JSON is not an object");
+
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const nlohmann::json& v = it.value();
+    if (name == "__metadata__") {
+      if (!v.is_object()) fail(path, "__metadata__ is not an object");
+      for (auto m2 = v.begin(); m2 != v.end(); ++m2) {
+        if (!m2.value().is_string())
+          fail(path, "__metadata__ value of '" + m2.key() + "' is not a string");
+        f->metadata_[m2.key()] = m2.value().get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = "tensor '" + name + "'";
+    if (!v.is_object()) fail(path, where + ": entry is not an object");
+    StTensorInfo t;
+    t.name = name;
+    auto dt = v.find("dtype");
+    if (dt == v.end() || !dt->is_string()) fail(path, where + ": missing or non-string dtype");
+    const std::string dts = dt->get<std::string>();
+    bool known = false;
+    for (const auto& d : kDTypes)
+      if (dts == d.name) t.dtype = d.dt, known = true;
+    if (!known) fail(path, where + ": unsupported dtype '" + dts + "' (supported: F32, F16, BF16)");
+    auto sh = v.find("shape");
+    if (sh == v.end() || !sh->is_array()) fail(path, where + ": missing or non-array shape");
+    for (const auto& d : *sh) {
+      if (!d.is_number_unsigned()) fail(path, where + ": shape entry is not a non-negative integer");
+      t.shape.push_back((int64_t)d.get<uint64_t>());
+    }
+    auto off = v.find("data_offsets");
+    if (off == v.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+        !(*off)[1].is_number_unsigned())
+      fail(path, where + ": data_offsets must be two non-negative integers");
+    uint64_t b = (*off)[0].get<uint64_t>(), e = (*off)[1].get<uint64_t>();
+    if (b > e) fail(path, where + ": data_offsets begin " + std::to_string(b) + " > end " + std::to_string(e));
+    if (e > data_size)
+      fail(path, where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
+                     "] lie outside the data section (" + std::to_string(data_size) +
+                     " bytes; is the file truncated?)");
+    t.begin = (size_t)b;
+    t.end = (size_t)e;
+    // numel * size must equal the range; guard the product against overflow.
+    uint64_t bytes = st_dtype_size(t.dtype);
+    bool overflow = false;
+    for (int64_t d : t.shape) {
+      if (d != 0 && bytes > UINT64_MAX / (uint64_t)d) overflow = true;
+      bytes *= (uint64_t)d;
+    }
+    if (overflow || bytes != e - b)
+      fail(path, where + ": shape " + shape_str(t.shape) + " of " + dts + " needs " +
+                     (overflow ? std::string("too many") : std::to_string(bytes)) +
+                     " bytes but data_offsets span " + std::to_string(e - b));
+    f->tensors_.push_back(std::move(t));
+  }
+
+  // No two non-empty ranges may share a byte.
+  std::vector<const StTensorInfo*> order;
+  for (const auto& t : f->tensors_)
+    if (t.end > t.begin) order.push_back(&t);
+  std::sort(order.begin(), order.end(),
+            [](const StTensorInfo* a, const StTensorInfo* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < order.size(); ++i)
+    if (order[i]->begin < order[i - 1]->end)
+      fail(path, "tensors '" + order[i - 1]->name + "' " + range_str(*order[i - 1]) + " and '" +
+                     order[i]->name + "' " + range_str(*order[i]) + " overlap");
+
+  for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_[f->tensors_[i].name] = i;
+  return f;
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_) munmap(map_, map_size_);
+}
+
+const StTensorInfo* SafetensorsFile::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+void SafetensorsFile::to_floats(const StTensorInfo& t, float* out) const {
+  const uint8_t* p = data(t);
+  const size_t n = (size_t)t.numel();
+  switch (t.dtype) {
+    case StDType::F32:
+      std::memcpy(out, p, n * 4);  // the data section need not be 4-byte aligned
+      break;
+    case StDType::F16:
+      for (size_t i = 0; i < n; ++i) out[i] = half_bits_to_float((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
+      break;
+    case StDType::BF16:
+      for (size_t i = 0; i < n; ++i) out[i] = bf16_bits_to_float((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
+      break;
+    default:
+      fail(path_, "tensor '" + t.name + "' has dtype " + st_dtype_name(t.dtype) +
+                      "; only F32, F16 and BF16 weights are supported");
+  }
+}
+
+std::vector<float> SafetensorsFile::to_floats(const StTensorInfo& t) const {
+  if (!st_dtype_is_float(t.dtype)) to_floats(t, nullptr);  // throws the dtype error
+  std::vector<float> v((size_t)t.numel());
+  to_floats(t, v.data());
+  return v;
+}
+
+StWriteTensor st_tensor_from_floats(const std::string& name, StDType dtype, const Shape& shape,
+                                    const std::vector<float>& values) {
+  StWriteTensor t;
+  t.name = name;
+  t.dtype = dtype;
+  t.shape = shape;
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  SDGEN_CHECK(n == (int64_t)values.size(), "st_tensor_from_floats: value count does not match " + shape_str(shape));
+  SDGEN_CHECK(st_dtype_is_float(dtype), "st_tensor_from_floats: not a float dtype");
+  t.bytes.resize((size_t)n * st_dtype_size(dtype));
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (dtype == StDType::F32) {
+      std::memcpy(&t.bytes[4 * i], &values[i], 4);
+    } else {
+      uint16_t h = dtype == StDType::F16 ? float_to_half_bits(values[i]) : float_to_bf16_bits(values[i]);
+      t.bytes[2 * i] = (uint8_t)(h & 0xFF);
+      t.bytes[2 * i + 1] = (uint8_t)(h >> 8);
+    }
+  }
+  return t;
+}
+
+void write_safetensors(const std::string& path, const std::vector<StWriteTensor>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    SDGEN_CHECK((uint64_t)n * st_dtype_size(t.dtype) == t.bytes.size(),
+                "write_safetensors: byte count of '" + t.name + "' does not match its shape");
+    header[t.name] = {{"dtype", st_dtype_name(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + t.bytes.size()}}};
+    offset += t.bytes.size();
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');  // keep the data section 8-byte aligned, as the spec suggests
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = (uint8_t)((uint64_t)h.size() >> (8 * i));
+
+  const std::string tmp = path + ".tmp" + std::to_string((long)getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw_output("cannot write " + tmp + ": " + std::strerror(errno));
+    out.write(reinterpret_cast<const char*>(len), 8);
+    out.write(h.data(), (std::streamsize)h.size());
+    for (const auto& t : tensors) out.write(reinterpret_cast<const char*>(t.bytes.data()), (std::streamsize)t.bytes.size());
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw_output("cannot write " + tmp + " (disk full?)");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    throw_output("cannot rename " + tmp + " to " + path + ": " + std::strerror(err));
+  }
+}
+
+}  // namespace sdgen
