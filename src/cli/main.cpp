@@ -21,6 +21,9 @@ using namespace sdgen::cli;
 
 namespace {
 
+// Folders this run created; removed again (when still empty) if the run fails.
+std::vector<std::string> g_created_dirs;
+
 std::string parameters_text(const Job& job, uint64_t seed, int index, const std::string& model,
                             const std::string& precision) {
   std::string s = job.prompt;
@@ -109,7 +112,7 @@ int run(int argc, char** argv) {
   const std::string model_path = resolve_model_path(opt.model);
   const Device device = pick_device(opt.device);
   const DType precision = opt.precision == "fp16" ? DType::F16 : DType::F32;
-  prepare_output_dir(opt.out_dir);
+  g_created_dirs = prepare_output_dir(opt.out_dir);
 
   Progress progress(opt.quiet);
   progress.log("loading " + model_path + " (" + opt.precision + ", " + device_name(device) + ")");
@@ -159,16 +162,19 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  int code = 0;
   try {
     return run(argc, argv);
   } catch (const Error& e) {
     std::fprintf(stderr, "sd-gen: error: %s\n", e.what());
-    return (int)e.code();
+    code = (int)e.code();
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "sd-gen: error: out of memory\n");
-    return (int)ExitCode::kRuntime;
+    code = (int)ExitCode::kRuntime;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sd-gen: error: internal: %s\n", e.what());
-    return (int)ExitCode::kInternal;
+    code = (int)ExitCode::kInternal;
   }
+  remove_created_dirs(g_created_dirs);
+  return code;
 }

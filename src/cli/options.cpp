@@ -107,7 +107,7 @@ std::string resolve_model_path(const std::string& model_option) {
     }
   }
   if (path.empty()) {
-    for (const std::string dir : {std::string("weights"), std::string(SDGEN_SOURCE_DIR) + "/weights"}) {
+    for (std::string dir : {std::string("weights"), std::string(SDGEN_SOURCE_DIR) + "/weights"}) {
       for (const char* f : {"v1-5-pruned-emaonly-fp16.safetensors", "v1-5-pruned-emaonly.safetensors"}) {
         if (fs::exists(dir + "/" + f)) return dir + "/" + f;
       }
@@ -162,19 +162,37 @@ std::string expand_name(const std::string& pattern, int n, uint64_t seed, int i,
   return out;
 }
 
-void prepare_output_dir(const std::string& dir) {
+std::vector<std::string> prepare_output_dir(const std::string& dir) {
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
     throw_output("--out " + dir + ": exists and is not a folder");
-  if (!fs::exists(dir, ec)) {
-    fs::create_directories(dir, ec);
-    if (ec) throw_output("--out " + dir + ": cannot create folder: " + ec.message());
+  std::vector<std::string> created;
+  for (fs::path p = fs::absolute(dir, ec); !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+    created.insert(created.begin(), p.string());
+    if (p == p.parent_path()) break;
+  }
+  for (const std::string& p : created) {
+    if (!fs::create_directory(p, ec) && ec) {
+      remove_created_dirs(created);
+      throw_output("--out " + dir + ": cannot create folder " + p + ": " + ec.message());
+    }
   }
   std::string probe = dir + "/.sdgen-write-test-" + std::to_string((long)getpid());
   FILE* f = std::fopen(probe.c_str(), "wb");
-  if (!f) throw_output("--out " + dir + ": folder is not writable: " + std::strerror(errno));
+  if (!f) {
+    int err = errno;
+    remove_created_dirs(created);
+    throw_output("--out " + dir + ": folder is not writable: " + std::strerror(err));
+  }
   std::fclose(f);
   std::remove(probe.c_str());
+  return created;
+}
+
+void remove_created_dirs(const std::vector<std::string>& created) {
+  std::error_code ec;
+  for (auto it = created.rbegin(); it != created.rend(); ++it)
+    if (fs::is_directory(*it, ec) && fs::is_empty(*it, ec)) fs::remove(*it, ec);
 }
 
 int first_free_number(const std::string& dir) {

@@ -45,8 +45,11 @@ std::string resolve_model_path(const std::string& model_option);
 // Expands {n} (image number, 5 digits), {seed}, {i} (index in the batch), {prompt} (a short slug),
 // {steps}, {w}, {h} in a file-name pattern; ".png" is appended when missing.
 std::string expand_name(const std::string& pattern, int n, uint64_t seed, int i, const Job& job);
-// Makes the output folder (with parents) and checks that a file can be created in it.
-void prepare_output_dir(const std::string& dir);
+// Makes the output folder (with parents) and checks that a file can be created in it. Returns the
+// folders it created, outermost first, so that a run that fails later can remove them again.
+std::vector<std::string> prepare_output_dir(const std::string& dir);
+// Removes the folders prepare_output_dir created, innermost first, where they are still empty.
+void remove_created_dirs(const std::vector<std::string>& created);
 // The first image number not yet used by a file "NNNNN-*" in dir (so reruns never overwrite).
 int first_free_number(const std::string& dir);
 

@@ -1,0 +1,152 @@
+// The sd-gen binary as a user runs it: bad input gives one clear line on stderr, the documented
+// exit code (README: 2 usage, 3 model, 4 output), and leaves no file behind.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("sdgen_cli_" + std::to_string(getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Result run(const std::string& args) {
+    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
+    std::string cmd = "cd '" + dir_.string() + "' && SDGEN_MODEL= '" + std::string(SDGEN_CLI_PATH) + "' " +
+                      args + " >'" + out.string() + "' 2>'" + err.string() + "' </dev/null";
+    int status = std::system(cmd.c_str());
+    Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+    fs::remove(out);
+    fs::remove(err);
+    return r;
+  }
+  static int lines(const std::string& s) {
+    int n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+  }
+  // Files in the work folder other than the ones the test made.
+  int stray_files() {
+    int n = 0;
+    for (auto& e : fs::recursive_directory_iterator(dir_)) n += e.path().filename() != "model.safetensors" &&
+                                                                   e.path().filename() != "prompts.txt" &&
+                                                                   e.path().filename() != "afile";
+    return n;
+  }
+  // An existing file standing in for a model: these checks fail before the model is read.
+  std::string fake_model() {
+    std::ofstream(dir_ / "model.safetensors") << "x";
+    return (dir_ / "model.safetensors").string();
+  }
+  fs::path dir_;
+};
+
+TEST_F(Cli, VersionAndHelpSucceed) {
+  Result v = run("--version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_NE(v.out.find("sd-gen "), std::string::npos);
+  Result h = run("--help");
+  EXPECT_EQ(h.code, 0);
+  EXPECT_NE(h.out.find("--prompt"), std::string::npos);
+  EXPECT_NE(h.out.find("--precision"), std::string::npos);
+}
+
+TEST_F(Cli, WidthNotMultipleOf64IsUsageError) {
+  Result r = run("--prompt cat --width 500 --model " + fake_model() + " --out out");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--width 500"), std::string::npos) << r.err;
+  EXPECT_EQ(stray_files(), 0);
+}
+
+TEST_F(Cli, ZeroStepsIsUsageError) {
+  Result r = run("--prompt cat --steps 0 --model " + fake_model() + " --out out");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--steps"), std::string::npos) << r.err;
+  EXPECT_EQ(stray_files(), 0);
+}
+
+TEST_F(Cli, UnknownPrecisionIsUsageError) {
+  Result r = run("--prompt cat --precision fp8 --model " + fake_model() + " --out out");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("precision"), std::string::npos) << r.err;
+  EXPECT_EQ(stray_files(), 0);
+}
+
+TEST_F(Cli, MissingPromptIsUsageError) {
+  Result r = run("--model " + fake_model());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+}
+
+TEST_F(Cli, MissingModelIsModelError) {
+  Result r = run("--prompt cat --model does/not/exist.safetensors --out out");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("does/not/exist.safetensors"), std::string::npos) << r.err;
+  EXPECT_EQ(stray_files(), 0);
+  // No --model, no SDGEN_MODEL and nothing in weights/: says how to get one.
+  Result r2 = run("--prompt cat --out out");
+  if (r2.code == 3) EXPECT_NE(r2.err.find("--model"), std::string::npos) << r2.err;
+}
+
+TEST_F(Cli, CorruptModelIsModelError) {
+  Result r = run("--prompt cat --model " + fake_model() + " --out out");
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_EQ(lines(r.err) - (int)(r.err.find("loading") != std::string::npos), 1) << r.err;
+  EXPECT_NE(r.err.find("model.safetensors"), std::string::npos) << r.err;
+  EXPECT_EQ(stray_files(), 0);  // the output folder it made is gone again
+}
+
+TEST_F(Cli, UnwritableOutputIsOutputError) {
+  std::ofstream(dir_ / "afile") << "not a folder";
+  Result r = run("--prompt cat --model " + fake_model() + " --out afile");
+  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("afile"), std::string::npos) << r.err;
+  Result r2 = run("--prompt cat --model " + fake_model() + " --out /proc/sdgen-cannot-be-here");
+  EXPECT_EQ(r2.code, 4);
+  EXPECT_EQ(lines(r2.err), 1) << r2.err;
+  EXPECT_EQ(stray_files(), 0);
+}
+
+TEST_F(Cli, BadPromptFileLineNamesTheLine) {
+  std::ofstream(dir_ / "prompts.txt") << "a plain prompt\n# a comment\n{\"prompt\": \"x\", \"steps\": 0}\n";
+  Result r = run("--prompt-file prompts.txt --model " + fake_model() + " --out out");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("prompts.txt:3"), std::string::npos) << r.err;
+  std::ofstream(dir_ / "prompts.txt") << "{\"prompt\": \"x\", \"stepz\": 3}\n";
+  r = run("--prompt-file prompts.txt --model " + fake_model() + " --out out");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("stepz"), std::string::npos) << r.err;
+  EXPECT_EQ(stray_files(), 0);
+}
+
+}  // namespace
