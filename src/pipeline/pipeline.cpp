@@ -24,7 +24,7 @@ double seconds_since(Clock::time_point t0) {
 }
 
 std::string find_bpe_vocab() {
-  for (const std::string dir : {std::string("weights"), std::string(SDGEN_SOURCE_DIR) + "/weights"}) {
+  for (std::string dir : {std::string("weights"), std::string(SDGEN_SOURCE_DIR) + "/weights"}) {
     std::string p = dir + "/bpe_simple_vocab_16e6.txt.gz";
     if (std::filesystem::exists(p)) return p;
   }
