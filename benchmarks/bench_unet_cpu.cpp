@@ -1,0 +1,48 @@
+// One evaluation of the full-size SD v1.5 UNet on the CPU backend (random weights of the real
+// shapes), batch 2, 64×64×4 latent, 77×768 context — the computation unet_cpu_torch.py times in
+// PyTorch. Prints one JSON line; benchmarks/unet_cpu.sh runs both and prints the ratio.
+//   build/benchmarks/bench_unet_cpu [--repeats N] [--batch B] [--plain]
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "io/random_checkpoint.h"
+#include "sdgen/backend.h"
+#include "unet/unet.h"
+
+using namespace sdgen;
+
+int main(int argc, char** argv) {
+  int repeats = 3, batch = 2;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) batch = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--plain")) set_cpu_plain(true);
+  }
+  ModelConfig cfg;  // SD v1.5
+  auto ckpt = make_random_checkpoint(cfg);
+  UNet unet(*ckpt, cfg.unet, DType::F32, Device::CPU);
+  std::mt19937 rng(0);
+  std::normal_distribution<float> n01;
+  std::vector<float> xv((size_t)batch * 64 * 64 * 4), cv((size_t)batch * 77 * 768);
+  for (auto& v : xv) v = n01(rng);
+  for (auto& v : cv) v = n01(rng);
+  Tensor x = Tensor::from_floats({batch, 64, 64, 4}, xv);
+  Tensor ctx = Tensor::from_floats({batch, 77, 768}, cv);
+  std::vector<float> t(batch, 961.0f);
+  unet.forward(x, t, ctx);  // warm-up: first-touch of activation memory, BLAS thread start
+  double best = 1e30;
+  std::string runs;
+  for (int r = 0; r < repeats; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    Tensor eps = unet.forward(x, t, ctx);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::min(best, s);
+    runs += (r ? ", " : "") + std::to_string(s);
+  }
+  std::printf("{\"impl\": \"sd-gen\", \"batch\": %d, \"seconds\": %.4f, \"runs\": [%s]}\n", batch, best,
+              runs.c_str());
+  return 0;
+}
