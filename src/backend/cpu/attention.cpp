@@ -1,0 +1,166 @@
+// CPU multi-head attention and softmax. q [N, Lq, H·D], k/v [N, Lk, H·D]; head h is channels
+// [h·D, (h+1)·D) of every token, so heads are strided views and nothing is transposed or copied.
+// Plain: per query row, the full score row in double, softmax, weighted sum of v rows.
+// Fast: per (image, head, block of query rows) two OpenBLAS GEMMs on strided views,
+// S = scale·Q·Kᵀ then O = softmax(S)·V, so the score block is bounded (256×4096 for 64×64 latents,
+// never the 8×4096×4096 whole) and softmax runs on rows that are still in cache.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+
+namespace sdgen::cpu {
+
+namespace {
+
+// Score-block budget in floats (4 MB): 256 query rows at Lk = 4096, all rows when Lk is small.
+constexpr int64_t kScoreBudget = int64_t(1) << 20;
+
+// e^x in fp32 without libm, so the softmax loop vectorizes: x = n·ln2 + r with |r| ≤ ln2/2,
+// e^r from its degree-7 Taylor series (truncation < 1e-8 relative), 2^n put into the exponent bits.
+// Max error ~2 ulp. Below -87 the result is 0 (as expf underflows), NaN stays NaN.
+inline float exp_approx(float x) {
+  const float xc = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest integer
+  const float r = (xc - n * 0.693145752f) - n * 1.42860677e-6f;      // ln2 split hi + lo
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = ((int32_t)n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  const float e = p * scale;
+  return x != x ? x : (x < -87.0f ? 0.0f : e);
+}
+
+void attention_plain(const float* q, const float* k, const float* v, int64_t N, int64_t Lq,
+                     int64_t Lk, int64_t H, int64_t D, float scale, bool causal, float* out) {
+  const int64_t HD = H * D;
+#pragma omp parallel
+  {
+    std::vector<double> s((size_t)Lk), o((size_t)D);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < N * Lq; ++r) {
+      const int64_t n = r / Lq, i = r % Lq;
+      const int64_t visible = causal ? std::min(Lk, i + 1) : Lk;
+      for (int64_t h = 0; h < H; ++h) {
+        const float* qi = q + r * HD + h * D;
+        const float* kh = k + n * Lk * HD + h * D;
+        const float* vh = v + n * Lk * HD + h * D;
+        double m = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < visible; ++j) {
+          s[j] = (double)scale * dot_d(qi, kh + j * HD, D);
+          m = std::max(m, s[j]);
+        }
+        double sum = 0.0;
+        std::fill(o.begin(), o.end(), 0.0);
+        for (int64_t j = 0; j < visible; ++j) {
+          const double p = std::exp(s[j] - m);
+          sum += p;
+          for (int64_t d = 0; d < D; ++d) o[d] += p * vh[j * HD + d];
+        }
+        for (int64_t d = 0; d < D; ++d) out[r * HD + h * D + d] = (float)(o[d] / sum);
+      }
+    }
+  }
+}
+
+void attention_fast(const float* q, const float* k, const float* v, int64_t N, int64_t Lq,
+                    int64_t Lk, int64_t H, int64_t D, float scale, bool causal, float* out) {
+  const int64_t HD = H * D;
+  const int64_t block = std::min(Lq, std::max<int64_t>(64, kScoreBudget / std::max<int64_t>(Lk, 1)));
+  std::unique_ptr<float[]> S(new float[(size_t)(block * Lk)]);
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t h = 0; h < H; ++h) {
+      const float* kh = k + n * Lk * HD + h * D;
+      const float* vh = v + n * Lk * HD + h * D;
+      for (int64_t i0 = 0; i0 < Lq; i0 += block) {
+        const int64_t rows = std::min(block, Lq - i0);
+        // Causal: no row of this block sees past key i0+rows-1, so those columns are skipped.
+        const int64_t keys = causal ? std::min(Lk, i0 + rows) : Lk;
+        const float* qb = q + (n * Lq + i0) * HD + h * D;
+        float* ob = out + (n * Lq + i0) * HD + h * D;
+        gemm_nt(rows, keys, D, scale, qb, HD, kh, HD, 0.0f, S.get(), keys);
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          float* row = S.get() + r * keys;
+          const int64_t visible = causal ? std::min(keys, i0 + r + 1) : keys;
+          softmax_row(row, visible);
+          std::fill(row + visible, row + keys, 0.0f);
+        }
+        gemm_nn(rows, D, keys, 1.0f, S.get(), keys, vh, HD, 0.0f, ob, HD);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+SDGEN_CPU_CLONES
+void softmax_row(float* row, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, row[j]);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    row[j] = exp_approx(row[j] - m);
+    sum += row[j];
+  }
+  const float inv = 1.0f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+}
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale,
+                 bool causal, bool plain) {
+  const int64_t N = q.dim(0), Lq = q.dim(1), Lk = k.dim(1), HD = q.dim(2);
+  const int64_t D = HD / heads;
+  Tensor out = Tensor::empty(q.shape());
+  if (out.numel() == 0) return out;
+  if (Lk == 0) {  // nothing to attend to: an empty sum (PyTorch gives NaN; zeros are kinder)
+    std::memset(out.data(), 0, out.nbytes());
+    return out;
+  }
+  if (plain) {
+    attention_plain(q.f32(), k.f32(), v.f32(), N, Lq, Lk, heads, D, scale, causal, out.f32());
+  } else {
+    attention_fast(q.f32(), k.f32(), v.f32(), N, Lq, Lk, heads, D, scale, causal, out.f32());
+  }
+  return out;
+}
+
+Tensor softmax(const Tensor& x, bool plain) {
+  const int64_t C = x.dim(-1);
+  const int64_t M = C ? x.numel() / C : 0;
+  Tensor y = x.clone();
+  float* yp = y.f32();
+  if (!plain) {
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; ++m) softmax_row(yp + m * C, C);
+    return y;
+  }
+  const float* xp = x.f32();
+#pragma omp parallel for schedule(static)
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = xp + m * C;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int64_t c = 0; c < C; ++c) mx = std::max(mx, (double)xr[c]);
+    double sum = 0.0;
+    for (int64_t c = 0; c < C; ++c) sum += std::exp(xr[c] - mx);
+    for (int64_t c = 0; c < C; ++c) yp[m * C + c] = (float)(std::exp(xr[c] - mx) / sum);
+  }
+  return y;
+}
+
+}  // namespace sdgen::cpu

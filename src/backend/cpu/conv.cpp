@@ -1,0 +1,119 @@
+// CPU 2-D convolution, NHWC input, OHWI weight [Cout, K, K, Cin], zero padding.
+// Plain: direct convolution, one double-accumulated dot product per (pixel, kernel tap).
+// Fast: im2col + OpenBLAS GEMM. A column row is one output pixel's receptive field laid out as
+// [kh][kw][cin], the same order as a weight row, so y[pixels, Cout] = col · wᵀ. In NHWC the kw taps
+// of one kernel row are KW adjacent pixels, i.e. one contiguous run of KW·Cin floats, so building a
+// row is K memcpys. Output pixels are processed in chunks (over the whole batch) so the column
+// buffer stays a few MB however large the image (the VAE's 512×512×128 would need 1.2 GB at once).
+// 1×1 stride-1 unpadded convolutions are a plain GEMM on x itself.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "backend/cpu/cpu_backend.h"
+
+namespace sdgen::cpu {
+
+namespace {
+
+// Column-buffer budget in floats (16 MB): enough rows per chunk (≥ 1000 for K·Cin up to 3×3×1280)
+// for the GEMM to run at full speed, small enough to stay mostly in the last-level cache.
+constexpr int64_t kColBudget = int64_t(1) << 22;
+
+struct ConvGeom {
+  int64_t N, H, W, C, Co, K, Ho, Wo;
+  int stride, pad;
+};
+
+void im2col_rows(const float* x, const ConvGeom& g, int64_t r0, int64_t rows, float* col) {
+  const int64_t KC = g.K * g.C, KKC = g.K * KC, HWo = g.Ho * g.Wo;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = r0; r < r0 + rows; ++r) {
+    const int64_t n = r / HWo, oy = (r % HWo) / g.Wo, ox = r % g.Wo;
+    float* dst = col + (r - r0) * KKC;
+    const int64_t ix0 = ox * g.stride - g.pad;
+    for (int64_t kh = 0; kh < g.K; ++kh, dst += KC) {
+      const int64_t iy = oy * g.stride - g.pad + kh;
+      if (iy < 0 || iy >= g.H) {
+        std::memset(dst, 0, (size_t)KC * sizeof(float));
+        continue;
+      }
+      const float* src_row = x + (n * g.H + iy) * g.W * g.C;
+      if (ix0 >= 0 && ix0 + g.K <= g.W) {  // the common interior case: one run
+        std::memcpy(dst, src_row + ix0 * g.C, (size_t)KC * sizeof(float));
+        continue;
+      }
+      for (int64_t kw = 0; kw < g.K; ++kw) {
+        const int64_t ix = ix0 + kw;
+        float* d = dst + kw * g.C;
+        if (ix < 0 || ix >= g.W) {
+          std::memset(d, 0, (size_t)g.C * sizeof(float));
+        } else {
+          std::memcpy(d, src_row + ix * g.C, (size_t)g.C * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+void conv_fast(const float* x, const float* w, const float* bias, const ConvGeom& g, float* y) {
+  const int64_t KKC = g.K * g.K * g.C, total = g.N * g.Ho * g.Wo;
+  const int64_t chunk = std::min(total, std::max<int64_t>(64, kColBudget / std::max<int64_t>(KKC, 1)));
+  if (bias) fill_rows(y, total, g.Co, bias);
+  std::unique_ptr<float[]> col(new float[(size_t)(chunk * KKC)]);
+  for (int64_t r0 = 0; r0 < total; r0 += chunk) {
+    const int64_t rows = std::min(chunk, total - r0);
+    im2col_rows(x, g, r0, rows, col.get());
+    // OpenBLAS threads the GEMM itself; it runs outside any OpenMP region.
+    gemm_nt(rows, g.Co, KKC, 1.0f, col.get(), KKC, w, KKC, bias ? 1.0f : 0.0f, y + r0 * g.Co, g.Co);
+  }
+}
+
+void conv_plain(const float* x, const float* w, const float* bias, const ConvGeom& g, float* y) {
+  const int64_t HWo = g.Ho * g.Wo;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < g.N * HWo; ++r) {
+    const int64_t n = r / HWo, oy = (r % HWo) / g.Wo, ox = r % g.Wo;
+    for (int64_t co = 0; co < g.Co; ++co) {
+      double acc = bias ? bias[co] : 0.0;
+      for (int64_t kh = 0; kh < g.K; ++kh) {
+        const int64_t iy = oy * g.stride - g.pad + kh;
+        if (iy < 0 || iy >= g.H) continue;
+        for (int64_t kw = 0; kw < g.K; ++kw) {
+          const int64_t ix = ox * g.stride - g.pad + kw;
+          if (ix < 0 || ix >= g.W) continue;
+          acc += dot_d(x + ((n * g.H + iy) * g.W + ix) * g.C, w + ((co * g.K + kh) * g.K + kw) * g.C,
+                       g.C);
+        }
+      }
+      y[r * g.Co + co] = (float)acc;
+    }
+  }
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding,
+              bool plain) {
+  ConvGeom g;
+  g.N = x.dim(0), g.H = x.dim(1), g.W = x.dim(2), g.C = x.dim(3);
+  g.Co = w.dim(0), g.K = w.dim(1);
+  g.stride = stride, g.pad = padding;
+  g.Ho = (g.H + 2 * padding - g.K) / stride + 1;
+  g.Wo = (g.W + 2 * padding - g.K) / stride + 1;
+  if (!plain && g.K == 1 && stride == 1 && padding == 0) {
+    Tensor y = linear(x.reshape({g.N * g.H * g.W, g.C}), w.reshape({g.Co, g.C}), bias, false);
+    return y.reshape({g.N, g.H, g.W, g.Co});
+  }
+  Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.Co});
+  if (y.numel() == 0) return y;
+  const float* bp = bias.defined() ? bias.f32() : nullptr;
+  if (plain) {
+    conv_plain(x.f32(), w.f32(), bp, g, y.f32());
+  } else {
+    conv_fast(x.f32(), w.f32(), bp, g, y.f32());
+  }
+  return y;
+}
+
+}  // namespace sdgen::cpu

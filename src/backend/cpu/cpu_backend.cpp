@@ -1,0 +1,89 @@
+// The CPU backend class: routes each Backend op to its family's function in src/backend/cpu/ and
+// handles fp16 uniformly: fp16 inputs are widened to fp32, the op computes in fp32 and the result
+// is rounded back to the first input's dtype. Simple and exact to the fp32 math, so the pipeline's
+// fp16 mode runs on the CPU too (slower, not faster: it only stores activations in fp16).
+#include "backend/cpu/cpu_backend.h"
+
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(bool plain) : plain_(plain) {}
+
+  std::string name() const override { return plain_ ? "cpu-plain" : "cpu"; }
+  Device device() const override { return Device::CPU; }
+
+  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
+                int padding) override {
+    return out(cpu::conv2d(f32(x), f32(w), f32(bias), stride, padding, plain_), x);
+  }
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) override {
+    return out(cpu::linear(f32(x), f32(w), f32(bias), plain_), x);
+  }
+  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups,
+                    float eps, bool fuse_silu) override {
+    return out(cpu::group_norm(f32(x), f32(gamma), f32(beta), groups, eps, fuse_silu, plain_), x);
+  }
+  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                    float eps) override {
+    return out(cpu::layer_norm(f32(x), f32(gamma), f32(beta), eps, plain_), x);
+  }
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale,
+                   bool causal) override {
+    return out(cpu::attention(f32(q), f32(k), f32(v), heads, scale, causal, plain_), q);
+  }
+  Tensor softmax(const Tensor& x) override { return out(cpu::softmax(f32(x), plain_), x); }
+  Tensor unary(const Tensor& x, Unary op) override {
+    return out(cpu::unary(f32(x), op, plain_), x);
+  }
+  Tensor geglu(const Tensor& x) override { return out(cpu::geglu(f32(x), plain_), x); }
+  Tensor add(const Tensor& a, const Tensor& b) override {
+    return out(cpu::add(f32(a), f32(b), plain_), a);
+  }
+  Tensor add_channel(const Tensor& x, const Tensor& b) override {
+    return out(cpu::add_channel(f32(x), f32(b), plain_), x);
+  }
+  Tensor scale(const Tensor& x, float s) override { return out(cpu::scale(f32(x), s, plain_), x); }
+  Tensor upsample_nearest2x(const Tensor& x) override {
+    return cpu::upsample_nearest2x(host(x), plain_);
+  }
+  Tensor concat_channels(const Tensor& a, const Tensor& b) override {
+    return cpu::concat_channels(host(a), host(b), plain_);
+  }
+  Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table) override {
+    return cpu::embedding(ids, n, host(table));
+  }
+  Tensor timestep_embedding(const std::vector<float>& t, int dim, DType dtype) override {
+    Tensor y = cpu::timestep_embedding(t, dim);
+    return dtype == DType::F32 ? y : cpu::cast(y, dtype, plain_);
+  }
+  Tensor cast(const Tensor& x, DType dtype) override { return cpu::cast(host(x), dtype, plain_); }
+
+ private:
+  static const Tensor& host(const Tensor& t) {
+    SDGEN_CHECK(!t.defined() || t.device() == Device::CPU,
+                std::string("CPU backend given a ") + device_name(t.device()) + " tensor");
+    return t;
+  }
+  // The fp32 view of an input (a widened copy for fp16); undefined stays undefined.
+  Tensor f32(const Tensor& t) const {
+    if (!host(t).defined() || t.dtype() == DType::F32) return t;
+    return cpu::cast(t, DType::F32, plain_);
+  }
+  // The fp32 result in the dtype of `like`.
+  Tensor out(const Tensor& y, const Tensor& like) const {
+    return like.dtype() == DType::F32 ? y : cpu::cast(y, like.dtype(), plain_);
+  }
+
+  bool plain_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(bool plain) { return std::make_unique<CpuBackend>(plain); }
+
+}  // namespace sdgen

@@ -1,0 +1,69 @@
+// Internal interface of the CPU backend: one function per op, grouped by family into the files of
+// src/backend/cpu/. They take and return host fp32 tensors (cpu_backend.cpp converts fp16 in and
+// out), trust ops.h's shape checks, and take `plain`: true runs the straightforward loops that are
+// the numeric truth (double accumulators, no BLAS), false the fast paths (OpenBLAS, OpenMP).
+#pragma once
+#include <vector>
+
+#include "sdgen/backend.h"
+#include "sdgen/tensor.h"
+
+// Hot loops of our own (not BLAS) are compiled for several x86 levels and picked at load time
+// (GCC ifunc), since the build itself targets baseline x86-64 (SSE2).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SDGEN_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SDGEN_CPU_CLONES
+#endif
+
+namespace sdgen::cpu {
+
+// linear.cpp
+// Σ a[i]·b[i] accumulated in double: the plain paths' dot product.
+double dot_d(const float* a, const float* b, int64_t n);
+// C[M,N] = alpha · A[M,K] · B[N,K]ᵀ + beta · C, row-major with leading dims (OpenBLAS sgemm).
+void gemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+             const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// C[M,N] = alpha · A[M,K] · B[K,N] + beta · C.
+void gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+             const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// Fills each of the M rows of y[M, N] with bias[N] (or zeros when bias is null).
+void fill_rows(float* y, int64_t M, int64_t N, const float* bias);
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool plain);
+
+// conv.cpp
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding,
+              bool plain);
+
+// norm.cpp
+Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
+                  bool fuse_silu, bool plain);
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, bool plain);
+
+// attention.cpp
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale,
+                 bool causal, bool plain);
+Tensor softmax(const Tensor& x, bool plain);
+// In-place softmax of one row of n values (max subtracted first); shared with attention.
+void softmax_row(float* row, int64_t n);
+
+// elementwise.cpp
+Tensor unary(const Tensor& x, Backend::Unary op, bool plain);
+Tensor geglu(const Tensor& x, bool plain);
+Tensor add(const Tensor& a, const Tensor& b, bool plain);
+Tensor add_channel(const Tensor& x, const Tensor& b, bool plain);
+Tensor scale(const Tensor& x, float s, bool plain);
+// fp32 <-> fp16 (any dtype pair; same dtype gives a copy).
+Tensor cast(const Tensor& x, DType dtype, bool plain);
+// The pointwise functions themselves, written once so plain and fast agree bit for bit.
+float silu_f(float x);
+float quick_gelu_f(float x);
+float gelu_f(float x);
+
+// layout.cpp (these move elements of any dtype without converting them)
+Tensor upsample_nearest2x(const Tensor& x, bool plain);
+Tensor concat_channels(const Tensor& a, const Tensor& b, bool plain);
+Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table);
+Tensor timestep_embedding(const std::vector<float>& t, int dim);  // fp32 [n, dim]
+
+}  // namespace sdgen::cpu

@@ -1,0 +1,106 @@
+// CPU pointwise ops: activations, geglu, add, add_channel, scale and the fp32 <-> fp16 cast.
+// Each function is written once with PyTorch's formula; the fast mode only splits the loop over
+// threads, so plain and fast agree bit for bit here.
+#include <cmath>
+#include <cstdint>
+
+#include "backend/cpu/cpu_backend.h"
+#include "sdgen/half.h"
+
+namespace sdgen::cpu {
+
+namespace {
+// Below this many elements a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = int64_t(1) << 15;
+}  // namespace
+
+// PyTorch's forms: silu x / (1 + e^-x); sigmoid 1 / (1 + e^-z); gelu x·0.5·(1 + erf(x/√2)).
+float silu_f(float x) { return x / (1.0f + std::exp(-x)); }
+float quick_gelu_f(float x) { return x * (1.0f / (1.0f + std::exp(-1.702f * x))); }
+float gelu_f(float x) { return x * 0.5f * (1.0f + std::erf(x * 0.70710678118654752f)); }
+
+Tensor unary(const Tensor& x, Backend::Unary op, bool plain) {
+  const int64_t n = x.numel();
+  Tensor y = Tensor::empty(x.shape());
+  const float* xp = x.f32();
+  float* yp = y.f32();
+  float (*f)(float) = op == Backend::Unary::kSilu        ? silu_f
+                      : op == Backend::Unary::kQuickGelu ? quick_gelu_f
+                                                         : gelu_f;
+#pragma omp parallel for schedule(static) if (!plain && n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) yp[i] = f(xp[i]);
+  return y;
+}
+
+Tensor geglu(const Tensor& x, bool plain) {
+  const int64_t C2 = x.dim(-1), C = C2 / 2;
+  const int64_t M = C2 ? x.numel() / C2 : 0;
+  Shape shape = x.shape();
+  shape.back() = C;
+  Tensor y = Tensor::empty(shape);
+  const float* xp = x.f32();
+  float* yp = y.f32();
+#pragma omp parallel for schedule(static) if (!plain && M * C >= kParallelMin)
+  for (int64_t m = 0; m < M; ++m) {
+    const float* value = xp + m * C2;
+    const float* gate = value + C;
+    for (int64_t c = 0; c < C; ++c) yp[m * C + c] = value[c] * gelu_f(gate[c]);
+  }
+  return y;
+}
+
+Tensor add(const Tensor& a, const Tensor& b, bool plain) {
+  const int64_t n = a.numel();
+  Tensor y = Tensor::empty(a.shape());
+  const float* ap = a.f32();
+  const float* bp = b.f32();
+  float* yp = y.f32();
+#pragma omp parallel for schedule(static) if (!plain && n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) yp[i] = ap[i] + bp[i];
+  return y;
+}
+
+Tensor add_channel(const Tensor& x, const Tensor& b, bool plain) {
+  const int64_t N = x.dim(0), C = x.dim(-1);
+  const int64_t rows = C ? x.numel() / C : 0, per_image = N ? rows / N : 0;
+  Tensor y = Tensor::empty(x.shape());
+  const float* xp = x.f32();
+  const float* bp = b.f32();
+  float* yp = y.f32();
+#pragma omp parallel for schedule(static) if (!plain && rows * C >= kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* br = bp + (r / per_image) * C;
+    for (int64_t c = 0; c < C; ++c) yp[r * C + c] = xp[r * C + c] + br[c];
+  }
+  return y;
+}
+
+Tensor scale(const Tensor& x, float s, bool plain) {
+  const int64_t n = x.numel();
+  Tensor y = Tensor::empty(x.shape());
+  const float* xp = x.f32();
+  float* yp = y.f32();
+#pragma omp parallel for schedule(static) if (!plain && n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) yp[i] = xp[i] * s;
+  return y;
+}
+
+Tensor cast(const Tensor& x, DType dtype, bool plain) {
+  const int64_t n = x.numel();
+  if (x.dtype() == dtype) return x.clone();
+  Tensor y = Tensor::empty(x.shape(), dtype);
+  if (dtype == DType::F16) {
+    const float* xp = x.data_as<float>();
+    uint16_t* yp = y.data_as<uint16_t>();
+#pragma omp parallel for schedule(static) if (!plain && n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) yp[i] = float_to_half_bits(xp[i]);
+  } else {
+    const uint16_t* xp = x.data_as<uint16_t>();
+    float* yp = y.data_as<float>();
+#pragma omp parallel for schedule(static) if (!plain && n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) yp[i] = half_bits_to_float(xp[i]);
+  }
+  return y;
+}
+
+}  // namespace sdgen::cpu

@@ -1,0 +1,210 @@
+// The op layer (include/sdgen/ops.h): checks every precondition once, with a message naming the op
+// and the shapes, then runs the op on the backend of the inputs' device. Backends trust these
+// checks. All tensor inputs of one op must share device and dtype: mixing is a bug of the caller,
+// and forbidding it keeps every backend to one code path per dtype.
+#include "sdgen/ops.h"
+
+#include <initializer_list>
+#include <string>
+
+#include "sdgen/backend.h"
+#include "sdgen/error.h"
+
+namespace sdgen::ops {
+
+namespace {
+
+std::string desc(const char* name, const Tensor& t) {
+  if (!t.defined()) return std::string(name) + " (undefined)";
+  return std::string(name) + " " + shape_str(t.shape()) + " " + dtype_name(t.dtype()) + " " +
+         device_name(t.device());
+}
+
+// "op: x [..] fp32 cpu, w [..] fp32 cpu: what"
+std::string msg(const char* op, std::initializer_list<std::pair<const char*, const Tensor*>> ts,
+                const std::string& what) {
+  std::string m = std::string(op) + ": ";
+  bool first = true;
+  for (const auto& [name, t] : ts) {
+    m += (first ? "" : ", ") + desc(name, *t);
+    first = false;
+  }
+  return m + ": " + what;
+}
+
+// Every defined input on the first one's device and of its dtype.
+void check_same(const char* op, std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
+  const Tensor* first = ts.begin()->second;
+  SDGEN_CHECK(first->defined(), msg(op, ts, "first input is undefined"));
+  for (const auto& [name, t] : ts) {
+    SDGEN_CHECK(t == first || t->defined(), msg(op, ts, std::string(name) + " is undefined"));
+    if (!t->defined()) continue;
+    SDGEN_CHECK(t->device() == first->device(), msg(op, ts, "inputs on different devices"));
+    SDGEN_CHECK(t->dtype() == first->dtype(), msg(op, ts, "inputs of different dtypes"));
+  }
+}
+
+void check_vec(const char* op, const char* what, const Tensor& v, int64_t n,
+               std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
+  if (!v.defined()) return;
+  SDGEN_CHECK(v.ndim() == 1 && v.dim(0) == n,
+              msg(op, ts, std::string(what) + " must be [" + std::to_string(n) + "]"));
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding) {
+  auto ts = {std::pair{"x", &x}, std::pair{"w", &w}, std::pair{"bias", &bias}};
+  check_same("conv2d", {{"x", &x}, {"w", &w}});
+  if (bias.defined()) check_same("conv2d", ts);
+  SDGEN_CHECK(x.ndim() == 4 && w.ndim() == 4, msg("conv2d", ts, "x must be NHWC, w OHWI"));
+  SDGEN_CHECK(w.dim(1) == w.dim(2) && w.dim(1) > 0, msg("conv2d", ts, "kernel must be square"));
+  SDGEN_CHECK(w.dim(3) == x.dim(3) && x.dim(3) > 0 && w.dim(0) > 0,
+              msg("conv2d", ts, "input channels of x and w differ"));
+  SDGEN_CHECK(stride >= 1 && padding >= 0,
+              msg("conv2d", ts, "bad stride " + std::to_string(stride) + " / padding " +
+                                    std::to_string(padding)));
+  SDGEN_CHECK(x.dim(1) + 2 * padding >= w.dim(1) && x.dim(2) + 2 * padding >= w.dim(1),
+              msg("conv2d", ts, "kernel larger than the padded image"));
+  check_vec("conv2d", "bias", bias, w.dim(0), ts);
+  return backend_for(x.device()).conv2d(x, w, bias, stride, padding);
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  auto ts = {std::pair{"x", &x}, std::pair{"w", &w}, std::pair{"bias", &bias}};
+  check_same("linear", {{"x", &x}, {"w", &w}});
+  if (bias.defined()) check_same("linear", ts);
+  SDGEN_CHECK(x.ndim() >= 1 && w.ndim() == 2, msg("linear", ts, "w must be [out, in]"));
+  SDGEN_CHECK(x.dim(-1) == w.dim(1) && w.dim(1) > 0 && w.dim(0) > 0,
+              msg("linear", ts, "last dim of x must equal w's in"));
+  check_vec("linear", "bias", bias, w.dim(0), ts);
+  return backend_for(x.device()).linear(x, w, bias);
+}
+
+Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
+                  bool fuse_silu) {
+  auto ts = {std::pair{"x", &x}, std::pair{"gamma", &gamma}, std::pair{"beta", &beta}};
+  check_same("group_norm", ts);
+  SDGEN_CHECK(x.ndim() >= 2, msg("group_norm", ts, "x must be [N, ..., C]"));
+  SDGEN_CHECK(groups > 0 && x.dim(-1) > 0 && x.dim(-1) % groups == 0,
+              msg("group_norm", ts, std::to_string(groups) + " groups do not divide the channels"));
+  check_vec("group_norm", "gamma", gamma, x.dim(-1), ts);
+  check_vec("group_norm", "beta", beta, x.dim(-1), ts);
+  return backend_for(x.device()).group_norm(x, gamma, beta, groups, eps, fuse_silu);
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) {
+  auto ts = {std::pair{"x", &x}, std::pair{"gamma", &gamma}, std::pair{"beta", &beta}};
+  check_same("layer_norm", ts);
+  SDGEN_CHECK(x.ndim() >= 1 && x.dim(-1) > 0, msg("layer_norm", ts, "x has no channels"));
+  check_vec("layer_norm", "gamma", gamma, x.dim(-1), ts);
+  check_vec("layer_norm", "beta", beta, x.dim(-1), ts);
+  return backend_for(x.device()).layer_norm(x, gamma, beta, eps);
+}
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale,
+                 bool causal) {
+  auto ts = {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}};
+  check_same("attention", ts);
+  SDGEN_CHECK(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3,
+              msg("attention", ts, "q, k, v must be [N, L, H*D]"));
+  SDGEN_CHECK(k.shape() == v.shape(), msg("attention", ts, "k and v shapes differ"));
+  SDGEN_CHECK(q.dim(0) == k.dim(0), msg("attention", ts, "batch sizes differ"));
+  SDGEN_CHECK(q.dim(2) == k.dim(2), msg("attention", ts, "channel counts differ"));
+  SDGEN_CHECK(heads > 0 && q.dim(2) > 0 && q.dim(2) % heads == 0,
+              msg("attention", ts, std::to_string(heads) + " heads do not divide the channels"));
+  return backend_for(q.device()).attention(q, k, v, heads, scale, causal);
+}
+
+Tensor softmax(const Tensor& x) {
+  check_same("softmax", {{"x", &x}});
+  SDGEN_CHECK(x.ndim() >= 1, msg("softmax", {{"x", &x}}, "x must have a last dim"));
+  return backend_for(x.device()).softmax(x);
+}
+
+Tensor silu(const Tensor& x) {
+  check_same("silu", {{"x", &x}});
+  return backend_for(x.device()).unary(x, Backend::Unary::kSilu);
+}
+
+Tensor quick_gelu(const Tensor& x) {
+  check_same("quick_gelu", {{"x", &x}});
+  return backend_for(x.device()).unary(x, Backend::Unary::kQuickGelu);
+}
+
+Tensor gelu(const Tensor& x) {
+  check_same("gelu", {{"x", &x}});
+  return backend_for(x.device()).unary(x, Backend::Unary::kGelu);
+}
+
+Tensor geglu(const Tensor& x) {
+  check_same("geglu", {{"x", &x}});
+  SDGEN_CHECK(x.ndim() >= 1 && x.dim(-1) % 2 == 0,
+              msg("geglu", {{"x", &x}}, "last dim must be even (value and gate halves)"));
+  return backend_for(x.device()).geglu(x);
+}
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  auto ts = {std::pair{"a", &a}, std::pair{"b", &b}};
+  check_same("add", ts);
+  SDGEN_CHECK(a.shape() == b.shape(), msg("add", ts, "shapes differ"));
+  return backend_for(a.device()).add(a, b);
+}
+
+Tensor add_channel(const Tensor& x, const Tensor& b) {
+  auto ts = {std::pair{"x", &x}, std::pair{"b", &b}};
+  check_same("add_channel", ts);
+  SDGEN_CHECK(x.ndim() >= 2 && b.ndim() == 2 && b.dim(0) == x.dim(0) && b.dim(1) == x.dim(-1),
+              msg("add_channel", ts, "b must be [N, C] for x [N, ..., C]"));
+  return backend_for(x.device()).add_channel(x, b);
+}
+
+Tensor scale(const Tensor& x, float s) {
+  check_same("scale", {{"x", &x}});
+  return backend_for(x.device()).scale(x, s);
+}
+
+Tensor upsample_nearest2x(const Tensor& x) {
+  check_same("upsample_nearest2x", {{"x", &x}});
+  SDGEN_CHECK(x.ndim() == 4, msg("upsample_nearest2x", {{"x", &x}}, "x must be NHWC"));
+  return backend_for(x.device()).upsample_nearest2x(x);
+}
+
+Tensor concat_channels(const Tensor& a, const Tensor& b) {
+  auto ts = {std::pair{"a", &a}, std::pair{"b", &b}};
+  check_same("concat_channels", ts);
+  bool same_lead = a.ndim() == b.ndim() && a.ndim() >= 1;
+  for (int i = 0; same_lead && i + 1 < a.ndim(); ++i) same_lead = a.dim(i) == b.dim(i);
+  SDGEN_CHECK(same_lead, msg("concat_channels", ts, "all dims but the last must match"));
+  return backend_for(a.device()).concat_channels(a, b);
+}
+
+Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table, Device device) {
+  check_same("embedding", {{"table", &table}});
+  SDGEN_CHECK(table.ndim() == 2, msg("embedding", {{"table", &table}}, "table must be [V, D]"));
+  SDGEN_CHECK(n > 0 && ids.size() % (size_t)n == 0,
+              msg("embedding", {{"table", &table}},
+                  std::to_string(ids.size()) + " ids do not split into " + std::to_string(n) +
+                      " sequences"));
+  for (int id : ids)
+    SDGEN_CHECK(id >= 0 && id < table.dim(0),
+                msg("embedding", {{"table", &table}}, "id " + std::to_string(id) + " out of range"));
+  SDGEN_CHECK(table.device() == device,
+              msg("embedding", {{"table", &table}},
+                  std::string("table is not on the requested device ") + device_name(device)));
+  return backend_for(device).embedding(ids, n, table);
+}
+
+Tensor timestep_embedding(const std::vector<float>& timesteps, int dim, DType dtype,
+                          Device device) {
+  SDGEN_CHECK(dim > 0 && dim % 2 == 0,
+              "timestep_embedding: dim " + std::to_string(dim) + " must be positive and even");
+  return backend_for(device).timestep_embedding(timesteps, dim, dtype);
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  check_same("cast", {{"x", &x}});
+  return backend_for(x.device()).cast(x, dtype);
+}
+
+}  // namespace sdgen::ops
