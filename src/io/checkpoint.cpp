@@ -1,0 +1,216 @@
+// Checkpoint::open: an LDM single .safetensors file or a diffusers folder, both served under the
+// canonical (diffusers, component-prefixed) names.
+#include "io/checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+
+#include "io/checkpoint_names.h"
+#include "io/model_config_load.h"
+#include "io/safetensors.h"
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+namespace {
+
+bool is_dir(const std::string& p) {
+  struct stat st {};
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+bool is_file(const std::string& p) {
+  struct stat st {};
+  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+std::string basename_of(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  size_t s = p.rfind('/');
+  return s == std::string::npos ? p : p.substr(s + 1);
+}
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+Shape strip_trailing_ones(Shape s) {
+  while (!s.empty() && s.back() == 1) s.pop_back();
+  return s;
+}
+
+// A pickle / torch zip file gets a plain answer instead of a safetensors parse error.
+void reject_pickle(const std::string& path) {
+  unsigned char magic[4] = {0, 0, 0, 0};
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    size_t n = std::fread(magic, 1, 4, f);
+    std::fclose(f);
+    bool zip = n == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
+    bool pickle = n >= 2 && magic[0] == 0x80 && magic[1] <= 5;
+    if (zip || pickle)
+      throw_model(path + " is a PyTorch pickle checkpoint (.ckpt/.bin); only .safetensors files are "
+                  "supported (they cannot run code on load). Convert it, or download the .safetensors file");
+  }
+}
+
+class StoredCheckpoint : public Checkpoint {
+ public:
+  const ModelConfig& config() const override { return config_; }
+  std::string name() const override { return name_; }
+  bool has(const std::string& n) const override {
+    auto it = entries_.find(n);
+    return it != entries_.end() && st_dtype_is_float(it->second.info->dtype);
+  }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> out;
+    for (const auto& [n, e] : entries_)
+      if (st_dtype_is_float(e.info->dtype)) out.push_back(n);
+    return out;
+  }
+  Tensor get(const std::string& n, const Shape& expected) const override {
+    auto it = entries_.find(n);
+    if (it == entries_.end()) {
+      std::string msg = "checkpoint " + path_ + ": tensor '" + n + "' not found";
+      if (ldm_names_) {
+        auto ldm = ldm_names_->to_ldm(n);
+        msg += ldm ? " (looked for the LDM name '" + *ldm + "')" : " (no LDM name corresponds to it)";
+      }
+      throw_model(msg);
+    }
+    const Entry& e = it->second;
+    const std::string stored = e.info->name != n ? " (stored as '" + e.info->name + "')" : "";
+    if (strip_trailing_ones(e.info->shape) != strip_trailing_ones(expected))
+      throw_model("checkpoint " + path_ + ": tensor '" + n + "'" + stored + " has shape " +
+                  shape_str(e.info->shape) + ", expected " + shape_str(expected));
+    Tensor t = Tensor::empty(expected);
+    e.file->to_floats(*e.info, t.f32());  // throws for integer dtypes, naming them
+    return t;
+  }
+  std::optional<std::string> tokenizer_vocab_json() const override { return vocab_; }
+  std::optional<std::string> tokenizer_merges_txt() const override { return merges_; }
+
+ protected:
+  struct Entry {
+    const SafetensorsFile* file;
+    const StTensorInfo* info;
+  };
+  std::string path_, name_;
+  ModelConfig config_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, Entry> entries_;
+  std::optional<CheckpointNames> ldm_names_;  // set for LDM files: names the LDM key in errors
+  std::optional<std::string> vocab_, merges_;
+};
+
+// ---- LDM single file.
+class LdmCheckpoint : public StoredCheckpoint {
+ public:
+  explicit LdmCheckpoint(const std::string& path) {
+    path_ = path;
+    name_ = basename_of(path);
+    if (ends_with(name_, ".safetensors")) name_.resize(name_.size() - strlen(".safetensors"));
+    reject_pickle(path);
+    files_.push_back(SafetensorsFile::open(path));
+    const SafetensorsFile& f = *files_[0];
+
+    std::vector<std::string> stored;
+    bool unet = false, diffusers_like = false;
+    for (const auto& t : f.tensors()) {
+      stored.push_back(t.name);
+      if (t.name.compare(0, 22, "model.diffusion_model.") == 0) unet = true;
+      if (t.name.compare(0, 12, "down_blocks.") == 0 || t.name.compare(0, 11, "text_model.") == 0 ||
+          t.name.compare(0, 8, "decoder.") == 0)
+        diffusers_like = true;
+    }
+    if (!unet)
+      throw_model(path + ": no model.diffusion_model.* tensors, so not an SD v1 LDM checkpoint" +
+                  std::string(diffusers_like ? "; it looks like one component of a diffusers folder: pass the "
+                                               "folder (with model_index.json) instead"
+                                             : ""));
+
+    auto shape_of = [&](const std::string& n) -> std::optional<Shape> {
+      const StTensorInfo* t = f.find(n);
+      return t ? std::optional<Shape>(t->shape) : std::nullopt;
+    };
+    config_ = infer_ldm_config(stored, shape_of, path);
+    // Overrides for what shapes cannot tell: the file's own metadata, then a sidecar file.
+    auto md = f.metadata().find("sdgen_config");
+    if (md != f.metadata().end()) {
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(md->second);
+      } catch (const nlohmann::json::exception& e) {
+        throw_model(path + ": __metadata__ sdgen_config is not valid JSON: " + e.what());
+      }
+      apply_sdgen_config_json(j, config_, path + " __metadata__ sdgen_config");
+    }
+    const std::string sidecar = path + ".json";
+    if (is_file(sidecar)) apply_sdgen_config_json(read_json_file(sidecar), config_, sidecar);
+    validate_model_config(config_, path);
+
+    ldm_names_.emplace(config_);
+    for (const auto& t : f.tensors())
+      if (auto canon = ldm_names_->to_canonical(t.name)) entries_[*canon] = Entry{&f, &t};
+  }
+};
+
+// ---- diffusers folder.
+class DiffusersCheckpoint : public StoredCheckpoint {
+ public:
+  explicit DiffusersCheckpoint(const std::string& dir) {
+    path_ = dir;
+    name_ = basename_of(dir);
+    const std::string root = ends_with(dir, "/") ? dir : dir + "/";
+    if (!is_file(root + "model_index.json"))
+      throw_model(dir + " is a folder without model_index.json, so not a diffusers pipeline folder");
+    read_json_file(root + "model_index.json");  // must at least parse
+
+    apply_unet_json(read_json_file(root + "unet/config.json"), config_.unet, root + "unet/config.json");
+    apply_vae_json(read_json_file(root + "vae/config.json"), config_.vae, root + "vae/config.json");
+    apply_clip_json(read_json_file(root + "text_encoder/config.json"), config_.clip,
+                    root + "text_encoder/config.json");
+    const std::string sched = root + "scheduler/scheduler_config.json";
+    if (is_file(sched)) apply_scheduler_json(read_json_file(sched), config_.scheduler, sched);
+    validate_model_config(config_, dir);
+
+    add_component(root, "unet", "diffusion_pytorch_model");
+    add_component(root, "vae", "diffusion_pytorch_model");
+    add_component(root, "text_encoder", "model");
+    if (is_file(root + "tokenizer/vocab.json") && is_file(root + "tokenizer/merges.txt")) {
+      vocab_ = root + "tokenizer/vocab.json";
+      merges_ = root + "tokenizer/merges.txt";
+    }
+  }
+
+ private:
+  void add_component(const std::string& root, const std::string& comp, const std::string& stem) {
+    const std::string base = root + comp + "/" + stem;
+    std::string file;
+    for (const char* suffix : {".safetensors", ".fp16.safetensors"})
+      if (is_file(base + suffix)) {
+        file = base + suffix;
+        break;
+      }
+    if (file.empty()) {
+      if (is_file(base + ".bin") || is_file(base + ".fp16.bin"))
+        throw_model(base + ".bin is a PyTorch pickle file; only .safetensors weights are supported");
+      throw_model("diffusers folder " + root + ": missing " + base + ".safetensors (or " + stem + ".fp16.safetensors)");
+    }
+    files_.push_back(SafetensorsFile::open(file));
+    const SafetensorsFile& f = *files_.back();
+    for (const auto& t : f.tensors()) {
+      std::string canon = comp + "." + t.name;
+      if (auto renamed = CheckpointNames::canonical_from_legacy(canon)) canon = *renamed;
+      entries_[canon] = Entry{&f, &t};
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
+  if (is_dir(path)) return std::make_unique<DiffusersCheckpoint>(path);
+  if (is_file(path)) return std::make_unique<LdmCheckpoint>(path);
+  throw_model("model not found: " + path + " is neither a .safetensors file nor a diffusers folder");
+}
+
+}  // namespace sdgen

@@ -1,0 +1,47 @@
+// The LDM <-> canonical (diffusers, component-prefixed) tensor-name mapping of an SD v1 model.
+// One table: module rows (an LDM module path <-> a diffusers module path, generated from the
+// config's level count, resnets per level and attention levels, so a tiny model maps like the real
+// one) and, per module kind, the renaming of the parameters inside it.
+#pragma once
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "sdgen/config.h"
+
+namespace sdgen {
+
+class CheckpointNames {
+ public:
+  explicit CheckpointNames(const ModelConfig& cfg);
+
+  // "model.diffusion_model.input_blocks.1.0.in_layers.0.weight" ->
+  // "unet.down_blocks.0.resnets.0.norm1.weight". nullopt for names outside the inference model
+  // (model_ema.*, the CLIP's position_ids buffer is mapped but is not a float tensor) or unknown.
+  std::optional<std::string> to_canonical(const std::string& ldm) const;
+  // The inverse; nullopt when the canonical name has no LDM counterpart under this config.
+  std::optional<std::string> to_ldm(const std::string& canonical) const;
+
+  // Older diffusers folders (before 0.14) name the VAE's attention parameters query/key/value/
+  // proj_attn: the stored name to try when the canonical diffusers name is absent.
+  static std::optional<std::string> legacy_diffusers_name(const std::string& canonical);
+  // The inverse: "vae.decoder.mid_block.attentions.0.query.weight" -> "...to_q.weight".
+  static std::optional<std::string> canonical_from_legacy(const std::string& legacy);
+
+  enum class Kind : unsigned char { Plain, UNetResnet, Transformer, VaeResnet, VaeAttention, Clip };
+  struct Module {
+    std::string ldm;    // full LDM module path, e.g. "model.diffusion_model.input_blocks.1.0"
+    std::string canon;  // e.g. "unet.down_blocks.0.resnets.0"
+    Kind kind;
+  };
+  const std::vector<Module>& modules() const { return modules_; }
+
+ private:
+  std::optional<std::string> map(const std::string& name, bool from_ldm) const;
+  void add(const std::string& ldm, const std::string& canon, Kind kind);
+  std::vector<Module> modules_;
+  std::unordered_map<std::string, size_t> by_ldm_, by_canon_;
+};
+
+}  // namespace sdgen

@@ -1,0 +1,292 @@
+// ModelConfig from diffusers config.json files, sidecar configs, or an LDM file's tensor shapes.
+#include "io/model_config_load.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+using nlohmann::json;
+
+namespace {
+
+// Field readers: absent or null keeps the value; a present field of the wrong type is an error.
+const json* field(const json& j, const char* key) {
+  auto it = j.find(key);
+  return (it == j.end() || it->is_null()) ? nullptr : &*it;
+}
+[[noreturn]] void bad(const std::string& where, const char* key, const std::string& what) {
+  throw_model(where + ": field '" + key + "' " + what);
+}
+void get_int(const json& j, const char* key, int& out, const std::string& where) {
+  if (const json* v = field(j, key)) {
+    if (!v->is_number_integer()) bad(where, key, "is not an integer");
+    out = v->get<int>();
+  }
+}
+void get_float(const json& j, const char* key, float& out, const std::string& where) {
+  if (const json* v = field(j, key)) {
+    if (!v->is_number()) bad(where, key, "is not a number");
+    out = v->get<float>();
+  }
+}
+void get_string(const json& j, const char* key, std::string& out, const std::string& where) {
+  if (const json* v = field(j, key)) {
+    if (!v->is_string()) bad(where, key, "is not a string");
+    out = v->get<std::string>();
+  }
+}
+void get_int_list(const json& j, const char* key, std::vector<int>& out, const std::string& where) {
+  if (const json* v = field(j, key)) {
+    if (!v->is_array() || v->empty()) bad(where, key, "is not a non-empty list of integers");
+    std::vector<int> r;
+    for (const auto& e : *v) {
+      if (!e.is_number_integer()) bad(where, key, "is not a non-empty list of integers");
+      r.push_back(e.get<int>());
+    }
+    out = r;
+  }
+}
+// An int, or a list whose entries are all equal (diffusers writes both for SD v1).
+void get_uniform_int(const json& j, const char* key, int& out, const std::string& where) {
+  if (const json* v = field(j, key)) {
+    if (v->is_number_integer()) {
+      out = v->get<int>();
+      return;
+    }
+    std::vector<int> l;
+    get_int_list(j, key, l, where);
+    for (int x : l)
+      if (x != l[0]) bad(where, key, "differs between levels; only one value for all levels is supported");
+    out = l[0];
+  }
+}
+
+std::string ldm_path(const char* prefix, const std::string& rest) { return std::string(prefix) + rest; }
+
+// Indices N of names "<prefix>N..." (the prefix ends with '.').
+std::set<int> indices(const std::vector<std::string>& names, const std::string& prefix) {
+  std::set<int> out;
+  for (const auto& n : names) {
+    if (n.compare(0, prefix.size(), prefix) != 0) continue;
+    size_t i = prefix.size(), k = i;
+    while (k < n.size() && isdigit((unsigned char)n[k])) ++k;
+    if (k > i && (k == n.size() || n[k] == '.')) out.insert(std::stoi(n.substr(i, k - i)));
+  }
+  return out;
+}
+
+bool any_with_prefix(const std::vector<std::string>& names, const std::string& prefix) {
+  return std::any_of(names.begin(), names.end(),
+                     [&](const std::string& n) { return n.compare(0, prefix.size(), prefix) == 0; });
+}
+
+}  // namespace
+
+json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw_model("cannot read " + path);
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw_model(path + " is not valid JSON: " + e.what());
+  }
+}
+
+void apply_unet_json(const json& j, UNetConfig& c, const std::string& where) {
+  if (!j.is_object()) throw_model(where + ": UNet config is not a JSON object");
+  get_int(j, "in_channels", c.in_channels, where);
+  get_int(j, "out_channels", c.out_channels, where);
+  get_int_list(j, "block_out_channels", c.block_channels, where);
+  if (const json* v = field(j, "down_block_types")) {
+    if (!v->is_array()) bad(where, "down_block_types", "is not a list");
+    c.down_attention.clear();
+    for (const auto& t : *v) {
+      std::string s = t.is_string() ? t.get<std::string>() : "";
+      if (s == "CrossAttnDownBlock2D") c.down_attention.push_back(true);
+      else if (s == "DownBlock2D") c.down_attention.push_back(false);
+      else bad(where, "down_block_types", "holds '" + t.dump() + "'; SD v1 uses CrossAttnDownBlock2D and DownBlock2D");
+    }
+  }
+  get_uniform_int(j, "layers_per_block", c.layers_per_block, where);
+  // SD v1 configs name the head count attention_head_dim (a historical misnomer); newer ones may
+  // set num_attention_heads, which then wins.
+  get_uniform_int(j, "attention_head_dim", c.heads, where);
+  get_uniform_int(j, "num_attention_heads", c.heads, where);
+  get_uniform_int(j, "cross_attention_dim", c.cross_attention_dim, where);
+  get_int(j, "norm_num_groups", c.norm_groups, where);
+  get_float(j, "norm_eps", c.norm_eps, where);
+  int depth = 1;
+  get_uniform_int(j, "transformer_layers_per_block", depth, where);
+  if (depth != 1) bad(where, "transformer_layers_per_block", "is not 1 (SD v1 has one transformer block per attention)");
+}
+
+void apply_vae_json(const json& j, VaeConfig& c, const std::string& where) {
+  if (!j.is_object()) throw_model(where + ": VAE config is not a JSON object");
+  get_int(j, "latent_channels", c.latent_channels, where);
+  get_int(j, "out_channels", c.out_channels, where);
+  get_int_list(j, "block_out_channels", c.block_channels, where);
+  get_int(j, "layers_per_block", c.layers_per_block, where);
+  get_int(j, "norm_num_groups", c.norm_groups, where);
+  get_float(j, "scaling_factor", c.scaling_factor, where);
+}
+
+void apply_clip_json(const json& j, ClipConfig& c, const std::string& where) {
+  if (!j.is_object()) throw_model(where + ": text encoder config is not a JSON object");
+  get_int(j, "vocab_size", c.vocab_size, where);
+  get_int(j, "max_position_embeddings", c.max_positions, where);
+  get_int(j, "hidden_size", c.hidden, where);
+  get_int(j, "num_hidden_layers", c.layers, where);
+  get_int(j, "num_attention_heads", c.heads, where);
+  get_int(j, "intermediate_size", c.intermediate, where);
+  get_string(j, "hidden_act", c.act, where);
+  get_float(j, "layer_norm_eps", c.eps, where);
+}
+
+void apply_scheduler_json(const json& j, SchedulerConfig& c, const std::string& where) {
+  if (!j.is_object()) throw_model(where + ": scheduler config is not a JSON object");
+  get_int(j, "num_train_timesteps", c.train_timesteps, where);
+  get_float(j, "beta_start", c.beta_start, where);
+  get_float(j, "beta_end", c.beta_end, where);
+  get_string(j, "beta_schedule", c.beta_schedule, where);
+  get_int(j, "steps_offset", c.steps_offset, where);
+  if (const json* v = field(j, "set_alpha_to_one")) {
+    if (!v->is_boolean()) bad(where, "set_alpha_to_one", "is not true/false");
+    c.set_alpha_to_one = v->get<bool>();
+  }
+}
+
+void apply_sdgen_config_json(const json& j, ModelConfig& cfg, const std::string& where) {
+  if (!j.is_object()) throw_model(where + ": sdgen_config is not a JSON object");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string w = where + " [" + it.key() + "]";
+    if (it.key() == "unet") apply_unet_json(*it, cfg.unet, w);
+    else if (it.key() == "vae") apply_vae_json(*it, cfg.vae, w);
+    else if (it.key() == "text_encoder") apply_clip_json(*it, cfg.clip, w);
+    else if (it.key() == "scheduler") apply_scheduler_json(*it, cfg.scheduler, w);
+    else throw_model(where + ": unknown sdgen_config section '" + it.key() +
+                     "' (expected unet, vae, text_encoder, scheduler)");
+  }
+}
+
+ModelConfig infer_ldm_config(const std::vector<std::string>& names, const ShapeOf& shape_of,
+                             const std::string& where) {
+  ModelConfig cfg;
+  // A required tensor's shape, with at least `rank` dims.
+  auto need = [&](const std::string& name, size_t rank) {
+    std::optional<Shape> s = shape_of(name);
+    if (!s) throw_model(where + ": tensor '" + name + "' not found; is this an SD v1 checkpoint?");
+    if (s->size() < rank)
+      throw_model(where + ": tensor '" + name + "' has shape " + shape_str(*s) + ", expected " +
+                  std::to_string(rank) + " dimensions");
+    return *s;
+  };
+  const char* U = "model.diffusion_model.";
+  const char* V = "first_stage_model.";
+  const char* T = "cond_stage_model.transformer.text_model.";
+
+  // ---- UNet: input_blocks = conv_in, then per level lpb resnets (+ a downsampler but the last).
+  {
+    UNetConfig& u = cfg.unet;
+    Shape conv_in = need(ldm_path(U, "input_blocks.0.0.weight"), 4);
+    u.in_channels = (int)conv_in[1];
+    u.out_channels = (int)need(ldm_path(U, "out.2.weight"), 4)[0];
+    std::set<int> blocks = indices(names, ldm_path(U, "input_blocks."));
+    int n_in = blocks.empty() ? 0 : *blocks.rbegin() + 1;
+    int downs = 0;
+    for (int b : blocks)
+      if (shape_of(ldm_path(U, "input_blocks." + std::to_string(b) + ".0.op.weight"))) ++downs;
+    const int levels = downs + 1;
+    if (n_in < 2 || (n_in - 1 - downs) % levels != 0)
+      throw_model(where + ": UNet input_blocks (" + std::to_string(n_in) + " with " + std::to_string(downs) +
+                  " downsamplers) do not form levels of equal depth");
+    u.layers_per_block = (n_in - 1 - downs) / levels;
+    u.block_channels.assign(levels, 0);
+    u.down_attention.assign(levels, false);
+    for (int i = 0; i < levels; ++i) {
+      const std::string b = "input_blocks." + std::to_string((u.layers_per_block + 1) * i + 1);
+      u.block_channels[i] = (int)need(ldm_path(U, b + ".0.out_layers.3.weight"), 1)[0];
+      u.down_attention[i] = any_with_prefix(names, ldm_path(U, b + ".1."));
+    }
+    // The context width: any cross-attention key projection's input dimension.
+    const std::string to_k = "attn2.to_k.weight";
+    bool found = false;
+    for (const auto& n : names) {
+      if (n.compare(0, strlen(U), U) == 0 && n.size() > to_k.size() &&
+          n.compare(n.size() - to_k.size(), to_k.size(), to_k) == 0) {
+        u.cross_attention_dim = (int)need(n, 2)[1];
+        found = true;
+        break;
+      }
+    }
+    if (!found) throw_model(where + ": no UNet cross-attention (" + to_k + ") found; is this an SD v1 checkpoint?");
+  }
+  // ---- VAE decoder: up.N.block.J, N = encoder level.
+  {
+    VaeConfig& v = cfg.vae;
+    v.latent_channels = (int)need(ldm_path(V, "decoder.conv_in.weight"), 4)[1];
+    v.out_channels = (int)need(ldm_path(V, "decoder.conv_out.weight"), 4)[0];
+    std::set<int> ups = indices(names, ldm_path(V, "decoder.up."));
+    if (ups.empty()) throw_model(where + ": no VAE decoder blocks (" + ldm_path(V, "decoder.up.*") + ") found");
+    const int levels = *ups.rbegin() + 1;
+    std::set<int> blocks = indices(names, ldm_path(V, "decoder.up.0.block."));
+    if (blocks.empty()) throw_model(where + ": no VAE decoder resnets under " + ldm_path(V, "decoder.up.0.block"));
+    v.layers_per_block = *blocks.rbegin();  // the decoder has one more than the config number
+    v.block_channels.assign(levels, 0);
+    for (int i = 0; i < levels; ++i)
+      v.block_channels[i] = (int)need(ldm_path(V, "decoder.up." + std::to_string(i) + ".block.0.conv2.weight"), 1)[0];
+  }
+  // ---- CLIP text tower.
+  {
+    ClipConfig& c = cfg.clip;
+    Shape tok = need(ldm_path(T, "embeddings.token_embedding.weight"), 2);
+    c.vocab_size = (int)tok[0];
+    c.hidden = (int)tok[1];
+    c.max_positions = (int)need(ldm_path(T, "embeddings.position_embedding.weight"), 2)[0];
+    std::set<int> layers = indices(names, ldm_path(T, "encoder.layers."));
+    if (layers.empty()) throw_model(where + ": no CLIP layers (" + ldm_path(T, "encoder.layers.*") + ") found");
+    c.layers = *layers.rbegin() + 1;
+    c.intermediate = (int)need(ldm_path(T, "encoder.layers.0.mlp.fc1.weight"), 2)[0];
+    c.heads = std::max(1, c.hidden / 64);  // ViT-L/14's head width
+  }
+  return cfg;
+}
+
+void validate_model_config(const ModelConfig& cfg, const std::string& where) {
+  auto fail = [&](const std::string& m) {
+    throw_model(where + ": " + m + " (an LDM file of other than SD v1 size needs a sidecar config; see weights/README.md)");
+  };
+  const UNetConfig& u = cfg.unet;
+  if (u.block_channels.empty()) fail("unet block_out_channels is empty");
+  if (u.down_attention.size() != u.block_channels.size())
+    fail("unet has " + std::to_string(u.block_channels.size()) + " levels but " +
+         std::to_string(u.down_attention.size()) + " down_block_types");
+  if (u.layers_per_block < 1) fail("unet layers_per_block < 1");
+  if (u.heads < 1 || u.norm_groups < 1) fail("unet heads and norm_num_groups must be positive");
+  for (size_t i = 0; i < u.block_channels.size(); ++i) {
+    int ch = u.block_channels[i];
+    if (ch < 1 || ch % u.norm_groups != 0)
+      fail("unet width " + std::to_string(ch) + " is not a multiple of norm_num_groups " + std::to_string(u.norm_groups));
+    if ((u.down_attention[i] || i + 1 == u.block_channels.size()) && ch % u.heads != 0)
+      fail("unet width " + std::to_string(ch) + " is not a multiple of the head count " + std::to_string(u.heads));
+  }
+  const VaeConfig& v = cfg.vae;
+  if (v.block_channels.empty() || v.layers_per_block < 1) fail("vae needs at least one level and one resnet per level");
+  for (int ch : v.block_channels)
+    if (v.norm_groups < 1 || ch < 1 || ch % v.norm_groups != 0)
+      fail("vae width " + std::to_string(ch) + " is not a multiple of norm_num_groups " + std::to_string(v.norm_groups));
+  const ClipConfig& c = cfg.clip;
+  if (c.heads < 1 || c.hidden % c.heads != 0)
+    fail("text encoder hidden_size " + std::to_string(c.hidden) + " is not a multiple of num_attention_heads " +
+         std::to_string(c.heads));
+  if (c.act != "quick_gelu" && c.act != "gelu")
+    fail("text encoder hidden_act '" + c.act + "' is not supported (quick_gelu or gelu)");
+  if (c.layers < 1 || c.vocab_size < 1 || c.max_positions < 1) fail("text encoder sizes must be positive");
+}
+
+}  // namespace sdgen
