@@ -2,8 +2,8 @@
 // [h·D, (h+1)·D) of every token, so heads are strided views and nothing is transposed or copied.
 // Plain: per query row, the full score row in double, softmax, weighted sum of v rows.
 // Fast: per (image, head, block of query rows) two OpenBLAS GEMMs on strided views,
-// S = scale·Q·Kᵀ then O = softmax(S)·V, so the score block is bounded (256×4096 for 64×64 latents,
-// never the 8×4096×4096 whole) and softmax runs on rows that are still in cache.
+// S = scale·Q·Kᵀ then O = softmax(S)·V, so the score blocks are bounded (256×4096 per thread for
+// 64×64 latents, never the 8×4096×4096 whole) and softmax runs on rows that are still in cache.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -11,6 +11,8 @@
 #include <limits>
 #include <memory>
 #include <vector>
+
+#include <omp.h>
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -78,28 +80,31 @@ void attention_plain(const float* q, const float* k, const float* v, int64_t N, 
 void attention_fast(const float* q, const float* k, const float* v, int64_t N, int64_t Lq,
                     int64_t Lk, int64_t H, int64_t D, float scale, bool causal, float* out) {
   const int64_t HD = H * D;
-  const int64_t block = std::min(Lq, std::max<int64_t>(64, kScoreBudget / std::max<int64_t>(Lk, 1)));
-  std::unique_ptr<float[]> S(new float[(size_t)(block * Lk)]);
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t h = 0; h < H; ++h) {
+  const int64_t block = std::min(Lq, std::max<int64_t>(16, kScoreBudget / Lk));
+  const int64_t blocks = (Lq + block - 1) / block, tasks = N * H * blocks;
+  // One task = one (image, head, query block): GEMM, softmax, GEMM on the thread's own score
+  // buffer, so the block never leaves that core's cache between the three steps.
+#pragma omp parallel num_threads((int)std::min<int64_t>(omp_get_max_threads(), tasks))
+  {
+    std::unique_ptr<float[]> S(new float[(size_t)(block * Lk)]);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n = t / (H * blocks), h = (t / blocks) % H, i0 = (t % blocks) * block;
+      const int64_t rows = std::min(block, Lq - i0);
+      // Causal: no row of this block sees past key i0+rows-1, so those columns are skipped.
+      const int64_t keys = causal ? std::min(Lk, i0 + rows) : Lk;
+      const float* qb = q + (n * Lq + i0) * HD + h * D;
       const float* kh = k + n * Lk * HD + h * D;
       const float* vh = v + n * Lk * HD + h * D;
-      for (int64_t i0 = 0; i0 < Lq; i0 += block) {
-        const int64_t rows = std::min(block, Lq - i0);
-        // Causal: no row of this block sees past key i0+rows-1, so those columns are skipped.
-        const int64_t keys = causal ? std::min(Lk, i0 + rows) : Lk;
-        const float* qb = q + (n * Lq + i0) * HD + h * D;
-        float* ob = out + (n * Lq + i0) * HD + h * D;
-        gemm_nt(rows, keys, D, scale, qb, HD, kh, HD, 0.0f, S.get(), keys);
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
-          float* row = S.get() + r * keys;
-          const int64_t visible = causal ? std::min(keys, i0 + r + 1) : keys;
-          softmax_row(row, visible);
-          std::fill(row + visible, row + keys, 0.0f);
-        }
-        gemm_nn(rows, D, keys, 1.0f, S.get(), keys, vh, HD, 0.0f, ob, HD);
+      float* sb = S.get();
+      gemm_nt(rows, keys, D, scale, qb, HD, kh, HD, 0.0f, sb, keys);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* row = sb + r * keys;
+        const int64_t visible = causal ? std::min(keys, i0 + r + 1) : keys;
+        softmax_row(row, visible);
+        std::fill(row + visible, row + keys, 0.0f);
       }
+      gemm_nn(rows, D, keys, 1.0f, sb, keys, vh, HD, 0.0f, out + (n * Lq + i0) * HD + h * D, HD);
     }
   }
 }

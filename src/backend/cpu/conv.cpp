@@ -4,11 +4,13 @@
 // [kh][kw][cin], the same order as a weight row, so y[pixels, Cout] = col · wᵀ. In NHWC the kw taps
 // of one kernel row are KW adjacent pixels, i.e. one contiguous run of KW·Cin floats, so building a
 // row is K memcpys. Output pixels are processed in chunks (over the whole batch) so the column
-// buffer stays a few MB however large the image (the VAE's 512×512×128 would need 1.2 GB at once).
+// buffers stay a few MB however large the image (the VAE's 512×512×128 would need 1.2 GB at once).
 // 1×1 stride-1 unpadded convolutions are a plain GEMM on x itself.
 #include <algorithm>
 #include <cstring>
 #include <memory>
+
+#include <omp.h>
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -16,18 +18,18 @@ namespace sdgen::cpu {
 
 namespace {
 
-// Column-buffer budget in floats (16 MB): enough rows per chunk (≥ 1000 for K·Cin up to 3×3×1280)
-// for the GEMM to run at full speed, small enough to stay mostly in the last-level cache.
-constexpr int64_t kColBudget = int64_t(1) << 22;
+// Column-buffer budget per thread in floats (8 MB): ≥ 180 output pixels even for 3×3×1280 fields,
+// so the GEMM's repacking of the weight per chunk stays a few percent of its work.
+constexpr int64_t kColBudget = int64_t(1) << 21;
 
 struct ConvGeom {
   int64_t N, H, W, C, Co, K, Ho, Wo;
   int stride, pad;
 };
 
+// Column rows [r0, r0 + rows) of the batch's output pixels into col[rows, K·K·C].
 void im2col_rows(const float* x, const ConvGeom& g, int64_t r0, int64_t rows, float* col) {
   const int64_t KC = g.K * g.C, KKC = g.K * KC, HWo = g.Ho * g.Wo;
-#pragma omp parallel for schedule(static)
   for (int64_t r = r0; r < r0 + rows; ++r) {
     const int64_t n = r / HWo, oy = (r % HWo) / g.Wo, ox = r % g.Wo;
     float* dst = col + (r - r0) * KKC;
@@ -56,16 +58,25 @@ void im2col_rows(const float* x, const ConvGeom& g, int64_t r0, int64_t rows, fl
   }
 }
 
+// Each thread takes chunks of output pixels and does im2col then a single-threaded GEMM on its own
+// buffer: no barrier between the two steps, and the chunk is still in cache when the GEMM reads it.
 void conv_fast(const float* x, const float* w, const float* bias, const ConvGeom& g, float* y) {
   const int64_t KKC = g.K * g.K * g.C, total = g.N * g.Ho * g.Wo;
-  const int64_t chunk = std::min(total, std::max<int64_t>(64, kColBudget / std::max<int64_t>(KKC, 1)));
-  if (bias) fill_rows(y, total, g.Co, bias);
-  std::unique_ptr<float[]> col(new float[(size_t)(chunk * KKC)]);
-  for (int64_t r0 = 0; r0 < total; r0 += chunk) {
-    const int64_t rows = std::min(chunk, total - r0);
-    im2col_rows(x, g, r0, rows, col.get());
-    // OpenBLAS threads the GEMM itself; it runs outside any OpenMP region.
-    gemm_nt(rows, g.Co, KKC, 1.0f, col.get(), KKC, w, KKC, bias ? 1.0f : 0.0f, y + r0 * g.Co, g.Co);
+  const int64_t threads = omp_get_max_threads();
+  const int64_t even_share = (total + threads - 1) / threads;
+  const int64_t chunk = std::max<int64_t>(1, std::min(even_share, std::max<int64_t>(64, kColBudget / KKC)));
+  const int64_t chunks = (total + chunk - 1) / chunk;
+#pragma omp parallel num_threads((int)std::min(threads, chunks))
+  {
+    std::unique_ptr<float[]> col(new float[(size_t)(chunk * KKC)]);
+#pragma omp for schedule(dynamic)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t r0 = c * chunk, rows = std::min(chunk, total - r0);
+      im2col_rows(x, g, r0, rows, col.get());
+      float* yc = y + r0 * g.Co;
+      fill_rows(yc, rows, g.Co, bias);
+      gemm_nt(rows, g.Co, KKC, 1.0f, col.get(), KKC, w, KKC, bias ? 1.0f : 0.0f, yc, g.Co);
+    }
   }
 }
 
@@ -102,8 +113,10 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
   g.Ho = (g.H + 2 * padding - g.K) / stride + 1;
   g.Wo = (g.W + 2 * padding - g.K) / stride + 1;
   if (!plain && g.K == 1 && stride == 1 && padding == 0) {
-    Tensor y = linear(x.reshape({g.N * g.H * g.W, g.C}), w.reshape({g.Co, g.C}), bias, false);
-    return y.reshape({g.N, g.H, g.W, g.Co});
+    Tensor y = Tensor::empty({g.N, g.H, g.W, g.Co});
+    gemm_nt_bias(g.N * g.H * g.W, g.Co, g.C, x.f32(), w.f32(), bias.defined() ? bias.f32() : nullptr,
+                 y.f32());
+    return y;
   }
   Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.Co});
   if (y.numel() == 0) return y;

@@ -4,6 +4,8 @@
 // fp16 mode runs on the CPU too (slower, not faster: it only stores activations in fp16).
 #include "backend/cpu/cpu_backend.h"
 
+#include <cblas.h>
+
 #include "sdgen/error.h"
 
 namespace sdgen {
@@ -84,6 +86,11 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(bool plain) { return std::make_unique<CpuBackend>(plain); }
+std::unique_ptr<Backend> make_cpu_backend(bool plain) {
+  // The fast paths thread with OpenMP and call OpenBLAS from inside their parallel regions, so
+  // OpenBLAS itself must run single-threaded (see linear.cpp for why not the other way round).
+  openblas_set_num_threads(1);
+  return std::make_unique<CpuBackend>(plain);
+}
 
 }  // namespace sdgen

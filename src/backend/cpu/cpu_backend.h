@@ -21,14 +21,18 @@ namespace sdgen::cpu {
 // linear.cpp
 // Σ a[i]·b[i] accumulated in double: the plain paths' dot product.
 double dot_d(const float* a, const float* b, int64_t n);
-// C[M,N] = alpha · A[M,K] · B[N,K]ᵀ + beta · C, row-major with leading dims (OpenBLAS sgemm).
+// C[M,N] = alpha · A[M,K] · B[N,K]ᵀ + beta · C, row-major with leading dims: one single-threaded
+// OpenBLAS sgemm (callers thread around it).
 void gemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
              const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 // C[M,N] = alpha · A[M,K] · B[K,N] + beta · C.
 void gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
              const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
-// Fills each of the M rows of y[M, N] with bias[N] (or zeros when bias is null).
+// Fills each of the M rows of y[M, N] with bias[N] (or zeros when bias is null), serially.
 void fill_rows(float* y, int64_t M, int64_t N, const float* bias);
+// C[M,N] = A[M,K] · B[N,K]ᵀ + bias, all contiguous, split over the OpenMP threads.
+void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const float* B,
+                  const float* bias, float* C);
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool plain);
 
 // conv.cpp
