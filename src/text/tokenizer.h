@@ -2,7 +2,10 @@
 // shared/DESIGN.md part 2): ftfy-style cleanup, whitespace collapse, lowercase, the CLIP
 // pre-tokenizer regex, byte-level BPE by merge rank.
 #pragma once
+#include <cstdint>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace sdgen {
@@ -24,7 +27,24 @@ class ClipTokenizer {
   // *truncated (when given) says whether tokens were dropped.
   std::vector<int> encode_padded(const std::string& text, bool* truncated = nullptr) const;
   int vocab_size() const;
-  // ... implementation details are the tokenizer's own.
+
+ private:
+  // BPE works on interned symbols: every vocabulary token, plus any merge part or product the
+  // vocabulary lacks (those map to the unknown id, as transformers' encoder.get(.., unk) does).
+  int intern(const std::string& symbol, int vocab_id);
+  void add_merge(const std::string& a, const std::string& b, int rank);
+  void finish(const std::string& source);  // byte symbols and special ids; throws if incomplete
+  void bpe_word(const std::string& utf8_word, std::vector<int>& out) const;
+  void encode_chunk(const std::u32string& raw, std::vector<int>& out) const;
+
+  std::unordered_map<std::string, int> sym_index_;
+  std::vector<int> sym_vocab_id_;  // symbol -> token id (unk_ when not in the vocabulary)
+  // (symbol a << 32 | symbol b) -> (merge rank, merged symbol)
+  std::unordered_map<uint64_t, std::pair<int, int>> merges_;
+  int byte_sym_[256] = {};      // symbol of each byte (GPT-2 byte table)
+  int byte_sym_end_[256] = {};  // the same with "</w>" (last symbol of a word)
+  int bos_ = kBos, eos_ = kEos, unk_ = kEos;
+  int vocab_size_ = 0;
 };
 
 }  // namespace sdgen

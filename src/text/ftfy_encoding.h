@@ -1,0 +1,17 @@
+// ftfy's mojibake detection and repair (the fix_encoding step of fix_text), as far as text_clean.h
+// documents it. Internal to src/text.
+#pragma once
+#include <string>
+
+namespace sdgen {
+namespace text {
+
+// ftfy.badness.is_bad: does the text contain a character sequence typical of mojibake?
+bool ftfy_is_bad(const std::u32string& s);
+// ftfy.fix_encoding with the default config (partial; see text_clean.h).
+std::u32string ftfy_fix_encoding(const std::u32string& s);
+// ftfy.fixes.fix_c1_controls: U+0080..U+009F read as their windows-1252 bytes.
+std::u32string ftfy_fix_c1_controls(const std::u32string& s);
+
+}  // namespace text
+}  // namespace sdgen
