@@ -1,0 +1,87 @@
+// Tensor-core matrix multiply-accumulate behind one small wrapper: D = A·B + C for one warp with
+// A 16x16 fp16 (row-major), B 16x8 fp16 (column-major), C and D 16x8 fp32, in the register
+// fragments of PTX's mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32. sm_80+ issue that
+// instruction; sm_75 issues two m16n8k8 halves (same fragments split along k); the emulator's
+// twin (tests/simt/simt_collective.cpp) gathers the fragments of all 32 lanes by the same
+// documented layout and multiplies on the host. The fragment helpers below are the layout, in
+// one place, for kernels that load fragments from memory.
+#pragma once
+#include <cstdint>
+
+#include "cuda_compat.cuh"
+
+namespace sdgen {
+namespace kern {
+
+struct MmaA { uint32_t x[4]; };  // 8 halves per lane
+struct MmaB { uint32_t x[2]; };  // 4 halves per lane
+struct MmaC { float x[4]; };     // 4 floats per lane
+
+// PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"; g = lane / 4, t = lane % 4.
+// A element i (0..7): row g (+8 if i in {2,3,6,7}), column 2t + (i & 1) (+8 if i >= 4).
+__device__ __forceinline__ int mma_a_row(int lane, int i) { return (lane >> 2) + (((i >> 1) & 1) ? 8 : 0); }
+__device__ __forceinline__ int mma_a_col(int lane, int i) { return (lane & 3) * 2 + (i & 1) + (i >= 4 ? 8 : 0); }
+// B element i (0..3): row (k) 2t + (i & 1) (+8 if i >= 2), column (n) g.
+__device__ __forceinline__ int mma_b_row(int lane, int i) { return (lane & 3) * 2 + (i & 1) + (i >= 2 ? 8 : 0); }
+__device__ __forceinline__ int mma_b_col(int lane, int) { return lane >> 2; }
+// C/D element i (0..3): row g (+8 if i >= 2), column 2t + (i & 1).
+__device__ __forceinline__ int mma_c_row(int lane, int i) { return (lane >> 2) + (i >= 2 ? 8 : 0); }
+__device__ __forceinline__ int mma_c_col(int lane, int i) { return (lane & 3) * 2 + (i & 1); }
+
+__device__ __forceinline__ uint32_t pack_half2(__half lo, __half hi) {
+  uint16_t a, b;
+  memcpy(&a, &lo, 2);
+  memcpy(&b, &hi, 2);
+  return (uint32_t)a | ((uint32_t)b << 16);
+}
+
+// Fragments from a row-major A tile (element (r, c) at a[r * lda + c]) and a B tile stored with
+// element (k, n) at b[n * ldb + k] (column-major, i.e. the rows of a [N, K] weight matrix).
+__device__ __forceinline__ MmaA load_mma_a(const __half* a, int lda, int lane) {
+  MmaA f;
+  for (int r = 0; r < 4; ++r)
+    f.x[r] = pack_half2(a[mma_a_row(lane, 2 * r) * lda + mma_a_col(lane, 2 * r)],
+                        a[mma_a_row(lane, 2 * r + 1) * lda + mma_a_col(lane, 2 * r + 1)]);
+  return f;
+}
+__device__ __forceinline__ MmaB load_mma_b(const __half* b, int ldb, int lane) {
+  MmaB f;
+  for (int r = 0; r < 2; ++r)
+    f.x[r] = pack_half2(b[mma_b_col(lane, 2 * r) * ldb + mma_b_row(lane, 2 * r)],
+                        b[mma_b_col(lane, 2 * r + 1) * ldb + mma_b_row(lane, 2 * r + 1)]);
+  return f;
+}
+
+// d = a·b + c; all 32 lanes of the warp must call it together (converged).
+__device__ __forceinline__ void mma_m16n8k16(MmaC& d, const MmaA& a, const MmaB& b, const MmaC& c) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%10,%11,%12,%13};\n"
+      : "=f"(d.x[0]), "=f"(d.x[1]), "=f"(d.x[2]), "=f"(d.x[3])
+      : "r"(a.x[0]), "r"(a.x[1]), "r"(a.x[2]), "r"(a.x[3]), "r"(b.x[0]), "r"(b.x[1]),
+        "f"(c.x[0]), "f"(c.x[1]), "f"(c.x[2]), "f"(c.x[3]));
+#elif defined(__CUDA_ARCH__)
+  // sm_75: k = 0..7 lives in a.x[0..1] and b.x[0]; k = 8..15 in a.x[2..3] and b.x[1].
+  float t[4];
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+      "{%7,%8,%9,%10};\n"
+      : "=f"(t[0]), "=f"(t[1]), "=f"(t[2]), "=f"(t[3])
+      : "r"(a.x[0]), "r"(a.x[1]), "r"(b.x[0]), "f"(c.x[0]), "f"(c.x[1]), "f"(c.x[2]), "f"(c.x[3]));
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+      "{%7,%8,%9,%10};\n"
+      : "=f"(d.x[0]), "=f"(d.x[1]), "=f"(d.x[2]), "=f"(d.x[3])
+      : "r"(a.x[2]), "r"(a.x[3]), "r"(b.x[1]), "f"(t[0]), "f"(t[1]), "f"(t[2]), "f"(t[3]));
+#elif !defined(__CUDACC__)
+  simt::MmaOperands in;
+  for (int i = 0; i < 4; ++i) in.a[i] = a.x[i];
+  for (int i = 0; i < 2; ++i) in.b[i] = b.x[i];
+  for (int i = 0; i < 4; ++i) in.c[i] = c.x[i];
+  simt::mma_m16n8k16(d.x, in, __FILE__, __LINE__);
+#endif
+}
+
+}  // namespace kern
+}  // namespace sdgen

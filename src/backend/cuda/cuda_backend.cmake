@@ -1,0 +1,31 @@
+# The CUDA backend's targets, included from tests/simt/CMakeLists.txt (and meant to be included
+# from the top-level CMakeLists.txt as well):
+#   sdgen_cuda      (SDGEN_WITH_CUDA only) kernels/*.cu by nvcc for CMAKE_CUDA_ARCHITECTURES +
+#                   src/backend/cuda/*.cpp by the host compiler, against the real CUDA runtime.
+#   sdgen_cuda_emu  the SAME sources compiled as C++ against the SIMT emulator (simt_runtime),
+#                   built whenever the CUDA headers and Boost.Context are present; no GPU needed.
+# Both define SDGEN_CUDA_BACKEND_TU: the library's recursive glob of src/backend/ also picks up
+# src/backend/cuda/*.cpp, and those files compile to nothing without it.
+get_filename_component(SDGEN_ROOT "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
+file(GLOB SDGEN_KERNEL_SOURCES CONFIGURE_DEPENDS ${SDGEN_ROOT}/kernels/*.cu)
+file(GLOB SDGEN_CUDA_HOST_SOURCES CONFIGURE_DEPENDS ${SDGEN_ROOT}/src/backend/cuda/*.cpp)
+
+function(sdgen_add_cuda_emu_library simt_target)
+  # The .cu files are C++ here; the property is per directory, so the real target is unaffected.
+  set_source_files_properties(${SDGEN_KERNEL_SOURCES} PROPERTIES LANGUAGE CXX)
+  add_library(sdgen_cuda_emu STATIC ${SDGEN_KERNEL_SOURCES} ${SDGEN_CUDA_HOST_SOURCES})
+  target_include_directories(sdgen_cuda_emu PUBLIC ${SDGEN_ROOT}/kernels)
+  target_compile_definitions(sdgen_cuda_emu PUBLIC SDGEN_CUDA_BACKEND_TU=1 SDGEN_SIMT=1)
+  target_compile_options(sdgen_cuda_emu PRIVATE ${SDGEN_WARNINGS})
+  target_link_libraries(sdgen_cuda_emu PUBLIC sdgen ${simt_target})
+endfunction()
+
+function(sdgen_add_cuda_library)
+  find_package(CUDAToolkit REQUIRED)
+  add_library(sdgen_cuda STATIC ${SDGEN_KERNEL_SOURCES} ${SDGEN_CUDA_HOST_SOURCES})
+  target_include_directories(sdgen_cuda PUBLIC ${SDGEN_ROOT}/kernels)
+  target_compile_definitions(sdgen_cuda PUBLIC SDGEN_CUDA_BACKEND_TU=1)
+  target_compile_options(sdgen_cuda PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${SDGEN_WARNINGS}>
+    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -Xcompiler=-Wall>)
+  target_link_libraries(sdgen_cuda PUBLIC sdgen CUDA::cudart CUDA::cublas CUDA::cublasLt)
+endfunction()

@@ -1,0 +1,156 @@
+// Host twins of the cuBLAS calls the CUDA backend makes, against the real cublas_api.h
+// declarations. Semantics as documented: column-major storage, op(A) m x k, op(B) k x n, leading
+// dimensions (checked like cuBLAS checks them), strided batches, alpha/beta (C is not read when
+// beta == 0), fp16/fp32 data, fp32 accumulation (CUBLAS_COMPUTE_32F; _FAST_TF32 rounds inputs to
+// TF32 first), and pointers that must be device memory.
+#include <cublas_api.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+struct cublasContext {
+  cudaStream_t stream = nullptr;
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
+};
+
+namespace simt {
+bool is_device_pointer(const void* p);
+}
+
+namespace {
+
+float load(const void* p, cudaDataType t, long long i) {
+  if (t == CUDA_R_32F) return static_cast<const float*>(p)[i];
+  return __half2float(static_cast<const __half*>(p)[i]);
+}
+void store(void* p, cudaDataType t, long long i, float v) {
+  if (t == CUDA_R_32F)
+    static_cast<float*>(p)[i] = v;
+  else
+    static_cast<__half*>(p)[i] = __float2half_rn(v);
+}
+
+// TF32 keeps 10 mantissa bits (round to nearest, ties away, as the tensor cores' conversion).
+float to_tf32(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                    int k, const void* alpha, const void* A, cudaDataType at, int lda,
+                    long long sa, const void* B, cudaDataType bt, int ldb, long long sb,
+                    const void* beta, void* C, cudaDataType ct, int ldc, long long sc, int batch,
+                    cublasComputeType_t compute) {
+  if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+  auto type_ok = [](cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16F; };
+  if (m < 0 || n < 0 || k < 0 || batch < 0 || !type_ok(at) || !type_ok(bt) || !type_ok(ct))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  bool tA = ta != CUBLAS_OP_N, tB = tb != CUBLAS_OP_N;
+  if (lda < std::max(1, tA ? k : m) || ldb < std::max(1, tB ? n : k) || ldc < std::max(1, m))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
+  if ((k > 0 && (!simt::is_device_pointer(A) || !simt::is_device_pointer(B))) ||
+      !simt::is_device_pointer(C))
+    return CUBLAS_STATUS_EXECUTION_FAILED;  // the real library would fault on host pointers
+  bool half_scalars = compute == CUBLAS_COMPUTE_16F || compute == CUBLAS_COMPUTE_16F_PEDANTIC;
+  float al = half_scalars ? __half2float(*static_cast<const __half*>(alpha))
+                          : *static_cast<const float*>(alpha);
+  float be = half_scalars ? __half2float(*static_cast<const __half*>(beta))
+                          : *static_cast<const float*>(beta);
+  bool tf32 = compute == CUBLAS_COMPUTE_32F_FAST_TF32 ||
+              (compute == CUBLAS_COMPUTE_32F && h->math == CUBLAS_TF32_TENSOR_OP_MATH);
+  std::vector<float> arow((size_t)k);
+  for (int b = 0; b < batch; ++b) {
+    const void* Ab = static_cast<const char*>(A) + (size_t)(sa * b) * (at == CUDA_R_32F ? 4 : 2);
+    const void* Bb = static_cast<const char*>(B) + (size_t)(sb * b) * (bt == CUDA_R_32F ? 4 : 2);
+    void* Cb = static_cast<char*>(C) + (size_t)(sc * b) * (ct == CUDA_R_32F ? 4 : 2);
+    for (int i = 0; i < m; ++i) {
+      // op(A)(i, p): A(i, p) = A[i + p*lda] untransposed, A(p, i) = A[p + i*lda] transposed.
+      for (int p = 0; p < k; ++p) {
+        float v = load(Ab, at, tA ? (long long)i * lda + p : i + (long long)p * lda);
+        arow[p] = tf32 ? to_tf32(v) : v;
+      }
+      for (int j = 0; j < n; ++j) {
+        float acc = 0.f;
+        for (int p = 0; p < k; ++p) {
+          float v = load(Bb, bt, tB ? j + (long long)p * ldb : p + (long long)j * ldb);
+          acc += arow[p] * (tf32 ? to_tf32(v) : v);
+        }
+        long long ci = i + (long long)j * ldc;
+        float out = al * acc;
+        if (be != 0.f) out += be * load(Cb, ct, ci);
+        store(Cb, ct, ci, out);
+      }
+    }
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+}  // namespace
+
+cublasStatus_t cublasCreate_v2(cublasHandle_t* h) {
+  *h = new cublasContext;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
+  delete h;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s) {
+  if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+  h->stream = s;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
+  if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+  h->math = mode;
+  return CUBLAS_STATUS_SUCCESS;
+}
+const char* cublasGetStatusString(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    default: return "CUBLAS_STATUS (emulated)";
+  }
+}
+
+cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                              int n, int k, const float* alpha, const float* A, int lda,
+                              const float* B, int ldb, const float* beta, float* C, int ldc) {
+  return gemm(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, 0, B, CUDA_R_32F, ldb, 0, beta, C,
+              CUDA_R_32F, ldc, 0, 1, CUBLAS_COMPUTE_32F);
+}
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
+                                         cublasOperation_t tb, int m, int n, int k,
+                                         const float* alpha, const float* A, int lda,
+                                         long long sa, const float* B, int ldb, long long sb,
+                                         const float* beta, float* C, int ldc, long long sc,
+                                         int batch) {
+  return gemm(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, sa, B, CUDA_R_32F, ldb, sb, beta, C,
+              CUDA_R_32F, ldc, sc, batch, CUBLAS_COMPUTE_32F);
+}
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void* alpha, const void* A, cudaDataType at,
+                            int lda, const void* B, cudaDataType bt, int ldb, const void* beta,
+                            void* C, cudaDataType ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t) {
+  return gemm(h, ta, tb, m, n, k, alpha, A, at, lda, 0, B, bt, ldb, 0, beta, C, ct, ldc, 0, 1,
+              compute);
+}
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta,
+                                          cublasOperation_t tb, int m, int n, int k,
+                                          const void* alpha, const void* A, cudaDataType at,
+                                          int lda, long long sa, const void* B, cudaDataType bt,
+                                          int ldb, long long sb, const void* beta, void* C,
+                                          cudaDataType ct, int ldc, long long sc, int batch,
+                                          cublasComputeType_t compute, cublasGemmAlgo_t) {
+  return gemm(h, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb, beta, C, ct, ldc, sc,
+              batch, compute);
+}

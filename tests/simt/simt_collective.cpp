@@ -1,0 +1,114 @@
+// Warp collectives once every lane of the mask has arrived: shuffles (the PTX shfl.sync rules for
+// out-of-segment sources), votes, and the tensor-core mma.sync m16n8k16 with the fragment layouts
+// of the PTX ISA ("Matrix Fragments for mma.m16n8k16 with floating point type").
+#include <cuda_fp16.h>
+
+#include <cstring>
+
+#include "simt_internal.h"
+
+namespace simt {
+namespace detail {
+
+namespace {
+
+std::string lane_msg(const ThreadCtx& t, const char* what) {
+  return std::string(what) + " (lane " + std::to_string(t.lane) + ", thread " + uint3_str(t.tid) +
+         ")";
+}
+
+float half_to_float(uint16_t h) {
+  __half_raw r;
+  r.x = h;
+  return __half2float(__half(r));
+}
+
+// A: 16x16 row-major halves, B: 16x8 (k x n), C/D: 16x8 floats, from the per-lane fragments.
+void mma_m16n8k16(ThreadCtx* lanes) {
+  float A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const MmaOperands& in = *static_cast<const MmaOperands*>(lanes[l].src);
+    int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 8; ++i) {  // a_i is half (i & 1) of register i / 2
+      uint16_t h = (uint16_t)(in.a[i / 2] >> (16 * (i & 1)));
+      int row = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8;
+      int col = t * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+      A[row][col] = half_to_float(h);
+    }
+    for (int i = 0; i < 4; ++i) {
+      uint16_t h = (uint16_t)(in.b[i / 2] >> (16 * (i & 1)));
+      int row = t * 2 + (i & 1) + (i >= 2 ? 8 : 0);
+      B[row][g] = half_to_float(h);
+    }
+    for (int i = 0; i < 4; ++i) C[i < 2 ? g : g + 8][t * 2 + (i & 1)] = in.c[i];
+  }
+  for (int l = 0; l < 32; ++l) {
+    float* d = static_cast<float*>(lanes[l].dst);
+    int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; ++i) {
+      int row = i < 2 ? g : g + 8, col = t * 2 + (i & 1);
+      float acc = C[row][col];
+      for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
+      d[i] = acc;
+    }
+  }
+}
+
+}  // namespace
+
+void complete_collective(BlockCtx* b, int base, unsigned mask) {
+  ThreadCtx* lanes = &b->threads[base];
+  ThreadCtx& first = lanes[__builtin_ctz(mask)];
+  WarpOp op = first.op;
+  switch (op) {
+    case WarpOp::kSync:
+      return;
+    case WarpOp::kBallot:
+    case WarpOp::kAny:
+    case WarpOp::kAll: {
+      unsigned ballot = 0;
+      for (int l = 0; l < 32; ++l)
+        if ((mask >> l & 1u) && *static_cast<const int*>(lanes[l].src)) ballot |= 1u << l;
+      unsigned r = op == WarpOp::kBallot ? ballot
+                   : op == WarpOp::kAny  ? (ballot != 0)
+                                         : (ballot == mask);
+      for (int l = 0; l < 32; ++l)
+        if (mask >> l & 1u) *static_cast<unsigned*>(lanes[l].dst) = r;
+      return;
+    }
+    case WarpOp::kMma:
+      if (mask != 0xffffffffu) fault("mma_m16n8k16 needs all 32 lanes (mask 0xffffffff)");
+      mma_m16n8k16(lanes);
+      return;
+    default:
+      break;
+  }
+  // Shuffles. Sources are read before any result is written: src and dst of a lane may alias
+  // neither, but results must not feed other lanes' sources.
+  unsigned char vals[32][16];
+  size_t size = first.size;
+  if (size > 16) fault("shuffle of a type larger than 16 bytes");
+  for (int l = 0; l < 32; ++l)
+    if (mask >> l & 1u) std::memcpy(vals[l], lanes[l].src, size);
+  for (int l = 0; l < 32; ++l) {
+    if (!(mask >> l & 1u)) continue;
+    ThreadCtx& t = lanes[l];
+    int w = t.width, seg = l & ~(w - 1), src = l;
+    bool in_range = true;
+    switch (op) {
+      case WarpOp::kShflIdx: src = seg + (t.arg & (w - 1)); break;
+      case WarpOp::kShflUp: src = l - t.arg; in_range = src >= seg; break;
+      case WarpOp::kShflDown: src = l + t.arg; in_range = src < seg + w; break;
+      case WarpOp::kShflXor: src = l ^ t.arg; in_range = src < seg + w && src >= seg; break;
+      default: break;
+    }
+    if (!in_range) src = l;  // PTX: an out-of-segment source leaves the lane's own value
+    if (src < 0 || src >= 32 || !(mask >> src & 1u))
+      fault(lane_msg(t, "shuffle reads a lane not named in the mask") + ": source lane " +
+            std::to_string(src));
+    std::memcpy(t.dst, vals[src], size);
+  }
+}
+
+}  // namespace detail
+}  // namespace simt

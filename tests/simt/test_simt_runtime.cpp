@@ -1,0 +1,181 @@
+// The emulator's own tests: each part of the execution model against a plain host loop, and each
+// fault it must catch. The kernels are in simt_test_kernels.cu.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "common/check.h"
+#include "simt_runtime.h"
+#include "simt_test_kernels.h"
+
+namespace {
+
+// A device array with host copies in and out.
+template <class T>
+struct Dev {
+  T* p = nullptr;
+  size_t n;
+  explicit Dev(size_t n_) : n(n_) { SDGEN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(T))); }
+  explicit Dev(const std::vector<T>& h) : Dev(h.size()) {
+    SDGEN_CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  ~Dev() { cudaFree(p); }
+  std::vector<T> host() const {
+    std::vector<T> h(n);
+    SDGEN_CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
+std::vector<float> randn(size_t n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+// Expects a simt::Fault whose message contains every one of `parts`.
+template <class F>
+void expect_fault(F f, std::vector<std::string> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no fault raised";
+  } catch (const simt::Fault& e) {
+    std::printf("  fault: %s\n", e.what());  // shows newcomers what a report looks like
+    for (auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+TEST(Simt, SharedMemoryReductionWithBarriers) {
+  const int blocks = 7;
+  auto x = randn(blocks * 256, 1);
+  Dev<float> dx(x), dout(blocks);
+  simt_test::block_reduce(dx.p, dout.p, blocks);
+  auto out = dout.host();
+  for (int b = 0; b < blocks; ++b) {
+    double ref = 0;
+    for (int i = 0; i < 256; ++i) ref += x[b * 256 + i];
+    EXPECT_NEAR(out[b], ref, 1e-4) << "block " << b;
+  }
+}
+
+TEST(Simt, ShuffleReduction) {
+  const int n = 1000;  // not a multiple of the block: the tail lanes contribute zeros
+  auto x = randn(n, 2);
+  Dev<float> dx(x), dout(std::vector<float>{0.f});
+  simt_test::shuffle_reduce(dx.p, dout.p, n);
+  double ref = 0;
+  for (float v : x) ref += v;
+  EXPECT_NEAR(dout.host()[0], ref, 1e-3);
+}
+
+TEST(Simt, ShuffleUpScanAndVotes) {
+  const int warps = 3;
+  auto x = randn(warps * 32, 3);
+  for (int i = 0; i < 32; ++i) x[64 + i] = std::fabs(x[64 + i]) + 0.1f;  // warp 2: all positive
+  Dev<float> dx(x), dscan(x.size());
+  Dev<unsigned> dballot(warps);
+  Dev<int> dany(warps), dall(warps);
+  simt_test::warp_scan_votes(dx.p, dscan.p, dballot.p, dany.p, dall.p, warps);
+  auto scan = dscan.host();
+  auto ballot = dballot.host();
+  auto any = dany.host(), all = dall.host();
+  for (int w = 0; w < warps; ++w) {
+    double run = 0;
+    unsigned b = 0;
+    for (int l = 0; l < 32; ++l) {
+      run += x[w * 32 + l];
+      EXPECT_NEAR(scan[w * 32 + l], run, 1e-4);
+      if (x[w * 32 + l] > 0) b |= 1u << l;
+    }
+    EXPECT_EQ(ballot[w], b);
+    EXPECT_EQ(any[w], b != 0 ? 1 : 0);
+    EXPECT_EQ(all[w], b == 0xffffffffu ? 1 : 0);
+  }
+}
+
+TEST(Simt, TiledGemm) {
+  const int M = 37, N = 45, K = 29;  // no dimension a multiple of the 16x16 tile
+  auto a = randn(M * K, 4), b = randn(K * N, 5);
+  Dev<float> da(a), db(b), dc(M * N);
+  simt_test::tiled_gemm(da.p, db.p, dc.p, M, N, K);
+  auto c = dc.host();
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double ref = 0;
+      for (int k = 0; k < K; ++k) ref += (double)a[i * K + k] * b[k * N + j];
+      ASSERT_NEAR(c[i * N + j], ref, 1e-4) << i << "," << j;
+    }
+}
+
+TEST(Simt, TensorCoreGemmFollowsPtxFragmentLayout) {
+  const int M = 32, N = 40, K = 48;
+  auto a = randn(M * K, 6), w = randn(N * K, 7);
+  std::vector<__half> ah(a.size()), wh(w.size());
+  for (size_t i = 0; i < a.size(); ++i) ah[i] = __float2half_rn(a[i]);
+  for (size_t i = 0; i < w.size(); ++i) wh[i] = __float2half_rn(w[i]);
+  Dev<__half> da(ah), dw(wh);
+  Dev<float> dc(M * N);
+  simt_test::mma_gemm(da.p, dw.p, dc.p, M, N, K);
+  auto c = dc.host();
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double ref = 0;  // the fp16-rounded inputs, multiplied exactly
+      for (int k = 0; k < K; ++k)
+        ref += (double)__half2float(ah[i * K + k]) * __half2float(wh[j * K + k]);
+      ASSERT_NEAR(c[i * N + j], ref, 1e-3) << i << "," << j;
+    }
+}
+
+TEST(SimtFault, BarrierReachedByPartOfTheBlock) {
+  expect_fault(simt_test::fault_partial_barrier,
+               {"partial_barrier_kernel", "block (0,0,0)", "reached by only 200 of 256",
+                "exited without reaching it"});
+}
+
+TEST(SimtFault, WarpMaskNamesExitedLanes) {
+  expect_fault(simt_test::fault_warp_exited_lanes,
+               {"warp_exited_kernel", "block (0,0,0)", "thread (", "__shfl_xor_sync",
+                "0xffffffff", "exited"});
+}
+
+TEST(SimtFault, DynamicSharedOutOfBounds) {
+  EXPECT_NO_THROW(simt_test::fault_shared_oob(63));
+  expect_fault([] { simt_test::fault_shared_oob(64); },
+               {"shared_oob_kernel", "thread (5,0,0)", "index 64", "64 elements"});
+}
+
+TEST(SimtFault, LaunchBeyondSm75Limits) {
+  EXPECT_NO_THROW(simt_test::fault_launch(1024, 48 * 1024));
+  expect_fault([] { simt_test::fault_launch(2048, 0); },
+               {"trivial_kernel", "2048 threads", "sm_75"});
+  expect_fault([] { simt_test::fault_launch(128, 48 * 1024 + 16); },
+               {"trivial_kernel", "dynamic shared memory", "cudaFuncSetAttribute"});
+}
+
+TEST(SimtFault, SharedOptInUpTo64KiB) {
+  EXPECT_NO_THROW(simt_test::opt_in_shared(64 * 1024));
+  EXPECT_THROW(simt_test::opt_in_shared(96 * 1024), sdgen::Error);  // cudaFuncSetAttribute refuses
+}
+
+TEST(SimtFault, DivergentBarrier) {
+  expect_fault(simt_test::fault_divergent_barrier, {"divergent_barrier_kernel", "divergent"});
+}
+
+TEST(SimtRuntime, CopiesCheckTheirKind) {
+  Dev<float> d(4);
+  std::vector<float> h(4, 1.f);
+  EXPECT_EQ(cudaMemcpy(d.p, h.data(), 16, cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(h.data(), d.p, 16, cudaMemcpyHostToDevice), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  cudaDeviceProp p;
+  ASSERT_EQ(cudaGetDeviceProperties(&p, 0), cudaSuccess);
+  EXPECT_EQ(p.major * 10 + p.minor, 75);
+}
+
+}  // namespace
