@@ -240,12 +240,15 @@ TEST_P(CheckpointRef, LdmFileAndDiffusersFolderServeTheSameTensors) {
   EXPECT_EQ(std::set<std::string>(dn.begin(), dn.end()), expected);
   for (const Row& r : m.rows) {
     ASSERT_TRUE(ldm->has(r.canon) && dif->has(r.canon)) << r.canon;
+    EXPECT_EQ(ldm->stored_shape(r.canon).value_or(Shape{-1}), r.ldm_shape) << r.canon;
+    EXPECT_EQ(dif->stored_shape(r.canon).value_or(Shape{-1}), r.shape) << r.canon;
     Tensor a = ldm->get(r.canon, r.shape), b = dif->get(r.canon, r.shape);
     ASSERT_EQ(a.shape(), r.shape);
     EXPECT_EQ(a.to_floats(), identity_fill(r.canon, numel(r.shape))) << r.canon << " (LDM " << r.ldm << ")";
     EXPECT_EQ(b.to_floats(), identity_fill(r.canon, numel(r.shape))) << r.canon;
   }
   EXPECT_FALSE(ldm->has("text_encoder.text_model.embeddings.position_ids"));  // I64 buffer, not a weight
+  EXPECT_FALSE(ldm->stored_shape("text_encoder.text_model.embeddings.position_ids"));
   EXPECT_FALSE(ldm->tokenizer_vocab_json());
   EXPECT_EQ(dif->tokenizer_vocab_json().value_or(""), folder + "/tokenizer/vocab.json");
   EXPECT_EQ(dif->tokenizer_merges_txt().value_or(""), folder + "/tokenizer/merges.txt");

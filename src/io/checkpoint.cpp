@@ -60,6 +60,10 @@ class StoredCheckpoint : public Checkpoint {
     auto it = entries_.find(n);
     return it != entries_.end() && st_dtype_is_float(it->second.info->dtype);
   }
+  std::optional<Shape> stored_shape(const std::string& n) const override {
+    if (!has(n)) return std::nullopt;
+    return entries_.at(n).info->shape;
+  }
   std::vector<std::string> names() const override {
     std::vector<std::string> out;
     for (const auto& [n, e] : entries_)

@@ -34,6 +34,8 @@ class Checkpoint {
   // attention projections as [C, C, 1, 1] convs). Conv weights come as stored: [O, I, KH, KW].
   // Missing or mis-shaped: Error(kModel) naming the tensor, the expected and the found shape.
   virtual Tensor get(const std::string& canonical_name, const Shape& expected) const = 0;
+  // The shape as stored (e.g. [C, C, 1, 1] for an LDM VAE attention weight); nullopt when absent.
+  virtual std::optional<Shape> stored_shape(const std::string& canonical_name) const { return std::nullopt; }
   // Every canonical name this checkpoint provides (for tests and diagnostics).
   virtual std::vector<std::string> names() const = 0;
   // A diffusers folder's tokenizer files, when it has them (they take precedence over weights/).
