@@ -198,9 +198,10 @@ void expect_all_fields(const ModelConfig& c, const RefModel& m) {
 
 }  // namespace
 
+class CheckpointNameRef : public ::testing::TestWithParam<std::string> {};
 class CheckpointRef : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(CheckpointRef, NameTableMatchesDiffusersConverter) {
+TEST_P(CheckpointNameRef, NameTableMatchesDiffusersConverter) {
   RefModel m = ref_model(GetParam());
   CheckpointNames names(config_of(m));
   std::set<std::string> canon;
@@ -280,7 +281,32 @@ TEST_P(CheckpointRef, ConfigFromShapesAlone) {
   fs::remove_all(dir);
 }
 
+INSTANTIATE_TEST_SUITE_P(Models, CheckpointNameRef, ::testing::Values("sd_v1_tiny", "odd_layout", "sd_v1_full"));
 INSTANTIATE_TEST_SUITE_P(Models, CheckpointRef, ::testing::Values("sd_v1_tiny", "odd_layout"));
+
+TEST(Checkpoint, SdV1FullSizeConfigFromShapes) {
+  // The real SD v1 sizes (no file: 4 GB): every field, heads and groups included, follows from the
+  // LDM shapes and the SD v1 defaults, and passes validation.
+  RefModel m = ref_model("sd_v1_full");
+  std::vector<std::string> names;
+  std::map<std::string, Shape> shapes;
+  for (const Row& r : m.rows) names.push_back(r.ldm), shapes[r.ldm] = r.ldm_shape;
+  ModelConfig c = infer_ldm_config(
+      names, [&](const std::string& n) -> std::optional<Shape> {
+        auto it = shapes.find(n);
+        return it == shapes.end() ? std::nullopt : std::optional<Shape>(it->second);
+      },
+      "sd_v1_full");
+  expect_all_fields(c, m);
+  EXPECT_NO_THROW(validate_model_config(c, "sd_v1_full"));
+  // And the SD v1 defaults of config.h are these sizes.
+  ModelConfig d;
+  EXPECT_EQ(c.unet.block_channels, d.unet.block_channels);
+  EXPECT_EQ(c.unet.down_attention, d.unet.down_attention);
+  EXPECT_EQ(c.vae.block_channels, d.vae.block_channels);
+  EXPECT_EQ(c.clip.intermediate, d.clip.intermediate);
+  EXPECT_EQ(c.clip.vocab_size, d.clip.vocab_size);
+}
 
 TEST(Checkpoint, SdV1TableSpotChecks) {
   // The examples of DESIGN.md section 2 ("Checkpoint names"), at the real SD v1 config.

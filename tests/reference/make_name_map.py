@@ -176,9 +176,10 @@ def pairs_via(convert, ldm_names, expected_state, prefix):
 
 def model_entry(name, unet_kw, vae_kw, clip_kw):
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**unet_kw)
-    vae = AutoencoderKL(**vae_kw)
-    clip = CLIPTextModel(CLIPTextConfig(**clip_kw))
+    with torch.device("meta"):  # names and shapes only: no memory for the full-size model
+        unet = UNet2DConditionModel(**unet_kw)
+        vae = AutoencoderKL(**vae_kw)
+        clip = CLIPTextModel(CLIPTextConfig(**clip_kw))
     ucfg, vcfg = dict(unet.config), dict(vae.config)
     c = list(ucfg["block_out_channels"])
     attn = [t.startswith("CrossAttn") for t in ucfg["down_block_types"]]
@@ -228,6 +229,18 @@ def main():
                  scaling_factor=0.5),
             dict(vocab_size=50, hidden_size=8, intermediate_size=24, num_hidden_layers=1,
                  num_attention_heads=1, max_position_embeddings=10, hidden_act="gelu", layer_norm_eps=1e-6),
+        ),
+        model_entry(
+            "sd_v1_full",  # the real SD v1.x sizes (stable-diffusion-v1-5's config.json values)
+            dict(sample_size=64, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
+                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                 layers_per_block=2, attention_head_dim=8, cross_attention_dim=768, norm_num_groups=32),
+            dict(in_channels=3, out_channels=3, block_out_channels=(128, 256, 512, 512),
+                 down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                 layers_per_block=2, latent_channels=4, norm_num_groups=32, sample_size=512),
+            dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                 num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu"),
         ),
     ]
     sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
