@@ -453,3 +453,33 @@ TEST(Checkpoint, RejectsWhatIsNotACheckpoint) {
   EXPECT_HAS(msg, "pass the folder");
   fs::remove_all(dir);
 }
+
+TEST(Checkpoint, SidecarOverridesMetadataOverridesShapes) {
+  RefModel m = ref_model("sd_v1_tiny");
+  std::string dir = temp_dir("sidecar");
+  json meta = sidecar_of(m);
+  meta["unet"]["attention_head_dim"] = 4;  // the file says 4 heads ...
+  std::string p = write_ldm(m, dir, StDType::F32, {{"sdgen_config", meta.dump()}});
+  EXPECT_EQ(Checkpoint::open(p)->config().unet.heads, 4);
+  write_json(p + ".json", {{"unet", {{"attention_head_dim", 8}}}});  // ... the sidecar 8
+  auto ck = Checkpoint::open(p);
+  EXPECT_EQ(ck->config().unet.heads, 8);
+  EXPECT_EQ(ck->config().unet.norm_groups, 4);  // still from the metadata
+  EXPECT_EQ(ck->config().unet.block_channels, (std::vector<int>{8, 16, 16, 16}));  // from shapes
+
+  write_json(p + ".json", {{"unet", {{"attention_head_dim", 3}}}});
+  std::string msg = error_of([&] { Checkpoint::open(p); });
+  EXPECT_HAS(msg, "not a multiple of the head count 3");
+  write_json(p + ".json", {{"decoder", json::object()}});
+  msg = error_of([&] { Checkpoint::open(p); });
+  EXPECT_HAS(msg, p + ".json");
+  EXPECT_HAS(msg, "unknown sdgen_config section 'decoder'");
+  write_json(p + ".json", {{"vae", {{"norm_num_groups", "four"}}}});
+  msg = error_of([&] { Checkpoint::open(p); });
+  EXPECT_HAS(msg, "field 'norm_num_groups' is not an integer");
+  fs::remove(p + ".json");
+  p = write_ldm(m, dir, StDType::F32, {{"sdgen_config", "{not json"}});
+  msg = error_of([&] { Checkpoint::open(p); });
+  EXPECT_HAS(msg, "__metadata__ sdgen_config is not valid JSON");
+  fs::remove_all(dir);
+}
