@@ -445,6 +445,9 @@ TEST(Checkpoint, RejectsWhatIsNotACheckpoint) {
   std::ofstream(dir + "/model.ckpt", std::ios::binary) << "PK\x03\x04 rest of a zip";
   msg = error_of([&] { Checkpoint::open(dir + "/model.ckpt"); });
   EXPECT_HAS(msg, "PyTorch pickle checkpoint");
+  std::ofstream(dir + "/model.bin", std::ios::binary) << "\x80\x02}q\x00(X\x05\x00\x00\x00";  // protocol-2 pickle
+  msg = error_of([&] { Checkpoint::open(dir + "/model.bin"); });
+  EXPECT_HAS(msg, "PyTorch pickle checkpoint");
   // A single diffusers component file is not a whole model.
   write_safetensors(dir + "/unet.safetensors",
                     {st_tensor_from_floats("down_blocks.0.resnets.0.norm1.weight", StDType::F32, {2}, {1, 2})});

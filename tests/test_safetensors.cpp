@@ -110,6 +110,16 @@ TEST(Safetensors, NoMetadataAndHandWrittenHeader) {
   std::remove(p.c_str());
 }
 
+TEST(Safetensors, HeaderLengthStartingWith0x80Opens) {
+  // 384 = 0x180: the file starts with the byte 0x80, like a pickle; it is still safetensors.
+  std::string h = R"({"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}})";
+  h.append(384 - h.size(), ' ');
+  auto p = write_raw("h384", h, std::string("\x00\x3c", 2));
+  auto f = SafetensorsFile::open(p);
+  EXPECT_EQ(f->to_floats(*f->find("t")), std::vector<float>{1.0f});
+  std::remove(p.c_str());
+}
+
 TEST(Safetensors, IntegerBufferOpensButDoesNotConvert) {
   // SD checkpoints carry CLIP's position_ids as I64: the file must open, the tensor must not load.
   auto p = write_raw("i64", R"({"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})", std::string(16, '\0'));

@@ -38,17 +38,25 @@ Shape strip_trailing_ones(Shape s) {
   return s;
 }
 
-// A pickle / torch zip file gets a plain answer instead of a safetensors parse error.
-void reject_pickle(const std::string& path) {
-  unsigned char magic[4] = {0, 0, 0, 0};
-  if (FILE* f = std::fopen(path.c_str(), "rb")) {
-    size_t n = std::fread(magic, 1, 4, f);
-    std::fclose(f);
+// A file that is not valid safetensors but starts like a torch zip or a pickle gets a plain answer
+// instead of the parse error. (Checked only after the safetensors parse failed: a header length
+// such as 0x180 also starts with the byte 0x80.)
+std::unique_ptr<SafetensorsFile> open_safetensors(const std::string& path) {
+  try {
+    return SafetensorsFile::open(path);
+  } catch (const Error&) {
+    unsigned char magic[4] = {0, 0, 0, 0};
+    size_t n = 0;
+    if (FILE* f = std::fopen(path.c_str(), "rb")) {
+      n = std::fread(magic, 1, 4, f);
+      std::fclose(f);
+    }
     bool zip = n == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
     bool pickle = n >= 2 && magic[0] == 0x80 && magic[1] <= 5;
     if (zip || pickle)
       throw_model(path + " is a PyTorch pickle checkpoint (.ckpt/.bin); only .safetensors files are "
                   "supported (they cannot run code on load). Convert it, or download the .safetensors file");
+    throw;
   }
 }
 
@@ -112,8 +120,7 @@ class LdmCheckpoint : public StoredCheckpoint {
     path_ = path;
     name_ = basename_of(path);
     if (ends_with(name_, ".safetensors")) name_.resize(name_.size() - strlen(".safetensors"));
-    reject_pickle(path);
-    files_.push_back(SafetensorsFile::open(path));
+    files_.push_back(open_safetensors(path));
     const SafetensorsFile& f = *files_[0];
 
     std::vector<std::string> stored;
