@@ -1,0 +1,383 @@
+// The op-test table (ggml test-backend-ops style): every op on real SD shapes and on awkward ones,
+// each case run on a backend under test and on the plain CPU backend (the truth), compared with
+// normalized MSE, a per-element bound atol + rtol·|ref| and NaN/Inf agreement. The table knows
+// nothing about which backend it runs on: run_case() takes both backends and a dtype, so a CUDA
+// backend (real or emulated) goes through the same cases with only a new instantiation.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "sdgen/backend.h"
+#include "sdgen/half.h"
+#include "sdgen/tensor.h"
+
+namespace sdgen::optest {
+
+struct Tolerance {
+  double atol;  // per element: |out - ref| <= atol + rtol·|ref|
+  double rtol;
+  double nmse;  // Σ(out - ref)² / Σ ref² over finite ref values
+};
+
+// Tolerances per op kind and dtype, all in this one place. Inputs are scaled so outputs are O(1)
+// (weights ~ N(0, 1/fan_in)). The reference is the plain CPU path: fp32 storage, double
+// accumulators, so these bound the backend under test's own error.
+//   fp32: a backend under test accumulates in fp32 (blocked/reordered sums); error of a K-term dot
+//         product grows like √K·2⁻²⁴·|terms| ≈ 1e-6..1e-5 at K = 11520 (3×3×1280).
+//   fp16: inputs are rounded to fp16 before both sides see them, so only the backend's compute
+//         and the final rounding to fp16 (2⁻¹¹ ≈ 4.9e-4 relative) count; a fp16 GPU path may also
+//         round intermediates (attention probabilities, GEMM epilogues) to fp16, hence a few ulp.
+struct Tolerances {
+  Tolerance f32, f16;
+};
+namespace tol {
+// conv, linear: long fp32 dot products.
+inline constexpr Tolerances kGemm{{1e-4, 1e-4, 1e-10}, {4e-3, 4e-3, 2e-6}};
+// attention: two GEMMs and a softmax (fast exp ≈ 2 ulp); probabilities may be fp16 on a GPU.
+inline constexpr Tolerances kAttention{{5e-5, 2e-4, 1e-10}, {4e-3, 4e-3, 4e-6}};
+// group/layer norm: statistics over up to 4096·10 values; outputs O(1) but |x-mean|/σ reaches ~5.
+inline constexpr Tolerances kNorm{{2e-5, 2e-5, 1e-11}, {4e-3, 4e-3, 2e-6}};
+// softmax alone: probabilities in [0, 1].
+inline constexpr Tolerances kSoftmax{{1e-6, 1e-5, 1e-11}, {1e-3, 2e-3, 1e-6}};
+// pointwise math (exp, erf): a few ulp of libm/device intrinsics.
+inline constexpr Tolerances kPointwise{{1e-6, 4e-6, 1e-12}, {1e-3, 2e-3, 1e-6}};
+// data movement and exact arithmetic (add of two values, ×2 upsample, concat, cast): bit exact.
+inline constexpr Tolerances kExact{{0, 0, 0}, {0, 0, 0}};
+}  // namespace tol
+
+// A random input: N(mean, stddev²) values of `shape`, or the given values when not empty.
+struct Input {
+  Shape shape;
+  float stddev = 1.0f;
+  float mean = 0.0f;
+  std::vector<float> values = {};
+};
+
+struct OpCase {
+  std::string name;
+  std::vector<Input> inputs;
+  // Runs the op on a backend; dtype is the inputs' (for ops that make tensors from nothing).
+  std::function<Tensor(Backend&, const std::vector<Tensor>&, DType)> run;
+  Tolerances tol;
+  bool fp16 = true;  // also run in fp16 (off for the largest shapes, to keep the suite quick)
+};
+
+// ---- the runner ----
+
+inline std::vector<float> make_values(const Input& in, uint32_t seed) {
+  if (!in.values.empty()) return in.values;
+  int64_t n = 1;
+  for (int64_t d : in.shape) n *= d;
+  std::vector<float> v((size_t)n);
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(in.mean, in.stddev);
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
+// A tensor of `values` in `dtype` on `device` (fp16 conversion on the host).
+inline Tensor make_tensor(const Shape& shape, const std::vector<float>& values, DType dtype,
+                          Device device) {
+  Tensor t = Tensor::from_floats(shape, values);
+  if (dtype == DType::F16) {
+    Tensor h = Tensor::empty(shape, DType::F16);
+    uint16_t* p = h.data_as<uint16_t>();
+    for (size_t i = 0; i < values.size(); ++i) p[i] = float_to_half_bits(values[i]);
+    t = h;
+  }
+  return t.to(device);
+}
+
+struct Comparison {
+  double max_abs = 0, nmse = 0;
+  double worst = 0;      // max |out-ref| / (atol + rtol·|ref|); ≤ 1 passes
+  int64_t worst_index = -1;
+  int64_t special_mismatch = 0;  // NaN/Inf disagreements
+  int64_t first_special = -1;
+  bool shape_ok = true;
+};
+
+inline Comparison compare(const std::vector<float>& out, const std::vector<float>& ref,
+                          const Tolerance& t) {
+  Comparison c;
+  if (out.size() != ref.size()) {
+    c.shape_ok = false;
+    return c;
+  }
+  double err2 = 0, ref2 = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double r = ref[i], o = out[i];
+    if (!std::isfinite(r) || !std::isfinite(o)) {
+      // NaN must meet NaN, ±Inf the same-signed Inf.
+      const bool agree = (std::isnan(r) && std::isnan(o)) || (std::isinf(r) && o == r);
+      if (!agree && c.special_mismatch++ == 0) c.first_special = (int64_t)i;
+      continue;
+    }
+    const double e = std::fabs(o - r);
+    err2 += e * e;
+    ref2 += r * r;
+    c.max_abs = std::max(c.max_abs, e);
+    const double bound = t.atol + t.rtol * std::fabs(r);
+    const double ratio = bound > 0 ? e / bound : (e > 0 ? INFINITY : 0.0);
+    if (ratio > c.worst || c.worst_index < 0) {
+      c.worst = ratio;
+      c.worst_index = (int64_t)i;
+    }
+  }
+  c.nmse = ref2 > 0 ? err2 / ref2 : err2;
+  return c;
+}
+
+struct CaseResult {
+  Comparison cmp;
+  Tolerance tol;
+  std::vector<float> out, ref;
+};
+
+// Runs `c` on `test` in `dtype` and on `ref` (fp32, the same fp16-rounded values when dtype is
+// fp16), returns the comparison. Inputs are seeded by their position, so every backend and every
+// run sees the same values.
+inline CaseResult run_case(const OpCase& c, Backend& test, Backend& ref, DType dtype) {
+  std::vector<Tensor> test_in, ref_in;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    std::vector<float> v = make_values(c.inputs[i], 1234u + 7919u * (uint32_t)i);
+    if (dtype == DType::F16)
+      for (float& x : v) x = round_to_half(x);
+    test_in.push_back(make_tensor(c.inputs[i].shape, v, dtype, test.device()));
+    ref_in.push_back(make_tensor(c.inputs[i].shape, v, DType::F32, ref.device()));
+  }
+  CaseResult r;
+  r.tol = dtype == DType::F32 ? c.tol.f32 : c.tol.f16;
+  Tensor out = c.run(test, test_in, dtype);
+  Tensor expect = c.run(ref, ref_in, DType::F32);
+  r.out = out.to_floats();
+  r.ref = expect.to_floats();
+  // An fp16 result can at best be the exact result rounded to fp16: compare against that, so
+  // exact ops stay exact and the tolerances count only the backend's own error.
+  if (dtype == DType::F16)
+    for (float& v : r.ref) v = round_to_half(v);
+  r.cmp = compare(r.out, r.ref, r.tol);
+  r.cmp.shape_ok = r.cmp.shape_ok && out.shape() == expect.shape() && out.dtype() == dtype;
+  return r;
+}
+
+// ---- the table ----
+
+namespace cases {
+
+using Ins = std::vector<Tensor>;
+
+inline Tensor opt(const Ins& in, size_t i) { return i < in.size() ? in[i] : Tensor(); }
+
+// x [N,H,W,C] ~ N(0,1); w [Co,K,K,C] ~ N(0, 1/(K·K·C)) so outputs are O(1); bias ~ N(0, 0.1²).
+inline OpCase conv(const std::string& name, Shape x, int64_t co, int k, int stride, int pad,
+                   bool bias = true, bool fp16 = true) {
+  const float ws = 1.0f / std::sqrt((float)(k * k * x[3]));
+  std::vector<Input> in = {{x}, {{co, k, k, x[3]}, ws}};
+  if (bias) in.push_back({{co}, 0.1f});
+  return {name, in,
+          [=](Backend& b, const Ins& t, DType) { return b.conv2d(t[0], t[1], opt(t, 2), stride, pad); },
+          tol::kGemm, fp16};
+}
+
+inline OpCase linear(const std::string& name, Shape x, int64_t out, bool bias = true,
+                     bool fp16 = true) {
+  const int64_t in_dim = x.back();
+  std::vector<Input> in = {{x}, {{out, in_dim}, 1.0f / std::sqrt((float)in_dim)}};
+  if (bias) in.push_back({{out}, 0.1f});
+  return {name, in, [](Backend& b, const Ins& t, DType) { return b.linear(t[0], t[1], opt(t, 2)); },
+          tol::kGemm, fp16};
+}
+
+// gamma ~ N(1, 0.1²), beta ~ N(0, 0.1²), as trained norms look.
+inline OpCase group_norm(const std::string& name, Shape x, int groups, float eps, bool silu,
+                         float mean = 0.0f, float stddev = 1.0f, bool fp16 = true) {
+  const int64_t C = x.back();
+  return {name, {{x, stddev, mean}, {{C}, 0.1f, 1.0f}, {{C}, 0.1f}},
+          [=](Backend& b, const Ins& t, DType) {
+            return b.group_norm(t[0], t[1], t[2], groups, eps, silu);
+          },
+          tol::kNorm, fp16};
+}
+
+inline OpCase layer_norm(const std::string& name, Shape x, float mean = 0.0f, float stddev = 1.0f) {
+  const int64_t C = x.back();
+  return {name, {{x, stddev, mean}, {{C}, 0.1f, 1.0f}, {{C}, 0.1f}},
+          [](Backend& b, const Ins& t, DType) { return b.layer_norm(t[0], t[1], t[2], 1e-5f); },
+          tol::kNorm};
+}
+
+// q, k, v ~ N(0,1) with the model's scale 1/√D: scores ~ N(0,1), peaked enough to matter.
+inline OpCase attention(const std::string& name, int64_t n, int64_t lq, int64_t lk, int heads,
+                        int64_t d, bool causal, bool fp16 = true) {
+  const float scale = 1.0f / std::sqrt((float)d);
+  return {name, {{{n, lq, heads * d}}, {{n, lk, heads * d}}, {{n, lk, heads * d}}},
+          [=](Backend& b, const Ins& t, DType) {
+            return b.attention(t[0], t[1], t[2], heads, scale, causal);
+          },
+          tol::kAttention, fp16};
+}
+
+inline OpCase unary(const std::string& name, Backend::Unary op, Input x, bool fp16 = true) {
+  return {name, {x}, [=](Backend& b, const Ins& t, DType) { return b.unary(t[0], op); },
+          tol::kPointwise, fp16};
+}
+
+// Values every activation must get right: zeros, tails, infinities, NaN.
+inline std::vector<float> special_values() {
+  return {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, -3.0f, 8.0f, -8.0f, 20.0f, -20.0f, 88.0f, -88.0f,
+          100.0f, -100.0f, 1e-8f, -1e-8f, INFINITY, -INFINITY, NAN, 3.3e4f};
+}
+
+}  // namespace cases
+
+inline const std::vector<OpCase>& op_cases() {
+  using namespace cases;
+  using U = Backend::Unary;
+  static const std::vector<OpCase> table = [] {
+    std::vector<OpCase> t;
+    // Convolutions: the UNet's levels (64×64×320, 32×32×640, 8×8×1280), its downsampler, conv_in
+    // (4 channels), conv_out (4 outputs), 1×1 shortcuts / proj_in, then awkward geometry.
+    t.push_back(conv("conv3x3_2x64x64x320", {2, 64, 64, 320}, 320, 3, 1, 1, true, false));
+    t.push_back(conv("conv3x3_2x32x32x640", {2, 32, 32, 640}, 640, 3, 1, 1, true, false));
+    t.push_back(conv("conv3x3_2x8x8x1280", {2, 8, 8, 1280}, 1280, 3, 1, 1));
+    t.push_back(conv("conv3x3_s2_2x64x64x320", {2, 64, 64, 320}, 320, 3, 2, 1));
+    t.push_back(conv("conv1x1_2x64x64x320", {2, 64, 64, 320}, 320, 1, 1, 0));
+    t.push_back(conv("conv1x1_2x32x32x960_to_640", {2, 32, 32, 960}, 640, 1, 1, 0));
+    t.push_back(conv("conv_in_2x64x64x4_to_320", {2, 64, 64, 4}, 320, 3, 1, 1));
+    t.push_back(conv("conv_out_2x64x64x320_to_4", {2, 64, 64, 320}, 4, 3, 1, 1));
+    t.push_back(conv("conv3x3_odd_3x7x5x9_to_13", {3, 7, 5, 9}, 13, 3, 1, 1));
+    t.push_back(conv("conv3x3_s2_odd_3x7x5x9_to_13", {3, 7, 5, 9}, 13, 3, 2, 1));
+    t.push_back(conv("conv3x3_nopad_nobias_2x7x6x3", {2, 7, 6, 3}, 5, 3, 1, 0, false));
+    t.push_back(conv("conv5x5_pad2_2x6x6x3", {2, 6, 6, 3}, 7, 5, 1, 2));
+    t.push_back(conv("conv1x1_pad1_1x3x4x5", {1, 3, 4, 5}, 6, 1, 1, 1));
+    t.push_back(conv("conv1x1_s2_1x5x5x7", {1, 5, 5, 7}, 3, 1, 2, 0));
+    t.push_back(conv("conv3x3_1x1x1x1", {1, 1, 1, 1}, 1, 3, 1, 1));
+    t.push_back(conv("conv3x3_s2_1x65x63x16", {1, 65, 63, 16}, 17, 3, 2, 1));
+
+    // Linear: self-attention projections, cross-attention k/v from the 768-wide context, the
+    // GEGLU input projection, the time embedding (2 rows), awkward sizes.
+    t.push_back(linear("linear_2x4096x320_to_320", {2, 4096, 320}, 320, true, false));
+    t.push_back(linear("linear_2x77x768_to_320_nobias", {2, 77, 768}, 320, false));
+    t.push_back(linear("linear_2x4096x320_to_2560", {2, 4096, 320}, 2560, true, false));
+    t.push_back(linear("linear_time_2x320_to_1280", {2, 320}, 1280));
+    t.push_back(linear("linear_odd_3x5x13_to_7", {3, 5, 13}, 7));
+    t.push_back(linear("linear_1x1_to_1", {1, 1}, 1));
+    t.push_back(linear("linear_7x33_to_65_nobias", {7, 33}, 65, false));
+
+    // Group norm: resnet (eps 1e-5, with SiLU) and transformer (eps 1e-6) norms, a large-offset
+    // input (catches one-pass E[x²]-E[x]²), awkward group counts and spatial sizes.
+    t.push_back(group_norm("gn_2x64x64x320_g32", {2, 64, 64, 320}, 32, 1e-6f, false));
+    t.push_back(group_norm("gn_silu_2x64x64x320_g32", {2, 64, 64, 320}, 32, 1e-5f, true));
+    t.push_back(group_norm("gn_silu_6x32x32x640_g32", {6, 32, 32, 640}, 32, 1e-5f, true));
+    t.push_back(group_norm("gn_offset300_2x8x8x64_g8", {2, 8, 8, 64}, 8, 1e-5f, false, 300.0f, 0.1f));
+    t.push_back(group_norm("gn_silu_odd_3x7x5x9_g3", {3, 7, 5, 9}, 3, 1e-5f, true));
+    t.push_back(group_norm("gn_1px_2x1x1x13_g13", {2, 1, 1, 13}, 13, 1e-5f, false));
+    t.push_back(group_norm("gn_seq_1x5x15_g5", {1, 5, 15}, 5, 1e-6f, true));
+
+    // Layer norm: CLIP (77×768) and the UNet transformer (4096×320), offset and 1-wide rows.
+    t.push_back(layer_norm("ln_2x77x768", {2, 77, 768}));
+    t.push_back(layer_norm("ln_2x4096x320", {2, 4096, 320}));
+    t.push_back(layer_norm("ln_offset100_3x13", {3, 13}, 100.0f, 0.5f));
+    t.push_back(layer_norm("ln_1x1", {1, 1}));
+
+    // Attention: UNet self (4096 tokens, 8 heads × 40) and cross (77 keys), 32×32 level (80-wide
+    // heads), CLIP causal (12 × 64), the VAE's single 512-wide head, then awkward shapes: one
+    // query / one key, heads of 7, causal over several query blocks, Lq not a block multiple.
+    // (batch 1 here: the plain reference over 2 × 8 × 4096² scores alone takes ~10 s)
+    t.push_back(attention("attn_self_1x4096_h8_d40", 1, 4096, 4096, 8, 40, false, false));
+    t.push_back(attention("attn_cross_2x4096x77_h8_d40", 2, 4096, 77, 8, 40, false));
+    t.push_back(attention("attn_self_2x1024_h8_d80", 2, 1024, 1024, 8, 80, false));
+    t.push_back(attention("attn_causal_2x77_h12_d64", 2, 77, 77, 12, 64, true));
+    t.push_back(attention("attn_vae_1x1024_h1_d512", 1, 1024, 1024, 1, 512, false));
+    t.push_back(attention("attn_lq1_lk1", 2, 1, 1, 2, 3, false));
+    t.push_back(attention("attn_lq1_lk9_causal", 1, 1, 9, 1, 4, true));
+    t.push_back(attention("attn_odd_3x5x3_h3_d7", 3, 5, 3, 3, 7, false));
+    t.push_back(attention("attn_causal_multiblock_1x1100_h2_d8", 1, 1100, 1100, 2, 8, true));
+    t.push_back(attention("attn_lq300_lk4100_h1_d8", 1, 300, 4100, 1, 8, false));
+
+    // Softmax over long and short rows, and rows with -inf / +inf / NaN / huge spreads.
+    t.push_back({"softmax_16x4096", {{{16, 4096}, 3.0f}},
+                 [](Backend& b, const Ins& in, DType) { return b.softmax(in[0]); }, tol::kSoftmax});
+    t.push_back({"softmax_odd_3x7", {{{3, 7}}},
+                 [](Backend& b, const Ins& in, DType) { return b.softmax(in[0]); }, tol::kSoftmax});
+    t.push_back({"softmax_special_5x4",
+                 {{{5, 4}, 1, 0, {0.0f, -INFINITY, 1.0f, -INFINITY,      // masked entries
+                                  -INFINITY, -INFINITY, -INFINITY, -INFINITY,  // all masked: NaN
+                                  1e4f, -1e4f, 0.0f, 1e4f,                  // huge spread
+                                  INFINITY, 0.0f, 1.0f, 2.0f,               // +inf: NaN row
+                                  NAN, 0.0f, 1.0f, 2.0f}}},                  // NaN: NaN row
+                 [](Backend& b, const Ins& in, DType) { return b.softmax(in[0]); }, tol::kSoftmax});
+
+    // Pointwise: activations on a real activation shape and on special values.
+    t.push_back(unary("silu_2x64x64x320", U::kSilu, {{2, 64, 64, 320}, 3.0f}, false));
+    t.push_back(unary("quick_gelu_2x77x3072", U::kQuickGelu, {{2, 77, 3072}, 3.0f}));
+    t.push_back(unary("gelu_2x4096x1280", U::kGelu, {{2, 4096, 1280}, 3.0f}, false));
+    t.push_back(unary("silu_special", U::kSilu, {{20}, 1, 0, special_values()}));
+    t.push_back(unary("quick_gelu_special", U::kQuickGelu, {{20}, 1, 0, special_values()}));
+    t.push_back(unary("gelu_special", U::kGelu, {{20}, 1, 0, special_values()}));
+    auto geglu = [](Backend& b, const Ins& in, DType) { return b.geglu(in[0]); };
+    t.push_back({"geglu_2x4096x2560", {{{2, 4096, 2560}, 2.0f}}, geglu, tol::kPointwise, false});
+    t.push_back({"geglu_odd_3x5x2", {{{3, 5, 2}, 2.0f}}, geglu, tol::kPointwise});
+
+    // Exact ops.
+    auto add = [](Backend& b, const Ins& in, DType) { return b.add(in[0], in[1]); };
+    auto add_channel = [](Backend& b, const Ins& in, DType) { return b.add_channel(in[0], in[1]); };
+    auto up = [](Backend& b, const Ins& in, DType) { return b.upsample_nearest2x(in[0]); };
+    auto cat = [](Backend& b, const Ins& in, DType) { return b.concat_channels(in[0], in[1]); };
+    t.push_back({"add_2x64x64x320", {{{2, 64, 64, 320}}, {{2, 64, 64, 320}}}, add, tol::kExact});
+    t.push_back({"add_odd_3x7x5x9", {{{3, 7, 5, 9}}, {{3, 7, 5, 9}}}, add, tol::kExact});
+    t.push_back({"add_channel_2x64x64x320", {{{2, 64, 64, 320}}, {{2, 320}}}, add_channel,
+                 tol::kExact});
+    t.push_back({"add_channel_odd_3x7x5x9", {{{3, 7, 5, 9}}, {{3, 9}}}, add_channel, tol::kExact});
+    t.push_back({"add_channel_seq_2x5x3", {{{2, 5, 3}}, {{2, 3}}}, add_channel, tol::kExact});
+    t.push_back({"scale_2x64x64x4", {{{2, 64, 64, 4}}},
+                 [](Backend& b, const Ins& in, DType) { return b.scale(in[0], 1.0f / 0.18215f); },
+                 tol::kExact});
+    t.push_back({"upsample_2x8x8x1280", {{{2, 8, 8, 1280}}}, up, tol::kExact});
+    t.push_back({"upsample_2x32x32x640", {{{2, 32, 32, 640}}}, up, tol::kExact});
+    t.push_back({"upsample_odd_3x7x5x9", {{{3, 7, 5, 9}}}, up, tol::kExact});
+    t.push_back({"concat_2x64x64x320_320", {{{2, 64, 64, 320}}, {{2, 64, 64, 320}}}, cat,
+                 tol::kExact});
+    t.push_back({"concat_odd_3x7x5x9_4", {{{3, 7, 5, 9}}, {{3, 7, 5, 4}}}, cat, tol::kExact});
+    t.push_back({"concat_empty_2x3x0_4", {{{2, 3, 0}}, {{2, 3, 4}}}, cat, tol::kExact});
+    t.push_back({"embedding_2x77_from_1000x64", {{{1000, 64}}},
+                 [](Backend& b, const Ins& in, DType) {
+                   std::vector<int> ids(154);
+                   for (int i = 0; i < 154; ++i) ids[i] = (i * 397 + 11) % 1000;
+                   ids[0] = 0, ids[1] = 999;
+                   return b.embedding(ids, 2, in[0]);
+                 },
+                 tol::kExact});
+    t.push_back({"timestep_embedding_320", {},
+                 [](Backend& b, const Ins&, DType dt) {
+                   return b.timestep_embedding({0.0f, 1.0f, 999.0f, 500.5f, 21.0f}, 320, dt);
+                 },
+                 tol::kPointwise});
+    t.push_back({"timestep_embedding_odd_half_14", {},
+                 [](Backend& b, const Ins&, DType dt) { return b.timestep_embedding({7.0f}, 14, dt); },
+                 tol::kPointwise});
+    // fp32 -> fp16 -> fp32 (fp32 pass only: the output is fp32 by construction).
+    t.push_back({"cast_roundtrip_special",
+                 {{{12}, 1, 0, {1.0f, 1.00048828125f, 1.00146484375f, 65504.0f, 65519.0f, 65520.0f,
+                                5.96e-8f, 2.9e-8f, 1e-30f, -INFINITY, NAN, -2.5f}}},
+                 [](Backend& b, const Ins& in, DType) {
+                   return b.cast(b.cast(in[0], DType::F16), DType::F32);
+                 },
+                 tol::kExact, false});
+    t.push_back({"cast_roundtrip_2x64x64x320", {{{2, 64, 64, 320}, 100.0f}},
+                 [](Backend& b, const Ins& in, DType) {
+                   return b.cast(b.cast(in[0], DType::F16), DType::F32);
+                 },
+                 tol::kExact, false});
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace sdgen::optest
