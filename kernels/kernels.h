@@ -1,0 +1,49 @@
+// Host-callable launchers for the hand-written kernels in kernels/*.cu: the CUDA backend
+// (src/backend/cuda/) calls these and never launches a kernel itself. Pointers are device memory;
+// `dt` is the element type of every tensor argument (fp32 or fp16; the math inside is fp32).
+// Launches are asynchronous on `stream` under CUDA and complete before returning in the emulator.
+// Every launcher accepts n == 0 (and then launches nothing).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "sdgen/tensor.h"
+
+namespace sdgen {
+namespace kernels {
+
+// elementwise.cu
+enum class UnaryOp { kSilu, kQuickGelu, kGelu };
+void unary(const void* x, void* y, int64_t n, UnaryOp op, DType dt, cudaStream_t s);
+// x [rows, 2c] -> y [rows, c]: value · gelu(gate), exact erf GELU.
+void geglu(const void* x, void* y, int64_t rows, int64_t c, DType dt, cudaStream_t s);
+void add(const void* a, const void* b, void* y, int64_t n, DType dt, cudaStream_t s);
+// x [batch, spatial, c] + b [batch, c]
+void add_channel(const void* x, const void* b, void* y, int64_t batch, int64_t spatial, int64_t c,
+                 DType dt, cudaStream_t s);
+void scale(const void* x, float factor, void* y, int64_t n, DType dt, cudaStream_t s);
+// NHWC [n, h, w, c] -> [n, 2h, 2w, c]
+void upsample_nearest2x(const void* x, void* y, int64_t n, int64_t h, int64_t w, int64_t c,
+                        DType dt, cudaStream_t s);
+// [rows, ca] ++ [rows, cb] -> [rows, ca + cb]
+void concat_channels(const void* a, const void* b, void* y, int64_t rows, int64_t ca, int64_t cb,
+                     DType dt, cudaStream_t s);
+// Round to nearest even on fp32 -> fp16.
+void cast(const void* x, DType from, void* y, DType to, int64_t n, cudaStream_t s);
+// y [count, dim] = table rows ids[0..count) (ids in device memory).
+void embedding(const int* ids, const void* table, void* y, int64_t count, int64_t dim, DType dt,
+               cudaStream_t s);
+
+// groupnorm.cu: x [batch, spatial, c] (NHWC), `groups` divides c; optional fused SiLU.
+void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t batch,
+                int64_t spatial, int64_t c, int groups, float eps, bool silu, DType dt,
+                cudaStream_t s);
+// layernorm.cu: x [rows, c], normalized over c.
+void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows,
+                int64_t c, float eps, DType dt, cudaStream_t s);
+// softmax.cu: x [rows, cols], softmax over cols.
+void softmax(const void* x, void* y, int64_t rows, int64_t cols, DType dt, cudaStream_t s);
+
+}  // namespace kernels
+}  // namespace sdgen

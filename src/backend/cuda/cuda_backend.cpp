@@ -1,0 +1,205 @@
+// The CUDA backend object, its device memory hooks, and the elementwise and layout ops.
+// Compiled only by the sdgen_cuda / sdgen_cuda_emu targets (see cuda_backend.cmake): the core
+// library's recursive glob of src/backend/ also lists this file, and there it compiles to nothing.
+#if defined(SDGEN_CUDA_BACKEND_TU)
+#include "backend/cuda/cuda_backend.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common/check.h"
+#include "core/device_memory.h"
+#include "kernels.h"
+#include "sdgen/error.h"
+#include "sdgen/half.h"
+
+namespace sdgen {
+namespace cuda {
+
+namespace {
+
+void* hook_alloc(size_t bytes) {
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+  if (e == cudaErrorMemoryAllocation)
+    throw_runtime("out of GPU memory allocating " + std::to_string(bytes) + " bytes");
+  SDGEN_CUDA_CHECK(e);
+  return p;
+}
+void hook_free(void* p) { cudaFree(p); }  // a deleter must not throw
+void hook_memset(void* p, size_t bytes) { SDGEN_CUDA_CHECK(cudaMemset(p, 0, bytes)); }
+void hook_copy(void* dst, const void* src, size_t bytes, int kind) {
+  cudaMemcpyKind k = kind == 0 ? cudaMemcpyHostToDevice
+                     : kind == 1 ? cudaMemcpyDeviceToHost
+                                 : cudaMemcpyDeviceToDevice;
+  SDGEN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, k));
+}
+
+kernels::UnaryOp unary_op(Backend::Unary op) {
+  switch (op) {
+    case Backend::Unary::kSilu: return kernels::UnaryOp::kSilu;
+    case Backend::Unary::kQuickGelu: return kernels::UnaryOp::kQuickGelu;
+    case Backend::Unary::kGelu: return kernels::UnaryOp::kGelu;
+  }
+  return kernels::UnaryOp::kSilu;
+}
+
+[[noreturn]] void not_yet(const char* op) {
+  throw_runtime(std::string(op) + " is not implemented on CUDA yet");
+}
+
+}  // namespace
+
+void install_memory_hooks() {
+  CudaMemoryHooks h;
+  h.alloc = hook_alloc;
+  h.free = hook_free;
+  h.memset_zero = hook_memset;
+  h.copy = hook_copy;
+  install_cuda_memory_hooks(h);
+}
+
+CudaBackend::CudaBackend() {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0)
+    throw_runtime(std::string("no CUDA device available (") + cudaGetErrorString(e) + ")");
+  install_memory_hooks();
+  SDGEN_CUBLAS_CHECK(cublasCreate_v2(&cublas_));
+  SDGEN_CUBLAS_CHECK(cublasSetStream_v2(cublas_, stream_));
+}
+
+CudaBackend::~CudaBackend() {
+  if (cublas_) cublasDestroy_v2(cublas_);
+}
+
+std::string CudaBackend::name() const {
+#if defined(SDGEN_SIMT)
+  return "cuda (SIMT emulator)";
+#else
+  cudaDeviceProp p;
+  if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return "cuda";
+  return std::string("cuda (") + p.name + ")";
+#endif
+}
+
+Tensor CudaBackend::as(const Tensor& t, DType dtype) {
+  return !t.defined() || t.dtype() == dtype ? t : cast(t, dtype);
+}
+
+Tensor CudaBackend::conv2d(const Tensor&, const Tensor&, const Tensor&, int, int) {
+  not_yet("conv2d");
+}
+Tensor CudaBackend::attention(const Tensor&, const Tensor&, const Tensor&, int, float, bool) {
+  not_yet("attention");
+}
+
+Tensor CudaBackend::unary(const Tensor& x, Unary op) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
+  kernels::unary(x.data(), y.data(), x.numel(), unary_op(op), x.dtype(), stream_);
+  return y;
+}
+
+Tensor CudaBackend::geglu(const Tensor& x) {
+  Shape s = x.shape();
+  int64_t c = s.back() / 2;
+  s.back() = c;
+  Tensor y = Tensor::empty(s, x.dtype(), Device::CUDA);
+  kernels::geglu(x.data(), y.data(), c ? y.numel() / c : 0, c, x.dtype(), stream_);
+  return y;
+}
+
+Tensor CudaBackend::add(const Tensor& a, const Tensor& b) {
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), Device::CUDA);
+  Tensor bb = as(b, a.dtype());
+  kernels::add(a.data(), bb.data(), y.data(), a.numel(), a.dtype(), stream_);
+  return y;
+}
+
+Tensor CudaBackend::add_channel(const Tensor& x, const Tensor& b) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
+  Tensor bb = as(b, x.dtype());
+  int64_t n = x.dim(0), c = x.dim(-1);
+  int64_t spatial = n && c ? x.numel() / (n * c) : 0;
+  kernels::add_channel(x.data(), bb.data(), y.data(), n, spatial, c, x.dtype(), stream_);
+  return y;
+}
+
+Tensor CudaBackend::scale(const Tensor& x, float s) {
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
+  kernels::scale(x.data(), s, y.data(), x.numel(), x.dtype(), stream_);
+  return y;
+}
+
+Tensor CudaBackend::upsample_nearest2x(const Tensor& x) {
+  Tensor y = Tensor::empty({x.dim(0), x.dim(1) * 2, x.dim(2) * 2, x.dim(3)}, x.dtype(),
+                           Device::CUDA);
+  kernels::upsample_nearest2x(x.data(), y.data(), x.dim(0), x.dim(1), x.dim(2), x.dim(3),
+                              x.dtype(), stream_);
+  return y;
+}
+
+Tensor CudaBackend::concat_channels(const Tensor& a, const Tensor& b) {
+  Shape s = a.shape();
+  int64_t ca = a.dim(-1), cb = b.dim(-1);
+  s.back() = ca + cb;
+  Tensor y = Tensor::empty(s, a.dtype(), Device::CUDA);
+  int64_t rows = ca + cb ? y.numel() / (ca + cb) : 0;
+  Tensor bb = as(b, a.dtype());
+  kernels::concat_channels(a.data(), bb.data(), y.data(), rows, ca, cb, a.dtype(), stream_);
+  return y;
+}
+
+Tensor CudaBackend::embedding(const std::vector<int>& ids, int n, const Tensor& table) {
+  int64_t count = (int64_t)ids.size(), dim = table.dim(1);
+  Tensor y = Tensor::empty({n, n ? count / n : 0, dim}, table.dtype(), Device::CUDA);
+  if (count == 0) return y;
+  int* d_ids = nullptr;
+  SDGEN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&d_ids), ids.size() * sizeof(int)));
+  struct Free {
+    int* p;
+    ~Free() { cudaFree(p); }
+  } guard{d_ids};
+  SDGEN_CUDA_CHECK(cudaMemcpy(d_ids, ids.data(), ids.size() * sizeof(int), cudaMemcpyHostToDevice));
+  kernels::embedding(d_ids, table.data(), y.data(), count, dim, table.dtype(), stream_);
+  // The copy above is synchronous, but the gather is not: keep the ids alive until it ran.
+  SDGEN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return y;
+}
+
+// A few hundred values, once per step: computed on the host exactly as the CPU backend does
+// (diffusers' fp32 order) and uploaded, so both backends agree to the bit.
+Tensor CudaBackend::timestep_embedding(const std::vector<float>& t, int dim, DType dtype) {
+  int64_t n = (int64_t)t.size(), half = dim / 2;
+  std::vector<float> v((size_t)(n * dim), 0.f);
+  const float neg_log = (float)(-std::log(10000.0));
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t i = 0; i < half; ++i) {
+      const float exponent = ((float)i * neg_log) / (float)half;
+      const float arg = t[b] * std::exp(exponent);
+      v[b * dim + i] = std::cos(arg);
+      v[b * dim + half + i] = std::sin(arg);
+    }
+  Tensor host = Tensor::from_floats({n, dim}, v);
+  if (dtype == DType::F16) {
+    Tensor h = Tensor::empty({n, dim}, DType::F16);
+    uint16_t* p = h.data_as<uint16_t>();
+    for (size_t i = 0; i < v.size(); ++i) p[i] = float_to_half_bits(v[i]);
+    host = h;
+  }
+  return host.to(Device::CUDA);
+}
+
+Tensor CudaBackend::cast(const Tensor& x, DType dtype) {
+  Tensor y = Tensor::empty(x.shape(), dtype, Device::CUDA);
+  kernels::cast(x.data(), x.dtype(), y.data(), dtype, x.numel(), stream_);
+  return y;
+}
+
+}  // namespace cuda
+
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<cuda::CudaBackend>(); }
+
+}  // namespace sdgen
+#endif  // SDGEN_CUDA_BACKEND_TU

@@ -1,0 +1,72 @@
+// The CUDA backend: host code that checks nothing twice (ops.h did), allocates outputs on the
+// device and calls the kernel launchers of kernels/kernels.h or cuBLAS. The same sources build
+// against the real CUDA runtime (target sdgen_cuda) and against the SIMT emulator (sdgen_cuda_emu,
+// tests/simt/), see src/backend/cuda/cuda_backend.cmake. Every op runs on the legacy default
+// stream, so the synchronous copies of the device memory hooks order with the kernels.
+#pragma once
+#include <cublas_api.h>
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <string>
+
+#include "sdgen/backend.h"
+
+namespace sdgen {
+
+#ifndef SDGEN_WITH_CUDA
+std::unique_ptr<Backend> make_cuda_backend();  // backend.h declares it only in CUDA builds
+#endif
+
+namespace cuda {
+
+class CudaBackend : public Backend {
+ public:
+  CudaBackend();
+  ~CudaBackend() override;
+  std::string name() const override;
+  Device device() const override { return Device::CUDA; }
+
+  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
+                int padding) override;
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) override;
+  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups,
+                    float eps, bool fuse_silu) override;
+  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override;
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale,
+                   bool causal) override;
+  Tensor softmax(const Tensor& x) override;
+  Tensor unary(const Tensor& x, Unary op) override;
+  Tensor geglu(const Tensor& x) override;
+  Tensor add(const Tensor& a, const Tensor& b) override;
+  Tensor add_channel(const Tensor& x, const Tensor& b) override;
+  Tensor scale(const Tensor& x, float s) override;
+  Tensor upsample_nearest2x(const Tensor& x) override;
+  Tensor concat_channels(const Tensor& a, const Tensor& b) override;
+  Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table) override;
+  Tensor timestep_embedding(const std::vector<float>& t, int dim, DType dtype) override;
+  Tensor cast(const Tensor& x, DType dtype) override;
+
+  cudaStream_t stream() const { return stream_; }
+  cublasHandle_t cublas() const { return cublas_; }
+
+ private:
+  // `t` in `dtype` (itself when it already is): parameters follow the activation's dtype.
+  Tensor as(const Tensor& t, DType dtype);
+  cudaStream_t stream_ = nullptr;  // the legacy default stream
+  cublasHandle_t cublas_ = nullptr;
+};
+
+// Installs the device memory hooks of src/core/device_memory.h (cudaMalloc/cudaFree/...).
+void install_memory_hooks();
+
+}  // namespace cuda
+}  // namespace sdgen
+
+#define SDGEN_CUBLAS_CHECK(call)                                                          \
+  do {                                                                                    \
+    cublasStatus_t sdgen_st_ = (call);                                                    \
+    if (sdgen_st_ != CUBLAS_STATUS_SUCCESS)                                               \
+      ::sdgen::throw_runtime(std::string("cuBLAS error ") + cublasGetStatusString(sdgen_st_) + \
+                             " in " #call " at " __FILE__ ":" + std::to_string(__LINE__)); \
+  } while (0)
