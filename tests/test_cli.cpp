@@ -113,7 +113,9 @@ TEST_F(Cli, MissingModelIsModelError) {
   EXPECT_EQ(stray_files(), 0);
   // No --model, no SDGEN_MODEL and nothing in weights/: says how to get one.
   Result r2 = run("--prompt cat --out out");
-  if (r2.code == 3) EXPECT_NE(r2.err.find("--model"), std::string::npos) << r2.err;
+  if (r2.code == 3) {
+    EXPECT_NE(r2.err.find("--model"), std::string::npos) << r2.err;
+  }
 }
 
 TEST_F(Cli, CorruptModelIsModelError) {

@@ -43,8 +43,8 @@ struct VaeConfig {  // diffusers AutoencoderKL, decoder half
 
 struct SchedulerConfig {  // diffusers DDIMScheduler as configured for SD v1.5
   int train_timesteps = 1000;
-  float beta_start = 0.00085f;
-  float beta_end = 0.012f;
+  double beta_start = 0.00085;  // double: diffusers takes √ of the Python float
+  double beta_end = 0.012;
   std::string beta_schedule = "scaled_linear";
   int steps_offset = 1;
   bool set_alpha_to_one = false;

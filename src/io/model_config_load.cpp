@@ -29,10 +29,11 @@ void get_int(const json& j, const char* key, int& out, const std::string& where)
     out = v->get<int>();
   }
 }
-void get_float(const json& j, const char* key, float& out, const std::string& where) {
+template <class F>
+void get_float(const json& j, const char* key, F& out, const std::string& where) {
   if (const json* v = field(j, key)) {
     if (!v->is_number()) bad(where, key, "is not a number");
-    out = v->get<float>();
+    out = v->get<F>();
   }
 }
 void get_string(const json& j, const char* key, std::string& out, const std::string& where) {

@@ -10,8 +10,8 @@ std::vector<float> sd_betas(const SchedulerConfig& cfg) {
   const int n = cfg.train_timesteps;
   std::vector<float> betas(n);
   if (cfg.beta_schedule == "scaled_linear") {
-    const float start = (float)std::sqrt((double)cfg.beta_start);
-    const float end = (float)std::sqrt((double)cfg.beta_end);
+    const float start = (float)std::sqrt(cfg.beta_start);
+    const float end = (float)std::sqrt(cfg.beta_end);
     const float step = (end - start) / (float)(n - 1);
     const int halfway = n / 2;
     for (int i = 0; i < n; ++i) {
@@ -19,11 +19,11 @@ std::vector<float> sd_betas(const SchedulerConfig& cfg) {
       betas[i] = v * v;
     }
   } else if (cfg.beta_schedule == "linear") {
-    const float step = (cfg.beta_end - cfg.beta_start) / (float)(n - 1);
+    const float start = (float)cfg.beta_start, end = (float)cfg.beta_end;
+    const float step = (end - start) / (float)(n - 1);
     const int halfway = n / 2;
     for (int i = 0; i < n; ++i)
-      betas[i] = i < halfway ? std::fma(step, (float)i, cfg.beta_start)
-                             : std::fma(-step, (float)(n - 1 - i), cfg.beta_end);
+      betas[i] = i < halfway ? std::fma(step, (float)i, start) : std::fma(-step, (float)(n - 1 - i), end);
   } else {
     throw_model("unsupported beta_schedule '" + cfg.beta_schedule + "' (scaled_linear, linear)");
   }
