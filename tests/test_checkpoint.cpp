@@ -284,28 +284,54 @@ TEST_P(CheckpointRef, ConfigFromShapesAlone) {
 INSTANTIATE_TEST_SUITE_P(Models, CheckpointNameRef, ::testing::Values("sd_v1_tiny", "odd_layout", "sd_v1_full"));
 INSTANTIATE_TEST_SUITE_P(Models, CheckpointRef, ::testing::Values("sd_v1_tiny", "odd_layout"));
 
-TEST(Checkpoint, SdV1FullSizeConfigFromShapes) {
-  // The real SD v1 sizes (no file: 4 GB): every field, heads and groups included, follows from the
-  // LDM shapes and the SD v1 defaults, and passes validation.
-  RefModel m = ref_model("sd_v1_full");
-  std::vector<std::string> names;
+TEST_P(CheckpointNameRef, ConfigFromLdmAndDiffusersShapes) {
+  // Shapes alone (no files needed, so the real SD v1 sizes too): what shapes can tell is right,
+  // the rest is the SD v1 default; at the real sizes that is every field.
+  RefModel m = ref_model(GetParam());
+  std::vector<std::string> ldm_names, canon_names;
   std::map<std::string, Shape> shapes;
-  for (const Row& r : m.rows) names.push_back(r.ldm), shapes[r.ldm] = r.ldm_shape;
-  ModelConfig c = infer_ldm_config(
-      names, [&](const std::string& n) -> std::optional<Shape> {
-        auto it = shapes.find(n);
-        return it == shapes.end() ? std::nullopt : std::optional<Shape>(it->second);
-      },
-      "sd_v1_full");
-  expect_all_fields(c, m);
-  EXPECT_NO_THROW(validate_model_config(c, "sd_v1_full"));
-  // And the SD v1 defaults of config.h are these sizes.
-  ModelConfig d;
-  EXPECT_EQ(c.unet.block_channels, d.unet.block_channels);
-  EXPECT_EQ(c.unet.down_attention, d.unet.down_attention);
-  EXPECT_EQ(c.vae.block_channels, d.vae.block_channels);
-  EXPECT_EQ(c.clip.intermediate, d.clip.intermediate);
-  EXPECT_EQ(c.clip.vocab_size, d.clip.vocab_size);
+  for (const Row& r : m.rows) {
+    ldm_names.push_back(r.ldm), shapes[r.ldm] = r.ldm_shape;
+    canon_names.push_back(r.canon), shapes[r.canon] = r.shape;
+  }
+  ShapeOf shape_of = [&](const std::string& n) -> std::optional<Shape> {
+    auto it = shapes.find(n);
+    return it == shapes.end() ? std::nullopt : std::optional<Shape>(it->second);
+  };
+  for (const ModelConfig& c : {infer_ldm_config(ldm_names, shape_of, m.name),
+                               infer_diffusers_config(canon_names, shape_of, m.name)}) {
+    expect_shape_fields(c, m);
+    EXPECT_EQ(c.unet.heads, 8);
+    EXPECT_EQ(c.unet.norm_groups, 32);
+    EXPECT_EQ(c.clip.heads, std::max(1, m.clip["hidden_size"].get<int>() / 64));
+    if (m.name == "sd_v1_full") {
+      expect_all_fields(c, m);
+      EXPECT_NO_THROW(validate_model_config(c, m.name));
+      ModelConfig d;  // and the defaults of config.h are these sizes
+      EXPECT_EQ(c.unet.block_channels, d.unet.block_channels);
+      EXPECT_EQ(c.unet.down_attention, d.unet.down_attention);
+      EXPECT_EQ(c.vae.block_channels, d.vae.block_channels);
+      EXPECT_EQ(c.clip.intermediate, d.clip.intermediate);
+      EXPECT_EQ(c.clip.vocab_size, d.clip.vocab_size);
+    }
+  }
+}
+
+TEST(Checkpoint, DiffusersFolderWithoutConfigFiles) {
+  // Without config.json the shapes decide; a toy width then needs its config back.
+  RefModel m = ref_model("sd_v1_tiny");
+  std::string dir = temp_dir("nocfg");
+  std::string folder = write_diffusers(m, dir);
+  fs::remove(folder + "/unet/config.json");
+  fs::remove(folder + "/text_encoder/config.json");
+  std::string msg = error_of([&] { Checkpoint::open(folder); });
+  EXPECT_HAS(msg, "unet width 8 is not a multiple of norm_num_groups 32");
+  write_json(folder + "/unet/config.json", {{"norm_num_groups", 4}, {"attention_head_dim", 2}});
+  auto ck = Checkpoint::open(folder);
+  expect_shape_fields(ck->config(), m);
+  EXPECT_EQ(ck->config().vae.norm_groups, 4);  // from vae/config.json, still there
+  EXPECT_EQ(ck->config().clip.heads, 1);       // inferred: 16 / 64, at least 1
+  fs::remove_all(dir);
 }
 
 TEST(Checkpoint, SdV1TableSpotChecks) {

@@ -175,17 +175,26 @@ class DiffusersCheckpoint : public StoredCheckpoint {
       throw_model(dir + " is a folder without model_index.json, so not a diffusers pipeline folder");
     read_json_file(root + "model_index.json");  // must at least parse
 
-    apply_unet_json(read_json_file(root + "unet/config.json"), config_.unet, root + "unet/config.json");
-    apply_vae_json(read_json_file(root + "vae/config.json"), config_.vae, root + "vae/config.json");
-    apply_clip_json(read_json_file(root + "text_encoder/config.json"), config_.clip,
-                    root + "text_encoder/config.json");
-    const std::string sched = root + "scheduler/scheduler_config.json";
-    if (is_file(sched)) apply_scheduler_json(read_json_file(sched), config_.scheduler, sched);
-    validate_model_config(config_, dir);
-
     add_component(root, "unet", "diffusion_pytorch_model");
     add_component(root, "vae", "diffusion_pytorch_model");
     add_component(root, "text_encoder", "model");
+
+    // Each component's config.json; a component without one is inferred from its shapes.
+    const std::string unet_cfg = root + "unet/config.json", vae_cfg = root + "vae/config.json",
+                      clip_cfg = root + "text_encoder/config.json";
+    if (!is_file(unet_cfg) || !is_file(vae_cfg) || !is_file(clip_cfg)) {
+      std::vector<std::string> all = names();
+      ModelConfig inferred = infer_diffusers_config(all, [&](const std::string& n) { return stored_shape(n); }, dir);
+      config_.unet = inferred.unet;
+      config_.vae = inferred.vae;
+      config_.clip = inferred.clip;
+    }
+    if (is_file(unet_cfg)) apply_unet_json(read_json_file(unet_cfg), config_.unet, unet_cfg);
+    if (is_file(vae_cfg)) apply_vae_json(read_json_file(vae_cfg), config_.vae, vae_cfg);
+    if (is_file(clip_cfg)) apply_clip_json(read_json_file(clip_cfg), config_.clip, clip_cfg);
+    const std::string sched = root + "scheduler/scheduler_config.json";
+    if (is_file(sched)) apply_scheduler_json(read_json_file(sched), config_.scheduler, sched);
+    validate_model_config(config_, dir);
     if (is_file(root + "tokenizer/vocab.json") && is_file(root + "tokenizer/merges.txt")) {
       vocab_ = root + "tokenizer/vocab.json";
       merges_ = root + "tokenizer/merges.txt";

@@ -68,8 +68,6 @@ void get_uniform_int(const json& j, const char* key, int& out, const std::string
   }
 }
 
-std::string ldm_path(const char* prefix, const std::string& rest) { return std::string(prefix) + rest; }
-
 // Indices N of names "<prefix>N..." (the prefix ends with '.').
 std::set<int> indices(const std::vector<std::string>& names, const std::string& prefix) {
   std::set<int> out;
@@ -175,33 +173,67 @@ void apply_sdgen_config_json(const json& j, ModelConfig& cfg, const std::string&
   }
 }
 
-ModelConfig infer_ldm_config(const std::vector<std::string>& names, const ShapeOf& shape_of,
-                             const std::string& where) {
-  ModelConfig cfg;
+namespace {
+
+// Shape lookups for inference; errors name the source and the tensor.
+struct Shapes {
+  const std::vector<std::string>& names;
+  const ShapeOf& shape_of;
+  const std::string& where;
+
   // A required tensor's shape, with at least `rank` dims.
-  auto need = [&](const std::string& name, size_t rank) {
+  Shape need(const std::string& name, size_t rank) const {
     std::optional<Shape> s = shape_of(name);
     if (!s) throw_model(where + ": tensor '" + name + "' not found; is this an SD v1 checkpoint?");
     if (s->size() < rank)
       throw_model(where + ": tensor '" + name + "' has shape " + shape_str(*s) + ", expected " +
                   std::to_string(rank) + " dimensions");
     return *s;
-  };
-  const char* U = "model.diffusion_model.";
-  const char* V = "first_stage_model.";
-  const char* T = "cond_stage_model.transformer.text_model.";
+  }
+  // 1 + the largest N of "<prefix>N.*"; an error naming `what` when there is none.
+  int count(const std::string& prefix, const char* what) const {
+    std::set<int> ids = indices(names, prefix);
+    if (ids.empty()) throw_model(where + ": no " + what + " (" + prefix + "*) found; is this an SD v1 checkpoint?");
+    return *ids.rbegin() + 1;
+  }
+  // The context width: any cross-attention key projection's input dimension under `prefix`.
+  int cross_attention_dim(const std::string& prefix) const {
+    const std::string to_k = "attn2.to_k.weight";
+    for (const auto& n : names)
+      if (n.compare(0, prefix.size(), prefix) == 0 && n.size() > to_k.size() &&
+          n.compare(n.size() - to_k.size(), to_k.size(), to_k) == 0)
+        return (int)need(n, 2)[1];
+    throw_model(where + ": no UNet cross-attention (" + prefix + "*." + to_k + ") found; is this an SD v1 checkpoint?");
+  }
+  // transformers' CLIPTextModel names below `prefix` ("...text_model.").
+  void clip(const std::string& prefix, ClipConfig& c) const {
+    Shape tok = need(prefix + "embeddings.token_embedding.weight", 2);
+    c.vocab_size = (int)tok[0];
+    c.hidden = (int)tok[1];
+    c.max_positions = (int)need(prefix + "embeddings.position_embedding.weight", 2)[0];
+    c.layers = count(prefix + "encoder.layers.", "CLIP layers");
+    c.intermediate = (int)need(prefix + "encoder.layers.0.mlp.fc1.weight", 2)[0];
+    c.heads = std::max(1, c.hidden / 64);  // ViT-L/14's head width
+  }
+};
+
+}  // namespace
+
+ModelConfig infer_ldm_config(const std::vector<std::string>& names, const ShapeOf& shape_of,
+                             const std::string& where) {
+  ModelConfig cfg;
+  const Shapes sh{names, shape_of, where};
+  const std::string U = "model.diffusion_model.", V = "first_stage_model.decoder.";
 
   // ---- UNet: input_blocks = conv_in, then per level lpb resnets (+ a downsampler but the last).
   {
     UNetConfig& u = cfg.unet;
-    Shape conv_in = need(ldm_path(U, "input_blocks.0.0.weight"), 4);
-    u.in_channels = (int)conv_in[1];
-    u.out_channels = (int)need(ldm_path(U, "out.2.weight"), 4)[0];
-    std::set<int> blocks = indices(names, ldm_path(U, "input_blocks."));
-    int n_in = blocks.empty() ? 0 : *blocks.rbegin() + 1;
+    u.in_channels = (int)sh.need(U + "input_blocks.0.0.weight", 4)[1];
+    u.out_channels = (int)sh.need(U + "out.2.weight", 4)[0];
+    const int n_in = sh.count(U + "input_blocks.", "UNet input blocks");
     int downs = 0;
-    for (int b : blocks)
-      if (shape_of(ldm_path(U, "input_blocks." + std::to_string(b) + ".0.op.weight"))) ++downs;
+    for (int b = 0; b < n_in; ++b)
+      if (shape_of(U + "input_blocks." + std::to_string(b) + ".0.op.weight")) ++downs;
     const int levels = downs + 1;
     if (n_in < 2 || (n_in - 1 - downs) % levels != 0)
       throw_model(where + ": UNet input_blocks (" + std::to_string(n_in) + " with " + std::to_string(downs) +
@@ -210,57 +242,67 @@ ModelConfig infer_ldm_config(const std::vector<std::string>& names, const ShapeO
     u.block_channels.assign(levels, 0);
     u.down_attention.assign(levels, false);
     for (int i = 0; i < levels; ++i) {
-      const std::string b = "input_blocks." + std::to_string((u.layers_per_block + 1) * i + 1);
-      u.block_channels[i] = (int)need(ldm_path(U, b + ".0.out_layers.3.weight"), 1)[0];
-      u.down_attention[i] = any_with_prefix(names, ldm_path(U, b + ".1."));
+      const std::string b = U + "input_blocks." + std::to_string((u.layers_per_block + 1) * i + 1);
+      u.block_channels[i] = (int)sh.need(b + ".0.out_layers.3.weight", 1)[0];
+      u.down_attention[i] = any_with_prefix(names, b + ".1.");
     }
-    // The context width: any cross-attention key projection's input dimension.
-    const std::string to_k = "attn2.to_k.weight";
-    bool found = false;
-    for (const auto& n : names) {
-      if (n.compare(0, strlen(U), U) == 0 && n.size() > to_k.size() &&
-          n.compare(n.size() - to_k.size(), to_k.size(), to_k) == 0) {
-        u.cross_attention_dim = (int)need(n, 2)[1];
-        found = true;
-        break;
-      }
-    }
-    if (!found) throw_model(where + ": no UNet cross-attention (" + to_k + ") found; is this an SD v1 checkpoint?");
+    u.cross_attention_dim = sh.cross_attention_dim(U);
   }
-  // ---- VAE decoder: up.N.block.J, N = encoder level.
+  // ---- VAE decoder: up.N.block.J, N = encoder level; the decoder has one resnet more per level.
   {
     VaeConfig& v = cfg.vae;
-    v.latent_channels = (int)need(ldm_path(V, "decoder.conv_in.weight"), 4)[1];
-    v.out_channels = (int)need(ldm_path(V, "decoder.conv_out.weight"), 4)[0];
-    std::set<int> ups = indices(names, ldm_path(V, "decoder.up."));
-    if (ups.empty()) throw_model(where + ": no VAE decoder blocks (" + ldm_path(V, "decoder.up.*") + ") found");
-    const int levels = *ups.rbegin() + 1;
-    std::set<int> blocks = indices(names, ldm_path(V, "decoder.up.0.block."));
-    if (blocks.empty()) throw_model(where + ": no VAE decoder resnets under " + ldm_path(V, "decoder.up.0.block"));
-    v.layers_per_block = *blocks.rbegin();  // the decoder has one more than the config number
+    v.latent_channels = (int)sh.need(V + "conv_in.weight", 4)[1];
+    v.out_channels = (int)sh.need(V + "conv_out.weight", 4)[0];
+    const int levels = sh.count(V + "up.", "VAE decoder blocks");
+    v.layers_per_block = sh.count(V + "up.0.block.", "VAE decoder resnets") - 1;
     v.block_channels.assign(levels, 0);
     for (int i = 0; i < levels; ++i)
-      v.block_channels[i] = (int)need(ldm_path(V, "decoder.up." + std::to_string(i) + ".block.0.conv2.weight"), 1)[0];
+      v.block_channels[i] = (int)sh.need(V + "up." + std::to_string(i) + ".block.0.conv2.weight", 1)[0];
   }
-  // ---- CLIP text tower.
+  sh.clip("cond_stage_model.transformer.text_model.", cfg.clip);
+  return cfg;
+}
+
+ModelConfig infer_diffusers_config(const std::vector<std::string>& names, const ShapeOf& shape_of,
+                                   const std::string& where) {
+  ModelConfig cfg;
+  const Shapes sh{names, shape_of, where};
   {
-    ClipConfig& c = cfg.clip;
-    Shape tok = need(ldm_path(T, "embeddings.token_embedding.weight"), 2);
-    c.vocab_size = (int)tok[0];
-    c.hidden = (int)tok[1];
-    c.max_positions = (int)need(ldm_path(T, "embeddings.position_embedding.weight"), 2)[0];
-    std::set<int> layers = indices(names, ldm_path(T, "encoder.layers."));
-    if (layers.empty()) throw_model(where + ": no CLIP layers (" + ldm_path(T, "encoder.layers.*") + ") found");
-    c.layers = *layers.rbegin() + 1;
-    c.intermediate = (int)need(ldm_path(T, "encoder.layers.0.mlp.fc1.weight"), 2)[0];
-    c.heads = std::max(1, c.hidden / 64);  // ViT-L/14's head width
+    UNetConfig& u = cfg.unet;
+    const std::string U = "unet.";
+    u.in_channels = (int)sh.need(U + "conv_in.weight", 4)[1];
+    u.out_channels = (int)sh.need(U + "conv_out.weight", 4)[0];
+    const int levels = sh.count(U + "down_blocks.", "UNet down blocks");
+    u.layers_per_block = sh.count(U + "down_blocks.0.resnets.", "UNet resnets");
+    u.block_channels.assign(levels, 0);
+    u.down_attention.assign(levels, false);
+    for (int i = 0; i < levels; ++i) {
+      const std::string b = U + "down_blocks." + std::to_string(i);
+      u.block_channels[i] = (int)sh.need(b + ".resnets.0.conv2.weight", 1)[0];
+      u.down_attention[i] = any_with_prefix(names, b + ".attentions.");
+    }
+    u.cross_attention_dim = sh.cross_attention_dim(U);
   }
+  {
+    VaeConfig& v = cfg.vae;
+    const std::string V = "vae.decoder.";
+    v.latent_channels = (int)sh.need(V + "conv_in.weight", 4)[1];
+    v.out_channels = (int)sh.need(V + "conv_out.weight", 4)[0];
+    const int levels = sh.count(V + "up_blocks.", "VAE decoder blocks");
+    v.layers_per_block = sh.count(V + "up_blocks.0.resnets.", "VAE decoder resnets") - 1;
+    v.block_channels.assign(levels, 0);
+    for (int i = 0; i < levels; ++i)  // up block i runs at encoder level levels-1-i
+      v.block_channels[levels - 1 - i] =
+          (int)sh.need(V + "up_blocks." + std::to_string(i) + ".resnets.0.conv2.weight", 1)[0];
+  }
+  sh.clip("text_encoder.text_model.", cfg.clip);
   return cfg;
 }
 
 void validate_model_config(const ModelConfig& cfg, const std::string& where) {
   auto fail = [&](const std::string& m) {
-    throw_model(where + ": " + m + " (an LDM file of other than SD v1 size needs a sidecar config; see weights/README.md)");
+    throw_model(where + ": " + m + " (a model of other than SD v1 size needs its config: a sidecar for a single "
+                "file, config.json files in a diffusers folder; see weights/README.md)");
   };
   const UNetConfig& u = cfg.unet;
   if (u.block_channels.empty()) fail("unet block_out_channels is empty");

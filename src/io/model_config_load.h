@@ -38,6 +38,11 @@ using ShapeOf = std::function<std::optional<Shape>(const std::string& name)>;
 ModelConfig infer_ldm_config(const std::vector<std::string>& names, const ShapeOf& shape_of,
                              const std::string& where);
 
+// The same from a diffusers folder's canonical names ("unet.*", "vae.*", "text_encoder.*"), for
+// folders that lack a component's config.json.
+ModelConfig infer_diffusers_config(const std::vector<std::string>& names, const ShapeOf& shape_of,
+                                   const std::string& where);
+
 // The invariants the models rely on (level counts, widths divisible by heads and groups).
 // Error(kModel) naming `where` and the field.
 void validate_model_config(const ModelConfig& cfg, const std::string& where);
