@@ -166,6 +166,18 @@ def save_ldm(pipe):
     save_file(sd, p32, metadata={"format": "pt"})
     sd16 = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
     save_file(sd16, p16, metadata={"format": "pt"})
+    # What tensor shapes cannot tell (heads, GroupNorm groups), for sd-gen's loader: a sidecar
+    # "<file>.json" as weights/README.md describes. Real SD v1 files need none.
+    sidecar = {
+        "unet": {"attention_head_dim": pipe.unet.config.attention_head_dim,
+                 "norm_num_groups": pipe.unet.config.norm_num_groups},
+        "vae": {"norm_num_groups": pipe.vae.config.norm_num_groups,
+                "scaling_factor": pipe.vae.config.scaling_factor},
+        "text_encoder": {"num_attention_heads": pipe.text_encoder.config.num_attention_heads},
+    }
+    for p in (p32, p16):
+        with open(p + ".json", "w") as f:
+            json.dump(sidecar, f, indent=1)
     return p32, p16
 
 
