@@ -95,7 +95,7 @@ inline Tensor make_tensor(const Shape& shape, const std::vector<float>& values, 
 
 struct Comparison {
   double max_abs = 0, nmse = 0;
-  double worst = 0;      // max |out-ref| / (atol + rtol·|ref|); ≤ 1 passes
+  double worst = 0;  // max |out-ref| / (atol + rtol·|ref|); ≤ 1 passes
   int64_t worst_index = -1;
   int64_t special_mismatch = 0;  // NaN/Inf disagreements
   int64_t first_special = -1;
@@ -180,9 +180,10 @@ inline OpCase conv(const std::string& name, Shape x, int64_t co, int k, int stri
   const float ws = 1.0f / std::sqrt((float)(k * k * x[3]));
   std::vector<Input> in = {{x}, {{co, k, k, x[3]}, ws}};
   if (bias) in.push_back({{co}, 0.1f});
-  return {name, in,
-          [=](Backend& b, const Ins& t, DType) { return b.conv2d(t[0], t[1], opt(t, 2), stride, pad); },
-          tol::kGemm, fp16};
+  return {
+      name, in,
+      [=](Backend& b, const Ins& t, DType) { return b.conv2d(t[0], t[1], opt(t, 2), stride, pad); },
+      tol::kGemm, fp16};
 }
 
 inline OpCase linear(const std::string& name, Shape x, int64_t out, bool bias = true,
@@ -198,16 +199,19 @@ inline OpCase linear(const std::string& name, Shape x, int64_t out, bool bias = 
 inline OpCase group_norm(const std::string& name, Shape x, int groups, float eps, bool silu,
                          float mean = 0.0f, float stddev = 1.0f, bool fp16 = true) {
   const int64_t C = x.back();
-  return {name, {{x, stddev, mean}, {{C}, 0.1f, 1.0f}, {{C}, 0.1f}},
+  return {name,
+          {{x, stddev, mean}, {{C}, 0.1f, 1.0f}, {{C}, 0.1f}},
           [=](Backend& b, const Ins& t, DType) {
             return b.group_norm(t[0], t[1], t[2], groups, eps, silu);
           },
-          tol::kNorm, fp16};
+          tol::kNorm,
+          fp16};
 }
 
 inline OpCase layer_norm(const std::string& name, Shape x, float mean = 0.0f, float stddev = 1.0f) {
   const int64_t C = x.back();
-  return {name, {{x, stddev, mean}, {{C}, 0.1f, 1.0f}, {{C}, 0.1f}},
+  return {name,
+          {{x, stddev, mean}, {{C}, 0.1f, 1.0f}, {{C}, 0.1f}},
           [](Backend& b, const Ins& t, DType) { return b.layer_norm(t[0], t[1], t[2], 1e-5f); },
           tol::kNorm};
 }
@@ -216,22 +220,27 @@ inline OpCase layer_norm(const std::string& name, Shape x, float mean = 0.0f, fl
 inline OpCase attention(const std::string& name, int64_t n, int64_t lq, int64_t lk, int heads,
                         int64_t d, bool causal, bool fp16 = true) {
   const float scale = 1.0f / std::sqrt((float)d);
-  return {name, {{{n, lq, heads * d}}, {{n, lk, heads * d}}, {{n, lk, heads * d}}},
+  return {name,
+          {{{n, lq, heads * d}}, {{n, lk, heads * d}}, {{n, lk, heads * d}}},
           [=](Backend& b, const Ins& t, DType) {
             return b.attention(t[0], t[1], t[2], heads, scale, causal);
           },
-          tol::kAttention, fp16};
+          tol::kAttention,
+          fp16};
 }
 
 inline OpCase unary(const std::string& name, Backend::Unary op, Input x, bool fp16 = true) {
-  return {name, {x}, [=](Backend& b, const Ins& t, DType) { return b.unary(t[0], op); },
-          tol::kPointwise, fp16};
+  return {name,
+          {x},
+          [=](Backend& b, const Ins& t, DType) { return b.unary(t[0], op); },
+          tol::kPointwise,
+          fp16};
 }
 
 // Values every activation must get right: zeros, tails, infinities, NaN.
 inline std::vector<float> special_values() {
-  return {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, -3.0f, 8.0f, -8.0f, 20.0f, -20.0f, 88.0f, -88.0f,
-          100.0f, -100.0f, 1e-8f, -1e-8f, INFINITY, -INFINITY, NAN, 3.3e4f};
+  return {0.0f,  -0.0f,  1.0f,   -1.0f,   0.5f,  -3.0f,  8.0f,     -8.0f,     20.0f, -20.0f,
+          88.0f, -88.0f, 100.0f, -100.0f, 1e-8f, -1e-8f, INFINITY, -INFINITY, NAN,   3.3e4f};
 }
 
 }  // namespace cases
@@ -275,7 +284,8 @@ inline const std::vector<OpCase>& op_cases() {
     t.push_back(group_norm("gn_2x64x64x320_g32", {2, 64, 64, 320}, 32, 1e-6f, false));
     t.push_back(group_norm("gn_silu_2x64x64x320_g32", {2, 64, 64, 320}, 32, 1e-5f, true));
     t.push_back(group_norm("gn_silu_6x32x32x640_g32", {6, 32, 32, 640}, 32, 1e-5f, true));
-    t.push_back(group_norm("gn_offset300_2x8x8x64_g8", {2, 8, 8, 64}, 8, 1e-5f, false, 300.0f, 0.1f));
+    t.push_back(
+        group_norm("gn_offset300_2x8x8x64_g8", {2, 8, 8, 64}, 8, 1e-5f, false, 300.0f, 0.1f));
     t.push_back(group_norm("gn_silu_odd_3x7x5x9_g3", {3, 7, 5, 9}, 3, 1e-5f, true));
     t.push_back(group_norm("gn_1px_2x1x1x13_g13", {2, 1, 1, 13}, 13, 1e-5f, false));
     t.push_back(group_norm("gn_seq_1x5x15_g5", {1, 5, 15}, 5, 1e-6f, true));
@@ -302,17 +312,22 @@ inline const std::vector<OpCase>& op_cases() {
     t.push_back(attention("attn_lq300_lk4100_h1_d8", 1, 300, 4100, 1, 8, false));
 
     // Softmax over long and short rows, and rows with -inf / +inf / NaN / huge spreads.
-    t.push_back({"softmax_16x4096", {{{16, 4096}, 3.0f}},
-                 [](Backend& b, const Ins& in, DType) { return b.softmax(in[0]); }, tol::kSoftmax});
-    t.push_back({"softmax_odd_3x7", {{{3, 7}}},
-                 [](Backend& b, const Ins& in, DType) { return b.softmax(in[0]); }, tol::kSoftmax});
+    t.push_back({"softmax_16x4096",
+                 {{{16, 4096}, 3.0f}},
+                 [](Backend& b, const Ins& in, DType) { return b.softmax(in[0]); },
+                 tol::kSoftmax});
+    t.push_back({"softmax_odd_3x7",
+                 {{{3, 7}}},
+                 [](Backend& b, const Ins& in, DType) { return b.softmax(in[0]); },
+                 tol::kSoftmax});
     t.push_back({"softmax_special_5x4",
-                 {{{5, 4}, 1, 0, {0.0f, -INFINITY, 1.0f, -INFINITY,      // masked entries
+                 {{{5, 4}, 1, 0, {0.0f,      -INFINITY, 1.0f,      -INFINITY,  // masked entries
                                   -INFINITY, -INFINITY, -INFINITY, -INFINITY,  // all masked: NaN
-                                  1e4f, -1e4f, 0.0f, 1e4f,                  // huge spread
-                                  INFINITY, 0.0f, 1.0f, 2.0f,               // +inf: NaN row
-                                  NAN, 0.0f, 1.0f, 2.0f}}},                  // NaN: NaN row
-                 [](Backend& b, const Ins& in, DType) { return b.softmax(in[0]); }, tol::kSoftmax});
+                                  1e4f,      -1e4f,     0.0f,      1e4f,       // huge spread
+                                  INFINITY,  0.0f,      1.0f,      2.0f,       // +inf: NaN row
+                                  NAN,       0.0f,      1.0f,      2.0f}}},    // NaN: NaN row
+                 [](Backend& b, const Ins& in, DType) { return b.softmax(in[0]); },
+                 tol::kSoftmax});
 
     // Pointwise: activations on a real activation shape and on special values.
     t.push_back(unary("silu_2x64x64x320", U::kSilu, {{2, 64, 64, 320}, 3.0f}, false));
@@ -332,21 +347,23 @@ inline const std::vector<OpCase>& op_cases() {
     auto cat = [](Backend& b, const Ins& in, DType) { return b.concat_channels(in[0], in[1]); };
     t.push_back({"add_2x64x64x320", {{{2, 64, 64, 320}}, {{2, 64, 64, 320}}}, add, tol::kExact});
     t.push_back({"add_odd_3x7x5x9", {{{3, 7, 5, 9}}, {{3, 7, 5, 9}}}, add, tol::kExact});
-    t.push_back({"add_channel_2x64x64x320", {{{2, 64, 64, 320}}, {{2, 320}}}, add_channel,
-                 tol::kExact});
+    t.push_back(
+        {"add_channel_2x64x64x320", {{{2, 64, 64, 320}}, {{2, 320}}}, add_channel, tol::kExact});
     t.push_back({"add_channel_odd_3x7x5x9", {{{3, 7, 5, 9}}, {{3, 9}}}, add_channel, tol::kExact});
     t.push_back({"add_channel_seq_2x5x3", {{{2, 5, 3}}, {{2, 3}}}, add_channel, tol::kExact});
-    t.push_back({"scale_2x64x64x4", {{{2, 64, 64, 4}}},
+    t.push_back({"scale_2x64x64x4",
+                 {{{2, 64, 64, 4}}},
                  [](Backend& b, const Ins& in, DType) { return b.scale(in[0], 1.0f / 0.18215f); },
                  tol::kExact});
     t.push_back({"upsample_2x8x8x1280", {{{2, 8, 8, 1280}}}, up, tol::kExact});
     t.push_back({"upsample_2x32x32x640", {{{2, 32, 32, 640}}}, up, tol::kExact});
     t.push_back({"upsample_odd_3x7x5x9", {{{3, 7, 5, 9}}}, up, tol::kExact});
-    t.push_back({"concat_2x64x64x320_320", {{{2, 64, 64, 320}}, {{2, 64, 64, 320}}}, cat,
-                 tol::kExact});
+    t.push_back(
+        {"concat_2x64x64x320_320", {{{2, 64, 64, 320}}, {{2, 64, 64, 320}}}, cat, tol::kExact});
     t.push_back({"concat_odd_3x7x5x9_4", {{{3, 7, 5, 9}}, {{3, 7, 5, 4}}}, cat, tol::kExact});
     t.push_back({"concat_empty_2x3x0_4", {{{2, 3, 0}}, {{2, 3, 4}}}, cat, tol::kExact});
-    t.push_back({"embedding_2x77_from_1000x64", {{{1000, 64}}},
+    t.push_back({"embedding_2x77_from_1000x64",
+                 {{{1000, 64}}},
                  [](Backend& b, const Ins& in, DType) {
                    std::vector<int> ids(154);
                    for (int i = 0; i < 154; ++i) ids[i] = (i * 397 + 11) % 1000;
@@ -354,27 +371,36 @@ inline const std::vector<OpCase>& op_cases() {
                    return b.embedding(ids, 2, in[0]);
                  },
                  tol::kExact});
-    t.push_back({"timestep_embedding_320", {},
+    t.push_back({"timestep_embedding_320",
+                 {},
                  [](Backend& b, const Ins&, DType dt) {
                    return b.timestep_embedding({0.0f, 1.0f, 999.0f, 500.5f, 21.0f}, 320, dt);
                  },
                  tol::kPointwise});
-    t.push_back({"timestep_embedding_odd_half_14", {},
-                 [](Backend& b, const Ins&, DType dt) { return b.timestep_embedding({7.0f}, 14, dt); },
-                 tol::kPointwise});
+    t.push_back(
+        {"timestep_embedding_odd_half_14",
+         {},
+         [](Backend& b, const Ins&, DType dt) { return b.timestep_embedding({7.0f}, 14, dt); },
+         tol::kPointwise});
     // fp32 -> fp16 -> fp32 (fp32 pass only: the output is fp32 by construction).
     t.push_back({"cast_roundtrip_special",
-                 {{{12}, 1, 0, {1.0f, 1.00048828125f, 1.00146484375f, 65504.0f, 65519.0f, 65520.0f,
-                                5.96e-8f, 2.9e-8f, 1e-30f, -INFINITY, NAN, -2.5f}}},
+                 {{{12},
+                   1,
+                   0,
+                   {1.0f, 1.00048828125f, 1.00146484375f, 65504.0f, 65519.0f, 65520.0f, 5.96e-8f,
+                    2.9e-8f, 1e-30f, -INFINITY, NAN, -2.5f}}},
                  [](Backend& b, const Ins& in, DType) {
                    return b.cast(b.cast(in[0], DType::F16), DType::F32);
                  },
-                 tol::kExact, false});
-    t.push_back({"cast_roundtrip_2x64x64x320", {{{2, 64, 64, 320}, 100.0f}},
+                 tol::kExact,
+                 false});
+    t.push_back({"cast_roundtrip_2x64x64x320",
+                 {{{2, 64, 64, 320}, 100.0f}},
                  [](Backend& b, const Ins& in, DType) {
                    return b.cast(b.cast(in[0], DType::F16), DType::F32);
                  },
-                 tol::kExact, false});
+                 tol::kExact,
+                 false});
     return t;
   }();
   return table;

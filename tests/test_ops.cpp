@@ -154,9 +154,9 @@ TEST(OpsHand, GroupNormKnownVectors) {
     for (double& v : want) v = silu_d(v);
     expect_values(b->group_norm(x, g, be, 2, 1e-5f, true), {1, 2, 1, 4}, want, 1e-6);
     // A constant group has zero variance: output is beta.
-    expect_values(b->group_norm(T({1, 3, 1}, {7, 7, 7}), T({1}, {3}), T({1}, {0.25f}), 1, 1e-5f,
-                                false),
-                  {1, 3, 1}, {0.25, 0.25, 0.25}, 0);
+    expect_values(
+        b->group_norm(T({1, 3, 1}, {7, 7, 7}), T({1}, {3}), T({1}, {0.25f}), 1, 1e-5f, false),
+        {1, 3, 1}, {0.25, 0.25, 0.25}, 0);
   }
 }
 
@@ -164,10 +164,11 @@ TEST(OpsHand, LayerNormKnownVector) {
   const double r = 1.0 / std::sqrt(1.25 + 1e-5);
   for (Backend* b : cpu_backends()) {
     SCOPED_TRACE(b->name());
-    expect_values(b->layer_norm(T({2, 4}, {1, 2, 3, 4, 4, 3, 2, 1}), T({4}, {1, 1, 2, 1}),
-                                T({4}, {0, 0, 0, 1}), 1e-5f),
-                  {2, 4}, {-1.5 * r, -0.5 * r, 1.0 * r, 1.5 * r + 1, 1.5 * r, 0.5 * r, -1.0 * r, -1.5 * r + 1},
-                  1e-6);
+    expect_values(
+        b->layer_norm(T({2, 4}, {1, 2, 3, 4, 4, 3, 2, 1}), T({4}, {1, 1, 2, 1}),
+                      T({4}, {0, 0, 0, 1}), 1e-5f),
+        {2, 4},
+        {-1.5 * r, -0.5 * r, 1.0 * r, 1.5 * r + 1, 1.5 * r, 0.5 * r, -1.0 * r, -1.5 * r + 1}, 1e-6);
   }
 }
 
@@ -219,9 +220,9 @@ TEST(OpsHand, TimestepEmbeddingClosedForm) {
     std::vector<float> e = y.to_floats();
     for (int i = 0; i < half; ++i) {
       const double f = std::pow(10000.0, -(double)i / half);  // f_i = exp(-ln(10000)·i/half)
-      EXPECT_EQ(e[i], 1.0f) << i;                               // t = 0: cos 0
-      EXPECT_EQ(e[half + i], 0.0f) << i;                        // sin 0
-      EXPECT_NEAR(e[dim + i], std::cos(f), 1e-6) << i;          // t = 1, cos half first
+      EXPECT_EQ(e[i], 1.0f) << i;                             // t = 0: cos 0
+      EXPECT_EQ(e[half + i], 0.0f) << i;                      // sin 0
+      EXPECT_NEAR(e[dim + i], std::cos(f), 1e-6) << i;        // t = 1, cos half first
       EXPECT_NEAR(e[dim + half + i], std::sin(f), 1e-6) << i;
       // t = 999: the fp32 argument 999·f carries ~6e-5 rad of rounding (as in diffusers).
       EXPECT_NEAR(e[2 * dim + i], std::cos(999.0 * f), 2e-4) << i;
@@ -280,7 +281,7 @@ TEST(OpsHand, CastRoundsToNearestEven) {
                                  65520.0f,  // rounds past the largest finite: inf
                                  -2.0f,
                                  std::ldexp(1.0f, -24),
-                                 std::ldexp(1.0f, -25),    // tie between 0 and 2^-24 -> 0
+                                 std::ldexp(1.0f, -25),          // tie between 0 and 2^-24 -> 0
                                  1.5f * std::ldexp(1.0f, -24)};  // tie -> 2·2^-24
   const std::vector<uint16_t> bits = {0x3C00, 0x3C00, 0x3C02, 0x7BFF, 0x7C00,
                                       0xC000, 0x0001, 0x0000, 0x0002};
@@ -337,66 +338,121 @@ void expect_rejected(F f, const std::string& op, const std::string& part) {
 
 TEST(OpsChecks, RejectBadShapesWithNamedMessages) {
   Tensor x = Tensor::zeros({1, 4, 4, 3});
-  expect_rejected([&] { ops::conv2d(x, Tensor::zeros({8, 3, 3, 4}), Tensor(), 1, 1); }, "conv2d",
-                  "[8, 3, 3, 4]");
-  expect_rejected([&] { ops::conv2d(x, Tensor::zeros({8, 3, 1, 3}), Tensor(), 1, 1); }, "conv2d",
-                  "square");
-  expect_rejected([&] { ops::conv2d(x, Tensor::zeros({8, 3, 3, 3}), Tensor::zeros({7}), 1, 1); },
-                  "conv2d", "bias [7]");
-  expect_rejected([&] { ops::conv2d(x, Tensor::zeros({8, 3, 3, 3}), Tensor(), 0, 1); }, "conv2d",
-                  "stride");
-  expect_rejected([&] { ops::conv2d(x.reshape({16, 3}), Tensor::zeros({8, 3, 3, 3}), Tensor(), 1, 1); },
-                  "conv2d", "[16, 3]");
-  expect_rejected([&] { ops::linear(Tensor::zeros({2, 5}), Tensor::zeros({3, 4})); }, "linear",
-                  "[2, 5]");
-  expect_rejected([&] { ops::linear(Tensor::zeros({2, 4}), Tensor::zeros({3, 4}), Tensor::zeros({4})); },
-                  "linear", "bias");
-  expect_rejected([&] { ops::linear(Tensor::zeros({2, 4}), Tensor::zeros({3, 4}, DType::F16)); },
-                  "linear", "dtypes");
-  expect_rejected([&] {
-    ops::group_norm(Tensor::zeros({1, 2, 10}), Tensor::zeros({10}), Tensor::zeros({10}), 3, 1e-5f,
-                    false);
-  }, "group_norm", "3 groups");
-  expect_rejected([&] {
-    ops::group_norm(Tensor::zeros({1, 2, 10}), Tensor::zeros({9}), Tensor::zeros({10}), 2, 1e-5f,
-                    false);
-  }, "group_norm", "gamma");
-  expect_rejected([&] {
-    ops::layer_norm(Tensor::zeros({2, 8}), Tensor::zeros({8}), Tensor::zeros({7}), 1e-5f);
-  }, "layer_norm", "beta");
+  expect_rejected(
+      [&] {
+        ops::conv2d(x, Tensor::zeros({8, 3, 3, 4}), Tensor(), 1, 1);
+      },
+      "conv2d", "[8, 3, 3, 4]");
+  expect_rejected(
+      [&] {
+        ops::conv2d(x, Tensor::zeros({8, 3, 1, 3}), Tensor(), 1, 1);
+      },
+      "conv2d", "square");
+  expect_rejected(
+      [&] {
+        ops::conv2d(x, Tensor::zeros({8, 3, 3, 3}), Tensor::zeros({7}), 1, 1);
+      },
+      "conv2d", "bias [7]");
+  expect_rejected(
+      [&] {
+        ops::conv2d(x, Tensor::zeros({8, 3, 3, 3}), Tensor(), 0, 1);
+      },
+      "conv2d", "stride");
+  expect_rejected(
+      [&] {
+        ops::conv2d(x.reshape({16, 3}), Tensor::zeros({8, 3, 3, 3}), Tensor(), 1, 1);
+      },
+      "conv2d", "[16, 3]");
+  expect_rejected(
+      [&] {
+        ops::linear(Tensor::zeros({2, 5}), Tensor::zeros({3, 4}));
+      },
+      "linear", "[2, 5]");
+  expect_rejected(
+      [&] {
+        ops::linear(Tensor::zeros({2, 4}), Tensor::zeros({3, 4}), Tensor::zeros({4}));
+      },
+      "linear", "bias");
+  expect_rejected(
+      [&] {
+        ops::linear(Tensor::zeros({2, 4}), Tensor::zeros({3, 4}, DType::F16));
+      },
+      "linear", "dtypes");
+  expect_rejected(
+      [&] {
+        ops::group_norm(Tensor::zeros({1, 2, 10}), Tensor::zeros({10}), Tensor::zeros({10}), 3,
+                        1e-5f, false);
+      },
+      "group_norm", "3 groups");
+  expect_rejected(
+      [&] {
+        ops::group_norm(Tensor::zeros({1, 2, 10}), Tensor::zeros({9}), Tensor::zeros({10}), 2,
+                        1e-5f, false);
+      },
+      "group_norm", "gamma");
+  expect_rejected(
+      [&] {
+        ops::layer_norm(Tensor::zeros({2, 8}), Tensor::zeros({8}), Tensor::zeros({7}), 1e-5f);
+      },
+      "layer_norm", "beta");
   Tensor q = Tensor::zeros({2, 5, 12});
   expect_rejected([&] { ops::attention(q, q, q, 5, 1.0f, false); }, "attention", "5 heads");
-  expect_rejected([&] { ops::attention(q, Tensor::zeros({2, 3, 12}), Tensor::zeros({2, 4, 12}), 2, 1, false); },
-                  "attention", "k and v");
-  expect_rejected([&] { ops::attention(q, Tensor::zeros({1, 3, 12}), Tensor::zeros({1, 3, 12}), 2, 1, false); },
-                  "attention", "batch");
-  expect_rejected([&] { ops::attention(q, Tensor::zeros({2, 3, 8}), Tensor::zeros({2, 3, 8}), 2, 1, false); },
-                  "attention", "channel");
+  expect_rejected(
+      [&] {
+        ops::attention(q, Tensor::zeros({2, 3, 12}), Tensor::zeros({2, 4, 12}), 2, 1, false);
+      },
+      "attention", "k and v");
+  expect_rejected(
+      [&] {
+        ops::attention(q, Tensor::zeros({1, 3, 12}), Tensor::zeros({1, 3, 12}), 2, 1, false);
+      },
+      "attention", "batch");
+  expect_rejected(
+      [&] {
+        ops::attention(q, Tensor::zeros({2, 3, 8}), Tensor::zeros({2, 3, 8}), 2, 1, false);
+      },
+      "attention", "channel");
   expect_rejected([&] { ops::softmax(Tensor()); }, "softmax", "undefined");
   expect_rejected([&] { ops::add(Tensor::zeros({2, 3}), Tensor::zeros({3, 2})); }, "add", "[3, 2]");
-  expect_rejected([&] { ops::add_channel(Tensor::zeros({2, 4, 4, 3}), Tensor::zeros({2, 4})); },
-                  "add_channel", "[N, C]");
+  expect_rejected(
+      [&] {
+        ops::add_channel(Tensor::zeros({2, 4, 4, 3}), Tensor::zeros({2, 4}));
+      },
+      "add_channel", "[N, C]");
   expect_rejected([&] { ops::geglu(Tensor::zeros({2, 5})); }, "geglu", "even");
-  expect_rejected([&] { ops::upsample_nearest2x(Tensor::zeros({4, 4, 3})); }, "upsample_nearest2x",
-                  "NHWC");
-  expect_rejected([&] { ops::concat_channels(Tensor::zeros({1, 4, 4, 3}), Tensor::zeros({1, 4, 5, 3})); },
-                  "concat_channels", "[1, 4, 5, 3]");
-  expect_rejected([&] { ops::embedding({0, 5}, 1, Tensor::zeros({5, 2}), Device::CPU); },
-                  "embedding", "id 5");
-  expect_rejected([&] { ops::embedding({0, 1, 2}, 2, Tensor::zeros({5, 2}), Device::CPU); },
-                  "embedding", "3 ids");
+  expect_rejected(
+      [&] {
+        ops::upsample_nearest2x(Tensor::zeros({4, 4, 3}));
+      },
+      "upsample_nearest2x", "NHWC");
+  expect_rejected(
+      [&] {
+        ops::concat_channels(Tensor::zeros({1, 4, 4, 3}), Tensor::zeros({1, 4, 5, 3}));
+      },
+      "concat_channels", "[1, 4, 5, 3]");
+  expect_rejected(
+      [&] {
+        ops::embedding({0, 5}, 1, Tensor::zeros({5, 2}), Device::CPU);
+      },
+      "embedding", "id 5");
+  expect_rejected(
+      [&] {
+        ops::embedding({0, 1, 2}, 2, Tensor::zeros({5, 2}), Device::CPU);
+      },
+      "embedding", "3 ids");
   expect_rejected([&] { ops::timestep_embedding({1.0f}, 7, DType::F32, Device::CPU); },
                   "timestep_embedding", "even");
 }
 
 TEST(OpsChecks, AcceptsEveryDocumentedLayout) {
   // The documented shapes go through: NHWC conv with OHWI weights, [out, in] linear over [N,L,C].
-  EXPECT_EQ(ops::conv2d(Tensor::zeros({2, 5, 7, 3}), Tensor::zeros({4, 3, 3, 3}), Tensor::zeros({4}), 2, 1)
+  EXPECT_EQ(ops::conv2d(Tensor::zeros({2, 5, 7, 3}), Tensor::zeros({4, 3, 3, 3}),
+                        Tensor::zeros({4}), 2, 1)
                 .shape(),
             (Shape{2, 3, 4, 4}));
   EXPECT_EQ(ops::linear(Tensor::zeros({2, 7, 3}), Tensor::zeros({5, 3})).shape(), (Shape{2, 7, 5}));
-  EXPECT_EQ(ops::attention(Tensor::zeros({2, 6, 8}), Tensor::zeros({2, 3, 8}), Tensor::zeros({2, 3, 8}),
-                           2, 0.5f, false)
+  EXPECT_EQ(ops::attention(Tensor::zeros({2, 6, 8}), Tensor::zeros({2, 3, 8}),
+                           Tensor::zeros({2, 3, 8}), 2, 0.5f, false)
                 .shape(),
             (Shape{2, 6, 8}));
   EXPECT_EQ(ops::geglu(Tensor::zeros({2, 3, 8})).shape(), (Shape{2, 3, 4}));

@@ -61,9 +61,9 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
   SDGEN_CHECK(w.dim(1) == w.dim(2) && w.dim(1) > 0, msg("conv2d", ts, "kernel must be square"));
   SDGEN_CHECK(w.dim(3) == x.dim(3) && x.dim(3) > 0 && w.dim(0) > 0,
               msg("conv2d", ts, "input channels of x and w differ"));
-  SDGEN_CHECK(stride >= 1 && padding >= 0,
-              msg("conv2d", ts, "bad stride " + std::to_string(stride) + " / padding " +
-                                    std::to_string(padding)));
+  SDGEN_CHECK(stride >= 1 && padding >= 0, msg("conv2d", ts,
+                                               "bad stride " + std::to_string(stride) +
+                                                   " / padding " + std::to_string(padding)));
   SDGEN_CHECK(x.dim(1) + 2 * padding >= w.dim(1) && x.dim(2) + 2 * padding >= w.dim(1),
               msg("conv2d", ts, "kernel larger than the padded image"));
   check_vec("conv2d", "bias", bias, w.dim(0), ts);
@@ -187,8 +187,8 @@ Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table, Device
                   std::to_string(ids.size()) + " ids do not split into " + std::to_string(n) +
                       " sequences"));
   for (int id : ids)
-    SDGEN_CHECK(id >= 0 && id < table.dim(0),
-                msg("embedding", {{"table", &table}}, "id " + std::to_string(id) + " out of range"));
+    SDGEN_CHECK(id >= 0 && id < table.dim(0), msg("embedding", {{"table", &table}},
+                                                  "id " + std::to_string(id) + " out of range"));
   SDGEN_CHECK(table.device() == device,
               msg("embedding", {{"table", &table}},
                   std::string("table is not on the requested device ") + device_name(device)));

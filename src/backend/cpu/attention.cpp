@@ -4,6 +4,8 @@
 // Fast: per (image, head, block of query rows) two OpenBLAS GEMMs on strided views,
 // S = scale·Q·Kᵀ then O = softmax(S)·V, so the score blocks are bounded (256×4096 per thread for
 // 64×64 latents, never the 8×4096×4096 whole) and softmax runs on rows that are still in cache.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -11,8 +13,6 @@
 #include <limits>
 #include <memory>
 #include <vector>
-
-#include <omp.h>
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -29,7 +29,7 @@ constexpr int64_t kScoreBudget = int64_t(1) << 20;
 inline float exp_approx(float x) {
   const float xc = std::min(std::max(x, -87.0f), 88.0f);
   const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest integer
-  const float r = (xc - n * 0.693145752f) - n * 1.42860677e-6f;      // ln2 split hi + lo
+  const float r = (xc - n * 0.693145752f) - n * 1.42860677e-6f;    // ln2 split hi + lo
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
@@ -84,7 +84,7 @@ void attention_fast(const float* q, const float* k, const float* v, int64_t N, i
   const int64_t blocks = (Lq + block - 1) / block, tasks = N * H * blocks;
   // One task = one (image, head, query block): GEMM, softmax, GEMM on the thread's own score
   // buffer, so the block never leaves that core's cache between the three steps.
-#pragma omp parallel num_threads((int)std::min<int64_t>(omp_get_max_threads(), tasks))
+#pragma omp parallel num_threads((int)std::min <int64_t>(omp_get_max_threads(), tasks))
   {
     std::unique_ptr<float[]> S(new float[(size_t)(block * Lk)]);
 #pragma omp for schedule(dynamic)

@@ -6,11 +6,11 @@
 // row is K memcpys. Output pixels are processed in chunks (over the whole batch) so the column
 // buffers stay a few MB however large the image (the VAE's 512×512×128 would need 1.2 GB at once).
 // 1×1 stride-1 unpadded convolutions are a plain GEMM on x itself.
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
-
-#include <omp.h>
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -64,7 +64,8 @@ void conv_fast(const float* x, const float* w, const float* bias, const ConvGeom
   const int64_t KKC = g.K * g.K * g.C, total = g.N * g.Ho * g.Wo;
   const int64_t threads = omp_get_max_threads();
   const int64_t even_share = (total + threads - 1) / threads;
-  const int64_t chunk = std::max<int64_t>(1, std::min(even_share, std::max<int64_t>(64, kColBudget / KKC)));
+  const int64_t chunk =
+      std::max<int64_t>(1, std::min(even_share, std::max<int64_t>(64, kColBudget / KKC)));
   const int64_t chunks = (total + chunk - 1) / chunk;
 #pragma omp parallel num_threads((int)std::min(threads, chunks))
   {
@@ -93,8 +94,8 @@ void conv_plain(const float* x, const float* w, const float* bias, const ConvGeo
         for (int64_t kw = 0; kw < g.K; ++kw) {
           const int64_t ix = ox * g.stride - g.pad + kw;
           if (ix < 0 || ix >= g.W) continue;
-          acc += dot_d(x + ((n * g.H + iy) * g.W + ix) * g.C, w + ((co * g.K + kh) * g.K + kw) * g.C,
-                       g.C);
+          acc += dot_d(x + ((n * g.H + iy) * g.W + ix) * g.C,
+                       w + ((co * g.K + kh) * g.K + kw) * g.C, g.C);
         }
       }
       y[r * g.Co + co] = (float)acc;
@@ -114,8 +115,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
   g.Wo = (g.W + 2 * padding - g.K) / stride + 1;
   if (!plain && g.K == 1 && stride == 1 && padding == 0) {
     Tensor y = Tensor::empty({g.N, g.H, g.W, g.Co});
-    gemm_nt_bias(g.N * g.H * g.W, g.Co, g.C, x.f32(), w.f32(), bias.defined() ? bias.f32() : nullptr,
-                 y.f32());
+    gemm_nt_bias(g.N * g.H * g.W, g.Co, g.C, x.f32(), w.f32(),
+                 bias.defined() ? bias.f32() : nullptr, y.f32());
     return y;
   }
   Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.Co});

@@ -26,12 +26,11 @@ class CpuBackend final : public Backend {
   Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) override {
     return out(cpu::linear(f32(x), f32(w), f32(bias), plain_), x);
   }
-  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups,
-                    float eps, bool fuse_silu) override {
+  Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
+                    bool fuse_silu) override {
     return out(cpu::group_norm(f32(x), f32(gamma), f32(beta), groups, eps, fuse_silu, plain_), x);
   }
-  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                    float eps) override {
+  Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override {
     return out(cpu::layer_norm(f32(x), f32(gamma), f32(beta), eps, plain_), x);
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale,

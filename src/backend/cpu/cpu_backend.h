@@ -11,7 +11,8 @@
 // Hot loops of our own (not BLAS) are compiled for several x86 levels and picked at load time
 // (GCC ifunc), since the build itself targets baseline x86-64 (SSE2).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SDGEN_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define SDGEN_CPU_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define SDGEN_CPU_CLONES
 #endif

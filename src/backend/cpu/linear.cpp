@@ -34,8 +34,8 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64
 void gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
-              (int)lda, B, (int)ldb, beta, C, (int)ldc);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda,
+              B, (int)ldb, beta, C, (int)ldc);
 }
 
 void fill_rows(float* y, int64_t M, int64_t N, const float* bias) {

@@ -1,6 +1,7 @@
-// CPU group norm and layer norm, as PyTorch defines them: biased variance, (x - mean)/sqrt(var+eps),
-// then the per-channel affine. Statistics are always two-pass in double: SD activations reach
-// |x| ~ 1e3 with small variance in places, where a one-pass fp32 E[x²]-E[x]² loses every digit.
+// CPU group norm and layer norm, as PyTorch defines them: biased variance, (x -
+// mean)/sqrt(var+eps), then the per-channel affine. Statistics are always two-pass in double: SD
+// activations reach |x| ~ 1e3 with small variance in places, where a one-pass fp32 E[x²]-E[x]²
+// loses every digit.
 #include <algorithm>
 #include <cmath>
 #include <vector>
