@@ -10,14 +10,17 @@ constexpr double kPi = 3.14159265358979323846;
 // PyTorch's uniform_real_distribution<float>: 24 random bits scaled by 2^-24 (exact in float).
 float uniform24(uint32_t r) { return (float)(r & 0xFFFFFFu) * (1.0f / 16777216.0f); }
 
-// PyTorch's normal_fill_16: Box–Muller on 16 uniforms in place, in float like the reference
-// (theta is formed in double from a float and rounded to float).
+// PyTorch's normal_fill_16: Box–Muller on 16 uniforms in place, in float. x86-64 builds of torch
+// run the AVX2 version, which forms theta as float(2π)·u2 in float and uses SLEEF's 1-ulp
+// log/sin/cos; we follow its arithmetic, so results differ from torch only by those last-bit
+// differences of the math library (checked in test_sampler.cpp).
 void normal_fill_16(float* d) {
+  const float two_pi = (float)(2.0 * kPi);
   for (int j = 0; j < 8; ++j) {
     const float u1 = 1.0f - d[j];
     const float u2 = d[j + 8];
     const float radius = std::sqrt(-2.0f * std::log(u1));
-    const float theta = (float)(2.0 * kPi * (double)u2);
+    const float theta = two_pi * u2;
     d[j] = radius * std::cos(theta);
     d[j + 8] = radius * std::sin(theta);
   }
