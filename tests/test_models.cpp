@@ -105,10 +105,9 @@ const Checkpoint& checkpoint(const std::string& form) {
   return *(cache[form] = Checkpoint::open(path));
 }
 
-// The architecture from the diffusers folder's config.json files. An LDM file cannot say how many
-// heads or GroupNorm groups it was trained with (the shapes do not tell), so its loads use this
-// same config, as a caller would pass one for a non-SD-v1 LDM file.
-const ModelConfig& tiny_config() { return checkpoint("diffusers").config(); }
+// Each form's own architecture, as the pipeline loads it: the diffusers folder's config.json files,
+// the LDM files' sdgen sidecar (an LDM file's shapes cannot tell heads or GroupNorm groups).
+const ModelConfig& config_of(const char* form) { return checkpoint(form).config(); }
 
 struct ModelRun {
   const char* form;  // checkpoint form
@@ -156,7 +155,7 @@ class ModelsGolden : public ::testing::TestWithParam<ModelRun> {
 TEST_P(ModelsGolden, ClipLastHiddenState) {
   const ModelRun& r = GetParam();
   Golden g("clip.safetensors");
-  ClipTextEncoder clip(checkpoint(r.form), tiny_config().clip, r.dtype, r.device);
+  ClipTextEncoder clip(checkpoint(r.form), config_of(r.form).clip, r.dtype, r.device);
   const StTensorInfo& ids_info = g.info("input_ids");
   const int prompts = (int)ids_info.shape[0], len = (int)ids_info.shape[1];
   std::vector<int64_t> ids64 = g.ints("input_ids");
@@ -181,7 +180,7 @@ TEST_P(ModelsGolden, ClipLastHiddenState) {
 TEST_P(ModelsGolden, UNetEps) {
   const ModelRun& r = GetParam();
   Golden g("unet.safetensors");
-  UNet unet(checkpoint(r.form), tiny_config().unet, r.dtype, r.device);
+  UNet unet(checkpoint(r.form), config_of(r.form).unet, r.dtype, r.device);
   for (const std::string c : {"sq", "rect"}) {
     std::vector<int64_t> t64 = g.ints(c + ".t");
     std::vector<float> t(t64.begin(), t64.end());
@@ -198,7 +197,7 @@ TEST_P(ModelsGolden, UNetEps) {
 TEST_P(ModelsGolden, VaeDecode) {
   const ModelRun& r = GetParam();
   Golden g("vae.safetensors");
-  VaeDecoder vae(checkpoint(r.form), tiny_config().vae, r.dtype, r.device);
+  VaeDecoder vae(checkpoint(r.form), config_of(r.form).vae, r.dtype, r.device);
   // The golden's z is the pipeline's latent; decode() divides by scaling_factor as diffusers'
   // pipeline does before vae.decode.
   Tensor image = vae.decode(g.tensor("z"));
@@ -217,7 +216,7 @@ INSTANTIATE_TEST_SUITE_P(TinySd, ModelsGolden, ::testing::ValuesIn(kRuns),
 
 // The models reject inputs of the wrong shape with a usage error instead of computing garbage.
 TEST(Models, RejectBadShapes) {
-  const ModelConfig& c = tiny_config();
+  const ModelConfig& c = config_of("diffusers");
   UNet unet(checkpoint("diffusers"), c.unet, DType::F32, Device::CPU);
   Tensor ctx = Tensor::zeros({1, 77, c.unet.cross_attention_dim});
   EXPECT_THROW(unet.forward(Tensor::zeros({1, 12, 12, 4}), {1.0f}, ctx), Error);  // not /8
