@@ -1,4 +1,5 @@
-// The CUDA backend through the SIMT emulator: every case of the op-test table (tests/op_cases.h)
+// The CUDA backend, through the SIMT emulator (simt_tests) or on a real GPU (cuda_ops_tests, CUDA
+// builds): every case of the op-test table (tests/op_cases.h)
 // run on the emulated CUDA backend against the plain CPU backend, in fp32 and fp16, plus the
 // emulated launch time of one realistic kernel. Ops the CUDA backend does not implement yet are
 // reported as skipped, by name.
@@ -11,7 +12,9 @@
 #include "../op_cases.h"
 #include "backend/cuda/cuda_backend.h"
 #include "sdgen/error.h"
+#if defined(SDGEN_SIMT)
 #include "simt_runtime.h"
+#endif
 
 namespace sdgen {
 namespace {
@@ -62,6 +65,7 @@ INSTANTIATE_TEST_SUITE_P(CudaEmu, CudaOps, testing::Range<size_t>(0, optest::op_
                            return optest::op_cases()[info.param].name;
                          });
 
+#if defined(SDGEN_SIMT)
 // The speed the emulator must keep for CI: one launch of GroupNorm+SiLU over 2×64×64×320 (64
 // blocks of 256 threads, 2.6M elements). Printed, not asserted (no timed assertions).
 TEST(CudaEmuSpeed, GroupNormLaunch) {
@@ -84,6 +88,7 @@ TEST(CudaEmuSpeed, GroupNormLaunch) {
     EXPECT_EQ(y.shape(), x.shape());
   }
 }
+#endif
 
 }  // namespace
 }  // namespace sdgen

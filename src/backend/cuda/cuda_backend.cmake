@@ -10,10 +10,22 @@ get_filename_component(SDGEN_ROOT "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
 file(GLOB SDGEN_KERNEL_SOURCES CONFIGURE_DEPENDS ${SDGEN_ROOT}/kernels/*.cu)
 file(GLOB SDGEN_CUDA_HOST_SOURCES CONFIGURE_DEPENDS ${SDGEN_ROOT}/src/backend/cuda/*.cpp)
 
+# Compiles `cu_files` as C++ by including each from a generated .cpp wrapper (a LANGUAGE source
+# property would be per directory and clash with the real target's nvcc compile of the same file).
+function(sdgen_emulated_sources out_var)
+  set(out)
+  foreach(cu ${ARGN})
+    get_filename_component(name ${cu} NAME_WE)
+    set(wrapper ${CMAKE_CURRENT_BINARY_DIR}/emulated/${name}.cu.cpp)
+    file(CONFIGURE OUTPUT ${wrapper} CONTENT "// Generated: ${cu} compiled by the host compiler for the SIMT emulator.\n#include \"${cu}\"\n")
+    list(APPEND out ${wrapper})
+  endforeach()
+  set(${out_var} ${out} PARENT_SCOPE)
+endfunction()
+
 function(sdgen_add_cuda_emu_library simt_target)
-  # The .cu files are C++ here; the property is per directory, so the real target is unaffected.
-  set_source_files_properties(${SDGEN_KERNEL_SOURCES} PROPERTIES LANGUAGE CXX)
-  add_library(sdgen_cuda_emu STATIC ${SDGEN_KERNEL_SOURCES} ${SDGEN_CUDA_HOST_SOURCES})
+  sdgen_emulated_sources(emu_kernels ${SDGEN_KERNEL_SOURCES})
+  add_library(sdgen_cuda_emu STATIC ${emu_kernels} ${SDGEN_CUDA_HOST_SOURCES})
   target_include_directories(sdgen_cuda_emu PUBLIC ${SDGEN_ROOT}/kernels)
   target_compile_definitions(sdgen_cuda_emu PUBLIC SDGEN_CUDA_BACKEND_TU=1 SDGEN_SIMT=1)
   target_compile_options(sdgen_cuda_emu PRIVATE ${SDGEN_WARNINGS})
