@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_math.h"
 
 namespace sdgen::cpu {
 
@@ -22,28 +23,6 @@ namespace {
 
 // Score-block budget in floats (4 MB): 256 query rows at Lk = 4096, all rows when Lk is small.
 constexpr int64_t kScoreBudget = int64_t(1) << 20;
-
-// e^x in fp32 without libm, so the softmax loop vectorizes: x = n·ln2 + r with |r| ≤ ln2/2,
-// e^r from its degree-7 Taylor series (truncation < 1e-8 relative), 2^n put into the exponent bits.
-// Max error ~2 ulp. Below -87 the result is 0 (as expf underflows), NaN stays NaN.
-inline float exp_approx(float x) {
-  const float xc = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest integer
-  const float r = (xc - n * 0.693145752f) - n * 1.42860677e-6f;    // ln2 split hi + lo
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t bits = ((int32_t)n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  const float e = p * scale;
-  return x != x ? x : (x < -87.0f ? 0.0f : e);
-}
 
 void attention_plain(const float* q, const float* k, const float* v, int64_t N, int64_t Lq,
                      int64_t Lk, int64_t H, int64_t D, float scale, bool causal, float* out) {

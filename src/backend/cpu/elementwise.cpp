@@ -1,10 +1,12 @@
 // CPU pointwise ops: activations, geglu, add, add_channel, scale and the fp32 <-> fp16 cast.
-// Each function is written once with PyTorch's formula; the fast mode only splits the loop over
-// threads, so plain and fast agree bit for bit here.
+// Plain: PyTorch's formulas on libm (expf, erff). Fast: the same formulas on the vectorizable
+// approximations of cpu_math.h (within a few ulp), loops split over threads.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_math.h"
 #include "sdgen/half.h"
 
 namespace sdgen::cpu {
@@ -12,6 +14,28 @@ namespace sdgen::cpu {
 namespace {
 // Below this many elements a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = int64_t(1) << 15;
+// Elements per parallel work item of the fast activations.
+constexpr int64_t kSpan = int64_t(1) << 14;
+
+SDGEN_CPU_CLONES
+void unary_span(const float* x, float* y, int64_t n, Backend::Unary op) {
+  switch (op) {
+    case Backend::Unary::kSilu:
+      for (int64_t i = 0; i < n; ++i) y[i] = silu_fast(x[i]);
+      break;
+    case Backend::Unary::kQuickGelu:
+      for (int64_t i = 0; i < n; ++i) y[i] = quick_gelu_fast(x[i]);
+      break;
+    case Backend::Unary::kGelu:
+      for (int64_t i = 0; i < n; ++i) y[i] = gelu_fast(x[i]);
+      break;
+  }
+}
+
+SDGEN_CPU_CLONES
+void geglu_row(const float* value, const float* gate, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = value[i] * gelu_fast(gate[i]);
+}
 }  // namespace
 
 // PyTorch's forms: silu x / (1 + e^-x); sigmoid 1 / (1 + e^-z); gelu x·0.5·(1 + erf(x/√2)).
@@ -24,10 +48,15 @@ Tensor unary(const Tensor& x, Backend::Unary op, bool plain) {
   Tensor y = Tensor::empty(x.shape());
   const float* xp = x.f32();
   float* yp = y.f32();
+  if (!plain) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+    for (int64_t i0 = 0; i0 < n; i0 += kSpan)
+      unary_span(xp + i0, yp + i0, std::min(kSpan, n - i0), op);
+    return y;
+  }
   float (*f)(float) = op == Backend::Unary::kSilu        ? silu_f
                       : op == Backend::Unary::kQuickGelu ? quick_gelu_f
                                                          : gelu_f;
-#pragma omp parallel for schedule(static) if (!plain && n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) yp[i] = f(xp[i]);
   return y;
 }
@@ -44,6 +73,10 @@ Tensor geglu(const Tensor& x, bool plain) {
   for (int64_t m = 0; m < M; ++m) {
     const float* value = xp + m * C2;
     const float* gate = value + C;
+    if (!plain) {
+      geglu_row(value, gate, yp + m * C, C);
+      continue;
+    }
     for (int64_t c = 0; c < C; ++c) yp[m * C + c] = value[c] * gelu_f(gate[c]);
   }
   return y;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_math.h"
 
 namespace sdgen::cpu {
 
@@ -68,6 +69,14 @@ std::vector<double> channel_sums(const float* x, int64_t S, int64_t C, const dou
   return total;
 }
 
+SDGEN_CPU_CLONES
+void apply_row(const float* x, const float* m_hi, const float* m_lo, const float* a,
+               const float* beta, float* y, int64_t C, bool silu) {
+  for (int64_t c = 0; c < C; ++c) y[c] = ((x[c] - m_hi[c]) - m_lo[c]) * a[c] + beta[c];
+  if (silu)
+    for (int64_t c = 0; c < C; ++c) y[c] = silu_fast(y[c]);
+}
+
 void group_norm_fast(const float* x, const float* gamma, const float* beta, int64_t N, int64_t S,
                      int64_t C, int64_t G, float eps, bool silu, float* y) {
   const int64_t Cg = C / G;
@@ -100,13 +109,8 @@ void group_norm_fast(const float* x, const float* gamma, const float* beta, int6
     }
     float* yn = y + n * S * C;
 #pragma omp parallel for schedule(static)
-    for (int64_t s = 0; s < S; ++s) {
-      const float* xr = xn + s * C;
-      float* yr = yn + s * C;
-      for (int64_t c = 0; c < C; ++c) yr[c] = ((xr[c] - m_hi[c]) - m_lo[c]) * a[c] + beta[c];
-      if (silu)
-        for (int64_t c = 0; c < C; ++c) yr[c] = silu_f(yr[c]);
-    }
+    for (int64_t s = 0; s < S; ++s)
+      apply_row(xn + s * C, m_hi.data(), m_lo.data(), a.data(), beta, yn + s * C, C, silu);
   }
 }
 
