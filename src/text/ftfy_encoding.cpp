@@ -176,6 +176,70 @@ bool bad_at(const std::u32string& s, const std::vector<unsigned>& cats, size_t i
   return false;
 }
 
+// ftfy.chardata.UTF8_CLUES: characters that start a 2/3/4-byte UTF-8 sequence, or continue one,
+// when UTF-8 was decoded with one of ftfy's single-byte codecs ("strict" leaves out the space and
+// the punctuation that also occurs in ordinary text).
+struct CpRange { char32_t lo, hi; };
+const CpRange kFirst2[] = {
+    {0xC2, 0xDF}, {0x100, 0x100}, {0x102, 0x102}, {0x106, 0x106}, {0x10C, 0x10C}, {0x10E, 0x10E},
+    {0x110, 0x110}, {0x112, 0x112}, {0x116, 0x116}, {0x118, 0x118}, {0x11A, 0x11A}, {0x11E, 0x11E},
+    {0x122, 0x122}, {0x12A, 0x12A}, {0x130, 0x130}, {0x136, 0x136}, {0x139, 0x139}, {0x13B, 0x13B},
+    {0x141, 0x141}, {0x143, 0x143}, {0x145, 0x145}, {0x147, 0x147}, {0x14C, 0x14C}, {0x150, 0x150},
+    {0x158, 0x158}, {0x15A, 0x15A}, {0x15E, 0x15E}, {0x160, 0x160}, {0x162, 0x162}, {0x16A, 0x16A},
+    {0x16E, 0x16E}, {0x170, 0x170}, {0x172, 0x172}, {0x179, 0x179}, {0x17B, 0x17B}, {0x17D, 0x17D},
+    {0x392, 0x3A1}, {0x3A3, 0x3AF}, {0x412, 0x42F},
+};
+const CpRange kFirst3[] = {
+    {0xE0, 0xEF}, {0x101, 0x101}, {0x103, 0x103}, {0x105, 0x105}, {0x107, 0x107}, {0x10D, 0x10D},
+    {0x10F, 0x10F}, {0x113, 0x113}, {0x117, 0x117}, {0x119, 0x119}, {0x11B, 0x11B}, {0x123, 0x123},
+    {0x12B, 0x12B}, {0x12F, 0x12F}, {0x137, 0x137}, {0x13A, 0x13A}, {0x13C, 0x13C}, {0x155, 0x155},
+    {0x17A, 0x17A}, {0x3B0, 0x3BF}, {0x430, 0x43F},
+};
+const CpRange kFirst4[] = {
+    {0xF0, 0xF0}, {0xF3, 0xF3}, {0x111, 0x111}, {0x11F, 0x11F}, {0x161, 0x161}, {0x3C0, 0x3C0},
+    {0x3C3, 0x3C3}, {0x440, 0x440}, {0x443, 0x443},
+};
+const CpRange kCont[] = {
+    {0x20, 0x20}, {0x80, 0xBF}, {0xC6, 0xC6}, {0xD8, 0xD8}, {0xE6, 0xE6}, {0xF8, 0xF8}, {0x104, 0x105},
+    {0x13D, 0x13E}, {0x141, 0x142}, {0x152, 0x153}, {0x156, 0x157}, {0x15A, 0x15B}, {0x15E, 0x161},
+    {0x164, 0x165}, {0x178, 0x17E}, {0x192, 0x192}, {0x2C6, 0x2C7}, {0x2D8, 0x2D8}, {0x2DB, 0x2DD},
+    {0x384, 0x386}, {0x388, 0x38A}, {0x38C, 0x38C}, {0x38E, 0x38F}, {0x401, 0x40C}, {0x40E, 0x40F},
+    {0x451, 0x45C}, {0x45E, 0x45F}, {0x490, 0x491}, {0x2013, 0x2015}, {0x2018, 0x201A}, {0x201C, 0x201E},
+    {0x2020, 0x2022}, {0x2026, 0x2026}, {0x2030, 0x2030}, {0x2039, 0x203A}, {0x20AC, 0x20AC},
+    {0x2116, 0x2116}, {0x2122, 0x2122},
+};
+const CpRange kContStrict[] = {
+    {0x80, 0xBF}, {0xC6, 0xC6}, {0xD8, 0xD8}, {0xE6, 0xE6}, {0xF8, 0xF8}, {0x104, 0x105}, {0x13D, 0x13E},
+    {0x141, 0x142}, {0x152, 0x153}, {0x156, 0x157}, {0x15A, 0x15B}, {0x15E, 0x161}, {0x164, 0x165},
+    {0x178, 0x17E}, {0x192, 0x192}, {0x2C6, 0x2C7}, {0x2D8, 0x2D8}, {0x2DB, 0x2DD}, {0x384, 0x386},
+    {0x388, 0x38A}, {0x38C, 0x38C}, {0x38E, 0x38F}, {0x401, 0x40C}, {0x40E, 0x40F}, {0x451, 0x45C},
+    {0x45E, 0x45F}, {0x490, 0x491}, {0x2020, 0x2021}, {0x2030, 0x2030}, {0x2039, 0x203A}, {0x20AC, 0x20AC},
+    {0x2116, 0x2116}, {0x2122, 0x2122},
+};
+
+template <size_t N>
+bool in_ranges(const CpRange (&table)[N], char32_t c) {
+  for (const CpRange& r : table)
+    if (c >= r.lo && c <= r.hi) return true;
+  return false;
+}
+
+// UTF8_DETECTOR_RE = (?<![cont_strict])([first2][cont]|[first3][cont]{2}|[first4][cont]{3})+ :
+// the length of its match at s[i] (0 if none). The three first-byte sets are disjoint.
+size_t utf8_detector_at(const std::u32string& s, size_t i) {
+  if (i > 0 && in_ranges(kContStrict, s[i - 1])) return 0;
+  size_t k = i;
+  while (k < s.size()) {
+    size_t need = in_ranges(kFirst2, s[k]) ? 1 : in_ranges(kFirst3, s[k]) ? 2 : in_ranges(kFirst4, s[k]) ? 3 : 0;
+    if (need == 0 || k + need >= s.size()) break;
+    size_t q = 1;
+    while (q <= need && in_ranges(kCont, s[k + q])) ++q;
+    if (q <= need) break;
+    k += need + 1;
+  }
+  return k - i;
+}
+
 // windows-1252's 0x80..0x9F; 0 where the byte is unassigned (the sloppy codec passes those through
 // as U+0080..U+009F, like latin-1).
 const char32_t kCp1252High[32] = {
@@ -188,24 +252,28 @@ char32_t sloppy1252_decode(unsigned char b) {
   return b;
 }
 
-std::optional<std::string> encode_latin1(const std::u32string& s) {
-  std::string out;
-  for (char32_t c : s) {
-    if (c > 0xFF) return std::nullopt;
-    out.push_back(static_cast<char>(c));
-  }
-  return out;
-}
+// The single-byte codecs ftfy.fix_encoding tries, in its order (latin-1, sloppy-windows-1252,
+// -1251, -1250, -1253, -1254, -1257, iso-8859-2, macroman, cp437).
+struct Charmap {
+  const char* name;
+  bool sloppy;      // replace_lossy_sequences applies
+  bool restore_a0;  // restore_byte_a0 applies (not to macroman)
+  char32_t decode[256];
+};
+const Charmap kCharmaps[] = {
+#include "text/charmaps.inc"
+};
 
-std::optional<std::string> encode_sloppy1252(const std::u32string& s) {
+// text.encode(codec), or nothing when some character has no byte in it (possible_encoding fails).
+std::optional<std::string> encode_charmap(const Charmap& cm, const std::u32string& s) {
   std::string out;
+  out.reserve(s.size());
   for (char32_t c : s) {
-    if (c == 0x1A) return std::nullopt;
-    if (c == 0xFFFD) { out.push_back('\x1A'); continue; }
-    if (c < 0x80 || (c >= 0xA0 && c <= 0xFF)) { out.push_back(static_cast<char>(c)); continue; }
+    if (c < 0x80 && cm.decode[c] == c) { out.push_back(static_cast<char>(c)); continue; }
     int found = -1;
-    for (int b = 0x80; b < 0xA0; ++b)
-      if (sloppy1252_decode(static_cast<unsigned char>(b)) == c) found = b;
+    if (cm.decode[0x1A] == c) found = 0x1A;
+    for (int b = 0x80; b < 0x100 && found < 0; ++b)
+      if (cm.decode[b] == c) found = b;
     if (found < 0) return std::nullopt;
     out.push_back(static_cast<char>(found));
   }
@@ -233,6 +301,39 @@ std::optional<std::u32string> decode_utf8_strict(const std::string& b) {
     }
     if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return std::nullopt;
     out.push_back(cp);
+    i += len;
+  }
+  return out;
+}
+
+// ftfy's "utf-8-variants" codec (strict): UTF-8 that may also hold Java's C0 80 for U+0000 and
+// CESU-8 surrogate pairs (ED A0-AF xx ED B0-BF xx) for supplementary characters.
+std::optional<std::u32string> decode_utf8_variants(const std::string& b) {
+  std::u32string out;
+  const size_t n = b.size();
+  auto u = [&](size_t k) { return static_cast<unsigned char>(b[k]); };
+  // ftfy finds these with a bytes regex whose `$` also matches before a final '\n', so a final
+  // "C0 \n" or a CESU-8 pair whose last byte is a final '\n' decodes too (the '\n' eaten).
+  const bool final_nl = n > 0 && b[n - 1] == '\n';
+  for (size_t i = 0; i < n;) {
+    if (u(i) == 0xC0 && i + 1 < n && (u(i + 1) == 0x80 || (final_nl && i + 2 == n))) {
+      out.push_back(0);
+      i += 2;
+      continue;
+    }
+    if (u(i) == 0xED && i + 5 < n && u(i + 1) >= 0xA0 && u(i + 1) <= 0xAF && (u(i + 2) & 0xC0) == 0x80 &&
+        u(i + 3) == 0xED && u(i + 4) >= 0xB0 && u(i + 4) <= 0xBF &&
+        ((u(i + 5) & 0xC0) == 0x80 || (final_nl && i + 6 == n))) {
+      out.push_back(0x10000 + ((u(i + 1) & 0x0Fu) << 16) + ((u(i + 2) & 0x3Fu) << 10) + ((u(i + 4) & 0x0Fu) << 6) +
+                    (u(i + 5) & 0x3Fu));
+      i += 6;
+      continue;
+    }
+    size_t len = u(i) < 0x80 ? 1 : u(i) < 0xE0 ? 2 : u(i) < 0xF0 ? 3 : 4;
+    if (i + len > n) return std::nullopt;
+    auto one = decode_utf8_strict(b.substr(i, len));
+    if (!one) return std::nullopt;
+    out += *one;
     i += len;
   }
   return out;
@@ -326,17 +427,29 @@ bool all_ascii(const std::u32string& s) {
 // ftfy._fix_encoding_one_step_and_explain (without the parts text_clean.h lists as not covered).
 std::u32string fix_encoding_one_step(const std::u32string& text) {
   if (text.empty() || all_ascii(text) || !ftfy_is_bad(text)) return text;
-  std::optional<std::string> latin1 = encode_latin1(text);
-  for (int sloppy = 0; sloppy < 2; ++sloppy) {
-    std::optional<std::string> bytes = sloppy ? encode_sloppy1252(text) : latin1;
+  std::optional<std::string> latin1;
+  for (const Charmap& cm : kCharmaps) {
+    std::optional<std::string> bytes = encode_charmap(cm, text);
+    if (&cm == &kCharmaps[0]) latin1 = bytes;
     if (!bytes) continue;
     std::string b = *bytes;
-    if (altered_utf8_search(b)) b = restore_byte_a0(b);
-    if (sloppy) b = replace_lossy_sequences(b);
-    // ftfy decodes these with its "utf-8-variants" codec, which we do not have.
-    if (b.find('\xED') != std::string::npos || b.find('\xC0') != std::string::npos) continue;
-    if (auto fixed = decode_utf8_strict(b)) return *fixed;
+    if (cm.restore_a0 && altered_utf8_search(b)) b = restore_byte_a0(b);
+    if (cm.sloppy) b = replace_lossy_sequences(b);
+    const bool variants = b.find('\xED') != std::string::npos || b.find('\xC0') != std::string::npos;
+    if (auto fixed = variants ? decode_utf8_variants(b) : decode_utf8_strict(b)) return *fixed;
   }
+  // Mojibake inside text that does not re-encode as a whole: fix each UTF-8-looking run alone.
+  std::u32string fixed;
+  bool found = false;
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = utf8_detector_at(text, i);
+    if (len == 0) { fixed.push_back(text[i++]); continue; }
+    found = true;
+    const std::u32string run = text.substr(i, len);
+    fixed += run.size() < text.size() && ftfy_is_bad(run) ? ftfy_fix_encoding(run) : run;
+    i += len;
+  }
+  if (found && fixed != text) return fixed;
   // latin-1 text that is not windows-1252 text: ftfy re-decodes it as (strict) windows-1252.
   // (ftfy's check for "windows-1252" among the possible encodings never succeeds: its list names
   // "sloppy-windows-1252".)

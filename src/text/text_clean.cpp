@@ -225,6 +225,11 @@ bool py_isspace(char32_t c) {  // Python str.isspace(), used by str.strip()
 
 bool is_cased(char32_t c) {
   if (c > 0x10FFFF) return false;
+  // Other_Lowercase / Other_Uppercase characters without a case mapping of their own (ª, º and
+  // the squared/circled/negative Latin capitals of U+1F130..U+1F189).
+  if (c == 0xAA || c == 0xBA || (c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
+      (c >= 0x1F170 && c <= 0x1F189))
+    return true;
   auto cp = static_cast<utf8proc_int32_t>(c);
   auto cat = utf8proc_category(cp);
   return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT ||

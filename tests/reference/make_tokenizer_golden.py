@@ -100,6 +100,43 @@ HAND = [
     "x" + "!" * 100,
 ]
 
+
+
+def mojibake_prompts():
+    """Text mis-decoded in each codec ftfy's fix_encoding knows, and its special cases."""
+    out = []
+    samples = ["caf\u00e9 cr\u00e8me br\u00fbl\u00e9e", "\u201cquoted\u201d \u2014 dash\u2026",
+               "\u041f\u0440\u0438\u0432\u0435\u0442 \u043c\u0438\u0440", "\u0393\u03b5\u03b9\u03ac \u03c3\u03bf\u03c5",
+               "za\u017c\u00f3\u0142\u0107 g\u0119\u015bl\u0105", "\u00e7a\u011f\u0131\u015f \u0130stanbul",
+               "\u732b\u306e\u7d75 \u2713", "emoji \U0001F600 ok"]
+    for enc in ["latin-1", "windows-1252", "windows-1251", "windows-1250", "windows-1253", "windows-1254",
+                "windows-1257", "iso-8859-2", "mac_roman", "cp437"]:
+        for text in samples:
+            raw = text.encode("utf-8")
+            try:
+                out.append(raw.decode(enc))
+            except UnicodeDecodeError:
+                out.append(raw.decode(enc, errors="replace"))
+    cesu = "\U0001F600".encode("utf-16-be")
+    hi, lo = (cesu[0] << 8) | cesu[1], (cesu[2] << 8) | cesu[3]
+    cesu8 = bytes([0xED, 0xA0 | ((hi >> 6) & 0x0F), 0x80 | (hi & 0x3F), 0xED, 0xB0 | ((lo >> 6) & 0x0F), 0x80 | (lo & 0x3F)])
+    out += [
+        ("smile " + "\u00e9".encode("utf-8").decode("latin-1") + " ").encode("latin-1").decode("latin-1")
+        + cesu8.decode("latin-1") + " end",  # CESU-8 surrogate pair (utf-8-variants)
+        "caf\u00c3\u00a9 and Java null \u00c0\u0080 here",
+        "caf\u00c3\u00a9 \u00c0\n",  # a final C0 before a newline
+        "voil\u00c3 le travail",  # restore_byte_a0 (A0 turned into a space)
+        "\u00e2\u20ac\u0153 like this \u00e2\u20ac\ufffd",  # replace_lossy_sequences
+        "\u732b caf\u00c3\u00a9 \u00c3\u00a9t\u00c3\u00a9 \u2603",  # decode_inconsistent_utf8
+        "\u00ce\u00b1\u00cf\u0081 \u2713 \u0432\u0402\u045a",
+        "l\u00c3\u00a0 \u00c3 s \u00c3 quele",
+        "\u00c2\u00a0\u00c2\u00a0 double nbsp mojibake",
+        "\u00c3\u0192\u00c2\u00a9 double mojibake",
+        "\u00aa\u03a3 \U0001F170\u03a3 final sigma after cased symbols",
+    ]
+    return out
+
+
 WORDS = ("a an the of in on with by at from portrait landscape photo painting cat dog horse astronaut city "
          "forest mountain river ocean sunset sunrise night cyberpunk steampunk fantasy castle dragon knight "
          "robot girl boy woman man old young beautiful detailed intricate highly realistic cinematic lighting "
@@ -153,7 +190,7 @@ def random_prompts(rng, count):
 
 def main():
     rng = random.Random(20261125)
-    prompts = HAND + random_prompts(rng, 300)
+    prompts = HAND + mojibake_prompts() + random_prompts(rng, 300)
     with tempfile.TemporaryDirectory() as tmp:
         write_vocab_merges(tmp)
         tok = CLIPTokenizer(os.path.join(tmp, "vocab.json"), os.path.join(tmp, "merges.txt"))
