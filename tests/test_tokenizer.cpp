@@ -131,8 +131,19 @@ TEST(Tokenizer, MissingAndCorruptFiles) {
   expect_model_error([&] { ClipTokenizer::from_vocab_merges(plain, plain); }, plain);
   expect_model_error([&] { ClipTokenizer::from_vocab_merges("/nonexistent/vocab.json", plain); },
                      "/nonexistent/vocab.json");
-  std::remove(junk.c_str());
-  std::remove(plain.c_str());
+  // A vocabulary without the special tokens, and merges with no merge in them.
+  const std::string vocab = ::testing::TempDir() + "sdgen_tokenizer_vocab.json";
+  const std::string merges = ::testing::TempDir() + "sdgen_tokenizer_merges.txt";
+  {
+    std::ofstream(vocab) << R"({"a": 0, "b": 1, "ab</w>": 2})";
+    std::ofstream(merges) << "#version: 0.2\n";
+  }
+  expect_model_error([&] { ClipTokenizer::from_vocab_merges(vocab, merges); }, vocab);
+  {
+    std::ofstream(vocab) << R"({"a": 0, "<|startoftext|>": 1, "<|endoftext|>": 2})";
+  }
+  expect_model_error([&] { ClipTokenizer::from_vocab_merges(vocab, merges); }, merges);
+  for (const std::string& f : {junk, plain, vocab, merges}) std::remove(f.c_str());
 }
 
 // A few cleanup facts checked against Python by hand (python3: "ΑΣ Σ".lower() etc.).

@@ -174,11 +174,11 @@ void ClipTokenizer::add_merge(const std::string& a, const std::string& b, int ra
   merges_[(static_cast<uint64_t>(sa) << 32) | static_cast<uint32_t>(sb)] = {rank, sm};
 }
 
-void ClipTokenizer::finish(const std::string& source) {
+void ClipTokenizer::finish(const std::string& vocab_source, const std::string& merges_source) {
   auto id_of = [&](const char* tok) {
     auto it = sym_index_.find(tok);
     if (it == sym_index_.end() || sym_vocab_id_[it->second] < 0)
-      throw_model("the tokenizer vocabulary '" + source + "' has no " + tok + " token");
+      throw_model("the tokenizer vocabulary '" + vocab_source + "' has no " + tok + " token");
     return sym_vocab_id_[it->second];
   };
   bos_ = id_of(kBosText);
@@ -192,7 +192,7 @@ void ClipTokenizer::finish(const std::string& source) {
   }
   for (int& id : sym_vocab_id_)  // symbols interned just above that the vocabulary lacks
     if (id < 0) id = unk_;
-  if (merges_.empty()) throw_model("the tokenizer merges of '" + source + "' are empty or corrupt");
+  if (merges_.empty()) throw_model("the tokenizer merges '" + merges_source + "' are empty or corrupt");
 }
 
 ClipTokenizer ClipTokenizer::from_bpe_gz(const std::string& path) {
@@ -220,7 +220,7 @@ ClipTokenizer ClipTokenizer::from_bpe_gz(const std::string& path) {
   t.intern(kEosText, id++);
   t.vocab_size_ = static_cast<int>(t.sym_index_.size());
   for (int r = 0; r < kNumMerges; ++r) t.add_merge(merges[r].first, merges[r].second, r);
-  t.finish(path);
+  t.finish(path, path);
   return t;
 }
 
@@ -249,7 +249,7 @@ ClipTokenizer ClipTokenizer::from_vocab_merges(const std::string& vocab_json, co
     std::vector<std::string> parts = split_ws(lines[r + 1]);
     if (parts.size() == 2) t.add_merge(parts[0], parts[1], static_cast<int>(r));
   }
-  t.finish(merges_txt);
+  t.finish(vocab_json, merges_txt);
   return t;
 }
 

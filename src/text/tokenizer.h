@@ -33,7 +33,8 @@ class ClipTokenizer {
   // vocabulary lacks (those map to the unknown id, as transformers' encoder.get(.., unk) does).
   int intern(const std::string& symbol, int vocab_id);
   void add_merge(const std::string& a, const std::string& b, int rank);
-  void finish(const std::string& source);  // byte symbols and special ids; throws if incomplete
+  // Byte symbols and special ids; throws (naming the file at fault) when either part is incomplete.
+  void finish(const std::string& vocab_source, const std::string& merges_source);
   void bpe_word(const std::string& utf8_word, std::vector<int>& out) const;
   void encode_chunk(const std::u32string& raw, std::vector<int>& out) const;
 
