@@ -259,7 +259,7 @@ bool all_ascii(const std::u32string& s) {
   return std::all_of(s.begin(), s.end(), [](char32_t c) { return c < 0x80; });
 }
 
-// ftfy._fix_encoding_one_step_and_explain (without the parts text_clean.h lists as not covered).
+// ftfy._fix_encoding_one_step_and_explain.
 std::u32string fix_encoding_one_step(const std::u32string& text) {
   if (text.empty() || all_ascii(text) || !ftfy_is_bad(text)) return text;
   std::optional<std::string> latin1;

@@ -1,5 +1,5 @@
-// ftfy's mojibake detection and repair (the fix_encoding step of fix_text), as far as text_clean.h
-// documents it. Internal to src/text.
+// ftfy's mojibake detection and repair (the fix_encoding step of fix_text; see text_clean.h).
+// Internal to src/text.
 #pragma once
 #include <string>
 
