@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Makes tests/data/tokenizer/golden.json: CLIP token ids from transformers' slow CLIPTokenizer
 (with ftfy installed, so its cleanup is ftfy.fix_text + whitespace_clean + lower) over a seeded,
-diverse prompt set. Also saves the tokenizer folder (vocab.json + merges.txt, as save_pretrained
-writes them) to tests/data/tokenizer/clip_tokenizer/ for the from_vocab_merges test.
+diverse prompt set. The from_vocab_merges test reads tests/data/tiny_sd/diffusers/tokenizer/ (made by
+make_goldens.py with the same vocabulary derivation).
 
 The vocabulary is derived from weights/bpe_simple_vocab_16e6.txt.gz exactly as OpenAI's
 SimpleTokenizer derives it. Run with the pinned venv:
@@ -196,12 +196,8 @@ def main():
         tok = CLIPTokenizer(os.path.join(tmp, "vocab.json"), os.path.join(tmp, "merges.txt"))
         assert tok.fix_text is not None, "ftfy is not active in CLIPTokenizer"
         os.makedirs(OUT_DIR, exist_ok=True)
-        tok.save_pretrained(os.path.join(OUT_DIR, "clip_tokenizer"))
-    # Only the two vocabulary files are needed by the test.
-    folder = os.path.join(OUT_DIR, "clip_tokenizer")
-    for name in os.listdir(folder):
-        if name not in ("vocab.json", "merges.txt"):
-            os.remove(os.path.join(folder, name))
+    # The from_vocab_merges test reads tests/data/tiny_sd/diffusers/tokenizer/, which
+    # make_goldens.py writes with the same derivation (no second copy is kept here).
     cases = []
     for text in prompts:
         ids = tok(text, add_special_tokens=False).input_ids
