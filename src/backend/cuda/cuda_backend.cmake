@@ -9,6 +9,9 @@
 get_filename_component(SDGEN_ROOT "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
 file(GLOB SDGEN_KERNEL_SOURCES CONFIGURE_DEPENDS ${SDGEN_ROOT}/kernels/*.cu)
 file(GLOB SDGEN_CUDA_HOST_SOURCES CONFIGURE_DEPENDS ${SDGEN_ROOT}/src/backend/cuda/*.cpp)
+# cuDNN (convolutions) is optional: without cudnn.h the backend's conv2d reports that it is missing.
+find_package(CUDAToolkit QUIET)
+find_path(SDGEN_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
 
 # Compiles `cu_files` as C++ by including each from a generated .cpp wrapper (a LANGUAGE source
 # property would be per directory and clash with the real target's nvcc compile of the same file).
@@ -27,7 +30,8 @@ function(sdgen_add_cuda_emu_library simt_target)
   sdgen_emulated_sources(emu_kernels ${SDGEN_KERNEL_SOURCES})
   add_library(sdgen_cuda_emu STATIC ${emu_kernels} ${SDGEN_CUDA_HOST_SOURCES})
   target_include_directories(sdgen_cuda_emu PUBLIC ${SDGEN_ROOT}/kernels)
-  target_compile_definitions(sdgen_cuda_emu PUBLIC SDGEN_CUDA_BACKEND_TU=1 SDGEN_SIMT=1)
+  target_compile_definitions(sdgen_cuda_emu PUBLIC SDGEN_CUDA_BACKEND_TU=1 SDGEN_SIMT=1
+    SDGEN_HAVE_CUDNN=$<BOOL:${SDGEN_CUDNN_INCLUDE_DIR}>)
   target_compile_options(sdgen_cuda_emu PRIVATE ${SDGEN_WARNINGS})
   target_link_libraries(sdgen_cuda_emu PUBLIC sdgen ${simt_target})
 endfunction()
@@ -40,4 +44,13 @@ function(sdgen_add_cuda_library)
   target_compile_options(sdgen_cuda PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${SDGEN_WARNINGS}>
     $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -Xcompiler=-Wall>)
   target_link_libraries(sdgen_cuda PUBLIC sdgen CUDA::cudart CUDA::cublas CUDA::cublasLt)
+  find_library(SDGEN_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR})
+  if(SDGEN_CUDNN_INCLUDE_DIR AND SDGEN_CUDNN_LIBRARY)
+    target_include_directories(sdgen_cuda PUBLIC ${SDGEN_CUDNN_INCLUDE_DIR})
+    target_compile_definitions(sdgen_cuda PUBLIC SDGEN_HAVE_CUDNN=1)
+    target_link_libraries(sdgen_cuda PUBLIC ${SDGEN_CUDNN_LIBRARY})
+  else()
+    target_compile_definitions(sdgen_cuda PUBLIC SDGEN_HAVE_CUDNN=0)
+    message(STATUS "sd-gen: cuDNN not found; the CUDA backend's conv2d will be unavailable")
+  endif()
 endfunction()

@@ -68,10 +68,17 @@ CudaBackend::CudaBackend() {
   install_memory_hooks();
   SDGEN_CUBLAS_CHECK(cublasCreate_v2(&cublas_));
   SDGEN_CUBLAS_CHECK(cublasSetStream_v2(cublas_, stream_));
+#if SDGEN_HAVE_CUDNN
+  SDGEN_CUDNN_CHECK(cudnnCreate(&cudnn_));
+  SDGEN_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
+#endif
 }
 
 CudaBackend::~CudaBackend() {
   if (cublas_) cublasDestroy_v2(cublas_);
+#if SDGEN_HAVE_CUDNN
+  if (cudnn_) cudnnDestroy(cudnn_);
+#endif
 }
 
 std::string CudaBackend::name() const {
@@ -88,9 +95,6 @@ Tensor CudaBackend::as(const Tensor& t, DType dtype) {
   return !t.defined() || t.dtype() == dtype ? t : cast(t, dtype);
 }
 
-Tensor CudaBackend::conv2d(const Tensor&, const Tensor&, const Tensor&, int, int) {
-  not_yet("conv2d");
-}
 Tensor CudaBackend::attention(const Tensor&, const Tensor&, const Tensor&, int, float, bool) {
   not_yet("attention");
 }

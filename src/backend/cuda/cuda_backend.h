@@ -6,11 +6,15 @@
 #pragma once
 #include <cublas_api.h>
 #include <cuda_runtime_api.h>
+#if SDGEN_HAVE_CUDNN
+#include <cudnn.h>
+#endif
 
 #include <memory>
 #include <string>
 
 #include "sdgen/backend.h"
+#include "sdgen/error.h"
 
 namespace sdgen {
 
@@ -55,6 +59,9 @@ class CudaBackend : public Backend {
   Tensor as(const Tensor& t, DType dtype);
   cudaStream_t stream_ = nullptr;  // the legacy default stream
   cublasHandle_t cublas_ = nullptr;
+#if SDGEN_HAVE_CUDNN
+  cudnnHandle_t cudnn_ = nullptr;
+#endif
 };
 
 // Installs the device memory hooks of src/core/device_memory.h (cudaMalloc/cudaFree/...).
@@ -69,4 +76,12 @@ void install_memory_hooks();
     if (sdgen_st_ != CUBLAS_STATUS_SUCCESS)                                               \
       ::sdgen::throw_runtime(std::string("cuBLAS error ") + cublasGetStatusString(sdgen_st_) + \
                              " in " #call " at " __FILE__ ":" + std::to_string(__LINE__)); \
+  } while (0)
+
+#define SDGEN_CUDNN_CHECK(call)                                                            \
+  do {                                                                                     \
+    cudnnStatus_t sdgen_dn_ = (call);                                                      \
+    if (sdgen_dn_ != CUDNN_STATUS_SUCCESS)                                                 \
+      ::sdgen::throw_runtime(std::string("cuDNN error ") + cudnnGetErrorString(sdgen_dn_) + \
+                             " in " #call " at " __FILE__ ":" + std::to_string(__LINE__));  \
   } while (0)
