@@ -4,8 +4,6 @@
 // fp16 mode runs on the CPU too (slower, not faster: it only stores activations in fp16).
 #include "backend/cpu/cpu_backend.h"
 
-#include <cblas.h>
-
 #include "sdgen/error.h"
 
 namespace sdgen {
@@ -86,9 +84,8 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(bool plain) {
-  // The fast paths thread with OpenMP and call OpenBLAS from inside their parallel regions, so
-  // OpenBLAS itself must run single-threaded (see linear.cpp for why not the other way round).
-  openblas_set_num_threads(1);
+  static const bool configured = (cpu::configure_blas(), true);
+  (void)configured;
   return std::make_unique<CpuBackend>(plain);
 }
 

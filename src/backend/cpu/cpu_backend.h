@@ -20,6 +20,8 @@
 namespace sdgen::cpu {
 
 // linear.cpp
+// Sets OpenBLAS up for the fast paths (single-threaded). Called once when a CPU backend is made.
+void configure_blas();
 // Σ a[i]·b[i] accumulated in double: the plain paths' dot product.
 double dot_d(const float* a, const float* b, int64_t n);
 // C[M,N] = alpha · A[M,K] · B[N,K]ᵀ + beta · C, row-major with leading dims: one single-threaded

@@ -16,6 +16,13 @@
 
 namespace sdgen::cpu {
 
+void configure_blas() {
+  // Our threads call OpenBLAS from inside OpenMP regions, so it must not start its own.
+  openblas_set_num_threads(1);
+  // Kernel choice is OpenBLAS's (DYNAMIC_ARCH: by CPU, or OPENBLAS_CORETYPE). Note that forcing
+  // an AVX2 core (e.g. OPENBLAS_CORETYPE=Haswell) on an AVX-512 CPU halves GEMM speed.
+}
+
 double dot_d(const float* a, const float* b, int64_t n) {
   double acc = 0.0;
   // simd only splits the sum into a few double partial sums; still far more exact than fp32.
