@@ -44,6 +44,10 @@ void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int
                 int64_t c, float eps, DType dt, cudaStream_t s);
 // softmax.cu: x [rows, cols], softmax over cols.
 void softmax(const void* x, void* y, int64_t rows, int64_t cols, DType dt, cudaStream_t s);
+// Attention probabilities p [rows, cols] in `dt` from fp32 scores; causal_lq > 0: row r is query
+// r % causal_lq and sees columns 0..r % causal_lq only (query i sees keys 0..i).
+void softmax_scores(const float* scores, void* p, int64_t rows, int64_t cols, int64_t causal_lq,
+                    DType dt, cudaStream_t s);
 
 }  // namespace kernels
 }  // namespace sdgen

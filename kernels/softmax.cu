@@ -1,7 +1,8 @@
 // Softmax over the last dim: y = exp(x - max) / sum(exp(x - max)), fp32 math. Layout: x, y
-// [rows, cols] contiguous (attention scores [B*heads*Lq, Lk]). Versions: one warp per row, 8 rows
-// per 256-thread block, three passes (max, sum, write) with shuffle reductions; T = float |
-// __half. Test: simt_tests --gtest_filter='CudaOps*Softmax*' (emulated, against the CPU backend;
+// [rows, cols] contiguous (attention scores [heads*Lq, Lk]). Versions: one warp per row, 8 rows
+// per 256-thread block, three passes (max, sum, write) with shuffle reductions; in/out types
+// float|__half -> same (the op), and fp32 scores -> float|__half probabilities with an optional
+// causal mask (the unfused attention of src/backend/cuda/cuda_attention.cpp). Test: simt_tests --gtest_filter='CudaOps*Softmax*' (emulated, against the CPU backend;
 // the same test runs on a GPU build). Benchmark: none yet.
 #include "kernels.h"
 
@@ -16,20 +17,26 @@ using kern::to_float;
 
 constexpr int kWarps = 8;
 
-template <class T>
-__global__ void softmax_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int cols) {
+// causal_lq > 0: row r is query r % causal_lq, which sees columns 0..r % causal_lq only (the
+// rest get probability 0), as attention's causal mask.
+template <class Tin, class Tout>
+__global__ void softmax_kernel(const Tin* __restrict__ x, Tout* __restrict__ y, int64_t rows,
+                               int cols, int64_t causal_lq) {
   int64_t row = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
   int lane = threadIdx.x & 31;
   if (row >= rows) return;  // whole warps leave together
-  const T* xr = x + row * cols;
+  int visible = cols;
+  if (causal_lq > 0) visible = (int)min((long long)cols, (long long)(row % causal_lq) + 1);
+  const Tin* xr = x + row * cols;
   float m = -INFINITY;
-  for (int i = lane; i < cols; i += 32) m = fmaxf(m, to_float(xr[i]));
+  for (int i = lane; i < visible; i += 32) m = fmaxf(m, to_float(xr[i]));
   m = kern::warp_max(m);
   float sum = 0.f;
-  for (int i = lane; i < cols; i += 32) sum += expf(to_float(xr[i]) - m);
+  for (int i = lane; i < visible; i += 32) sum += expf(to_float(xr[i]) - m);
   float inv = 1.f / kern::warp_sum(sum);
-  T* yr = y + row * cols;
-  for (int i = lane; i < cols; i += 32) yr[i] = from_float<T>(expf(to_float(xr[i]) - m) * inv);
+  Tout* yr = y + row * cols;
+  for (int i = lane; i < cols; i += 32)
+    yr[i] = from_float<Tout>(i < visible ? expf(to_float(xr[i]) - m) * inv : 0.f);
 }
 
 }  // namespace
@@ -38,11 +45,24 @@ void softmax(const void* x, void* y, int64_t rows, int64_t cols, DType dt, cudaS
   if (rows * cols == 0) return;
   dim3 grid((unsigned)((rows + kWarps - 1) / kWarps)), block(kWarps * 32);
   if (dt == DType::F32)
-    SDGEN_LAUNCH(softmax_kernel<float>, grid, block, 0, s, static_cast<const float*>(x),
-                 static_cast<float*>(y), rows, (int)cols);
+    SDGEN_LAUNCH((softmax_kernel<float, float>), grid, block, 0, s, static_cast<const float*>(x),
+                 static_cast<float*>(y), rows, (int)cols, (int64_t)0);
   else
-    SDGEN_LAUNCH(softmax_kernel<__half>, grid, block, 0, s, static_cast<const __half*>(x),
-                 static_cast<__half*>(y), rows, (int)cols);
+    SDGEN_LAUNCH((softmax_kernel<__half, __half>), grid, block, 0, s,
+                 static_cast<const __half*>(x), static_cast<__half*>(y), rows, (int)cols,
+                 (int64_t)0);
+}
+
+void softmax_scores(const float* scores, void* p, int64_t rows, int64_t cols, int64_t causal_lq,
+                    DType dt, cudaStream_t s) {
+  if (rows * cols == 0) return;
+  dim3 grid((unsigned)((rows + kWarps - 1) / kWarps)), block(kWarps * 32);
+  if (dt == DType::F32)
+    SDGEN_LAUNCH((softmax_kernel<float, float>), grid, block, 0, s, scores, static_cast<float*>(p),
+                 rows, (int)cols, causal_lq);
+  else
+    SDGEN_LAUNCH((softmax_kernel<float, __half>), grid, block, 0, s, scores,
+                 static_cast<__half*>(p), rows, (int)cols, causal_lq);
 }
 
 }  // namespace kernels

@@ -75,6 +75,17 @@ cudnnStatus_t check(const cudnnTensorStruct* x, const cudnnFilterStruct* w,
   return CUDNN_STATUS_SUCCESS;
 }
 
+// fp32 dot product with eight partial sums (vectorizable; cuDNN reorders its sums too).
+float dot(const float* a, const float* b, int k) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int p = 0;
+  for (; p + 8 <= k; p += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[p + l] * b[p + l];
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; p < k; ++p) s += a[p] * b[p];
+  return s;
+}
+
 // acc[n,k,p,q] of the convolution, in fp32, as a dense NKPQ array.
 std::vector<float> convolve(const cudnnTensorStruct& xd, const void* x, const cudnnFilterStruct& wd,
                             const void* w, const cudnnConvolutionStruct& cv,
@@ -104,8 +115,7 @@ std::vector<float> convolve(const cudnnTensorStruct& xd, const void* x, const cu
             for (int c = 0; c < xd.c; ++c) xrow[c] = load(x, xd.type, tensor_index(xd, n, c, h, wi));
             for (int k = 0; k < wd.k; ++k) {
               const float* f = &wf[(((size_t)k * wd.r + r) * wd.s + s) * wd.c];
-              float sum = 0.f;
-              for (int c = 0; c < xd.c; ++c) sum += xrow[c] * f[c];
+              float sum = dot(xrow.data(), f, xd.c);
               acc[(((size_t)n * yd.c + k) * yd.h + p) * yd.w + q] += sum;
             }
           }

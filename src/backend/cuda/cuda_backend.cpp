@@ -45,10 +45,6 @@ kernels::UnaryOp unary_op(Backend::Unary op) {
   return kernels::UnaryOp::kSilu;
 }
 
-[[noreturn]] void not_yet(const char* op) {
-  throw_runtime(std::string(op) + " is not implemented on CUDA yet");
-}
-
 }  // namespace
 
 void install_memory_hooks() {
@@ -95,9 +91,6 @@ Tensor CudaBackend::as(const Tensor& t, DType dtype) {
   return !t.defined() || t.dtype() == dtype ? t : cast(t, dtype);
 }
 
-Tensor CudaBackend::attention(const Tensor&, const Tensor&, const Tensor&, int, float, bool) {
-  not_yet("attention");
-}
 
 Tensor CudaBackend::unary(const Tensor& x, Unary op) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
