@@ -145,11 +145,14 @@ Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, floa
     const float* xr = xp + m * C;
     float* yr = yp + m * C;
     double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
     for (int64_t c = 0; c < C; ++c) sum += xr[c];
     const double mean = sum / (double)C;
     double sq = 0.0;
+#pragma omp simd reduction(+ : sq)
     for (int64_t c = 0; c < C; ++c) sq += (xr[c] - mean) * (xr[c] - mean);
     const double rstd = 1.0 / std::sqrt(sq / (double)C + (double)eps);
+#pragma omp simd
     for (int64_t c = 0; c < C; ++c) yr[c] = (float)((xr[c] - mean) * rstd * gp[c] + bp[c]);
   }
   return y;
