@@ -65,7 +65,7 @@ void attention_fast(const float* q, const float* k, const float* v, int64_t N, i
   // buffer, so the block never leaves that core's cache between the three steps.
 #pragma omp parallel num_threads((int)std::min <int64_t>(omp_get_max_threads(), tasks))
   {
-    std::unique_ptr<float[]> S(new float[(size_t)(block * Lk)]);
+    float* scores = thread_scratch(1, (size_t)(block * Lk));
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t n = t / (H * blocks), h = (t / blocks) % H, i0 = (t % blocks) * block;
@@ -75,7 +75,7 @@ void attention_fast(const float* q, const float* k, const float* v, int64_t N, i
       const float* qb = q + (n * Lq + i0) * HD + h * D;
       const float* kh = k + n * Lk * HD + h * D;
       const float* vh = v + n * Lk * HD + h * D;
-      float* sb = S.get();
+      float* sb = scores;
       gemm_nt(rows, keys, D, scale, qb, HD, kh, HD, 0.0f, sb, keys);
       for (int64_t r = 0; r < rows; ++r) {
         float* row = sb + r * keys;

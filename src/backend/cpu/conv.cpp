@@ -69,14 +69,14 @@ void conv_fast(const float* x, const float* w, const float* bias, const ConvGeom
   const int64_t chunks = (total + chunk - 1) / chunk;
 #pragma omp parallel num_threads((int)std::min(threads, chunks))
   {
-    std::unique_ptr<float[]> col(new float[(size_t)(chunk * KKC)]);
+    float* col = thread_scratch(0, (size_t)(chunk * KKC));
 #pragma omp for schedule(dynamic)
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t r0 = c * chunk, rows = std::min(chunk, total - r0);
-      im2col_rows(x, g, r0, rows, col.get());
+      im2col_rows(x, g, r0, rows, col);
       float* yc = y + r0 * g.Co;
       fill_rows(yc, rows, g.Co, bias);
-      gemm_nt(rows, g.Co, KKC, 1.0f, col.get(), KKC, w, KKC, bias ? 1.0f : 0.0f, yc, g.Co);
+      gemm_nt(rows, g.Co, KKC, 1.0f, col, KKC, w, KKC, bias ? 1.0f : 0.0f, yc, g.Co);
     }
   }
 }

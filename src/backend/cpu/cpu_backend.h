@@ -20,6 +20,10 @@
 namespace sdgen::cpu {
 
 // linear.cpp
+// A scratch buffer of at least n floats owned by the calling thread and kept across calls (OpenMP
+// threads persist), so per-call column and score buffers do not page-fault fresh memory each time.
+// Slot 0: conv columns, slot 1: attention scores.
+float* thread_scratch(int slot, size_t n);
 // Sets OpenBLAS up for the fast paths (single-threaded). Called once when a CPU backend is made.
 void configure_blas();
 // Σ a[i]·b[i] accumulated in double: the plain paths' dot product.

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "backend/cpu/cpu_backend.h"
 
@@ -21,6 +22,20 @@ void configure_blas() {
   openblas_set_num_threads(1);
   // Kernel choice is OpenBLAS's (DYNAMIC_ARCH: by CPU, or OPENBLAS_CORETYPE). Note that forcing
   // an AVX2 core (e.g. OPENBLAS_CORETYPE=Haswell) on an AVX-512 CPU halves GEMM speed.
+}
+
+float* thread_scratch(int slot, size_t n) {
+  struct Buffer {
+    std::unique_ptr<float[]> data;
+    size_t size = 0;
+  };
+  thread_local Buffer buffers[2];
+  Buffer& b = buffers[slot];
+  if (b.size < n) {
+    b.data.reset(new float[n]);
+    b.size = n;
+  }
+  return b.data.get();
 }
 
 double dot_d(const float* a, const float* b, int64_t n) {
