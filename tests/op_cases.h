@@ -267,6 +267,9 @@ inline const std::vector<OpCase>& op_cases() {
     t.push_back(conv("conv1x1_pad1_1x3x4x5", {1, 3, 4, 5}, 6, 1, 1, 1));
     t.push_back(conv("conv1x1_s2_1x5x5x7", {1, 5, 5, 7}, 3, 1, 2, 0));
     t.push_back(conv("conv3x3_1x1x1x1", {1, 1, 1, 1}, 1, 3, 1, 1));
+    // Fewer output pixels than channels (the channel-split path of the 8×8 level), odd sizes.
+    t.push_back(conv("conv3x3_fewpix_1x3x5x7_to_40", {1, 3, 5, 7}, 40, 3, 1, 1));
+    t.push_back(conv("conv3x3_s2_fewpix_2x5x4x6_to_33", {2, 5, 4, 6}, 33, 3, 2, 1, false));
     t.push_back(conv("conv3x3_s2_1x65x63x16", {1, 65, 63, 16}, 17, 3, 2, 1));
 
     // Linear: self-attention projections, cross-attention k/v from the 768-wide context, the

@@ -63,6 +63,16 @@ void im2col_rows(const float* x, const ConvGeom& g, int64_t r0, int64_t rows, fl
 void conv_fast(const float* x, const float* w, const float* bias, const ConvGeom& g, float* y) {
   const int64_t KKC = g.K * g.K * g.C, total = g.N * g.Ho * g.Wo;
   const int64_t threads = omp_get_max_threads();
+  if (total < g.Co) {
+    // Fewer output pixels than channels (the 8×8 and 16×16 levels): the weight is the big operand,
+    // so build all columns (smaller than the weight) and split the output channels instead, so
+    // that each thread packs only its share of the weight.
+    float* col = thread_scratch(0, (size_t)(total * KKC));
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < total; ++r) im2col_rows(x, g, r, 1, col + r * KKC);
+    gemm_nt_bias(total, g.Co, KKC, col, w, bias, y);
+    return;
+  }
   const int64_t even_share = (total + threads - 1) / threads;
   const int64_t chunk =
       std::max<int64_t>(1, std::min(even_share, std::max<int64_t>(64, kColBudget / KKC)));

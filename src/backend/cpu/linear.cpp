@@ -72,10 +72,11 @@ void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const float* 
                   const float* bias, float* C) {
   if (M == 0 || N == 0) return;
   const int64_t threads = omp_get_max_threads();
-  // Split the rows when each thread gets a healthy block, else the output columns (few rows:
-  // CLIP's 77 tokens, the time embedding's batch).
-  const bool by_rows = M >= 64 * threads;
-  const int64_t parts = std::max<int64_t>(1, std::min(threads, by_rows ? M / 64 : N / 16));
+  // Each thread's sgemm packs all of the operand it does not split, so split the larger one:
+  // rows for the long activations (4096 tokens × 320), output columns when the weight dominates
+  // (CLIP's 77 tokens, the time embedding, 8×8×1280 convolutions).
+  const bool by_rows = M >= N;
+  const int64_t parts = std::max<int64_t>(1, std::min(threads, (by_rows ? M : N) / 16));
 #pragma omp parallel for schedule(static) num_threads((int)parts)
   for (int64_t p = 0; p < parts; ++p) {
     const int64_t total = by_rows ? M : N;
