@@ -133,8 +133,10 @@ int run(int argc, char** argv) {
     gp.sampler = j.sampler;
     if (!j.seed) progress.log("seed: " + std::to_string(gp.seed));
     GeneratedBatch out = pipe.generate(gp, [&](int d, int t) { progress.step(d, t); });
-    progress.log("text encoder " + std::to_string(out.times.text_s) + " s, unet " +
-                 std::to_string(out.times.unet_s) + " s, vae " + std::to_string(out.times.vae_s) + " s");
+    char times[160];
+    std::snprintf(times, sizeof times, "text encoder %.2f s, unet %.2f s, vae %.2f s, total %.2f s",
+                  out.times.text_s, out.times.unet_s, out.times.vae_s, out.times.total_s);
+    progress.log(times);
     for (int i = 0; i < (int)out.images.size(); ++i) {
       const std::string name =
           expand_name(j.name_pattern.empty() ? opt.name_pattern : j.name_pattern, number++, gp.seed, i, j);
