@@ -4,6 +4,8 @@
 // nothing about which backend it runs on: run_case() takes both backends and a dtype, so a CUDA
 // backend (real or emulated) goes through the same cases with only a new instantiation.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -164,6 +166,26 @@ inline CaseResult run_case(const OpCase& c, Backend& test, Backend& ref, DType d
   r.cmp = compare(r.out, r.ref, r.tol);
   r.cmp.shape_ok = r.cmp.shape_ok && out.shape() == expect.shape() && out.dtype() == dtype;
   return r;
+}
+
+// Runs `c` (see run_case) and asserts shape/dtype, NaN/Inf agreement, normalized MSE and the
+// per-element bound; prints one summary line per case. fp16 cases marked off are skipped.
+inline void expect_case_matches(const OpCase& c, Backend& test, Backend& ref, DType dtype) {
+  if (dtype == DType::F16 && !c.fp16) GTEST_SKIP() << "fp16 pass off for this case";
+  CaseResult r = run_case(c, test, ref, dtype);
+  const Comparison& m = r.cmp;
+  std::printf("[ op ] %-38s %s %s max_abs %.3g  nmse %.3g  err/bound %.3g\n", c.name.c_str(),
+              test.name().c_str(), dtype_name(dtype), m.max_abs, m.nmse, m.worst);
+  ASSERT_TRUE(m.shape_ok) << "output shape or dtype differs";
+  EXPECT_EQ(m.special_mismatch, 0)
+      << "NaN/Inf disagreement, first at " << m.first_special << ": out " << r.out[m.first_special]
+      << " ref " << r.ref[m.first_special];
+  EXPECT_LE(m.nmse, r.tol.nmse);
+  if (m.worst_index >= 0) {
+    EXPECT_LE(m.worst, 1.0) << "worst element " << m.worst_index << ": out " << r.out[m.worst_index]
+                            << " ref " << r.ref[m.worst_index] << " (atol " << r.tol.atol
+                            << ", rtol " << r.tol.rtol << ")";
+  }
 }
 
 // ---- the table ----
@@ -407,6 +429,11 @@ inline const std::vector<OpCase>& op_cases() {
     return t;
   }();
   return table;
+}
+
+// gtest parameter names for a suite instantiated over the table's indices.
+inline std::string case_name(const testing::TestParamInfo<size_t>& info) {
+  return op_cases()[info.param].name;
 }
 
 }  // namespace sdgen::optest

@@ -31,35 +31,19 @@ Tensor T(const Shape& s, const std::vector<float>& v) { return Tensor::from_floa
 
 // ---- (1) the table ----
 
-class OpsTable : public testing::TestWithParam<size_t> {
- protected:
-  void check(DType dtype) {
-    const optest::OpCase& c = optest::op_cases()[GetParam()];
-    if (dtype == DType::F16 && !c.fp16) GTEST_SKIP() << "fp16 pass off for this case";
-    optest::CaseResult r = optest::run_case(c, fast_cpu(), plain_cpu(), dtype);
-    const optest::Comparison& m = r.cmp;
-    std::printf("[ op ] %-38s %s max_abs %.3g  nmse %.3g  err/bound %.3g\n", c.name.c_str(),
-                dtype_name(dtype), m.max_abs, m.nmse, m.worst);
-    ASSERT_TRUE(m.shape_ok) << "output shape or dtype differs";
-    EXPECT_EQ(m.special_mismatch, 0)
-        << "NaN/Inf disagreement, first at " << m.first_special << ": out "
-        << r.out[m.first_special] << " ref " << r.ref[m.first_special];
-    EXPECT_LE(m.nmse, r.tol.nmse);
-    if (m.worst_index >= 0) {
-      EXPECT_LE(m.worst, 1.0) << "worst element " << m.worst_index << ": out "
-                              << r.out[m.worst_index] << " ref " << r.ref[m.worst_index]
-                              << " (atol " << r.tol.atol << ", rtol " << r.tol.rtol << ")";
-    }
-  }
-};
+// Another backend (CUDA, emulated CUDA) runs the same table with its own instantiation: a
+// TEST_P calling optest::expect_case_matches(case, its_backend, plain_cpu(), dtype).
+class OpsTable : public testing::TestWithParam<size_t> {};
 
-TEST_P(OpsTable, Fp32) { check(DType::F32); }
-TEST_P(OpsTable, Fp16) { check(DType::F16); }
+TEST_P(OpsTable, Fp32) {
+  optest::expect_case_matches(optest::op_cases()[GetParam()], fast_cpu(), plain_cpu(), DType::F32);
+}
+TEST_P(OpsTable, Fp16) {
+  optest::expect_case_matches(optest::op_cases()[GetParam()], fast_cpu(), plain_cpu(), DType::F16);
+}
 
 INSTANTIATE_TEST_SUITE_P(OpsCpuFast, OpsTable, testing::Range<size_t>(0, optest::op_cases().size()),
-                         [](const testing::TestParamInfo<size_t>& info) {
-                           return optest::op_cases()[info.param].name;
-                         });
+                         optest::case_name);
 
 // ---- (2) hand-derived values ----
 
