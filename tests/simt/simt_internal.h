@@ -35,6 +35,7 @@ struct BlockCtx {
   void* closure = nullptr;
   uint3 block_idx{0, 0, 0};
   int nthreads = 0;
+  bool reverse = false;  // run threads in descending index order
   std::vector<ThreadCtx> threads;
   void* dyn_smem = nullptr;
   boost::context::detail::fcontext_t sched = nullptr;

@@ -1,6 +1,6 @@
 // The emulator's scheduler: fibers on Boost.Context's fcontext (a context switch is a few register
 // saves, far cheaper than ucontext's signal-mask syscalls). A block's threads are fibers run in
-// index order; each runs until it blocks at __syncthreads or at a warp operation. The last arrival
+// index order (reversed in odd blocks); each runs until it blocks at __syncthreads or at a warp operation. The last arrival
 // completes the barrier or collective and carries on, so a kernel without either costs two switches
 // per thread. Stacks are allocated once (with a guard page each) and reused by every block.
 #include "simt_runtime.h"
@@ -167,7 +167,8 @@ void run_block(BlockCtx* b) {
   b->ready = b->nthreads;
   while (b->exited < b->nthreads) {
     bool ran = false;
-    for (int i = 0; i < b->nthreads; ++i) {
+    for (int idx = 0; idx < b->nthreads; ++idx) {
+      int i = b->reverse ? b->nthreads - 1 - idx : idx;
       ThreadCtx& t = b->threads[i];
       if (t.state != State::kReady) continue;
       ran = true;
@@ -345,9 +346,9 @@ void launch(const LaunchSpec& spec, void (*body)(void*), void* closure) {
     t.lane = i % 32;
     t.warp = i / 32;
   }
-  // 16-byte aligned like the real allocation; poisoned so reads before writes show up as NaNs.
+  // 16-byte aligned like the real allocation; poisoned before each block so that reads before
+  // writes show up as NaNs.
   std::vector<float4> smem((spec.dynamic_shared + 15) / 16);
-  std::memset(smem.data(), 0xff, smem.size() * sizeof(float4));
   b.dyn_smem = smem.data();
 
   BlockCtx* saved_block = g_block;
@@ -360,6 +361,11 @@ void launch(const LaunchSpec& spec, void (*body)(void*), void* closure) {
         for (unsigned x = 0; x < spec.grid.x; ++x) {
           b.block_idx = uint3{x, y, z};
           b.error = nullptr;
+          // Odd blocks run their threads in reverse order: a missing __syncthreads between a
+          // shared-memory write and another thread's read then gives wrong results in one
+          // direction or the other, instead of always seeing the writes of lower threads.
+          b.reverse = ((x + y + z) & 1u) != 0;
+          if (!smem.empty()) std::memset(smem.data(), 0xff, smem.size() * sizeof(float4));
           run_block(&b);
           ++g_stats.blocks;
           g_stats.threads += (uint64_t)b.nthreads;

@@ -119,6 +119,16 @@ __global__ void shared_fill_kernel(float* x, int n) {
   if (threadIdx.x == 0) x[0] = s[n - 1];
 }
 
+// Neighbour exchange through shared memory; `barrier` false leaves out the __syncthreads between
+// the write and the read (the bug the block-order alternation exposes).
+__global__ void neighbour_kernel(const float* x, float* y, bool barrier) {
+  __shared__ float s[64];
+  int t = threadIdx.x;
+  s[t] = x[blockIdx.x * 64 + t];
+  if (barrier) __syncthreads();
+  y[blockIdx.x * 64 + t] = s[(t + 1) % 64] - s[(t + 63) % 64];
+}
+
 struct Scratch {
   float* p = nullptr;
   Scratch() { SDGEN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), 4096 * sizeof(float))); }
@@ -144,6 +154,10 @@ void tiled_gemm(const float* A, const float* B, float* C, int M, int N, int K) {
 void mma_gemm(const __half* A, const __half* W, float* C, int M, int N, int K) {
   dim3 grid(sdgen::cuda::ceil_div(N, 32), (unsigned)(M / 16));
   SDGEN_LAUNCH(mma_gemm_kernel, grid, dim3(128), 0, 0, A, W, C, M, N, K);
+}
+
+void neighbour_exchange(const float* x, float* y, int blocks, bool barrier) {
+  SDGEN_LAUNCH(neighbour_kernel, dim3(blocks), dim3(64), 0, 0, x, y, barrier);
 }
 
 void fault_partial_barrier() {

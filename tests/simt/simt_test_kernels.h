@@ -17,6 +17,10 @@ void tiled_gemm(const float* A, const float* B, float* C, int M, int N, int K);
 // C[M,N] = A[M,K] · W[N,K]ᵀ on tensor cores (mma m16n8k16); M%16 == N%8 == K%16 == 0.
 void mma_gemm(const __half* A, const __half* W, float* C, int M, int N, int K);
 
+// y[i] = x[i+1] - x[i-1] within each block of 64, through shared memory; `barrier` false omits the
+// __syncthreads between the shared write and the neighbours' reads.
+void neighbour_exchange(const float* x, float* y, int blocks, bool barrier);
+
 // Faulty kernels, one per fault the emulator must catch.
 void fault_partial_barrier();       // threads >= 200 return before a __syncthreads
 void fault_warp_exited_lanes();     // lanes >= 16 return, then a full-mask shuffle

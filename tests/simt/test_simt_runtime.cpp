@@ -131,6 +131,26 @@ TEST(Simt, TensorCoreGemmFollowsPtxFragmentLayout) {
     }
 }
 
+// Not a fault the emulator can name, but one it must not hide: without the barrier, threads read
+// neighbours that have not written yet in one of the two thread orders the blocks alternate.
+TEST(Simt, MissingBarrierGivesWrongResults) {
+  const int blocks = 2;
+  auto x = randn(blocks * 64, 8);
+  std::vector<float> want(x.size());
+  for (int b = 0; b < blocks; ++b)
+    for (int t = 0; t < 64; ++t)
+      want[b * 64 + t] = x[b * 64 + (t + 1) % 64] - x[b * 64 + (t + 63) % 64];
+  Dev<float> dx(x), dy(x.size());
+  simt_test::neighbour_exchange(dx.p, dy.p, blocks, true);
+  EXPECT_EQ(dy.host(), want);
+  simt_test::neighbour_exchange(dx.p, dy.p, blocks, false);
+  for (int b = 0; b < blocks; ++b) {
+    bool block_ok = true;
+    for (int t = 0; t < 64; ++t) block_ok = block_ok && dy.host()[b * 64 + t] == want[b * 64 + t];
+    EXPECT_FALSE(block_ok) << "block " << b << " hid the missing barrier";
+  }
+}
+
 TEST(SimtFault, BarrierReachedByPartOfTheBlock) {
   expect_fault(simt_test::fault_partial_barrier,
                {"partial_barrier_kernel", "block (0,0,0)", "reached by only 200 of 256",
