@@ -39,7 +39,7 @@ struct BlockCtx {
   std::vector<ThreadCtx> threads;
   void* dyn_smem = nullptr;
   boost::context::detail::fcontext_t sched = nullptr;
-  int exited = 0, ready = 0;
+  int exited = 0;
   int barrier_count = 0;
   const char* barrier_file = nullptr;
   int barrier_line = 0;

@@ -87,11 +87,9 @@ std::string hex(unsigned m) {
 
 // Returns control to the scheduler; the fiber resumes here when made ready again.
 void yield_to_scheduler() {
-  ThreadCtx* t = g_thread;
   BlockCtx* b = g_block;
   bctx::transfer_t tr = bctx::jump_fcontext(b->sched, nullptr);
   b->sched = tr.fctx;
-  (void)t;
 }
 
 void check_partial_barrier(BlockCtx* b, ThreadCtx* exited) {
@@ -164,7 +162,6 @@ void run_block(BlockCtx* b) {
   }
   b->exited = 0;
   b->barrier_count = 0;
-  b->ready = b->nthreads;
   while (b->exited < b->nthreads) {
     bool ran = false;
     for (int idx = 0; idx < b->nthreads; ++idx) {
