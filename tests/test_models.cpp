@@ -143,6 +143,9 @@ class ModelsGolden : public ::testing::TestWithParam<ModelRun> {
   void SetUp() override {
     set_cpu_plain(GetParam().plain);
     if (GetParam().device == Device::CPU) return;
+#ifdef SDGEN_WITH_CUDA
+    set_cuda_backend_factory(&make_cuda_backend);
+#endif
     try {
       backend_for(GetParam().device);
     } catch (const Error& e) {

@@ -47,11 +47,17 @@ std::unique_ptr<Backend> make_cpu_backend(bool plain);
 void set_cpu_plain(bool plain);
 bool cpu_plain();
 
-// The backend that runs ops on `device` tensors. Throws a runtime error for CUDA in a build or on
-// a machine without it.
+// The backend that runs ops on `device` tensors. Throws a runtime error for CUDA when no CUDA
+// backend was registered (a CPU-only build) or when it cannot start (no device).
 Backend& backend_for(Device device);
-#ifdef SDGEN_WITH_CUDA
+
+// The core library does not link the CUDA backend: the program that wants it registers its
+// factory once at start-up. sd-gen registers the real one (sdgen_cuda); the emulator's tests
+// register the same code built for the SIMT emulator (sdgen_cuda_emu), so the whole pipeline can
+// run on Device::CUDA without a GPU. make_cuda_backend is defined by either library.
+using BackendFactory = std::unique_ptr<Backend> (*)();
+void set_cuda_backend_factory(BackendFactory factory);
+bool cuda_backend_registered();
 std::unique_ptr<Backend> make_cuda_backend();
-#endif
 
 }  // namespace sdgen

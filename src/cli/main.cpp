@@ -14,6 +14,7 @@
 #include "io/checkpoint.h"
 #include "io/png_writer.h"
 #include "pipeline/pipeline.h"
+#include "sdgen/backend.h"
 #include "sdgen/error.h"
 
 using namespace sdgen;
@@ -41,14 +42,17 @@ std::string parameters_text(const Job& job, uint64_t seed, int index, const std:
 Device pick_device(const std::string& d) {
   if (d == "cpu") return Device::CPU;
   if (d == "cuda") {
-#ifdef SDGEN_WITH_CUDA
+    backend_for(Device::CUDA);  // throws a runtime error (exit 5) naming why it cannot start
     return Device::CUDA;
-#else
-    throw_runtime("--device cuda: this sd-gen was built without CUDA (rebuild with -DSDGEN_CUDA=ON)");
-#endif
   }
-  // auto: the CUDA backend does not yet cover every op the models need, so auto means cpu for now.
-  return Device::CPU;
+  // auto: the GPU when this build has the CUDA backend and a device answers, else the CPU.
+  if (!cuda_backend_registered()) return Device::CPU;
+  try {
+    backend_for(Device::CUDA);
+    return Device::CUDA;
+  } catch (const Error&) {
+    return Device::CPU;
+  }
 }
 
 int run(int argc, char** argv) {
@@ -164,6 +168,9 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef SDGEN_WITH_CUDA
+  set_cuda_backend_factory(&make_cuda_backend);
+#endif
   int code = 0;
   try {
     return run(argc, argv);

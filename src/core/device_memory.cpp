@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "sdgen/backend.h"
 #include "sdgen/error.h"
 
 namespace sdgen {
@@ -13,7 +14,10 @@ CudaMemoryHooks g_cuda;
 void host_free(void* p) { std::free(p); }
 
 const CudaMemoryHooks& cuda_hooks() {
-  if (!g_cuda.alloc) throw_runtime("CUDA memory requested but no CUDA backend is active");
+  // The CUDA backend installs the hooks when it starts; a tensor moved to the device before the
+  // first op starts it here.
+  if (!g_cuda.alloc) backend_for(Device::CUDA);
+  if (!g_cuda.alloc) throw_runtime("CUDA memory requested but the CUDA backend installed no allocator");
   return g_cuda;
 }
 }  // namespace

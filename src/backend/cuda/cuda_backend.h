@@ -19,7 +19,7 @@
 namespace sdgen {
 
 #ifndef SDGEN_WITH_CUDA
-std::unique_ptr<Backend> make_cuda_backend();  // backend.h declares it only in CUDA builds
+// make_cuda_backend() is declared in sdgen/backend.h; defined in cuda_backend.cpp.
 #endif
 
 namespace cuda {
