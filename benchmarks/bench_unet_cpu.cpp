@@ -8,6 +8,8 @@
 #include <random>
 #include <string>
 
+#include <cblas.h>
+
 #include "io/random_checkpoint.h"
 #include "sdgen/backend.h"
 #include "unet/unet.h"
@@ -42,7 +44,8 @@ int main(int argc, char** argv) {
     best = std::min(best, s);
     runs += (r ? ", " : "") + std::to_string(s);
   }
-  std::printf("{\"impl\": \"sd-gen\", \"batch\": %d, \"seconds\": %.4f, \"runs\": [%s]}\n", batch, best,
-              runs.c_str());
+  // The OpenBLAS kernel set matters (AVX2 vs AVX-512 GEMM: ~2x); OPENBLAS_CORETYPE forces one.
+  std::printf("{\"impl\": \"sd-gen\", \"batch\": %d, \"openblas_core\": \"%s\", \"seconds\": %.4f, \"runs\": [%s]}\n",
+              batch, openblas_get_corename(), best, runs.c_str());
   return 0;
 }

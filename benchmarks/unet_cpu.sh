@@ -11,9 +11,10 @@ BUILD_DIR=${BUILD_DIR:-build}
 THREADS=${THREADS:-$(nproc)}
 cmake --build "$BUILD_DIR" --target bench_unet_cpu -j "$THREADS" >/dev/null
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, threads $THREADS"
-ours=$(OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$BUILD_DIR/benchmarks/bench_unet_cpu")
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} (forces an OpenBLAS kernel set; unset: OpenBLAS picks by CPU)"
+ours=$(OMP_NUM_THREADS=$THREADS "$BUILD_DIR/benchmarks/bench_unet_cpu" --repeats ${REPEATS:-3})
 echo "$ours"
-theirs=$(OMP_NUM_THREADS=$THREADS "$PY" benchmarks/unet_cpu_torch.py --threads "$THREADS")
+theirs=$(OMP_NUM_THREADS=$THREADS "$PY" benchmarks/unet_cpu_torch.py --threads "$THREADS" --repeats ${REPEATS:-3})
 echo "$theirs"
 "$PY" - "$ours" "$theirs" <<'PYEOF'
 import json, sys

@@ -100,12 +100,23 @@ TEST(Rng, TorchCpuRandnMatchesGoldens) {
   std::map<std::string, std::vector<const StTensorInfo*>> sequences;
   int checked = 0;
   float worst = 0;
+  int64_t worst_ulps = 0;
+  std::map<int64_t, int> ulp_histogram;  // distance in float ulps -> count, for the >= 16 path
   auto check = [&](TorchCpuRandn& r, const StTensorInfo& t) {
     std::vector<float> ref = f->to_floats(t);
     std::vector<float> ours = r.randn(ref.size());
     for (size_t i = 0; i < ref.size(); ++i) {
       const float d = std::fabs(ours[i] - ref[i]);
       worst = std::max(worst, d);
+      if (ref.size() >= 16) {
+        int32_t a, b;
+        std::memcpy(&a, &ours[i], 4);
+        std::memcpy(&b, &ref[i], 4);
+        // Same-sign floats: the bit patterns' difference is the distance in ulps.
+        const int64_t ulps = (a < 0) == (b < 0) ? std::llabs((int64_t)a - b) : 1000000;
+        worst_ulps = std::max(worst_ulps, ulps);
+        ulp_histogram[std::min<int64_t>(ulps, 99)]++;
+      }
       if (ref.size() < 16) EXPECT_EQ(ours[i], ref[i]) << t.name << "[" << i << "]";
       else EXPECT_LE(d, 5e-7f * std::max(1.0f, std::fabs(ref[i]))) << t.name << "[" << i << "]";
     }
@@ -129,5 +140,8 @@ TEST(Rng, TorchCpuRandnMatchesGoldens) {
     for (const StTensorInfo* t : calls) check(r, *t);
   }
   EXPECT_GE(checked, 20);
-  std::printf("randn goldens: %d tensors, max |diff| %.3g\n", checked, worst);
+  std::printf("randn goldens: %d tensors, max |diff| %.3g, max %lld ulp; ulp histogram:", checked, worst,
+              (long long)worst_ulps);
+  for (auto [u, n] : ulp_histogram) std::printf(" %lld:%d", (long long)u, n);
+  std::printf("\n");
 }
