@@ -123,6 +123,9 @@ std::string run_name(const ModelRun& r) {
          (r.plain ? "_plain" : "");
 }
 
+// gtest (and ctest's test names) print a parameter with this instead of its raw bytes.
+void PrintTo(const ModelRun& r, std::ostream* os) { *os << run_name(r); }
+
 const ModelRun kRuns[] = {
     {"ldm", DType::F32, tol_f32},
     {"diffusers", DType::F32, tol_f32},
