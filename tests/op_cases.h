@@ -139,6 +139,7 @@ struct CaseResult {
   Comparison cmp;
   Tolerance tol;
   std::vector<float> out, ref;
+  bool guard_intact = true;  // nothing written past the end of the output's allocation
 };
 
 // Runs `c` on `test` in `dtype` and on `ref` (fp32, the same fp16-rounded values when dtype is
@@ -159,6 +160,7 @@ inline CaseResult run_case(const OpCase& c, Backend& test, Backend& ref, DType d
   Tensor expect = c.run(ref, ref_in, DType::F32);
   r.out = out.to_floats();
   r.ref = expect.to_floats();
+  r.guard_intact = out.guard_intact() && expect.guard_intact();
   // An fp16 result can at best be the exact result rounded to fp16: compare against that, so
   // exact ops stay exact and the tolerances count only the backend's own error.
   if (dtype == DType::F16)
@@ -177,6 +179,7 @@ inline void expect_case_matches(const OpCase& c, Backend& test, Backend& ref, DT
   std::printf("[ op ] %-38s %s %s max_abs %.3g  nmse %.3g  err/bound %.3g\n", c.name.c_str(),
               test.name().c_str(), dtype_name(dtype), m.max_abs, m.nmse, m.worst);
   ASSERT_TRUE(m.shape_ok) << "output shape or dtype differs";
+  EXPECT_TRUE(r.guard_intact) << "an output was written past its end (guard bytes changed)";
   EXPECT_EQ(m.special_mismatch, 0)
       << "NaN/Inf disagreement, first at " << m.first_special << ": out " << r.out[m.first_special]
       << " ref " << r.ref[m.first_special];

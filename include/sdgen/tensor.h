@@ -22,9 +22,13 @@ using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);  // "[2, 64, 64, 320]"
 
 // Owns one allocation. Device memory is freed through the deleter of the backend that made it.
+// Every allocation carries kGuardBytes of a known pattern after its `bytes`, so tests can tell
+// when a kernel or loop wrote past the end of its output (Tensor::guard_intact).
 struct Storage {
+  static constexpr size_t kGuardBytes = 64;
+  static constexpr uint8_t kGuardByte = 0xA5;
   void* ptr = nullptr;
-  size_t bytes = 0;
+  size_t bytes = 0;  // usable bytes (the guard follows)
   Device device = Device::CPU;
   void (*deleter)(void*) = nullptr;
   ~Storage();
@@ -64,6 +68,9 @@ class Tensor {
   // A host fp32 copy of the values, whatever the tensor's device and dtype.
   std::vector<float> to_floats() const;
   Tensor clone() const;
+  // Whether the guard bytes after this tensor's allocation still hold their pattern (a copy from
+  // the device for CUDA tensors; meant for tests).
+  bool guard_intact() const;
 
  private:
   std::shared_ptr<Storage> storage_;

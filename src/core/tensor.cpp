@@ -44,8 +44,21 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   size_t bytes = (size_t)shape_numel(shape) * dtype_size(dtype);
   t.storage_->bytes = bytes;
   t.storage_->device = device;
-  t.storage_->ptr = device_alloc(device, bytes, &t.storage_->deleter);
+  t.storage_->ptr = device_alloc(device, bytes + Storage::kGuardBytes, &t.storage_->deleter);
+  static const std::vector<uint8_t> guard(Storage::kGuardBytes, Storage::kGuardByte);
+  device_copy(static_cast<char*>(t.storage_->ptr) + bytes, device, guard.data(), Device::CPU,
+              guard.size());
   return t;
+}
+
+bool Tensor::guard_intact() const {
+  if (!storage_) return true;
+  std::vector<uint8_t> g(Storage::kGuardBytes);
+  device_copy(g.data(), Device::CPU, static_cast<const char*>(storage_->ptr) + storage_->bytes,
+              device_, g.size());
+  for (uint8_t b : g)
+    if (b != Storage::kGuardByte) return false;
+  return true;
 }
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
