@@ -1,6 +1,9 @@
+// torch.randn-compatible normal sampler (see rng.h): mt19937 uniforms plus torch's Box–Muller paths.
 #include "core/rng.h"
 
 #include <cmath>
+
+#include "core/cephes_math.h"
 
 namespace sdgen {
 
@@ -10,19 +13,20 @@ constexpr double kPi = 3.14159265358979323846;
 // PyTorch's uniform_real_distribution<float>: 24 random bits scaled by 2^-24 (exact in float).
 float uniform24(uint32_t r) { return (float)(r & 0xFFFFFFu) * (1.0f / 16777216.0f); }
 
-// PyTorch's normal_fill_16: Box–Muller on 16 uniforms in place, in float. x86-64 builds of torch
-// run the AVX2 version, which forms theta as float(2π)·u2 in float and uses SLEEF's 1-ulp
-// log/sin/cos; we follow its arithmetic, so results differ from torch only by those last-bit
-// differences of the math library (checked in test_sampler.cpp).
+// PyTorch's normal_fill_16_AVX2 (the kernel x86-64 builds run for float tensors of >= 16 values):
+// Box–Muller on 16 uniforms in place, in float, with the Cephes log/sincos of avx_mathfun.h. The
+// final fmadd(n, std, mean) with std = 1, mean = 0 is exact and left out.
 void normal_fill_16(float* d) {
   const float two_pi = (float)(2.0 * kPi);
   for (int j = 0; j < 8; ++j) {
     const float u1 = 1.0f - d[j];
     const float u2 = d[j + 8];
-    const float radius = std::sqrt(-2.0f * std::log(u1));
+    const float radius = std::sqrt(-2.0f * cephes::logf_torch_avx2(u1));
     const float theta = two_pi * u2;
-    d[j] = radius * std::cos(theta);
-    d[j + 8] = radius * std::sin(theta);
+    float s, c;
+    cephes::sincosf_torch_avx2(theta, &s, &c);
+    d[j] = radius * c;
+    d[j + 8] = radius * s;
   }
 }
 }  // namespace
