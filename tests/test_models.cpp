@@ -190,7 +190,17 @@ TEST_P(ModelsGolden, UNetEps) {
   for (const std::string c : {"sq", "rect"}) {
     std::vector<int64_t> t64 = g.ints(c + ".t");
     std::vector<float> t(t64.begin(), t64.end());
-    Tensor eps = unet.forward(g.tensor(c + ".x"), t, g.tensor(c + ".context"));
+    // Every intermediate the reference recorded, in forward order, within the same bound: a
+    // failure names the first block that departs from diffusers.
+    int probed = 0;
+    auto probe = [&](const std::string& name, const Tensor& got) {
+      Tensor ref = g.tensor(c + "." + name);
+      const double e = max_abs_diff(got, ref), b = r.tol(max_abs(ref.to_floats()));
+      EXPECT_LE(e, b) << c << " " << name;
+      ++probed;
+    };
+    Tensor eps = unet.forward(g.tensor(c + ".x"), t, g.tensor(c + ".context"), probe);
+    EXPECT_EQ(probed, 13);  // time_proj, time_embedding, conv_in, 4 down, mid, 4 up, conv_norm_out
     Tensor want = g.tensor(c + ".eps");
     double err = max_abs_diff(eps, want);
     double bound = r.tol(max_abs(want.to_floats()));

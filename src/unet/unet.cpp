@@ -80,7 +80,10 @@ UNet::UNet(const Checkpoint& ckpt, const UNetConfig& config, DType dtype, Device
 }
 
 Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
-                     const Tensor& context_in) const {
+                     const Tensor& context_in, const Probe& probe) const {
+  auto show = [&](const std::string& name, const Tensor& t) {
+    if (probe) probe(name, t);
+  };
   const int64_t n = x_in.dim(0);
   const int64_t down_factor = int64_t(1) << (config_.block_channels.size() - 1);
   if (x_in.ndim() != 4 || x_in.dim(3) != config_.in_channels || x_in.dim(1) % down_factor ||
@@ -101,12 +104,16 @@ Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
 
   // Every resnet adds time_emb_proj(SiLU(temb)); the SiLU is shared, so it is done once here.
   Tensor temb = ops::timestep_embedding(timesteps, config_.block_channels[0], dtype_, device_);
+  show("time_proj", temb);
   temb = time_embedding.linear_2(ops::silu(time_embedding.linear_1(temb)));
+  show("time_embedding", temb);
   const Tensor silu_temb = ops::silu(temb);
 
   Tensor h = conv_in(x);
+  show("conv_in", h);
   std::vector<Tensor> skips{h};
-  for (const DownBlock& b : down_blocks) {
+  for (size_t i = 0; i < down_blocks.size(); ++i) {
+    const DownBlock& b = down_blocks[i];
     for (size_t j = 0; j < b.resnets.size(); ++j) {
       h = b.resnets[j](h, silu_temb);
       if (!b.attentions.empty()) h = b.attentions[j](h, context);
@@ -116,13 +123,16 @@ Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
       h = d(h);
       skips.push_back(h);
     }
+    show("down_blocks." + std::to_string(i), h);
   }
 
   h = mid_block.resnets[0](h, silu_temb);
   h = mid_block.attentions[0](h, context);
   h = mid_block.resnets[1](h, silu_temb);
+  show("mid_block", h);
 
-  for (const UpBlock& b : up_blocks) {
+  for (size_t i = 0; i < up_blocks.size(); ++i) {
+    const UpBlock& b = up_blocks[i];
     for (size_t j = 0; j < b.resnets.size(); ++j) {
       h = ops::concat_channels(h, skips.back());
       skips.pop_back();
@@ -130,9 +140,11 @@ Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
       if (!b.attentions.empty()) h = b.attentions[j](h, context);
     }
     for (const Upsample2D& u : b.upsamplers) h = u(h);
+    show("up_blocks." + std::to_string(i), h);
   }
   SDGEN_CHECK(skips.empty(), "UNet: unconsumed skip connections");
 
+  if (probe) probe("conv_norm_out", conv_norm_out(h, /*silu=*/false));
   return conv_out(conv_norm_out(h, /*silu=*/true));
 }
 

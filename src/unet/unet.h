@@ -1,6 +1,8 @@
 // The SD v1 denoiser, diffusers' UNet2DConditionModel: eps = UNet(x_t, t, text context).
 // Written once against ops.h; runs in the dtype and on the device its weights were loaded to.
 #pragma once
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "io/checkpoint.h"
@@ -17,7 +19,12 @@ class UNet {
   // x [N,h,w,in_channels] NHWC (h, w divisible by 2^(levels-1)); timesteps: N values (one per
   // sample, fractional allowed); context [N,L,cross_attention_dim]. Returns eps [N,h,w,out_channels]
   // in the model's dtype. Inputs in another dtype are cast first.
-  Tensor forward(const Tensor& x, const std::vector<float>& timesteps, const Tensor& context) const;
+  // probe, when given, sees the named intermediate results as diffusers' modules produce them
+  // ("time_proj", "time_embedding", "conv_in", "down_blocks.i", "mid_block", "up_blocks.i",
+  // "conv_norm_out" before its SiLU), so tests can tell which block departs from the reference.
+  using Probe = std::function<void(const std::string& name, const Tensor& value)>;
+  Tensor forward(const Tensor& x, const std::vector<float>& timesteps, const Tensor& context,
+                 const Probe& probe = nullptr) const;
 
   const UNetConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }
