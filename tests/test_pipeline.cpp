@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
 #include "pipeline/pipeline.h"
@@ -156,6 +157,44 @@ TEST(Pipeline, CliWritesDiffusersImages) {
       EXPECT_GE(share, 0.999) << png << " (worst " << worst << ")";
       stbi_image_free(px);
     }
+  }
+  fs::remove_all(dir);
+}
+
+// A prompt file as a batch script writes it: plain and JSON lines, per-line overrides of seed, batch,
+// size, output folder and precision; one JSON object per image on stdout naming files that exist.
+TEST(Pipeline, CliPromptFileWithOverrides) {
+  const fs::path dir = fs::temp_directory_path() / ("sdgen_pf_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "prompts.txt")
+      << "# a comment line\n"
+      << "a photo of a cat\n"
+      << "{\"prompt\": \"a red house\", \"seed\": 7, \"batch\": 2, \"width\": 128, \"out\": \""
+      << (dir / "second").string() << "\", \"precision\": \"fp16\", \"name\": \"house-{i}\"}\n";
+  const std::string cmd = std::string("'") + SDGEN_CLI_PATH + "' --device cpu --quiet --json --steps 2 -W 64 -H 64 --seed 3 --model '" +
+                          kData + "/tiny_sd/diffusers' --prompt-file '" + (dir / "prompts.txt").string() +
+                          "' --out '" + (dir / "first").string() + "' > '" + (dir / "out.jsonl").string() + "'";
+  int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
+  std::ifstream in(dir / "out.jsonl");
+  std::vector<nlohmann::json> recs;
+  for (std::string line; std::getline(in, line);) recs.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[0]["path"], (dir / "first" / "00000-3-0.png").string());
+  EXPECT_EQ(recs[0]["seed"], 3);
+  EXPECT_EQ(recs[1]["path"], (dir / "second" / "house-0.png").string());
+  EXPECT_EQ(recs[2]["path"], (dir / "second" / "house-1.png").string());
+  EXPECT_EQ(recs[1]["seed"], 7);
+  EXPECT_EQ(recs[1]["settings"]["precision"], "fp16");
+  EXPECT_EQ(recs[1]["settings"]["width"], 128);
+  for (const auto& r : recs) {
+    int w = 0, h = 0, c = 0;
+    unsigned char* px = stbi_load(r["path"].get<std::string>().c_str(), &w, &h, &c, 3);
+    ASSERT_NE(px, nullptr) << r["path"];
+    EXPECT_EQ(w, r["settings"]["width"].get<int>());
+    EXPECT_EQ(h, 64);
+    stbi_image_free(px);
   }
   fs::remove_all(dir);
 }

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <map>
+#include <memory>
 #include <cstdio>
 #include <iostream>
 #include <random>
@@ -74,14 +76,14 @@ int run(int argc, char** argv) {
   app.add_option("-W,--width", job.width, "Image width, a multiple of 64")->capture_default_str();
   app.add_option("-H,--height", job.height, "Image height, a multiple of 64")->capture_default_str();
   app.add_option("--sampler", job.sampler, "Sampler: ddim")->capture_default_str();
-  app.add_option("--precision", opt.precision, "fp32 or fp16 (mixed: fp16 storage, fp32 accumulation)")
+  app.add_option("--precision", job.precision, "fp32 or fp16 (mixed: fp16 storage, fp32 accumulation)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "fp16"}));
-  app.add_option("--device", opt.device, "auto, cpu or cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("-m,--model", opt.model,
+  app.add_option("--device", job.device, "auto, cpu or cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("-m,--model", job.model,
                  "Checkpoint: .safetensors file or diffusers folder (default: $SDGEN_MODEL, then weights/)");
-  app.add_option("-o,--out", opt.out_dir, "Output folder")->capture_default_str();
-  app.add_option("--name", opt.name_pattern,
+  app.add_option("-o,--out", job.out_dir, "Output folder")->capture_default_str();
+  app.add_option("--name", job.name_pattern,
                  "File name pattern: {n} number, {seed}, {i} batch index, {prompt}, {steps}, {w}, {h}")
       ->capture_default_str();
   app.add_flag("--json", opt.json, "Print one JSON object per image on stdout");
@@ -108,23 +110,36 @@ int run(int argc, char** argv) {
     if (job.prompt.empty()) throw_usage("no prompt: pass --prompt TEXT or --prompt-file FILE (see sd-gen --help)");
     opt.jobs.push_back(job);
   }
-  for (const Job& j : opt.jobs) validate_job(j);
-  expand_name(opt.name_pattern, 0, 0, 0, opt.jobs[0]);  // reject a bad pattern before any work
-  for (const Job& j : opt.jobs)
-    if (!j.name_pattern.empty()) expand_name(j.name_pattern, 0, 0, 0, j);
-
-  const std::string model_path = resolve_model_path(opt.model);
-  const Device device = pick_device(opt.device);
-  const DType precision = opt.precision == "fp16" ? DType::F16 : DType::F32;
-  g_created_dirs = prepare_output_dir(opt.out_dir);
+  // Everything that can be checked without loading a model is checked for every job first.
+  std::vector<std::string> model_paths;
+  for (const Job& j : opt.jobs) {
+    validate_job(j);
+    model_paths.push_back(resolve_model_path(j.model));
+  }
+  std::map<std::string, int> next_number;  // per output folder
+  for (const Job& j : opt.jobs) {
+    if (next_number.count(j.out_dir)) continue;
+    for (const std::string& d : prepare_output_dir(j.out_dir)) g_created_dirs.push_back(d);
+    next_number[j.out_dir] = first_free_number(j.out_dir);
+  }
 
   Progress progress(opt.quiet);
-  progress.log("loading " + model_path + " (" + opt.precision + ", " + device_name(device) + ")");
-  Pipeline pipe(model_path, precision, device, [&](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); });
-
+  auto log = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
+  // Models are loaded once and kept while consecutive jobs share model, precision and device.
+  std::unique_ptr<Pipeline> pipe;
+  std::string loaded_key;
   std::random_device rd;
-  int number = first_free_number(opt.out_dir);
-  for (const Job& j : opt.jobs) {
+  for (size_t k = 0; k < opt.jobs.size(); ++k) {
+    const Job& j = opt.jobs[k];
+    const Device device = pick_device(j.device);
+    const DType precision = j.precision == "fp16" ? DType::F16 : DType::F32;
+    const std::string key = model_paths[k] + "|" + j.precision + "|" + device_name(device);
+    if (key != loaded_key) {
+      pipe.reset();
+      progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + ")");
+      pipe = std::make_unique<Pipeline>(model_paths[k], precision, device, log);
+      loaded_key = key;
+    }
     GenerateParams gp;
     gp.prompt = j.prompt;
     gp.negative_prompt = j.negative_prompt;
@@ -136,17 +151,16 @@ int run(int argc, char** argv) {
     gp.height = j.height;
     gp.sampler = j.sampler;
     if (!j.seed) progress.log("seed: " + std::to_string(gp.seed));
-    GeneratedBatch out = pipe.generate(gp, [&](int d, int t) { progress.step(d, t); });
+    GeneratedBatch out = pipe->generate(gp, [&](int d, int t) { progress.step(d, t); });
     char times[160];
     std::snprintf(times, sizeof times, "text encoder %.2f s, unet %.2f s, vae %.2f s, total %.2f s",
                   out.times.text_s, out.times.unet_s, out.times.vae_s, out.times.total_s);
     progress.log(times);
     for (int i = 0; i < (int)out.images.size(); ++i) {
-      const std::string name =
-          expand_name(j.name_pattern.empty() ? opt.name_pattern : j.name_pattern, number++, gp.seed, i, j);
-      const std::string path = opt.out_dir + "/" + name;
+      const std::string path =
+          j.out_dir + "/" + expand_name(j.name_pattern, next_number[j.out_dir]++, gp.seed, i, j);
       write_png(path, out.images[i].data(), out.width, out.height,
-                parameters_text(j, gp.seed, i, pipe.model_name(), opt.precision));
+                parameters_text(j, gp.seed, i, pipe->model_name(), j.precision));
       progress.log("wrote " + path);
       if (opt.json) {
         nlohmann::json rec = {
@@ -154,8 +168,8 @@ int run(int argc, char** argv) {
             {"seed", gp.seed}, {"batch_index", i},
             {"settings", {{"steps", j.steps}, {"guidance", j.guidance}, {"width", j.width},
                           {"height", j.height}, {"sampler", j.sampler}, {"batch", j.batch},
-                          {"precision", opt.precision}, {"device", device_name(device)},
-                          {"model", pipe.model_name()}}},
+                          {"precision", j.precision}, {"device", device_name(device)},
+                          {"model", pipe->model_name()}}},
             {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},
                          {"vae_s", out.times.vae_s}, {"total_s", out.times.total_s}}}};
         std::cout << rec.dump() << std::endl;

@@ -45,6 +45,12 @@ void validate_job(const Job& job) {
   if (!(job.guidance >= 0.0f && job.guidance <= 100.0f))
     bad(job, "--guidance must be between 0 and 100");
   if (job.sampler != "ddim") bad(job, "--sampler '" + job.sampler + "' is not available (ddim)");
+  if (job.precision != "fp32" && job.precision != "fp16")
+    bad(job, "--precision '" + job.precision + "' is not one of fp32, fp16");
+  if (job.device != "auto" && job.device != "cpu" && job.device != "cuda")
+    bad(job, "--device '" + job.device + "' is not one of auto, cpu, cuda");
+  if (job.out_dir.empty()) bad(job, "--out is empty");
+  expand_name(job.name_pattern, 0, 0, 0, job);  // a bad pattern fails before any work
 }
 
 std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) {
@@ -85,7 +91,11 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
         else if (k == "height") job.height = v.get<int>();
         else if (k == "sampler") job.sampler = v.get<std::string>();
         else if (k == "name") job.name_pattern = v.get<std::string>();
-        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, name)");
+        else if (k == "model") job.model = v.get<std::string>();
+        else if (k == "precision") job.precision = v.get<std::string>();
+        else if (k == "device") job.device = v.get<std::string>();
+        else if (k == "out") job.out_dir = v.get<std::string>();
+        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, name, model, precision, device, out)");
       }
     } catch (const nlohmann::json::exception& e) {
       bad(job, std::string("wrong value type: ") + e.what());

@@ -20,16 +20,15 @@ struct Job {
   int width = 512;
   int height = 512;
   std::string sampler = "ddim";
-  std::string name_pattern;      // empty: the run's --name
-  std::string origin;            // "--prompt" or "prompts.txt:12", for messages
-};
-
-struct RunOptions {
-  std::string model;             // file or diffusers folder; resolved by resolve_model_path
+  std::string model;             // file or diffusers folder (empty: $SDGEN_MODEL, then weights/)
   std::string precision = "fp32";
   std::string device = "auto";
   std::string out_dir = "outputs";
   std::string name_pattern = "{n}-{seed}-{i}";
+  std::string origin;            // "--prompt" or "prompts.txt:12", for messages
+};
+
+struct RunOptions {
   bool json = false;
   bool quiet = false;
   std::vector<Job> jobs;
