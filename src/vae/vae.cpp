@@ -43,20 +43,26 @@ VaeDecoder::VaeDecoder(const Checkpoint& ckpt, const VaeConfig& config, DType dt
   conv_out = nn::Conv2d(w, "vae.decoder.conv_out", ch.back(), c.out_channels, 3);
 }
 
-Tensor VaeDecoder::decode(const Tensor& latents) const {
+Tensor VaeDecoder::decode(const Tensor& latents, const Probe& probe) const {
   Tensor z = latents.to(device_);
   if (z.dtype() != dtype_) z = ops::cast(z, dtype_);
-  return decode_unscaled(ops::scale(z, 1.0f / config_.scaling_factor));
+  return decode_unscaled(ops::scale(z, 1.0f / config_.scaling_factor), probe);
 }
 
-Tensor VaeDecoder::decode_unscaled(const Tensor& z_in) const {
+Tensor VaeDecoder::decode_unscaled(const Tensor& z_in, const Probe& probe) const {
+  auto show = [&](const std::string& name, const Tensor& t) {
+    if (probe) probe(name, t);
+  };
   if (z_in.ndim() != 4 || z_in.dim(3) != config_.latent_channels)
     throw_usage("VAE input " + shape_str(z_in.shape()) + ": expected [N, h, w, " +
                 std::to_string(config_.latent_channels) + "]");
   Tensor z = z_in.to(device_);
   if (z.dtype() != dtype_) z = ops::cast(z, dtype_);
 
-  Tensor h = conv_in(post_quant_conv(z));
+  Tensor h = post_quant_conv(z);
+  show("post_quant_conv", h);
+  h = conv_in(h);
+  show("decoder.conv_in", h);
 
   h = mid_block.resnets[0](h);
   {
@@ -66,10 +72,12 @@ Tensor VaeDecoder::decode_unscaled(const Tensor& z_in) const {
     h = ops::add(a.attn(seq).reshape(image), h);
   }
   h = mid_block.resnets[1](h);
+  show("decoder.mid_block", h);
 
-  for (const UpBlock& b : up_blocks) {
-    for (const ResnetBlock2D& r : b.resnets) h = r(h);
-    for (const Upsample2D& u : b.upsamplers) h = u(h);
+  for (size_t i = 0; i < up_blocks.size(); ++i) {
+    for (const ResnetBlock2D& r : up_blocks[i].resnets) h = r(h);
+    for (const Upsample2D& u : up_blocks[i].upsamplers) h = u(h);
+    show("decoder.up_blocks." + std::to_string(i), h);
   }
   return conv_out(conv_norm_out(h, /*silu=*/true));
 }

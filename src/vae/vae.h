@@ -1,6 +1,8 @@
 // The decoder half of diffusers' AutoencoderKL: latents -> image. Encoding is not needed for
 // text-to-image and is not loaded.
 #pragma once
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "io/checkpoint.h"
@@ -17,9 +19,12 @@ class VaeDecoder {
   // latents [N,h,w,latent_channels] NHWC as the sampler leaves them (in the UNet's scaled space):
   // divided by scaling_factor here, as diffusers' pipeline does before vae.decode.
   // Returns the image [N,8h,8w,out_channels] (×2 per up level but the last), roughly in [-1, 1].
-  Tensor decode(const Tensor& latents) const;
+  // probe, when given, sees the intermediates under diffusers' module names ("post_quant_conv",
+  // "decoder.conv_in", "decoder.mid_block", "decoder.up_blocks.i").
+  using Probe = std::function<void(const std::string& name, const Tensor& value)>;
+  Tensor decode(const Tensor& latents, const Probe& probe = nullptr) const;
   // The same without the scaling: z is what diffusers' AutoencoderKL.decode receives.
-  Tensor decode_unscaled(const Tensor& z) const;
+  Tensor decode_unscaled(const Tensor& z, const Probe& probe = nullptr) const;
 
   const VaeConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }
