@@ -198,3 +198,30 @@ TEST(Pipeline, CliPromptFileWithOverrides) {
   }
   fs::remove_all(dir);
 }
+
+// Ctrl-C during sampling: exit code 130, one line saying so, and no file or created folder left.
+TEST(Pipeline, CliInterruptExits130) {
+  const fs::path dir = fs::temp_directory_path() / ("sdgen_int_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string err = (dir / "err.txt").string();
+  // The signal is sent once sd-gen has logged its seed (models loaded, sampling under way); the
+  // 400 steps at 512×512 take far longer than that. The wait loop is bounded (30 s).
+  const std::string script =
+      "'" + std::string(SDGEN_CLI_PATH) + "' --device cpu --model '" + kData +
+      "/tiny_sd/tiny_sd.safetensors' --prompt 'a cat' --steps 400 -W 512 -H 512 --out '" +
+      (dir / "out").string() + "' 2>'" + err + "' & pid=$!; i=0; while ! grep -q seed '" + err +
+      "' && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; kill -INT $pid; wait $pid; echo $? > '" +
+      (dir / "code.txt").string() + "'";
+  std::ofstream(dir / "run.sh") << script << "\n";
+  ASSERT_EQ(std::system(("bash '" + (dir / "run.sh").string() + "'").c_str()), 0);
+  std::ifstream code_in(dir / "code.txt");
+  int code = -1;
+  code_in >> code;
+  EXPECT_EQ(code, 130);
+  std::ifstream err_in(err);
+  std::string all((std::istreambuf_iterator<char>(err_in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(all.find("interrupted by SIGINT"), std::string::npos) << all;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  fs::remove_all(dir);
+}

@@ -27,6 +27,20 @@ namespace {
 // Folders this run created; removed again (when still empty) if the run fails.
 std::vector<std::string> g_created_dirs;
 
+// Ctrl-C / SIGTERM: finish nothing half-way. The flag is polled between sampler steps and images;
+// images already written are complete files, and a second signal kills the process outright.
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_signal(int sig) {
+  g_interrupted = sig;
+  std::signal(sig, SIG_DFL);
+}
+void check_interrupted() {
+  if (g_interrupted)
+    throw Error(ExitCode::kInterrupted, std::string("interrupted by ") +
+                                            (g_interrupted == SIGINT ? "SIGINT" : "SIGTERM") +
+                                            "; images written so far are complete");
+}
+
 std::string parameters_text(const Job& job, uint64_t seed, int index, const std::string& model,
                             const std::string& precision) {
   std::string s = job.prompt;
@@ -151,12 +165,16 @@ int run(int argc, char** argv) {
     gp.height = j.height;
     gp.sampler = j.sampler;
     if (!j.seed) progress.log("seed: " + std::to_string(gp.seed));
-    GeneratedBatch out = pipe->generate(gp, [&](int d, int t) { progress.step(d, t); });
+    GeneratedBatch out = pipe->generate(gp, [&](int d, int t) {
+      check_interrupted();
+      progress.step(d, t);
+    });
     char times[160];
     std::snprintf(times, sizeof times, "text encoder %.2f s, unet %.2f s, vae %.2f s, total %.2f s",
                   out.times.text_s, out.times.unet_s, out.times.vae_s, out.times.total_s);
     progress.log(times);
     for (int i = 0; i < (int)out.images.size(); ++i) {
+      check_interrupted();
       const std::string path =
           j.out_dir + "/" + expand_name(j.name_pattern, next_number[j.out_dir]++, gp.seed, i, j);
       write_png(path, out.images[i].data(), out.width, out.height,
@@ -182,6 +200,8 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
 #ifdef SDGEN_WITH_CUDA
   set_cuda_backend_factory(&make_cuda_backend);
 #endif
