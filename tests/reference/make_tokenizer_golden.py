@@ -8,7 +8,6 @@ The vocabulary is derived from weights/bpe_simple_vocab_16e6.txt.gz exactly as O
 SimpleTokenizer derives it. Run with the pinned venv:
   /tmp/refenv/bin/python tests/reference/make_tokenizer_golden.py
 """
-import gzip
 import json
 import os
 import random
@@ -20,38 +19,18 @@ import regex
 import transformers
 from transformers import CLIPTokenizer
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import clip_vocab  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BPE_GZ = os.path.join(ROOT, "weights", "bpe_simple_vocab_16e6.txt.gz")
 OUT_DIR = os.path.join(ROOT, "tests", "data", "tokenizer")
 
 
-def bytes_to_unicode():
-    # GPT-2's byte table, as in OpenAI's simple_tokenizer.py.
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 def write_vocab_merges(directory):
-    merges = gzip.open(BPE_GZ).read().decode("utf-8").split("\n")
-    merges = merges[1 : 49152 - 256 - 2 + 1]
-    merges = [tuple(m.split()) for m in merges]
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab]
-    vocab += ["".join(m) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump({t: i for i, t in enumerate(vocab)}, f, ensure_ascii=False)
-    with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n")
-        for a, b in merges:
-            f.write(a + " " + b + "\n")
+    # The vocabulary derivation shared with make_goldens.py (OpenAI's SimpleTokenizer order).
+    with open(BPE_GZ, "rb") as f:
+        clip_vocab.write(f.read(), os.path.join(directory, "vocab.json"), os.path.join(directory, "merges.txt"))
 
 
 HAND = [
