@@ -1,5 +1,8 @@
 """A plain-Python replica of torch.randn on a CPU generator (torch 2.x, ATen's CPUGeneratorImpl + normal_kernel),
-used only to document how closely the documented algorithm reproduces torch (see manifest.json, randn)."""
+used only to document how closely the documented algorithm reproduces torch (see manifest.json, randn).
+It uses numpy's libm log/sin/cos, so for >= 16 values it is within ~2 ulp of torch, not exact; the
+C++ generator (src/core/rng.cpp) is bit-exact because it follows torch's AVX2 kernel (Cephes log and
+sincos from avx_mathfun.h, with the FMAs GCC formed) — test_sampler.cpp checks that against the goldens."""
 import math
 
 import numpy as np
