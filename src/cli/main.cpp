@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <cstdio>
 #include <map>
 #include <memory>
-#include <cstdio>
 #include <iostream>
 #include <random>
 
@@ -41,15 +41,14 @@ void check_interrupted() {
                                             "; images written so far are complete");
 }
 
-std::string parameters_text(const Job& job, uint64_t seed, int index, const std::string& model,
-                            const std::string& precision) {
+std::string parameters_text(const Job& job, uint64_t seed, int index, const std::string& model) {
   std::string s = job.prompt;
   if (!job.negative_prompt.empty()) s += "\nNegative prompt: " + job.negative_prompt;
   char g[32];
   std::snprintf(g, sizeof g, "%g", job.guidance);
   s += "\nSteps: " + std::to_string(job.steps) + ", Sampler: DDIM, CFG scale: " + g +
        ", Seed: " + std::to_string(seed) + ", Size: " + std::to_string(job.width) + "x" +
-       std::to_string(job.height) + ", Model: " + model + ", Precision: " + precision;
+       std::to_string(job.height) + ", Model: " + model + ", Precision: " + job.precision;
   if (job.batch > 1)
     s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);
   return s;
@@ -178,7 +177,7 @@ int run(int argc, char** argv) {
       const std::string path =
           j.out_dir + "/" + expand_name(j.name_pattern, next_number[j.out_dir]++, gp.seed, i, j);
       write_png(path, out.images[i].data(), out.width, out.height,
-                parameters_text(j, gp.seed, i, pipe->model_name(), j.precision));
+                parameters_text(j, gp.seed, i, pipe->model_name()));
       progress.log("wrote " + path);
       if (opt.json) {
         nlohmann::json rec = {
