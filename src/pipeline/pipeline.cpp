@@ -120,16 +120,19 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   out.width = p.width;
   out.height = p.height;
 
-  // Text: one CLIP call for the negative and the positive prompt, each row repeated B times.
+  // Text: one CLIP call for the negative and the positive prompt (the positive alone without
+  // guidance), each row repeated B times, unconditional rows first.
   auto t0 = Clock::now();
-  std::vector<int> ids = tokenize({p.negative_prompt, p.prompt});
-  Tensor hidden = clip_->forward(ids, 2);  // [2, 77, D]
+  std::vector<std::string> prompts;
+  if (cfg_guidance) prompts.push_back(p.negative_prompt);
+  prompts.push_back(p.prompt);
+  Tensor hidden = clip_->forward(tokenize(prompts), (int)prompts.size());  // [1 or 2, 77, D]
   const int64_t L = hidden.dim(1), D = hidden.dim(2);
   std::vector<float> hv = hidden.to_floats();
   std::vector<float> ctx;
-  const int rows = cfg_guidance ? 2 * B : B;
+  const int rows = (int)prompts.size() * B;
   for (int r = 0; r < rows; ++r) {
-    const int which = (cfg_guidance && r < B) ? 0 : 1;  // uncond first
+    const int64_t which = r / B;
     ctx.insert(ctx.end(), hv.begin() + which * L * D, hv.begin() + (which + 1) * L * D);
   }
   Tensor context = Tensor::from_floats({rows, L, D}, ctx);
