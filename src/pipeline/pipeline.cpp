@@ -111,7 +111,9 @@ std::vector<std::vector<uint8_t>> Pipeline::to_uint8(const Tensor& images) {
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
   if (p.sampler != "ddim") throw_usage("sampler '" + p.sampler + "' is not available (ddim)");
   const auto t_start = Clock::now();
-  const int B = p.batch;
+  const std::vector<std::string> positive = p.prompts.empty() ? std::vector<std::string>{p.prompt} : p.prompts;
+  const int P = (int)positive.size();
+  const int B = P * p.batch;  // images in the batch
   const int lh = p.height / 8, lw = p.width / 8;
   const int lc = checkpoint_->config().unet.in_channels;
   // diffusers runs the unconditional half only when guidance > 1.
@@ -120,19 +122,20 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   out.width = p.width;
   out.height = p.height;
 
-  // Text: one CLIP call for the negative and the positive prompt (the positive alone without
-  // guidance), each row repeated B times, unconditional rows first.
+  // Text: one CLIP call for the negative prompt (once per positive prompt, as diffusers repeats
+  // it) and the positive prompts (these alone without guidance); each row is repeated per image,
+  // unconditional rows first.
   auto t0 = Clock::now();
   std::vector<std::string> prompts;
-  if (cfg_guidance) prompts.push_back(p.negative_prompt);
-  prompts.push_back(p.prompt);
-  Tensor hidden = clip_->forward(tokenize(prompts), (int)prompts.size());  // [1 or 2, 77, D]
+  if (cfg_guidance) prompts.assign(P, p.negative_prompt);
+  prompts.insert(prompts.end(), positive.begin(), positive.end());
+  Tensor hidden = clip_->forward(tokenize(prompts), (int)prompts.size());  // [P or 2P, 77, D]
   const int64_t L = hidden.dim(1), D = hidden.dim(2);
   std::vector<float> hv = hidden.to_floats();
   std::vector<float> ctx;
-  const int rows = (int)prompts.size() * B;
+  const int rows = (int)prompts.size() * p.batch;
   for (int r = 0; r < rows; ++r) {
-    const int64_t which = r / B;
+    const int64_t which = r / p.batch;
     ctx.insert(ctx.end(), hv.begin() + which * L * D, hv.begin() + (which + 1) * L * D);
   }
   Tensor context = Tensor::from_floats({rows, L, D}, ctx);

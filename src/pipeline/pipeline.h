@@ -21,8 +21,12 @@ class VaeDecoder;
 
 struct GenerateParams {
   std::string prompt;
+  // Several prompts in one batch, as diffusers takes a list: images are prompt-major (batch images of
+  // prompts[0], then of prompts[1], ...) and their noise is one draw for the whole batch. Empty: just
+  // `prompt`.
+  std::vector<std::string> prompts;
   std::string negative_prompt;
-  int batch = 1;
+  int batch = 1;  // images per prompt
   int steps = 25;
   float guidance = 7.5f;
   uint64_t seed = 0;

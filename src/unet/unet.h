@@ -30,7 +30,7 @@ class UNet {
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
 
- private:
+  // The parts, named like the checkpoint; public so tests can run one block alone.
   struct TimestepEmbedding {
     nn::Linear linear_1, linear_2;
   };
@@ -49,10 +49,6 @@ class UNet {
     std::vector<Upsample2D> upsamplers;  // empty in the last level
   };
 
-  UNetConfig config_;
-  DType dtype_;
-  Device device_;
-
   TimestepEmbedding time_embedding;
   nn::Conv2d conv_in;
   std::vector<DownBlock> down_blocks;
@@ -60,6 +56,11 @@ class UNet {
   std::vector<UpBlock> up_blocks;
   nn::GroupNorm conv_norm_out;
   nn::Conv2d conv_out;
+
+ private:
+  UNetConfig config_;
+  DType dtype_;
+  Device device_;
 };
 
 }  // namespace sdgen

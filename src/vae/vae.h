@@ -30,7 +30,7 @@ class VaeDecoder {
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
 
- private:
+  // The parts, named like the checkpoint; public so tests can run one block alone.
   // The mid block's single-head attention over the h*w pixels (diffusers Attention with
   // group_norm, residual_connection, rescale_output_factor 1).
   struct MidAttention {
@@ -46,10 +46,6 @@ class VaeDecoder {
     std::vector<Upsample2D> upsamplers;  // empty in the last level
   };
 
-  VaeConfig config_;
-  DType dtype_;
-  Device device_;
-
   nn::Conv2d post_quant_conv;
   // decoder.*
   nn::Conv2d conv_in;
@@ -57,6 +53,11 @@ class VaeDecoder {
   std::vector<UpBlock> up_blocks;
   nn::GroupNorm conv_norm_out;
   nn::Conv2d conv_out;
+
+ private:
+  VaeConfig config_;
+  DType dtype_;
+  Device device_;
 };
 
 }  // namespace sdgen

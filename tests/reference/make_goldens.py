@@ -70,7 +70,7 @@ SCHED_CONFIG = dict(
 
 MANIFEST = {}
 OUR_GOLDENS = {"clip.safetensors", "unet.safetensors", "vae.safetensors", "pipeline.safetensors",
-               "randn.safetensors", "manifest.json"}
+               "randn.safetensors", "blocks.safetensors", "manifest.json"}
 
 
 def reinit(model, gen):
@@ -353,6 +353,42 @@ def golden_vae(pipe):
                  tensors, {"scaling_factor": sf})
 
 
+QUIET_STD = 1e-3  # input std of the block goldens: variance 1e-6, the size of the GroupNorm eps values
+
+
+def golden_blocks(pipe):
+    """Single blocks on quiet inputs (variance ~1e-6): where a GroupNorm's eps is as large as the
+    variance it normalizes, so eps 1e-6 against 1e-5 (or none) changes the output at order 1, while
+    the whole-model goldens (variance ~1) would move by ~1e-5 only."""
+    unet, vae = pipe.unet, pipe.vae
+    g = torch.Generator().manual_seed(300)
+    tensors = {}
+    with torch.no_grad():
+        # UNet transformer: GroupNorm eps 1e-6 (down_blocks.0.attentions.0)
+        x = QUIET_STD * torch.randn((2, UNET_CONFIG["block_out_channels"][0], 8, 8), generator=g)
+        ctx = torch.randn((2, 77, CLIP_HIDDEN), generator=g)
+        out = unet.down_blocks[0].attentions[0](x, encoder_hidden_states=ctx).sample
+        tensors["unet_transformer.x"] = T(x, f"NCHW [2,C,8,8], std {QUIET_STD}")
+        tensors["unet_transformer.context"] = T(ctx, "[2,77,cross_dim] N(0,1)")
+        tensors["unet_transformer.out"] = T(out, "NCHW output of unet.down_blocks[0].attentions[0] (includes its residual)")
+        # UNet resnet: GroupNorm eps 1e-5 (down_blocks.0.resnets.0, norm1 sees the quiet input)
+        x = QUIET_STD * torch.randn((2, UNET_CONFIG["block_out_channels"][0], 8, 8), generator=g)
+        temb = torch.randn((2, 4 * UNET_CONFIG["block_out_channels"][0]), generator=g)
+        out = unet.down_blocks[0].resnets[0](x, temb)
+        tensors["unet_resnet.x"] = T(x, f"NCHW [2,C,8,8], std {QUIET_STD}")
+        tensors["unet_resnet.temb"] = T(temb, "[2,time_embed_dim] N(0,1), the time embedding before the block's SiLU")
+        tensors["unet_resnet.out"] = T(out, "NCHW output of unet.down_blocks[0].resnets[0](x, temb)")
+        # VAE resnet: GroupNorm eps 1e-6 (decoder.mid_block.resnets.0)
+        x = QUIET_STD * torch.randn((2, VAE_CONFIG["block_out_channels"][-1], 8, 8), generator=g)
+        out = vae.decoder.mid_block.resnets[0](x, None)
+        tensors["vae_resnet.x"] = T(x, f"NCHW [2,C,8,8], std {QUIET_STD}")
+        tensors["vae_resnet.out"] = T(out, "NCHW output of vae.decoder.mid_block.resnets[0](x)")
+    add_manifest("blocks.safetensors",
+                 "Single blocks of the tiny models called directly (torch.no_grad) on quiet inputs, "
+                 f"x = {QUIET_STD} * torch.randn(..., generator=torch.Generator().manual_seed(300)) drawn in the "
+                 "order listed; they pin each GroupNorm's eps.", tensors)
+
+
 PIPE_RUNS = [
     dict(name="run0", prompt="a photo of a cat", negative_prompt=None, steps=5, guidance=7.5, height=64,
          width=64, num_images_per_prompt=2, seed=42),
@@ -360,6 +396,15 @@ PIPE_RUNS = [
          steps=7, guidance=7.5, height=64, width=64, num_images_per_prompt=2, seed=1234),
     dict(name="run2", prompt=["a cat", "a dog"], negative_prompt=None, steps=4, guidance=5.0, height=64,
          width=128, num_images_per_prompt=1, seed=7),
+    # guidance 1: diffusers skips the unconditional half; tall (the other orientation from run2); batch 3
+    dict(name="run3", prompt="a lighthouse at dusk", negative_prompt=None, steps=4, guidance=1.0, height=128,
+         width=64, num_images_per_prompt=3, seed=99),
+    # run4 and run5 are two separate calls, as sd-gen runs the two lines of one prompt file (each line its
+    # own seed and noise): the C++ test writes both lines into one file and checks the images' order
+    dict(name="run4", prompt="a red fox in the snow", negative_prompt="blurry", steps=3, guidance=3.0, height=64,
+         width=64, num_images_per_prompt=1, seed=11),
+    dict(name="run5", prompt="a blue car on a bridge", negative_prompt=None, steps=3, guidance=3.0, height=64,
+         width=64, num_images_per_prompt=2, seed=12),
 ]
 
 
@@ -395,15 +440,19 @@ def golden_pipeline(pipe):
         images = torch.from_numpy(out.images)  # NHWC float in [0,1]
         timesteps = pipe.scheduler.timesteps.clone()
         # the pipeline's initial latents are exactly torch.randn with the CPU generator (init_noise_sigma = 1)
-        assert torch.equal(unet_in[0], torch.cat([noise, noise])), "pipeline noise != torch.randn"
-        cond_ctx, uncond_ctx = ctx_store["all"][0], ctx_store["all"][1]  # encode_prompt: prompt first, then negative
+        guided = r["guidance"] > 1  # diffusers' do_classifier_free_guidance
+        assert torch.equal(unet_in[0], torch.cat([noise, noise]) if guided else noise), "pipeline noise != torch.randn"
+        assert len(ctx_store["all"]) == (2 if guided else 1)
+        cond_ctx = ctx_store["all"][0]  # encode_prompt: prompt first, then negative (only with guidance)
+        uncond_ctx = ctx_store["all"][1] if guided else None
         images_u8 = torch.from_numpy((out.images * 255).round().astype("uint8"))
         tensors[f"{n}.noise"] = T(noise, "NCHW [B,4,h,w] torch.randn(shape, generator=Generator('cpu').manual_seed(seed))")
         tensors[f"{n}.timesteps"] = T(timesteps, "[steps] int64, DDIM timesteps in the order used")
         tensors[f"{n}.context_cond"] = T(cond_ctx, "[nprompts,77,hidden] text encoder output for the prompt(s) (before repeat per image)")
-        tensors[f"{n}.context_uncond"] = T(uncond_ctx, "[nprompts,77,hidden] text encoder output for the negative prompt ('' when none)")
-        tensors[f"{n}.unet_input"] = T(torch.stack(unet_in), "[steps,2B,4,h,w] NCHW; UNet input per step, uncond half first")
-        tensors[f"{n}.unet_output"] = T(torch.stack(unet_out), "[steps,2B,4,h,w] NCHW; UNet eps per step, uncond half first")
+        if uncond_ctx is not None:
+            tensors[f"{n}.context_uncond"] = T(uncond_ctx, "[nprompts,77,hidden] text encoder output for the negative prompt ('' when none)")
+        tensors[f"{n}.unet_input"] = T(torch.stack(unet_in), "[steps,2B,4,h,w] NCHW; UNet input per step, uncond half first ([steps,B,...] without guidance)")
+        tensors[f"{n}.unet_output"] = T(torch.stack(unet_out), "[steps,2B,4,h,w] NCHW; UNet eps per step, uncond half first ([steps,B,...] without guidance)")
         tensors[f"{n}.latents_per_step"] = T(torch.stack(step_latents), "[steps,B,4,h,w] NCHW latents after each DDIM step")
         tensors[f"{n}.latents_final"] = T(step_latents[-1], "[B,4,h,w] NCHW final latents (scaled; VAE input is /0.18215)")
         tensors[f"{n}.image_float"] = T(images, "NHWC [B,H,W,3] float32 in [0,1] (pipeline output_type='np')")
@@ -501,6 +550,7 @@ def main():
     golden_clip(pipe, simple_tok)
     golden_unet(pipe)
     golden_vae(pipe)
+    golden_blocks(pipe)
     golden_pipeline(pipe)
     golden_randn()
 
