@@ -35,12 +35,14 @@ Tensor T(const Shape& s, const std::vector<float>& v) { return Tensor::from_floa
 // TEST_P calling optest::expect_case_matches(case, its_backend, plain_cpu(), dtype).
 class OpsTable : public testing::TestWithParam<size_t> {};
 
-TEST_P(OpsTable, Fp32) {
-  optest::expect_case_matches(optest::op_cases()[GetParam()], fast_cpu(), plain_cpu(), DType::F32);
+void expect_fast_matches_plain(const optest::OpCase& c, DType dtype) {
+  if (!c.cpu_one_function.empty())
+    GTEST_SKIP() << "plain and fast CPU paths are one function here; held to hand-derived values by "
+                 << c.cpu_one_function;
+  optest::expect_case_matches(c, fast_cpu(), plain_cpu(), dtype);
 }
-TEST_P(OpsTable, Fp16) {
-  optest::expect_case_matches(optest::op_cases()[GetParam()], fast_cpu(), plain_cpu(), DType::F16);
-}
+TEST_P(OpsTable, Fp32) { expect_fast_matches_plain(optest::op_cases()[GetParam()], DType::F32); }
+TEST_P(OpsTable, Fp16) { expect_fast_matches_plain(optest::op_cases()[GetParam()], DType::F16); }
 
 INSTANTIATE_TEST_SUITE_P(OpsCpuFast, OpsTable, testing::Range<size_t>(0, optest::op_cases().size()),
                          optest::case_name);
