@@ -109,6 +109,7 @@ void map(const void* x, void* y, int64_t n, F f, cudaStream_t s) {
 template <class F>
 void map_any(const void* x, void* y, int64_t n, F f, DType dt, cudaStream_t s) {
   if (n == 0) return;
+  cuda::note_traffic(2.0 * n * dtype_size(dt));
   if (dt == DType::F32)
     map<float>(x, y, n, f, s);
   else
@@ -142,12 +143,14 @@ void scale(const void* x, float factor, void* y, int64_t n, DType dt, cudaStream
 
 void geglu(const void* x, void* y, int64_t rows, int64_t c, DType dt, cudaStream_t s) {
   if (rows * c == 0) return;
+  cuda::note_traffic(3.0 * rows * c * dtype_size(dt));
   SDGEN_DISPATCH(dt, geglu_kernel, grid_for(rows * c), static_cast<const T*>(x),
                  static_cast<T*>(y), rows, c);
 }
 
 void add(const void* a, const void* b, void* y, int64_t n, DType dt, cudaStream_t s) {
   if (n == 0) return;
+  cuda::note_traffic(3.0 * n * dtype_size(dt));
   SDGEN_DISPATCH(dt, add_kernel, grid_for(n), static_cast<const T*>(a), static_cast<const T*>(b),
                  static_cast<T*>(y), n);
 }
@@ -156,6 +159,7 @@ void add_channel(const void* x, const void* b, void* y, int64_t batch, int64_t s
                  DType dt, cudaStream_t s) {
   int64_t n = batch * spatial * c;
   if (n == 0) return;
+  cuda::note_traffic((2.0 * n + batch * c) * dtype_size(dt));
   SDGEN_DISPATCH(dt, add_channel_kernel, grid_for(n), static_cast<const T*>(x),
                  static_cast<const T*>(b), static_cast<T*>(y), n, spatial, c);
 }
@@ -164,6 +168,7 @@ void upsample_nearest2x(const void* x, void* y, int64_t n, int64_t h, int64_t w,
                         DType dt, cudaStream_t s) {
   int64_t total = n * h * w * c * 4;
   if (total == 0) return;
+  cuda::note_traffic(1.25 * total * dtype_size(dt));
   SDGEN_DISPATCH(dt, upsample_kernel, grid_for(total), static_cast<const T*>(x),
                  static_cast<T*>(y), n, h, w, c);
 }
@@ -171,6 +176,7 @@ void upsample_nearest2x(const void* x, void* y, int64_t n, int64_t h, int64_t w,
 void concat_channels(const void* a, const void* b, void* y, int64_t rows, int64_t ca, int64_t cb,
                      DType dt, cudaStream_t s) {
   if (rows * (ca + cb) == 0) return;
+  cuda::note_traffic(2.0 * rows * (ca + cb) * dtype_size(dt));
   SDGEN_DISPATCH(dt, concat_kernel, grid_for(rows * (ca + cb)), static_cast<const T*>(a),
                  static_cast<const T*>(b), static_cast<T*>(y), rows, ca, cb);
 }
@@ -178,12 +184,14 @@ void concat_channels(const void* a, const void* b, void* y, int64_t rows, int64_
 void embedding(const int* ids, const void* table, void* y, int64_t count, int64_t dim, DType dt,
                cudaStream_t s) {
   if (count * dim == 0) return;
+  cuda::note_traffic(2.0 * count * dim * dtype_size(dt) + 4.0 * count);
   SDGEN_DISPATCH(dt, embedding_kernel, grid_for(count * dim), ids, static_cast<const T*>(table),
                  static_cast<T*>(y), count, dim);
 }
 
 void cast(const void* x, DType from, void* y, DType to, int64_t n, cudaStream_t s) {
   if (n == 0) return;
+  cuda::note_traffic((double)n * (dtype_size(from) + dtype_size(to)));
   dim3 g = grid_for(n), b(kThreads);
   if (from == DType::F32 && to == DType::F16)
     SDGEN_LAUNCH((cast_kernel<float, __half>), g, b, 0, s, static_cast<const float*>(x),

@@ -60,6 +60,8 @@ template <class T>
 void launch(const void* x, const void* gamma, const void* beta, void* y, int64_t batch,
             int64_t spatial, int64_t c, int groups, float eps, bool silu, cudaStream_t s) {
   dim3 grid((unsigned)(batch * groups)), block(kThreads);
+  // Three reads of x (two statistics passes and the apply pass) and one write of y.
+  cuda::note_traffic(4.0 * batch * spatial * c * sizeof(T));
   auto args = [&](auto kernel, const char* name) {
     cuda::launch_kernel(name, kernel, grid, block, 0, s, static_cast<const T*>(x),
                         static_cast<const T*>(gamma), static_cast<const T*>(beta),

@@ -46,6 +46,8 @@ __global__ void layer_norm_kernel(const T* __restrict__ x, const T* __restrict__
 void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows,
                 int64_t c, float eps, DType dt, cudaStream_t s) {
   if (rows * c == 0) return;
+  // A row (at most 768 values here) stays in L1 between its three passes: x read once, y written.
+  cuda::note_traffic(2.0 * rows * c * dtype_size(dt) + 2.0 * c * dtype_size(dt));
   dim3 grid((unsigned)((rows + kWarps - 1) / kWarps)), block(kWarps * 32);
   if (dt == DType::F32)
     SDGEN_LAUNCH(layer_norm_kernel<float>, grid, block, 0, s, static_cast<const float*>(x),

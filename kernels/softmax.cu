@@ -43,6 +43,9 @@ __global__ void softmax_kernel(const Tin* __restrict__ x, Tout* __restrict__ y, 
 
 void softmax(const void* x, void* y, int64_t rows, int64_t cols, DType dt, cudaStream_t s) {
   if (rows * cols == 0) return;
+  // Rows of up to 4096 values per warp do not all stay cached across the three passes: count the
+  // two reads that feed the sum and the output, and the write.
+  cuda::note_traffic(3.0 * rows * cols * dtype_size(dt));
   dim3 grid((unsigned)((rows + kWarps - 1) / kWarps)), block(kWarps * 32);
   if (dt == DType::F32)
     SDGEN_LAUNCH((softmax_kernel<float, float>), grid, block, 0, s, static_cast<const float*>(x),
@@ -56,6 +59,7 @@ void softmax(const void* x, void* y, int64_t rows, int64_t cols, DType dt, cudaS
 void softmax_scores(const float* scores, void* p, int64_t rows, int64_t cols, int64_t causal_lq,
                     DType dt, cudaStream_t s) {
   if (rows * cols == 0) return;
+  cuda::note_traffic(2.0 * rows * cols * 4 + (double)rows * cols * dtype_size(dt));
   dim3 grid((unsigned)((rows + kWarps - 1) / kWarps)), block(kWarps * 32);
   if (dt == DType::F32)
     SDGEN_LAUNCH((softmax_kernel<float, float>), grid, block, 0, s, scores, static_cast<float*>(p),

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -71,7 +72,24 @@ struct OpCase {
   // nothing differs): the CPU table would compare a function with itself, so it skips the row and
   // names the test that holds that function to hand-derived values instead. Other backends run it.
   std::string cpu_one_function = {};
+  Op op = Op::kAdd;  // what it tests, for Backend::supports (set from the name: op_of)
 };
+
+// The op a case exercises, from its name's prefix (one list; a name that matches none is a bug).
+inline Op op_of(const std::string& name) {
+  static const std::pair<const char*, Op> kPrefixes[] = {
+      {"conv", Op::kConv2d},        {"linear", Op::kLinear},         {"gn_", Op::kGroupNorm},
+      {"ln_", Op::kLayerNorm},      {"attn_", Op::kAttention},       {"softmax", Op::kSoftmax},
+      {"silu", Op::kUnary},         {"quick_gelu", Op::kUnary},      {"gelu", Op::kUnary},
+      {"geglu", Op::kGeglu},        {"add_channel", Op::kAddChannel}, {"add_", Op::kAdd},
+      {"scale", Op::kScale},        {"upsample", Op::kUpsample},     {"concat", Op::kConcat},
+      {"embedding", Op::kEmbedding}, {"timestep_embedding_at", Op::kTimestepEmbedding},
+      {"timestep_embedding", Op::kTimestepEmbedding}, {"cast", Op::kCast},
+      {"repeat_batch", Op::kRepeatBatch}, {"ddim_step", Op::kDdimStep}};
+  for (const auto& [prefix, op] : kPrefixes)
+    if (name.rfind(prefix, 0) == 0) return op;
+  throw std::logic_error("op_of: no op for case " + name);
+}
 
 // Marks `c` as one function on the CPU, held to hand-derived values by `covered_by`.
 inline OpCase cpu_one_function(OpCase c, const std::string& covered_by) {
@@ -448,6 +466,33 @@ inline const std::vector<OpCase>& op_cases() {
                  },
                  tol::kExact,
                  false});
+    // The sampler's ops. ddim_step runs on a copy of x (it updates in place); the coefficients
+    // are SD v1.5's for t = 961 (25 steps, first) and t = 1 (last), rounded to 6 digits; step 1
+    // picks the second row and step 0 the first, so a wrong index shows.
+    auto ddim = [](Backend& b, const Ins& in, DType) {
+      Tensor x = in[0].clone(), step = in[3].clone();
+      b.ddim_step(x, in[1], in[2], step, 7.5f);
+      return x;
+    };
+    const std::vector<float> coefs = {0.996352f, 0.085333f, 0.10648f, 0.994315f,
+                                      0.0412793f, 0.999148f, 0.999575f, 0.0291551f};
+    t.push_back({"ddim_step_guided_2x8x8x4", {{{2, 8, 8, 4}}, {{4, 8, 8, 4}}, {{2, 4}, 1, 0, coefs}, {{1}, 1, 0, {1.0f}}},
+                 ddim, tol::kPointwise, false});
+    t.push_back({"ddim_step_unguided_3x5x7x4", {{{3, 5, 7, 4}}, {{3, 5, 7, 4}}, {{2, 4}, 1, 0, coefs}, {{1}, 1, 0, {0.0f}}},
+                 ddim, tol::kPointwise, false});
+    t.push_back({"repeat_batch_2x8x8x4_x2",
+                 {{{2, 8, 8, 4}}},
+                 [](Backend& b, const Ins& in, DType dt) { return b.repeat_batch(in[0], 2, dt); },
+                 tol::kExact});
+    t.push_back({"repeat_batch_3x5x7x4_x1",
+                 {{{3, 5, 7, 4}}},
+                 [](Backend& b, const Ins& in, DType dt) { return b.repeat_batch(in[0], 1, dt); },
+                 tol::kExact});
+    t.push_back({"timestep_embedding_at_5x320",
+                 {{{4}, 1, 0, {981.0f, 501.0f, 21.0f, 1.0f}}, {{1}, 1, 0, {2.0f}}},
+                 [](Backend& b, const Ins& in, DType dt) { return b.timestep_embedding_at(in[0], in[1], 5, 320, dt); },
+                 tol::kPointwise, false});
+    for (OpCase& c : t) c.op = op_of(c.name);
     return t;
   }();
   return table;

@@ -3,6 +3,7 @@
 // declaration here. ops.h checks shapes before calling in, so backends may assume valid inputs
 // and allocate outputs of the documented shape.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,11 +12,41 @@
 
 namespace sdgen {
 
+// The ops of the interface, for Backend::supports.
+enum class Op {
+  kConv2d, kLinear, kGroupNorm, kLayerNorm, kAttention, kSoftmax, kUnary, kGeglu, kAdd, kAddChannel,
+  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kDdimStep
+};
+
+// A recorded sequence of a backend's ops (a CUDA graph), replayed as one launch.
+class Graph {
+ public:
+  virtual ~Graph() = default;
+  virtual void launch() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual Device device() const = 0;
+  // Whether this backend (as built) runs `op` in `dtype`; tests ask instead of expecting errors.
+  virtual bool supports(Op op, DType dtype) const {
+    (void)op, (void)dtype;
+    return true;
+  }
+
+  // Records the device work `body` issues (nothing runs; allocations are made and kept for the
+  // graph) and returns it as a Graph, or nullptr where the backend has no graphs (then `body` did
+  // not run either). Host values `body` reads are baked in: per-step values must live in tensors.
+  virtual std::unique_ptr<Graph> capture(const std::function<void()>& body) {
+    (void)body;
+    return nullptr;
+  }
+  // Waits until the work issued so far has finished (host reads of results do this themselves).
+  virtual void synchronize() {}
+  // Returns cached free memory to the system (between stages whose buffers differ in size).
+  virtual void release_cached_memory() {}
 
   virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
                         int padding) = 0;
@@ -38,6 +69,13 @@ class Backend {
   virtual Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table) = 0;
   virtual Tensor timestep_embedding(const std::vector<float>& t, int dim, DType dtype) = 0;
   virtual Tensor cast(const Tensor& x, DType dtype) = 0;
+
+  // The sampler's device-resident ops (ops.h, "sampler").
+  virtual Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim,
+                                       DType dtype) = 0;
+  virtual Tensor repeat_batch(const Tensor& x, int times, DType dtype) = 0;
+  virtual void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step,
+                         float guidance) = 0;
 };
 
 // The CPU backend. plain=true: straightforward fp32 loops, the numeric truth. plain=false: the

@@ -49,4 +49,18 @@ Tensor timestep_embedding(const std::vector<float>& timesteps, int dim, DType dt
 // Same values in another dtype (fp32 <-> fp16, round to nearest even).
 Tensor cast(const Tensor& x, DType dtype);
 
+// ---- the sampler: the denoising loop's state lives in tensors on the model's device, so a step
+// reads no host value and can be recorded once as a CUDA graph and replayed ----
+// timestep_embedding for timesteps[step] (timesteps [S] fp32, step [1] fp32 holding an index),
+// repeated for n rows: [n, dim] in dtype.
+Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim, DType dtype);
+// x [B, ...] repeated `times` times along the batch -> [times·B, ...] in dtype (guidance runs the
+// UNet on the latents twice: unconditional rows first).
+Tensor repeat_batch(const Tensor& x, int times, DType dtype);
+// One DDIM step (η = 0) in place on the fp32 latents x [B, ...], then step += 1.
+// eps: [2B, ...] (unconditional rows first; ε = ε_u + guidance·(ε_c − ε_u)) or [B, ...] (no
+// guidance: ε itself), in any dtype, math in fp32. coefs [S, 4] fp32, row step: √(1−ᾱ_t), √ᾱ_t,
+// √ᾱ_prev, √(1−ᾱ_prev) (DdimSampler::coefficients).
+void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, float guidance);
+
 }  // namespace sdgen::ops

@@ -22,17 +22,22 @@ using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);  // "[2, 64, 64, 320]"
 
 // Owns one allocation. Device memory is freed through the deleter of the backend that made it.
-// Every allocation carries kGuardBytes of a known pattern after its `bytes`, so tests can tell
-// when a kernel or loop wrote past the end of its output (Tensor::guard_intact).
+// An allocation carries kGuardBytes of a known pattern after its `bytes`, so tests can tell when a
+// kernel or loop wrote past the end of its output (Tensor::guard_intact): always on the host; on a
+// device only while set_device_guard_bytes(true) (a memset per tensor, which tests pay for and
+// generation does not).
 struct Storage {
   static constexpr size_t kGuardBytes = 64;
   static constexpr uint8_t kGuardByte = 0xA5;
   void* ptr = nullptr;
   size_t bytes = 0;  // usable bytes (the guard follows)
   Device device = Device::CPU;
+  bool guarded = false;  // the guard pattern was written
   void (*deleter)(void*) = nullptr;
   ~Storage();
 };
+void set_device_guard_bytes(bool on);
+bool device_guard_bytes();
 
 class Tensor {
  public:
@@ -69,7 +74,7 @@ class Tensor {
   std::vector<float> to_floats() const;
   Tensor clone() const;
   // Whether the guard bytes after this tensor's allocation still hold their pattern (a copy from
-  // the device for CUDA tensors; meant for tests).
+  // the device for CUDA tensors; meant for tests). Throws for an allocation made without guard.
   bool guard_intact() const;
 
  private:

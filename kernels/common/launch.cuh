@@ -8,6 +8,9 @@
 
 #include "check.h"
 #include "cuda_compat.cuh"
+#if !defined(__CUDACC__)
+#include "simt_census.h"
+#endif
 
 namespace sdgen {
 namespace cuda {
@@ -21,9 +24,29 @@ void launch_kernel(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 b
   if (e != cudaSuccess) throw_cuda_error(e, name, __FILE__, __LINE__);
 #else
   (void)stream;
-  auto body = [&]() { kernel(static_cast<KArgs>(args)...); };
-  simt::LaunchSpec spec{name, reinterpret_cast<const void*>(kernel), grid, block, shared_bytes};
-  simt::launch(spec, body);
+  const simt::LaunchSpec spec{name, reinterpret_cast<const void*>(kernel), grid, block, shared_bytes};
+  const std::pair<double, double> cost = simt::census::take_note();
+  // Arguments by value: a captured launch runs later, when the caller's variables are gone.
+  auto run = [=]() {
+    simt::census::on_launch(name, simt::replaying(), cost.first, cost.second);
+    if (simt::census::dry()) return;  // counted, not run (benchmarks/cuda_census)
+    auto body = [&]() { kernel(static_cast<KArgs>(args)...); };
+    simt::launch(spec, body);
+  };
+  if (simt::capturing())
+    simt::capture(run);
+  else
+    run();
+#endif
+}
+
+// States the global-memory bytes (and FLOPs) the launcher's next launch must move (compute), for
+// the census of the emulated build (tests/simt/simt_census.h); nothing under nvcc.
+inline void note_traffic(double bytes, double flops = 0) {
+#if defined(__CUDACC__)
+  (void)bytes, (void)flops;
+#else
+  simt::census::note_next_launch(bytes, flops);
 #endif
 }
 

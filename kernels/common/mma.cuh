@@ -1,10 +1,11 @@
 // Tensor-core matrix multiply-accumulate behind one small wrapper: D = A·B + C for one warp with
 // A 16x16 fp16 (row-major), B 16x8 fp16 (column-major), C and D 16x8 fp32, in the register
 // fragments of PTX's mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32. sm_80+ issue that
-// instruction; sm_75 issues two m16n8k8 halves (same fragments split along k); the emulator's
-// twin (tests/simt/simt_collective.cpp) gathers the fragments of all 32 lanes by the same
-// documented layout and multiplies on the host. The fragment helpers below are the layout, in
-// one place, for kernels that load fragments from memory.
+// instruction; sm_75 issues two m16n8k8 halves (same fragments split along k). Emulated, the host
+// branch issues one or the other by simt::emulated_arch() (SIMT_ARCH=75 for sm_75's halves); the
+// emulator's twins (tests/simt/simt_collective.cpp) gather the fragments of all 32 lanes by each
+// instruction's documented layout and multiply on the host. The fragment helpers below are the
+// layout, in one place, for kernels that load fragments from memory.
 #pragma once
 #include <cstdint>
 
@@ -52,6 +53,27 @@ __device__ __forceinline__ MmaB load_mma_b(const __half* b, int ldb, int lane) {
   return f;
 }
 
+// d = a·b + c for A 16x8 in {a0, a1} and B 8x8 in b (mma.sync.m16n8k8, sm_75 and later), whose
+// fragments are the first halves of m16n8k16's: mma_a_* with i < 4, mma_b_* with i < 2. All 32
+// lanes of the warp must call it together (converged).
+__device__ __forceinline__ void mma_m16n8k8(MmaC& d, uint32_t a0, uint32_t a1, uint32_t b,
+                                            const MmaC& c) {
+#if defined(__CUDA_ARCH__)
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+      "{%7,%8,%9,%10};\n"
+      : "=f"(d.x[0]), "=f"(d.x[1]), "=f"(d.x[2]), "=f"(d.x[3])
+      : "r"(a0), "r"(a1), "r"(b), "f"(c.x[0]), "f"(c.x[1]), "f"(c.x[2]), "f"(c.x[3]));
+#elif !defined(__CUDACC__)
+  simt::MmaK8Operands in;
+  in.a[0] = a0;
+  in.a[1] = a1;
+  in.b = b;
+  for (int i = 0; i < 4; ++i) in.c[i] = c.x[i];
+  simt::mma_m16n8k8(d.x, in, __FILE__, __LINE__);
+#endif
+}
+
 // d = a·b + c; all 32 lanes of the warp must call it together (converged).
 __device__ __forceinline__ void mma_m16n8k16(MmaC& d, const MmaA& a, const MmaB& b, const MmaC& c) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -75,11 +97,19 @@ __device__ __forceinline__ void mma_m16n8k16(MmaC& d, const MmaA& a, const MmaB&
       : "=f"(d.x[0]), "=f"(d.x[1]), "=f"(d.x[2]), "=f"(d.x[3])
       : "r"(a.x[2]), "r"(a.x[3]), "r"(b.x[1]), "f"(t[0]), "f"(t[1]), "f"(t[2]), "f"(t[3]));
 #elif !defined(__CUDACC__)
-  simt::MmaOperands in;
-  for (int i = 0; i < 4; ++i) in.a[i] = a.x[i];
-  for (int i = 0; i < 2; ++i) in.b[i] = b.x[i];
-  for (int i = 0; i < 4; ++i) in.c[i] = c.x[i];
-  simt::mma_m16n8k16(d.x, in, __FILE__, __LINE__);
+  if (simt::emulated_arch() >= 80) {
+    simt::MmaOperands in;
+    for (int i = 0; i < 4; ++i) in.a[i] = a.x[i];
+    for (int i = 0; i < 2; ++i) in.b[i] = b.x[i];
+    for (int i = 0; i < 4; ++i) in.c[i] = c.x[i];
+    simt::mma_m16n8k16(d.x, in, __FILE__, __LINE__);
+  } else {
+    // sm_75's split, register for register as in its asm above, so that the emulated twin of
+    // m16n8k8 checks it.
+    MmaC t;
+    mma_m16n8k8(t, a.x[0], a.x[1], b.x[0], c);
+    mma_m16n8k8(d, a.x[2], a.x[3], b.x[1], t);
+  }
 #endif
 }
 

@@ -99,6 +99,10 @@ int run(int argc, char** argv) {
   app.add_option("--name", job.name_pattern,
                  "File name pattern: {n} number, {seed}, {i} batch index, {prompt}, {steps}, {w}, {h}")
       ->capture_default_str();
+  std::string graphs = "on";
+  app.add_option("--cuda-graphs", graphs, "on or off: on CUDA, record the denoising step once and replay it")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_flag("--json", opt.json, "Print one JSON object per image on stdout");
   app.add_flag("-q,--quiet", opt.quiet, "Only errors on stderr");
   app.set_version_flag("--version", std::string("sd-gen ") + SDGEN_VERSION);
@@ -115,6 +119,7 @@ int run(int argc, char** argv) {
     throw_usage(std::string(e.what()) + " (see sd-gen --help)");
   }
   if (seed_opt->count()) job.seed = seed;
+  opt.cuda_graphs = graphs == "on";
 
   if (!prompt_file.empty()) {
     if (!job.prompt.empty()) throw_usage("give --prompt or --prompt-file, not both");
@@ -163,6 +168,7 @@ int run(int argc, char** argv) {
     gp.width = j.width;
     gp.height = j.height;
     gp.sampler = j.sampler;
+    gp.cuda_graphs = opt.cuda_graphs;
     if (!j.seed) progress.log("seed: " + std::to_string(gp.seed));
     GeneratedBatch out = pipe->generate(gp, [&](int d, int t) {
       check_interrupted();

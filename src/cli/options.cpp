@@ -1,5 +1,7 @@
 #include "cli/options.h"
 
+#include "io/checkpoint.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -126,6 +128,7 @@ std::string resolve_model_path(const std::string& model_option) {
                 "SDGEN_MODEL, or fetch SD v1.5 with weights/download_sd15.sh");
   }
   std::error_code ec;
+  if (path == kRandomSd15) return path;
   if (!fs::exists(path, ec)) throw_model(how + " " + path + ": no such file or folder");
   return path;
 }

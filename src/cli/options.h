@@ -31,6 +31,7 @@ struct Job {
 struct RunOptions {
   bool json = false;
   bool quiet = false;
+  bool cuda_graphs = true;  // --cuda-graphs on|off
   std::vector<Job> jobs;
 };
 

@@ -38,11 +38,12 @@ void* device_alloc(Device device, size_t bytes, void (**deleter)(void*)) {
   return h.alloc(bytes);
 }
 
-void device_memset_zero(Device device, void* ptr, size_t bytes) {
+void device_memset(Device device, void* ptr, int value, size_t bytes) {
+  if (bytes == 0) return;
   if (device == Device::CPU) {
-    std::memset(ptr, 0, bytes);
+    std::memset(ptr, value, bytes);
   } else {
-    cuda_hooks().memset_zero(ptr, bytes);
+    cuda_hooks().memset(ptr, value, bytes);
   }
 }
 

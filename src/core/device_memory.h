@@ -8,7 +8,10 @@
 namespace sdgen {
 
 void* device_alloc(Device device, size_t bytes, void (**deleter)(void*));
-void device_memset_zero(Device device, void* ptr, size_t bytes);
+// Sets bytes to `value`; asynchronous on a device (ordered with its other work).
+void device_memset(Device device, void* ptr, int value, size_t bytes);
+// Copies; a copy to the host has completed on return, one to a device may still be in flight
+// (the source may change at once).
 void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 
 // Hooks the CUDA backend installs at start-up (kept as plain function pointers so that the core
@@ -16,7 +19,7 @@ void device_copy(void* dst, Device dst_device, const void* src, Device src_devic
 struct CudaMemoryHooks {
   void* (*alloc)(size_t bytes) = nullptr;
   void (*free)(void* ptr) = nullptr;
-  void (*memset_zero)(void* ptr, size_t bytes) = nullptr;
+  void (*memset)(void* ptr, int value, size_t bytes) = nullptr;
   // kind: 0 host->device, 1 device->host, 2 device->device
   void (*copy)(void* dst, const void* src, size_t bytes, int kind) = nullptr;
 };

@@ -5,26 +5,40 @@
 
 namespace sdgen::nn {
 
-Tensor WeightLoader::finish(const Tensor& host_f32) const {
+namespace {
+
+// OIHW -> OHWI, for either element size (fp32, or fp16 as stored).
+template <class T>
+void oihw_to_ohwi(const T* src, T* dst, int64_t cout, int64_t cin, int64_t kk) {
+  for (int64_t o = 0; o < cout; ++o)
+    for (int64_t i = 0; i < cin; ++i)
+      for (int64_t s = 0; s < kk; ++s) dst[(o * kk + s) * cin + i] = src[(o * cin + i) * kk + s];
+}
+
+}  // namespace
+
+Tensor WeightLoader::finish(const Tensor& host) const {
   // Cast on the host first: the device then only ever receives the final bytes (half of them in
   // fp16), and no device needs an fp32 copy of the weights.
-  Tensor t = dtype == DType::F32 ? host_f32 : ops::cast(host_f32, dtype);
+  Tensor t = host.dtype() == dtype ? host : ops::cast(host, dtype);
   return t.to(device);
 }
 
 Tensor WeightLoader::load(const std::string& name, const Shape& shape) const {
-  return finish(ckpt.get(name, shape));
+  return finish(ckpt.get_stored(name, shape, dtype));
 }
 
 Tensor WeightLoader::load_conv(const std::string& name, int64_t cout, int64_t cin, int k) const {
-  Tensor oihw = ckpt.get(name, {cout, cin, k, k});
-  Tensor ohwi = Tensor::empty({cout, k, k, cin});
-  const float* src = oihw.f32();
-  float* dst = ohwi.f32();
+  Tensor oihw = ckpt.get_stored(name, {cout, cin, k, k}, dtype);
+  // A 1×1 kernel is laid out alike either way.
+  if (k == 1) return finish(oihw.reshape({cout, 1, 1, cin}));
+  Tensor ohwi = Tensor::empty({cout, k, k, cin}, oihw.dtype());
   const int64_t kk = (int64_t)k * k;
-  for (int64_t o = 0; o < cout; ++o)
-    for (int64_t i = 0; i < cin; ++i)
-      for (int64_t s = 0; s < kk; ++s) dst[(o * kk + s) * cin + i] = src[(o * cin + i) * kk + s];
+  if (oihw.dtype() == DType::F16) {
+    oihw_to_ohwi(oihw.data_as<uint16_t>(), ohwi.data_as<uint16_t>(), cout, cin, kk);
+  } else {
+    oihw_to_ohwi(oihw.f32(), ohwi.f32(), cout, cin, kk);
+  }
   return finish(ohwi);
 }
 

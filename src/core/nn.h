@@ -11,7 +11,9 @@
 
 namespace sdgen::nn {
 
-// Where weights go: host fp32 from the checkpoint, converted once to `dtype` and moved to `device`.
+// Where weights go: host tensors from the checkpoint (fp32, or as stored when that is `dtype`),
+// converted once to `dtype` and moved to `device`. One weight at a time is in flight, so loading
+// never holds more than the model's own weights and one tensor's temporaries.
 struct WeightLoader {
   const Checkpoint& ckpt;
   DType dtype;
@@ -21,8 +23,8 @@ struct WeightLoader {
   Tensor load(const std::string& name, const Shape& shape) const;
   // A conv weight stored [Cout, Cin, K, K] (OIHW), returned [Cout, K, K, Cin] (OHWI) as ops want.
   Tensor load_conv(const std::string& name, int64_t cout, int64_t cin, int k) const;
-  // The host tensor in the model's dtype and device.
-  Tensor finish(const Tensor& host_f32) const;
+  // The host tensor (fp32 or already `dtype`) in the model's dtype and device.
+  Tensor finish(const Tensor& host) const;
 };
 
 // Joins checkpoint name parts: join("unet.conv_in", "weight") = "unet.conv_in.weight".

@@ -22,6 +22,10 @@ std::string shape_str(const Shape& s) {
   return os.str();
 }
 
+namespace {
+bool g_device_guards = false;
+}  // namespace
+
 Storage::~Storage() {
   if (ptr && deleter) deleter(ptr);
 }
@@ -45,14 +49,20 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   t.storage_->bytes = bytes;
   t.storage_->device = device;
   t.storage_->ptr = device_alloc(device, bytes + Storage::kGuardBytes, &t.storage_->deleter);
-  static const std::vector<uint8_t> guard(Storage::kGuardBytes, Storage::kGuardByte);
-  device_copy(static_cast<char*>(t.storage_->ptr) + bytes, device, guard.data(), Device::CPU,
-              guard.size());
+  if (device == Device::CPU || g_device_guards) {
+    device_memset(device, static_cast<char*>(t.storage_->ptr) + bytes, Storage::kGuardByte, Storage::kGuardBytes);
+    t.storage_->guarded = true;
+  }
   return t;
 }
 
+void set_device_guard_bytes(bool on) { g_device_guards = on; }
+bool device_guard_bytes() { return g_device_guards; }
+
 bool Tensor::guard_intact() const {
   if (!storage_) return true;
+  SDGEN_CHECK(storage_->guarded, "guard_intact: this " + std::string(device_name(device_)) +
+                                     " allocation has no guard bytes (set_device_guard_bytes(true) before making it)");
   std::vector<uint8_t> g(Storage::kGuardBytes);
   device_copy(g.data(), Device::CPU, static_cast<const char*>(storage_->ptr) + storage_->bytes,
               device_, g.size());
@@ -63,7 +73,7 @@ bool Tensor::guard_intact() const {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  device_memset_zero(device, t.data(), t.nbytes());
+  device_memset(device, t.data(), 0, t.nbytes());
   return t;
 }
 

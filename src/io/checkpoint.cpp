@@ -2,6 +2,8 @@
 // canonical (diffusers, component-prefixed) names.
 #include "io/checkpoint.h"
 
+#include "io/random_checkpoint.h"
+
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -79,6 +81,29 @@ class StoredCheckpoint : public Checkpoint {
     return out;
   }
   Tensor get(const std::string& n, const Shape& expected) const override {
+    const Entry& e = entry(n, expected);
+    Tensor t = Tensor::empty(expected);
+    e.file->to_floats(*e.info, t.f32());  // throws for integer dtypes, naming them
+    return t;
+  }
+  Tensor get_stored(const std::string& n, const Shape& expected, DType dtype) const override {
+    const Entry& e = entry(n, expected);
+    const StDType want = dtype == DType::F16 ? StDType::F16 : StDType::F32;
+    if (e.info->dtype != want) return get(n, expected);
+    Tensor t = Tensor::empty(expected, dtype);
+    e.file->copy_bytes(*e.info, t.data());
+    return t;
+  }
+  std::optional<std::string> tokenizer_vocab_json() const override { return vocab_; }
+  std::optional<std::string> tokenizer_merges_txt() const override { return merges_; }
+
+ protected:
+  struct Entry {
+    const SafetensorsFile* file;
+    const StTensorInfo* info;
+  };
+  // The entry of `n`, checked against the expected shape.
+  const Entry& entry(const std::string& n, const Shape& expected) const {
     auto it = entries_.find(n);
     if (it == entries_.end()) {
       std::string msg = "checkpoint " + path_ + ": tensor '" + n + "' not found";
@@ -93,18 +118,9 @@ class StoredCheckpoint : public Checkpoint {
     if (strip_trailing_ones(e.info->shape) != strip_trailing_ones(expected))
       throw_model("checkpoint " + path_ + ": tensor '" + n + "'" + stored + " has shape " +
                   shape_str(e.info->shape) + ", expected " + shape_str(expected));
-    Tensor t = Tensor::empty(expected);
-    e.file->to_floats(*e.info, t.f32());  // throws for integer dtypes, naming them
-    return t;
+    return e;
   }
-  std::optional<std::string> tokenizer_vocab_json() const override { return vocab_; }
-  std::optional<std::string> tokenizer_merges_txt() const override { return merges_; }
 
- protected:
-  struct Entry {
-    const SafetensorsFile* file;
-    const StTensorInfo* info;
-  };
   std::string path_, name_;
   ModelConfig config_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
@@ -228,6 +244,8 @@ class DiffusersCheckpoint : public StoredCheckpoint {
 }  // namespace
 
 std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
+  // Full-size SD v1.5 shapes with random weights: benchmarks and the census need no download.
+  if (path == kRandomSd15) return make_random_checkpoint(ModelConfig{});
   if (is_dir(path)) return std::make_unique<DiffusersCheckpoint>(path);
   if (is_file(path)) return std::make_unique<LdmCheckpoint>(path);
   throw_model("model not found: " + path + " is neither a .safetensors file nor a diffusers folder");

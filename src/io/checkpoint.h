@@ -17,9 +17,13 @@
 
 namespace sdgen {
 
+// The model name that opens full-size SD v1.5 with random weights (io/random_checkpoint.h).
+inline constexpr const char* kRandomSd15 = "random:sd15";
+
 class Checkpoint {
  public:
-  // path: a .safetensors file or a diffusers folder. Throws Error(kModel) naming what is wrong.
+  // path: a .safetensors file, a diffusers folder, or kRandomSd15. Throws Error(kModel) naming what
+  // is wrong.
   static std::unique_ptr<Checkpoint> open(const std::string& path);
   virtual ~Checkpoint() = default;
 
@@ -34,6 +38,13 @@ class Checkpoint {
   // attention projections as [C, C, 1, 1] convs). Conv weights come as stored: [O, I, KH, KW].
   // Missing or mis-shaped: Error(kModel) naming the tensor, the expected and the found shape.
   virtual Tensor get(const std::string& canonical_name, const Shape& expected) const = 0;
+  // The same, except that a tensor stored in `dtype` comes in that dtype, its bytes copied as
+  // stored: an fp16 file loaded into an fp16 model then makes no round trip through fp32 (nor its
+  // fp32 temporary). Otherwise fp32, as get().
+  virtual Tensor get_stored(const std::string& canonical_name, const Shape& expected,
+                            DType dtype) const {
+    return get(canonical_name, expected);
+  }
   // The shape as stored (e.g. [C, C, 1, 1] for an LDM VAE attention weight); nullopt when absent.
   virtual std::optional<Shape> stored_shape(const std::string& canonical_name) const { return std::nullopt; }
   // Every canonical name this checkpoint provides (for tests and diagnostics).

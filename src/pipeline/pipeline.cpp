@@ -6,8 +6,10 @@
 #include <filesystem>
 
 #include "core/rng.h"
+#include "core/trace.h"
 #include "io/checkpoint.h"
 #include "sampler/ddim.h"
+#include "sdgen/backend.h"
 #include "sdgen/error.h"
 #include "sdgen/ops.h"
 #include "text/clip.h"
@@ -34,6 +36,7 @@ std::string find_bpe_vocab() {
 
 Pipeline::Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log)
     : precision_(precision), device_(device), log_(std::move(log)) {
+  trace::phase("weight_load");
   checkpoint_ = Checkpoint::open(model_path);
   auto vocab = checkpoint_->tokenizer_vocab_json();
   auto merges = checkpoint_->tokenizer_merges_txt();
@@ -44,6 +47,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   clip_ = std::make_unique<ClipTextEncoder>(*checkpoint_, cfg.clip, precision, device);
   unet_ = std::make_unique<UNet>(*checkpoint_, cfg.unet, precision, device);
   vae_ = std::make_unique<VaeDecoder>(*checkpoint_, cfg.vae, precision, device);
+  trace::phase("");
 }
 
 Pipeline::~Pipeline() = default;
@@ -67,16 +71,14 @@ std::vector<float> Pipeline::initial_noise(uint64_t seed, int batch, int latent_
   return rng.randn((size_t)batch * 4 * latent_h * latent_w);
 }
 
-Tensor Pipeline::to_model_layout(const std::vector<float>& nchw, int n, int c, int h, int w) const {
+Tensor Pipeline::to_device_f32(const std::vector<float>& nchw, int n, int c, int h, int w) const {
   std::vector<float> nhwc(nchw.size());
   for (int b = 0; b < n; ++b)
     for (int ch = 0; ch < c; ++ch)
       for (int y = 0; y < h; ++y)
         for (int x = 0; x < w; ++x)
           nhwc[(((size_t)b * h + y) * w + x) * c + ch] = nchw[(((size_t)b * c + ch) * h + y) * w + x];
-  Tensor t = Tensor::from_floats({n, h, w, c}, nhwc);
-  if (precision_ != DType::F32) t = ops::cast(t, precision_);
-  return t.to(device_);
+  return Tensor::from_floats({n, h, w, c}, nhwc).to(device_);
 }
 
 std::vector<float> Pipeline::to_nchw(const Tensor& nhwc) {
@@ -126,6 +128,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   // it) and the positive prompts (these alone without guidance); each row is repeated per image,
   // unconditional rows first.
   auto t0 = Clock::now();
+  trace::phase("text_encoder");
   std::vector<std::string> prompts;
   if (cfg_guidance) prompts.assign(P, p.negative_prompt);
   prompts.insert(prompts.end(), positive.begin(), positive.end());
@@ -143,41 +146,51 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   context = context.to(device_);
   out.times.text_s = seconds_since(t0);
 
-  // Sampling. Latents stay fp32 on the host (the sampler's arithmetic is diffusers' float32).
+  // Sampling. The latents (fp32, as diffusers keeps them), the schedule and the step index live in
+  // tensors on the model's device and one step reads no host value (ops.h, "sampler"), so the
+  // latents stay on the device for the whole loop and a step can be recorded once and replayed.
   t0 = Clock::now();
-  DdimSampler sampler(checkpoint_->config().scheduler, p.steps);
-  std::vector<float> x = initial_noise(p.seed, B, lh, lw);
+  trace::phase("sampling_setup");
   if (lc != 4) throw_model("the UNet must take 4 latent channels, this one takes " + std::to_string(lc));
-  const size_t n = x.size();
-  std::vector<float> eps(n), model_in;
+  const DdimSampler sampler(checkpoint_->config().scheduler, p.steps);
+  Tensor x = to_device_f32(initial_noise(p.seed, B, lh, lw), B, lc, lh, lw);
+  const std::vector<float> ts(sampler.timesteps().begin(), sampler.timesteps().end());
+  const Tensor timesteps = Tensor::from_floats({p.steps}, ts).to(device_);
+  const Tensor coefs = Tensor::from_floats({p.steps, 4}, sampler.coefficients()).to(device_);
+  Tensor step = Tensor::from_floats({1}, {0.0f}).to(device_);
+  const int time_dim = checkpoint_->config().unet.block_channels[0];
+  auto denoise_step = [&] {
+    const Tensor xin = ops::repeat_batch(x, cfg_guidance ? 2 : 1, precision_);
+    const Tensor time_proj = ops::timestep_embedding_at(timesteps, step, rows, time_dim, precision_);
+    ops::ddim_step(x, unet_->forward(xin, time_proj, context), coefs, step, p.guidance);
+  };
+  // Recording one step runs nothing but plans it: every buffer it needs is allocated now, before
+  // the loop, and stays cached for the replays (or, without graphs, for the eager steps). Backends
+  // without graphs return none and run every step eagerly.
+  std::unique_ptr<Graph> graph = backend_for(device_).capture(denoise_step);
+  if (!p.cuda_graphs) graph.reset();
   if (on_step) on_step(0, p.steps);
   for (int i = 0; i < p.steps; ++i) {
-    model_in = x;
-    if (cfg_guidance) model_in.insert(model_in.end(), x.begin(), x.end());
-    Tensor xin = to_model_layout(model_in, rows, lc, lh, lw);
-    std::vector<float> t(rows, (float)sampler.timesteps()[i]);
-    std::vector<float> e = to_nchw(unet_->forward(xin, t, context));
-    if (cfg_guidance) {
-      DdimSampler::guide(e.data(), e.data() + n, p.guidance, eps.data(), n);
-    } else {
-      std::copy(e.begin(), e.begin() + n, eps.begin());
-    }
-    sampler.step(i, eps.data(), x.data(), n);
+    trace::phase("unet_step", i);
+    if (graph)
+      graph->launch();
+    else
+      denoise_step();
     if (on_step) on_step(i + 1, p.steps);
   }
+  graph.reset();
+  trace::phase("vae_decode");
+  out.latents = to_nchw(x);  // the one download of the latents; waits for the last step
   out.times.unet_s = seconds_since(t0);
-  out.latents = x;
+  // The decoder's buffers differ in size from the UNet's: hand the UNet's back first, so the two
+  // working sets do not add up in the peak.
+  backend_for(device_).release_cached_memory();
 
   // Decode one image at a time: the VAE's activations dominate the memory peak at 512×512.
   t0 = Clock::now();
-  const size_t per = (size_t)lc * lh * lw;
-  for (int b = 0; b < B; ++b) {
-    std::vector<float> one(x.begin() + b * per, x.begin() + (b + 1) * per);
-    Tensor img = vae_->decode(to_model_layout(one, 1, lc, lh, lw));
-    auto u8 = to_uint8(img);
-    out.images.push_back(std::move(u8[0]));
-  }
+  for (int b = 0; b < B; ++b) out.images.push_back(std::move(to_uint8(vae_->decode(x.slice0(b, b + 1)))[0]));
   out.times.vae_s = seconds_since(t0);
+  trace::phase("");
   out.times.total_s = seconds_since(t_start);
   return out;
 }

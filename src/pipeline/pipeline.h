@@ -33,6 +33,7 @@ struct GenerateParams {
   int width = 512;
   int height = 512;
   std::string sampler = "ddim";
+  bool cuda_graphs = true;  // on CUDA: record the denoising step once and replay it
 };
 
 struct StageTimes {
@@ -65,8 +66,8 @@ class Pipeline {
   std::vector<int> tokenize(const std::vector<std::string>& prompts);
   // Initial latents for a batch: torch.randn((B,4,h,w), Generator("cpu").manual_seed(seed)), NCHW.
   static std::vector<float> initial_noise(uint64_t seed, int batch, int latent_h, int latent_w);
-  // NCHW host floats -> NHWC tensor of the pipeline's dtype on its device, and back.
-  Tensor to_model_layout(const std::vector<float>& nchw, int n, int c, int h, int w) const;
+  // NCHW host floats -> NHWC fp32 tensor on the pipeline's device (the sampler's latents), and back.
+  Tensor to_device_f32(const std::vector<float>& nchw, int n, int c, int h, int w) const;
   static std::vector<float> to_nchw(const Tensor& nhwc);
   // [-1,1] NHWC image tensor -> uint8 RGB per image, as diffusers' postprocess + numpy_to_pil.
   static std::vector<std::vector<uint8_t>> to_uint8(const Tensor& images);

@@ -19,20 +19,26 @@ DdimSampler::DdimSampler(const SchedulerConfig& cfg, int steps) {
   final_alpha_cumprod_ = cfg.set_alpha_to_one ? 1.0f : alphas_cumprod_[0];
 }
 
-void DdimSampler::step(int i, const float* eps, float* x, size_t n) const {
-  const int t = timesteps_[i];
-  const int prev = t - step_ratio_;
-  const float a_t = alphas_cumprod_[t];
-  const float a_prev = prev >= 0 ? alphas_cumprod_[prev] : final_alpha_cumprod_;
-  const float beta_t = 1.0f - a_t;
-  const float sqrt_beta_t = std::sqrt(beta_t);
-  const float sqrt_a_t = std::sqrt(a_t);
-  const float sqrt_a_prev = std::sqrt(a_prev);
-  const float dir = std::sqrt(1.0f - a_prev - 0.0f);  // η = 0: no variance term
-  for (size_t k = 0; k < n; ++k) {
-    const float x0 = (x[k] - sqrt_beta_t * eps[k]) / sqrt_a_t;
-    x[k] = sqrt_a_prev * x0 + dir * eps[k];
+std::vector<float> DdimSampler::coefficients() const {
+  std::vector<float> c;
+  for (size_t i = 0; i < timesteps_.size(); ++i) {
+    const int t = timesteps_[i];
+    const int prev = t - step_ratio_;
+    const float a_t = alphas_cumprod_[t];
+    const float a_prev = prev >= 0 ? alphas_cumprod_[prev] : final_alpha_cumprod_;
+    const float beta_t = 1.0f - a_t;
+    c.push_back(std::sqrt(beta_t));
+    c.push_back(std::sqrt(a_t));
+    c.push_back(std::sqrt(a_prev));
+    c.push_back(std::sqrt(1.0f - a_prev - 0.0f));  // η = 0: no variance term
   }
+  return c;
+}
+
+void DdimSampler::step(int i, const float* eps, float* x, size_t n) const {
+  const std::vector<float> all = coefficients();
+  const float* c = &all[(size_t)i * 4];
+  for (size_t k = 0; k < n; ++k) x[k] = ddim_update(x[k], eps[k], c);
 }
 
 void DdimSampler::guide(const float* eps_uncond, const float* eps_cond, float g, float* out, size_t n) {

@@ -10,12 +10,22 @@
 
 namespace sdgen {
 
+// x_prev from x and ε with one step's coefficients c (DdimSampler::coefficients), in diffusers'
+// float32 order. The backends' ddim_step kernels compute exactly this expression.
+inline float ddim_update(float x, float eps, const float* c) {
+  const float x0 = (x - c[0] * eps) / c[1];
+  return c[2] * x0 + c[3] * eps;
+}
+
 class DdimSampler {
  public:
   DdimSampler(const SchedulerConfig& cfg, int steps);
   const std::vector<int>& timesteps() const { return timesteps_; }
   // One step in place on host floats: x (the latents) ← x_prev, given ε for timestep index i.
   void step(int i, const float* eps, float* x, size_t n) const;
+  // Per step i, the four float32 coefficients of ddim_update: √(1−ᾱ_t), √ᾱ_t, √ᾱ_prev, √(1−ᾱ_prev);
+  // [steps × 4], the table ops::ddim_step reads on the device.
+  std::vector<float> coefficients() const;
   // Classifier-free guidance: ε = ε_u + g·(ε_c − ε_u), float32 as diffusers.
   static void guide(const float* eps_uncond, const float* eps_cond, float g, float* out, size_t n);
 

@@ -81,6 +81,13 @@ UNet::UNet(const Checkpoint& ckpt, const UNetConfig& config, DType dtype, Device
 
 Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
                      const Tensor& context_in, const Probe& probe) const {
+  SDGEN_CHECK((int64_t)timesteps.size() == x_in.dim(0), "UNet: one timestep per sample");
+  return forward(x_in, ops::timestep_embedding(timesteps, config_.block_channels[0], dtype_, device_),
+                 context_in, probe);
+}
+
+Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const Tensor& context_in,
+                     const Probe& probe) const {
   auto show = [&](const std::string& name, const Tensor& t) {
     if (probe) probe(name, t);
   };
@@ -91,7 +98,8 @@ Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
     throw_usage("UNet input " + shape_str(x_in.shape()) + ": expected [N, h, w, " +
                 std::to_string(config_.in_channels) + "] with h, w multiples of " +
                 std::to_string(down_factor));
-  SDGEN_CHECK((int64_t)timesteps.size() == n, "UNet: one timestep per sample");
+  SDGEN_CHECK(time_proj.ndim() == 2 && time_proj.dim(0) == n && time_proj.dim(1) == config_.block_channels[0],
+              "UNet time_proj " + shape_str(time_proj.shape()) + ": expected [N, block_channels[0]]");
   SDGEN_CHECK(context_in.ndim() == 3 && context_in.dim(0) == n &&
                   context_in.dim(2) == config_.cross_attention_dim,
               "UNet context " + shape_str(context_in.shape()));
@@ -103,7 +111,7 @@ Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
   const Tensor context = prepare(context_in);
 
   // Every resnet adds time_emb_proj(SiLU(temb)); the SiLU is shared, so it is done once here.
-  Tensor temb = ops::timestep_embedding(timesteps, config_.block_channels[0], dtype_, device_);
+  Tensor temb = prepare(time_proj);
   show("time_proj", temb);
   temb = time_embedding.linear_2(ops::silu(time_embedding.linear_1(temb)));
   show("time_embedding", temb);

@@ -25,6 +25,10 @@ class UNet {
   using Probe = std::function<void(const std::string& name, const Tensor& value)>;
   Tensor forward(const Tensor& x, const std::vector<float>& timesteps, const Tensor& context,
                  const Probe& probe = nullptr) const;
+  // The same with the sinusoidal timestep embedding given ("time_proj", [N, block_channels[0]]),
+  // as the device-resident sampler makes it (ops::timestep_embedding_at).
+  Tensor forward(const Tensor& x, const Tensor& time_proj, const Tensor& context,
+                 const Probe& probe = nullptr) const;
 
   const UNetConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <vector>
 
+#include "simt_census.h"
+
 struct cublasContext {
   cudaStream_t stream = nullptr;
   cublasMath_t math = CUBLAS_DEFAULT_MATH;
@@ -53,7 +55,7 @@ float dot(const float* a, const float* b, int k) {
   return s;
 }
 
-cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+cublasStatus_t gemm(const char* call, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                     int k, const void* alpha, const void* A, cudaDataType at, int lda,
                     long long sa, const void* B, cudaDataType bt, int ldb, long long sb,
                     const void* beta, void* C, cudaDataType ct, int ldc, long long sc, int batch,
@@ -69,6 +71,29 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
   if ((k > 0 && (!simt::is_device_pointer(A) || !simt::is_device_pointer(B))) ||
       !simt::is_device_pointer(C))
     return CUBLAS_STATUS_EXECUTION_FAILED;  // the real library would fault on host pointers
+  if (simt::capturing()) {
+    // A graph node: the scalars are read now (host pointer mode), the matrices when it runs.
+    uint32_t al_bits = 0, be_bits = 0;
+    const size_t scalar = compute == CUBLAS_COMPUTE_16F || compute == CUBLAS_COMPUTE_16F_PEDANTIC ? 2 : 4;
+    std::memcpy(&al_bits, alpha, scalar);
+    std::memcpy(&be_bits, beta, scalar);
+    simt::capture([=]() {
+      gemm(call, h, ta, tb, m, n, k, &al_bits, A, at, lda, sa, B, bt, ldb, sb, &be_bits, C, ct, ldc, sc, batch,
+           compute);
+    });
+    return CUBLAS_STATUS_SUCCESS;
+  }
+  {
+    auto es = [](cudaDataType t) { return t == CUDA_R_32F ? 4.0 : 2.0; };
+    const float be0 = compute == CUBLAS_COMPUTE_16F || compute == CUBLAS_COMPUTE_16F_PEDANTIC
+                          ? __half2float(*static_cast<const __half*>(beta))
+                          : *static_cast<const float*>(beta);
+    const double bytes = (double)batch * ((double)m * k * es(at) + (double)k * n * es(bt) +
+                                          (double)m * n * es(ct) * (be0 != 0.f ? 2 : 1));
+    simt::census::on_library(call, 2.0 * m * n * k * (double)batch, bytes,
+                             at == CUDA_R_16F && bt == CUDA_R_16F, simt::replaying());
+    if (simt::census::dry()) return CUBLAS_STATUS_SUCCESS;
+  }
   bool half_scalars = compute == CUBLAS_COMPUTE_16F || compute == CUBLAS_COMPUTE_16F_PEDANTIC;
   float al = half_scalars ? __half2float(*static_cast<const __half*>(alpha))
                           : *static_cast<const float*>(alpha);
@@ -139,7 +164,7 @@ const char* cublasGetStatusString(cublasStatus_t s) {
 cublasStatus_t cublasSgemm_v2(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
                               int n, int k, const float* alpha, const float* A, int lda,
                               const float* B, int ldb, const float* beta, float* C, int ldc) {
-  return gemm(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, 0, B, CUDA_R_32F, ldb, 0, beta, C,
+  return gemm("cublasSgemm_v2", h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, 0, B, CUDA_R_32F, ldb, 0, beta, C,
               CUDA_R_32F, ldc, 0, 1, CUBLAS_COMPUTE_32F);
 }
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
@@ -148,7 +173,7 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
                                          long long sa, const float* B, int ldb, long long sb,
                                          const float* beta, float* C, int ldc, long long sc,
                                          int batch) {
-  return gemm(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, sa, B, CUDA_R_32F, ldb, sb, beta, C,
+  return gemm("cublasSgemmStridedBatched", h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, sa, B, CUDA_R_32F, ldb, sb, beta, C,
               CUDA_R_32F, ldc, sc, batch, CUBLAS_COMPUTE_32F);
 }
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
@@ -156,7 +181,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             int lda, const void* B, cudaDataType bt, int ldb, const void* beta,
                             void* C, cudaDataType ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t) {
-  return gemm(h, ta, tb, m, n, k, alpha, A, at, lda, 0, B, bt, ldb, 0, beta, C, ct, ldc, 0, 1,
+  return gemm("cublasGemmEx", h, ta, tb, m, n, k, alpha, A, at, lda, 0, B, bt, ldb, 0, beta, C, ct, ldc, 0, 1,
               compute);
 }
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta,
@@ -166,6 +191,6 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                                           int ldb, long long sb, const void* beta, void* C,
                                           cudaDataType ct, int ldc, long long sc, int batch,
                                           cublasComputeType_t compute, cublasGemmAlgo_t) {
-  return gemm(h, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb, beta, C, ct, ldc, sc,
+  return gemm("cublasGemmStridedBatchedEx", h, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb, beta, C, ct, ldc, sc,
               batch, compute);
 }

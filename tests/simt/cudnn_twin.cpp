@@ -10,6 +10,8 @@
 #include <cmath>
 #include <vector>
 
+#include "simt_census.h"
+
 struct cudnnContext {
   cudaStream_t stream = nullptr;
 };
@@ -84,6 +86,19 @@ float dot(const float* a, const float* b, int k) {
   float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
   for (; p < k; ++p) s += a[p] * b[p];
   return s;
+}
+
+// Reports one convolution call to the census (FLOPs 2·N·P·Q·K·R·S·C; bytes: x, w, y, and z or y
+// read back when they contribute); true when the call must not run (a dry census).
+bool census_conv(const char* call, const cudnnTensorStruct& xd, const cudnnFilterStruct& wd,
+                 const cudnnTensorStruct& yd, bool reads_y) {
+  const double es = xd.type == CUDNN_DATA_FLOAT ? 4.0 : 2.0;
+  const double y = (double)yd.n * yd.c * yd.h * yd.w;
+  const double bytes = es * ((double)xd.n * xd.c * xd.h * xd.w + (double)wd.k * wd.c * wd.r * wd.s +
+                             y * (reads_y ? 2 : 1));
+  simt::census::on_library(call, 2.0 * y * wd.r * wd.s * wd.c, bytes, xd.type == CUDNN_DATA_HALF,
+                           simt::replaying());
+  return simt::census::dry();
 }
 
 // acc[n,k,p,q] of the convolution, in fp32, as a dense NKPQ array.
@@ -255,7 +270,7 @@ cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t h, const cud
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha,
                                       const cudnnTensorDescriptor_t xd, const void* x,
                                       const cudnnFilterDescriptor_t wd, const void* w,
-                                      const cudnnConvolutionDescriptor_t cv, cudnnConvolutionFwdAlgo_t,
+                                      const cudnnConvolutionDescriptor_t cv, cudnnConvolutionFwdAlgo_t algo,
                                       void*, size_t, const void* beta,
                                       const cudnnTensorDescriptor_t yd, void* y) {
   if (!h) return CUDNN_STATUS_BAD_PARAM;
@@ -264,6 +279,18 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void* alpha,
   if (!simt::is_device_pointer(x) || !simt::is_device_pointer(w) || !simt::is_device_pointer(y))
     return CUDNN_STATUS_EXECUTION_FAILED;
   float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
+  if (simt::capturing()) {
+    // A graph node with copies of the descriptors (the caller may destroy its own) and scalars.
+    cudnnTensorStruct xs = *xd, ys = *yd;
+    cudnnFilterStruct fs = *wd;
+    cudnnConvolutionStruct cs = *cv;
+    cudnnConvolutionFwdAlgo_t al = algo;
+    simt::capture([=]() mutable {
+      cudnnConvolutionForward(h, &a, &xs, x, &fs, w, &cs, al, nullptr, 0, &b, &ys, y);
+    });
+    return CUDNN_STATUS_SUCCESS;
+  }
+  if (census_conv("cudnnConvolutionForward", *xd, *wd, *yd, b != 0.f)) return CUDNN_STATUS_SUCCESS;
   std::vector<float> acc = convolve(*xd, x, *wd, w, *cv, *yd);
   size_t i = 0;
   for (int n = 0; n < yd->n; ++n)
@@ -296,6 +323,19 @@ cudnnStatus_t cudnnConvolutionBiasActivationForward(
   for (const void* p : {x, w, z, bias, static_cast<const void*>(y)})
     if (!simt::is_device_pointer(p)) return CUDNN_STATUS_EXECUTION_FAILED;
   float a1 = *static_cast<const float*>(alpha1), a2 = *static_cast<const float*>(alpha2);
+  if (simt::capturing()) {
+    cudnnTensorStruct xs = *xd, ys = *yd, zs = *zd, bs = *bd;
+    cudnnFilterStruct fs = *wd;
+    cudnnConvolutionStruct cs = *cv;
+    cudnnActivationStruct as = *act;
+    simt::capture([=]() mutable {
+      cudnnConvolutionBiasActivationForward(h, &a1, &xs, x, &fs, w, &cs, algo, nullptr, 0, &a2, &zs, z, &bs, bias,
+                                            &as, &ys, y);
+    });
+    return CUDNN_STATUS_SUCCESS;
+  }
+  if (census_conv("cudnnConvolutionBiasActivationForward", *xd, *wd, *yd, a2 != 0.f))
+    return CUDNN_STATUS_SUCCESS;
   std::vector<float> acc = convolve(*xd, x, *wd, w, *cv, *yd);
   size_t i = 0;
   for (int n = 0; n < yd->n; ++n)

@@ -1,6 +1,7 @@
 // Warp collectives once every lane of the mask has arrived: shuffles (the PTX shfl.sync rules for
-// out-of-segment sources), votes, and the tensor-core mma.sync m16n8k16 with the fragment layouts
-// of the PTX ISA ("Matrix Fragments for mma.m16n8k16 with floating point type").
+// out-of-segment sources), votes, and the tensor-core mma.sync m16n8k16 and m16n8k8 with the
+// fragment layouts of the PTX ISA ("Matrix Fragments for mma.m16n8k16 with floating point type",
+// "Matrix Fragments for mma.m16n8k8").
 #include <cuda_fp16.h>
 
 #include <cstring>
@@ -23,9 +24,34 @@ float half_to_float(uint16_t h) {
   return __half2float(__half(r));
 }
 
+// The warp's matrices gathered from its lanes' fragments: A 16xK row-major halves, B Kx8, C 16x8.
+struct MmaTiles {
+  float A[16][16], B[16][8], C[16][8];
+};
+
+// D = A·B + C over k < K, scattered to each lane's D fragment (the C/D layout is the same for
+// m16n8k16 and m16n8k8: row g (+8 for d2, d3), column 2t + (i & 1)).
+void mma_finish(ThreadCtx* lanes, const MmaTiles& m, int K) {
+  for (int l = 0; l < 32; ++l) {
+    float* d = static_cast<float*>(lanes[l].dst);
+    int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; ++i) {
+      int row = i < 2 ? g : g + 8, col = t * 2 + (i & 1);
+      float acc = m.C[row][col];
+      for (int k = 0; k < K; ++k) acc += m.A[row][k] * m.B[k][col];
+      d[i] = acc;
+    }
+  }
+}
+
+void gather_c(MmaTiles& m, int lane, const float c[4]) {
+  int g = lane >> 2, t = lane & 3;
+  for (int i = 0; i < 4; ++i) m.C[i < 2 ? g : g + 8][t * 2 + (i & 1)] = c[i];
+}
+
 // A: 16x16 row-major halves, B: 16x8 (k x n), C/D: 16x8 floats, from the per-lane fragments.
 void mma_m16n8k16(ThreadCtx* lanes) {
-  float A[16][16], B[16][8], C[16][8];
+  MmaTiles m;
   for (int l = 0; l < 32; ++l) {
     const MmaOperands& in = *static_cast<const MmaOperands*>(lanes[l].src);
     int g = l >> 2, t = l & 3;
@@ -33,25 +59,34 @@ void mma_m16n8k16(ThreadCtx* lanes) {
       uint16_t h = (uint16_t)(in.a[i / 2] >> (16 * (i & 1)));
       int row = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8;
       int col = t * 2 + (i & 1) + (i >= 4 ? 8 : 0);
-      A[row][col] = half_to_float(h);
+      m.A[row][col] = half_to_float(h);
     }
     for (int i = 0; i < 4; ++i) {
       uint16_t h = (uint16_t)(in.b[i / 2] >> (16 * (i & 1)));
       int row = t * 2 + (i & 1) + (i >= 2 ? 8 : 0);
-      B[row][g] = half_to_float(h);
+      m.B[row][g] = half_to_float(h);
     }
-    for (int i = 0; i < 4; ++i) C[i < 2 ? g : g + 8][t * 2 + (i & 1)] = in.c[i];
+    gather_c(m, l, in.c);
   }
+  mma_finish(lanes, m, 16);
+}
+
+// PTX ISA, "Matrix Fragments for mma.m16n8k8", .f16 A and B: A is 16x8 row-major, a0 and a1 at row
+// g, a2 and a3 at row g + 8, columns 2t and 2t + 1; B is 8x8 (k x n), b0 and b1 at rows 2t and
+// 2t + 1, column g.
+void mma_m16n8k8(ThreadCtx* lanes) {
+  MmaTiles m;
   for (int l = 0; l < 32; ++l) {
-    float* d = static_cast<float*>(lanes[l].dst);
+    const MmaK8Operands& in = *static_cast<const MmaK8Operands*>(lanes[l].src);
     int g = l >> 2, t = l & 3;
     for (int i = 0; i < 4; ++i) {
-      int row = i < 2 ? g : g + 8, col = t * 2 + (i & 1);
-      float acc = C[row][col];
-      for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
-      d[i] = acc;
+      uint16_t h = (uint16_t)(in.a[i / 2] >> (16 * (i & 1)));
+      m.A[i < 2 ? g : g + 8][t * 2 + (i & 1)] = half_to_float(h);
     }
+    for (int i = 0; i < 2; ++i) m.B[t * 2 + i][g] = half_to_float((uint16_t)(in.b >> (16 * i)));
+    gather_c(m, l, in.c);
   }
+  mma_finish(lanes, m, 8);
 }
 
 }  // namespace
@@ -79,6 +114,10 @@ void complete_collective(BlockCtx* b, int base, unsigned mask) {
     case WarpOp::kMma:
       if (mask != 0xffffffffu) fault("mma_m16n8k16 needs all 32 lanes (mask 0xffffffff)");
       mma_m16n8k16(lanes);
+      return;
+    case WarpOp::kMmaK8:
+      if (mask != 0xffffffffu) fault("mma_m16n8k8 needs all 32 lanes (mask 0xffffffff)");
+      mma_m16n8k8(lanes);
       return;
     default:
       break;

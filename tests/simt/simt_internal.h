@@ -50,6 +50,10 @@ struct BlockCtx {
 std::string uint3_str(uint3 v);
 // Kernel address -> dynamic shared memory limit set through cudaFuncSetAttribute.
 std::map<const void*, size_t>& func_dynamic_shared_limits();
+// Fills with 0xFF the static __shared__ arrays, in this OS thread's storage, of every function that
+// has declared any since the last call (all of them at a thread's first call): they are then the
+// running block's shared memory, unwritten (simt_static_shared.cpp).
+void poison_static_shared();
 // Computes every result of the collective whose lanes (warp starting at thread `base`, lanes in
 // `mask`) have all arrived.
 void complete_collective(BlockCtx* b, int base, unsigned mask);

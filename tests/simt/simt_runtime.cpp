@@ -75,6 +75,7 @@ const char* op_name(WarpOp op) {
     case WarpOp::kAny: return "__any_sync";
     case WarpOp::kAll: return "__all_sync";
     case WarpOp::kMma: return "mma_m16n8k16";
+    case WarpOp::kMmaK8: return "mma_m16n8k8";
   }
   return "?";
 }
@@ -322,6 +323,32 @@ void warp_collective(WarpOp op, unsigned mask, const void* src, void* dst, size_
 
 Stats stats() { return detail::g_stats; }
 
+namespace {
+int& arch_setting() {
+  static int arch = [] {
+    const char* e = std::getenv("SIMT_ARCH");
+    if (!e || !*e) return 80;
+    const char* digits = std::strncmp(e, "sm_", 3) == 0 ? e + 3 : e;
+    char* end = nullptr;
+    long v = std::strtol(digits, &end, 10);
+    if (*end || v < 75)
+      throw Fault("SIMT_ARCH=" + std::string(e) +
+                  ": expected an architecture from sm_75 on, e.g. 75 or sm_80");
+    return (int)v;
+  }();
+  return arch;
+}
+}  // namespace
+
+int emulated_arch() { return arch_setting(); }
+
+void set_emulated_arch(int sm) {
+  if (sm < 75)
+    throw Fault("set_emulated_arch(" + std::to_string(sm) +
+                "): mma.sync needs sm_75 or later, the oldest architecture we ship for");
+  arch_setting() = sm;
+}
+
 void launch(const LaunchSpec& spec, void (*body)(void*), void* closure) {
   using namespace detail;
   size_t dyn_limit = Limits::kDefaultDynamicShared;
@@ -363,6 +390,7 @@ void launch(const LaunchSpec& spec, void (*body)(void*), void* closure) {
           // direction or the other, instead of always seeing the writes of lower threads.
           b.reverse = ((x + y + z) & 1u) != 0;
           if (!smem.empty()) std::memset(smem.data(), 0xff, smem.size() * sizeof(float4));
+          poison_static_shared();
           run_block(&b);
           ++g_stats.blocks;
           g_stats.threads += (uint64_t)b.nthreads;

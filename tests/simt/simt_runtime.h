@@ -2,9 +2,10 @@
 // by block; a block's threads run as fibers (Boost.Context) that switch only at __syncthreads and
 // warp operations, so straight-line code costs what it costs in C++. kernels/common/cuda_compat.cuh
 // includes this header when a kernel file is compiled by the host compiler instead of nvcc; the
-// kernel source itself is unchanged. Faults (partial barriers, warp masks naming exited lanes,
-// out-of-bounds dynamic shared memory, launches beyond sm_75's limits) throw simt::Fault naming
-// the kernel, block and thread.
+// kernel source itself is unchanged. Shared memory, static and dynamic, is filled with 0xFF (NaN)
+// before every block. Faults (partial barriers, warp masks naming exited lanes, out-of-bounds
+// dynamic shared memory, launches beyond sm_75's limits) throw simt::Fault naming the kernel,
+// block and thread.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
@@ -57,7 +58,9 @@ Stats stats();
 
 namespace detail {
 
-enum class WarpOp : uint8_t { kSync, kShflIdx, kShflUp, kShflDown, kShflXor, kBallot, kAny, kAll, kMma };
+enum class WarpOp : uint8_t {
+  kSync, kShflIdx, kShflUp, kShflDown, kShflXor, kBallot, kAny, kAll, kMma, kMmaK8
+};
 
 struct ThreadCtx;
 struct BlockCtx;
@@ -131,6 +134,25 @@ inline void mma_m16n8k16(float d[4], const MmaOperands& in, const char* f, int l
                           f, l);
 }
 
+// sm_75's tensor-core instruction, mma.sync.m16n8k8.row.col.f32.f16.f16.f32: its fragments are
+// the first halves of m16n8k16's, and sm_75 composes m16n8k16 from two (kernels/common/mma.cuh).
+struct MmaK8Operands {
+  uint32_t a[2];  // two .f16x2 registers of A (16x8, row-major)
+  uint32_t b;     // one .f16x2 register of B (8x8, column-major)
+  float c[4];     // the accumulator fragment
+};
+inline void mma_m16n8k8(float d[4], const MmaK8Operands& in, const char* f, int l) {
+  detail::warp_collective(detail::WarpOp::kMmaK8, 0xffffffffu, &in, d, sizeof(MmaK8Operands), 0,
+                          32, f, l);
+}
+
+// The architecture whose code path the emulated kernels take where the device code differs by
+// architecture (the mma wrapper: below 80 it issues sm_75's two m16n8k8 instead of one m16n8k16).
+// SIMT_ARCH=75 in the environment sets it for a whole run; the default is 80. The launch limits
+// stay sm_75's either way.
+int emulated_arch();
+void set_emulated_arch(int sm);  // faults below 75: there is no mma.sync to emulate
+
 inline unsigned ballot(detail::WarpOp op, unsigned mask, int pred, const char* f, int l) {
   unsigned out = 0;
   detail::warp_collective(op, mask, &pred, &out, sizeof(int), 0, 32, f, l);
@@ -142,7 +164,14 @@ inline unsigned ballot(detail::WarpOp op, unsigned mask, int pred, const char* f
 // ---- the CUDA names, as kernels use them ------------------------------------------------------
 // cuda_runtime_api.h brought the qualifiers as attributes for nvcc's front end; on the host they
 // mean nothing, except __shared__: per-block storage. Blocks of one OS thread run one at a time,
-// so a function-local static per OS thread is exactly one block's shared memory.
+// so a function-local static per OS thread is exactly one block's shared memory. To be poisoned
+// before each block like dynamic shared memory, the arrays must be found, but a prefix macro cannot
+// name the array it precedes (and GCC drops section attributes on statics in templates). So each
+// declaration also sets a marker, simt_shared_mark_<line>, in the same function: at the first
+// launch the scheduler finds in the executable's symbol table the thread-local statics of every
+// function that has a marker, and before each block it refills the arrays of the functions whose
+// markers were set since (simt_static_shared.cpp). As a statement, the marker also rejects
+// __shared__ at namespace scope, which that search could not attribute to a function.
 #undef __global__
 #undef __device__
 #undef __host__
@@ -153,7 +182,12 @@ inline unsigned ballot(detail::WarpOp op, unsigned mask, int pred, const char* f
 #define __global__
 #define __device__
 #define __host__
-#define __shared__ static thread_local
+#define SIMT_CAT2_(a, b) a##b
+#define SIMT_CAT_(a, b) SIMT_CAT2_(a, b)
+#define __shared__                                                                           \
+  [[maybe_unused]] static thread_local volatile char SIMT_CAT_(simt_shared_mark_, __LINE__); \
+  SIMT_CAT_(simt_shared_mark_, __LINE__) = 1;                                                \
+  static thread_local
 #define __constant__ static
 #define __forceinline__ inline
 #define __noinline__

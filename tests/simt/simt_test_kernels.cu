@@ -129,6 +129,59 @@ __global__ void neighbour_kernel(const float* x, float* y, bool barrier) {
   y[blockIdx.x * 64 + t] = s[(t + 1) % 64] - s[(t + 63) % 64];
 }
 
+// One m16n8k8 (sm_75's shape): D[16,8] = A[16,8] · W[8,8]ᵀ + C[16,8], fragments loaded by the
+// first halves of the m16n8k16 layout helpers.
+__global__ void mma_k8_kernel(const __half* A, const __half* W, const float* C, float* D) {
+  using namespace sdgen::kern;
+  int lane = threadIdx.x;
+  uint32_t a[2], b;
+  for (int r = 0; r < 2; ++r)
+    a[r] = pack_half2(A[mma_a_row(lane, 2 * r) * 8 + mma_a_col(lane, 2 * r)],
+                      A[mma_a_row(lane, 2 * r + 1) * 8 + mma_a_col(lane, 2 * r + 1)]);
+  b = pack_half2(W[mma_b_col(lane, 0) * 8 + mma_b_row(lane, 0)],
+                 W[mma_b_col(lane, 1) * 8 + mma_b_row(lane, 1)]);
+  MmaC c, d;
+  for (int i = 0; i < 4; ++i) c.x[i] = C[mma_c_row(lane, i) * 8 + mma_c_col(lane, i)];
+  mma_m16n8k8(d, a[0], a[1], b, c);
+  for (int i = 0; i < 4; ++i) D[mma_c_row(lane, i) * 8 + mma_c_col(lane, i)] = d.x[i];
+}
+
+// D[16,8] = A[16,16] · W[8,16]ᵀ as two m16n8k8 along k, split as sm_75 does (k = 0..7 from
+// a.x[0..1] and b.x[0]) or, with `wrong_split`, as if A's registers ran along k first (a.x[0],
+// a.x[2]).
+__global__ void mma_split_kernel(const __half* A, const __half* W, float* D, bool wrong_split) {
+  using namespace sdgen::kern;
+  int lane = threadIdx.x;
+  MmaA a = load_mma_a(A, 16, lane);
+  MmaB b = load_mma_b(W, 16, lane);
+  MmaC zero = {{0.f, 0.f, 0.f, 0.f}}, t, d;
+  if (wrong_split) {
+    mma_m16n8k8(t, a.x[0], a.x[2], b.x[0], zero);
+    mma_m16n8k8(d, a.x[1], a.x[3], b.x[1], t);
+  } else {
+    mma_m16n8k8(t, a.x[0], a.x[1], b.x[0], zero);
+    mma_m16n8k8(d, a.x[2], a.x[3], b.x[1], t);
+  }
+  for (int i = 0; i < 4; ++i) D[mma_c_row(lane, i) * 8 + mma_c_col(lane, i)] = d.x[i];
+}
+
+__global__ void neighbour_dynamic_kernel(const float* x, float* y, bool barrier) {
+  SDGEN_DYNAMIC_SHARED(float, s);
+  int t = threadIdx.x;
+  s[t] = x[blockIdx.x * 64 + t];
+  if (barrier) __syncthreads();
+  y[blockIdx.x * 64 + t] = s[(t + 1) % 64] - s[(t + 63) % 64];
+}
+
+// Only block `writer` fills the array; every block then reads it back.
+__global__ void static_shared_reread_kernel(float* y, int writer) {
+  __shared__ float s[64];
+  int t = threadIdx.x;
+  if ((int)blockIdx.x == writer) s[t] = (float)t;
+  __syncthreads();
+  y[blockIdx.x * 64 + t] = s[t];
+}
+
 struct Scratch {
   float* p = nullptr;
   Scratch() { SDGEN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), 4096 * sizeof(float))); }
@@ -156,8 +209,22 @@ void mma_gemm(const __half* A, const __half* W, float* C, int M, int N, int K) {
   SDGEN_LAUNCH(mma_gemm_kernel, grid, dim3(128), 0, 0, A, W, C, M, N, K);
 }
 
-void neighbour_exchange(const float* x, float* y, int blocks, bool barrier) {
-  SDGEN_LAUNCH(neighbour_kernel, dim3(blocks), dim3(64), 0, 0, x, y, barrier);
+void mma_k8(const __half* A, const __half* W, const float* C, float* D) {
+  SDGEN_LAUNCH(mma_k8_kernel, dim3(1), dim3(32), 0, 0, A, W, C, D);
+}
+void mma_split(const __half* A, const __half* W, float* D, bool wrong_split) {
+  SDGEN_LAUNCH(mma_split_kernel, dim3(1), dim3(32), 0, 0, A, W, D, wrong_split);
+}
+
+void neighbour_exchange(const float* x, float* y, int blocks, bool barrier, bool dynamic_shared) {
+  if (dynamic_shared)
+    SDGEN_LAUNCH(neighbour_dynamic_kernel, dim3(blocks), dim3(64), 64 * sizeof(float), 0, x, y,
+                 barrier);
+  else
+    SDGEN_LAUNCH(neighbour_kernel, dim3(blocks), dim3(64), 0, 0, x, y, barrier);
+}
+void static_shared_reread(float* y, int blocks, int writer) {
+  SDGEN_LAUNCH(static_shared_reread_kernel, dim3(blocks), dim3(64), 0, 0, y, writer);
 }
 
 void fault_partial_barrier() {

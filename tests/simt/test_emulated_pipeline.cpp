@@ -15,28 +15,30 @@ using namespace sdgen;
 namespace {
 
 struct Agreement {
+  double exact = 0;    // share of channels equal to the reference
   double within1 = 0;  // share of channels within ±1 of the reference
   int worst = 0;
 };
 
 Agreement compare(const std::vector<uint8_t>& ours, const uint8_t* ref) {
   Agreement a;
-  size_t ok = 0;
+  size_t same = 0, ok = 0;
   for (size_t i = 0; i < ours.size(); ++i) {
     int d = std::abs((int)ours[i] - (int)ref[i]);
+    same += d == 0;
     ok += d <= 1;
     a.worst = std::max(a.worst, d);
   }
+  a.exact = (double)same / (double)ours.size();
   a.within1 = (double)ok / (double)ours.size();
   return a;
 }
 
-std::vector<Agreement> run_emulated(DType dtype) {
+// run0 of the pipeline golden on the emulated CUDA backend, the step replayed as a CUDA graph or
+// run eagerly.
+GeneratedBatch run_emulated(DType dtype, bool graphs) {
   set_cuda_backend_factory(&make_cuda_backend);
   const std::string data = SDGEN_TEST_DATA;
-  auto golden = SafetensorsFile::open(data + "/golden/pipeline.safetensors");
-  const StTensorInfo* ref = golden->find("run0.image_uint8");
-  EXPECT_NE(ref, nullptr);
   Pipeline pipe(data + "/tiny_sd/tiny_sd.safetensors", dtype, Device::CUDA);
   GenerateParams p;
   p.prompt = "a photo of a cat";
@@ -45,29 +47,52 @@ std::vector<Agreement> run_emulated(DType dtype) {
   p.guidance = 7.5f;
   p.seed = 42;
   p.width = p.height = 64;
-  GeneratedBatch out = pipe.generate(p);
+  p.cuda_graphs = graphs;
+  return pipe.generate(p);
+}
+
+std::vector<Agreement> against_golden(const GeneratedBatch& out, const char* what) {
+  auto golden = SafetensorsFile::open(std::string(SDGEN_TEST_DATA) + "/golden/pipeline.safetensors");
+  const StTensorInfo* ref = golden->find("run0.image_uint8");
+  EXPECT_NE(ref, nullptr);
   std::vector<Agreement> result;
-  for (size_t b = 0; b < out.images.size(); ++b)
+  for (size_t b = 0; b < out.images.size(); ++b) {
     result.push_back(compare(out.images[b], golden->data(*ref) + b * out.images[b].size()));
+    std::printf("%s image %zu: %.2f%% exact, %.2f%% within ±1, worst %d\n", what, b, 100 * result.back().exact,
+                100 * result.back().within1, result.back().worst);
+  }
   return result;
+}
+
+// Replaying the recorded step must compute exactly what running it does.
+void expect_same_with_and_without_graphs(const GeneratedBatch& on, const GeneratedBatch& off) {
+  EXPECT_EQ(on.latents, off.latents) << "the graph replay and the eager steps differ";
+  EXPECT_EQ(on.images, off.images);
 }
 
 }  // namespace
 
+// fp32: as the CPU backend's rule (tests/test_pipeline.cpp, kImageF32): float32 up to summation
+// order, so a channel differs only by a rounding flip: ≥ 99.7% exact, never 2 levels off.
 TEST(CudaEmulatedPipeline, Fp32MatchesDiffusers) {
-  for (const Agreement& a : run_emulated(DType::F32)) {
-    EXPECT_GE(a.within1, 0.999) << "worst " << a.worst;
-    std::printf("fp32 emulated: %.4f of channels within ±1, worst %d\n", a.within1, a.worst);
+  const GeneratedBatch on = run_emulated(DType::F32, true), off = run_emulated(DType::F32, false);
+  expect_same_with_and_without_graphs(on, off);
+  for (const Agreement& a : against_golden(on, "fp32 emulated")) {
+    EXPECT_GE(a.exact, 0.997);
+    EXPECT_LE(a.worst, 1);
   }
 }
 
-// fp16 storage rounds every activation to 11 bits; through 5 UNet calls and the VAE that moves a few
-// channels by more than one level (the CPU backend's fp16 run: 99.7% within ±1, worst 2). The bound
-// below still fails any structural error (those move most channels by tens of levels).
+// fp16 storage rounds every activation to 11 bits, and here the GEMMs and convolutions also round
+// their outputs to fp16 (the CPU backend's fp16 keeps fp32 inside an op): the CPU's derivation
+// (tests/test_pipeline.cpp, kImageF16: ≥ 60% exact, ≥ 99% within ±1, worst ≤ 6) holds with the
+// margin measured below; a structural error moves most channels by tens of levels.
 TEST(CudaEmulatedPipeline, Fp16CloseToDiffusers) {
-  for (const Agreement& a : run_emulated(DType::F16)) {
-    EXPECT_GE(a.within1, 0.98) << "worst " << a.worst;
-    EXPECT_LE(a.worst, 8);
-    std::printf("fp16 emulated: %.4f of channels within ±1, worst %d\n", a.within1, a.worst);
+  const GeneratedBatch on = run_emulated(DType::F16, true), off = run_emulated(DType::F16, false);
+  expect_same_with_and_without_graphs(on, off);
+  for (const Agreement& a : against_golden(on, "fp16 emulated")) {
+    EXPECT_GE(a.exact, 0.60);
+    EXPECT_GE(a.within1, 0.99);
+    EXPECT_LE(a.worst, 6);
   }
 }

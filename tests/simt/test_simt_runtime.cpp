@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "common/check.h"
@@ -112,12 +113,27 @@ TEST(Simt, TiledGemm) {
     }
 }
 
-TEST(Simt, TensorCoreGemmFollowsPtxFragmentLayout) {
+std::vector<__half> to_half(const std::vector<float>& v) {
+  std::vector<__half> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = __float2half_rn(v[i]);
+  return h;
+}
+
+// Sets the emulated architecture for a scope.
+struct EmulatedArch {
+  int saved = simt::emulated_arch();
+  explicit EmulatedArch(int sm) { simt::set_emulated_arch(sm); }
+  ~EmulatedArch() { simt::set_emulated_arch(saved); }
+};
+
+// The mma wrapper's host branch under each architecture's composition: one m16n8k16 (sm_80 on),
+// or sm_75's two m16n8k8, each emulated by its own instruction's fragment layout.
+class SimtTensorCore : public ::testing::TestWithParam<int> {};
+
+TEST_P(SimtTensorCore, GemmFollowsPtxFragmentLayout) {
+  EmulatedArch arch(GetParam());
   const int M = 32, N = 40, K = 48;
-  auto a = randn(M * K, 6), w = randn(N * K, 7);
-  std::vector<__half> ah(a.size()), wh(w.size());
-  for (size_t i = 0; i < a.size(); ++i) ah[i] = __float2half_rn(a[i]);
-  for (size_t i = 0; i < w.size(); ++i) wh[i] = __float2half_rn(w[i]);
+  auto ah = to_half(randn(M * K, 6)), wh = to_half(randn(N * K, 7));
   Dev<__half> da(ah), dw(wh);
   Dev<float> dc(M * N);
   simt_test::mma_gemm(da.p, dw.p, dc.p, M, N, K);
@@ -131,6 +147,48 @@ TEST(Simt, TensorCoreGemmFollowsPtxFragmentLayout) {
     }
 }
 
+INSTANTIATE_TEST_SUITE_P(Arch, SimtTensorCore, ::testing::Values(75, 80),
+                         [](const ::testing::TestParamInfo<int>& p) {
+                           return "sm" + std::to_string(p.param);
+                         });
+
+TEST(Simt, MmaM16n8k8FollowsPtxFragmentLayout) {
+  auto ah = to_half(randn(16 * 8, 9)), wh = to_half(randn(8 * 8, 10));
+  auto c0 = randn(16 * 8, 11);
+  Dev<__half> da(ah), dw(wh);
+  Dev<float> dc(c0), dd(16 * 8);
+  simt_test::mma_k8(da.p, dw.p, dc.p, dd.p);
+  auto d = dd.host();
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 8; ++j) {
+      double ref = c0[i * 8 + j];
+      for (int k = 0; k < 8; ++k)
+        ref += (double)__half2float(ah[i * 8 + k]) * __half2float(wh[j * 8 + k]);
+      ASSERT_NEAR(d[i * 8 + j], ref, 1e-4) << i << "," << j;
+    }
+}
+
+// The emulated m16n8k8 places each register by its own layout, so a composition of m16n8k16 from
+// two of them that splits the fragments wrongly gives a wrong product, as it would on sm_75.
+TEST(Simt, WrongSm75FragmentSplitIsCaught) {
+  auto ah = to_half(randn(16 * 16, 12)), wh = to_half(randn(8 * 16, 13));
+  std::vector<double> want(16 * 8, 0.0);
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 8; ++j)
+      for (int k = 0; k < 16; ++k)
+        want[i * 8 + j] += (double)__half2float(ah[i * 16 + k]) * __half2float(wh[j * 16 + k]);
+  Dev<__half> da(ah), dw(wh);
+  Dev<float> dd(16 * 8);
+  simt_test::mma_split(da.p, dw.p, dd.p, false);
+  auto d = dd.host();
+  for (int i = 0; i < 16 * 8; ++i) ASSERT_NEAR(d[i], want[i], 1e-3) << i;
+  simt_test::mma_split(da.p, dw.p, dd.p, true);
+  d = dd.host();
+  int wrong = 0;
+  for (int i = 0; i < 16 * 8; ++i) wrong += std::fabs(d[i] - want[i]) > 1e-3;
+  EXPECT_GT(wrong, 100) << "of 128 elements";
+}
+
 // Not a fault the emulator can name, but one it must not hide: without the barrier, threads read
 // neighbours that have not written yet in one of the two thread orders the blocks alternate.
 TEST(Simt, MissingBarrierGivesWrongResults) {
@@ -141,13 +199,64 @@ TEST(Simt, MissingBarrierGivesWrongResults) {
     for (int t = 0; t < 64; ++t)
       want[b * 64 + t] = x[b * 64 + (t + 1) % 64] - x[b * 64 + (t + 63) % 64];
   Dev<float> dx(x), dy(x.size());
-  simt_test::neighbour_exchange(dx.p, dy.p, blocks, true);
-  EXPECT_EQ(dy.host(), want);
-  simt_test::neighbour_exchange(dx.p, dy.p, blocks, false);
-  for (int b = 0; b < blocks; ++b) {
-    bool block_ok = true;
-    for (int t = 0; t < 64; ++t) block_ok = block_ok && dy.host()[b * 64 + t] == want[b * 64 + t];
-    EXPECT_FALSE(block_ok) << "block " << b << " hid the missing barrier";
+  for (bool dynamic : {false, true}) {
+    SCOPED_TRACE(dynamic ? "dynamic shared memory" : "static __shared__");
+    simt_test::neighbour_exchange(dx.p, dy.p, blocks, true, dynamic);
+    EXPECT_EQ(dy.host(), want);
+    simt_test::neighbour_exchange(dx.p, dy.p, blocks, false, dynamic);
+    auto y = dy.host();
+    for (int b = 0; b < blocks; ++b) {
+      bool block_ok = true;
+      for (int t = 0; t < 64; ++t) block_ok = block_ok && y[b * 64 + t] == want[b * 64 + t];
+      EXPECT_FALSE(block_ok) << "block " << b << " hid the missing barrier";
+    }
+  }
+}
+
+// Every block gets the same input, so what the previous block (or launch) left in shared memory
+// is exactly what a reader expects: only the poison refilled before each block shows the race.
+TEST(Simt, MissingBarrierIsNotHiddenByThePreviousBlock) {
+  const int blocks = 3;
+  auto row = randn(64, 14);
+  std::vector<float> x;
+  for (int b = 0; b < blocks; ++b) x.insert(x.end(), row.begin(), row.end());
+  Dev<float> dx(x), dy(x.size());
+  for (bool dynamic : {false, true}) {
+    SCOPED_TRACE(dynamic ? "dynamic shared memory" : "static __shared__");
+    simt_test::neighbour_exchange(dx.p, dy.p, blocks, true, dynamic);
+    auto y = dy.host();
+    simt_test::neighbour_exchange(dx.p, dy.p, blocks, false, dynamic);
+    auto racy = dy.host();
+    for (int b = 0; b < blocks; ++b) {
+      int poisoned = 0;
+      for (int t = 0; t < 64; ++t) poisoned += std::isnan(racy[b * 64 + t]);
+      // Forward order: 63 threads read a later neighbour that has not written; reverse: 63 an
+      // earlier one. Either way one thread reads two written neighbours.
+      EXPECT_EQ(poisoned, 63) << "block " << b;
+      for (int t = 0; t < 64; ++t) {
+        if (!std::isnan(racy[b * 64 + t])) {
+          EXPECT_EQ(racy[b * 64 + t], y[b * 64 + t]) << "block " << b << " thread " << t;
+        }
+      }
+    }
+  }
+}
+
+TEST(Simt, StaticSharedIsPoisonedBeforeEveryBlock) {
+  const int blocks = 3;
+  Dev<float> dy(blocks * 64);
+  for (int writer : {0, 1}) {
+    SCOPED_TRACE("writer block " + std::to_string(writer));
+    simt_test::static_shared_reread(dy.p, blocks, writer);
+    auto y = dy.host();
+    for (int b = 0; b < blocks; ++b)
+      for (int t = 0; t < 64; ++t) {
+        if (b == writer) {
+          ASSERT_EQ(y[b * 64 + t], (float)t) << "block " << b << " thread " << t;
+        } else {  // not the writer's values from this launch or the previous one
+          ASSERT_TRUE(std::isnan(y[b * 64 + t])) << "block " << b << " thread " << t;
+        }
+      }
   }
 }
 
@@ -184,6 +293,13 @@ TEST(SimtFault, SharedOptInUpTo64KiB) {
 
 TEST(SimtFault, DivergentBarrier) {
   expect_fault(simt_test::fault_divergent_barrier, {"divergent_barrier_kernel", "divergent"});
+}
+
+TEST(SimtRuntime, EmulatedArchStartsAtSm75) {
+  EmulatedArch keep(simt::emulated_arch());
+  EXPECT_THROW(simt::set_emulated_arch(70), simt::Fault);
+  EXPECT_NO_THROW(simt::set_emulated_arch(75));
+  EXPECT_EQ(simt::emulated_arch(), 75);
 }
 
 TEST(SimtRuntime, CopiesCheckTheirKind) {

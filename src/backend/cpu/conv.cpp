@@ -1,4 +1,5 @@
-// CPU 2-D convolution, NHWC input, OHWI weight [Cout, K, K, Cin], zero padding.
+// CPU 2-D convolution, NHWC input, OHWI weight [Cout, K, K, Cin], zero padding. The fast path
+// also takes the weight in fp16 and widens it inside the GEMM, a panel at a time (WeightRows).
 // Plain: direct convolution, one double-accumulated dot product per (pixel, kernel tap).
 // Fast: im2col + OpenBLAS GEMM. A column row is one output pixel's receptive field laid out as
 // [kh][kw][cin], the same order as a weight row, so y[pixels, Cout] = col · wᵀ. In NHWC the kw taps
@@ -61,7 +62,8 @@ void im2col_rows(const float* x, const ConvGeom& g, int64_t r0, int64_t rows, fl
 
 // Each thread takes chunks of output pixels and does im2col then a single-threaded GEMM on its own
 // buffer: no barrier between the two steps, and the chunk is still in cache when the GEMM reads it.
-void conv_fast(const float* x, const float* w, const float* bias, const ConvGeom& g, float* y) {
+void conv_fast(const float* x, const WeightRows& w, const float* bias, const ConvGeom& g,
+               float* y) {
   const int64_t KKC = g.K * g.K * g.C, total = g.N * g.Ho * g.Wo;
   const int64_t threads = omp_get_max_threads();
   if (total < g.Co) {
@@ -87,7 +89,7 @@ void conv_fast(const float* x, const float* w, const float* bias, const ConvGeom
       im2col_rows(x, g, r0, rows, col);
       float* yc = y + r0 * g.Co;
       fill_rows(yc, rows, g.Co, bias);
-      gemm_nt(rows, g.Co, KKC, 1.0f, col, KKC, w, KKC, bias ? 1.0f : 0.0f, yc, g.Co);
+      gemm_nt_rows(rows, 0, g.Co, KKC, col, KKC, w, bias ? 1.0f : 0.0f, yc, g.Co);
     }
   }
 }
@@ -126,7 +128,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
   g.Wo = (g.W + 2 * padding - g.K) / stride + 1;
   if (!plain && g.K == 1 && stride == 1 && padding == 0) {
     Tensor y = Tensor::empty({g.N, g.H, g.W, g.Co});
-    gemm_nt_bias(g.N * g.H * g.W, g.Co, g.C, x.f32(), w.f32(),
+    gemm_nt_bias(g.N * g.H * g.W, g.Co, g.C, x.f32(), WeightRows::of(w),
                  bias.defined() ? bias.f32() : nullptr, y.f32());
     return y;
   }
@@ -136,7 +138,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
   if (plain) {
     conv_plain(x.f32(), w.f32(), bp, g, y.f32());
   } else {
-    conv_fast(x.f32(), w.f32(), bp, g, y.f32());
+    conv_fast(x.f32(), WeightRows::of(w), bp, g, y.f32());
   }
   return y;
 }

@@ -1,7 +1,9 @@
 // The CPU backend class: routes each Backend op to its family's function in src/backend/cpu/ and
 // handles fp16 uniformly: fp16 inputs are widened to fp32, the op computes in fp32 and the result
 // is rounded back to the first input's dtype. Simple and exact to the fp32 math, so the pipeline's
-// fp16 mode runs on the CPU too (slower, not faster: it only stores activations in fp16).
+// fp16 mode runs on the CPU too. One exception: the fast paths take conv and linear weights as
+// stored and widen fp16 ones panel by panel inside the GEMM, because widening a whole weight per
+// call would keep an fp32 copy of it alive next to the fp16 one, and redo that for every call.
 #include "backend/cpu/cpu_backend.h"
 
 #include "sdgen/error.h"
@@ -19,10 +21,10 @@ class CpuBackend final : public Backend {
 
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
                 int padding) override {
-    return out(cpu::conv2d(f32(x), f32(w), f32(bias), stride, padding, plain_), x);
+    return out(cpu::conv2d(f32(x), weight(w), f32(bias), stride, padding, plain_), x);
   }
   Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) override {
-    return out(cpu::linear(f32(x), f32(w), f32(bias), plain_), x);
+    return out(cpu::linear(f32(x), weight(w), f32(bias), plain_), x);
   }
   Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
                     bool fuse_silu) override {
@@ -62,6 +64,20 @@ class CpuBackend final : public Backend {
   }
   Tensor cast(const Tensor& x, DType dtype) override { return cpu::cast(host(x), dtype, plain_); }
 
+  Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim,
+                               DType dtype) override {
+    Tensor y = cpu::timestep_embedding_at(host(timesteps), host(step), n, dim);
+    return dtype == DType::F32 ? y : cpu::cast(y, dtype, plain_);
+  }
+  Tensor repeat_batch(const Tensor& x, int times, DType dtype) override {
+    Tensor y = cpu::repeat_batch(f32(x), times);
+    return dtype == DType::F32 ? y : cpu::cast(y, dtype, plain_);
+  }
+  void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step,
+                 float guidance) override {
+    cpu::ddim_step(x, f32(eps), host(coefs), step, guidance);
+  }
+
  private:
   static const Tensor& host(const Tensor& t) {
     SDGEN_CHECK(!t.defined() || t.device() == Device::CPU,
@@ -71,11 +87,14 @@ class CpuBackend final : public Backend {
   // The fp32 view of an input (a widened copy for fp16); undefined stays undefined.
   Tensor f32(const Tensor& t) const {
     if (!host(t).defined() || t.dtype() == DType::F32) return t;
-    return cpu::cast(t, DType::F32, plain_);
+    return plain_ ? cpu::cast(t, DType::F32, true) : cpu::cast_fast(t, DType::F32);
   }
+  // A conv or linear weight: as stored for the fast paths, fp32 for the plain ones.
+  Tensor weight(const Tensor& w) const { return plain_ ? f32(w) : host(w); }
   // The fp32 result in the dtype of `like`.
   Tensor out(const Tensor& y, const Tensor& like) const {
-    return like.dtype() == DType::F32 ? y : cpu::cast(y, like.dtype(), plain_);
+    if (like.dtype() == DType::F32) return y;
+    return plain_ ? cpu::cast(y, like.dtype(), true) : cpu::cast_fast(y, like.dtype());
   }
 
   bool plain_;

@@ -1,7 +1,8 @@
 // Internal interface of the CPU backend: one function per op, grouped by family into the files of
 // src/backend/cpu/. They take and return host fp32 tensors (cpu_backend.cpp converts fp16 in and
-// out), trust ops.h's shape checks, and take `plain`: true runs the straightforward loops that are
-// the numeric truth (double accumulators, no BLAS), false the fast paths (OpenBLAS, OpenMP).
+// out; only conv2d's and linear's weights reach the fast paths as stored, fp16 included), trust
+// ops.h's shape checks, and take `plain`: true runs the straightforward loops that are the numeric
+// truth (double accumulators, no BLAS), false the fast paths (OpenBLAS, OpenMP).
 #pragma once
 #include <vector>
 
@@ -22,8 +23,23 @@ namespace sdgen::cpu {
 // linear.cpp
 // A scratch buffer of at least n floats owned by the calling thread and kept across calls (OpenMP
 // threads persist), so per-call column and score buffers do not page-fault fresh memory each time.
-// Slot 0: conv columns, slot 1: attention scores.
+// Slot 0: conv columns, slot 1: attention scores, slot 2: widened fp16 weight panels.
 float* thread_scratch(int slot, size_t n);
+// A weight matrix B[N, K] (row n: output n's K inputs) as the fast GEMMs read it, fp32 or fp16.
+// fp16 rows are widened one panel at a time into the calling thread's scratch right before the
+// sgemm that reads them, so an fp16 weight is never held whole in fp32: the model's weights stay
+// half the memory, and the widening is a small share of each GEMM's work (1/M of it).
+struct WeightRows {
+  const void* data = nullptr;
+  bool f16 = false;
+  int64_t K = 0;
+  // w [N, ...] as N rows of numel/N values.
+  static WeightRows of(const Tensor& w);
+  // Rows per sgemm call: all n for fp32 (read in place), a panel that fits the budget for fp16.
+  int64_t panel_rows(int64_t n) const;
+  // Rows [n0, n1) as contiguous fp32 (valid until this thread's next call).
+  const float* rows(int64_t n0, int64_t n1) const;
+};
 // Sets OpenBLAS up for the fast paths (single-threaded). Called once when a CPU backend is made.
 void configure_blas();
 // Σ a[i]·b[i] accumulated in double: the plain paths' dot product.
@@ -37,10 +53,20 @@ void gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64
              const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 // Fills each of the M rows of y[M, N] with bias[N] (or zeros when bias is null), serially.
 void fill_rows(float* y, int64_t M, int64_t N, const float* bias);
+// Output columns [n0, n1) of C[M, ·] (leading dim ldc): C = A[M,K] · B[n0:n1]ᵀ + beta · C, one
+// weight panel per sgemm; single-threaded like gemm_nt.
+void gemm_nt_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda,
+                  const WeightRows& B, float beta, float* C, int64_t ldc);
 // C[M,N] = A[M,K] · B[N,K]ᵀ + bias, all contiguous, split over the OpenMP threads.
-void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const float* B,
+void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const WeightRows& B,
                   const float* bias, float* C);
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool plain);
+
+// f16.cpp: fp16 <-> fp32, bit for bit half.h's conversions, vectorized where the CPU can.
+void widen_f16(const uint16_t* src, float* dst, int64_t n);
+void narrow_f16(const float* src, uint16_t* dst, int64_t n);
+// x in dtype, split over the OpenMP threads (the fast paths' conversion; same dtype: a copy).
+Tensor cast_fast(const Tensor& x, DType dtype);
 
 // conv.cpp
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding,
@@ -76,5 +102,10 @@ Tensor upsample_nearest2x(const Tensor& x, bool plain);
 Tensor concat_channels(const Tensor& a, const Tensor& b, bool plain);
 Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table);
 Tensor timestep_embedding(const std::vector<float>& t, int dim);  // fp32 [n, dim]
+
+// sampler.cpp: the sampler's ops (ops.h) on host fp32 tensors.
+Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim);
+Tensor repeat_batch(const Tensor& x, int times);
+void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, float guidance);
 
 }  // namespace sdgen::cpu

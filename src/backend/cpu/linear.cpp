@@ -1,6 +1,7 @@
 // CPU GEMM and the linear op. Plain: a triple loop with a double accumulator per output (the
 // truth). Fast: OpenBLAS sgemm on blocks of rows (or of output columns when there are few rows),
 // one block per OpenMP thread, bias pre-filled into the output so the GEMM adds onto it (beta = 1).
+// fp16 weights are read through WeightRows (cpu_backend.h), widened a panel at a time.
 //
 // Threading: the fast backend threads with OpenMP only and runs OpenBLAS single-threaded inside
 // its parallel regions (set in make_cpu_backend). With both pools active, OpenBLAS's workers spin
@@ -29,7 +30,7 @@ float* thread_scratch(int slot, size_t n) {
     std::unique_ptr<float[]> data;
     size_t size = 0;
   };
-  thread_local Buffer buffers[2];
+  thread_local Buffer buffers[3];
   Buffer& b = buffers[slot];
   if (b.size < n) {
     b.data.reset(new float[n]);
@@ -60,6 +61,35 @@ void gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64
               B, (int)ldb, beta, C, (int)ldc);
 }
 
+WeightRows WeightRows::of(const Tensor& w) {
+  const int64_t N = w.dim(0);
+  return {w.data(), w.dtype() == DType::F16, N ? w.numel() / N : 0};
+}
+
+int64_t WeightRows::panel_rows(int64_t n) const {
+  // Each panel costs a repacking of the sgemm's other operand, so panels must not be thin: 4 M
+  // floats (16 MB) keeps every SD weight to at most a few panels (≥ 364 rows at K = 3·3·1280).
+  constexpr int64_t kPanelFloats = int64_t(1) << 22;
+  if (!f16 || K == 0) return std::max<int64_t>(n, 1);
+  return std::max<int64_t>(1, std::min(n, kPanelFloats / K));
+}
+
+const float* WeightRows::rows(int64_t n0, int64_t n1) const {
+  if (!f16) return static_cast<const float*>(data) + n0 * K;
+  float* panel = thread_scratch(2, (size_t)((n1 - n0) * K));
+  widen_f16(static_cast<const uint16_t*>(data) + n0 * K, panel, (n1 - n0) * K);
+  return panel;
+}
+
+void gemm_nt_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda,
+                  const WeightRows& B, float beta, float* C, int64_t ldc) {
+  const int64_t step = B.panel_rows(n1 - n0);
+  for (int64_t p0 = n0; p0 < n1; p0 += step) {
+    const int64_t p1 = std::min(n1, p0 + step);
+    gemm_nt(M, p1 - p0, K, 1.0f, A, lda, B.rows(p0, p1), K, beta, C + p0, ldc);
+  }
+}
+
 void fill_rows(float* y, int64_t M, int64_t N, const float* bias) {
   if (!bias) {
     std::memset(y, 0, (size_t)(M * N) * sizeof(float));
@@ -68,7 +98,7 @@ void fill_rows(float* y, int64_t M, int64_t N, const float* bias) {
   for (int64_t m = 0; m < M; ++m) std::memcpy(y + m * N, bias, (size_t)N * sizeof(float));
 }
 
-void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const float* B,
+void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const WeightRows& B,
                   const float* bias, float* C) {
   if (M == 0 || N == 0) return;
   const int64_t threads = omp_get_max_threads();
@@ -83,7 +113,7 @@ void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const float* 
     const int64_t b0 = total * p / parts, b1 = total * (p + 1) / parts;
     if (by_rows) {
       fill_rows(C + b0 * N, b1 - b0, N, bias);
-      gemm_nt(b1 - b0, N, K, 1.0f, A + b0 * K, K, B, K, 1.0f, C + b0 * N, N);
+      gemm_nt_rows(b1 - b0, 0, N, K, A + b0 * K, K, B, 1.0f, C + b0 * N, N);
     } else {
       for (int64_t m = 0; m < M; ++m) {
         if (bias) {
@@ -92,7 +122,7 @@ void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const float* 
           std::memset(C + m * N + b0, 0, (size_t)(b1 - b0) * sizeof(float));
         }
       }
-      gemm_nt(M, b1 - b0, K, 1.0f, A, K, B + b0 * K, K, 1.0f, C + b0, N);
+      gemm_nt_rows(M, b0, b1, K, A, K, B, 1.0f, C, N);
     }
   }
 }
@@ -104,13 +134,13 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool plain) 
   out_shape.back() = N;
   Tensor y = Tensor::empty(out_shape);
   const float* xp = x.f32();
-  const float* wp = w.f32();
   const float* bp = bias.defined() ? bias.f32() : nullptr;
   float* yp = y.f32();
   if (!plain) {
-    gemm_nt_bias(M, N, K, xp, wp, bp, yp);
+    gemm_nt_bias(M, N, K, xp, WeightRows::of(w), bp, yp);
     return y;
   }
+  const float* wp = w.f32();
   // Rows are independent, so threading them leaves every value unchanged.
 #pragma omp parallel for schedule(static)
   for (int64_t m = 0; m < M; ++m) {

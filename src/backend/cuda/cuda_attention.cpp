@@ -8,6 +8,7 @@
 // with ld = H·D. So Sᵀ (Lk×Lq) = op_T(k slice) · q slice, and Oᵀ (D×Lq) = v slice · Pᵀ.
 #if defined(SDGEN_CUDA_BACKEND_TU)
 #include "backend/cuda/cuda_backend.h"
+#include "common/census.h"
 #include "kernels.h"
 
 namespace sdgen {
@@ -25,6 +26,7 @@ Tensor CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   cudaDataType t = dt == DType::F32 ? CUDA_R_32F : CUDA_R_16F;
   size_t es = dtype_size(dt);
   const float one = 1.f, zero = 0.f;
+  const CensusFlopClass flops_are("attention");
   for (int64_t n = 0; n < N; ++n)
     for (int64_t h = 0; h < heads; ++h) {
       const char* qh = static_cast<const char*>(q.data()) + (size_t)((n * Lq) * HD + h * D) * es;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "backend/cuda/cuda_memory.h"
 #include "core/device_memory.h"
 #include "kernels.h"
 #include "sdgen/error.h"
@@ -18,23 +19,6 @@ namespace sdgen {
 namespace cuda {
 
 namespace {
-
-void* hook_alloc(size_t bytes) {
-  void* p = nullptr;
-  cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
-  if (e == cudaErrorMemoryAllocation)
-    throw_runtime("out of GPU memory allocating " + std::to_string(bytes) + " bytes");
-  SDGEN_CUDA_CHECK(e);
-  return p;
-}
-void hook_free(void* p) { cudaFree(p); }  // a deleter must not throw
-void hook_memset(void* p, size_t bytes) { SDGEN_CUDA_CHECK(cudaMemset(p, 0, bytes)); }
-void hook_copy(void* dst, const void* src, size_t bytes, int kind) {
-  cudaMemcpyKind k = kind == 0 ? cudaMemcpyHostToDevice
-                     : kind == 1 ? cudaMemcpyDeviceToHost
-                                 : cudaMemcpyDeviceToDevice;
-  SDGEN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, k));
-}
 
 kernels::UnaryOp unary_op(Backend::Unary op) {
   switch (op) {
@@ -47,20 +31,15 @@ kernels::UnaryOp unary_op(Backend::Unary op) {
 
 }  // namespace
 
-void install_memory_hooks() {
-  CudaMemoryHooks h;
-  h.alloc = hook_alloc;
-  h.free = hook_free;
-  h.memset_zero = hook_memset;
-  h.copy = hook_copy;
-  install_cuda_memory_hooks(h);
-}
-
 CudaBackend::CudaBackend() {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0)
     throw_runtime(std::string("no CUDA device available (") + cudaGetErrorString(e) + ")");
+  // One non-blocking stream for everything: the legacy default stream would synchronize with
+  // other streams and cannot be recorded into a graph.
+  SDGEN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  set_stream(stream_);
   install_memory_hooks();
   SDGEN_CUBLAS_CHECK(cublasCreate_v2(&cublas_));
   SDGEN_CUBLAS_CHECK(cublasSetStream_v2(cublas_, stream_));
@@ -75,6 +54,59 @@ CudaBackend::~CudaBackend() {
 #if SDGEN_HAVE_CUDNN
   if (cudnn_) cudnnDestroy(cudnn_);
 #endif
+}
+
+bool CudaBackend::supports(Op op, DType) const {
+#if SDGEN_HAVE_CUDNN
+  (void)op;
+  return true;
+#else
+  return op != Op::kConv2d;  // convolutions go through cuDNN
+#endif
+}
+
+void CudaBackend::synchronize() { SDGEN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+namespace {
+// A recorded step: the executable graph, and the pool blocks its replays write.
+class CudaGraph final : public Graph {
+ public:
+  CudaGraph(cudaGraphExec_t exec, cudaStream_t stream, int blocks) : exec_(exec), stream_(stream), blocks_(blocks) {}
+  ~CudaGraph() override {
+    cudaGraphExecDestroy(exec_);
+    release_graph_allocations(blocks_);
+  }
+  void launch() override { SDGEN_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+  int blocks_;
+};
+}  // namespace
+
+std::unique_ptr<Graph> CudaBackend::capture(const std::function<void()>& body) {
+  begin_graph_allocations();
+  // Relaxed: the pool may call cudaMalloc while recording (the first time a size is needed).
+  SDGEN_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+  try {
+    body();
+  } catch (...) {
+    cudaGraph_t g = nullptr;
+    cudaStreamEndCapture(stream_, &g);
+    if (g) cudaGraphDestroy(g);
+    release_graph_allocations(end_graph_allocations());
+    throw;
+  }
+  cudaGraph_t g = nullptr;
+  SDGEN_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+  const int blocks = end_graph_allocations();
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+  cudaGraphDestroy(g);
+  if (e != cudaSuccess) release_graph_allocations(blocks);
+  SDGEN_CUDA_CHECK(e);
+  return std::make_unique<CudaGraph>(exec, stream_, blocks);
 }
 
 std::string CudaBackend::name() const {
@@ -152,16 +184,12 @@ Tensor CudaBackend::embedding(const std::vector<int>& ids, int n, const Tensor& 
   int64_t count = (int64_t)ids.size(), dim = table.dim(1);
   Tensor y = Tensor::empty({n, n ? count / n : 0, dim}, table.dtype(), Device::CUDA);
   if (count == 0) return y;
-  int* d_ids = nullptr;
-  SDGEN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&d_ids), ids.size() * sizeof(int)));
-  struct Free {
-    int* p;
-    ~Free() { cudaFree(p); }
-  } guard{d_ids};
-  SDGEN_CUDA_CHECK(cudaMemcpy(d_ids, ids.data(), ids.size() * sizeof(int), cudaMemcpyHostToDevice));
-  kernels::embedding(d_ids, table.data(), y.data(), count, dim, table.dtype(), stream_);
-  // The copy above is synchronous, but the gather is not: keep the ids alive until it ran.
-  SDGEN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  // The ids in a pool buffer of the same byte size: it is reused only by work issued after the
+  // gather, on the same stream, so it needs no synchronization.
+  static_assert(sizeof(int) == sizeof(float), "ids travel in an fp32-sized buffer");
+  Tensor d_ids = Tensor::empty({count}, DType::F32, Device::CUDA);
+  device_copy(d_ids.data(), Device::CUDA, ids.data(), Device::CPU, ids.size() * sizeof(int));
+  kernels::embedding(d_ids.data_as<int>(), table.data(), y.data(), count, dim, table.dtype(), stream_);
   return y;
 }
 

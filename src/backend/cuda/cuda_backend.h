@@ -1,8 +1,8 @@
 // The CUDA backend: host code that checks nothing twice (ops.h did), allocates outputs on the
 // device and calls the kernel launchers of kernels/kernels.h or cuBLAS. The same sources build
 // against the real CUDA runtime (target sdgen_cuda) and against the SIMT emulator (sdgen_cuda_emu,
-// tests/simt/), see src/backend/cuda/cuda_backend.cmake. Every op runs on the legacy default
-// stream, so the synchronous copies of the device memory hooks order with the kernels.
+// tests/simt/), see src/backend/cuda/cuda_backend.cmake. Every op, library call and copy runs on
+// the backend's one non-blocking stream; device memory comes from the pool of cuda_memory.h.
 #pragma once
 #include <cublas_api.h>
 #include <cuda_runtime_api.h>
@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "backend/cuda/cuda_memory.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
 
@@ -50,6 +51,16 @@ class CudaBackend : public Backend {
   Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table) override;
   Tensor timestep_embedding(const std::vector<float>& t, int dim, DType dtype) override;
   Tensor cast(const Tensor& x, DType dtype) override;
+  Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim,
+                               DType dtype) override;
+  Tensor repeat_batch(const Tensor& x, int times, DType dtype) override;
+  void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step,
+                 float guidance) override;
+
+  bool supports(Op op, DType dtype) const override;
+  std::unique_ptr<Graph> capture(const std::function<void()>& body) override;
+  void synchronize() override;
+  void release_cached_memory() override { cuda::release_cached_memory(); }
 
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
@@ -57,15 +68,13 @@ class CudaBackend : public Backend {
  private:
   // `t` in `dtype` (itself when it already is): parameters follow the activation's dtype.
   Tensor as(const Tensor& t, DType dtype);
-  cudaStream_t stream_ = nullptr;  // the legacy default stream
+  cudaStream_t stream_ = nullptr;  // every kernel, library call and copy (cuda_memory.h)
   cublasHandle_t cublas_ = nullptr;
 #if SDGEN_HAVE_CUDNN
   cudnnHandle_t cudnn_ = nullptr;
 #endif
 };
 
-// Installs the device memory hooks of src/core/device_memory.h (cudaMalloc/cudaFree/...).
-void install_memory_hooks();
 
 }  // namespace cuda
 }  // namespace sdgen

@@ -1,0 +1,33 @@
+// CUDA sampler ops (ops.h, "sampler"): shape bookkeeping around kernels/sampler.cu. Nothing here
+// reads a host value that changes from step to step, so a captured step replays correctly.
+#if defined(SDGEN_CUDA_BACKEND_TU)
+#include "backend/cuda/cuda_backend.h"
+#include "kernels.h"
+
+namespace sdgen {
+namespace cuda {
+
+Tensor CudaBackend::timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim,
+                                          DType dtype) {
+  Tensor y = Tensor::empty({n, dim}, dtype, Device::CUDA);
+  kernels::timestep_embedding_at(timesteps.data_as<float>(), step.data_as<float>(), y.data(), n, dim, dtype,
+                                 stream_);
+  return y;
+}
+
+Tensor CudaBackend::repeat_batch(const Tensor& x, int times, DType dtype) {
+  Shape s = x.shape();
+  s[0] *= times;
+  Tensor y = Tensor::empty(s, dtype, Device::CUDA);
+  kernels::repeat_batch(x.data(), x.dtype(), y.data(), dtype, x.numel(), times, stream_);
+  return y;
+}
+
+void CudaBackend::ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, float guidance) {
+  kernels::ddim_step(x.data_as<float>(), eps.data(), eps.dtype(), coefs.data_as<float>(), step.data_as<float>(),
+                     x.numel(), eps.dim(0) == 2 * x.dim(0), guidance, stream_);
+}
+
+}  // namespace cuda
+}  // namespace sdgen
+#endif  // SDGEN_CUDA_BACKEND_TU
