@@ -293,6 +293,7 @@ TEST(Pipeline, CliPromptFileWithOverrides) {
   EXPECT_EQ(recs[1]["seed"], 7);
   EXPECT_EQ(recs[1]["settings"]["precision"], "fp16");
   EXPECT_EQ(recs[1]["settings"]["width"], 128);
+  EXPECT_TRUE(recs[0]["peak_device_bytes"].is_null()) << "a CPU run has no device memory to report";
   for (const auto& r : recs) {
     int w = 0, h = 0, c = 0;
     unsigned char* px = stbi_load(r["path"].get<std::string>().c_str(), &w, &h, &c, 3);

@@ -47,6 +47,8 @@ class Backend {
   virtual void synchronize() {}
   // Returns cached free memory to the system (between stages whose buffers differ in size).
   virtual void release_cached_memory() {}
+  // Device memory held from the driver at its highest so far; 0 for the host.
+  virtual size_t peak_memory_bytes() const { return 0; }
 
   virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
                         int padding) = 0;

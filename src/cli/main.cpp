@@ -194,7 +194,9 @@ int run(int argc, char** argv) {
                           {"precision", j.precision}, {"device", device_name(device)},
                           {"model", pipe->model_name()}}},
             {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},
-                         {"vae_s", out.times.vae_s}, {"total_s", out.times.total_s}}}};
+                         {"vae_s", out.times.vae_s}, {"total_s", out.times.total_s}}},
+            // Device memory held at its highest so far (weights, activations, caches); null on the CPU.
+            {"peak_device_bytes", out.peak_device_bytes ? nlohmann::json(out.peak_device_bytes) : nlohmann::json()}};
         std::cout << rec.dump() << std::endl;
       }
     }

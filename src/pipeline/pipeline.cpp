@@ -192,6 +192,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   out.times.vae_s = seconds_since(t0);
   trace::phase("");
   out.times.total_s = seconds_since(t_start);
+  out.peak_device_bytes = backend_for(device_).peak_memory_bytes();
   return out;
 }
 

@@ -45,6 +45,7 @@ struct GeneratedBatch {
   std::vector<std::vector<uint8_t>> images;  // batch × (height·width·3), RGB
   std::vector<float> latents;                // final latents, NCHW [B,4,h,w] like diffusers
   StageTimes times;
+  size_t peak_device_bytes = 0;  // Backend::peak_memory_bytes after the run (0: not a device)
 };
 
 class Pipeline {

@@ -61,6 +61,7 @@ class CudaBackend : public Backend {
   std::unique_ptr<Graph> capture(const std::function<void()>& body) override;
   void synchronize() override;
   void release_cached_memory() override { cuda::release_cached_memory(); }
+  size_t peak_memory_bytes() const override { return cuda::pool_peak_reserved_bytes(); }
 
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }

@@ -86,6 +86,7 @@ class Pool {
   size_t reserved() const { return reserved_; }
   size_t live() const { return live_; }
   size_t peak() const { return peak_; }
+  size_t peak_reserved() const { return peak_reserved_; }
 
  private:
   struct Block {
@@ -117,6 +118,7 @@ class Pool {
     SDGEN_CUDA_CHECK(e);
     blocks_[p] = Block{size, recording_};
     reserved_ += size;
+    peak_reserved_ = std::max(peak_reserved_, reserved_);
     return p;
   }
 
@@ -140,7 +142,7 @@ class Pool {
   std::map<std::pair<int, size_t>, std::vector<void*>> free_;
   std::map<int, bool> graphs_alive_;
   int recording_ = 0, next_graph_ = 1;
-  size_t reserved_ = 0, live_ = 0, peak_ = 0;
+  size_t reserved_ = 0, live_ = 0, peak_ = 0, peak_reserved_ = 0;
 };
 
 Pool& pool() {
@@ -242,6 +244,7 @@ void release_graph_allocations(int graph) { pool().release_graph(graph); }
 size_t pool_reserved_bytes() { return pool().reserved(); }
 size_t pool_live_bytes() { return pool().live(); }
 size_t pool_peak_live_bytes() { return pool().peak(); }
+size_t pool_peak_reserved_bytes() { return pool().peak_reserved(); }
 
 }  // namespace cuda
 }  // namespace sdgen

@@ -43,6 +43,7 @@ void release_cached_memory();
 size_t pool_reserved_bytes();
 size_t pool_live_bytes();
 size_t pool_peak_live_bytes();
+size_t pool_peak_reserved_bytes();
 
 }  // namespace cuda
 }  // namespace sdgen
