@@ -39,13 +39,24 @@ if command -v compute-sanitizer >/dev/null; then
   grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | tail -3
 fi
 
-step "sd-gen --device cuda on the tiny model"
+step "sd-gen --device cuda on the tiny model (CUDA graphs on and off must give the same images)"
 for prec in fp32 fp16; do
-  rm -rf "$OUT/img-$prec"
-  "$BUILD_DIR/sd-gen" --device cuda --precision $prec --model tests/data/tiny_sd/tiny_sd.safetensors \
-    --prompt "a photo of a cat" --seed 42 --batch 2 --steps 5 -W 64 -H 64 --out "$OUT/img-$prec" \
-    --name "img-{i}" --json >"$OUT/sd-gen-$prec.json" 2>"$OUT/sd-gen-$prec.log" || { status=1; cat "$OUT/sd-gen-$prec.log"; }
-  echo "$prec: $(wc -l <"$OUT/sd-gen-$prec.json") images"
+  for graphs in on off; do
+    d="$OUT/img-$prec-$graphs"
+    rm -rf "$d"
+    "$BUILD_DIR/sd-gen" --device cuda --precision $prec --cuda-graphs $graphs \
+      --model tests/data/tiny_sd/tiny_sd.safetensors --prompt "a photo of a cat" --seed 42 --batch 2 \
+      --steps 5 -W 64 -H 64 --out "$d" --name "img-{i}" --json >"$d.json" 2>"$d.log" || { status=1; cat "$d.log"; }
+    echo "$prec graphs $graphs: $(wc -l <"$d.json") images"
+  done
+  cmp -s "$OUT/img-$prec-on/img-0.png" "$OUT/img-$prec-off/img-0.png" || { echo "$prec: graphs on/off differ"; status=1; }
+done
+
+step "full-size SD v1.5 shapes (random weights), batch 3 x 25 steps x 512^2: time and peak memory"
+for prec in fp16 fp32; do
+  "$BUILD_DIR/sd-gen" --device cuda --precision $prec --model random:sd15 --prompt "a lighthouse" --seed 1 \
+    --batch 3 --steps 25 --out "$OUT/full-$prec" --json >"$OUT/full-$prec.json" 2>"$OUT/full-$prec.log" || status=1
+  echo "$prec: $(grep -o '"total_s":[0-9.]*' "$OUT/full-$prec.json" | head -1), $(grep -o '"peak_device_bytes":[0-9]*' "$OUT/full-$prec.json" | head -1)"
 done
 echo "== overall: $([ $status -eq 0 ] && echo PASS || echo FAIL)"
 exit $status
