@@ -1,15 +1,19 @@
-// CUDA convolution through cuDNN: NHWC activations and OHWI (= cuDNN's NHWC "KRSC") filters need
-// no layout change. With a bias the fused cudnnConvolutionBiasActivationForward (identity
-// activation, which cuDNN allows only with IMPLICIT_PRECOMP_GEMM) is tried first; where cuDNN
-// does not support that configuration, a plain cudnnConvolutionForward with the heuristic's
-// algorithm is followed by the per-channel bias kernel. fp32 runs with CUDNN_FMA_MATH so TF32 is
-// never used implicitly; fp16 with tensor ops and fp32 accumulation.
+// CUDA convolution through cuDNN's graph (backend descriptor) API: NHWC activations and OHWI
+// filters are described by strides, so no layout change is needed. With a bias the graph is
+// conv → pointwise add of the [1,K,1,1] bias, fused by cuDNN; where no engine finalizes that
+// graph, the convolution alone runs and the per-channel bias kernel follows. The legacy
+// cudnnConvolution*Forward calls are deprecated in cuDNN 9, and their fused bias path is tied to
+// one algorithm (IMPLICIT_PRECOMP_GEMM); the graph API lets the heuristics pick any fused engine.
+// fp32 never runs on a TF32 engine (an engine with a tensor-core note is skipped); fp16 uses
+// tensor cores with fp32 accumulation (compute type float).
 #if defined(SDGEN_CUDA_BACKEND_TU)
 #include "backend/cuda/cuda_backend.h"
 
+#include <array>
 #include <map>
 #include <memory>
 #include <tuple>
+#include <vector>
 
 #include "common/check.h"
 #include "kernels.h"
@@ -20,96 +24,225 @@ namespace cuda {
 #if SDGEN_HAVE_CUDNN
 namespace {
 
-struct Descriptors {
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr, b = nullptr;
-  cudnnFilterDescriptor_t w = nullptr;
-  cudnnConvolutionDescriptor_t conv = nullptr;
-  cudnnActivationDescriptor_t act = nullptr;
-  Descriptors() {
-    SDGEN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
-    SDGEN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
-    SDGEN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&b));
-    SDGEN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
-    SDGEN_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
-    SDGEN_CUDNN_CHECK(cudnnCreateActivationDescriptor(&act));
+// One backend descriptor, destroyed with its owner.
+class BackendDesc {
+ public:
+  explicit BackendDesc(cudnnBackendDescriptorType_t type) {
+    SDGEN_CUDNN_CHECK(cudnnBackendCreateDescriptor(type, &d_));
   }
-  ~Descriptors() {
-    cudnnDestroyTensorDescriptor(x);
-    cudnnDestroyTensorDescriptor(y);
-    cudnnDestroyTensorDescriptor(b);
-    cudnnDestroyFilterDescriptor(w);
-    cudnnDestroyConvolutionDescriptor(conv);
-    cudnnDestroyActivationDescriptor(act);
+  ~BackendDesc() {
+    if (d_) cudnnBackendDestroyDescriptor(d_);
   }
+  BackendDesc(const BackendDesc&) = delete;
+  BackendDesc& operator=(const BackendDesc&) = delete;
+
+  cudnnBackendDescriptor_t get() const { return d_; }
+  void set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, const void* values,
+           int64_t count = 1) {
+    SDGEN_CUDNN_CHECK(cudnnBackendSetAttribute(d_, name, type, count, values));
+  }
+  void set(cudnnBackendAttributeName_t name, const BackendDesc& d) {
+    cudnnBackendDescriptor_t p = d.get();
+    set(name, CUDNN_TYPE_BACKEND_DESCRIPTOR, &p);
+  }
+  cudnnStatus_t finalize() { return cudnnBackendFinalize(d_); }
+
+ private:
+  cudnnBackendDescriptor_t d_ = nullptr;
+};
+using Desc = std::unique_ptr<BackendDesc>;
+
+Desc make(cudnnBackendDescriptorType_t type) { return std::make_unique<BackendDesc>(type); }
+
+// The variant pack names tensors by these UIDs.
+enum : int64_t { kUidX = 1, kUidW = 2, kUidBias = 3, kUidY = 4, kUidConvOut = 5 };
+
+// A 4-d tensor in cuDNN's logical [N, C, H, W] order, stored channels-last (NHWC for activations,
+// KRSC for filters, which is how our OHWI weights lie).
+Desc nhwc_tensor(int64_t uid, cudnnDataType_t type, std::array<int64_t, 4> d, int64_t alignment, bool is_virtual) {
+  Desc t = make(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+  const int64_t strides[4] = {d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]};
+  t->set(CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, &uid);
+  t->set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, &type);
+  t->set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, d.data(), 4);
+  t->set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, strides, 4);
+  t->set(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, &alignment);
+  t->set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, &is_virtual);
+  SDGEN_CUDNN_CHECK(t->finalize());
+  return t;
+}
+
+struct ConvShape {
+  DType dt;
+  int N, H, W, C, K, R, S, stride, padding;
+  int64_t alignment;  // of every data pointer, in bytes (a power of two, at most 16)
+  int Ho() const { return (H + 2 * padding - R) / stride + 1; }
+  int Wo() const { return (W + 2 * padding - S) / stride + 1; }
 };
 
-// Everything about one convolution shape that does not depend on the data: descriptors, the
-// algorithm, whether cuDNN fuses the bias for it, the workspace size. Made once per shape (the
-// UNet has a few dozen), so a step creates no descriptor and asks no heuristic.
+// Everything about one convolution shape that does not depend on the data: the finalized
+// execution plan (and the descriptors it was built from, kept alive with it), whether it adds the
+// bias itself, its workspace. Made once per shape (the UNet has a few dozen), so a step builds no
+// graph and asks no heuristic; only a variant pack is made per call.
 struct ConvPlan {
-  Descriptors d;
-  bool fused = false;  // cudnnConvolutionBiasActivationForward supports this shape
-  cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
-  size_t workspace = 0;
+  std::vector<Desc> parts;
+  Desc plan;
+  bool fused = false;
+  int64_t workspace = 0;
 };
 
-using ConvKey = std::tuple<const void*, int, int, int, int, int, int, int, int, int, int, bool>;
+// Whether an engine's numerical notes are acceptable for `dt`: fp32 must not be rounded to TF32
+// (tensor cores) or otherwise down-converted; fp16 must accumulate in fp32.
+bool notes_ok(cudnnBackendDescriptor_t engine, DType dt) {
+  cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+  int64_t n = 0;
+  if (cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                               CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &n, notes) != CUDNN_STATUS_SUCCESS)
+    return dt != DType::F32;  // unknown notes: fp32 cannot rule out TF32
+  for (int64_t i = 0; i < n && i < CUDNN_NUMERICAL_NOTE_TYPE_COUNT; ++i) {
+    if (notes[i] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION) return false;
+    if (dt == DType::F32 &&
+        (notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE || notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS))
+      return false;
+  }
+  return true;
+}
+
+// The graph conv(x, w) [→ + bias] for `s`, planned with the first heuristic (mode A) engine config
+// whose notes suit the precision and that finalizes; null when none does.
+std::unique_ptr<ConvPlan> build_plan(cudnnHandle_t h, const ConvShape& s, bool fuse_bias) {
+  auto plan = std::make_unique<ConvPlan>();
+  auto keep = [&](Desc d) -> BackendDesc& {
+    plan->parts.push_back(std::move(d));
+    return *plan->parts.back();
+  };
+  const cudnnDataType_t t = s.dt == DType::F32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_HALF;
+  const cudnnDataType_t fp32 = CUDNN_DATA_FLOAT;
+  BackendDesc& x = keep(nhwc_tensor(kUidX, t, {s.N, s.C, s.H, s.W}, s.alignment, false));
+  BackendDesc& w = keep(nhwc_tensor(kUidW, t, {s.K, s.C, s.R, s.S}, s.alignment, false));
+  BackendDesc& y = keep(nhwc_tensor(kUidY, t, {s.N, s.K, s.Ho(), s.Wo()}, s.alignment, false));
+
+  BackendDesc& conv = keep(make(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR));
+  const int64_t dims = 2, one[2] = {1, 1}, stride[2] = {s.stride, s.stride}, pad[2] = {s.padding, s.padding};
+  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+  conv.set(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, &fp32);
+  conv.set(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, &mode);
+  conv.set(CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, &dims);
+  conv.set(CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, one, 2);
+  conv.set(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, stride, 2);
+  conv.set(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, pad, 2);
+  conv.set(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, pad, 2);
+  SDGEN_CUDNN_CHECK(conv.finalize());
+
+  // Fused, the convolution's output is a virtual fp32 tensor that only the add reads.
+  BackendDesc& conv_out =
+      fuse_bias ? keep(nhwc_tensor(kUidConvOut, fp32, {s.N, s.K, s.Ho(), s.Wo()}, s.alignment, true)) : y;
+  BackendDesc& conv_op = keep(make(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR));
+  const float alpha = 1.f, beta = 0.f;
+  conv_op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, x);
+  conv_op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, w);
+  conv_op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, conv_out);
+  conv_op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, conv);
+  conv_op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, &alpha);
+  conv_op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, &beta);
+  SDGEN_CUDNN_CHECK(conv_op.finalize());
+  std::vector<cudnnBackendDescriptor_t> ops{conv_op.get()};
+
+  if (fuse_bias) {
+    BackendDesc& bias = keep(nhwc_tensor(kUidBias, t, {1, s.K, 1, 1}, s.alignment, false));
+    BackendDesc& add = keep(make(CUDNN_BACKEND_POINTWISE_DESCRIPTOR));
+    const cudnnPointwiseMode_t pw = CUDNN_POINTWISE_ADD;
+    add.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, &pw);
+    add.set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, &fp32);
+    SDGEN_CUDNN_CHECK(add.finalize());
+    BackendDesc& add_op = keep(make(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR));
+    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, add);
+    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, conv_out);
+    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, bias);
+    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y);
+    SDGEN_CUDNN_CHECK(add_op.finalize());
+    ops.push_back(add_op.get());
+  }
+
+  BackendDesc& graph = keep(make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR));
+  graph.set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, ops.data(), (int64_t)ops.size());
+  if (graph.finalize() != CUDNN_STATUS_SUCCESS) return nullptr;
+
+  // The device comes from the handle through a device-properties descriptor (the graph's and the
+  // plan's own handle attributes are deprecated in cuDNN 9). Optional: without it cuDNN plans for
+  // the current device.
+  BackendDesc* device = &keep(make(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR));
+  device->set(CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, &h);
+  if (device->finalize() != CUDNN_STATUS_SUCCESS) device = nullptr;
+
+  BackendDesc& heur = keep(make(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR));
+  const cudnnBackendHeurMode_t heur_mode = CUDNN_HEUR_MODE_A;
+  heur.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph);
+  heur.set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, &heur_mode);
+  if (device) heur.set(CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, *device);
+  if (heur.finalize() != CUDNN_STATUS_SUCCESS) return nullptr;
+  int64_t count = 0;
+  if (cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count,
+                               nullptr) != CUDNN_STATUS_SUCCESS ||
+      count <= 0)
+    return nullptr;
+  std::vector<Desc> configs;
+  std::vector<cudnnBackendDescriptor_t> raw;
+  for (int64_t i = 0; i < count; ++i) {
+    configs.push_back(make(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
+    raw.push_back(configs.back()->get());
+  }
+  if (cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count,
+                               &count, raw.data()) != CUDNN_STATUS_SUCCESS)
+    return nullptr;
+  for (int64_t i = 0; i < count && i < (int64_t)configs.size(); ++i) {
+    Desc engine = make(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+    cudnnBackendDescriptor_t e = engine->get();
+    int64_t got = 0;
+    if (cudnnBackendGetAttribute(raw[i], CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got, &e) !=
+            CUDNN_STATUS_SUCCESS ||
+        got != 1 || !notes_ok(e, s.dt))
+      continue;
+    Desc exec = make(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+    exec->set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, *configs[i]);
+    if (device) exec->set(CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, *device);
+    if (exec->finalize() != CUDNN_STATUS_SUCCESS) continue;  // this config cannot run here: next
+    SDGEN_CUDNN_CHECK(cudnnBackendGetAttribute(exec->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                               CUDNN_TYPE_INT64, 1, &got, &plan->workspace));
+    keep(std::move(configs[i]));
+    keep(std::move(engine));
+    plan->plan = std::move(exec);
+    plan->fused = fuse_bias;
+    return plan;
+  }
+  return nullptr;
+}
+
+using ConvKey = std::tuple<const void*, int, int, int, int, int, int, int, int, int, int, int64_t, bool>;
 
 std::map<ConvKey, std::unique_ptr<ConvPlan>>& conv_plans() {
   static std::map<ConvKey, std::unique_ptr<ConvPlan>> m;
   return m;
 }
 
-}  // namespace
-#endif
-
-#if SDGEN_HAVE_CUDNN
-namespace {
-// The plain convolution for `plan`: the heuristic's first working algorithm.
-void unfuse(cudnnHandle_t h, ConvPlan& plan) {
-  const Descriptors& d = plan.d;
-  cudnnConvolutionFwdAlgoPerf_t perf[8];
-  int found = 0;
-  SDGEN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, 8, &found, perf));
-  int pick = 0;
-  while (pick < found && perf[pick].status != CUDNN_STATUS_SUCCESS) ++pick;
-  if (pick == found) throw_runtime("cuDNN offers no algorithm for this convolution");
-  plan.fused = false;
-  plan.algo = perf[pick].algo;
-  SDGEN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, plan.algo, &plan.workspace));
-}
-
-ConvPlan& conv_plan(cudnnHandle_t h, DType dt, int N, int H, int W, int C, int K, int R, int S, int stride,
-                          int padding, bool bias) {
-  std::unique_ptr<ConvPlan>& slot =
-      conv_plans()[ConvKey{h, (int)dt, N, H, W, C, K, R, S, stride, padding, bias}];
+ConvPlan& conv_plan(cudnnHandle_t h, const ConvShape& s, bool bias) {
+  std::unique_ptr<ConvPlan>& slot = conv_plans()[ConvKey{h, (int)s.dt, s.N, s.H, s.W, s.C, s.K, s.R, s.S,
+                                                         s.stride, s.padding, s.alignment, bias}];
   if (slot) return *slot;
-  auto plan = std::make_unique<ConvPlan>();
-  Descriptors& d = plan->d;
-  const cudnnDataType_t t = dt == DType::F32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_HALF;
-  const int Ho = (H + 2 * padding - R) / stride + 1, Wo = (W + 2 * padding - S) / stride + 1;
-  SDGEN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.x, CUDNN_TENSOR_NHWC, t, N, C, H, W));
-  SDGEN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.y, CUDNN_TENSOR_NHWC, t, N, K, Ho, Wo));
-  SDGEN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d.w, t, CUDNN_TENSOR_NHWC, K, C, R, S));
-  SDGEN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d.conv, padding, padding, stride, stride, 1, 1,
-                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-  SDGEN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, dt == DType::F32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
-  if (bias) {
-    SDGEN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.b, CUDNN_TENSOR_NHWC, t, 1, K, 1, 1));
-    SDGEN_CUDNN_CHECK(cudnnSetActivationDescriptor(d.act, CUDNN_ACTIVATION_IDENTITY, CUDNN_PROPAGATE_NAN, 0.0));
-    // The fused bias needs IMPLICIT_PRECOMP_GEMM with an identity activation; where cuDNN cannot
-    // size it, the plain convolution and the bias kernel are used.
-    size_t bytes = 0;
-    if (cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, plan->algo, &bytes) ==
-        CUDNN_STATUS_SUCCESS) {
-      plan->fused = true;
-      plan->workspace = bytes;
-      return *(slot = std::move(plan));
-    }
-  }
-  unfuse(h, *plan);
-  return *(slot = std::move(plan));
+  if (bias) slot = build_plan(h, s, true);
+  if (!slot) slot = build_plan(h, s, false);  // no fused engine: the bias kernel adds it
+  if (!slot) throw_runtime("cuDNN offers no engine for this convolution");
+  return *slot;
 }
+
+// The largest power of two up to 16 that divides every address: the alignment the plan may assume.
+int64_t common_alignment(std::initializer_list<const void*> ptrs) {
+  int64_t a = 16;
+  for (const void* p : ptrs)
+    while (p && reinterpret_cast<uintptr_t>(p) % (uintptr_t)a) a /= 2;
+  return a;
+}
+
 }  // namespace
 #endif
 
@@ -127,28 +260,23 @@ Tensor CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias,
   if (y.numel() == 0) return y;
   Tensor wt = as(w, dt);
   const Tensor b = as(bias, dt);
-  ConvPlan& plan = conv_plan(cudnn_, dt, N, H, W, C, K, R, S, stride, padding, b.defined());
-  const Descriptors& d = plan.d;
+  const void* bp = b.defined() ? b.data() : nullptr;
+  const ConvShape shape{dt, N, H, W, C, K, R, S, stride, padding,
+                        common_alignment({x.data(), wt.data(), y.data(), bp})};
+  ConvPlan& plan = conv_plan(cudnn_, shape, b.defined());
   // The workspace is a pool buffer: reused by later work on the same stream only.
-  auto workspace = [&] {
-    return plan.workspace ? Tensor::empty({(int64_t)((plan.workspace + 3) / 4)}, DType::F32, Device::CUDA) : Tensor();
-  };
-  const float one = 1.f, zero = 0.f;
-  if (plan.fused) {
-    Tensor ws = workspace();
-    // z is y with alpha2 = 0: no residual (y's contents are never read).
-    const cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
-        cudnn_, &one, d.x, x.data(), d.w, wt.data(), d.conv, plan.algo, ws.defined() ? ws.data() : nullptr,
-        plan.workspace, &zero, d.y, y.data(), d.b, b.data(), d.act, d.y, y.data());
-    if (st == CUDNN_STATUS_SUCCESS) return y;
-    if (st != CUDNN_STATUS_NOT_SUPPORTED) SDGEN_CUDNN_CHECK(st);
-    unfuse(cudnn_, plan);  // decided once per shape
-  }
-  Tensor ws = workspace();
+  Tensor ws = plan.workspace ? Tensor::empty({(plan.workspace + 3) / 4}, DType::F32, Device::CUDA) : Tensor();
   void* wsp = ws.defined() ? ws.data() : nullptr;
-  SDGEN_CUDNN_CHECK(cudnnConvolutionForward(cudnn_, &one, d.x, x.data(), d.w, wt.data(), d.conv, plan.algo, wsp,
-                                            plan.workspace, &zero, d.y, y.data()));
-  if (b.defined())
+  int64_t uids[4] = {kUidX, kUidW, kUidY, kUidBias};
+  void* ptrs[4] = {const_cast<void*>(x.data()), wt.data(), y.data(), const_cast<void*>(bp)};
+  const int64_t n = plan.fused ? 4 : 3;
+  BackendDesc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+  pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, uids, n);
+  pack.set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, ptrs, n);
+  pack.set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, &wsp);
+  SDGEN_CUDNN_CHECK(pack.finalize());
+  SDGEN_CUDNN_CHECK(cudnnBackendExecute(cudnn_, plan.plan->get(), pack.get()));
+  if (b.defined() && !plan.fused)
     kernels::add_channel(y.data(), b.data(), y.data(), 1, (int64_t)N * Ho * Wo, K, dt, stream_);
   return y;
 #endif
