@@ -44,10 +44,12 @@ void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int
                 int64_t c, float eps, DType dt, cudaStream_t s);
 // softmax.cu: x [rows, cols], softmax over cols.
 void softmax(const void* x, void* y, int64_t rows, int64_t cols, DType dt, cudaStream_t s);
-// Attention probabilities p [rows, cols] in `dt` from fp32 scores; causal_lq > 0: row r is query
-// r % causal_lq and sees columns 0..r % causal_lq only (query i sees keys 0..i).
-void softmax_scores(const float* scores, void* p, int64_t rows, int64_t cols, int64_t causal_lq,
-                    DType dt, cudaStream_t s);
+// attention.cu: flash attention, out = softmax(scale·q·kᵀ)·v per (image, head) in one launch, the
+// scores never leaving the chip. q, out [n, lq, heads·d], k, v [n, lk, heads·d]; head h is columns
+// [h·d, (h+1)·d); causal: query i sees keys 0..i. lk = 0 gives zeros.
+void attention(const void* q, const void* k, const void* v, void* out, int64_t n, int64_t lq,
+               int64_t lk, int heads, int64_t d, float scale, bool causal, DType dt,
+               cudaStream_t s);
 
 // sampler.cu: the denoising step on the device (ops.h, "sampler"). step points to one float
 // holding the step index; ddim_step advances it after the update.

@@ -1,9 +1,8 @@
 // Softmax over the last dim: y = exp(x - max) / sum(exp(x - max)), fp32 math. Layout: x, y
-// [rows, cols] contiguous (attention scores [heads*Lq, Lk]). Versions: one warp per row, 8 rows
-// per 256-thread block, three passes (max, sum, write) with shuffle reductions; in/out types
-// float|__half -> same (the op), and fp32 scores -> float|__half probabilities with an optional
-// causal mask (the unfused attention of src/backend/cuda/cuda_attention.cpp). Test: simt_tests --gtest_filter='CudaOps*Softmax*' (emulated, against the CPU backend;
-// the same test runs on a GPU build). Benchmark: none yet.
+// [rows, cols] contiguous. Versions: one warp per row, 8 rows per 256-thread block, three passes
+// (max, sum, write) with shuffle reductions; T = float | __half. (Attention does its own softmax
+// on chip: attention.cu.) Test: simt_tests --gtest_filter='CudaOps*Softmax*' (emulated, against
+// the CPU backend; the same test runs on a GPU build). Benchmark: none yet.
 #include "kernels.h"
 
 #include "common/launch.cuh"
@@ -17,26 +16,20 @@ using kern::to_float;
 
 constexpr int kWarps = 8;
 
-// causal_lq > 0: row r is query r % causal_lq, which sees columns 0..r % causal_lq only (the
-// rest get probability 0), as attention's causal mask.
-template <class Tin, class Tout>
-__global__ void softmax_kernel(const Tin* __restrict__ x, Tout* __restrict__ y, int64_t rows,
-                               int cols, int64_t causal_lq) {
+template <class T>
+__global__ void softmax_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int cols) {
   int64_t row = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
   int lane = threadIdx.x & 31;
   if (row >= rows) return;  // whole warps leave together
-  int visible = cols;
-  if (causal_lq > 0) visible = (int)min((long long)cols, (long long)(row % causal_lq) + 1);
-  const Tin* xr = x + row * cols;
+  const T* xr = x + row * cols;
   float m = -INFINITY;
-  for (int i = lane; i < visible; i += 32) m = fmaxf(m, to_float(xr[i]));
+  for (int i = lane; i < cols; i += 32) m = fmaxf(m, to_float(xr[i]));
   m = kern::warp_max(m);
   float sum = 0.f;
-  for (int i = lane; i < visible; i += 32) sum += expf(to_float(xr[i]) - m);
+  for (int i = lane; i < cols; i += 32) sum += expf(to_float(xr[i]) - m);
   float inv = 1.f / kern::warp_sum(sum);
-  Tout* yr = y + row * cols;
-  for (int i = lane; i < cols; i += 32)
-    yr[i] = from_float<Tout>(i < visible ? expf(to_float(xr[i]) - m) * inv : 0.f);
+  T* yr = y + row * cols;
+  for (int i = lane; i < cols; i += 32) yr[i] = from_float<T>(expf(to_float(xr[i]) - m) * inv);
 }
 
 }  // namespace
@@ -48,25 +41,11 @@ void softmax(const void* x, void* y, int64_t rows, int64_t cols, DType dt, cudaS
   cuda::note_traffic(3.0 * rows * cols * dtype_size(dt));
   dim3 grid((unsigned)((rows + kWarps - 1) / kWarps)), block(kWarps * 32);
   if (dt == DType::F32)
-    SDGEN_LAUNCH((softmax_kernel<float, float>), grid, block, 0, s, static_cast<const float*>(x),
-                 static_cast<float*>(y), rows, (int)cols, (int64_t)0);
+    SDGEN_LAUNCH((softmax_kernel<float>), grid, block, 0, s, static_cast<const float*>(x),
+                 static_cast<float*>(y), rows, (int)cols);
   else
-    SDGEN_LAUNCH((softmax_kernel<__half, __half>), grid, block, 0, s,
-                 static_cast<const __half*>(x), static_cast<__half*>(y), rows, (int)cols,
-                 (int64_t)0);
-}
-
-void softmax_scores(const float* scores, void* p, int64_t rows, int64_t cols, int64_t causal_lq,
-                    DType dt, cudaStream_t s) {
-  if (rows * cols == 0) return;
-  cuda::note_traffic(2.0 * rows * cols * 4 + (double)rows * cols * dtype_size(dt));
-  dim3 grid((unsigned)((rows + kWarps - 1) / kWarps)), block(kWarps * 32);
-  if (dt == DType::F32)
-    SDGEN_LAUNCH((softmax_kernel<float, float>), grid, block, 0, s, scores, static_cast<float*>(p),
-                 rows, (int)cols, causal_lq);
-  else
-    SDGEN_LAUNCH((softmax_kernel<float, __half>), grid, block, 0, s, scores,
-                 static_cast<__half*>(p), rows, (int)cols, causal_lq);
+    SDGEN_LAUNCH((softmax_kernel<__half>), grid, block, 0, s, static_cast<const __half*>(x),
+                 static_cast<__half*>(y), rows, (int)cols);
 }
 
 }  // namespace kernels

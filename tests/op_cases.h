@@ -368,6 +368,16 @@ inline const std::vector<OpCase>& op_cases() {
     t.push_back(attention("attn_odd_3x5x3_h3_d7", 3, 5, 3, 3, 7, false));
     t.push_back(attention("attn_causal_multiblock_1x1100_h2_d8", 1, 1100, 1100, 2, 8, true));
     t.push_back(attention("attn_lq300_lk4100_h1_d8", 1, 300, 4100, 1, 8, false));
+    // Every head width the CUDA kernels tile differently (fp16 tensor-core path: D a multiple of
+    // 8, padded to 16 for Q·Kᵀ when D is not; fp32 path: per-D tiles), on few tokens so the
+    // emulator stays quick; causal CLIP-like, odd token counts over several tiles, one query,
+    // and the 16×16 and 8×8 levels' 160-wide heads on 77 context keys.
+    for (int d : {8, 24, 40, 64, 80, 160})
+      t.push_back(attention("attn_d" + std::to_string(d) + "_2x37x45_h2", 2, 37, 45, 2, d, false));
+    t.push_back(attention("attn_causal_1x77_h2_d64", 1, 77, 77, 2, 64, true));
+    t.push_back(attention("attn_odd_tokens_1x131x67_h3_d40", 1, 131, 67, 3, 40, false));
+    t.push_back(attention("attn_lq1_lk77_h2_d40", 2, 1, 77, 2, 40, false));
+    t.push_back(attention("attn_cross_2x130x77_h2_d160", 2, 130, 77, 2, 160, false));
 
     // Softmax over long and short rows, and rows with -inf / +inf / NaN / huge spreads.
     t.push_back({"softmax_16x4096",

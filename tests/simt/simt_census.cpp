@@ -20,6 +20,7 @@ struct State {
   double live = 0;
   double next_bytes = 0, next_flops = 0;
   const char* cls = nullptr;
+  std::map<std::string, std::pair<std::string, bool>> kernel_class;  // set_kernel_class
 };
 State& st() {
   static State s;
@@ -83,6 +84,12 @@ void reset() {
 FlopClass::FlopClass(const char* cls) : prev_(st().cls) { st().cls = cls; }
 FlopClass::~FlopClass() { st().cls = prev_; }
 const char* flop_class() { return st().cls; }
+
+void set_kernel_class(const std::string& kernel, const char* cls, bool tensor_cores) {
+  State& s = st();
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.kernel_class[kernel] = {cls, tensor_cores};
+}
 
 void note_next_launch(double bytes, double flops) {
   st().next_bytes = bytes;
@@ -149,6 +156,9 @@ void on_launch(const char* kernel, bool in_graph, double bytes, double flops) {
   State& s = st();
   std::lock_guard<std::mutex> lock(s.mu);
   if (!s.on) return;
+  const auto cls = s.kernel_class.find(kernel);
+  const bool attention = cls != s.kernel_class.end() && cls->second.first == "attention";
+  const bool tensor_cores = cls != s.kernel_class.end() && cls->second.second;
   each(s, [&](Phase& p) {
     ++(in_graph ? p.graph_kernels : p.launches);
     KernelStat& k = p.kernels[kernel];
@@ -156,8 +166,8 @@ void on_launch(const char* kernel, bool in_graph, double bytes, double flops) {
     k.bytes += bytes;
     k.flops += flops;
     p.bytes += bytes;
-    p.flops_other += flops;
-    add_time(p, flops, bytes, false, in_graph ? kGraphLaunchS : kLaunchS);
+    (attention ? p.flops_attention : p.flops_other) += flops;
+    add_time(p, flops, bytes, tensor_cores, in_graph ? kGraphLaunchS : kLaunchS);
   });
 }
 

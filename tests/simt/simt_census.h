@@ -84,6 +84,12 @@ class FlopClass {
   const char* prev_;
 };
 
+// The FLOP class of every launch of the kernel its launcher names `kernel`: "attention" counts
+// its FLOPs as attention instead of "other", and `tensor_cores` times them at the fp16 tensor-core
+// rate instead of the fp32 rate. Keyed by name rather than set around the launch, so that graph
+// replays, which launch long after the launcher returned, count alike.
+void set_kernel_class(const std::string& kernel, const char* cls, bool tensor_cores);
+
 // The bytes (and FLOPs) the next kernel launch moves (computes), as its launcher states them.
 void note_next_launch(double bytes, double flops);
 // Takes (and clears) what note_next_launch stated: {bytes, flops}.
