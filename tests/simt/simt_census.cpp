@@ -19,7 +19,6 @@ struct State {
   std::map<std::string, Phase> phases;
   double live = 0;
   double next_bytes = 0, next_flops = 0;
-  const char* cls = nullptr;
   std::map<std::string, std::pair<std::string, bool>> kernel_class;  // set_kernel_class
 };
 State& st() {
@@ -81,9 +80,6 @@ void reset() {
   s.phases.clear();
 }
 
-FlopClass::FlopClass(const char* cls) : prev_(st().cls) { st().cls = cls; }
-FlopClass::~FlopClass() { st().cls = prev_; }
-const char* flop_class() { return st().cls; }
 
 void set_kernel_class(const std::string& kernel, const char* cls, bool tensor_cores) {
   State& s = st();
@@ -185,11 +181,9 @@ void on_library(const char* call, double flops, double bytes, bool fp16, bool in
   State& s = st();
   std::lock_guard<std::mutex> lock(s.mu);
   if (!s.on) return;
-  const std::string cls = s.cls ? s.cls : "";
   each(s, [&](Phase& p) {
     ++p.library_calls[call];
-    if (cls == "attention") p.flops_attention += flops;
-    else if (std::string(call).find("onvolution") != std::string::npos) p.flops_conv += flops;
+    if (std::string(call).find("onvolution") != std::string::npos) p.flops_conv += flops;
     else p.flops_gemm += flops;
     p.bytes += bytes;
     add_time(p, flops, bytes, fp16, in_graph ? kGraphLaunchS : kLaunchS);

@@ -74,15 +74,6 @@ const std::map<std::string, Phase>& phases();
 // Forget everything recorded (the live-memory tally is kept: allocations outlive phases).
 void reset();
 
-// The FLOP class of library calls made until the returned guard is destroyed ("attention" for the
-// GEMMs of an unfused attention; GEMMs default to "gemm", convolutions to "conv").
-class FlopClass {
- public:
-  explicit FlopClass(const char* cls);
-  ~FlopClass();
- private:
-  const char* prev_;
-};
 
 // The FLOP class of every launch of the kernel its launcher names `kernel`: "attention" counts
 // its FLOPs as attention instead of "other", and `tensor_cores` times them at the fp16 tensor-core
@@ -105,7 +96,6 @@ void on_launch(const char* kernel, bool in_graph, double bytes, double flops);
 void on_graph_launch();
 // precision_fp16: whether the math runs at the fp16 tensor-core rate.
 void on_library(const char* call, double flops, double bytes, bool precision_fp16, bool in_graph);
-const char* flop_class();  // the current class, or nullptr for the call's default
 
 }  // namespace census
 }  // namespace simt
