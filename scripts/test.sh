@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds sd-gen and runs every test (the README's test command; CI runs it).
 #   scripts/test.sh            Release build in build/, all tests
-# Environment: BUILD_DIR (default build), JOBS (default: number of cores).
+# Environment: BUILD_DIR (default build), JOBS (default: number of cores), SDGEN_MUTATION_SUBSET
+# (run that many mutations of scripts/mutation-check.sh, rotating; CI (CI set) runs 8 by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -20,4 +21,12 @@ if [ $has_simt -eq 1 ]; then
   cmake -S . -B "$BUILD_DIR-debug" -DCMAKE_BUILD_TYPE=Debug -DSDGEN_CUDA=OFF -DSDGEN_BUILD_BENCHMARKS=OFF
   cmake --build "$BUILD_DIR-debug" -j "$JOBS" --target simt_tests
   ctest --test-dir "$BUILD_DIR-debug" --output-on-failure -j "$JOBS" -R '^(Simt|Cuda|Cublas|Cudnn)'
+fi
+
+# The mutation check (scripts/mutation-check.sh): do the tests notice plausible one-line slips? CI
+# runs a rotating slice of the list (the slice follows the commit count, so successive commits
+# cover the whole list); about 4 minutes to build the copy and 40-60 s per mutation on 2 cores.
+# The whole list: scripts/mutation-check.sh --all.
+if [ -n "${SDGEN_MUTATION_SUBSET:-}" ] || [ -n "${CI:-}" ]; then
+  bash scripts/mutation-check.sh --subset "${SDGEN_MUTATION_SUBSET:-8}"
 fi
