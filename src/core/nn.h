@@ -12,8 +12,8 @@
 namespace sdgen::nn {
 
 // Where weights go: host tensors from the checkpoint (fp32, or as stored when that is `dtype`),
-// converted once to `dtype` and moved to `device`. One weight at a time is in flight, so loading
-// never holds more than the model's own weights and one tensor's temporaries.
+// converted once to `dtype` and moved to `device`, one tensor at a time: loading holds the model's
+// own weights plus one tensor's temporaries, not a second copy of the model.
 struct WeightLoader {
   const Checkpoint& ckpt;
   DType dtype;

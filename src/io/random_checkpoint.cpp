@@ -29,7 +29,8 @@ class RandomCheckpoint : public Checkpoint {
                              : 0.0f;
     const float k = 0.02f * 1.7320508f / 65536.0f;  // the sum of 4 uniforms on [0, 65536) has std 65536/√3
     float* p = t.f32();
-    for (int64_t i = 0; i < t.numel(); ++i) {
+    const int64_t n_values = t.numel();
+    for (int64_t i = 0; i < n_values; ++i) {
       uint64_t z = (state += 0x9E3779B97F4A7C15ull);
       z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
       z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;

@@ -55,6 +55,18 @@ std::string range_str(const StTensorInfo& t) {
   return "[" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "]";
 }
 
+void release_pages(const uint8_t* p, size_t n) {
+  // Pages of a file mapping count in the resident set for as long as they stay mapped, so a
+  // loaded model would otherwise hold every weight twice: its converted copy and the file's pages.
+  // Dropping them only unmaps them (the mapping is read-only and private, so nothing is lost: the
+  // page cache keeps the bytes, and a later read of a neighbour sharing the edge page faults it
+  // back in).
+  static const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  const uintptr_t begin = (uintptr_t)p & ~(page - 1);
+  const uintptr_t end = ((uintptr_t)p + n + page - 1) & ~(page - 1);
+  if (n > 0) madvise((void*)begin, end - begin, MADV_DONTNEED);  // advice: failure changes nothing
+}
+
 }  // namespace
 
 const char* st_dtype_name(StDType dt) { return info(dt).name; }
@@ -203,6 +215,12 @@ void SafetensorsFile::to_floats(const StTensorInfo& t, float* out) const {
       fail(path_, "tensor '" + t.name + "' has dtype " + st_dtype_name(t.dtype) +
                       "; only F32, F16 and BF16 weights are supported");
   }
+  release_pages(p, t.end - t.begin);
+}
+
+void SafetensorsFile::copy_bytes(const StTensorInfo& t, void* out) const {
+  std::memcpy(out, data(t), t.end - t.begin);
+  release_pages(data(t), t.end - t.begin);
 }
 
 std::vector<float> SafetensorsFile::to_floats(const StTensorInfo& t) const {

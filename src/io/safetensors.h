@@ -46,9 +46,13 @@ class SafetensorsFile {
   const std::vector<StTensorInfo>& tensors() const { return tensors_; }  // in header order
   // The raw bytes of a tensor inside the mapping (valid while this object lives).
   const uint8_t* data(const StTensorInfo& t) const { return data_ + t.begin; }
-  // Values as fp32 (converted from F16/BF16); other dtypes throw Error(kModel).
+  // Values as fp32 (converted from F16/BF16); other dtypes throw Error(kModel). The tensor's pages
+  // are then dropped from this process's resident set (data() stays valid: they fault back in).
   std::vector<float> to_floats(const StTensorInfo& t) const;
   void to_floats(const StTensorInfo& t, float* out) const;
+  // The stored bytes as they are (little-endian, as on every host sd-gen builds for), into out;
+  // the pages are dropped as by to_floats.
+  void copy_bytes(const StTensorInfo& t, void* out) const;
 
  private:
   SafetensorsFile() = default;

@@ -1,13 +1,17 @@
-// CPU 2-D convolution, NHWC input, OHWI weight [Cout, K, K, Cin], zero padding. The fast path
-// also takes the weight in fp16 and widens it inside the GEMM, a panel at a time (WeightRows).
+// CPU 2-D convolution, NHWC input, OHWI weight [Cout, K, K, Cin], zero padding. The fast path also
+// takes fp16 tensors as stored: the weight is widened inside the GEMM a panel at a time
+// (WeightRows), the input while its columns are built and the output chunk by chunk, so no
+// full-size fp32 copy of any of them is made (at 512×512 the VAE's would be 268 MB each, and
+// allocating and faulting those in cost more than the conversions themselves).
 // Plain: direct convolution, one double-accumulated dot product per (pixel, kernel tap).
 // Fast: im2col + OpenBLAS GEMM. A column row is one output pixel's receptive field laid out as
 // [kh][kw][cin], the same order as a weight row, so y[pixels, Cout] = col · wᵀ. In NHWC the kw taps
 // of one kernel row are KW adjacent pixels, i.e. one contiguous run of KW·Cin floats, so building a
 // row is K memcpys. Output pixels are processed in chunks (over the whole batch) so the column
 // buffers stay a few MB however large the image (the VAE's 512×512×128 would need 1.2 GB at once).
-// 1×1 stride-1 unpadded convolutions are a plain GEMM on x itself. (Tried: K·K shifted GEMMs on a
-// padded copy instead of im2col; no faster here, within noise, on the UNet and VAE shapes.)
+// 1×1 stride-1 unpadded convolutions of fp32 input are a plain GEMM on x itself (fp16 input takes
+// the column path, which widens it). (Tried: K·K shifted GEMMs on a padded copy instead of im2col;
+// no faster here, within noise, on the UNet and VAE shapes.)
 #include <omp.h>
 
 #include <algorithm>
@@ -29,8 +33,15 @@ struct ConvGeom {
   int stride, pad;
 };
 
+// n input values into fp32 columns: a copy, or a widening for fp16 input.
+void copy_run(float* dst, const float* src, int64_t n) {
+  std::memcpy(dst, src, (size_t)n * sizeof(float));
+}
+void copy_run(float* dst, const uint16_t* src, int64_t n) { widen_f16(src, dst, n); }
+
 // Column rows [r0, r0 + rows) of the batch's output pixels into col[rows, K·K·C].
-void im2col_rows(const float* x, const ConvGeom& g, int64_t r0, int64_t rows, float* col) {
+template <class T>
+void im2col_rows(const T* x, const ConvGeom& g, int64_t r0, int64_t rows, float* col) {
   const int64_t KC = g.K * g.C, KKC = g.K * KC, HWo = g.Ho * g.Wo;
   for (int64_t r = r0; r < r0 + rows; ++r) {
     const int64_t n = r / HWo, oy = (r % HWo) / g.Wo, ox = r % g.Wo;
@@ -42,9 +53,9 @@ void im2col_rows(const float* x, const ConvGeom& g, int64_t r0, int64_t rows, fl
         std::memset(dst, 0, (size_t)KC * sizeof(float));
         continue;
       }
-      const float* src_row = x + (n * g.H + iy) * g.W * g.C;
+      const T* src_row = x + (n * g.H + iy) * g.W * g.C;
       if (ix0 >= 0 && ix0 + g.K <= g.W) {  // the common interior case: one run
-        std::memcpy(dst, src_row + ix0 * g.C, (size_t)KC * sizeof(float));
+        copy_run(dst, src_row + ix0 * g.C, KC);
         continue;
       }
       for (int64_t kw = 0; kw < g.K; ++kw) {
@@ -53,17 +64,24 @@ void im2col_rows(const float* x, const ConvGeom& g, int64_t r0, int64_t rows, fl
         if (ix < 0 || ix >= g.W) {
           std::memset(d, 0, (size_t)g.C * sizeof(float));
         } else {
-          std::memcpy(d, src_row + ix * g.C, (size_t)g.C * sizeof(float));
+          copy_run(d, src_row + ix * g.C, g.C);
         }
       }
     }
   }
 }
 
+// Where the GEMM writes the n fp32 output values that start at element `at` of y: into y itself
+// for fp32 output, else into the thread's scratch, from which store_out rounds them into y.
+float* gemm_out(float* y, int64_t at, int64_t n) { return y + at; }
+float* gemm_out(uint16_t* y, int64_t at, int64_t n) { return thread_scratch(3, (size_t)n); }
+void store_out(const float* src, float* y, int64_t at, int64_t n) {}
+void store_out(const float* src, uint16_t* y, int64_t at, int64_t n) { narrow_f16(src, y + at, n); }
+
 // Each thread takes chunks of output pixels and does im2col then a single-threaded GEMM on its own
 // buffer: no barrier between the two steps, and the chunk is still in cache when the GEMM reads it.
-void conv_fast(const float* x, const WeightRows& w, const float* bias, const ConvGeom& g,
-               float* y) {
+template <class T>
+void conv_fast(const T* x, const WeightRows& w, const float* bias, const ConvGeom& g, T* y) {
   const int64_t KKC = g.K * g.K * g.C, total = g.N * g.Ho * g.Wo;
   const int64_t threads = omp_get_max_threads();
   if (total < g.Co) {
@@ -73,7 +91,9 @@ void conv_fast(const float* x, const WeightRows& w, const float* bias, const Con
     float* col = thread_scratch(0, (size_t)(total * KKC));
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < total; ++r) im2col_rows(x, g, r, 1, col + r * KKC);
-    gemm_nt_bias(total, g.Co, KKC, col, w, bias, y);
+    float* yf = gemm_out(y, 0, total * g.Co);
+    gemm_nt_bias(total, g.Co, KKC, col, w, bias, yf);
+    store_out(yf, y, 0, total * g.Co);
     return;
   }
   const int64_t even_share = (total + threads - 1) / threads;
@@ -87,9 +107,10 @@ void conv_fast(const float* x, const WeightRows& w, const float* bias, const Con
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t r0 = c * chunk, rows = std::min(chunk, total - r0);
       im2col_rows(x, g, r0, rows, col);
-      float* yc = y + r0 * g.Co;
+      float* yc = gemm_out(y, r0 * g.Co, rows * g.Co);
       fill_rows(yc, rows, g.Co, bias);
       gemm_nt_rows(rows, 0, g.Co, KKC, col, KKC, w, bias ? 1.0f : 0.0f, yc, g.Co);
+      store_out(yc, y, r0 * g.Co, rows * g.Co);
     }
   }
 }
@@ -126,17 +147,19 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
   g.stride = stride, g.pad = padding;
   g.Ho = (g.H + 2 * padding - g.K) / stride + 1;
   g.Wo = (g.W + 2 * padding - g.K) / stride + 1;
-  if (!plain && g.K == 1 && stride == 1 && padding == 0) {
+  if (!plain && g.K == 1 && stride == 1 && padding == 0 && x.dtype() == DType::F32) {
     Tensor y = Tensor::empty({g.N, g.H, g.W, g.Co});
     gemm_nt_bias(g.N * g.H * g.W, g.Co, g.C, x.f32(), WeightRows::of(w),
                  bias.defined() ? bias.f32() : nullptr, y.f32());
     return y;
   }
-  Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.Co});
+  Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.Co}, x.dtype());
   if (y.numel() == 0) return y;
   const float* bp = bias.defined() ? bias.f32() : nullptr;
   if (plain) {
     conv_plain(x.f32(), w.f32(), bp, g, y.f32());
+  } else if (x.dtype() == DType::F16) {
+    conv_fast(x.data_as<uint16_t>(), WeightRows::of(w), bp, g, y.data_as<uint16_t>());
   } else {
     conv_fast(x.f32(), WeightRows::of(w), bp, g, y.f32());
   }

@@ -1,9 +1,10 @@
 // The CPU backend class: routes each Backend op to its family's function in src/backend/cpu/ and
 // handles fp16 uniformly: fp16 inputs are widened to fp32, the op computes in fp32 and the result
 // is rounded back to the first input's dtype. Simple and exact to the fp32 math, so the pipeline's
-// fp16 mode runs on the CPU too. One exception: the fast paths take conv and linear weights as
+// fp16 mode runs on the CPU too. The exceptions: the fast paths take conv and linear weights as
 // stored and widen fp16 ones panel by panel inside the GEMM, because widening a whole weight per
-// call would keep an fp32 copy of it alive next to the fp16 one, and redo that for every call.
+// call would keep an fp32 copy of it alive next to the fp16 one, and redo that for every call; and
+// the fast conv takes and returns fp16 activations as stored, converting chunk by chunk (conv.cpp).
 #include "backend/cpu/cpu_backend.h"
 
 #include "sdgen/error.h"
@@ -21,10 +22,10 @@ class CpuBackend final : public Backend {
 
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
                 int padding) override {
-    return out(cpu::conv2d(f32(x), weight(w), f32(bias), stride, padding, plain_), x);
+    return out(cpu::conv2d(stored(x), stored(w), f32(bias), stride, padding, plain_), x);
   }
   Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) override {
-    return out(cpu::linear(f32(x), weight(w), f32(bias), plain_), x);
+    return out(cpu::linear(f32(x), stored(w), f32(bias), plain_), x);
   }
   Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
                     bool fuse_silu) override {
@@ -87,14 +88,14 @@ class CpuBackend final : public Backend {
   // The fp32 view of an input (a widened copy for fp16); undefined stays undefined.
   Tensor f32(const Tensor& t) const {
     if (!host(t).defined() || t.dtype() == DType::F32) return t;
-    return plain_ ? cpu::cast(t, DType::F32, true) : cpu::cast_fast(t, DType::F32);
+    return cpu::cast(t, DType::F32, plain_);
   }
-  // A conv or linear weight: as stored for the fast paths, fp32 for the plain ones.
-  Tensor weight(const Tensor& w) const { return plain_ ? f32(w) : host(w); }
-  // The fp32 result in the dtype of `like`.
+  // An input the fast path takes as stored (conv2d's input and weight, linear's weight); fp32 for
+  // the plain path.
+  Tensor stored(const Tensor& t) const { return plain_ ? f32(t) : host(t); }
+  // The result (fp32, or already in its dtype) in the dtype of `like`.
   Tensor out(const Tensor& y, const Tensor& like) const {
-    if (like.dtype() == DType::F32) return y;
-    return plain_ ? cpu::cast(y, like.dtype(), true) : cpu::cast_fast(y, like.dtype());
+    return y.dtype() == like.dtype() ? y : cpu::cast(y, like.dtype(), plain_);
   }
 
   bool plain_;

@@ -1,8 +1,9 @@
 // Internal interface of the CPU backend: one function per op, grouped by family into the files of
 // src/backend/cpu/. They take and return host fp32 tensors (cpu_backend.cpp converts fp16 in and
-// out; only conv2d's and linear's weights reach the fast paths as stored, fp16 included), trust
-// ops.h's shape checks, and take `plain`: true runs the straightforward loops that are the numeric
-// truth (double accumulators, no BLAS), false the fast paths (OpenBLAS, OpenMP).
+// out; only conv2d's input and weight and linear's weight reach the fast paths as stored, fp16
+// included, and conv2d's output then has its input's dtype), trust ops.h's shape checks, and take
+// `plain`: true runs the straightforward loops that are the numeric truth (double accumulators, no
+// BLAS), false the fast paths (OpenBLAS, OpenMP).
 #pragma once
 #include <vector>
 
@@ -23,7 +24,8 @@ namespace sdgen::cpu {
 // linear.cpp
 // A scratch buffer of at least n floats owned by the calling thread and kept across calls (OpenMP
 // threads persist), so per-call column and score buffers do not page-fault fresh memory each time.
-// Slot 0: conv columns, slot 1: attention scores, slot 2: widened fp16 weight panels.
+// Slot 0: conv columns, slot 1: attention scores, slot 2: widened fp16 weight panels, slot 3: an
+// fp16 conv's output chunk before rounding.
 float* thread_scratch(int slot, size_t n);
 // A weight matrix B[N, K] (row n: output n's K inputs) as the fast GEMMs read it, fp32 or fp16.
 // fp16 rows are widened one panel at a time into the calling thread's scratch right before the
@@ -62,11 +64,9 @@ void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const WeightR
                   const float* bias, float* C);
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool plain);
 
-// f16.cpp: fp16 <-> fp32, bit for bit half.h's conversions, vectorized where the CPU can.
+// f16.cpp: fp16 <-> fp32 over arrays, serial; half.h's conversions, vectorized where the CPU can.
 void widen_f16(const uint16_t* src, float* dst, int64_t n);
 void narrow_f16(const float* src, uint16_t* dst, int64_t n);
-// x in dtype, split over the OpenMP threads (the fast paths' conversion; same dtype: a copy).
-Tensor cast_fast(const Tensor& x, DType dtype);
 
 // conv.cpp
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding,

@@ -1,11 +1,10 @@
-// fp16 <-> fp32 over arrays for the fast CPU paths. The fp16 mode converts every activation an op
-// reads or writes and every weight panel a GEMM reads; half.h's branchy scalar conversions made
-// that a fifth of the VAE's time, where F16C's vcvtph2ps / vcvtps2ph convert 8 values per
-// instruction. Both are exact IEEE conversions (round to nearest even, subnormals, inf): checked
-// against half.h for every fp16 and every fp32 bit pattern, they agree except that vcvtph2ps
-// quiets a signalling NaN (half.h keeps it signalling). CPUs without F16C use half.h itself.
-#include <omp.h>
-
+// fp16 <-> fp32 over arrays (the cast op, fp16 conv activations and fp16 weight panels in the
+// GEMMs). The fp16 mode converts every activation an op reads or writes and every weight panel a
+// GEMM reads; half.h's branchy scalar conversions made that a fifth of the VAE's time, where F16C's
+// vcvtph2ps / vcvtps2ph convert 8 values per instruction. Both are exact IEEE conversions (round to
+// nearest even, subnormals, inf): checked against half.h for every fp16 and every fp32 bit
+// pattern, they agree except that vcvtph2ps quiets a signalling NaN (half.h keeps it signalling).
+// CPUs without F16C use half.h itself.
 #include "backend/cpu/cpu_backend.h"
 #include "sdgen/half.h"
 
@@ -40,9 +39,6 @@ __attribute__((target("avx,f16c"))) void narrow_f16c(const float* src, uint16_t*
 }
 #endif
 
-// Below this many values one thread converts: a parallel region costs more than it saves.
-constexpr int64_t kParallelMin = int64_t(1) << 15;
-
 }  // namespace
 
 void widen_f16(const uint16_t* src, float* dst, int64_t n) {
@@ -57,23 +53,6 @@ void narrow_f16(const float* src, uint16_t* dst, int64_t n) {
   if (cpu_has_f16c()) return narrow_f16c(src, dst, n);
 #endif
   for (int64_t i = 0; i < n; ++i) dst[i] = float_to_half_bits(src[i]);
-}
-
-Tensor cast_fast(const Tensor& x, DType dtype) {
-  if (x.dtype() == dtype) return x.clone();
-  const int64_t n = x.numel();
-  Tensor y = Tensor::empty(x.shape(), dtype);
-  const int64_t parts = n >= kParallelMin ? omp_get_max_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads((int)parts)
-  for (int64_t p = 0; p < parts; ++p) {
-    const int64_t i0 = n * p / parts, i1 = n * (p + 1) / parts;
-    if (dtype == DType::F32) {
-      widen_f16(x.data_as<uint16_t>() + i0, y.data_as<float>() + i0, i1 - i0);
-    } else {
-      narrow_f16(x.data_as<float>() + i0, y.data_as<uint16_t>() + i0, i1 - i0);
-    }
-  }
-  return y;
 }
 
 }  // namespace sdgen::cpu

@@ -30,7 +30,7 @@ float* thread_scratch(int slot, size_t n) {
     std::unique_ptr<float[]> data;
     size_t size = 0;
   };
-  thread_local Buffer buffers[3];
+  thread_local Buffer buffers[4];
   Buffer& b = buffers[slot];
   if (b.size < n) {
     b.data.reset(new float[n]);
