@@ -3,7 +3,7 @@
 // memory, advanced by the graph itself), the UNet input (the latents repeated for guidance, cast
 // to the model's dtype), and one DDIM step with the guidance combine fused in.
 // Layout: flat arrays (the latents are NHWC, but every op here is elementwise). Math in fp32 in
-// the order of the host sampler (src/sampler/ddim.h, ddim_update; DdimSampler::guide), so the
+// the order of the host sampler (src/sampler/ddim.h, ddim_update; src/backend/cpu/sampler.cpp), so the
 // emulated run reproduces the CPU's latents bit for bit (a GPU may contract into FMAs).
 // Versions: one grid-stride kernel each. Test: simt_tests --gtest_filter='*Sampler*' and the
 // emulated pipeline goldens. Benchmark: none (a few thousand values per step).

@@ -41,8 +41,4 @@ void DdimSampler::step(int i, const float* eps, float* x, size_t n) const {
   for (size_t k = 0; k < n; ++k) x[k] = ddim_update(x[k], eps[k], c);
 }
 
-void DdimSampler::guide(const float* eps_uncond, const float* eps_cond, float g, float* out, size_t n) {
-  for (size_t k = 0; k < n; ++k) out[k] = eps_uncond[k] + g * (eps_cond[k] - eps_uncond[k]);
-}
-
 }  // namespace sdgen

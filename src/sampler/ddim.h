@@ -26,8 +26,6 @@ class DdimSampler {
   // Per step i, the four float32 coefficients of ddim_update: √(1−ᾱ_t), √ᾱ_t, √ᾱ_prev, √(1−ᾱ_prev);
   // [steps × 4], the table ops::ddim_step reads on the device.
   std::vector<float> coefficients() const;
-  // Classifier-free guidance: ε = ε_u + g·(ε_c − ε_u), float32 as diffusers.
-  static void guide(const float* eps_uncond, const float* eps_cond, float g, float* out, size_t n);
 
  private:
   std::vector<float> alphas_cumprod_;

@@ -1,6 +1,6 @@
 // The sampler's ops on the CPU (ops.h, "sampler"): the same arithmetic as the host DdimSampler
-// (src/sampler/ddim.h, ddim_update; guidance as DdimSampler::guide), so a CPU run keeps diffusers'
-// float32 order. Plain loops: a 64×64×4 latent is a few thousand values per step.
+// (src/sampler/ddim.h, ddim_update) and guidance in diffusers' float32 order,
+// ε = ε_u + g·(ε_c − ε_u). Plain loops: a 64×64×4 latent is a few thousand values per step.
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
