@@ -1,6 +1,6 @@
 // The noise schedule, DDIM timesteps and DDIM steps against diffusers (tests/data/golden/
 // schedule.json, made by tests/reference/make_schedule_golden.py), and the torch CPU randn against
-// the values documented in shared/DESIGN.md.
+// values PyTorch prints for torch.manual_seed(42); torch.randn(5).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -83,7 +83,7 @@ TEST(Ddim, RejectsImpossibleStepCounts) {
 }
 
 TEST(Rng, TorchCpuRandnSmallMatchesDesignValues) {
-  // shared/DESIGN.md: manual_seed(42); randn(5) (the < 16 path: double Box–Muller, cached pair).
+  // PyTorch: manual_seed(42); randn(5) (the < 16 path: double Box–Muller, cached pair).
   TorchCpuRandn r(42);
   std::vector<float> v = r.randn(5);
   const float ref[5] = {0.33669037f, 0.1288094f, 0.23446237f, 0.23033303f, -1.1228564f};

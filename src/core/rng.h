@@ -3,7 +3,8 @@
 // with, so a seed gives diffusers' images. Bit-exact to x86-64 torch (the AVX2/AVX512 kernel, as
 // the PyPI wheels run it); torch builds without that kernel (aarch64, ATEN_CPU_CAPABILITY=default)
 // use a scalar path with libm log/sin/cos and may differ in the last bits for >= 16 values.
-// Algorithm (shared/DESIGN.md part 2):
+// Algorithm (torch's CPU normal sampler, as its source and the goldens of tests/data/golden/randn
+// show it):
 //   - mt19937 seeded with the low 32 bits of the seed;
 //   - >= 16 values: uniforms (mt() & 0xFFFFFF)·2^-24 in flat order, then Box–Muller per 16-block
 //     (u1 = 1 - d[j], u2 = d[j+8]) in float with Cephes log/sincos (core/cephes_math.h); a tail

@@ -1,5 +1,5 @@
-// The CLIP BPE tokenizer, exact to transformers' CLIPTokenizer with ftfy installed (spec in
-// shared/DESIGN.md part 2): ftfy-style cleanup, whitespace collapse, lowercase, the CLIP
+// The CLIP BPE tokenizer, exact to transformers' CLIPTokenizer with ftfy installed (the spec is
+// theirs; tests/test_tokenizer.cpp holds us to it): ftfy-style cleanup, whitespace collapse, lowercase, the CLIP
 // pre-tokenizer regex, byte-level BPE by merge rank.
 #pragma once
 #include <cstdint>
