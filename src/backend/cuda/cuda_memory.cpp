@@ -36,7 +36,6 @@ class Pool {
     }
     if (!p) p = fresh(size);
     live_ += size;
-    peak_ = std::max(peak_, live_);
     return p;
   }
 
@@ -83,9 +82,6 @@ class Pool {
     trim();
   }
 
-  size_t reserved() const { return reserved_; }
-  size_t live() const { return live_; }
-  size_t peak() const { return peak_; }
   size_t peak_reserved() const { return peak_reserved_; }
 
  private:
@@ -142,7 +138,7 @@ class Pool {
   std::map<std::pair<int, size_t>, std::vector<void*>> free_;
   std::map<int, bool> graphs_alive_;
   int recording_ = 0, next_graph_ = 1;
-  size_t reserved_ = 0, live_ = 0, peak_ = 0, peak_reserved_ = 0;
+  size_t reserved_ = 0, live_ = 0, peak_reserved_ = 0;  // live_: for the out-of-memory message
 };
 
 Pool& pool() {
@@ -241,9 +237,6 @@ void release_cached_memory() { pool().trim_cache(); }
 void begin_graph_allocations() { pool().begin_graph(); }
 int end_graph_allocations() { return pool().end_graph(); }
 void release_graph_allocations(int graph) { pool().release_graph(graph); }
-size_t pool_reserved_bytes() { return pool().reserved(); }
-size_t pool_live_bytes() { return pool().live(); }
-size_t pool_peak_live_bytes() { return pool().peak(); }
 size_t pool_peak_reserved_bytes() { return pool().peak_reserved(); }
 
 }  // namespace cuda

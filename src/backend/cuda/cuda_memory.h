@@ -39,10 +39,7 @@ void release_graph_allocations(int graph);
 // stages whose buffers differ in size (the UNet's and the VAE's), so their peaks do not add up.
 void release_cached_memory();
 
-// What the pool holds: bytes obtained from the driver, and bytes in live tensors.
-size_t pool_reserved_bytes();
-size_t pool_live_bytes();
-size_t pool_peak_live_bytes();
+// The most bytes the pool has held from the driver at once (sd-gen --json: peak_device_bytes).
 size_t pool_peak_reserved_bytes();
 
 }  // namespace cuda
