@@ -165,7 +165,7 @@ SRC=$ROOT
 prepare_source() {
   git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1 || die "$ROOT is not a git checkout"
   mkdir -p "$WORK"
-  local list=$WORK/tree-files.new
+  local list=$WORK/tree-files.$$
   if [ -z "$REV" ]; then
     SRC=$ROOT
     {
@@ -175,7 +175,7 @@ prepare_source() {
     return
   fi
   git -C "$ROOT" rev-parse --verify -q "$REV^{commit}" >/dev/null || die "no commit '$REV'"
-  SRC=$WORK/export
+  SRC=$WORK/export.$$
   rm -rf "$SRC"
   mkdir -p "$SRC"
   git -C "$ROOT" archive --format=tar "$REV" | tar -x -C "$SRC"
@@ -189,7 +189,7 @@ prepare_source() {
 sync_tree() {
   mkdir -p "$TREE"
   local f copied=0 manifest=$WORK/tree-files.txt
-  mv "$WORK/tree-files.new" "$manifest.new"
+  mv "$WORK/tree-files.$$" "$manifest.new"
   while IFS= read -r f; do
     [ -f "$SRC/$f" ] || continue  # deleted in the working tree
     if ! cmp -s "$SRC/$f" "$TREE/$f"; then
@@ -306,8 +306,11 @@ restore_mutation() {
   rm -f "$CUR_BACKUP"
   CUR_FILE='' CUR_BACKUP=''
 }
-trap 'restore_mutation' EXIT
-trap 'restore_mutation; exit 130' INT TERM
+# This run's own temporary files (the export of --rev, the file list before it is synced).
+# shellcheck disable=SC2317  # called from the traps
+cleanup() { rm -rf "$WORK/export.$$" "$WORK/tree-files.$$"; }
+trap 'restore_mutation; cleanup' EXIT
+trap 'restore_mutation; cleanup; exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------
 # Selection.
@@ -338,7 +341,7 @@ select_only() {
     for i in "${!M_ID[@]}"; do
       if [ "${M_ID[i]}" = "$id" ]; then found=$i; fi
     done
-    [ $found -ge 0 ] || die "no mutation with id '$id' (see --list)"
+    [ "$found" -ge 0 ] || die "no mutation with id '$id' (see --list)"
     SELECTED+=("$found")
   done
 }
@@ -389,6 +392,9 @@ main() {
   fi
 
   mkdir -p "$WORK/logs" "$WORK/run"
+  # One run per work folder: two would mutate and rebuild the same copy under each other.
+  exec 9>"$WORK/lock"
+  flock -n 9 || die "another mutation check is running in $WORK; wait for it or set MUT_DIR"
   sync_tree
   validate_list "$TREE"
 
@@ -503,4 +509,4 @@ main() {
   [ ${#survivors[@]} -eq 0 ]
 }
 
-main "$@"
+main "$@"; exit  # nothing after this line is read, even if the file is edited meanwhile
