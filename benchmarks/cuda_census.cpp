@@ -8,7 +8,10 @@
 // the time on three GPUs (tests/simt/simt_census.h states the fixed assumptions).
 //
 //   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
-//               --precision fp16|fp32 [--guidance G] [--cuda-graphs on|off] [--json]
+//               --precision fp16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
+//               [--keep-step-graph] [--json]
+// One generation, as `sd-gen --prompt` makes it: the recorded step is dropped before the VAE
+// (--keep-step-graph keeps it, as for a next prompt with the same settings).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -149,6 +152,7 @@ int usage(const char* msg) {
 int main(int argc, char** argv) {
   std::string model = kRandomSd15, precision = "fp16";
   GenerateParams gp;
+  gp.keep_step_graph = false;
   gp.prompt = "a lighthouse at dusk, oil painting";
   gp.batch = 3;
   gp.steps = 25;
@@ -169,6 +173,8 @@ int main(int argc, char** argv) {
     else if (a == "--height") gp.height = std::atoi(val("--height"));
     else if (a == "--guidance") gp.guidance = (float)std::atof(val("--guidance"));
     else if (a == "--precision") precision = val("--precision");
+    else if (a == "--vae-batch") gp.vae_batch = std::atoi(val("--vae-batch"));
+    else if (a == "--keep-step-graph") gp.keep_step_graph = true;
     else if (a == "--json") json = true;
     else if (a == "--cuda-graphs") {
       const std::string v = val("--cuda-graphs");

@@ -35,10 +35,14 @@ void cast(const void* x, DType from, void* y, DType to, int64_t n, cudaStream_t 
 void embedding(const int* ids, const void* table, void* y, int64_t count, int64_t dim, DType dt,
                cudaStream_t s);
 
-// groupnorm.cu: x [batch, spatial, c] (NHWC), `groups` divides c; optional fused SiLU.
-void group_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t batch,
-                int64_t spatial, int64_t c, int groups, float eps, bool silu, DType dt,
-                cudaStream_t s);
+// image.cu: the decoder's image x [n] (dt) as 8-bit pixels y [n] (ops::image_to_u8).
+void image_to_u8(const void* x, DType dt, uint8_t* y, int64_t n, cudaStream_t s);
+
+// groupnorm.cu: x [batch, spatial, c] (NHWC), `groups` divides c; optional fused SiLU. workspace:
+// group_norm_workspace_floats(...) floats of device memory (per-split sums and the statistics).
+int64_t group_norm_workspace_floats(int64_t batch, int64_t spatial, int64_t c, int groups, DType dt);
+void group_norm(const void* x, const void* gamma, const void* beta, void* y, float* workspace, int64_t batch,
+                int64_t spatial, int64_t c, int groups, float eps, bool silu, DType dt, cudaStream_t s);
 // layernorm.cu: x [rows, c], normalized over c.
 void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int64_t rows,
                 int64_t c, float eps, DType dt, cudaStream_t s);

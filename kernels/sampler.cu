@@ -21,10 +21,7 @@ using kern::from_float;
 using kern::to_float;
 
 constexpr int kThreads = 256;
-dim3 grid_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return dim3((unsigned)(b < 1024 ? (b > 0 ? b : 1) : 1024));
-}
+dim3 grid_for(int64_t n) { return cuda::grid_stride_blocks(n, kThreads); }
 
 template <class T>
 __global__ void timestep_embedding_at_kernel(const float* __restrict__ timesteps,

@@ -73,6 +73,7 @@ struct OpCase {
   // names the test that holds that function to hand-derived values instead. Other backends run it.
   std::string cpu_one_function = {};
   Op op = Op::kAdd;  // what it tests, for Backend::supports (set from the name: op_of)
+  bool u8_out = false;  // the output is 8-bit pixels (ops::image_to_u8), whatever the input dtype
 };
 
 // The op a case exercises, from its name's prefix (one list; a name that matches none is a bug).
@@ -85,7 +86,7 @@ inline Op op_of(const std::string& name) {
       {"scale", Op::kScale},        {"upsample", Op::kUpsample},     {"concat", Op::kConcat},
       {"embedding", Op::kEmbedding}, {"timestep_embedding_at", Op::kTimestepEmbedding},
       {"timestep_embedding", Op::kTimestepEmbedding}, {"cast", Op::kCast},
-      {"repeat_batch", Op::kRepeatBatch}, {"ddim_step", Op::kDdimStep}};
+      {"repeat_batch", Op::kRepeatBatch}, {"ddim_step", Op::kDdimStep}, {"image_u8", Op::kImageToU8}};
   for (const auto& [prefix, op] : kPrefixes)
     if (name.rfind(prefix, 0) == 0) return op;
   throw std::logic_error("op_of: no op for case " + name);
@@ -194,7 +195,8 @@ inline CaseResult run_case(const OpCase& c, Backend& test, Backend& ref, DType d
   if (dtype == DType::F16)
     for (float& v : r.ref) v = round_to_half(v);
   r.cmp = compare(r.out, r.ref, r.tol);
-  r.cmp.shape_ok = r.cmp.shape_ok && out.shape() == expect.shape() && out.dtype() == dtype;
+  r.cmp.shape_ok = r.cmp.shape_ok && out.shape() == expect.shape() &&
+                   out.dtype() == (c.u8_out ? DType::U8 : dtype);
   return r;
 }
 
@@ -228,23 +230,36 @@ using Ins = std::vector<Tensor>;
 inline Tensor opt(const Ins& in, size_t i) { return i < in.size() ? in[i] : Tensor(); }
 
 // x [N,H,W,C] ~ N(0,1); w [Co,K,K,C] ~ N(0, 1/(K·K·C)) so outputs are O(1); bias ~ N(0, 0.1²).
+// add: what the convolution adds to its result, ~ N(0, 1): kResidual the output's shape (a
+// resnet's shortcut), kPerImage [N, Co] (a resnet's time embedding).
+enum class ConvAdd { kNone, kResidual, kPerImage };
 inline OpCase conv(const std::string& name, Shape x, int64_t co, int k, int stride, int pad,
-                   bool bias = true, bool fp16 = true) {
+                   bool bias = true, bool fp16 = true, ConvAdd add = ConvAdd::kNone) {
   const float ws = 1.0f / std::sqrt((float)(k * k * x[3]));
   std::vector<Input> in = {{x}, {{co, k, k, x[3]}, ws}};
   if (bias) in.push_back({{co}, 0.1f});
+  const int64_t ho = (x[1] + 2 * pad - k) / stride + 1, wo = (x[2] + 2 * pad - k) / stride + 1;
+  if (add == ConvAdd::kResidual) in.push_back({{x[0], ho, wo, co}});
+  if (add == ConvAdd::kPerImage) in.push_back({{x[0], co}});
+  const size_t bi = bias ? 2 : 99, ai = add != ConvAdd::kNone ? in.size() - 1 : 99;
   return {
       name, in,
-      [=](Backend& b, const Ins& t, DType) { return b.conv2d(t[0], t[1], opt(t, 2), stride, pad); },
+      [=](Backend& b, const Ins& t, DType) { return b.conv2d(t[0], t[1], opt(t, bi), stride, pad, opt(t, ai)); },
       tol::kGemm, fp16};
 }
 
+// residual: a skip connection of the output's shape, ~ N(0, 1), added by the op.
 inline OpCase linear(const std::string& name, Shape x, int64_t out, bool bias = true,
-                     bool fp16 = true) {
+                     bool fp16 = true, bool residual = false) {
   const int64_t in_dim = x.back();
   std::vector<Input> in = {{x}, {{out, in_dim}, 1.0f / std::sqrt((float)in_dim)}};
   if (bias) in.push_back({{out}, 0.1f});
-  return {name, in, [](Backend& b, const Ins& t, DType) { return b.linear(t[0], t[1], opt(t, 2)); },
+  Shape y = x;
+  y.back() = out;
+  if (residual) in.push_back({y});
+  const size_t bi = bias ? 2 : 99, ri = residual ? in.size() - 1 : 99;
+  return {name, in,
+          [=](Backend& b, const Ins& t, DType) { return b.linear(t[0], t[1], opt(t, bi), opt(t, ri)); },
           tol::kGemm, fp16};
 }
 
@@ -326,6 +341,12 @@ inline const std::vector<OpCase>& op_cases() {
     t.push_back(conv("conv3x3_fewpix_1x3x5x7_to_40", {1, 3, 5, 7}, 40, 3, 1, 1));
     t.push_back(conv("conv3x3_s2_fewpix_2x5x4x6_to_33", {2, 5, 4, 6}, 33, 3, 2, 1, false));
     t.push_back(conv("conv3x3_s2_1x65x63x16", {1, 65, 63, 16}, 17, 3, 2, 1));
+    // With the resnet's adds fused: the shortcut (conv2) and the time embedding (conv1), on a UNet
+    // level and on odd sizes, with and without bias.
+    t.push_back(conv("conv3x3_residual_2x32x32x64", {2, 32, 32, 64}, 64, 3, 1, 1, true, true, ConvAdd::kResidual));
+    t.push_back(conv("conv3x3_temb_2x32x32x64", {2, 32, 32, 64}, 64, 3, 1, 1, true, true, ConvAdd::kPerImage));
+    t.push_back(conv("conv3x3_residual_odd_3x7x5x9_to_13", {3, 7, 5, 9}, 13, 3, 1, 1, true, true, ConvAdd::kResidual));
+    t.push_back(conv("conv3x3_temb_nobias_odd_3x7x5x9_to_13", {3, 7, 5, 9}, 13, 3, 1, 1, false, true, ConvAdd::kPerImage));
 
     // Linear: self-attention projections, cross-attention k/v from the 768-wide context, the
     // GEGLU input projection, the time embedding (2 rows), awkward sizes.
@@ -336,6 +357,12 @@ inline const std::vector<OpCase>& op_cases() {
     t.push_back(linear("linear_odd_3x5x13_to_7", {3, 5, 13}, 7));
     t.push_back(linear("linear_1x1_to_1", {1, 1}, 1));
     t.push_back(linear("linear_7x33_to_65_nobias", {7, 33}, 65, false));
+    // With the skip connection added in the epilogue: the transformer's attention output and
+    // feed-forward projections (to_out.0, ff.net.2) and CLIP's fc2; odd sizes, with and without bias.
+    t.push_back(linear("linear_residual_2x4096x320_to_320", {2, 4096, 320}, 320, true, false, true));
+    t.push_back(linear("linear_residual_2x77x3072_to_768", {2, 77, 3072}, 768, true, true, true));
+    t.push_back(linear("linear_residual_odd_3x5x13_to_7", {3, 5, 13}, 7, true, true, true));
+    t.push_back(linear("linear_residual_nobias_7x33_to_65", {7, 33}, 65, false, true, true));
 
     // Group norm: resnet (eps 1e-5, with SiLU) and transformer (eps 1e-6) norms, a large-offset
     // input (catches one-pass E[x²]-E[x]²), awkward group counts and spatial sizes.
@@ -502,6 +529,25 @@ inline const std::vector<OpCase>& op_cases() {
                  {{{4}, 1, 0, {981.0f, 501.0f, 21.0f, 1.0f}}, {{1}, 1, 0, {2.0f}}},
                  [](Backend& b, const Ins& in, DType dt) { return b.timestep_embedding_at(in[0], in[1], 5, 320, dt); },
                  tol::kPointwise, false});
+    // The decoder's image as 8-bit pixels: a VAE-sized image with values past both clamps, and the
+    // values every conversion must get right (the clamp ends, NaN -> 0, infinities, -0).
+    auto image = [](Backend& b, const Ins& in, DType) {
+      Tensor out = Tensor::empty(in[0].shape(), DType::U8, in[0].device());
+      b.image_to_u8(in[0], out);
+      return out;
+    };
+    OpCase img = cpu_one_function({"image_u8_1x512x512x3", {{{1, 512, 512, 3}, 0.7f}}, image, tol::kExact},
+                                  "OpsHand.ImageToU8RoundsLikeNumpy");
+    img.u8_out = true;
+    t.push_back(img);
+    OpCase odd{"image_u8_odd_1x1x5x3_special",
+               {{{1, 1, 5, 3}, 1, 0,
+                 {-1.0f, 1.0f, 0.0f, -0.0f, NAN, INFINITY, -INFINITY, 1.5f, -1.5f, 0.999f, -0.999f,
+                  0.003921f, -0.996078f, 0.5f, -0.5f}}},
+               image, tol::kExact};
+    odd = cpu_one_function(odd, "OpsHand.ImageToU8RoundsLikeNumpy");
+    odd.u8_out = true;
+    t.push_back(odd);
     for (OpCase& c : t) c.op = op_of(c.name);
     return t;
   }();

@@ -81,7 +81,7 @@ TEST(OpsHand, ConvDeltaKernelCopiesAndShifts) {
     for (int64_t c = 0; c < C; ++c) wv[((c * 3 + 1) * 3 + 1) * C + c] = 1.0f;
     std::vector<double> want(xv.size());
     for (size_t i = 0; i < xv.size(); ++i) want[i] = xv[i] + bias[i % C];
-    expect_values(b->conv2d(x, T({C, 3, 3, C}, wv), T({C}, bias), 1, 1), {1, H, W, C}, want, 0);
+    expect_values(b->conv2d(x, T({C, 3, 3, C}, wv), T({C}, bias), 1, 1, Tensor()), {1, H, W, C}, want, 0);
     // Top-left tap: y[oy][ox] = x[oy-1][ox-1], zero outside the image.
     std::fill(wv.begin(), wv.end(), 0.0f);
     for (int64_t c = 0; c < C; ++c) wv[c * 9 * C + c] = 1.0f;
@@ -90,7 +90,7 @@ TEST(OpsHand, ConvDeltaKernelCopiesAndShifts) {
         for (int64_t c = 0; c < C; ++c)
           want[(oy * W + ox) * C + c] =
               (oy > 0 && ox > 0) ? xv[((oy - 1) * W + ox - 1) * C + c] : 0.0;
-    expect_values(b->conv2d(x, T({C, 3, 3, C}, wv), Tensor(), 1, 1), {1, H, W, C}, want, 0);
+    expect_values(b->conv2d(x, T({C, 3, 3, C}, wv), Tensor(), 1, 1, Tensor()), {1, H, W, C}, want, 0);
   }
 }
 
@@ -100,13 +100,16 @@ TEST(OpsHand, ConvOnesCountsValidTaps) {
   Tensor w = T({1, 3, 3, 1}, std::vector<float>(9, 1.0f));
   for (Backend* b : cpu_backends()) {
     SCOPED_TRACE(b->name());
-    expect_values(b->conv2d(x, w, Tensor(), 1, 1), {1, 4, 4, 1},
+    expect_values(b->conv2d(x, w, Tensor(), 1, 1, Tensor()), {1, 4, 4, 1},
                   {4, 6, 6, 4, 6, 9, 9, 6, 6, 9, 9, 6, 4, 6, 6, 4}, 0);
     // Stride 2: outputs at (0,0), (0,2), (2,0), (2,2) of the above.
-    expect_values(b->conv2d(x, w, Tensor(), 2, 1), {1, 2, 2, 1}, {4, 6, 6, 9}, 0);
+    expect_values(b->conv2d(x, w, Tensor(), 2, 1, Tensor()), {1, 2, 2, 1}, {4, 6, 6, 9}, 0);
     // 1×1 conv mixing two channels: [1, 2] · [[3, 4], [5, 6]]ᵀ = [11, 17].
-    expect_values(b->conv2d(T({1, 1, 1, 2}, {1, 2}), T({2, 1, 1, 2}, {3, 4, 5, 6}), Tensor(), 1, 0),
+    expect_values(b->conv2d(T({1, 1, 1, 2}, {1, 2}), T({2, 1, 1, 2}, {3, 4, 5, 6}), Tensor(), 1, 0, Tensor()),
                   {1, 1, 1, 2}, {11, 17}, 0);
+    // The fused adds: the output's shape (a shortcut) and [N, Cout] per image (a time embedding).
+    expect_values(b->conv2d(x, w, Tensor(), 2, 1, T({1, 2, 2, 1}, {10, 20, 30, 40})), {1, 2, 2, 1}, {14, 26, 36, 49}, 0);
+    expect_values(b->conv2d(x, w, T({1}, {0.5f}), 2, 1, T({1, 1}, {-4})), {1, 2, 2, 1}, {0.5, 2.5, 2.5, 5.5}, 0);
   }
 }
 
@@ -115,7 +118,9 @@ TEST(OpsHand, Linear) {
   Tensor w = T({2, 3}, {1, 0, 0, 0, 1, 1});
   for (Backend* b : cpu_backends()) {
     SCOPED_TRACE(b->name());
-    expect_values(b->linear(x, w, T({2}, {0.5f, -1})), {2, 2}, {1.5, 4, -0.5, 1.5}, 0);
+    expect_values(b->linear(x, w, T({2}, {0.5f, -1}), Tensor()), {2, 2}, {1.5, 4, -0.5, 1.5}, 0);
+    // The residual is added to every output: bias + x·wᵀ + r.
+    expect_values(b->linear(x, w, T({2}, {0.5f, -1}), T({2, 2}, {10, 20, 30, 40})), {2, 2}, {11.5, 24, 29.5, 41.5}, 0);
   }
 }
 
@@ -280,6 +285,24 @@ TEST(OpsHand, CastRoundsToNearestEven) {
                   {1, 1, 1 + std::ldexp(1.0, -9), 65504, INFINITY, -2, std::ldexp(1.0, -24), 0,
                    std::ldexp(1.0, -23)},
                   0);
+  }
+}
+
+TEST(OpsHand, ImageToU8RoundsLikeNumpy) {
+  // diffusers' postprocess: clamp(x/2 + 0.5, 0, 1) in fp32, then numpy's (·255).round(), which
+  // rounds half to even. The six ties were found with numpy (float32 x whose fl(fl(x/2 + 0.5)·255)
+  // is k + 0.5 exactly); numpy gives 134, 98, 74 (even below) and 150, 180, 228 (even above).
+  // The rest by hand: -1 -> 0, 1 -> 255, 0 -> 127.5 -> 128, 0.5 -> 191.25 -> 191,
+  // -0.5 -> 63.75 -> 64, beyond ±1 clamps, NaN -> 0 (a NaN fails both clamp tests).
+  const std::vector<float> in = {0.0549019463f, -0.227450952f, -0.41568628f, 0.172549024f,
+                                 0.407843083f, 0.784313619f, -1.0f, 1.0f, 0.0f, 0.5f, -0.5f,
+                                 3.0f, -7.0f, NAN, INFINITY, -INFINITY};
+  const std::vector<uint8_t> want = {134, 98, 74, 150, 180, 228, 0, 255, 128, 191, 64, 255, 0, 0, 255, 0};
+  for (Backend* b : cpu_backends()) {
+    SCOPED_TRACE(b->name());
+    Tensor out = Tensor::empty({1, 1, 16, 1}, DType::U8);
+    b->image_to_u8(T({1, 1, 16, 1}, in), out);
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ((int)out.data_as<uint8_t>()[i], (int)want[i]) << i;
   }
 }
 

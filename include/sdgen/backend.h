@@ -15,7 +15,8 @@ namespace sdgen {
 // The ops of the interface, for Backend::supports.
 enum class Op {
   kConv2d, kLinear, kGroupNorm, kLayerNorm, kAttention, kSoftmax, kUnary, kGeglu, kAdd, kAddChannel,
-  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kDdimStep
+  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kDdimStep,
+  kImageToU8
 };
 
 // A recorded sequence of a backend's ops (a CUDA graph), replayed as one launch.
@@ -51,8 +52,8 @@ class Backend {
   virtual size_t peak_memory_bytes() const { return 0; }
 
   virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
-                        int padding) = 0;
-  virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) = 0;
+                        int padding, const Tensor& add) = 0;
+  virtual Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual) = 0;
   virtual Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups,
                             float eps, bool fuse_silu) = 0;
   virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
@@ -71,6 +72,7 @@ class Backend {
   virtual Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table) = 0;
   virtual Tensor timestep_embedding(const std::vector<float>& t, int dim, DType dtype) = 0;
   virtual Tensor cast(const Tensor& x, DType dtype) = 0;
+  virtual void image_to_u8(const Tensor& x, Tensor& out) = 0;
 
   // The sampler's device-resident ops (ops.h, "sampler").
   virtual Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim,

@@ -12,10 +12,16 @@
 
 namespace sdgen::ops {
 
-// 2-D convolution, square kernel, zero padding. bias may be undefined.
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding);
-// y = x · wᵀ + bias over the last dim. bias may be undefined.
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
+// 2-D convolution, square kernel, zero padding. bias may be undefined. add (optional) is added to
+// the result: the output's shape [N, Ho, Wo, Cout] (a resnet's shortcut) or [N, Cout], broadcast
+// over the positions (a resnet's time embedding); on CUDA both are fused into the convolution's
+// cuDNN graph and rounded once.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding,
+              const Tensor& add = Tensor());
+// y = x · wᵀ + bias + residual over the last dim. bias and residual may be undefined; residual has
+// y's shape (the transformer's skip connections, added inside the GEMM's epilogue on CUDA and
+// rounded once).
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor(), const Tensor& residual = Tensor());
 // Group norm over x [N, ..., C] (all middle dims are spatial); optional fused SiLU after the affine.
 Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
                   bool fuse_silu);
@@ -48,6 +54,10 @@ Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table, Device
 Tensor timestep_embedding(const std::vector<float>& timesteps, int dim, DType dtype, Device device);
 // Same values in another dtype (fp32 <-> fp16, round to nearest even).
 Tensor cast(const Tensor& x, DType dtype);
+// The decoder's image x [N, H, W, C] (fp32 or fp16, roughly in [-1, 1]) as 8-bit pixels, written
+// into out (U8, x's shape and device; a slice0 view of a larger batch works): diffusers'
+// postprocess, clamp(x/2 + 0.5, 0, 1) in fp32, then ·255 rounded half to even (numpy's round).
+void image_to_u8(const Tensor& x, Tensor& out);
 
 // ---- the sampler: the denoising loop's state lives in tensors on the model's device, so a step
 // reads no host value and can be recorded once as a CUDA graph and replayed ----

@@ -11,7 +11,8 @@
 
 namespace sdgen {
 
-enum class DType : uint8_t { F32, F16 };
+// U8 holds finished 8-bit images only (ops::image_to_u8); every other op takes F32 or F16.
+enum class DType : uint8_t { F32, F16, U8 };
 enum class Device : uint8_t { CPU, CUDA };
 
 size_t dtype_size(DType dt);
@@ -73,6 +74,9 @@ class Tensor {
   // A host fp32 copy of the values, whatever the tensor's device and dtype.
   std::vector<float> to_floats() const;
   Tensor clone() const;
+  // Copies src's bytes into this tensor's storage (same shape and dtype, any devices): refills a
+  // buffer that a recorded graph reads, where a new tensor would have a new address.
+  void copy_from(const Tensor& src);
   // Whether the guard bytes after this tensor's allocation still hold their pattern (a copy from
   // the device for CUDA tensors; meant for tests). Throws for an allocation made without guard.
   bool guard_intact() const;

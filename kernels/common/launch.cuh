@@ -52,6 +52,13 @@ inline void note_traffic(double bytes, double flops = 0) {
 
 inline unsigned ceil_div(long long a, long long b) { return (unsigned)((a + b - 1) / b); }
 
+// Blocks for a grid-stride loop over `items` with `threads` per block: at most 1024 blocks keeps
+// a 132-SM GPU full and the emulator's fiber count (one per thread) bounded; at least one block.
+inline dim3 grid_stride_blocks(long long items, int threads) {
+  long long b = (items + threads - 1) / threads;
+  return dim3((unsigned)(b < 1024 ? (b > 0 ? b : 1) : 1024));
+}
+
 }  // namespace cuda
 }  // namespace sdgen
 

@@ -36,6 +36,7 @@ std::string msg(const char* op, std::initializer_list<std::pair<const char*, con
 void check_same(const char* op, std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
   const Tensor* first = ts.begin()->second;
   SDGEN_CHECK(first->defined(), msg(op, ts, "first input is undefined"));
+  SDGEN_CHECK(first->dtype() != DType::U8, msg(op, ts, "8-bit tensors are finished images, not op inputs"));
   for (const auto& [name, t] : ts) {
     SDGEN_CHECK(t == first || t->defined(), msg(op, ts, std::string(name) + " is undefined"));
     if (!t->defined()) continue;
@@ -53,7 +54,7 @@ void check_vec(const char* op, const char* what, const Tensor& v, int64_t n,
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding) {
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding, const Tensor& add) {
   auto ts = {std::pair{"x", &x}, std::pair{"w", &w}, std::pair{"bias", &bias}};
   check_same("conv2d", {{"x", &x}, {"w", &w}});
   if (bias.defined()) check_same("conv2d", ts);
@@ -67,10 +68,19 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
   SDGEN_CHECK(x.dim(1) + 2 * padding >= w.dim(1) && x.dim(2) + 2 * padding >= w.dim(1),
               msg("conv2d", ts, "kernel larger than the padded image"));
   check_vec("conv2d", "bias", bias, w.dim(0), ts);
-  return backend_for(x.device()).conv2d(x, w, bias, stride, padding);
+  if (add.defined()) {
+    auto ta = {std::pair{"x", &x}, std::pair{"w", &w}, std::pair{"add", &add}};
+    check_same("conv2d", ta);
+    const Shape out = {x.dim(0), (x.dim(1) + 2 * padding - w.dim(1)) / stride + 1,
+                       (x.dim(2) + 2 * padding - w.dim(1)) / stride + 1, w.dim(0)};
+    const Shape per_image = {x.dim(0), w.dim(0)};
+    SDGEN_CHECK(add.shape() == out || add.shape() == per_image,
+                msg("conv2d", ta, "add must be the output's shape " + shape_str(out) + " or [N, Cout]"));
+  }
+  return backend_for(x.device()).conv2d(x, w, bias, stride, padding, add);
 }
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual) {
   auto ts = {std::pair{"x", &x}, std::pair{"w", &w}, std::pair{"bias", &bias}};
   check_same("linear", {{"x", &x}, {"w", &w}});
   if (bias.defined()) check_same("linear", ts);
@@ -78,7 +88,14 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   SDGEN_CHECK(x.dim(-1) == w.dim(1) && w.dim(1) > 0 && w.dim(0) > 0,
               msg("linear", ts, "last dim of x must equal w's in"));
   check_vec("linear", "bias", bias, w.dim(0), ts);
-  return backend_for(x.device()).linear(x, w, bias);
+  if (residual.defined()) {
+    auto tr = {std::pair{"x", &x}, std::pair{"w", &w}, std::pair{"residual", &residual}};
+    check_same("linear", tr);
+    Shape out = x.shape();
+    out.back() = w.dim(0);
+    SDGEN_CHECK(residual.shape() == out, msg("linear", tr, "residual must have the output's shape " + shape_str(out)));
+  }
+  return backend_for(x.device()).linear(x, w, bias, residual);
 }
 
 Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
@@ -205,6 +222,15 @@ Tensor timestep_embedding(const std::vector<float>& timesteps, int dim, DType dt
 Tensor cast(const Tensor& x, DType dtype) {
   check_same("cast", {{"x", &x}});
   return backend_for(x.device()).cast(x, dtype);
+}
+
+void image_to_u8(const Tensor& x, Tensor& out) {
+  const Tensor& co = out;
+  auto ts = {std::pair{"x", &x}, std::pair{"out", &co}};
+  check_same("image_to_u8", {{"x", &x}});
+  SDGEN_CHECK(out.defined() && out.dtype() == DType::U8 && out.shape() == x.shape() && out.device() == x.device(),
+              msg("image_to_u8", ts, "out must be u8 of x's shape on x's device"));
+  backend_for(x.device()).image_to_u8(x, out);
 }
 
 Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim, DType dtype) {

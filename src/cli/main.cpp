@@ -152,6 +152,14 @@ int run(int argc, char** argv) {
     const Device device = pick_device(j.device);
     const DType precision = j.precision == "fp16" ? DType::F16 : DType::F32;
     const std::string key = model_paths[k] + "|" + j.precision + "|" + device_name(device);
+    // The next job's key; a device that cannot start is reported when that job runs.
+    auto pipeline_key = [&](size_t i) -> std::string {
+      try {
+        return model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(pick_device(opt.jobs[i].device));
+      } catch (const Error&) {
+        return "";
+      }
+    };
     if (key != loaded_key) {
       pipe.reset();
       progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + ")");
@@ -169,6 +177,9 @@ int run(int argc, char** argv) {
     gp.height = j.height;
     gp.sampler = j.sampler;
     gp.cuda_graphs = opt.cuda_graphs;
+    // Keep the recorded step for the next job when it runs on this pipeline (it is replayed when
+    // its shapes and settings match); the last job frees it before its VAE decode, for the peak.
+    gp.keep_step_graph = k + 1 < opt.jobs.size() && pipeline_key(k + 1) == key;
     if (!j.seed) progress.log("seed: " + std::to_string(gp.seed));
     GeneratedBatch out = pipe->generate(gp, [&](int d, int t) {
       check_interrupted();

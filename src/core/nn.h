@@ -37,7 +37,10 @@ struct Linear {
   Tensor bias;    // [out] or undefined
   Linear() = default;
   Linear(const WeightLoader& w, const std::string& name, int64_t in, int64_t out, bool has_bias);
-  Tensor operator()(const Tensor& x) const { return ops::linear(x, weight, bias); }
+  // residual (optional, the output's shape) is added to the result: a skip connection.
+  Tensor operator()(const Tensor& x, const Tensor& residual = Tensor()) const {
+    return ops::linear(x, weight, bias, residual);
+  }
 };
 
 struct Conv2d {
@@ -49,8 +52,9 @@ struct Conv2d {
   // Square kernel k, zero padding k/2 (every conv in SD v1 is "same" padded), with bias.
   Conv2d(const WeightLoader& w, const std::string& name, int64_t in, int64_t out, int k,
          int stride = 1);
-  Tensor operator()(const Tensor& x) const {
-    return ops::conv2d(x, weight, bias, stride, padding);
+  // add (optional): the output's shape, or [N, out] per image and channel (ops::conv2d).
+  Tensor operator()(const Tensor& x, const Tensor& add = Tensor()) const {
+    return ops::conv2d(x, weight, bias, stride, padding, add);
   }
 };
 

@@ -10,8 +10,8 @@
 
 namespace sdgen {
 
-size_t dtype_size(DType dt) { return dt == DType::F32 ? 4 : 2; }
-const char* dtype_name(DType dt) { return dt == DType::F32 ? "fp32" : "fp16"; }
+size_t dtype_size(DType dt) { return dt == DType::F32 ? 4 : dt == DType::F16 ? 2 : 1; }
+const char* dtype_name(DType dt) { return dt == DType::F32 ? "fp32" : dt == DType::F16 ? "fp16" : "u8"; }
 const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
 std::string shape_str(const Shape& s) {
@@ -130,6 +130,13 @@ Tensor Tensor::to(Device device) const {
   return t;
 }
 
+void Tensor::copy_from(const Tensor& src) {
+  SDGEN_CHECK(src.shape() == shape_ && src.dtype() == dtype_,
+              "copy_from: " + shape_str(src.shape()) + " " + dtype_name(src.dtype()) + " into " +
+                  shape_str(shape_) + " " + dtype_name(dtype_));
+  device_copy(data(), device_, src.data(), src.device(), nbytes());
+}
+
 Tensor Tensor::clone() const {
   Tensor t = empty(shape_, dtype_, device_);
   device_copy(t.data(), device_, data(), device_, nbytes());
@@ -141,6 +148,9 @@ std::vector<float> Tensor::to_floats() const {
   std::vector<float> out((size_t)numel());
   if (dtype_ == DType::F32) {
     if (!out.empty()) std::memcpy(out.data(), h.data(), out.size() * 4);
+  } else if (dtype_ == DType::U8) {
+    const uint8_t* p = h.data_as<uint8_t>();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = p[i];
   } else {
     const uint16_t* p = h.data_as<uint16_t>();
     for (size_t i = 0; i < out.size(); ++i) out[i] = half_bits_to_float(p[i]);

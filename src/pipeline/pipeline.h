@@ -34,6 +34,14 @@ struct GenerateParams {
   int height = 512;
   std::string sampler = "ddim";
   bool cuda_graphs = true;  // on CUDA: record the denoising step once and replay it
+  // Images per VAE pass (0: one). Its activations dominate the memory peak (at 512², fp16, about
+  // 730 MiB per image on CUDA), so one per pass keeps it lowest; the 8-bit images of all passes
+  // land in one tensor, downloaded once.
+  int vae_batch = 0;
+  // Keep the recorded step (and the buffers it writes) after this call, for the next call with the
+  // same shapes and settings to replay. Off: its buffers go back before the VAE decodes, which
+  // keeps the VAE's working set from adding to the UNet's (the lower peak of a single generation).
+  bool keep_step_graph = true;
 };
 
 struct StageTimes {
@@ -46,6 +54,7 @@ struct GeneratedBatch {
   std::vector<float> latents;                // final latents, NCHW [B,4,h,w] like diffusers
   StageTimes times;
   size_t peak_device_bytes = 0;  // Backend::peak_memory_bytes after the run (0: not a device)
+  bool step_graph_reused = false;  // the denoising step replayed a graph recorded by an earlier call
 };
 
 class Pipeline {
@@ -69,11 +78,28 @@ class Pipeline {
   static std::vector<float> initial_noise(uint64_t seed, int batch, int latent_h, int latent_w);
   // NCHW host floats -> NHWC fp32 tensor on the pipeline's device (the sampler's latents), and back.
   Tensor to_device_f32(const std::vector<float>& nchw, int n, int c, int h, int w) const;
+  static Tensor to_nhwc_host(const std::vector<float>& nchw, int n, int c, int h, int w);
   static std::vector<float> to_nchw(const Tensor& nhwc);
-  // [-1,1] NHWC image tensor -> uint8 RGB per image, as diffusers' postprocess + numpy_to_pil.
-  static std::vector<std::vector<uint8_t>> to_uint8(const Tensor& images);
+  // How many times a denoising step has been recorded as a graph (tests: a second generate() with
+  // the same shapes and settings records none).
+  int step_graphs_recorded() const { return step_graphs_recorded_; }
 
  private:
+  // The denoising loop's device state and its recorded step, kept between generate() calls: the
+  // graph reads these buffers by address, so a call with the same key refills them in place
+  // (noise, context, step index) and replays the same graph.
+  struct StepGraphKey {
+    int images, rows, latent_h, latent_w, context_len, steps;
+    float guidance;
+    bool operator==(const StepGraphKey& o) const {
+      return images == o.images && rows == o.rows && latent_h == o.latent_h && latent_w == o.latent_w &&
+             context_len == o.context_len && steps == o.steps && guidance == o.guidance;
+    }
+  };
+  struct LoopState;
+  std::unique_ptr<LoopState> loop_;
+  int step_graphs_recorded_ = 0;
+
   std::unique_ptr<Checkpoint> checkpoint_;
   std::unique_ptr<ClipTokenizer> tokenizer_;
   std::unique_ptr<ClipTextEncoder> clip_;

@@ -62,10 +62,10 @@ Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n) const {
     Tensor x = l.layer_norm1(h);
     const SelfAttention& a = l.self_attn;
     x = ops::attention(a.q_proj(x), a.k_proj(x), a.v_proj(x), c.heads, scale, /*causal=*/true);
-    h = ops::add(h, a.out_proj(x));
+    h = a.out_proj(x, /*residual=*/h);
     x = l.mlp.fc1(l.layer_norm2(h));
     x = quick ? ops::quick_gelu(x) : ops::gelu(x);
-    h = ops::add(h, l.mlp.fc2(x));
+    h = l.mlp.fc2(x, /*residual=*/h);
   }
   return final_layer_norm(h);
 }

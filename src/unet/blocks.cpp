@@ -20,10 +20,10 @@ ResnetBlock2D::ResnetBlock2D(const nn::WeightLoader& w, const std::string& name,
 }
 
 Tensor ResnetBlock2D::operator()(const Tensor& x, const Tensor& silu_temb) const {
-  Tensor h = conv1(norm1(x, /*silu=*/true));
-  if (time_emb_proj.weight.defined()) h = ops::add_channel(h, time_emb_proj(silu_temb));
-  h = conv2(norm2(h, /*silu=*/true));
-  return ops::add(has_shortcut ? conv_shortcut(x) : x, h);
+  // The time embedding and the shortcut are added by the convolutions themselves (ops::conv2d).
+  const Tensor temb = time_emb_proj.weight.defined() ? time_emb_proj(silu_temb) : Tensor();
+  Tensor h = conv1(norm1(x, /*silu=*/true), /*add=*/temb);
+  return conv2(norm2(h, /*silu=*/true), /*add=*/has_shortcut ? conv_shortcut(x) : x);
 }
 
 Downsample2D::Downsample2D(const nn::WeightLoader& w, const std::string& name, int64_t channels)
@@ -41,10 +41,10 @@ Attention::Attention(const nn::WeightLoader& w, const std::string& name, int64_t
       heads(heads_),
       scale(1.0f / std::sqrt((float)(query_dim / heads_))) {}
 
-Tensor Attention::operator()(const Tensor& x, const Tensor& context) const {
+Tensor Attention::operator()(const Tensor& x, const Tensor& context, const Tensor& residual) const {
   const Tensor& kv = context.defined() ? context : x;
   Tensor o = ops::attention(to_q(x), to_k(kv), to_v(kv), heads, scale, /*causal=*/false);
-  return to_out_0(o);
+  return to_out_0(o, residual);
 }
 
 FeedForward::FeedForward(const nn::WeightLoader& w, const std::string& name, int64_t dim)
@@ -61,9 +61,9 @@ BasicTransformerBlock::BasicTransformerBlock(const nn::WeightLoader& w, const st
       ff(w, join(name, "ff"), dim) {}
 
 Tensor BasicTransformerBlock::operator()(const Tensor& x, const Tensor& context) const {
-  Tensor h = ops::add(attn1(norm1(x)), x);
-  h = ops::add(attn2(norm2(h), context), h);
-  return ops::add(ff(norm3(h)), h);
+  Tensor h = attn1(norm1(x), Tensor(), /*residual=*/x);
+  h = attn2(norm2(h), context, /*residual=*/h);
+  return ff(norm3(h), /*residual=*/h);
 }
 
 Transformer2DModel::Transformer2DModel(const nn::WeightLoader& w, const std::string& name,
@@ -85,7 +85,7 @@ Tensor Transformer2DModel::operator()(const Tensor& x, const Tensor& context) co
   const Shape image = x.shape();
   Tensor h = proj_in(norm(x).reshape({image[0], image[1] * image[2], image[3]}));
   for (const auto& block : transformer_blocks) h = block(h, context);
-  return ops::add(proj_out(h).reshape(image), x);
+  return proj_out(h, /*residual=*/x.reshape(h.shape())).reshape(image);
 }
 
 }  // namespace sdgen

@@ -49,7 +49,8 @@ struct Attention {
   Attention(const nn::WeightLoader& w, const std::string& name, int64_t query_dim,
             int64_t context_dim, int heads, bool qkv_bias);
   // x [N, L, query_dim]; context [N, Lk, context_dim] or undefined for self-attention.
-  Tensor operator()(const Tensor& x, const Tensor& context = Tensor()) const;
+  // residual (optional, x's shape) is added to the output projection: the caller's skip connection.
+  Tensor operator()(const Tensor& x, const Tensor& context = Tensor(), const Tensor& residual = Tensor()) const;
 };
 
 // GEGLU (dim -> 2*4dim, value * gelu(gate)) -> linear 4dim -> dim.
@@ -57,7 +58,9 @@ struct FeedForward {
   nn::Linear net_0_proj;  // ff.net.0.proj
   nn::Linear net_2;       // ff.net.2
   FeedForward(const nn::WeightLoader& w, const std::string& name, int64_t dim);
-  Tensor operator()(const Tensor& x) const { return net_2(ops::geglu(net_0_proj(x))); }
+  Tensor operator()(const Tensor& x, const Tensor& residual = Tensor()) const {
+    return net_2(ops::geglu(net_0_proj(x)), residual);
+  }
 };
 
 struct BasicTransformerBlock {

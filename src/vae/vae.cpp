@@ -69,7 +69,7 @@ Tensor VaeDecoder::decode_unscaled(const Tensor& z_in, const Probe& probe) const
     const MidAttention& a = mid_block.attentions[0];
     const Shape image = h.shape();
     Tensor seq = a.group_norm(h).reshape({image[0], image[1] * image[2], image[3]});
-    h = ops::add(a.attn(seq).reshape(image), h);
+    h = a.attn(seq, Tensor(), /*residual=*/h.reshape(seq.shape())).reshape(image);
   }
   h = mid_block.resnets[1](h);
   show("decoder.mid_block", h);

@@ -100,13 +100,14 @@ float dot(const float* a, const float* b, int k) {
 }
 
 // Reports one convolution call to the census (FLOPs 2·N·P·Q·K·R·S·C; bytes: x, w, y, and z or y
-// read back when they contribute); true when the call must not run (a dry census).
+// read back when they contribute, and `extra` elements a fused add reads); true when the call must
+// not run (a dry census).
 bool census_conv(const char* call, const cudnnTensorStruct& xd, const cudnnFilterStruct& wd,
-                 const cudnnTensorStruct& yd, bool reads_y) {
+                 const cudnnTensorStruct& yd, bool reads_y, double extra = 0) {
   const double es = xd.type == CUDNN_DATA_FLOAT ? 4.0 : 2.0;
   const double y = (double)yd.n * yd.c * yd.h * yd.w;
   const double bytes = es * ((double)xd.n * xd.c * xd.h * xd.w + (double)wd.k * wd.c * wd.r * wd.s +
-                             y * (reads_y ? 2 : 1));
+                             y * (reads_y ? 2 : 1) + extra);
   simt::census::on_library(call, 2.0 * y * wd.r * wd.s * wd.c, bytes, xd.type == CUDNN_DATA_HALF,
                            simt::replaying());
   return simt::census::dry();
@@ -423,11 +424,12 @@ struct BOp {
   bool has_b = false;
   float alpha = 1.f, beta = 0.f;  // conv: alpha/beta; pointwise: alpha1/alpha2
 };
-// A validated graph: the convolution, and the add that consumes its (virtual) output if any.
+// A validated graph: the convolution, and the chain of adds that consumes its (virtual) output:
+// none, one (the bias) or two (the bias, then a residual or a per-image channel vector).
 struct BGraph {
   BOp conv;
-  bool add = false;
-  BOp pw;
+  std::vector<BOp> adds;
+  const BTensor& out() const { return adds.empty() ? conv.y : adds.back().y; }
 };
 
 struct Attr {
@@ -684,22 +686,30 @@ cudnnStatus_t finalize_graph(BDesc& d) {
   auto g = std::make_shared<BGraph>();
   bool ok = false;
   const BOp* conv = nullptr;
-  const BOp* pw = nullptr;
-  for (const BOp& o : ops) (o.conv ? conv : pw) = &o;
-  if (ops.size() == 1 && conv) {
-    ok = !conv->y.virt;
-  } else if (ops.size() == 2 && conv && pw) {
-    // conv → add(conv output, broadcast B) with the conv's output virtual and no beta.
-    ok = conv->y.virt && pw->x.uid == conv->y.uid && pw->pw.mode == CUDNN_POINTWISE_ADD && !pw->y.virt &&
-         !pw->w.virt && conv->beta == 0.f;
+  int convs = 0;
+  for (const BOp& o : ops)
+    if (o.conv) conv = &o, ++convs;
+  if (convs == 1 && ops.size() <= 3) {
+    g->conv = *conv;
+    // conv → add(·, broadcast B) → add(·, broadcast B'): each link reads the previous one's
+    // virtual output, only the last output is real, no B is virtual, the conv has no beta.
+    ok = true;
+    const BTensor* prev = &conv->y;
+    while (ok && g->adds.size() + 1 < ops.size()) {
+      const BOp* next = nullptr;
+      for (const BOp& o : ops)
+        if (!o.conv && o.x.uid == prev->uid) next = &o;
+      ok = next && prev->virt && next->pw.mode == CUDNN_POINTWISE_ADD && !next->w.virt;
+      if (!ok) break;
+      g->adds.push_back(*next);
+      prev = &next->y;
+    }
+    ok = ok && !prev->virt && (g->adds.empty() || conv->beta == 0.f);
   }
-  if (conv) g->conv = *conv;
-  if (pw) g->add = true, g->pw = *pw;
   // The twin's engines: fp32 or fp16 data in and out, fp32 compute.
   if (ok) {
-    const BTensor& out = g->add ? g->pw.y : g->conv.y;
-    ok = g->conv.cv.comp == CUDNN_DATA_FLOAT && g->conv.x.type == out.type &&
-         (!g->add || g->pw.pw.prec == CUDNN_DATA_FLOAT);
+    ok = g->conv.cv.comp == CUDNN_DATA_FLOAT && g->conv.x.type == g->out().type;
+    for (const BOp& a : g->adds) ok = ok && a.pw.prec == CUDNN_DATA_FLOAT;
   }
   d.graph = g;
   d.graph_supported = ok;
@@ -770,10 +780,11 @@ cudnnStatus_t finalize_deviceprop(BDesc& d) {
   return CUDNN_STATUS_SUCCESS;
 }
 
-// Runs a finalized plan's graph: y = alpha·conv(x, w) (+ beta·y), then, fused, y = alpha1·that +
-// alpha2·b with b broadcast; all in fp32, rounded once to y's type (and to the virtual tensor's
-// type in between, as the graph declares it).
-void run_graph(const BGraph& g, int64_t engine, const void* x, const void* w, const void* b, void* y, void* ws,
+// Runs a finalized plan's graph: y = alpha·conv(x, w) (+ beta·y), then, fused, for each add of the
+// chain y = alpha1·that + alpha2·b_j with b_j broadcast; all in fp32, rounded once to y's type (and
+// to a virtual tensor's type in between, as the graph declares it).
+void run_graph(const BGraph& g, int64_t engine, const void* x, const void* w, const std::vector<const void*>& b,
+               void* y, void* ws,
                int64_t ws_bytes) {
   const BOp& c = g.conv;
   const cudnnTensorStruct xd = legacy_tensor(c.x), cy = legacy_tensor(c.y);
@@ -781,9 +792,9 @@ void run_graph(const BGraph& g, int64_t engine, const void* x, const void* w, co
   const bool tf32 = engine == 0 && c.x.type == CUDNN_DATA_FLOAT;
   std::vector<float> acc = convolve(xd, x, wd, w, legacy_conv(c.cv), cy, tf32);
   if (ws_bytes > 0) std::memset(ws, 0xa5, (size_t)ws_bytes);  // an engine's scratch
-  const cudnnTensorStruct yd = legacy_tensor(g.add ? g.pw.y : c.y);
-  cudnnTensorStruct bd{};
-  if (g.add) bd = legacy_tensor(g.pw.w);
+  const cudnnTensorStruct yd = legacy_tensor(g.out());
+  std::vector<cudnnTensorStruct> bd;
+  for (const BOp& a : g.adds) bd.push_back(legacy_tensor(a.w));
   size_t i = 0;
   for (int n = 0; n < yd.n; ++n)
     for (int k = 0; k < yd.c; ++k)
@@ -791,14 +802,15 @@ void run_graph(const BGraph& g, int64_t engine, const void* x, const void* w, co
         for (int q = 0; q < yd.w; ++q, ++i) {
           const long long yi = tensor_index(yd, n, k, p, q);
           float v = c.alpha * acc[i];
-          if (!g.add) {
-            if (c.beta != 0.f) v += c.beta * load(y, yd.type, yi);
-          } else {
-            if (c.y.type == CUDNN_DATA_HALF) v = __half2float(__float2half_rn(v));
+          if (g.adds.empty() && c.beta != 0.f) v += c.beta * load(y, yd.type, yi);
+          for (size_t j = 0; j < g.adds.size(); ++j) {
+            const BOp& a = g.adds[j];
+            if (a.x.type == CUDNN_DATA_HALF) v = __half2float(__float2half_rn(v));
             // Broadcast: a unit extent of B reads index 0 there.
-            const long long bi = tensor_index(bd, bd.n == 1 ? 0 : n, bd.c == 1 ? 0 : k, bd.h == 1 ? 0 : p,
-                                              bd.w == 1 ? 0 : q);
-            v = g.pw.alpha * v + g.pw.beta * load(b, bd.type, bi);
+            const cudnnTensorStruct& d = bd[j];
+            const long long bi = tensor_index(d, d.n == 1 ? 0 : n, d.c == 1 ? 0 : k, d.h == 1 ? 0 : p,
+                                              d.w == 1 ? 0 : q);
+            v = a.alpha * v + a.beta * load(b[j], d.type, bi);
           }
           store(y, yd.type, yi, v);
         }
@@ -945,17 +957,22 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor_t plan
   };
   void* x = ptr(g->conv.x);
   void* w = ptr(g->conv.w);
-  void* b = g->add ? ptr(g->pw.w) : nullptr;
-  void* y = ptr(g->add ? g->pw.y : g->conv.y);
-  if (!x || !w || !y || (g->add && !b)) return CUDNN_STATUS_BAD_PARAM;
+  std::vector<const void*> b;
+  for (const BOp& a : g->adds) b.push_back(ptr(a.w));
+  void* y = ptr(g->out());
+  if (!x || !w || !y) return CUDNN_STATUS_BAD_PARAM;
+  for (const void* q : b)
+    if (!q) return CUDNN_STATUS_BAD_PARAM;
   for (const void* q : {(const void*)x, (const void*)w, (const void*)y})
     if (!simt::is_device_pointer(q)) return CUDNN_STATUS_EXECUTION_FAILED;
-  if (g->add && !simt::is_device_pointer(b)) return CUDNN_STATUS_EXECUTION_FAILED;
+  for (const void* q : b)
+    if (!simt::is_device_pointer(q)) return CUDNN_STATUS_EXECUTION_FAILED;
   // The plan may rely on the alignment its tensors declared.
   auto aligned = [](const void* q, const BTensor& t) { return reinterpret_cast<uintptr_t>(q) % (uintptr_t)t.align == 0; };
-  if (!aligned(x, g->conv.x) || !aligned(w, g->conv.w) || !aligned(y, g->add ? g->pw.y : g->conv.y) ||
-      (g->add && !aligned(b, g->pw.w)))
+  if (!aligned(x, g->conv.x) || !aligned(w, g->conv.w) || !aligned(y, g->out()))
     return CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER;
+  for (size_t j = 0; j < b.size(); ++j)
+    if (!aligned(b[j], g->adds[j].w)) return CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER;
   const int64_t ws_bytes = p->workspace;
   void* ws = v->ws;
   if (ws_bytes > 0 && (!simt::is_device_pointer(ws) || !simt::is_device_pointer(static_cast<char*>(ws) + ws_bytes - 1)))
@@ -967,8 +984,15 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor_t plan
     const cudnnTensorStruct xd = legacy_tensor(g->conv.x), yd = legacy_tensor(g->conv.y);
     const cudnnFilterStruct wd = legacy_filter(g->conv.w);
     // Named for the census, where "onvolution" puts the FLOPs in the conv class.
-    if (census_conv(g->add ? "cudnnBackendExecute(convolution+add)" : "cudnnBackendExecute(convolution)", xd,
-                    wd, yd, !g->add && g->conv.beta != 0.f))
+    static const char* const kNames[] = {"cudnnBackendExecute(convolution)", "cudnnBackendExecute(convolution+add)",
+                                         "cudnnBackendExecute(convolution+add+add)"};
+    double extra = 0;
+    for (const BOp& a : g->adds) {
+      double e = 1;
+      for (int64_t d : a.w.dims) e *= (double)d;
+      extra += e;
+    }
+    if (census_conv(kNames[g->adds.size()], xd, wd, yd, g->adds.empty() && g->conv.beta != 0.f, extra))
       return;
     run_graph(*g, engine, x, w, b, y, ws, ws_bytes);
   };

@@ -21,11 +21,14 @@ class CpuBackend final : public Backend {
   Device device() const override { return Device::CPU; }
 
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
-                int padding) override {
-    return out(cpu::conv2d(stored(x), stored(w), f32(bias), stride, padding, plain_), x);
+                int padding, const Tensor& add) override {
+    Tensor y = cpu::conv2d(stored(x), stored(w), f32(bias), stride, padding, plain_);
+    if (add.defined())  // in fp32, then one rounding to x's dtype
+      y = add.ndim() == 2 ? cpu::add_channel(f32(y), f32(add), plain_) : cpu::add(f32(y), f32(add), plain_);
+    return out(y, x);
   }
-  Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) override {
-    return out(cpu::linear(f32(x), stored(w), f32(bias), plain_), x);
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual) override {
+    return out(cpu::linear(f32(x), stored(w), f32(bias), f32(residual), plain_), x);
   }
   Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
                     bool fuse_silu) override {
@@ -64,6 +67,7 @@ class CpuBackend final : public Backend {
     return dtype == DType::F32 ? y : cpu::cast(y, dtype, plain_);
   }
   Tensor cast(const Tensor& x, DType dtype) override { return cpu::cast(host(x), dtype, plain_); }
+  void image_to_u8(const Tensor& x, Tensor& out) override { cpu::image_to_u8(f32(x), out); }
 
   Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim,
                                DType dtype) override {

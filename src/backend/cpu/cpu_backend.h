@@ -62,7 +62,8 @@ void gemm_nt_rows(int64_t M, int64_t n0, int64_t n1, int64_t K, const float* A, 
 // C[M,N] = A[M,K] · B[N,K]ᵀ + bias, all contiguous, split over the OpenMP threads.
 void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const WeightRows& B,
                   const float* bias, float* C);
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool plain);
+// y = x·wᵀ + bias + residual (bias and residual may be undefined; residual has y's shape).
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual, bool plain);
 
 // f16.cpp: fp16 <-> fp32 over arrays, serial; half.h's conversions, vectorized where the CPU can.
 void widen_f16(const uint16_t* src, float* dst, int64_t n);
@@ -102,6 +103,9 @@ Tensor upsample_nearest2x(const Tensor& x, bool plain);
 Tensor concat_channels(const Tensor& a, const Tensor& b, bool plain);
 Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table);
 Tensor timestep_embedding(const std::vector<float>& t, int dim);  // fp32 [n, dim]
+
+// image.cpp: the decoder's image as 8-bit pixels (ops::image_to_u8), x fp32.
+void image_to_u8(const Tensor& x, Tensor& out);
 
 // sampler.cpp: the sampler's ops (ops.h) on host fp32 tensors.
 Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim);

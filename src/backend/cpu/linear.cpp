@@ -127,7 +127,7 @@ void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const WeightR
   }
 }
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool plain) {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual, bool plain) {
   const int64_t K = w.dim(1), N = w.dim(0);
   const int64_t M = K ? x.numel() / K : 0;
   Shape out_shape = x.shape();
@@ -136,8 +136,13 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool plain) 
   const float* xp = x.f32();
   const float* bp = bias.defined() ? bias.f32() : nullptr;
   float* yp = y.f32();
+  const float* rp = residual.defined() ? residual.f32() : nullptr;
   if (!plain) {
     gemm_nt_bias(M, N, K, xp, WeightRows::of(w), bp, yp);
+    if (rp) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < M * N; ++i) yp[i] += rp[i];
+    }
     return y;
   }
   const float* wp = w.f32();
@@ -145,7 +150,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool plain) 
 #pragma omp parallel for schedule(static)
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t n = 0; n < N; ++n) {
-      double acc = (bp ? bp[n] : 0.0) + dot_d(xp + m * K, wp + n * K, K);
+      double acc = (bp ? bp[n] : 0.0) + dot_d(xp + m * K, wp + n * K, K) + (rp ? rp[m * N + n] : 0.0);
       yp[m * N + n] = (float)acc;
     }
   }

@@ -43,6 +43,7 @@ CudaBackend::CudaBackend() {
   install_memory_hooks();
   SDGEN_CUBLAS_CHECK(cublasCreate_v2(&cublas_));
   SDGEN_CUBLAS_CHECK(cublasSetStream_v2(cublas_, stream_));
+  SDGEN_CUBLAS_CHECK(cublasLtCreate(&cublaslt_));
 #if SDGEN_HAVE_CUDNN
   SDGEN_CUDNN_CHECK(cudnnCreate(&cudnn_));
   SDGEN_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
@@ -51,6 +52,7 @@ CudaBackend::CudaBackend() {
 
 CudaBackend::~CudaBackend() {
   if (cublas_) cublasDestroy_v2(cublas_);
+  if (cublaslt_) cublasLtDestroy(cublaslt_);
 #if SDGEN_HAVE_CUDNN
   if (cudnn_) cudnnDestroy(cudnn_);
 #endif
@@ -220,6 +222,10 @@ Tensor CudaBackend::cast(const Tensor& x, DType dtype) {
   Tensor y = Tensor::empty(x.shape(), dtype, Device::CUDA);
   kernels::cast(x.data(), x.dtype(), y.data(), dtype, x.numel(), stream_);
   return y;
+}
+
+void CudaBackend::image_to_u8(const Tensor& x, Tensor& out) {
+  kernels::image_to_u8(x.data(), x.dtype(), out.data_as<uint8_t>(), x.numel(), stream_);
 }
 
 }  // namespace cuda

@@ -4,6 +4,7 @@
 // tests/simt/), see src/backend/cuda/cuda_backend.cmake. Every op, library call and copy runs on
 // the backend's one non-blocking stream; device memory comes from the pool of cuda_memory.h.
 #pragma once
+#include <cublasLt.h>
 #include <cublas_api.h>
 #include <cuda_runtime_api.h>
 #if SDGEN_HAVE_CUDNN
@@ -33,8 +34,8 @@ class CudaBackend : public Backend {
   Device device() const override { return Device::CUDA; }
 
   Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
-                int padding) override;
-  Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) override;
+                int padding, const Tensor& add) override;
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual) override;
   Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups,
                     float eps, bool fuse_silu) override;
   Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) override;
@@ -51,6 +52,7 @@ class CudaBackend : public Backend {
   Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table) override;
   Tensor timestep_embedding(const std::vector<float>& t, int dim, DType dtype) override;
   Tensor cast(const Tensor& x, DType dtype) override;
+  void image_to_u8(const Tensor& x, Tensor& out) override;
   Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim,
                                DType dtype) override;
   Tensor repeat_batch(const Tensor& x, int times, DType dtype) override;
@@ -71,6 +73,7 @@ class CudaBackend : public Backend {
   Tensor as(const Tensor& t, DType dtype);
   cudaStream_t stream_ = nullptr;  // every kernel, library call and copy (cuda_memory.h)
   cublasHandle_t cublas_ = nullptr;
+  cublasLtHandle_t cublaslt_ = nullptr;  // linear layers (epilogues)
 #if SDGEN_HAVE_CUDNN
   cudnnHandle_t cudnn_ = nullptr;
 #endif

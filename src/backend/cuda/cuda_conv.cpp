@@ -1,7 +1,9 @@
 // CUDA convolution through cuDNN's graph (backend descriptor) API: NHWC activations and OHWI
 // filters are described by strides, so no layout change is needed. With a bias the graph is
-// conv → pointwise add of the [1,K,1,1] bias, fused by cuDNN; where no engine finalizes that
-// graph, the convolution alone runs and the per-channel bias kernel follows. The legacy
+// conv → pointwise add of the [1,K,1,1] bias, and with an `add` (ops::conv2d: a resnet's shortcut,
+// [N,K,Ho,Wo], or its time embedding, [N,K,1,1] broadcast) a second pointwise add follows, all
+// fused by cuDNN and rounded once; where no engine finalizes the whole graph, a shorter one runs
+// (conv + bias, then conv alone) and the bias and add kernels do the rest. The legacy
 // cudnnConvolution*Forward calls are deprecated in cuDNN 9, and their fused bias path is tied to
 // one algorithm (IMPLICIT_PRECOMP_GEMM); the graph API lets the heuristics pick any fused engine.
 // fp32 never runs on a TF32 engine (an engine with a tensor-core note is skipped); fp16 uses
@@ -55,7 +57,11 @@ using Desc = std::unique_ptr<BackendDesc>;
 Desc make(cudnnBackendDescriptorType_t type) { return std::make_unique<BackendDesc>(type); }
 
 // The variant pack names tensors by these UIDs.
-enum : int64_t { kUidX = 1, kUidW = 2, kUidBias = 3, kUidY = 4, kUidConvOut = 5 };
+enum : int64_t { kUidX = 1, kUidW = 2, kUidBias = 3, kUidY = 4, kUidConvOut = 5, kUidAdd = 6, kUidBiasOut = 7 };
+
+// What the convolution adds after its bias: nothing, a tensor of its output's shape, or one value
+// per (image, channel).
+enum class Extra { kNone, kResidual, kPerImage };
 
 // A 4-d tensor in cuDNN's logical [N, C, H, W] order, stored channels-last (NHWC for activations,
 // KRSC for filters, which is how our OHWI weights lie).
@@ -87,7 +93,8 @@ struct ConvShape {
 struct ConvPlan {
   std::vector<Desc> parts;
   Desc plan;
-  bool fused = false;
+  bool fused = false;        // adds the bias itself
+  bool extra_fused = false;  // adds the Extra itself
   int64_t workspace = 0;
 };
 
@@ -110,7 +117,7 @@ bool notes_ok(cudnnBackendDescriptor_t engine, DType dt) {
 
 // The graph conv(x, w) [→ + bias] for `s`, planned with the first heuristic (mode A) engine config
 // whose notes suit the precision and that finalizes; null when none does.
-std::unique_ptr<ConvPlan> build_plan(cudnnHandle_t h, const ConvShape& s, bool fuse_bias) {
+std::unique_ptr<ConvPlan> build_plan(cudnnHandle_t h, const ConvShape& s, bool fuse_bias, Extra extra) {
   auto plan = std::make_unique<ConvPlan>();
   auto keep = [&](Desc d) -> BackendDesc& {
     plan->parts.push_back(std::move(d));
@@ -134,9 +141,11 @@ std::unique_ptr<ConvPlan> build_plan(cudnnHandle_t h, const ConvShape& s, bool f
   conv.set(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, pad, 2);
   SDGEN_CUDNN_CHECK(conv.finalize());
 
-  // Fused, the convolution's output is a virtual fp32 tensor that only the add reads.
+  // Fused, the convolution's output is a virtual fp32 tensor that only the add reads (and so is the
+  // bias add's when the extra add follows).
+  const bool fused = fuse_bias || extra != Extra::kNone;
   BackendDesc& conv_out =
-      fuse_bias ? keep(nhwc_tensor(kUidConvOut, fp32, {s.N, s.K, s.Ho(), s.Wo()}, s.alignment, true)) : y;
+      fused ? keep(nhwc_tensor(kUidConvOut, fp32, {s.N, s.K, s.Ho(), s.Wo()}, s.alignment, true)) : y;
   BackendDesc& conv_op = keep(make(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR));
   const float alpha = 1.f, beta = 0.f;
   conv_op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, x);
@@ -148,20 +157,37 @@ std::unique_ptr<ConvPlan> build_plan(cudnnHandle_t h, const ConvShape& s, bool f
   SDGEN_CUDNN_CHECK(conv_op.finalize());
   std::vector<cudnnBackendDescriptor_t> ops{conv_op.get()};
 
-  if (fuse_bias) {
-    BackendDesc& bias = keep(nhwc_tensor(kUidBias, t, {1, s.K, 1, 1}, s.alignment, false));
-    BackendDesc& add = keep(make(CUDNN_BACKEND_POINTWISE_DESCRIPTOR));
-    const cudnnPointwiseMode_t pw = CUDNN_POINTWISE_ADD;
-    add.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, &pw);
-    add.set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, &fp32);
-    SDGEN_CUDNN_CHECK(add.finalize());
+  BackendDesc* add = nullptr;
+  auto pointwise_add = [&](BackendDesc& in, BackendDesc& b, BackendDesc& out) {
+    if (!add) {
+      add = &keep(make(CUDNN_BACKEND_POINTWISE_DESCRIPTOR));
+      const cudnnPointwiseMode_t pw = CUDNN_POINTWISE_ADD;
+      add->set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, &pw);
+      add->set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, &fp32);
+      SDGEN_CUDNN_CHECK(add->finalize());
+    }
     BackendDesc& add_op = keep(make(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR));
-    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, add);
-    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, conv_out);
-    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, bias);
-    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y);
+    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, *add);
+    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, in);
+    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, b);
+    add_op.set(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, out);
     SDGEN_CUDNN_CHECK(add_op.finalize());
     ops.push_back(add_op.get());
+  };
+  BackendDesc* cur = &conv_out;
+  if (fuse_bias) {
+    BackendDesc& bias = keep(nhwc_tensor(kUidBias, t, {1, s.K, 1, 1}, s.alignment, false));
+    BackendDesc& out = extra != Extra::kNone
+                           ? keep(nhwc_tensor(kUidBiasOut, fp32, {s.N, s.K, s.Ho(), s.Wo()}, s.alignment, true))
+                           : y;
+    pointwise_add(*cur, bias, out);
+    cur = &out;
+  }
+  if (extra != Extra::kNone) {
+    const std::array<int64_t, 4> dims = extra == Extra::kResidual ? std::array<int64_t, 4>{s.N, s.K, s.Ho(), s.Wo()}
+                                                                  : std::array<int64_t, 4>{s.N, s.K, 1, 1};
+    BackendDesc& other = keep(nhwc_tensor(kUidAdd, t, dims, s.alignment, false));
+    pointwise_add(*cur, other, y);
   }
 
   BackendDesc& graph = keep(make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR));
@@ -213,24 +239,26 @@ std::unique_ptr<ConvPlan> build_plan(cudnnHandle_t h, const ConvShape& s, bool f
     keep(std::move(engine));
     plan->plan = std::move(exec);
     plan->fused = fuse_bias;
+    plan->extra_fused = extra != Extra::kNone;
     return plan;
   }
   return nullptr;
 }
 
-using ConvKey = std::tuple<const void*, int, int, int, int, int, int, int, int, int, int, int64_t, bool>;
+using ConvKey = std::tuple<const void*, int, int, int, int, int, int, int, int, int, int, int64_t, bool, int>;
 
 std::map<ConvKey, std::unique_ptr<ConvPlan>>& conv_plans() {
   static std::map<ConvKey, std::unique_ptr<ConvPlan>> m;
   return m;
 }
 
-ConvPlan& conv_plan(cudnnHandle_t h, const ConvShape& s, bool bias) {
+ConvPlan& conv_plan(cudnnHandle_t h, const ConvShape& s, bool bias, Extra extra) {
   std::unique_ptr<ConvPlan>& slot = conv_plans()[ConvKey{h, (int)s.dt, s.N, s.H, s.W, s.C, s.K, s.R, s.S,
-                                                         s.stride, s.padding, s.alignment, bias}];
+                                                         s.stride, s.padding, s.alignment, bias, (int)extra}];
   if (slot) return *slot;
-  if (bias) slot = build_plan(h, s, true);
-  if (!slot) slot = build_plan(h, s, false);  // no fused engine: the bias kernel adds it
+  if (extra != Extra::kNone) slot = build_plan(h, s, bias, extra);
+  if (!slot && bias) slot = build_plan(h, s, true, Extra::kNone);
+  if (!slot) slot = build_plan(h, s, false, Extra::kNone);  // no fused engine: the kernels add
   if (!slot) throw_runtime("cuDNN offers no engine for this convolution");
   return *slot;
 }
@@ -247,9 +275,9 @@ int64_t common_alignment(std::initializer_list<const void*> ptrs) {
 #endif
 
 Tensor CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
-                           int padding) {
+                           int padding, const Tensor& add) {
 #if !SDGEN_HAVE_CUDNN
-  (void)x, (void)w, (void)bias, (void)stride, (void)padding;
+  (void)x, (void)w, (void)bias, (void)stride, (void)padding, (void)add;
   throw_runtime("conv2d is not implemented on CUDA yet (this build has no cuDNN)");
 #else
   DType dt = x.dtype();
@@ -259,17 +287,21 @@ Tensor CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias,
   Tensor y = Tensor::empty({N, Ho, Wo, K}, dt, Device::CUDA);
   if (y.numel() == 0) return y;
   Tensor wt = as(w, dt);
-  const Tensor b = as(bias, dt);
+  const Tensor b = as(bias, dt), e = as(add, dt);
   const void* bp = b.defined() ? b.data() : nullptr;
+  const void* ep = e.defined() ? e.data() : nullptr;
+  const Extra extra = !e.defined() ? Extra::kNone : e.ndim() == 2 ? Extra::kPerImage : Extra::kResidual;
   const ConvShape shape{dt, N, H, W, C, K, R, S, stride, padding,
-                        common_alignment({x.data(), wt.data(), y.data(), bp})};
-  ConvPlan& plan = conv_plan(cudnn_, shape, b.defined());
+                        common_alignment({x.data(), wt.data(), y.data(), bp, ep})};
+  ConvPlan& plan = conv_plan(cudnn_, shape, b.defined(), extra);
   // The workspace is a pool buffer: reused by later work on the same stream only.
   Tensor ws = plan.workspace ? Tensor::empty({(plan.workspace + 3) / 4}, DType::F32, Device::CUDA) : Tensor();
   void* wsp = ws.defined() ? ws.data() : nullptr;
-  int64_t uids[4] = {kUidX, kUidW, kUidY, kUidBias};
-  void* ptrs[4] = {const_cast<void*>(x.data()), wt.data(), y.data(), const_cast<void*>(bp)};
-  const int64_t n = plan.fused ? 4 : 3;
+  int64_t uids[5] = {kUidX, kUidW, kUidY, 0, 0};
+  void* ptrs[5] = {const_cast<void*>(x.data()), wt.data(), y.data(), nullptr, nullptr};
+  int64_t n = 3;
+  if (plan.fused) uids[n] = kUidBias, ptrs[n++] = const_cast<void*>(bp);
+  if (plan.extra_fused) uids[n] = kUidAdd, ptrs[n++] = const_cast<void*>(ep);
   BackendDesc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
   pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, uids, n);
   pack.set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, ptrs, n);
@@ -278,6 +310,9 @@ Tensor CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias,
   SDGEN_CUDNN_CHECK(cudnnBackendExecute(cudnn_, plan.plan->get(), pack.get()));
   if (b.defined() && !plan.fused)
     kernels::add_channel(y.data(), b.data(), y.data(), 1, (int64_t)N * Ho * Wo, K, dt, stream_);
+  if (extra == Extra::kResidual && !plan.extra_fused) kernels::add(y.data(), ep, y.data(), y.numel(), dt, stream_);
+  if (extra == Extra::kPerImage && !plan.extra_fused)
+    kernels::add_channel(y.data(), ep, y.data(), N, (int64_t)Ho * Wo, K, dt, stream_);
   return y;
 #endif
 }

@@ -13,7 +13,11 @@ Tensor CudaBackend::group_norm(const Tensor& x, const Tensor& gamma, const Tenso
   Tensor g = as(gamma, x.dtype()), b = as(beta, x.dtype());
   int64_t n = x.dim(0), c = x.dim(-1);
   int64_t spatial = n && c ? x.numel() / (n * c) : 0;
-  kernels::group_norm(x.data(), g.data(), b.data(), y.data(), n, spatial, c, groups, eps,
+  if (y.numel() == 0) return y;
+  // The per-split sums and statistics: a pool buffer, reused by later work on this stream only.
+  Tensor work = Tensor::empty({kernels::group_norm_workspace_floats(n, spatial, c, groups, x.dtype())}, DType::F32,
+                              Device::CUDA);
+  kernels::group_norm(x.data(), g.data(), b.data(), y.data(), work.data_as<float>(), n, spatial, c, groups, eps,
                       fuse_silu, x.dtype(), stream_);
   return y;
 }
