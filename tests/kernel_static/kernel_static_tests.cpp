@@ -181,15 +181,15 @@ TEST(KernelStatic, ResourceTable) {
   os << "registers per thread by architecture (s = spill stores/loads in bytes, k = stack frame "
         "bytes, smem = static shared bytes)\n";
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%-12s %-52s", "file", "kernel");
+  std::snprintf(buf, sizeof buf, "%-12s %-42s", "file", "kernel");
   os << buf;
   for (const auto& a : r.archs) {
-    std::snprintf(buf, sizeof buf, " %12s", ("sm_" + a).c_str());
+    std::snprintf(buf, sizeof buf, " %19s", ("sm_" + a).c_str());
     os << buf;
   }
   os << "  smem\n";
   for (const auto& [key, by_arch] : rows) {
-    std::snprintf(buf, sizeof buf, "%-12s %-52s", key.first.c_str(), key.second.c_str());
+    std::snprintf(buf, sizeof buf, "%-12s %-42s", key.first.c_str(), key.second.c_str());
     os << buf;
     long smem = 0;
     for (const auto& a : r.archs) {
@@ -203,7 +203,7 @@ TEST(KernelStatic, ResourceTable) {
         if (f.stack) cell += " k" + std::to_string(f.stack);
         smem = std::max(smem, f.smem);
       }
-      std::snprintf(buf, sizeof buf, " %12s", cell.c_str());
+      std::snprintf(buf, sizeof buf, " %19s", cell.c_str());
       os << buf;
     }
     os << "  " << smem << "\n";
