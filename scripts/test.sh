@@ -9,6 +9,9 @@ BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 bash scripts/install-deps.sh
+# install-deps.sh installs cuobjdump wherever nvcc is: the SASS check (tests/kernel_static) must
+# then run, not skip.
+export SDGEN_REQUIRE_CUOBJDUMP=1
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$BUILD_DIR" -j "$JOBS"
 # The emulator (and the emulated CUDA backend) is part of the build where the CUDA toolkit's headers
