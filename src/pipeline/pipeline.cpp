@@ -52,7 +52,8 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
 
 struct Pipeline::LoopState {
   StepGraphKey key{};
-  Tensor x, context, timesteps, coefs, step;
+  Tensor x, timesteps, coefs, step;
+  CrossContext cross;  // the text context and its cross-attention keys and values
   std::unique_ptr<Graph> graph;
 };
 
@@ -154,14 +155,20 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     // The recorded step reads these buffers by address: refill them, leave the schedule as it is
     // (same steps, same scheduler config).
     loop_->x.copy_from(to_nhwc_host(noise, B, lc, lh, lw));
-    loop_->context.copy_from(context);
+    const CrossContext fresh = unet_->prepare_context(context);
+    loop_->cross.hidden.copy_from(fresh.hidden);
+    for (const auto& [attention, kv] : fresh.kv) {
+      loop_->cross.kv.at(attention).first.copy_from(kv.first);
+      loop_->cross.kv.at(attention).second.copy_from(kv.second);
+    }
     loop_->step.copy_from(Tensor::from_floats({1}, {0.0f}));
   } else {
     loop_.reset();  // its graph's buffers go back to the pool before the new ones are planned
     loop_ = std::make_unique<LoopState>();
     loop_->key = key;
     loop_->x = to_device_f32(noise, B, lc, lh, lw);
-    loop_->context = context;
+    // The cross-attentions' keys and values of the context: once here, not in every step.
+    loop_->cross = unet_->prepare_context(context);
     const std::vector<float> ts(sampler.timesteps().begin(), sampler.timesteps().end());
     loop_->timesteps = Tensor::from_floats({p.steps}, ts).to(device_);
     loop_->coefs = Tensor::from_floats({p.steps, 4}, sampler.coefficients()).to(device_);
@@ -173,7 +180,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance] {
     const Tensor xin = ops::repeat_batch(st.x, cfg_guidance ? 2 : 1, precision_);
     const Tensor time_proj = ops::timestep_embedding_at(st.timesteps, st.step, rows, time_dim, precision_);
-    ops::ddim_step(st.x, unet_->forward(xin, time_proj, st.context), st.coefs, st.step, guidance);
+    ops::ddim_step(st.x, unet_->forward(xin, time_proj, st.cross), st.coefs, st.step, guidance);
   };
   if (!reuse) {
     // Recording one step runs nothing but plans it: every buffer it needs is allocated now, before

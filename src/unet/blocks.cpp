@@ -47,6 +47,13 @@ Tensor Attention::operator()(const Tensor& x, const Tensor& context, const Tenso
   return to_out_0(o, residual);
 }
 
+Tensor Attention::operator()(const Tensor& x, const CrossContext& context, const Tensor& residual) const {
+  const auto it = context.kv.find(this);
+  if (it == context.kv.end()) return (*this)(x, context.hidden, residual);
+  Tensor o = ops::attention(to_q(x), it->second.first, it->second.second, heads, scale, /*causal=*/false);
+  return to_out_0(o, residual);
+}
+
 FeedForward::FeedForward(const nn::WeightLoader& w, const std::string& name, int64_t dim)
     : net_0_proj(w, join(name, "net.0.proj"), dim, dim * 8, true),
       net_2(w, join(name, "net.2"), dim * 4, dim, true) {}
@@ -60,7 +67,7 @@ BasicTransformerBlock::BasicTransformerBlock(const nn::WeightLoader& w, const st
       norm3(w, join(name, "norm3"), dim, 1e-5f),
       ff(w, join(name, "ff"), dim) {}
 
-Tensor BasicTransformerBlock::operator()(const Tensor& x, const Tensor& context) const {
+Tensor BasicTransformerBlock::operator()(const Tensor& x, const CrossContext& context) const {
   Tensor h = attn1(norm1(x), Tensor(), /*residual=*/x);
   h = attn2(norm2(h), context, /*residual=*/h);
   return ff(norm3(h), /*residual=*/h);
@@ -80,7 +87,7 @@ Transformer2DModel::Transformer2DModel(const nn::WeightLoader& w, const std::str
   }
 }
 
-Tensor Transformer2DModel::operator()(const Tensor& x, const Tensor& context) const {
+Tensor Transformer2DModel::operator()(const Tensor& x, const CrossContext& context) const {
   // NHWC: the image is already the [N, H*W, C] token sequence; only the shape changes.
   const Shape image = x.shape();
   Tensor h = proj_in(norm(x).reshape({image[0], image[1] * image[2], image[3]}));

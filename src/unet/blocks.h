@@ -2,6 +2,7 @@
 // Downsample2D, Upsample2D, and the UNet's Transformer2DModel with its BasicTransformerBlock,
 // Attention and GEGLU FeedForward. Members carry the checkpoint's names (to_out.0 -> to_out_0).
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,16 @@ struct Upsample2D {
   Tensor operator()(const Tensor& x) const { return conv(ops::upsample_nearest2x(x)); }
 };
 
+struct Attention;
+
+// The text context as the cross-attentions read it: the hidden states and, where prepared
+// (UNet::prepare_context), each cross-attention's keys and values, so that they are computed once
+// per generation instead of once per denoising step (the context does not change between steps).
+struct CrossContext {
+  Tensor hidden;  // [N, L, cross_dim]
+  std::map<const Attention*, std::pair<Tensor, Tensor>> kv;  // to_k(hidden), to_v(hidden)
+};
+
 // Multi-head attention: q from x, k and v from context (or x itself). Head dim = inner / heads,
 // scores scaled by head_dim^-0.5. q/k/v biases only where the checkpoint has them.
 struct Attention {
@@ -51,6 +62,9 @@ struct Attention {
   // x [N, L, query_dim]; context [N, Lk, context_dim] or undefined for self-attention.
   // residual (optional, x's shape) is added to the output projection: the caller's skip connection.
   Tensor operator()(const Tensor& x, const Tensor& context = Tensor(), const Tensor& residual = Tensor()) const;
+  // Cross-attention to a context: its prepared keys and values for this attention when it has
+  // them, else to_k / to_v of its hidden states.
+  Tensor operator()(const Tensor& x, const CrossContext& context, const Tensor& residual) const;
 };
 
 // GEGLU (dim -> 2*4dim, value * gelu(gate)) -> linear 4dim -> dim.
@@ -72,7 +86,7 @@ struct BasicTransformerBlock {
   FeedForward ff;
   BasicTransformerBlock(const nn::WeightLoader& w, const std::string& name, int64_t dim,
                         int64_t cross_dim, int heads);
-  Tensor operator()(const Tensor& x, const Tensor& context) const;
+  Tensor operator()(const Tensor& x, const CrossContext& context) const;
 };
 
 // GroupNorm -> proj_in -> transformer blocks over the H*W tokens -> proj_out, + residual.
@@ -86,7 +100,8 @@ struct Transformer2DModel {
   Transformer2DModel(const nn::WeightLoader& w, const std::string& name, int64_t channels,
                      int64_t cross_dim, int heads, int groups, float norm_eps);
   // x [N,H,W,C], context [N,L,cross_dim]
-  Tensor operator()(const Tensor& x, const Tensor& context) const;
+  Tensor operator()(const Tensor& x, const Tensor& context) const { return (*this)(x, CrossContext{context, {}}); }
+  Tensor operator()(const Tensor& x, const CrossContext& context) const;
 };
 
 }  // namespace sdgen

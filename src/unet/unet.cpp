@@ -88,6 +88,26 @@ Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
 
 Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const Tensor& context_in,
                      const Probe& probe) const {
+  return forward(x_in, time_proj, CrossContext{context_in, {}}, probe);
+}
+
+CrossContext UNet::prepare_context(const Tensor& context_in) const {
+  CrossContext c{context_in.to(device_), {}};
+  if (c.hidden.dtype() != dtype_) c.hidden = ops::cast(c.hidden, dtype_);
+  auto add = [&](const std::vector<Transformer2DModel>& ts) {
+    for (const Transformer2DModel& t : ts)
+      for (const BasicTransformerBlock& b : t.transformer_blocks)
+        c.kv[&b.attn2] = {b.attn2.to_k(c.hidden), b.attn2.to_v(c.hidden)};
+  };
+  for (const DownBlock& b : down_blocks) add(b.attentions);
+  add(mid_block.attentions);
+  for (const UpBlock& b : up_blocks) add(b.attentions);
+  return c;
+}
+
+Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const CrossContext& cross_in,
+                     const Probe& probe) const {
+  const Tensor& context_in = cross_in.hidden;
   auto show = [&](const std::string& name, const Tensor& t) {
     if (probe) probe(name, t);
   };
@@ -108,7 +128,9 @@ Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const Tensor& 
     return d.dtype() == dtype_ ? d : ops::cast(d, dtype_);
   };
   const Tensor x = prepare(x_in);
-  const Tensor context = prepare(context_in);
+  CrossContext prepared;
+  if (context_in.device() != device_ || context_in.dtype() != dtype_) prepared = CrossContext{prepare(context_in), {}};
+  const CrossContext& context = prepared.hidden.defined() ? prepared : cross_in;
 
   // Every resnet adds time_emb_proj(SiLU(temb)); the SiLU is shared, so it is done once here.
   Tensor temb = prepare(time_proj);

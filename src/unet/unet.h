@@ -29,6 +29,13 @@ class UNet {
   // as the device-resident sampler makes it (ops::timestep_embedding_at).
   Tensor forward(const Tensor& x, const Tensor& time_proj, const Tensor& context,
                  const Probe& probe = nullptr) const;
+  // The same with a prepared context (prepare_context): the cross-attentions' keys and values
+  // computed once, outside the denoising loop.
+  Tensor forward(const Tensor& x, const Tensor& time_proj, const CrossContext& context,
+                 const Probe& probe = nullptr) const;
+  // context [N, L, cross_attention_dim] in the model's dtype and on its device, with every
+  // cross-attention's to_k and to_v of it.
+  CrossContext prepare_context(const Tensor& context) const;
 
   const UNetConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }
