@@ -5,7 +5,9 @@
 // virtual, so the full-size SD v1.5 graph is counted in seconds. Per phase (weight load, text
 // encoder, one UNet step, the whole sampling loop, VAE decode, whole run) it reports the counts,
 // the FLOPs and bytes, the largest buffer and the peak device memory, and a roofline estimate of
-// the time on three GPUs (tests/simt/simt_census.h states the fixed assumptions).
+// the time on three GPUs (tests/simt/simt_census.h states the fixed assumptions). Beside the FLOPs
+// counted from the recorded calls it reports the analytic count of the same work
+// (src/pipeline/flops.h, the one sd-gen bench takes MFU from), so the two cross-check.
 //
 //   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
 //               --precision fp16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
@@ -21,6 +23,7 @@
 
 #include "core/trace.h"
 #include "io/checkpoint.h"
+#include "pipeline/flops.h"
 #include "pipeline/pipeline.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
@@ -95,7 +98,8 @@ uint64_t sum_calls(const std::map<std::string, uint64_t>& m) {
   return n;
 }
 
-void print_table(const std::vector<std::pair<std::string, census::Phase>>& rows) {
+void print_table(const std::vector<std::pair<std::string, census::Phase>>& rows,
+                 const std::map<std::string, double>& analytic) {
   std::printf("%-22s", "");
   for (auto& [name, p] : rows) std::printf("%16s", name.c_str());
   std::printf("\n");
@@ -133,6 +137,10 @@ void print_table(const std::vector<std::pair<std::string, census::Phase>>& rows)
   line("FLOP gemm", [&](auto& p) { return sci(p.flops_gemm); });
   line("FLOP conv", [&](auto& p) { return sci(p.flops_conv); });
   line("FLOP attention", [&](auto& p) { return sci(p.flops_attention); });
+  line("FLOP total", [&](auto& p) { return sci(p.flops()); });
+  std::printf("%-22s", "FLOP analytic");
+  for (auto& [name, p] : rows) std::printf("%16s", sci(analytic.at(name)).c_str());
+  std::printf("\n");
   line("bytes moved", [&](auto& p) { return sci(p.bytes); });
   line("largest buffer", [&](auto& p) { return mib(p.largest_buffer_bytes); });
   line("peak device memory", [&](auto& p) { return mib(p.peak_device_bytes); });
@@ -193,9 +201,11 @@ int main(int argc, char** argv) {
   census::set_dry(true);
   census::enable(true);
   trace::set_phase_hook(on_phase);
+  WorkloadFlops analytic;
   try {
     Pipeline pipe(model, dt, Device::CUDA);
     pipe.generate(gp);
+    analytic = workload_flops(pipe.checkpoint().config(), gp.batch, gp.width, gp.height, gp.steps, gp.guidance);
   } catch (const Error& e) {
     std::fprintf(stderr, "cuda_census: %s\n", e.what());
     return 1;
@@ -213,6 +223,11 @@ int main(int argc, char** argv) {
       {"sampling_setup", get("sampling_setup")}, {"unet_step", get("unet_step." + std::to_string(gp.steps - 1))},
       {"sampling_loop", loop}, {"vae_decode", get("vae_decode")}, {"run", get("run")}};
   const census::Phase& run = rows.back().second;
+  // The analytic count per reported phase (dense work only: convs, linears, attention products).
+  const std::map<std::string, double> analytic_by_phase = {
+      {"weight_load", 0.0}, {"text_encoder", analytic.clip}, {"sampling_setup", 0.0},
+      {"unet_step", analytic.unet_per_step}, {"sampling_loop", gp.steps * analytic.unet_per_step},
+      {"vae_decode", analytic.vae}, {"run", analytic.total}};
   if (json) {
     nlohmann::json j;
     j["model"] = model;
@@ -228,7 +243,10 @@ int main(int argc, char** argv) {
         "precision, bytes at 70% of bandwidth) + 4 us per launch (1 us inside a CUDA graph); 10 us per "
         "synchronizing call, 50 us per allocation";
     nlohmann::json phases = nlohmann::json::object();
-    for (auto& [name, p] : rows) phases[name] = to_json(p);
+    for (auto& [name, p] : rows) {
+      phases[name] = to_json(p);
+      phases[name]["flops"]["analytic"] = analytic_by_phase.at(name);
+    }
     j["phases"] = phases;
     nlohmann::json e = nlohmann::json::object();
     for (size_t g = 0; g < census::gpus().size(); ++g) e[census::gpus()[g].name] = run.estimate_s.at(g);
@@ -240,7 +258,7 @@ int main(int argc, char** argv) {
               "times are estimates)\n\n",
               model.c_str(), precision.c_str(), gp.batch, gp.steps, gp.width, gp.height, gp.guidance,
               gp.cuda_graphs ? "on" : "off");
-  print_table(rows);
+  print_table(rows, analytic_by_phase);
   std::printf("\nestimate: per kernel or library call max(FLOPs at 60%% of peak, bytes at 70%% of bandwidth) + 4 us "
               "per launch (1 us in a graph); 10 us per sync, 50 us per allocation\n");
   return 0;

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <random>
 
+#include "cli/bench.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "io/checkpoint.h"
@@ -71,7 +72,9 @@ Device pick_device(const std::string& d) {
 }
 
 int run(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "bench") return run_bench(argc - 1, argv + 1, check_interrupted);
   CLI::App app{"sd-gen: Stable Diffusion v1.x text-to-image generator", "sd-gen"};
+  app.footer("Benchmark: sd-gen bench [options] (see sd-gen bench --help)");
   app.get_formatter()->column_width(34);
   RunOptions opt;
   Job job;

@@ -59,6 +59,13 @@ void expect_quiet_loop(const Census& c, bool graphs) {
   // is 6 × ~0.80 TFLOP per step (README, "Performance notes").
   const double step_flops = step.at("flops").at("total").get<double>();
   EXPECT_NEAR(step_flops / 6, 0.80e12, 0.05e12);
+  // The FLOPs counted from the recorded calls agree with the analytic count of the same work
+  // (src/pipeline/flops.h, what sd-gen bench's MFU divides by), phase by phase.
+  for (const char* phase : {"text_encoder", "unet_step", "vae_decode", "run"}) {
+    const nlohmann::json& f = c.phase(phase).at("flops");
+    const double analytic = f.at("analytic").get<double>();
+    EXPECT_NEAR(f.at("total").get<double>(), analytic, 0.02 * analytic) << phase;
+  }
   std::printf("[ census ] %s graphs %s: estimate H100 %.3f s, peak device memory %.0f MiB\n",
               c.j.at("precision").get<std::string>().c_str(), graphs ? "on" : "off",
               c.j.at("estimate_s").at("H100 SXM").get<double>(),
