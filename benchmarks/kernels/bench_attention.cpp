@@ -88,9 +88,9 @@ int main(int argc, char** argv) {
   };
   // The same kinds on fewer tokens and heads (the emulator is ~10^4 times slower than a GPU).
   const std::vector<Shape4> small = {
-      {"self_1x192_h2_d40", 1, 192, 192, 2, 40, false},
-      {"cross_1x192x77_h2_d40", 1, 192, 77, 2, 40, false},
-      {"self_1x96_h1_d80", 1, 96, 96, 1, 80, false},
+      {"self_1x320_h2_d40", 1, 320, 320, 2, 40, false},
+      {"cross_1x320x77_h2_d40", 1, 320, 77, 2, 40, false},
+      {"self_1x160_h1_d80", 1, 160, 160, 1, 80, false},
       {"clip_causal_1x77_h2_d64", 1, 77, 77, 2, 64, true},
   };
   const Version versions[] = {{"mma", DType::F16, 0, kbench::Rate::kTflopsF16},

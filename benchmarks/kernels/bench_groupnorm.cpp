@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
       {"gn_silu_2x8x8x320_g32", {2, 8, 8, 320}, 32, 1e-5f, true},
       {"gn_silu_1x8x8x640_g32", {1, 8, 8, 640}, 32, 1e-5f, true},
       {"gn_1x4x4x960_g32", {1, 4, 4, 960}, 32, 1e-6f, false},
-      {"gn_silu_vae_1x32x32x128_g32", {1, 32, 32, 128}, 32, 1e-6f, true},
+      {"gn_silu_vae_1x64x64x128_g32", {1, 64, 64, 128}, 32, 1e-6f, true},
   };
   const Version versions[] = {{"vec16", DType::F32, 0}, {"scalar", DType::F32, 1},
                               {"vec16", DType::F16, 0}, {"scalar", DType::F16, 1}};
