@@ -78,8 +78,6 @@ bool run(const Shape4& s, const Version& ver, const kbench::Options& opt, const 
 
 int main(int argc, char** argv) {
   const kbench::Options opt = kbench::parse(argc, argv, "flash attention (kernels::attention): mma, fma, fma_f16");
-  const kbench::Peak peak = kbench::device_peak();
-  kbench::print_device(peak);
   const std::vector<Shape4> full = {
       {"self_2x4096_h8_d40", 2, 4096, 4096, 8, 40, false},
       {"cross_2x4096x77_h8_d40", 2, 4096, 77, 8, 40, false},
@@ -98,6 +96,8 @@ int main(int argc, char** argv) {
                               {"fma_f16", DType::F16, 1, kbench::Rate::kTflopsF32}};
   bool ok = true;
   try {
+    const kbench::Peak peak = kbench::device_peak();
+    kbench::print_device(peak);
     for (const Shape4& s : opt.small ? small : full)
       for (const Version& v : versions) ok = run(s, v, opt, peak) && ok;
   } catch (const std::exception& e) {

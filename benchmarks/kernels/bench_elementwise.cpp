@@ -91,8 +91,6 @@ bool run(const Case& c, const Version& ver, const kbench::Options& opt, const kb
 int main(int argc, char** argv) {
   const kbench::Options opt =
       kbench::parse(argc, argv, "GEGLU, add, LayerNorm (kernels::geglu, add, layer_norm): aligned, offset");
-  const kbench::Peak peak = kbench::device_peak();
-  kbench::print_device(peak);
   const std::vector<Case> full = {
       {"geglu_2x4096x2560", Kind::kGeglu, {2, 4096, 2560}},
       {"add_2x64x64x320", Kind::kAdd, {2, 64, 64, 320}},
@@ -109,6 +107,8 @@ int main(int argc, char** argv) {
                               {"aligned", DType::F16, 0}, {"offset", DType::F16, 1}};
   bool ok = true;
   try {
+    const kbench::Peak peak = kbench::device_peak();
+    kbench::print_device(peak);
     for (const Case& c : opt.small ? small : full)
       for (const Version& v : versions) ok = run(c, v, opt, peak) && ok;
   } catch (const std::exception& e) {

@@ -71,8 +71,6 @@ bool run(const Case& c, const Version& ver, const kbench::Options& opt, const kb
 
 int main(int argc, char** argv) {
   const kbench::Options opt = kbench::parse(argc, argv, "GroupNorm (kernels::group_norm): vec16, scalar");
-  const kbench::Peak peak = kbench::device_peak();
-  kbench::print_device(peak);
   const std::vector<Case> full = {
       {"gn_silu_6x64x64x320_g32", {6, 64, 64, 320}, 32, 1e-5f, true},
       {"gn_silu_6x32x32x640_g32", {6, 32, 32, 640}, 32, 1e-5f, true},
@@ -90,6 +88,8 @@ int main(int argc, char** argv) {
                               {"vec16", DType::F16, 0}, {"scalar", DType::F16, 1}};
   bool ok = true;
   try {
+    const kbench::Peak peak = kbench::device_peak();
+    kbench::print_device(peak);
     for (const Case& c : opt.small ? small : full)
       for (const Version& v : versions) ok = run(c, v, opt, peak) && ok;
   } catch (const std::exception& e) {
