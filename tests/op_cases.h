@@ -299,6 +299,12 @@ inline OpCase attention(const std::string& name, int64_t n, int64_t lq, int64_t 
           fp16};
 }
 
+// `t`'s elements from the second on, viewed as `shape`: one element past an aligned allocation,
+// so a CUDA kernel's 16-byte vector path must notice and fall back to its scalar version.
+inline Tensor unaligned(const Tensor& t, const Shape& shape) {
+  return t.reshape({-1}).slice0(1, t.numel()).reshape(shape);
+}
+
 inline OpCase unary(const std::string& name, Backend::Unary op, Input x, bool fp16 = true) {
   return {name,
           {x},
@@ -380,6 +386,18 @@ inline const std::vector<OpCase>& op_cases() {
     t.push_back(layer_norm("ln_2x4096x320", {2, 4096, 320}));
     t.push_back(layer_norm("ln_offset100_3x13", {3, 13}, 100.0f, 0.5f));
     t.push_back(layer_norm("ln_1x1", {1, 1}));
+    // Vector-width coverage of the CUDA kernel (registers per lane: C = 640, 1280; an offset row
+    // on the vector path) and its scalar fallbacks (C beyond the registers, an unaligned slice).
+    t.push_back(layer_norm("ln_2x5x640", {2, 5, 640}));
+    t.push_back(layer_norm("ln_3x9x1280", {3, 9, 1280}));
+    t.push_back(layer_norm("ln_offset100_2x7x320", {2, 7, 320}, 100.0f, 0.5f));
+    t.push_back(layer_norm("ln_2x3x3000", {2, 3, 3000}));
+    t.push_back({"ln_unaligned_2x5x320",
+                 {{{2 * 5 * 320 + 1}}, {{320}, 0.1f, 1.0f}, {{320}, 0.1f}},
+                 [](Backend& b, const Ins& in, DType) {
+                   return b.layer_norm(unaligned(in[0], {2, 5, 320}), in[1], in[2], 1e-5f);
+                 },
+                 tol::kNorm});
 
     // Attention: UNet self (4096 tokens, 8 heads × 40) and cross (77 keys), 32×32 level (80-wide
     // heads), CLIP causal (12 × 64), the VAE's single 512-wide head, then awkward shapes: one
@@ -434,6 +452,18 @@ inline const std::vector<OpCase>& op_cases() {
     auto geglu = [](Backend& b, const Ins& in, DType) { return b.geglu(in[0]); };
     t.push_back({"geglu_2x4096x2560", {{{2, 4096, 2560}, 2.0f}}, geglu, tol::kPointwise});
     t.push_back({"geglu_odd_3x5x2", {{{3, 5, 2}, 2.0f}}, geglu, tol::kPointwise});
+    // Scalar fallbacks of the CUDA kernels: an unaligned slice; c = 12 (fp32 vectors, fp16 not).
+    t.push_back({"silu_unaligned_5x67",
+                 {{{5 * 67 + 1}, 3.0f}},
+                 [](Backend& b, const Ins& in, DType) {
+                   return b.unary(unaligned(in[0], {5, 67}), Backend::Unary::kSilu);
+                 },
+                 tol::kPointwise});
+    t.push_back({"geglu_unaligned_3x5x64",
+                 {{{3 * 5 * 64 + 1}, 2.0f}},
+                 [](Backend& b, const Ins& in, DType) { return b.geglu(unaligned(in[0], {3, 5, 64})); },
+                 tol::kPointwise});
+    t.push_back({"geglu_c12_3x5x24", {{{3, 5, 24}, 2.0f}}, geglu, tol::kPointwise});
 
     // Exact ops. On the CPU each is one function for plain and fast (see OpCase::cpu_one_function).
     auto one_fn = [&t](OpCase c) {
@@ -464,6 +494,53 @@ inline const std::vector<OpCase>& op_cases() {
         {"concat_2x64x64x320_320", {{{2, 64, 64, 320}}, {{2, 64, 64, 320}}}, cat, tol::kExact});
     one_fn({"concat_odd_3x7x5x9_4", {{{3, 7, 5, 9}}, {{3, 7, 5, 4}}}, cat, tol::kExact});
     one_fn({"concat_empty_2x3x0_4", {{{2, 3, 0}}, {{2, 3, 4}}}, cat, tol::kExact});
+    // Scalar fallbacks of the CUDA kernels: unaligned slices; 12 channels (fp32 vectors, fp16
+    // not); a flat size with a tail after the last whole vector.
+    one_fn({"add_unaligned_5x67",
+            {{{5 * 67 + 1}}, {{5, 67}}},
+            [](Backend& b, const Ins& in, DType) { return b.add(unaligned(in[0], {5, 67}), in[1]); },
+            tol::kExact});
+    one_fn({"scale_unaligned_5x67",
+            {{{5 * 67 + 1}}},
+            [](Backend& b, const Ins& in, DType) { return b.scale(unaligned(in[0], {5, 67}), 0.18215f); },
+            tol::kExact});
+    one_fn({"add_channel_unaligned_2x5x64",
+            {{{2 * 5 * 64 + 1}}, {{2, 64}}},
+            [](Backend& b, const Ins& in, DType) {
+              return b.add_channel(unaligned(in[0], {2, 5, 64}), in[1]);
+            },
+            tol::kExact});
+    one_fn({"add_channel_c12_3x5x12", {{{3, 5, 12}}, {{3, 12}}}, add_channel, tol::kExact});
+    one_fn({"upsample_unaligned_2x3x5x16",
+            {{{2 * 3 * 5 * 16 + 1}}},
+            [](Backend& b, const Ins& in, DType) {
+              return b.upsample_nearest2x(unaligned(in[0], {2, 3, 5, 16}));
+            },
+            tol::kExact});
+    one_fn({"upsample_c12_2x3x5x12", {{{2, 3, 5, 12}}}, up, tol::kExact});
+    one_fn({"concat_unaligned_3x5x16_8",
+            {{{3 * 5 * 16 + 1}}, {{3, 5, 8}}},
+            [](Backend& b, const Ins& in, DType) {
+              return b.concat_channels(unaligned(in[0], {3, 5, 16}), in[1]);
+            },
+            tol::kExact});
+    one_fn({"concat_c12_3x5x12_8", {{{3, 5, 12}}, {{3, 5, 8}}}, cat, tol::kExact});
+    one_fn({"embedding_unaligned_2x7_from_50x64",
+            {{{50 * 64 + 1}}},
+            [](Backend& b, const Ins& in, DType) {
+              std::vector<int> ids(14);
+              for (int i = 0; i < 14; ++i) ids[i] = (i * 17 + 3) % 50;
+              return b.embedding(ids, 2, unaligned(in[0], {50, 64}));
+            },
+            tol::kExact});
+    one_fn({"embedding_odd_2x7_from_50x12",
+            {{{50, 12}}},
+            [](Backend& b, const Ins& in, DType) {
+              std::vector<int> ids(14);
+              for (int i = 0; i < 14; ++i) ids[i] = (i * 17 + 3) % 50;
+              return b.embedding(ids, 2, in[0]);
+            },
+            tol::kExact});
     one_fn({"embedding_2x77_from_1000x64",
                  {{{1000, 64}}},
                  [](Backend& b, const Ins& in, DType) {
@@ -503,6 +580,13 @@ inline const std::vector<OpCase>& op_cases() {
                  },
                  tol::kExact,
                  false});
+    one_fn({"cast_roundtrip_unaligned_5x67",
+            {{{5 * 67 + 1}, 100.0f}},
+            [](Backend& b, const Ins& in, DType) {
+              return b.cast(b.cast(unaligned(in[0], {5, 67}), DType::F16), DType::F32);
+            },
+            tol::kExact,
+            false});
     // The sampler's ops. ddim_step runs on a copy of x (it updates in place); the coefficients
     // are SD v1.5's for t = 961 (25 steps, first) and t = 1 (last), rounded to 6 digits; step 1
     // picks the second row and step 0 the first, so a wrong index shows.
