@@ -44,7 +44,7 @@ SDGEN_FILTER=${MUT_SDGEN_FILTER:-'-Pipeline.CliInterruptExits130:*_cuda'}
 # the fp16 pipeline run, and the three op-table rows with the biggest attention shapes, which
 # alone took 85 of the 137 s that simt_tests took whole (emulated flash attention, loaded machine);
 # every kernel is still run by smaller rows and by the fp32 pipeline.
-SIMT_FILTER=${MUT_SIMT_FILTER:-'CudaEmu/*:CudaEmulatedPipeline.Fp32*-*/attn_self_1x4096_h8_d40:*/attn_self_2x1024_h8_d80:*/attn_vae_1x1024_h1_d512'}
+SIMT_FILTER=${MUT_SIMT_FILTER:-'CudaEmu/*:CudaEmulatedPipeline.Fp32*:CudaEmulatedPipeline.StepGraph*-*/attn_self_1x4096_h8_d40:*/attn_self_2x1024_h8_d80:*/attn_vae_1x1024_h1_d512'}
 
 # Like scripts/test.sh, so that CMake finds nvcc (and the emulator's headers) the same way.
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
