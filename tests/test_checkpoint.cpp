@@ -567,6 +567,12 @@ TEST(Checkpoint, TextEncoderWithoutTextModelLevel) {
   msg = error_of([&] { Checkpoint::open(f2)->get(canon, {1}); });
   EXPECT_HAS(msg, "'" + canon + "' not found (looked for 'encoder.layers.1.self_attn.out_proj.weight' in " + f2 +
                       "/text_encoder/model.safetensors)");
+  // A tensor the shape inference needs: named as stored too.
+  p = write_ldm(m, dir + "/skip", StDType::F32, {{"sdgen_config", meta}},
+                "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight", true);
+  msg = error_of([&] { Checkpoint::open(p); });
+  EXPECT_HAS(msg, "'cond_stage_model.transformer.embeddings.position_embedding.weight'");
+  EXPECT_EQ(msg.find("text_model"), std::string::npos) << msg;
   // The transformers 4 form of the folder names the stored key with its level.
   std::string f3 = write_diffusers(m, dir + "/skip4", false, false, canon);
   msg = error_of([&] { Checkpoint::open(f3)->get(canon, {1}); });

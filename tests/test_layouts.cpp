@@ -20,6 +20,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "pipeline/pipeline.h"
+#include "sdgen/error.h"
 #include "text/tokenizer.h"
 
 #include "stb_image_static.h"
@@ -215,6 +216,34 @@ TEST(Layouts, TokenizerJsonWithStringMerges) {
     EXPECT_EQ(a.encode(text), b.encode(text)) << "case " << i;
   }
   fs::remove(path);
+}
+
+// A broken tokenizer.json: one line naming the file.
+TEST(Layouts, BadTokenizerJsonIsNamed) {
+  const std::string dir = ::testing::TempDir() + "sdgen_badtok_" + std::to_string(getpid());
+  fs::create_directories(dir);
+  const std::pair<const char*, const char*> cases[] = {
+      {"{\"model\": ", "is not valid JSON"},
+      {"{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", "has no BPE model"},
+      {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [[\"a\"]]}}", "neither \"a b\" nor [a, b]"},
+      {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [\"a b c\"]}}", "bad merge 'a b c'"},
+      {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}", "has no <|startoftext|> token"},
+  };
+  for (const auto& [text, want] : cases) {
+    const std::string path = dir + "/tokenizer.json";
+    std::ofstream(path) << text;
+    try {
+      ClipTokenizer::from_tokenizer_json(path);
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(e.code(), ExitCode::kModel);
+      EXPECT_NE(msg.find("'" + path + "'"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(want), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  }
+  fs::remove_all(dir);
 }
 
 // A folder with neither vocab.json + merges.txt nor tokenizer.json uses weights/' BPE list, as

@@ -164,7 +164,16 @@ class LdmCheckpoint : public StoredCheckpoint {
       auto it = by_name.find(n);
       return it != by_name.end() ? std::optional<Shape>(it->second->shape) : std::nullopt;
     };
-    config_ = infer_ldm_config(all, shape_of, path);
+    try {
+      config_ = infer_ldm_config(all, shape_of, path);
+    } catch (const Error& e) {
+      if (!clip_flat_) throw;
+      // Name a missing text-encoder tensor as this file would store it.
+      std::string msg = e.what();
+      const std::string with = root + ".text_model.";
+      for (size_t at; (at = msg.find(with)) != std::string::npos;) msg.replace(at, with.size(), root + ".");
+      throw_model(msg);
+    }
     // Overrides for what shapes cannot tell: the file's own metadata, then a sidecar file.
     auto md = f.metadata().find("sdgen_config");
     if (md != f.metadata().end()) {
