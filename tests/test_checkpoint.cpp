@@ -95,14 +95,24 @@ void write_json(const std::string& path, const json& j) {
 }
 
 // The LDM single file, with the extras real files carry (EMA copies, an I64 position_ids buffer).
+// Drops "text_model." after `root`, as transformers 5 saves CLIPTextModel (written out by hand).
+std::string flatten_clip(const std::string& name, const std::string& root) {
+  const std::string with = root + "text_model.";
+  return name.compare(0, with.size(), with) == 0 ? root + name.substr(with.size()) : name;
+}
+
+// flat_clip: the text encoder without "text_model." (cond_stage_model.transformer.embeddings.*).
 std::string write_ldm(const RefModel& m, const std::string& dir, StDType dt,
-                      const std::map<std::string, std::string>& meta = {}, const std::string& skip = "") {
+                      const std::map<std::string, std::string>& meta = {}, const std::string& skip = "",
+                      bool flat_clip = false) {
+  auto stored = [&](const std::string& n) { return flat_clip ? flatten_clip(n, "cond_stage_model.transformer.") : n; };
   std::vector<StWriteTensor> ts;
   for (const Row& r : m.rows)
-    if (r.ldm != skip) ts.push_back(st_tensor_from_floats(r.ldm, dt, r.ldm_shape, identity_fill(r.canon, numel(r.shape))));
+    if (r.ldm != skip)
+      ts.push_back(st_tensor_from_floats(stored(r.ldm), dt, r.ldm_shape, identity_fill(r.canon, numel(r.shape))));
   ts.push_back(st_tensor_from_floats("model_ema.decay", StDType::F32, {}, {0.9999f}));
   ts.push_back(st_tensor_from_floats("model_ema.diffusion_modelout0weight", StDType::F32, {2}, {1, 2}));
-  StWriteTensor ids{"cond_stage_model.transformer.text_model.embeddings.position_ids", StDType::I64, {1, 4},
+  StWriteTensor ids{stored("cond_stage_model.transformer.text_model.embeddings.position_ids"), StDType::I64, {1, 4},
                     std::vector<uint8_t>(32, 0)};
   ts.push_back(ids);
   std::string p = dir + "/" + m.name + ".safetensors";
@@ -111,7 +121,10 @@ std::string write_ldm(const RefModel& m, const std::string& dir, StDType dt,
 }
 
 // The diffusers folder: unet F32, vae as the fp16 variant file, text encoder BF16.
-std::string write_diffusers(const RefModel& m, const std::string& dir, bool legacy_vae_names = false) {
+// flat_clip: text_encoder/model.safetensors as transformers 5 writes it (no "text_model."), one
+// tensor left out when `skip` names it (canonical).
+std::string write_diffusers(const RefModel& m, const std::string& dir, bool legacy_vae_names = false,
+                            bool flat_clip = false, const std::string& skip = "") {
   const std::string root = dir + "/" + m.name + "_diffusers";
   write_json(root + "/model_index.json", {{"_class_name", "StableDiffusionPipeline"}});
   write_json(root + "/unet/config.json", m.unet);
@@ -129,7 +142,9 @@ std::string write_diffusers(const RefModel& m, const std::string& dir, bool lega
         if (comp == "vae" && name.find("mid_block.attentions.0") != std::string::npos && name.find(now) != std::string::npos)
           name.replace(name.find(now), strlen(now), old);
     }
-    comps[comp].push_back(st_tensor_from_floats(name, dt, r.shape, identity_fill(r.canon, numel(r.shape))));
+    if (flat_clip && comp == "text_encoder") name = flatten_clip(name, "");
+    if (r.canon != skip)
+      comps[comp].push_back(st_tensor_from_floats(name, dt, r.shape, identity_fill(r.canon, numel(r.shape))));
   }
   write_safetensors(root + "/unet/diffusion_pytorch_model.safetensors", comps["unet"]);
   write_safetensors(root + "/vae/diffusion_pytorch_model.fp16.safetensors", comps["vae"]);
@@ -510,5 +525,57 @@ TEST(Checkpoint, SidecarOverridesMetadataOverridesShapes) {
   p = write_ldm(m, dir, StDType::F32, {{"sdgen_config", "{not json"}});
   msg = error_of([&] { Checkpoint::open(p); });
   EXPECT_HAS(msg, "__metadata__ sdgen_config is not valid JSON");
+  fs::remove_all(dir);
+}
+
+// transformers 5 saves CLIPTextModel without "text_model."; diffusers' conversion script and older
+// community files carry that into LDM files (cond_stage_model.transformer.embeddings.*). Both forms
+// serve the same canonical names, and a tensor truly missing is named as the file stores it.
+TEST(Checkpoint, TextEncoderWithoutTextModelLevel) {
+  RefModel m = ref_model("sd_v1_tiny");
+  std::string dir = temp_dir("flatclip");
+  const std::string meta = sidecar_of(m).dump();
+  std::string ldm_path = write_ldm(m, dir, StDType::F16, {{"sdgen_config", meta}}, "", true);
+  std::string folder = write_diffusers(m, dir, false, true);
+  auto ldm = Checkpoint::open(ldm_path);
+  auto dif = Checkpoint::open(folder);
+  expect_all_fields(ldm->config(), m);
+  expect_all_fields(dif->config(), m);
+  std::set<std::string> expected;
+  for (const Row& r : m.rows) expected.insert(r.canon);
+  auto ln = ldm->names(), dn = dif->names();
+  EXPECT_EQ(std::set<std::string>(ln.begin(), ln.end()), expected);
+  EXPECT_EQ(std::set<std::string>(dn.begin(), dn.end()), expected);
+  int clip_rows = 0;
+  for (const Row& r : m.rows) {
+    if (r.canon.compare(0, 13, "text_encoder.") != 0) continue;
+    ++clip_rows;
+    EXPECT_EQ(ldm->get(r.canon, r.shape).to_floats(), identity_fill(r.canon, numel(r.shape))) << r.canon;
+    EXPECT_EQ(dif->get(r.canon, r.shape).to_floats(), identity_fill(r.canon, numel(r.shape))) << r.canon;
+  }
+  EXPECT_GT(clip_rows, 10);
+
+  // Missing: the LDM file names its prefix-less key; the folder names the file and the stored key.
+  const std::string canon = "text_encoder.text_model.encoder.layers.1.self_attn.out_proj.weight";
+  fs::create_directories(dir + "/skip");
+  std::string p = write_ldm(m, dir + "/skip", StDType::F32, {{"sdgen_config", meta}},
+                            "cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.out_proj.weight", true);
+  std::string msg = error_of([&] { Checkpoint::open(p)->get(canon, {1}); });
+  EXPECT_HAS(msg, p + ": tensor '" + canon + "' not found");
+  EXPECT_HAS(msg, "LDM name 'cond_stage_model.transformer.encoder.layers.1.self_attn.out_proj.weight'");
+  std::string f2 = write_diffusers(m, dir + "/skip", false, true, canon);
+  msg = error_of([&] { Checkpoint::open(f2)->get(canon, {1}); });
+  EXPECT_HAS(msg, "'" + canon + "' not found (looked for 'encoder.layers.1.self_attn.out_proj.weight' in " + f2 +
+                      "/text_encoder/model.safetensors)");
+  // A tensor the shape inference needs: named as stored too.
+  p = write_ldm(m, dir + "/skip", StDType::F32, {{"sdgen_config", meta}},
+                "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight", true);
+  msg = error_of([&] { Checkpoint::open(p); });
+  EXPECT_HAS(msg, "'cond_stage_model.transformer.embeddings.position_embedding.weight'");
+  EXPECT_EQ(msg.find("text_model"), std::string::npos) << msg;
+  // The transformers 4 form of the folder names the stored key with its level.
+  std::string f3 = write_diffusers(m, dir + "/skip4", false, false, canon);
+  msg = error_of([&] { Checkpoint::open(f3)->get(canon, {1}); });
+  EXPECT_HAS(msg, "(looked for 'text_model.encoder.layers.1.self_attn.out_proj.weight' in " + f3 + "/text_encoder/model.safetensors)");
   fs::remove_all(dir);
 }

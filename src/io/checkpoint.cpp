@@ -96,6 +96,7 @@ class StoredCheckpoint : public Checkpoint {
   }
   std::optional<std::string> tokenizer_vocab_json() const override { return vocab_; }
   std::optional<std::string> tokenizer_merges_txt() const override { return merges_; }
+  std::optional<std::string> tokenizer_json() const override { return tokenizer_json_; }
 
  protected:
   struct Entry {
@@ -106,12 +107,7 @@ class StoredCheckpoint : public Checkpoint {
   const Entry& entry(const std::string& n, const Shape& expected) const {
     auto it = entries_.find(n);
     if (it == entries_.end()) {
-      std::string msg = "checkpoint " + path_ + ": tensor '" + n + "' not found";
-      if (ldm_names_) {
-        auto ldm = ldm_names_->to_ldm(n);
-        msg += ldm ? " (looked for the LDM name '" + *ldm + "')" : " (no LDM name corresponds to it)";
-      }
-      throw_model(msg);
+      throw_model("checkpoint " + path_ + ": tensor '" + n + "' not found" + where_missing(n));
     }
     const Entry& e = it->second;
     const std::string stored = e.info->name != n ? " (stored as '" + e.info->name + "')" : "";
@@ -121,12 +117,14 @@ class StoredCheckpoint : public Checkpoint {
     return e;
   }
 
+  // What the error for a missing tensor adds: the stored name looked for, and where.
+  virtual std::string where_missing(const std::string& canonical) const { return ""; }
+
   std::string path_, name_;
   ModelConfig config_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, Entry> entries_;
-  std::optional<CheckpointNames> ldm_names_;  // set for LDM files: names the LDM key in errors
-  std::optional<std::string> vocab_, merges_;
+  std::optional<std::string> vocab_, merges_, tokenizer_json_;
 };
 
 // ---- LDM single file.
@@ -145,7 +143,7 @@ class LdmCheckpoint : public StoredCheckpoint {
       stored.push_back(t.name);
       if (t.name.compare(0, 22, "model.diffusion_model.") == 0) unet = true;
       if (t.name.compare(0, 12, "down_blocks.") == 0 || t.name.compare(0, 11, "text_model.") == 0 ||
-          t.name.compare(0, 8, "decoder.") == 0)
+          t.name.compare(0, 11, "embeddings.") == 0 || t.name.compare(0, 8, "decoder.") == 0)
         diffusers_like = true;
     }
     if (!unet)
@@ -154,11 +152,28 @@ class LdmCheckpoint : public StoredCheckpoint {
                                                "folder (with model_index.json) instead"
                                              : ""));
 
+    // The text encoder with or without "text_model." (checkpoint_names.h); from here on every
+    // name has it, so the one name table and the shape inference serve both forms.
+    const std::string root = CheckpointNames::kLdmClipRoot;
+    clip_flat_ = !CheckpointNames::clip_has_text_model(stored, root);
+    std::map<std::string, const StTensorInfo*> by_name;
+    for (const auto& t : f.tensors()) by_name[clip_flat_ ? CheckpointNames::clip_add_text_model(t.name, root) : t.name] = &t;
+    std::vector<std::string> all;
+    for (const auto& kv : by_name) all.push_back(kv.first);
     auto shape_of = [&](const std::string& n) -> std::optional<Shape> {
-      const StTensorInfo* t = f.find(n);
-      return t ? std::optional<Shape>(t->shape) : std::nullopt;
+      auto it = by_name.find(n);
+      return it != by_name.end() ? std::optional<Shape>(it->second->shape) : std::nullopt;
     };
-    config_ = infer_ldm_config(stored, shape_of, path);
+    try {
+      config_ = infer_ldm_config(all, shape_of, path);
+    } catch (const Error& e) {
+      if (!clip_flat_) throw;
+      // Name a missing text-encoder tensor as this file would store it.
+      std::string msg = e.what();
+      const std::string with = root + ".text_model.";
+      for (size_t at; (at = msg.find(with)) != std::string::npos;) msg.replace(at, with.size(), root + ".");
+      throw_model(msg);
+    }
     // Overrides for what shapes cannot tell: the file's own metadata, then a sidecar file.
     auto md = f.metadata().find("sdgen_config");
     if (md != f.metadata().end()) {
@@ -175,9 +190,19 @@ class LdmCheckpoint : public StoredCheckpoint {
     validate_model_config(config_, path);
 
     ldm_names_.emplace(config_);
-    for (const auto& t : f.tensors())
-      if (auto canon = ldm_names_->to_canonical(t.name)) entries_[*canon] = Entry{&f, &t};
+    for (const auto& [n, t] : by_name)
+      if (auto canon = ldm_names_->to_canonical(n)) entries_[*canon] = Entry{&f, t};
   }
+
+ private:
+  std::string where_missing(const std::string& canonical) const override {
+    auto ldm = ldm_names_->to_ldm(canonical);
+    if (!ldm) return " (no LDM name corresponds to it)";
+    if (clip_flat_) ldm = CheckpointNames::clip_drop_text_model(*ldm, CheckpointNames::kLdmClipRoot);
+    return " (looked for the LDM name '" + *ldm + "')";
+  }
+  std::optional<CheckpointNames> ldm_names_;
+  bool clip_flat_ = false;  // the text encoder is stored without "text_model."
 };
 
 // ---- diffusers folder.
@@ -211,9 +236,13 @@ class DiffusersCheckpoint : public StoredCheckpoint {
     const std::string sched = root + "scheduler/scheduler_config.json";
     if (is_file(sched)) apply_scheduler_json(read_json_file(sched), config_.scheduler, sched);
     validate_model_config(config_, dir);
+    // transformers 4 writes vocab.json + merges.txt (and maybe tokenizer.json); transformers 5
+    // only tokenizer.json. The pair wins when both exist: it is what the older loaders read.
     if (is_file(root + "tokenizer/vocab.json") && is_file(root + "tokenizer/merges.txt")) {
       vocab_ = root + "tokenizer/vocab.json";
       merges_ = root + "tokenizer/merges.txt";
+    } else if (is_file(root + "tokenizer/tokenizer.json")) {
+      tokenizer_json_ = root + "tokenizer/tokenizer.json";
     }
   }
 
@@ -233,12 +262,29 @@ class DiffusersCheckpoint : public StoredCheckpoint {
     }
     files_.push_back(SafetensorsFile::open(file));
     const SafetensorsFile& f = *files_.back();
+    std::vector<std::string> stored;
+    for (const auto& t : f.tensors()) stored.push_back(comp + "." + t.name);
+    // transformers 5 saves CLIPTextModel without "text_model." (checkpoint_names.h).
+    const bool flat = comp == CheckpointNames::kDiffusersClipRoot &&
+                      !CheckpointNames::clip_has_text_model(stored, CheckpointNames::kDiffusersClipRoot);
     for (const auto& t : f.tensors()) {
       std::string canon = comp + "." + t.name;
+      if (flat) canon = CheckpointNames::clip_add_text_model(canon, comp);
       if (auto renamed = CheckpointNames::canonical_from_legacy(canon)) canon = *renamed;
       entries_[canon] = Entry{&f, &t};
     }
+    components_[comp] = {file, flat};
   }
+
+  std::string where_missing(const std::string& canonical) const override {
+    const size_t dot = canonical.find('.');
+    auto it = components_.find(canonical.substr(0, dot));
+    if (dot == std::string::npos || it == components_.end()) return "";
+    std::string stored = canonical.substr(dot + 1);
+    if (it->second.second) stored = CheckpointNames::clip_drop_text_model(canonical, it->first).substr(dot + 1);
+    return " (looked for '" + stored + "' in " + it->second.first + ")";
+  }
+  std::map<std::string, std::pair<std::string, bool>> components_;  // component -> (file, text encoder flat)
 };
 
 }  // namespace

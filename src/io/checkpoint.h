@@ -1,6 +1,6 @@
 // A Stable Diffusion v1.x checkpoint, whichever form it comes in:
 //   - one .safetensors file with the original LDM names (model.diffusion_model.*,
-//     first_stage_model.*, cond_stage_model.transformer.text_model.*), fp32, fp16 or bf16;
+//     first_stage_model.*, cond_stage_model.transformer[.text_model].*), fp32, fp16 or bf16;
 //   - a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/).
 // Tensors are looked up by one canonical name: the diffusers name with its component as prefix,
 // e.g. "unet.down_blocks.0.resnets.0.norm1.weight", "vae.decoder.mid_block.attentions.0.to_q.weight",
@@ -52,6 +52,8 @@ class Checkpoint {
   // A diffusers folder's tokenizer files, when it has them (they take precedence over weights/).
   virtual std::optional<std::string> tokenizer_vocab_json() const { return std::nullopt; }
   virtual std::optional<std::string> tokenizer_merges_txt() const { return std::nullopt; }
+  // A transformers 5 tokenizer folder's tokenizer.json, when vocab.json + merges.txt are absent.
+  virtual std::optional<std::string> tokenizer_json() const { return std::nullopt; }
 };
 
 }  // namespace sdgen

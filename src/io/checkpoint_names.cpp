@@ -12,7 +12,9 @@ using Kind = CheckpointNames::Kind;
 
 const char* const kUNet = "model.diffusion_model.";
 const char* const kVae = "first_stage_model.";
-const char* const kClip = "cond_stage_model.transformer.text_model";
+const std::string kClip = std::string(CheckpointNames::kLdmClipRoot) + ".text_model";
+
+bool starts_with(const std::string& s, const std::string& pre) { return s.compare(0, pre.size(), pre) == 0; }
 
 struct Leaf {
   const char* ldm;
@@ -154,6 +156,26 @@ std::optional<std::string> CheckpointNames::map(const std::string& name, bool fr
 std::optional<std::string> CheckpointNames::to_canonical(const std::string& ldm) const { return map(ldm, true); }
 std::optional<std::string> CheckpointNames::to_ldm(const std::string& canonical) const {
   return map(canonical, false);
+}
+
+bool CheckpointNames::clip_has_text_model(const std::vector<std::string>& stored, const std::string& root) {
+  bool any = false;
+  for (const auto& n : stored) {
+    if (!starts_with(n, root + ".")) continue;
+    if (starts_with(n, root + ".text_model.")) return true;
+    any = true;
+  }
+  return !any;
+}
+
+std::string CheckpointNames::clip_add_text_model(const std::string& stored, const std::string& root) {
+  if (!starts_with(stored, root + ".") || starts_with(stored, root + ".text_model.")) return stored;
+  return root + ".text_model." + stored.substr(root.size() + 1);
+}
+
+std::string CheckpointNames::clip_drop_text_model(const std::string& name, const std::string& root) {
+  const std::string with = root + ".text_model.";
+  return starts_with(name, with) ? root + "." + name.substr(with.size()) : name;
 }
 
 // Renames the leaf of a VAE mid-block attention parameter between the legacy and current names.

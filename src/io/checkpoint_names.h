@@ -23,6 +23,21 @@ class CheckpointNames {
   // The inverse; nullopt when the canonical name has no LDM counterpart under this config.
   std::optional<std::string> to_ldm(const std::string& canonical) const;
 
+  // The text encoder's root in each layout: the LDM file's "cond_stage_model.transformer" and the
+  // diffusers folder's component "text_encoder". Below it, transformers 4 (and LDM files made from
+  // it) put everything under "text_model."; transformers 5 saves CLIPTextModel without that level,
+  // and diffusers' convert_diffusers_to_original_stable_diffusion.py keeps whatever it was given,
+  // as do older community files. Canonical names always have it.
+  static constexpr const char* kLdmClipRoot = "cond_stage_model.transformer";
+  static constexpr const char* kDiffusersClipRoot = "text_encoder";
+  // Whether stored names under `root` use the "text_model." level: true when any name does, or
+  // when none is under `root` at all (then nothing is renamed). A file is one form or the other.
+  static bool clip_has_text_model(const std::vector<std::string>& stored, const std::string& root);
+  // "<root>.embeddings.x" -> "<root>.text_model.embeddings.x"; other names unchanged.
+  static std::string clip_add_text_model(const std::string& stored, const std::string& root);
+  // The inverse, for naming the stored tensor in errors about a prefix-less file.
+  static std::string clip_drop_text_model(const std::string& name, const std::string& root);
+
   // Older diffusers folders (before 0.14) name the VAE's attention parameters query/key/value/
   // proj_attn: the stored name to try when the canonical diffusers name is absent.
   static std::optional<std::string> legacy_diffusers_name(const std::string& canonical);

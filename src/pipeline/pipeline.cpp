@@ -40,8 +40,12 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   checkpoint_ = Checkpoint::open(model_path);
   auto vocab = checkpoint_->tokenizer_vocab_json();
   auto merges = checkpoint_->tokenizer_merges_txt();
+  auto tok_json = checkpoint_->tokenizer_json();
+  // The folder's own tokenizer files (transformers 4's pair, else transformers 5's tokenizer.json),
+  // else OpenAI's BPE list from weights/.
   tokenizer_ = std::make_unique<ClipTokenizer>(
       vocab && merges ? ClipTokenizer::from_vocab_merges(*vocab, *merges)
+      : tok_json      ? ClipTokenizer::from_tokenizer_json(*tok_json)
                       : ClipTokenizer::from_bpe_gz(find_bpe_vocab()));
   const ModelConfig& cfg = checkpoint_->config();
   clip_ = std::make_unique<ClipTextEncoder>(*checkpoint_, cfg.clip, precision, device);

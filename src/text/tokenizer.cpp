@@ -253,6 +253,54 @@ ClipTokenizer ClipTokenizer::from_vocab_merges(const std::string& vocab_json, co
   return t;
 }
 
+ClipTokenizer ClipTokenizer::from_tokenizer_json(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw_model("the tokenizer file '" + path + "' is not valid JSON: " + e.what());
+  }
+  const nlohmann::json* model = j.is_object() && j.contains("model") ? &j["model"] : nullptr;
+  if (!model || !model->is_object() || model->value("type", "BPE") != "BPE" || !model->contains("vocab") ||
+      !(*model)["vocab"].is_object() || !model->contains("merges") || !(*model)["merges"].is_array())
+    throw_model("the tokenizer file '" + path + "' has no BPE model with a vocab object and a merges list");
+  ClipTokenizer t;
+  const nlohmann::json& vocab = (*model)["vocab"];
+  for (const auto& [token, value] : vocab.items()) {
+    if (!value.is_number_integer() || value.get<long long>() < 0 ||
+        value.get<long long>() > std::numeric_limits<int>::max())
+      throw_model("the tokenizer file '" + path + "' has a bad id for '" + token + "'");
+    t.intern(token, value.get<int>());
+  }
+  // Added tokens (the specials) live outside model.vocab in some files; their ids are fixed there.
+  if (j.contains("added_tokens") && j["added_tokens"].is_array())
+    for (const auto& a : j["added_tokens"])
+      if (a.is_object() && a.contains("content") && a["content"].is_string() && a.contains("id") &&
+          a["id"].is_number_integer() && !vocab.contains(a["content"].get<std::string>()))
+        t.intern(a["content"].get<std::string>(), a["id"].get<int>());
+  t.vocab_size_ = static_cast<int>(t.sym_index_.size());
+  // Every merge, ranked by position, as the tokenizers library's BPE model uses them.
+  int rank = 0;
+  for (const auto& m : (*model)["merges"]) {
+    std::string a, b;
+    if (m.is_string()) {
+      std::vector<std::string> parts = split_ws(m.get<std::string>());
+      if (parts.size() != 2)
+        throw_model("the tokenizer file '" + path + "' has a bad merge '" + m.get<std::string>() + "'");
+      a = parts[0];
+      b = parts[1];
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      a = m[0].get<std::string>();
+      b = m[1].get<std::string>();
+    } else {
+      throw_model("the tokenizer file '" + path + "' has a merge that is neither \"a b\" nor [a, b]: " + m.dump());
+    }
+    t.add_merge(a, b, rank++);
+  }
+  t.finish(path, path);
+  return t;
+}
+
 void ClipTokenizer::bpe_word(const std::string& word, std::vector<int>& out) const {
   std::vector<int> w(word.size());
   for (size_t i = 0; i < word.size(); ++i) {

@@ -20,6 +20,12 @@ class ClipTokenizer {
   static ClipTokenizer from_bpe_gz(const std::string& path);
   // A diffusers/transformers tokenizer folder's vocab.json + merges.txt.
   static ClipTokenizer from_vocab_merges(const std::string& vocab_json, const std::string& merges_txt);
+  // A tokenizers-library tokenizer.json (what transformers 5 saves alone): the BPE model's
+  // "vocab" object and "merges", as "a b" strings (tokenizers < 0.20) or [a, b] pairs. Only the
+  // vocabulary and merges are read; the cleanup stays this class's (see text_clean.h), so prompts
+  // that ftfy or HTML unescaping would change may differ from transformers 5's fast tokenizer,
+  // whose normalizer is NFC + lowercase only.
+  static ClipTokenizer from_tokenizer_json(const std::string& path);
 
   // Token ids of the text, without BOS/EOS, untruncated.
   std::vector<int> encode(const std::string& text) const;
