@@ -579,3 +579,29 @@ TEST(Checkpoint, TextEncoderWithoutTextModelLevel) {
   EXPECT_HAS(msg, "(looked for 'text_model.encoder.layers.1.self_attn.out_proj.weight' in " + f3 + "/text_encoder/model.safetensors)");
   fs::remove_all(dir);
 }
+
+// Scheduler values the sampler indexes with or takes roots of are refused at load, naming the
+// file and the field (a negative steps_offset read before the schedule; betas outside (0, 1) give
+// NaN latents and a black image): model errors, exit code 3. In-range values still load.
+TEST(Checkpoint, SchedulerValuesOutOfRangeAreModelErrors) {
+  const std::string where = "model/scheduler/scheduler_config.json";
+  const std::vector<std::pair<json, std::string>> bad = {
+      {{{"steps_offset", -5}}, "steps_offset"},
+      {{{"steps_offset", 1000}}, "steps_offset"},
+      {{{"num_train_timesteps", 300000000}}, "num_train_timesteps"},
+      {{{"num_train_timesteps", 1}}, "num_train_timesteps"},
+      {{{"beta_start", 0.0}}, "beta_start/beta_end"},
+      {{{"beta_start", 0.02}, {"beta_end", 0.01}}, "beta_start/beta_end"},
+      {{{"beta_end", 1.5}}, "beta_start/beta_end"},
+  };
+  for (const auto& [j, field] : bad) {
+    SCOPED_TRACE(j.dump());
+    SchedulerConfig c;
+    const std::string msg = error_of([&] { apply_scheduler_json(j, c, where); });
+    EXPECT_NE(msg.find(where), std::string::npos) << msg;
+    EXPECT_NE(msg.find(field), std::string::npos) << msg;
+  }
+  SchedulerConfig ok;
+  apply_scheduler_json(json{{"steps_offset", 0}, {"num_train_timesteps", 1000}, {"beta_end", 0.012}}, ok, where);
+  EXPECT_EQ(ok.steps_offset, 0);
+}

@@ -158,6 +158,17 @@ void apply_scheduler_json(const json& j, SchedulerConfig& c, const std::string& 
     if (!v->is_boolean()) bad(where, "set_alpha_to_one", "is not true/false");
     c.set_alpha_to_one = v->get<bool>();
   }
+  // Values the sampler indexes with or takes logs and roots of: out of range they read past the
+  // schedule (a negative steps_offset), ask for gigabytes (a huge num_train_timesteps) or give
+  // NaN latents and a black image (betas outside (0, 1)). 100,000 is 100× any trained schedule.
+  if (c.train_timesteps < 2 || c.train_timesteps > 100000)
+    bad(where, "num_train_timesteps", std::to_string(c.train_timesteps) + " is outside 2..100000");
+  if (c.steps_offset < 0 || c.steps_offset >= c.train_timesteps)
+    bad(where, "steps_offset",
+        std::to_string(c.steps_offset) + " is outside 0.." + std::to_string(c.train_timesteps - 1));
+  if (!(c.beta_start > 0.0f && c.beta_start <= c.beta_end && c.beta_end < 1.0f))
+    bad(where, "beta_start/beta_end",
+        std::to_string(c.beta_start) + " / " + std::to_string(c.beta_end) + " must satisfy 0 < start <= end < 1");
 }
 
 void apply_sdgen_config_json(const json& j, ModelConfig& cfg, const std::string& where) {
