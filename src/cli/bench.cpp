@@ -60,20 +60,6 @@ std::vector<bool> parse_graphs(const std::string& s) {
   return out;
 }
 
-Device resolve_device(const std::string& d) {
-  if (d == "cpu") return Device::CPU;
-  if (d == "cuda") {
-    backend_for(Device::CUDA);  // throws a runtime error (exit 5) naming why it cannot start
-    return Device::CUDA;
-  }
-  if (!cuda_backend_registered()) return Device::CPU;
-  try {
-    backend_for(Device::CUDA);
-    return Device::CUDA;
-  } catch (const Error&) {
-    return Device::CPU;
-  }
-}
 
 // VmHWM: the resident set at its highest, in bytes; 0 when /proc is not there.
 size_t peak_rss_bytes() {
@@ -226,7 +212,7 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
     throw_usage("--repeats " + std::to_string(repeats) + " must be between 1 and 1000");
   Request q;
   q.model_path = resolve_model_path(job.model);
-  q.device = resolve_device(job.device);
+  q.device = pick_device(job.device);
   if (q.device == Device::CPU && graphs_opt->count())
     throw_usage("--cuda-graphs applies to CUDA only; this run is on the CPU (no CUDA device)");
   q.repeats = app.count("--repeats") ? repeats : (q.device == Device::CPU ? 1 : 3);

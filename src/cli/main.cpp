@@ -55,21 +55,6 @@ std::string parameters_text(const Job& job, uint64_t seed, int index, const std:
   return s;
 }
 
-Device pick_device(const std::string& d) {
-  if (d == "cpu") return Device::CPU;
-  if (d == "cuda") {
-    backend_for(Device::CUDA);  // throws a runtime error (exit 5) naming why it cannot start
-    return Device::CUDA;
-  }
-  // auto: the GPU when this build has the CUDA backend and a device answers, else the CPU.
-  if (!cuda_backend_registered()) return Device::CPU;
-  try {
-    backend_for(Device::CUDA);
-    return Device::CUDA;
-  } catch (const Error&) {
-    return Device::CPU;
-  }
-}
 
 int run(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "bench") return run_bench(argc - 1, argv + 1, check_interrupted);
@@ -150,15 +135,19 @@ int run(int argc, char** argv) {
   std::unique_ptr<Pipeline> pipe;
   std::string loaded_key;
   std::random_device rd;
+  // Jobs with one key run on one loaded pipeline.
+  auto key_of = [&](size_t i, Device device) {
+    return model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(device);
+  };
   for (size_t k = 0; k < opt.jobs.size(); ++k) {
     const Job& j = opt.jobs[k];
     const Device device = pick_device(j.device);
     const DType precision = j.precision == "fp16" ? DType::F16 : DType::F32;
-    const std::string key = model_paths[k] + "|" + j.precision + "|" + device_name(device);
+    const std::string key = key_of(k, device);
     // The next job's key; a device that cannot start is reported when that job runs.
     auto pipeline_key = [&](size_t i) -> std::string {
       try {
-        return model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(pick_device(opt.jobs[i].device));
+        return key_of(i, pick_device(opt.jobs[i].device));
       } catch (const Error&) {
         return "";
       }

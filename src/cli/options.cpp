@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "sdgen/backend.h"
 #include "sdgen/error.h"
 
 namespace fs = std::filesystem;
@@ -217,6 +218,21 @@ int first_free_number(const std::string& dir) {
       next = std::max(next, std::atoi(name.substr(0, 5).c_str()) + 1);
   }
   return next;
+}
+
+Device pick_device(const std::string& d) {
+  if (d == "cpu") return Device::CPU;
+  if (d == "cuda") {
+    backend_for(Device::CUDA);  // throws a runtime error (exit 5) naming why it cannot start
+    return Device::CUDA;
+  }
+  if (!cuda_backend_registered()) return Device::CPU;
+  try {
+    backend_for(Device::CUDA);
+    return Device::CUDA;
+  } catch (const Error&) {
+    return Device::CPU;
+  }
 }
 
 }  // namespace sdgen::cli

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "sdgen/tensor.h"
+
 namespace sdgen::cli {
 
 struct Job {
@@ -35,6 +37,9 @@ struct RunOptions {
   std::vector<Job> jobs;
 };
 
+// --device cpu|cuda|auto as a Device: cuda throws the runtime error (exit 5) naming why it cannot
+// start; auto is the GPU when this build has the CUDA backend and a device answers, else the CPU.
+Device pick_device(const std::string& device);
 // Throws Error(kUsage) with "<origin>: <option> ...: why".
 void validate_job(const Job& job);
 // Parses a prompt file: plain lines (one prompt each; blank lines and lines starting with '#'

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "blas_twin_math.h"
 #include "simt_census.h"
 
 struct cublasContext {
@@ -23,37 +24,10 @@ bool is_device_pointer(const void* p);
 
 namespace {
 
-float load(const void* p, cudaDataType t, long long i) {
-  if (t == CUDA_R_32F) return static_cast<const float*>(p)[i];
-  return __half2float(static_cast<const __half*>(p)[i]);
-}
-void store(void* p, cudaDataType t, long long i, float v) {
-  if (t == CUDA_R_32F)
-    static_cast<float*>(p)[i] = v;
-  else
-    static_cast<__half*>(p)[i] = __float2half_rn(v);
-}
-
-// TF32 keeps 10 mantissa bits (round to nearest, ties away, as the tensor cores' conversion).
-float to_tf32(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-
-// fp32 dot product with eight partial sums (the compiler vectorizes it; a GPU GEMM reorders its
-// sums too).
-float dot(const float* a, const float* b, int k) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int p = 0;
-  for (; p + 8 <= k; p += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[p + l] * b[p + l];
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; p < k; ++p) s += a[p] * b[p];
-  return s;
-}
+using simt::blas::dot;
+using simt::blas::load;
+using simt::blas::store;
+using simt::blas::to_tf32;
 
 cublasStatus_t gemm(const char* call, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                     int k, const void* alpha, const void* A, cudaDataType at, int lda,

@@ -16,6 +16,7 @@
 #include <new>
 #include <vector>
 
+#include "blas_twin_math.h"
 #include "simt_census.h"
 
 struct cublasLtContext {
@@ -27,6 +28,11 @@ bool is_device_pointer(const void* p);
 }
 
 namespace {
+
+using simt::blas::dot;
+using simt::blas::load;
+using simt::blas::store;
+using simt::blas::to_tf32;
 
 struct Desc {
   cublasComputeType_t compute;
@@ -52,34 +58,8 @@ Layout& layout(cublasLtMatrixLayout_t l) {
   return *std::launder(reinterpret_cast<Layout*>(static_cast<void*>(l->data)));
 }
 
+
 bool float_type(int t) { return t == CUDA_R_32F || t == CUDA_R_16F; }
-float load(const void* p, int t, long long i) {
-  if (t == CUDA_R_32F) return static_cast<const float*>(p)[i];
-  return __half2float(static_cast<const __half*>(p)[i]);
-}
-void store(void* p, int t, long long i, float v) {
-  if (t == CUDA_R_32F)
-    static_cast<float*>(p)[i] = v;
-  else
-    static_cast<__half*>(p)[i] = __float2half_rn(v);
-}
-float to_tf32(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-// As cublas_twin.cpp: eight partial sums (a GPU GEMM reorders its sums too).
-float dot(const float* a, const float* b, uint64_t k) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  uint64_t p = 0;
-  for (; p + 8 <= k; p += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[p + l] * b[p + l];
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; p < k; ++p) s += a[p] * b[p];
-  return s;
-}
 
 // Whether the twin (and so the backend's call) is one it implements; the heuristic and the matmul
 // both ask.

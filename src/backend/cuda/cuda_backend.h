@@ -11,6 +11,8 @@
 #include <cudnn.h>
 #endif
 
+#include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -79,6 +81,15 @@ class CudaBackend : public Backend {
 #endif
 };
 
+
+// The largest power of two up to 16 that divides every address (null ones are skipped): the
+// alignment a cuDNN plan or cuBLASLt heuristic may assume of the pointers it is later given.
+inline int common_alignment(std::initializer_list<const void*> ptrs) {
+  int a = 16;
+  for (const void* p : ptrs)
+    while (p && reinterpret_cast<uintptr_t>(p) % (uintptr_t)a) a /= 2;
+  return a;
+}
 
 }  // namespace cuda
 }  // namespace sdgen

@@ -263,13 +263,6 @@ ConvPlan& conv_plan(cudnnHandle_t h, const ConvShape& s, bool bias, Extra extra)
   return *slot;
 }
 
-// The largest power of two up to 16 that divides every address: the alignment the plan may assume.
-int64_t common_alignment(std::initializer_list<const void*> ptrs) {
-  int64_t a = 16;
-  for (const void* p : ptrs)
-    while (p && reinterpret_cast<uintptr_t>(p) % (uintptr_t)a) a /= 2;
-  return a;
-}
 
 }  // namespace
 #endif

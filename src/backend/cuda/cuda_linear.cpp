@@ -38,14 +38,6 @@ struct LtPlan {
   }
 };
 
-// The largest power of two up to 16 that divides every address (the heuristic assumes the
-// alignment of the pointers it is later given).
-int common_alignment(std::initializer_list<const void*> ptrs) {
-  int a = 16;
-  for (const void* p : ptrs)
-    while (p && reinterpret_cast<uintptr_t>(p) % (uintptr_t)a) a /= 2;
-  return a;
-}
 
 using LtKey = std::tuple<const void*, int, int64_t, int64_t, int64_t, bool, bool, int>;
 
