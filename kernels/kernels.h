@@ -64,6 +64,13 @@ void repeat_batch(const void* x, DType from, void* y, DType to, int64_t n, int t
 // x [n] fp32 in place; eps [2n] (guided: unconditional first) or [n] in eps_dt; coefs [S, 4].
 void ddim_step(float* x, const void* eps, DType eps_dt, const float* coefs, float* step, int64_t n,
                bool guided, float guidance, cudaStream_t s);
+// y [times·n] in `to` = x [n] / divisors[*step].
+void scale_repeat_batch(const float* x, const float* divisors, const float* step, void* y, DType to, int64_t n,
+                        int times, cudaStream_t s);
+// One sampler-plan unit (ops::sampler_step): x [n], state [K, n] (K <= 4; null when 0), eps [2n] or
+// [n] in eps_dt, table [S, (1+K)(3+K)], noise [S, n] or null; advances step.
+void sampler_step(float* x, float* state, int K, const void* eps, DType eps_dt, const float* table,
+                  const float* noise, float* step, int64_t n, bool guided, float guidance, cudaStream_t s);
 
 }  // namespace kernels
 }  // namespace sdgen

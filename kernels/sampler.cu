@@ -1,7 +1,9 @@
 // The sampler's kernels, so that a whole denoising step stays on the device and can be replayed
 // as one CUDA graph: the timestep embedding of timesteps[*step] (the step index lives in device
 // memory, advanced by the graph itself), the UNet input (the latents repeated for guidance, cast
-// to the model's dtype), and one DDIM step with the guidance combine fused in.
+// to the model's dtype, or divided by the sigma-space samplers' √(σ²+1) first), one DDIM step with
+// the guidance combine fused in, and one unit of any other sampler's plan (a small per-step matrix
+// over the latents, the guided output, up to four state buffers and the step's noise; sampler.h).
 // Layout: flat arrays (the latents are NHWC, but every op here is elementwise). Math in fp32 in
 // the order of the host sampler (src/sampler/ddim.h, ddim_update; src/backend/cpu/sampler.cpp), so the
 // emulated run reproduces the CPU's latents bit for bit (a GPU may contract into FMAs).
@@ -64,6 +66,52 @@ __global__ void advance_step_kernel(float* step) {
   if (threadIdx.x == 0 && blockIdx.x == 0) step[0] += 1.0f;
 }
 
+__global__ void scale_repeat_kernel_f32(const float* __restrict__ x, const float* __restrict__ divisors,
+                                        const float* __restrict__ step, float* __restrict__ y, int64_t n,
+                                        int times) {
+  const float d = divisors[(int)step[0]];
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float v = x[i] / d;
+    for (int r = 0; r < times; ++r) y[r * n + i] = v;
+  }
+}
+__global__ void scale_repeat_kernel_f16(const float* __restrict__ x, const float* __restrict__ divisors,
+                                        const float* __restrict__ step, __half* __restrict__ y, int64_t n,
+                                        int times) {
+  const float d = divisors[(int)step[0]];
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const __half v = from_float<__half>(x[i] / d);
+    for (int r = 0; r < times; ++r) y[r * n + i] = v;
+  }
+}
+
+// One plan unit: every output from the old values, the sums in column order as the CPU's.
+template <class T>
+__global__ void sampler_step_kernel(float* __restrict__ x, float* __restrict__ state, int K,
+                                    const T* __restrict__ eps, const float* __restrict__ table,
+                                    const float* __restrict__ noise, const float* __restrict__ step, int64_t n,
+                                    int guided, float guidance) {
+  const int u = (int)step[0], cols = 3 + K;
+  const float* a = table + (size_t)u * (1 + K) * cols;
+  const float* z = noise ? noise + (size_t)u * n : nullptr;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    float v[7];
+    const float eu = to_float(eps[i]);
+    v[0] = x[i];
+    v[1] = guided ? eu + guidance * (to_float(eps[n + i]) - eu) : eu;
+    for (int k = 0; k < K; ++k) v[2 + k] = state[k * n + i];
+    v[2 + K] = z ? z[i] : 0.0f;
+    float out[5];
+    for (int r = 0; r <= K; ++r) {
+      float acc = 0.0f;
+      for (int j = 0; j < cols; ++j) acc += a[r * cols + j] * v[j];
+      out[r] = acc;
+    }
+    x[i] = out[0];
+    for (int k = 0; k < K; ++k) state[k * n + i] = out[1 + k];
+  }
+}
+
 }  // namespace
 
 void timestep_embedding_at(const float* timesteps, const float* step, void* y, int64_t n, int64_t dim,
@@ -108,6 +156,36 @@ void ddim_step(float* x, const void* eps, DType eps_dt, const float* coefs, floa
     else
       SDGEN_LAUNCH(ddim_step_kernel<__half>, grid_for(n), dim3(kThreads), 0, s, x,
                    static_cast<const __half*>(eps), coefs, static_cast<const float*>(step), n, (int)guided,
+                   guidance);
+  }
+  cuda::note_traffic(8);
+  SDGEN_LAUNCH(advance_step_kernel, dim3(1), dim3(32), 0, s, step);
+}
+
+void scale_repeat_batch(const float* x, const float* divisors, const float* step, void* y, DType to, int64_t n,
+                        int times, cudaStream_t s) {
+  if (n == 0) return;
+  cuda::note_traffic(4.0 * n + (double)n * times * dtype_size(to) + 8);
+  const dim3 g = grid_for(n), b(kThreads);
+  if (to == DType::F32)
+    SDGEN_LAUNCH(scale_repeat_kernel_f32, g, b, 0, s, x, divisors, step, static_cast<float*>(y), n, times);
+  else
+    SDGEN_LAUNCH(scale_repeat_kernel_f16, g, b, 0, s, x, divisors, step, static_cast<__half*>(y), n, times);
+}
+
+void sampler_step(float* x, float* state, int K, const void* eps, DType eps_dt, const float* table,
+                  const float* noise, float* step, int64_t n, bool guided, float guidance, cudaStream_t s) {
+  SDGEN_CHECK(K >= 0 && K <= 4 && (K == 0 || state), "sampler_step: K must be 0..4 with a state buffer");
+  if (n > 0) {
+    cuda::note_traffic(8.0 * n + (guided ? 2.0 : 1.0) * n * dtype_size(eps_dt) + 8.0 * K * n +
+                       (noise ? 4.0 * n : 0.0) + 4.0 * (1 + K) * (3 + K));
+    if (eps_dt == DType::F32)
+      SDGEN_LAUNCH(sampler_step_kernel<float>, grid_for(n), dim3(kThreads), 0, s, x, state, K,
+                   static_cast<const float*>(eps), table, noise, static_cast<const float*>(step), n, (int)guided,
+                   guidance);
+    else
+      SDGEN_LAUNCH(sampler_step_kernel<__half>, grid_for(n), dim3(kThreads), 0, s, x, state, K,
+                   static_cast<const __half*>(eps), table, noise, static_cast<const float*>(step), n, (int)guided,
                    guidance);
   }
   cuda::note_traffic(8);

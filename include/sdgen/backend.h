@@ -15,7 +15,7 @@ namespace sdgen {
 // The ops of the interface, for Backend::supports.
 enum class Op {
   kConv2d, kLinear, kGroupNorm, kLayerNorm, kAttention, kSoftmax, kUnary, kGeglu, kAdd, kAddChannel,
-  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kDdimStep,
+  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kDdimStep, kSamplerStep,
   kImageToU8
 };
 
@@ -80,6 +80,10 @@ class Backend {
   virtual Tensor repeat_batch(const Tensor& x, int times, DType dtype) = 0;
   virtual void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step,
                          float guidance) = 0;
+  virtual Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times,
+                                    DType dtype) = 0;
+  virtual void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table,
+                            const Tensor& noise, Tensor& step, float guidance) = 0;
 };
 
 // The CPU backend. plain=true: straightforward fp32 loops, the numeric truth. plain=false: the

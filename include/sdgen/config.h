@@ -48,6 +48,10 @@ struct SchedulerConfig {  // diffusers DDIMScheduler as configured for SD v1.5
   std::string beta_schedule = "scaled_linear";
   int steps_offset = 1;
   bool set_alpha_to_one = false;
+  // "linspace", "leading" or "trailing"; empty: the config does not say, and each sampler takes
+  // its diffusers class's default (DDIM and PNDM "leading", the others "linspace"), as diffusers'
+  // from_config does with SD v1.5's scheduler_config.json, which predates the key.
+  std::string timestep_spacing;
 };
 
 struct ModelConfig {

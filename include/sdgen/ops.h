@@ -72,5 +72,16 @@ Tensor repeat_batch(const Tensor& x, int times, DType dtype);
 // guidance: ε itself), in any dtype, math in fp32. coefs [S, 4] fp32, row step: √(1−ᾱ_t), √ᾱ_t,
 // √ᾱ_prev, √(1−ᾱ_prev) (DdimSampler::coefficients).
 void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, float guidance);
+// x [B, ...] / divisors[step], repeated `times` times -> [times·B, ...] in dtype (the sigma-space
+// samplers' UNet input x / √(σ² + 1)); divisors [S] fp32.
+Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times, DType dtype);
+// One unit of a sampler plan (src/sampler/sampler.h) in place, then step += 1. Per element, with
+// v = (x, ε, s_0 … s_{K−1}, z) and A = table row `step` viewed as [1+K, 3+K]:
+//   x ← Σ_j A[0][j]·v_j ,  s_k ← Σ_j A[1+k][j]·v_j   (all from the old values, fp32, j in order)
+// ε as in ddim_step (eps [2B, ...] guided, unconditional rows first, or [B, ...]); state [K, B, ...]
+// fp32 (undefined: K = 0); noise [S, B, ...] fp32, row `step` (undefined: z = 0); table
+// [S, (1+K)·(3+K)] fp32.
+void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
+                  Tensor& step, float guidance);
 
 }  // namespace sdgen::ops

@@ -264,4 +264,39 @@ void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, 
   backend_for(x.device()).ddim_step(x, eps, coefs, step, guidance);
 }
 
+Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times, DType dtype) {
+  auto ts = {std::pair{"x", &x}, std::pair{"divisors", &divisors}, std::pair{"step", &step}};
+  check_same("scale_repeat_batch", ts);
+  SDGEN_CHECK(x.ndim() >= 1 && times >= 1 && x.dtype() == DType::F32,
+              msg("scale_repeat_batch", ts, "needs fp32 x with a batch dim and times >= 1"));
+  SDGEN_CHECK(divisors.dtype() == DType::F32 && divisors.ndim() == 1 && step.ndim() == 1 && step.dim(0) == 1,
+              msg("scale_repeat_batch", ts, "divisors must be [S] fp32, step [1] fp32"));
+  return backend_for(x.device()).scale_repeat_batch(x, divisors, step, times, dtype);
+}
+
+void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
+                  Tensor& step, float guidance) {
+  const Tensor &cx = x, &cstep = step, &cstate = state;
+  auto ts = {std::pair{"x", &cx},         std::pair{"state", &cstate}, std::pair{"eps", &eps},
+             std::pair{"table", &table},  std::pair{"noise", &noise},  std::pair{"step", &cstep}};
+  check_same("sampler_step", {{"x", &cx}, {"table", &table}, {"step", &cstep}});
+  SDGEN_CHECK(x.dtype() == DType::F32 && x.ndim() >= 1, msg("sampler_step", ts, "the latents are fp32"));
+  const int64_t per = x.numel();
+  const int K = state.defined() ? (int)state.dim(0) : 0;
+  SDGEN_CHECK(!state.defined() || (state.device() == x.device() && state.dtype() == DType::F32 &&
+                                   K >= 1 && K <= 4 && state.numel() == K * per),
+              msg("sampler_step", ts, "state must be [K <= 4, x's shape...] fp32 on x's device"));
+  SDGEN_CHECK(table.dtype() == DType::F32 && table.ndim() == 2 && table.dim(1) == (1 + K) * (3 + K) &&
+                  step.ndim() == 1 && step.dim(0) == 1,
+              msg("sampler_step", ts, "table must be [S, (1+K)(3+K)] fp32, step [1]"));
+  SDGEN_CHECK(!noise.defined() || (noise.device() == x.device() && noise.dtype() == DType::F32 &&
+                                   noise.numel() == table.dim(0) * per),
+              msg("sampler_step", ts, "noise must be [S, x's shape...] fp32 on x's device"));
+  SDGEN_CHECK(eps.defined() && eps.device() == x.device() && eps.ndim() == x.ndim() &&
+                  (eps.dim(0) == x.dim(0) || eps.dim(0) == 2 * x.dim(0)) &&
+                  eps.numel() == eps.dim(0) * (x.dim(0) ? per / x.dim(0) : 0),
+              msg("sampler_step", ts, "eps must be x's shape with B or 2B rows on x's device"));
+  backend_for(x.device()).sampler_step(x, state, eps, table, noise, step, guidance);
+}
+
 }  // namespace sdgen::ops

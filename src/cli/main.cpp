@@ -17,6 +17,7 @@
 #include "io/checkpoint.h"
 #include "io/png_writer.h"
 #include "pipeline/pipeline.h"
+#include "sampler/sampler.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
 
@@ -47,9 +48,14 @@ std::string parameters_text(const Job& job, uint64_t seed, int index, const std:
   if (!job.negative_prompt.empty()) s += "\nNegative prompt: " + job.negative_prompt;
   char g[32];
   std::snprintf(g, sizeof g, "%g", job.guidance);
-  s += "\nSteps: " + std::to_string(job.steps) + ", Sampler: DDIM, CFG scale: " + g +
+  s += "\nSteps: " + std::to_string(job.steps) + ", Sampler: " +
+       a1111_sampler_name({job.sampler, job.schedule == "karras", job.eta}) + ", CFG scale: " + g +
        ", Seed: " + std::to_string(seed) + ", Size: " + std::to_string(job.width) + "x" +
        std::to_string(job.height) + ", Model: " + model + ", Precision: " + job.precision;
+  if (job.eta != 0.0f) {
+    std::snprintf(g, sizeof g, "%g", job.eta);
+    s += std::string(", Eta DDIM: ") + g;
+  }
   if (job.batch > 1)
     s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);
   return s;
@@ -76,7 +82,10 @@ int run(int argc, char** argv) {
   auto* seed_opt = app.add_option("-s,--seed", seed, "Random seed (random when absent, then printed)");
   app.add_option("-W,--width", job.width, "Image width, a multiple of 64")->capture_default_str();
   app.add_option("-H,--height", job.height, "Image height, a multiple of 64")->capture_default_str();
-  app.add_option("--sampler", job.sampler, "Sampler: ddim")->capture_default_str();
+  app.add_option("--sampler", job.sampler, "Sampler: " + sampler_names())->capture_default_str();
+  app.add_option("--schedule", job.schedule, "Sigma schedule: default or karras (lms, euler, heun, dpm2, dpmpp_*, unipc)")
+      ->capture_default_str();
+  app.add_option("--eta", job.eta, "DDIM's eta: 0 deterministic, 1 as DDPM (ddim only)")->capture_default_str();
   app.add_option("--precision", job.precision, "fp32 or fp16 (mixed: fp16 storage, fp32 accumulation)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "fp16"}));
@@ -168,6 +177,8 @@ int run(int argc, char** argv) {
     gp.width = j.width;
     gp.height = j.height;
     gp.sampler = j.sampler;
+    gp.schedule = j.schedule;
+    gp.eta = j.eta;
     gp.cuda_graphs = opt.cuda_graphs;
     // Keep the recorded step for the next job when it runs on this pipeline (it is replayed when
     // its shapes and settings match); the last job frees it before its VAE decode, for the peak.
@@ -193,7 +204,8 @@ int run(int argc, char** argv) {
             {"path", path}, {"prompt", j.prompt}, {"negative_prompt", j.negative_prompt},
             {"seed", gp.seed}, {"batch_index", i},
             {"settings", {{"steps", j.steps}, {"guidance", j.guidance}, {"width", j.width},
-                          {"height", j.height}, {"sampler", j.sampler}, {"batch", j.batch},
+                          {"height", j.height}, {"sampler", j.sampler},
+                          {"schedule", j.schedule}, {"eta", j.eta}, {"batch", j.batch},
                           {"precision", j.precision}, {"device", device_name(device)},
                           {"model", pipe->model_name()}}},
             {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},

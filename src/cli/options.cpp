@@ -1,6 +1,7 @@
 #include "cli/options.h"
 
 #include "io/checkpoint.h"
+#include "sampler/sampler.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,7 +48,15 @@ void validate_job(const Job& job) {
     bad(job, "--batch " + std::to_string(job.batch) + " must be between 1 and " + std::to_string(kMaxBatch));
   if (!(job.guidance >= 0.0f && job.guidance <= 100.0f))
     bad(job, "--guidance must be between 0 and 100");
-  if (job.sampler != "ddim") bad(job, "--sampler '" + job.sampler + "' is not available (ddim)");
+  const SamplerInfo* sampler = find_sampler(job.sampler);
+  if (!sampler) bad(job, "--sampler '" + job.sampler + "' is not available (" + sampler_names() + ")");
+  if (job.schedule != "default" && job.schedule != "karras")
+    bad(job, "--schedule '" + job.schedule + "' is not one of default, karras");
+  if (job.schedule == "karras" && !sampler->karras)
+    bad(job, "--schedule karras is not available for " + job.sampler + " (diffusers' " + sampler->diffusers_class +
+                 " has no Karras sigmas)");
+  if (!(job.eta >= 0.0f && job.eta <= 1.0f)) bad(job, "--eta must be between 0 and 1");
+  if (job.eta != 0.0f && job.sampler != "ddim") bad(job, "--eta applies to --sampler ddim only");
   if (job.precision != "fp32" && job.precision != "fp16")
     bad(job, "--precision '" + job.precision + "' is not one of fp32, fp16");
   if (job.device != "auto" && job.device != "cpu" && job.device != "cuda")
@@ -93,12 +102,14 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
         else if (k == "width") job.width = v.get<int>();
         else if (k == "height") job.height = v.get<int>();
         else if (k == "sampler") job.sampler = v.get<std::string>();
+        else if (k == "schedule") job.schedule = v.get<std::string>();
+        else if (k == "eta") job.eta = v.get<float>();
         else if (k == "name") job.name_pattern = v.get<std::string>();
         else if (k == "model") job.model = v.get<std::string>();
         else if (k == "precision") job.precision = v.get<std::string>();
         else if (k == "device") job.device = v.get<std::string>();
         else if (k == "out") job.out_dir = v.get<std::string>();
-        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, name, model, precision, device, out)");
+        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, schedule, eta, name, model, precision, device, out)");
       }
     } catch (const nlohmann::json::exception& e) {
       bad(job, std::string("wrong value type: ") + e.what());

@@ -22,6 +22,8 @@ struct Job {
   int width = 512;
   int height = 512;
   std::string sampler = "ddim";
+  std::string schedule = "default";  // --schedule default|karras
+  float eta = 0.0f;                  // --eta (ddim)
   std::string model;             // file or diffusers folder (empty: $SDGEN_MODEL, then weights/)
   std::string precision = "fp32";
   std::string device = "auto";

@@ -158,6 +158,10 @@ void apply_scheduler_json(const json& j, SchedulerConfig& c, const std::string& 
     if (!v->is_boolean()) bad(where, "set_alpha_to_one", "is not true/false");
     c.set_alpha_to_one = v->get<bool>();
   }
+  get_string(j, "timestep_spacing", c.timestep_spacing, where);
+  if (!c.timestep_spacing.empty() && c.timestep_spacing != "linspace" && c.timestep_spacing != "leading" &&
+      c.timestep_spacing != "trailing")
+    bad(where, "timestep_spacing", "'" + c.timestep_spacing + "' is not linspace, leading or trailing");
   // Values the sampler indexes with or takes logs and roots of: out of range they read past the
   // schedule (a negative steps_offset), ask for gigabytes (a huge num_train_timesteps) or give
   // NaN latents and a black image (betas outside (0, 1)). 100,000 is 100× any trained schedule.

@@ -9,6 +9,7 @@
 #include "core/trace.h"
 #include "io/checkpoint.h"
 #include "sampler/ddim.h"
+#include "sampler/sampler.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
 #include "sdgen/ops.h"
@@ -57,6 +58,9 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
 struct Pipeline::LoopState {
   StepGraphKey key{};
   Tensor x, timesteps, coefs, step;
+  // A plan's (sampler.h; DDIM with η = 0 and leading spacing keeps its own op): the UNet input's
+  // divisors, the state buffers, the per-unit noise draws.
+  Tensor divisors, state, noise;
   CrossContext cross;  // the text context and its cross-attention keys and values
   std::unique_ptr<Graph> graph;
 };
@@ -109,7 +113,14 @@ std::vector<float> Pipeline::to_nchw(const Tensor& nhwc) {
 }
 
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
-  if (p.sampler != "ddim") throw_usage("sampler '" + p.sampler + "' is not available (ddim)");
+  if (p.schedule != "default" && p.schedule != "karras")
+    throw_usage("schedule '" + p.schedule + "' is not available (default, karras)");
+  const SamplerOptions sampler_opts{p.sampler, p.schedule == "karras", p.eta};
+  const SchedulerConfig& sched = checkpoint_->config().scheduler;
+  // DDIM with η = 0 and leading spacing runs its own fused op (ddim_step); every other sampler, a plan.
+  const bool plain_ddim = p.sampler == "ddim" && p.eta == 0.0f && !sampler_opts.karras &&
+                          schedule::spacing(sched, "leading") == "leading";
+  const SamplerPlan plan = plan_sampler(sampler_opts, sched, p.steps);  // checks the options
   const auto t_start = Clock::now();
   const std::vector<std::string> positive = p.prompts.empty() ? std::vector<std::string>{p.prompt} : p.prompts;
   const int P = (int)positive.size();
@@ -150,9 +161,25 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   t0 = Clock::now();
   trace::phase("sampling_setup");
   if (lc != 4) throw_model("the UNet must take 4 latent channels, this one takes " + std::to_string(lc));
-  const DdimSampler sampler(checkpoint_->config().scheduler, p.steps);
-  const std::vector<float> noise = initial_noise(p.seed, B, lh, lw);
-  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, p.guidance};
+  // The generator draws the initial latents, then each stochastic unit's noise, in diffusers' order.
+  TorchCpuRandn rng(p.seed);
+  const size_t latent_numel = (size_t)B * lc * lh * lw;
+  std::vector<float> noise = rng.randn(latent_numel);
+  if (!plain_ddim && plan.init_sigma != 1.0f)
+    for (float& v : noise) v *= plan.init_sigma;
+  std::vector<float> unit_noise;  // [units, B, h, w, c] NHWC, zeros where a unit draws none
+  if (!plain_ddim && plan.stochastic()) {
+    unit_noise.assign((size_t)plan.units * latent_numel, 0.0f);
+    for (int u = 0; u < plan.units; ++u)
+      if (plan.draws_noise[(size_t)u]) {
+        const Tensor z = to_nhwc_host(rng.randn(latent_numel), B, lc, lh, lw);
+        std::copy(z.f32(), z.f32() + latent_numel, unit_noise.begin() + (ptrdiff_t)(u * latent_numel));
+      }
+  }
+  const std::string sampler_key = p.sampler + "/" + p.schedule + "/" + std::to_string(p.eta);
+  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, p.guidance, sampler_key};
+  const int units = plain_ddim ? p.steps : plan.units;
+  const std::vector<float> zero_state(plain_ddim ? 0 : (size_t)plan.state * latent_numel, 0.0f);
   Backend& backend = backend_for(device_);
   const bool reuse = loop_ && loop_->graph && p.cuda_graphs && loop_->key == key;
   if (reuse) {
@@ -166,6 +193,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
       loop_->cross.kv.at(attention).second.copy_from(kv.second);
     }
     loop_->step.copy_from(Tensor::from_floats({1}, {0.0f}));
+    if (loop_->state.defined()) loop_->state.copy_from(Tensor::from_floats(loop_->state.shape(), zero_state));
+    if (loop_->noise.defined()) loop_->noise.copy_from(Tensor::from_floats(loop_->noise.shape(), unit_noise));
   } else {
     loop_.reset();  // its graph's buffers go back to the pool before the new ones are planned
     loop_ = std::make_unique<LoopState>();
@@ -173,18 +202,41 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     loop_->x = to_device_f32(noise, B, lc, lh, lw);
     // The cross-attentions' keys and values of the context: once here, not in every step.
     loop_->cross = unet_->prepare_context(context);
-    const std::vector<float> ts(sampler.timesteps().begin(), sampler.timesteps().end());
-    loop_->timesteps = Tensor::from_floats({p.steps}, ts).to(device_);
-    loop_->coefs = Tensor::from_floats({p.steps, 4}, sampler.coefficients()).to(device_);
+    if (plain_ddim) {
+      const DdimSampler sampler(sched, p.steps);
+      const std::vector<float> ts(sampler.timesteps().begin(), sampler.timesteps().end());
+      loop_->timesteps = Tensor::from_floats({p.steps}, ts).to(device_);
+      loop_->coefs = Tensor::from_floats({p.steps, 4}, sampler.coefficients()).to(device_);
+    } else {
+      loop_->timesteps = Tensor::from_floats({units}, plan.timesteps).to(device_);
+      loop_->divisors = Tensor::from_floats({units}, plan.in_divisor).to(device_);
+      loop_->coefs = Tensor::from_floats({units, plan.row_width()}, plan.table).to(device_);
+      if (plan.state > 0) {
+        Shape s = loop_->x.shape();
+        s.insert(s.begin(), plan.state);
+        loop_->state = Tensor::from_floats(s, zero_state).to(device_);
+      }
+      if (!unit_noise.empty()) {
+        Shape s = loop_->x.shape();
+        s.insert(s.begin(), units);
+        loop_->noise = Tensor::from_floats(s, unit_noise).to(device_);
+      }
+    }
     loop_->step = Tensor::from_floats({1}, {0.0f}).to(device_);
   }
   LoopState& st = *loop_;
   const int time_dim = checkpoint_->config().unet.block_channels[0];
   const float guidance = p.guidance;
-  auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance] {
-    const Tensor xin = ops::repeat_batch(st.x, cfg_guidance ? 2 : 1, precision_);
+  auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance, plain_ddim] {
+    const int times = cfg_guidance ? 2 : 1;
+    const Tensor xin = plain_ddim ? ops::repeat_batch(st.x, times, precision_)
+                                  : ops::scale_repeat_batch(st.x, st.divisors, st.step, times, precision_);
     const Tensor time_proj = ops::timestep_embedding_at(st.timesteps, st.step, rows, time_dim, precision_);
-    ops::ddim_step(st.x, unet_->forward(xin, time_proj, st.cross), st.coefs, st.step, guidance);
+    const Tensor eps = unet_->forward(xin, time_proj, st.cross);
+    if (plain_ddim)
+      ops::ddim_step(st.x, eps, st.coefs, st.step, guidance);
+    else
+      ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);
   };
   if (!reuse) {
     // Recording one step runs nothing but plans it: every buffer it needs is allocated now, before
@@ -195,14 +247,15 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     if (!p.cuda_graphs) st.graph.reset();
   }
   out.step_graph_reused = reuse;
-  if (on_step) on_step(0, p.steps);
-  for (int i = 0; i < p.steps; ++i) {
+  if (on_step) on_step(0, units);
+  for (int i = 0; i < units; ++i) {
     trace::phase("unet_step", i);
     if (st.graph)
       st.graph->launch();
     else
       denoise_step();
-    if (on_step) on_step(i + 1, p.steps);
+    if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
+    if (on_step) on_step(i + 1, units);
   }
   trace::phase("vae_decode");
   const Tensor latents = st.x;

@@ -32,7 +32,9 @@ struct GenerateParams {
   uint64_t seed = 0;
   int width = 512;
   int height = 512;
-  std::string sampler = "ddim";
+  std::string sampler = "ddim";     // sampler.h: ddim, pndm, lms, euler, euler_a, heun, ...
+  std::string schedule = "default";  // or "karras" (the samplers that offer Karras sigmas)
+  float eta = 0.0f;                  // DDIM's η
   bool cuda_graphs = true;  // on CUDA: record the denoising step once and replay it
   // Images per VAE pass (0: one). Its activations dominate the memory peak (at 512², fp16, about
   // 730 MiB per image on CUDA), so one per pass keeps it lowest; the 8-bit images of all passes
@@ -42,6 +44,8 @@ struct GenerateParams {
   // same shapes and settings to replay. Off: its buffers go back before the VAE decodes, which
   // keeps the VAE's working set from adding to the UNet's (the lower peak of a single generation).
   bool keep_step_graph = true;
+  // Tests: download the latents after every unit (UNet evaluation) into unit_latents.
+  bool record_unit_latents = false;
 };
 
 struct StageTimes {
@@ -52,6 +56,7 @@ struct GeneratedBatch {
   int width = 0, height = 0;
   std::vector<std::vector<uint8_t>> images;  // batch × (height·width·3), RGB
   std::vector<float> latents;                // final latents, NCHW [B,4,h,w] like diffusers
+  std::vector<std::vector<float>> unit_latents;  // with record_unit_latents: after each unit, NCHW
   StageTimes times;
   size_t peak_device_bytes = 0;  // Backend::peak_memory_bytes after the run (0: not a device)
   bool step_graph_reused = false;  // the denoising step replayed a graph recorded by an earlier call
@@ -91,9 +96,10 @@ class Pipeline {
   struct StepGraphKey {
     int images, rows, latent_h, latent_w, context_len, steps;
     float guidance;
+    std::string sampler;  // name, schedule and η: the step's ops and tables
     bool operator==(const StepGraphKey& o) const {
       return images == o.images && rows == o.rows && latent_h == o.latent_h && latent_w == o.latent_w &&
-             context_len == o.context_len && steps == o.steps && guidance == o.guidance;
+             context_len == o.context_len && steps == o.steps && guidance == o.guidance && sampler == o.sampler;
     }
   };
   struct LoopState;

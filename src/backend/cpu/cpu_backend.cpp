@@ -82,6 +82,15 @@ class CpuBackend final : public Backend {
                  float guidance) override {
     cpu::ddim_step(x, f32(eps), host(coefs), step, guidance);
   }
+  Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times,
+                            DType dtype) override {
+    Tensor y = cpu::scale_repeat_batch(host(x), host(divisors), host(step), times);
+    return dtype == DType::F32 ? y : cpu::cast(y, dtype, plain_);
+  }
+  void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
+                    Tensor& step, float guidance) override {
+    cpu::sampler_step(x, state, f32(eps), host(table), host(noise), step, guidance);
+  }
 
  private:
   static const Tensor& host(const Tensor& t) {

@@ -41,4 +41,44 @@ void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, 
   step.f32()[0] += 1.0f;
 }
 
+Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times) {
+  const float d = divisors.f32()[step_index(step)];
+  Shape s = x.shape();
+  s[0] *= times;
+  Tensor y = Tensor::empty(s);
+  const size_t n = (size_t)x.numel();
+  for (int r = 0; r < times; ++r)
+    for (size_t i = 0; i < n; ++i) y.f32()[r * n + i] = x.f32()[i] / d;
+  return y;
+}
+
+void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
+                  Tensor& step, float guidance) {
+  const size_t n = (size_t)x.numel();
+  const int K = state.defined() ? (int)state.dim(0) : 0, cols = 3 + K;
+  const bool guided = eps.dim(0) == 2 * x.dim(0);
+  const int u = step_index(step);
+  const float* a = table.f32() + (size_t)u * (1 + K) * cols;
+  const float* e = eps.f32();
+  const float* z = noise.defined() ? noise.f32() + (size_t)u * n : nullptr;
+  float* xp = x.f32();
+  float* sp = K ? state.f32() : nullptr;
+  float v[7], out[5];
+  for (size_t i = 0; i < n; ++i) {
+    const float eu = e[i];
+    v[0] = xp[i];
+    v[1] = guided ? eu + guidance * (e[n + i] - eu) : eu;
+    for (int k = 0; k < K; ++k) v[2 + k] = sp[k * n + i];
+    v[2 + K] = z ? z[i] : 0.0f;
+    for (int r = 0; r <= K; ++r) {
+      float acc = 0.0f;
+      for (int j = 0; j < cols; ++j) acc += a[r * cols + j] * v[j];
+      out[r] = acc;
+    }
+    xp[i] = out[0];
+    for (int k = 0; k < K; ++k) sp[k * n + i] = out[1 + k];
+  }
+  step.f32()[0] += 1.0f;
+}
+
 }  // namespace sdgen::cpu

@@ -60,6 +60,10 @@ class CudaBackend : public Backend {
   Tensor repeat_batch(const Tensor& x, int times, DType dtype) override;
   void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step,
                  float guidance) override;
+  Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times,
+                            DType dtype) override;
+  void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
+                    Tensor& step, float guidance) override;
 
   bool supports(Op op, DType dtype) const override;
   std::unique_ptr<Graph> capture(const std::function<void()>& body) override;

@@ -28,6 +28,24 @@ void CudaBackend::ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, T
                      x.numel(), eps.dim(0) == 2 * x.dim(0), guidance, stream_);
 }
 
+Tensor CudaBackend::scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times,
+                                       DType dtype) {
+  Shape s = x.shape();
+  s[0] *= times;
+  Tensor y = Tensor::empty(s, dtype, Device::CUDA);
+  kernels::scale_repeat_batch(x.data_as<float>(), divisors.data_as<float>(), step.data_as<float>(), y.data(), dtype,
+                              x.numel(), times, stream_);
+  return y;
+}
+
+void CudaBackend::sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
+                               Tensor& step, float guidance) {
+  kernels::sampler_step(x.data_as<float>(), state.defined() ? state.data_as<float>() : nullptr,
+                        state.defined() ? (int)state.dim(0) : 0, eps.data(), eps.dtype(), table.data_as<float>(),
+                        noise.defined() ? noise.data_as<float>() : nullptr, step.data_as<float>(), x.numel(),
+                        eps.dim(0) == 2 * x.dim(0), guidance, stream_);
+}
+
 }  // namespace cuda
 }  // namespace sdgen
 #endif  // SDGEN_CUDA_BACKEND_TU

@@ -1,0 +1,154 @@
+// The sigma-space samplers of diffusers (Euler, Euler ancestral, Heun, DPM2, LMS): latents scaled
+// by σ, the UNet fed x / √(σ² + 1), ε-prediction's x0 = x − σ·ε, so the derivative (x − x0)/σ is
+// ε itself and every update is x plus multiples of the model outputs. Sigmas are the training
+// sigmas interpolated at the timesteps (or Karras's schedule between the same end points), with 0
+// appended; diffusers casts them to float32, and so do we.
+#include <algorithm>
+#include <cmath>
+
+#include "sampler/k_samplers.h"
+#include "sampler/linear_form.h"
+#include "sdgen/error.h"
+
+namespace sdgen::sampling {
+
+namespace {
+using namespace schedule;
+
+struct Sigmas {
+  std::vector<double> t;     // [n] the UNet's timesteps
+  std::vector<float> sigma;  // [n + 1], the last 0
+  std::vector<float> log_train;
+};
+
+// set_timesteps of EulerDiscrete/Heun/KDPM2/LMS: interpolated sigmas, or Karras's between the
+// first and last of them with the timesteps mapped back (rounded for KDPM2).
+Sigmas k_sigmas(const SchedulerConfig& cfg, const char* class_spacing, int n, bool karras, bool round_karras_t) {
+  Sigmas s;
+  const std::vector<float> train = train_sigmas(cfg);
+  s.log_train = log_sigmas(train);
+  s.t = discrete_timesteps(cfg, spacing(cfg, class_spacing), n);
+  std::vector<double> sig;
+  for (double t : s.t) sig.push_back(interp(t, train));
+  if (karras) {
+    sig = schedule::karras(sig.back(), sig.front(), n);
+    for (size_t i = 0; i < sig.size(); ++i) {
+      const double t = sigma_to_t(sig[i], s.log_train);
+      s.t[i] = round_karras_t ? std::nearbyint(t) : t;
+    }
+  }
+  for (double v : sig) s.sigma.push_back((float)v);
+  s.sigma.push_back(0.0f);
+  for (double& t : s.t) t = (float)t;
+  return s;
+}
+
+// init_noise_sigma: σ_max, or √(σ_max² + 1) with leading spacing.
+float init_sigma(const SchedulerConfig& cfg, const char* class_spacing, const Sigmas& s) {
+  const float m = s.sigma.front();
+  return spacing(cfg, class_spacing) == "leading" ? std::sqrt(m * m + 1.0f) : m;
+}
+}  // namespace
+
+SamplerPlan plan_euler(const SchedulerConfig& cfg, int n, bool karras) {
+  SamplerPlan p;
+  const Sigmas s = k_sigmas(cfg, "linspace", n, karras, false);
+  p.init_sigma = init_sigma(cfg, "linspace", s);
+  PlanBuilder b(p, 0);
+  for (int i = 0; i < n; ++i)
+    b.unit(s.t[i], input_divisor(s.sigma[i]), X + ((double)s.sigma[i + 1] - s.sigma[i]) * E);
+  return p;
+}
+
+SamplerPlan plan_euler_ancestral(const SchedulerConfig& cfg, int n) {
+  SamplerPlan p;
+  const Sigmas s = k_sigmas(cfg, "linspace", n, false, false);
+  p.init_sigma = init_sigma(cfg, "linspace", s);
+  PlanBuilder b(p, 0);
+  for (int i = 0; i < n; ++i) {
+    // float32, as diffusers computes them from its float32 sigmas
+    const float from = s.sigma[i], to = s.sigma[i + 1];
+    const float up = std::sqrt(to * to * (from * from - to * to) / (from * from));
+    const float down = std::sqrt(to * to - up * up);
+    b.unit(s.t[i], input_divisor(from), X + ((double)down - from) * E + (double)up * Z, {}, true);
+  }
+  return p;
+}
+
+// Heun: a first-order (Euler) unit to σ_next that keeps the sample and derivative, then a
+// second-order unit at σ_next that restarts from the kept sample with the mean derivative. The
+// last step, to σ = 0, is Euler alone: 2n − 1 units.
+SamplerPlan plan_heun(const SchedulerConfig& cfg, int n, bool karras) {
+  SamplerPlan p;
+  const Sigmas s = k_sigmas(cfg, "linspace", n, karras, false);
+  p.init_sigma = init_sigma(cfg, "linspace", s);
+  PlanBuilder b(p, 2);  // s0: the sample before the Euler unit, s1: its derivative
+  for (int i = 0; i < n; ++i) {
+    const double dt = (double)s.sigma[i + 1] - s.sigma[i];
+    b.unit(s.t[i], input_divisor(s.sigma[i]), X + dt * E, {{0, X}, {1, E}});
+    if (i + 1 < n) b.unit(s.t[i + 1], input_divisor(s.sigma[i + 1]), S(0) + (dt / 2) * S(1) + (dt / 2) * E);
+  }
+  return p;
+}
+
+// DPM2 (KDPM2Discrete): Euler to the log-midpoint σ_mid = √(σ_i·σ_{i+1}), then from the kept
+// sample to σ_{i+1} with the derivative at σ_mid; the last step, to 0, is Euler alone.
+SamplerPlan plan_dpm2(const SchedulerConfig& cfg, int n, bool karras) {
+  SamplerPlan p;
+  const Sigmas s = k_sigmas(cfg, "linspace", n, karras, true);
+  p.init_sigma = init_sigma(cfg, "linspace", s);
+  // sigmas.log().lerp(sigmas.roll(1).log(), 0.5).exp() in float32; the one before 0 is 0
+  std::vector<float> mid(n + 1, 0.0f);
+  for (int k = 1; k < n; ++k) {
+    const float a = std::log(s.sigma[k]), c = std::log(s.sigma[k - 1]);
+    mid[k] = std::exp(c - (c - a) * 0.5f);
+  }
+  PlanBuilder b(p, 1);  // s0: the sample before the first half
+  for (int i = 0; i < n; ++i) {
+    b.unit(s.t[i], input_divisor(s.sigma[i]), X + ((double)mid[i + 1] - s.sigma[i]) * E, {{0, X}});
+    if (i + 1 < n)
+      b.unit((float)sigma_to_t(mid[i + 1], s.log_train), input_divisor(mid[i + 1]),
+             S(0) + ((double)s.sigma[i + 1] - s.sigma[i]) * E);
+  }
+  return p;
+}
+
+namespace {
+// ∫_a^b of the Lagrange basis polynomial `j` over the nodes xs (degree < 4): 5-point
+// Gauss–Legendre is exact for it (diffusers integrates it with scipy's quad, also exact here).
+double lagrange_integral(const std::vector<double>& xs, int j, double a, double b) {
+  static const double node[5] = {0.0, -0.5384693101056831, 0.5384693101056831, -0.9061798459386640,
+                                 0.9061798459386640};
+  static const double weight[5] = {0.5688888888888889, 0.4786286704993665, 0.4786286704993665,
+                                   0.2369268850561891, 0.2369268850561891};
+  double sum = 0;
+  for (int q = 0; q < 5; ++q) {
+    const double tau = (a + b) / 2 + (b - a) / 2 * node[q];
+    double prod = 1;
+    for (int k = 0; k < (int)xs.size(); ++k)
+      if (k != j) prod *= (tau - xs[k]) / (xs[j] - xs[k]);
+    sum += weight[q] * prod;
+  }
+  return sum * (b - a) / 2;
+}
+}  // namespace
+
+// LMS: a linear multistep method of order up to 4 over the derivatives (= ε), newest first,
+// with coefficients integrating the Lagrange polynomials through the last sigmas.
+SamplerPlan plan_lms(const SchedulerConfig& cfg, int n, bool karras) {
+  SamplerPlan p;
+  const Sigmas s = k_sigmas(cfg, "linspace", n, karras, false);
+  p.init_sigma = init_sigma(cfg, "linspace", s);
+  PlanBuilder b(p, 3);  // s0, s1, s2: the derivatives of the last three steps, newest first
+  for (int i = 0; i < n; ++i) {
+    const int order = std::min(i + 1, 4);
+    std::vector<double> xs;
+    for (int k = 0; k < order; ++k) xs.push_back(s.sigma[i - k]);
+    Lin x = X;
+    for (int j = 0; j < order; ++j) x = x + lagrange_integral(xs, j, s.sigma[i], s.sigma[i + 1]) * (j == 0 ? E : S(j - 1));
+    b.unit(s.t[i], input_divisor(s.sigma[i]), x, {{0, E}, {1, S(0)}, {2, S(1)}});
+  }
+  return p;
+}
+
+}  // namespace sdgen::sampling

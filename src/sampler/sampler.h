@@ -1,0 +1,79 @@
+// The samplers, each as diffusers' scheduler of that name computes it (epsilon prediction, the
+// model's scheduler config), turned into a plan the device runs without a host value per step.
+//
+// Every sampler here is linear in what it keeps: per UNet evaluation ("unit") it reads the
+// latents x, the guided model output ε, K state buffers s_k (earlier outputs, a saved sample) and,
+// for the stochastic ones, one draw of noise z, and writes
+//     x ← Σ_j A[0][j]·v_j ,   s_k ← Σ_j A[1+k][j]·v_j ,   v = (x, ε, s_0 … s_{K−1}, z)
+// from the old values. The host works out A per unit in double (diffusers' float32 formulas,
+// composed: a conversion to x0, the multistep combination and the update become one row), and
+// ops::sampler_step applies it. The UNet's input is x / in_divisor[unit] at timesteps[unit].
+// Heun and DPM2 evaluate the UNet twice per step (2·steps − 1 units), PNDM's PLMS steps + 1.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "sdgen/config.h"
+
+namespace sdgen {
+
+struct SamplerInfo {
+  const char* name;            // --sampler
+  const char* a1111;           // A1111's name, "Karras" appended with --schedule karras
+  const char* diffusers_class;
+  bool stochastic;             // draws noise at every step
+  bool karras;                 // --schedule karras is offered (diffusers' use_karras_sigmas)
+  const char* default_spacing; // the class's timestep_spacing default
+};
+// Every sampler, in --help order; nullptr when the name is unknown.
+const std::vector<SamplerInfo>& samplers();
+const SamplerInfo* find_sampler(const std::string& name);
+// "ddim, pndm, lms, ..." for messages.
+std::string sampler_names();
+
+struct SamplerOptions {
+  std::string name = "ddim";
+  bool karras = false;  // --schedule karras
+  float eta = 0.0f;     // DDIM's η (0: deterministic)
+};
+// The A1111 name for the PNG metadata: "Euler a", "DPM++ 2M Karras", "DDIM".
+std::string a1111_sampler_name(const SamplerOptions& o);
+
+struct SamplerPlan {
+  static constexpr int kMaxState = 4;
+  int units = 0;                    // UNet evaluations
+  int state = 0;                    // K, the state buffers
+  float init_sigma = 1.0f;          // the initial latents are noise × this
+  std::vector<float> timesteps;     // [units] the UNet's t
+  std::vector<float> in_divisor;    // [units] UNet input = x / this
+  std::vector<float> table;         // [units, (1+K)·(3+K)] rows x, s_0..; columns x, ε, s_0.., z
+  std::vector<bool> draws_noise;    // [units] a noise draw from the generator before this unit's update
+  bool stochastic() const;
+  int row_width() const { return (1 + state) * (3 + state); }
+  // The coefficient of column `col` in output row `row` of unit u.
+  float& at(int u, int row, int col) { return table[(size_t)u * row_width() + (size_t)row * (3 + state) + col]; }
+};
+
+// Throws a usage error for an unknown sampler, karras where the class has none, η on a sampler
+// other than DDIM, or an impossible step count.
+SamplerPlan plan_sampler(const SamplerOptions& o, const SchedulerConfig& cfg, int steps);
+
+// Timestep schedules as diffusers' set_timesteps computes them (numpy's float64 arithmetic
+// reproduced: linspace, arange with a float step, round half to even).
+namespace schedule {
+// The spacing in effect: the config's, else the class default.
+std::string spacing(const SchedulerConfig& cfg, const char* class_default);
+// Euler-family ("discrete") timesteps: n values, descending, float.
+std::vector<double> discrete_timesteps(const SchedulerConfig& cfg, const std::string& spacing, int n);
+// σ(t) = √((1 − ᾱ)/ᾱ) in float32 as torch computes it, for every training timestep.
+std::vector<float> train_sigmas(const SchedulerConfig& cfg);
+// numpy.interp(t, arange(N), sigmas).
+double interp(double t, const std::vector<float>& sigmas);
+// diffusers' _sigma_to_t: the fractional training timestep of σ by log-linear interpolation.
+double sigma_to_t(double sigma, const std::vector<float>& log_sigmas);
+std::vector<float> log_sigmas(const std::vector<float>& sigmas);
+// Karras et al.'s ρ = 7 schedule of n sigmas from sigma_max down to sigma_min.
+std::vector<double> karras(double sigma_min, double sigma_max, int n);
+}  // namespace schedule
+
+}  // namespace sdgen

@@ -1,0 +1,219 @@
+// The samplers against diffusers' schedulers (goldens of tests/reference/make_sampler_goldens.py):
+//  - SamplerPlans.*: every sampler, schedule, timestep spacing and step count, run alone with a
+//    fixed elementwise stand-in for the UNet: the UNet timesteps, the input divisors, the initial
+//    noise scale and the latents after every unit;
+//  - SamplerPipeline.*: the tiny model through the whole pipeline (in process and through the
+//    sd-gen binary), each sampler's latents after every unit and the images.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/rng.h"
+#include "io/safetensors.h"
+#include "pipeline/pipeline.h"
+#include "sampler/sampler.h"
+#include "sdgen/ops.h"
+#include "stb_image_static.h"
+
+using namespace sdgen;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kData = SDGEN_TEST_DATA;
+
+struct Golden {
+  std::unique_ptr<SafetensorsFile> f;
+  nlohmann::json runs;
+  explicit Golden(const std::string& name) {
+    f = SafetensorsFile::open(kData + "/golden/" + name);
+    runs = nlohmann::json::parse(f->metadata().at("runs"));
+  }
+  std::vector<float> floats(const std::string& key) const {
+    const StTensorInfo* t = f->find(key);
+    if (!t) throw std::runtime_error("golden tensor " + key + " missing");
+    return f->to_floats(*t);
+  }
+};
+
+float max_abs(const std::vector<float>& v, size_t from, size_t n) {
+  float m = 0;
+  for (size_t i = from; i < from + n; ++i) m = std::max(m, std::fabs(v[i]));
+  return m;
+}
+
+// The stand-in UNet of the reference script, in float32 as torch computes it.
+float fake_eps(float x_in, float t) { return 0.9f * x_in + 0.1f * std::sin(x_in + t / 100.0f); }
+
+// Timesteps: integer schedules must agree exactly; the fractional ones (Karras sigmas mapped back,
+// DPM2's midpoints) go through logs and interpolation that numpy does in float32 and float64 and we
+// in double: 2e-3 of a timestep is far below what moves the UNet (the embedding's fastest frequency
+// is 1 per unit) and far above the ~1e-4 seen.
+constexpr double kTimestepTol = 2e-3;
+// The plans' coefficients are composed in double and rounded to float once; diffusers rounds each
+// float32 operation. Over 25 units of the stand-in model (Lipschitz ~1) the latents agree to a few
+// float ulps of their largest value (measured: ≤ 3e-6 relative); 2e-5 of max(1, max|ref|) keeps a
+// margin and fails on any wrong coefficient (those move the latents at the 1e-2 level).
+constexpr float kPlanLatentRel = 2e-5f;
+
+}  // namespace
+
+TEST(SamplerPlans, MatchDiffusersSchedulers) {
+  const Golden g("sampler_tables.safetensors");
+  ASSERT_GT(g.runs.size(), 250u) << "every sampler, schedule, spacing and step count";
+  int checked = 0;
+  float worst_rel = 0;
+  for (const auto& r : g.runs) {
+    const std::string key = r["key"];
+    SCOPED_TRACE(key);
+    SchedulerConfig cfg;  // SD v1.5's: 1000 steps, scaled_linear 0.00085..0.012, steps_offset 1
+    const std::string spacing = r["spacing"];
+    cfg.timestep_spacing = spacing == "none" ? "" : spacing;
+    const SamplerOptions o{r["sampler"], r["schedule"] == "karras", r["eta"].get<float>()};
+    const int steps = r["steps"];
+    const SamplerPlan plan = plan_sampler(o, cfg, steps);
+
+    const std::vector<float> ts = g.floats(key + ".timesteps"), div = g.floats(key + ".divisors");
+    ASSERT_EQ(plan.units, (int)ts.size());
+    for (int u = 0; u < plan.units; ++u) {
+      EXPECT_NEAR(plan.timesteps[u], ts[u], ts[u] == std::round(ts[u]) && !o.karras ? 0.0 : kTimestepTol) << u;
+      EXPECT_NEAR(plan.in_divisor[u], div[u], 2e-6 * div[u]) << u;
+    }
+    EXPECT_NEAR(plan.init_sigma, g.floats(key + ".init_sigma")[0], 2e-6 * plan.init_sigma);
+
+    // The trajectory, with the op the pipeline runs (the CPU backend's sampler_step).
+    const int n = 2 * 4 * 2 * 2;
+    TorchCpuRandn rng(r["seed"].get<uint64_t>());
+    std::vector<float> x0 = rng.randn(n);
+    for (float& v : x0) v *= plan.init_sigma;
+    Tensor x = Tensor::from_floats({2, 4, 2, 2}, x0);
+    Tensor state = plan.state ? Tensor::from_floats({plan.state, 2, 4, 2, 2}, std::vector<float>(plan.state * n, 0.0f))
+                              : Tensor();
+    std::vector<float> z;
+    for (int u = 0; u < plan.units; ++u) {
+      std::vector<float> d = plan.draws_noise[u] ? rng.randn(n) : std::vector<float>(n, 0.0f);
+      z.insert(z.end(), d.begin(), d.end());
+    }
+    const Tensor noise = plan.stochastic() ? Tensor::from_floats({plan.units, 2, 4, 2, 2}, z) : Tensor();
+    const Tensor table = Tensor::from_floats({plan.units, plan.row_width()}, plan.table);
+    Tensor step = Tensor::from_floats({1}, {0.0f});
+    const std::vector<float> ref = g.floats(key + ".latents");
+    ASSERT_EQ(ref.size(), (size_t)plan.units * n);
+    for (int u = 0; u < plan.units; ++u) {
+      std::vector<float> xv = x.to_floats(), e(n);
+      for (int i = 0; i < n; ++i) e[i] = fake_eps(xv[i] / plan.in_divisor[u], plan.timesteps[u]);
+      ops::sampler_step(x, state, Tensor::from_floats({2, 4, 2, 2}, e), table, noise, step, 7.5f);
+      xv = x.to_floats();
+      float worst = 0;
+      for (int i = 0; i < n; ++i) worst = std::max(worst, std::fabs(xv[i] - ref[(size_t)u * n + i]));
+      const float scale = std::max(1.0f, max_abs(ref, (size_t)u * n, n));
+      ASSERT_LE(worst, kPlanLatentRel * scale) << "unit " << u;
+      worst_rel = std::max(worst_rel, worst / scale);
+    }
+    ++checked;
+  }
+  std::printf("[ plans ] %d sampler runs equal diffusers': max|d|/max(1,|ref|) %.3g\n", checked, worst_rel);
+}
+
+TEST(SamplerPlans, RefusesWhatDiffusersDoesNotOffer) {
+  SchedulerConfig cfg;
+  EXPECT_THROW(plan_sampler({"euler_a", true, 0}, cfg, 10), std::exception);  // no Karras in diffusers
+  EXPECT_THROW(plan_sampler({"pndm", true, 0}, cfg, 10), std::exception);
+  EXPECT_THROW(plan_sampler({"euler", false, 0.5f}, cfg, 10), std::exception);  // η is DDIM's
+  EXPECT_THROW(plan_sampler({"ddim", false, 1.5f}, cfg, 10), std::exception);
+  EXPECT_THROW(plan_sampler({"k_euler", false, 0}, cfg, 10), std::exception);
+  EXPECT_THROW(plan_sampler({"ddim", false, 0}, cfg, 0), std::exception);
+  EXPECT_EQ(a1111_sampler_name({"dpmpp_2m", true, 0}), "DPM++ 2M Karras");
+  EXPECT_EQ(a1111_sampler_name({"euler_a", false, 0}), "Euler a");
+  EXPECT_EQ(a1111_sampler_name({"pndm", false, 0}), "PLMS");
+}
+
+// ---- the pipeline ----
+namespace {
+
+struct PipeRun {
+  std::string sampler, schedule;
+  float eta;
+};
+
+// The tiny model's latents through 10 steps (19 units for Heun and DPM2) of fp32 UNet calls: both
+// sides compute the same float32 expressions up to summation order (≤ 3e-6 relative per UNet call,
+// test_models.cpp) and the plans' coefficients differ from diffusers' float32 arithmetic by float
+// rounding (SamplerPlans above: ≤ 2.1e-6). Measured: at most 3.7e-6 of max(1, max|ref|) after any
+// unit (dpmpp_2m_sde); 2e-5, as for the DDIM goldens, keeps a margin of 5 and fails on any wrong
+// coefficient, timestep or noise draw (those move the latents at the 1e-2 level).
+constexpr float kPipeLatentRel = 2e-5f;
+
+GenerateParams pipe_params(const nlohmann::json& call, const PipeRun& r) {
+  GenerateParams p;
+  p.prompt = call["prompt"];
+  p.negative_prompt = call["negative_prompt"];
+  p.steps = call["steps"];
+  p.guidance = call["guidance"];
+  p.width = call["width"];
+  p.height = call["height"];
+  p.batch = call["images"];
+  p.seed = call["seed"];
+  p.sampler = r.sampler;
+  p.schedule = r.schedule;
+  p.eta = r.eta;
+  return p;
+}
+
+// Images: ±1 per channel on at least 99.9% of values (what the DDIM goldens hold to).
+void expect_image_close(const uint8_t* got, const uint8_t* ref, size_t n, const std::string& what) {
+  size_t within = 0;
+  int worst = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int d = std::abs((int)got[i] - (int)ref[i]);
+    within += d <= 1;
+    worst = std::max(worst, d);
+  }
+  EXPECT_GE((double)within / n, 0.999) << what << ": share within ±1";
+  EXPECT_LE(worst, 8) << what << ": largest channel difference";
+}
+
+}  // namespace
+
+TEST(SamplerPipeline, LatentsAndImagesMatchDiffusers) {
+  const Golden g("samplers.safetensors");
+  const nlohmann::json call = nlohmann::json::parse(g.f->metadata().at("call"));
+  Pipeline pipe(kData + "/tiny_sd/diffusers", DType::F32, Device::CPU);
+  ASSERT_GE(g.runs.size(), 17u);
+  for (const auto& r : g.runs) {
+    const std::string key = r["key"];
+    SCOPED_TRACE(key);
+    const PipeRun run{r["sampler"], r["schedule"], r["eta"].get<float>()};
+    GenerateParams p = pipe_params(call, run);
+    p.record_unit_latents = true;
+    GeneratedBatch out = pipe.generate(p);
+    const std::vector<float> ref = g.floats(key + ".latents_per_unit");
+    const size_t n = out.latents.size();
+    const int units = r["units"];
+    ASSERT_EQ(ref.size(), units * n);
+    ASSERT_EQ((int)out.unit_latents.size(), units);
+    float worst_rel = 0;
+    for (int u = 0; u < units; ++u) {
+      float worst = 0;
+      for (size_t i = 0; i < n; ++i) worst = std::max(worst, std::fabs(out.unit_latents[u][i] - ref[u * n + i]));
+      const float scale = std::max(1.0f, max_abs(ref, u * n, n));
+      EXPECT_LE(worst, kPipeLatentRel * scale) << "unit " << u;
+      worst_rel = std::max(worst_rel, worst / scale);
+    }
+    EXPECT_EQ(out.latents, out.unit_latents.back());
+    std::printf("[ sampler ] %-22s latents after each of %d units: max|d|/max(1,|ref|) %.3g\n", key.c_str(), units,
+                worst_rel);
+    const StTensorInfo* img = g.f->find(key + ".image_uint8");
+    ASSERT_NE(img, nullptr);
+    const uint8_t* ref_px = g.f->data(*img);
+    const size_t per = out.images[0].size();
+    ASSERT_EQ((size_t)img->numel(), per * out.images.size());
+    for (size_t b = 0; b < out.images.size(); ++b)
+      expect_image_close(out.images[b].data(), ref_px + b * per, per, key + " image " + std::to_string(b));
+  }
+}
+
