@@ -78,8 +78,13 @@ std::vector<int> Pipeline::tokenize(const std::vector<std::string>& prompts) {
 }
 
 std::vector<float> Pipeline::initial_noise(uint64_t seed, int batch, int latent_h, int latent_w) {
-  TorchCpuRandn rng(seed);
-  return rng.randn((size_t)batch * 4 * latent_h * latent_w);
+  return initial_noise(RngKind::TorchCpu, SeedMode::Batch, seed, batch, latent_h, latent_w);
+}
+
+std::vector<float> Pipeline::initial_noise(RngKind rng, SeedMode mode, uint64_t seed, int batch, int latent_h,
+                                           int latent_w) {
+  LatentNoise noise(rng, mode, seed, batch);
+  return noise.draw((size_t)4 * latent_h * latent_w);
 }
 
 Tensor Pipeline::to_device_f32(const std::vector<float>& nchw, int n, int c, int h, int w) const {
@@ -151,7 +156,10 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   trace::phase("sampling_setup");
   if (lc != 4) throw_model("the UNet must take 4 latent channels, this one takes " + std::to_string(lc));
   const DdimSampler sampler(checkpoint_->config().scheduler, p.steps);
-  const std::vector<float> noise = initial_noise(p.seed, B, lh, lw);
+  // The generator(s) of this generation; the initial latents are their first draw.
+  LatentNoise noise_source(p.rng, p.seed_mode, p.seed, B);
+  const std::vector<float> noise = noise_source.draw((size_t)lc * lh * lw);
+  for (int i = 0; i < B; ++i) out.seeds.push_back(noise_source.image_seed(i));
   const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, p.guidance};
   Backend& backend = backend_for(device_);
   const bool reuse = loop_ && loop_->graph && p.cuda_graphs && loop_->key == key;
