@@ -99,6 +99,27 @@ TEST_F(Cli, UnknownPrecisionIsUsageError) {
   EXPECT_EQ(stray_files(), 0);
 }
 
+TEST_F(Cli, BadRngOrSeedModeIsUsageError) {
+  Result r = run("--prompt cat --rng cuda --model " + fake_model() + " --out out");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--rng 'cuda' is not one of torch-cpu, philox"), std::string::npos) << r.err;
+  r = run("--prompt cat --seed-mode perimage --model " + fake_model() + " --out out");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("--seed-mode 'perimage' is not one of batch, per-image"), std::string::npos) << r.err;
+  std::ofstream(dir_ / "prompts.txt") << "{\"prompt\": \"x\", \"rng\": \"philox\", \"seed_mode\": \"per-image\"}\n"
+                                      << "{\"prompt\": \"y\", \"seed_mode\": \"each\"}\n";
+  r = run("--prompt-file prompts.txt --model " + fake_model() + " --out out");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("prompts.txt:2: --seed-mode 'each'"), std::string::npos) << r.err;
+  EXPECT_EQ(stray_files(), 0);
+  Result h = run("--help");
+  EXPECT_NE(h.out.find("--rng"), std::string::npos);
+  EXPECT_NE(h.out.find("--seed-mode"), std::string::npos);
+}
+
 TEST_F(Cli, MissingPromptIsUsageError) {
   Result r = run("--model " + fake_model());
   EXPECT_EQ(r.code, 2);

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -151,6 +152,63 @@ TEST(Pipeline, InitialNoiseIsDiffusersNoise) {
   ASSERT_EQ(ref.size(), ours.size());
   // torch's vectorised Box–Muller rounds sin/cos/log differently from libm (tests/reference/README.md).
   for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(ours[i], ref[i], 1e-6f) << i;
+}
+
+// --rng philox through the pipeline's noise: a batch of 3 in batch mode is the first draw of one
+// generator of 3·n values; per-image mode gives image i generator seed+i.
+TEST(Pipeline, InitialNoiseSourcesAndModes) {
+  const size_t n = 4 * 8 * 8;
+  PhiloxRandn one(9);
+  EXPECT_EQ(Pipeline::initial_noise(RngKind::Philox, SeedMode::Batch, 9, 3, 8, 8), one.randn(3 * n));
+  EXPECT_EQ(Pipeline::initial_noise(RngKind::TorchCpu, SeedMode::Batch, 9, 3, 8, 8), Pipeline::initial_noise(9, 3, 8, 8));
+  for (RngKind kind : {RngKind::TorchCpu, RngKind::Philox}) {
+    const std::vector<float> per = Pipeline::initial_noise(kind, SeedMode::PerImage, 9, 3, 8, 8);
+    for (int i = 0; i < 3; ++i) {
+      const std::vector<float> alone = Pipeline::initial_noise(kind, SeedMode::Batch, 9 + i, 1, 8, 8);
+      EXPECT_TRUE(std::equal(alone.begin(), alone.end(), per.begin() + i * n)) << i;
+    }
+  }
+}
+
+// --seed-mode per-image: image i of a batch is the image a batch of one with seed seed+i makes, for
+// both noise sources; each image reports its own seed.
+TEST(Pipeline, PerImageSeedModeRegeneratesEachImageAlone) {
+  Pipeline pipe(kData + "/tiny_sd/tiny_sd.safetensors", DType::F32, Device::CPU);
+  for (RngKind kind : {RngKind::TorchCpu, RngKind::Philox}) {
+    GenerateParams p;
+    p.prompt = "a red house";
+    p.steps = 2;
+    p.width = p.height = 64;
+    p.seed = 20;
+    p.batch = 3;
+    p.rng = kind;
+    p.seed_mode = SeedMode::PerImage;
+    const GeneratedBatch all = pipe.generate(p);
+    ASSERT_EQ(all.images.size(), 3u);
+    EXPECT_EQ(all.seeds, (std::vector<uint64_t>{20, 21, 22}));
+    const size_t per_latent = all.latents.size() / 3;
+    for (int i = 0; i < 3; ++i) {
+      GenerateParams q = p;
+      q.batch = 1;
+      q.seed = 20 + i;
+      q.seed_mode = SeedMode::Batch;
+      const GeneratedBatch alone = pipe.generate(q);
+      EXPECT_EQ(alone.seeds, (std::vector<uint64_t>{20u + i}));
+      // Same noise; the UNet's sums are blocked differently for a batch of 1 and of 3, so the
+      // latents agree to summation order (the golden runs' bound, kLatentRelF32), not bit for bit.
+      float max_ref = 0, max_err = 0;
+      for (size_t k = 0; k < per_latent; ++k) {
+        max_ref = std::max(max_ref, std::fabs(alone.latents[k]));
+        max_err = std::max(max_err, std::fabs(alone.latents[k] - all.latents[i * per_latent + k]));
+      }
+      EXPECT_LE(max_err, kLatentRelF32 * std::max(1.0f, max_ref)) << rng_kind_name(kind) << " image " << i;
+      expect_image(alone.images[0].data(), all.images[i].data(), all.images[i].size(), kImageF32,
+                   std::string(rng_kind_name(kind)) + " image " + std::to_string(i));
+    }
+    // batch mode: one seed for all
+    p.seed_mode = SeedMode::Batch;
+    EXPECT_EQ(pipe.generate(p).seeds, (std::vector<uint64_t>{20, 20, 20}));
+  }
 }
 
 TEST(Pipeline, LdmFileMatchesDiffusers) {
@@ -302,6 +360,45 @@ TEST(Pipeline, CliPromptFileWithOverrides) {
     EXPECT_EQ(h, 64);
     stbi_image_free(px);
   }
+  fs::remove_all(dir);
+}
+
+// --rng philox --seed-mode per-image from the command line: each image's own seed (seed+i) is in
+// its --json line, its {seed} file name and its PNG metadata, with the mode and A1111's RNG name;
+// and the second image is the one a batch of one with that seed gives.
+TEST(Pipeline, CliPerImageSeedsInJsonNameAndMetadata) {
+  const fs::path dir = fs::temp_directory_path() / ("sdgen_seedmode_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string common = "--json --steps 2 -W 64 -H 64 --prompt 'a red house' --rng philox --model '" +
+                             kData + "/tiny_sd/tiny_sd.safetensors' --name 'img-{seed}-{i}' ";
+  run_cli(common + "--seed 5 --batch 2 --seed-mode per-image --out '" + (dir / "a").string() + "' > '" +
+          (dir / "a.jsonl").string() + "'");
+  run_cli(common + "--seed 6 --out '" + (dir / "b").string() + "' > '" + (dir / "b.jsonl").string() + "'");
+  std::ifstream in(dir / "a.jsonl");
+  std::vector<nlohmann::json> recs;
+  for (std::string line; std::getline(in, line);) recs.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(recs.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(recs[i]["seed"], 5 + i);
+    EXPECT_EQ(recs[i]["settings"]["rng"], "philox");
+    EXPECT_EQ(recs[i]["settings"]["seed_mode"], "per-image");
+    EXPECT_EQ(recs[i]["settings"]["base_seed"], 5);
+    const std::string path = recs[i]["path"].get<std::string>();
+    EXPECT_EQ(path, (dir / "a" / ("img-" + std::to_string(5 + i) + "-" + std::to_string(i) + ".png")).string());
+    std::ifstream png(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(png)), std::istreambuf_iterator<char>());
+    EXPECT_NE(bytes.find("Seed: " + std::to_string(5 + i) + ","), std::string::npos) << path;
+    EXPECT_NE(bytes.find("RNG: NV, Seed mode: per-image"), std::string::npos) << path;
+  }
+  int w = 0, h = 0, c = 0, w2 = 0, h2 = 0;
+  unsigned char* second = stbi_load((dir / "a" / "img-6-1.png").c_str(), &w, &h, &c, 3);
+  unsigned char* alone = stbi_load((dir / "b" / "img-6-0.png").c_str(), &w2, &h2, &c, 3);
+  ASSERT_NE(second, nullptr);
+  ASSERT_NE(alone, nullptr);
+  expect_image(alone, second, (size_t)w * h * 3, kImageF32, "per-image image 1 vs seed 6 alone");
+  stbi_image_free(second);
+  stbi_image_free(alone);
   fs::remove_all(dir);
 }
 

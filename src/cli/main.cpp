@@ -43,25 +43,6 @@ void check_interrupted() {
                                             "; images written so far are complete");
 }
 
-std::string parameters_text(const Job& job, uint64_t seed, int index, const std::string& model) {
-  std::string s = job.prompt;
-  if (!job.negative_prompt.empty()) s += "\nNegative prompt: " + job.negative_prompt;
-  char g[32];
-  std::snprintf(g, sizeof g, "%g", job.guidance);
-  s += "\nSteps: " + std::to_string(job.steps) + ", Sampler: " +
-       a1111_sampler_name({job.sampler, job.schedule == "karras", job.eta}) + ", CFG scale: " + g +
-       ", Seed: " + std::to_string(seed) + ", Size: " + std::to_string(job.width) + "x" +
-       std::to_string(job.height) + ", Model: " + model + ", Precision: " + job.precision;
-  if (job.eta != 0.0f) {
-    std::snprintf(g, sizeof g, "%g", job.eta);
-    s += std::string(", Eta DDIM: ") + g;
-  }
-  if (job.batch > 1)
-    s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);
-  return s;
-}
-
-
 int run(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "bench") return run_bench(argc - 1, argv + 1, check_interrupted);
   CLI::App app{"sd-gen: Stable Diffusion v1.x text-to-image generator", "sd-gen"};
@@ -86,6 +67,13 @@ int run(int argc, char** argv) {
   app.add_option("--schedule", job.schedule, "Sigma schedule: default or karras (lms, euler, heun, dpm2, dpmpp_*, unipc)")
       ->capture_default_str();
   app.add_option("--eta", job.eta, "DDIM's eta: 0 deterministic, 1 as DDPM (ddim only)")->capture_default_str();
+  app.add_option("--rng", job.rng,
+                 "Noise: torch-cpu (torch.randn on a CPU generator, as diffusers) or philox (torch.randn "
+                 "on CUDA, A1111's NV), on any device")
+      ->capture_default_str();
+  app.add_option("--seed-mode", job.seed_mode,
+                 "batch: one generator for the whole batch (diffusers); per-image: image i has seed+i (A1111)")
+      ->capture_default_str();
   app.add_option("--precision", job.precision, "fp32 or fp16 (mixed: fp16 storage, fp32 accumulation)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "fp16"}));
@@ -179,6 +167,8 @@ int run(int argc, char** argv) {
     gp.sampler = j.sampler;
     gp.schedule = j.schedule;
     gp.eta = j.eta;
+    gp.rng = job_rng(j);
+    gp.seed_mode = job_seed_mode(j);
     gp.cuda_graphs = opt.cuda_graphs;
     // Keep the recorded step for the next job when it runs on this pipeline (it is replayed when
     // its shapes and settings match); the last job frees it before its VAE decode, for the peak.
@@ -194,18 +184,20 @@ int run(int argc, char** argv) {
     progress.log(times);
     for (int i = 0; i < (int)out.images.size(); ++i) {
       check_interrupted();
+      const uint64_t image_seed = out.seeds[i];  // seed+i in per-image mode
       const std::string path =
-          j.out_dir + "/" + expand_name(j.name_pattern, next_number[j.out_dir]++, gp.seed, i, j);
+          j.out_dir + "/" + expand_name(j.name_pattern, next_number[j.out_dir]++, image_seed, i, j);
       write_png(path, out.images[i].data(), out.width, out.height,
-                parameters_text(j, gp.seed, i, pipe->model_name()));
+                parameters_text(j, image_seed, i, pipe->model_name()));
       progress.log("wrote " + path);
       if (opt.json) {
         nlohmann::json rec = {
             {"path", path}, {"prompt", j.prompt}, {"negative_prompt", j.negative_prompt},
-            {"seed", gp.seed}, {"batch_index", i},
+            {"seed", image_seed}, {"batch_index", i},
             {"settings", {{"steps", j.steps}, {"guidance", j.guidance}, {"width", j.width},
                           {"height", j.height}, {"sampler", j.sampler},
                           {"schedule", j.schedule}, {"eta", j.eta}, {"batch", j.batch},
+                          {"rng", j.rng}, {"seed_mode", j.seed_mode}, {"base_seed", gp.seed},
                           {"precision", j.precision}, {"device", device_name(device)},
                           {"model", pipe->model_name()}}},
             {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},

@@ -57,6 +57,11 @@ void validate_job(const Job& job) {
                  " has no Karras sigmas)");
   if (!(job.eta >= 0.0f && job.eta <= 1.0f)) bad(job, "--eta must be between 0 and 1");
   if (job.eta != 0.0f && job.sampler != "ddim") bad(job, "--eta applies to --sampler ddim only");
+  RngKind rng;
+  if (!parse_rng_kind(job.rng, &rng)) bad(job, "--rng '" + job.rng + "' is not one of torch-cpu, philox");
+  SeedMode mode;
+  if (!parse_seed_mode(job.seed_mode, &mode))
+    bad(job, "--seed-mode '" + job.seed_mode + "' is not one of batch, per-image");
   if (job.precision != "fp32" && job.precision != "fp16")
     bad(job, "--precision '" + job.precision + "' is not one of fp32, fp16");
   if (job.device != "auto" && job.device != "cpu" && job.device != "cuda")
@@ -104,12 +109,14 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
         else if (k == "sampler") job.sampler = v.get<std::string>();
         else if (k == "schedule") job.schedule = v.get<std::string>();
         else if (k == "eta") job.eta = v.get<float>();
+        else if (k == "rng") job.rng = v.get<std::string>();
+        else if (k == "seed_mode") job.seed_mode = v.get<std::string>();
         else if (k == "name") job.name_pattern = v.get<std::string>();
         else if (k == "model") job.model = v.get<std::string>();
         else if (k == "precision") job.precision = v.get<std::string>();
         else if (k == "device") job.device = v.get<std::string>();
         else if (k == "out") job.out_dir = v.get<std::string>();
-        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, schedule, eta, name, model, precision, device, out)");
+        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, schedule, eta, rng, seed_mode, name, model, precision, device, out)");
       }
     } catch (const nlohmann::json::exception& e) {
       bad(job, std::string("wrong value type: ") + e.what());
@@ -154,6 +161,38 @@ static std::string slug(const std::string& s, size_t max_len) {
   }
   while (!out.empty() && out.back() == '_') out.pop_back();
   return out.empty() ? "image" : out;
+}
+
+RngKind job_rng(const Job& job) {
+  RngKind k = RngKind::TorchCpu;
+  if (!parse_rng_kind(job.rng, &k)) bad(job, "--rng '" + job.rng + "' is not one of torch-cpu, philox");
+  return k;
+}
+
+SeedMode job_seed_mode(const Job& job) {
+  SeedMode m = SeedMode::Batch;
+  if (!parse_seed_mode(job.seed_mode, &m))
+    bad(job, "--seed-mode '" + job.seed_mode + "' is not one of batch, per-image");
+  return m;
+}
+
+std::string parameters_text(const Job& job, uint64_t image_seed, int index, const std::string& model) {
+  std::string s = job.prompt;
+  if (!job.negative_prompt.empty()) s += "\nNegative prompt: " + job.negative_prompt;
+  char g[32];
+  std::snprintf(g, sizeof g, "%g", job.guidance);
+  s += "\nSteps: " + std::to_string(job.steps) + ", Sampler: " +
+       a1111_sampler_name({job.sampler, job.schedule == "karras", job.eta}) + ", CFG scale: " + g +
+       ", Seed: " + std::to_string(image_seed) + ", Size: " + std::to_string(job.width) + "x" +
+       std::to_string(job.height) + ", Model: " + model + ", Precision: " + job.precision +
+       ", RNG: " + (job_rng(job) == RngKind::Philox ? "NV" : "CPU") + ", Seed mode: " + job.seed_mode;
+  if (job.eta != 0.0f) {
+    std::snprintf(g, sizeof g, "%g", job.eta);
+    s += std::string(", Eta DDIM: ") + g;
+  }
+  if (job.batch > 1)
+    s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);
+  return s;
 }
 
 std::string expand_name(const std::string& pattern, int n, uint64_t seed, int i, const Job& job) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/rng.h"
 #include "sdgen/tensor.h"
 
 namespace sdgen::cli {
@@ -24,6 +25,8 @@ struct Job {
   std::string sampler = "ddim";
   std::string schedule = "default";  // --schedule default|karras
   float eta = 0.0f;                  // --eta (ddim)
+  std::string rng = "torch-cpu";  // --rng torch-cpu|philox (core/rng.h)
+  std::string seed_mode = "batch";  // --seed-mode batch|per-image
   std::string model;             // file or diffusers folder (empty: $SDGEN_MODEL, then weights/)
   std::string precision = "fp32";
   std::string device = "auto";
@@ -49,7 +52,7 @@ void validate_job(const Job& job);
 std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults);
 // --model, else $SDGEN_MODEL, else a downloaded SD v1.5 file in weights/. Throws Error(kModel).
 std::string resolve_model_path(const std::string& model_option);
-// Expands {n} (image number, 5 digits), {seed}, {i} (index in the batch), {prompt} (a short slug),
+// Expands {n} (image number, 5 digits), {seed} (the image's own seed), {i} (index in the batch), {prompt} (a short slug),
 // {steps}, {w}, {h} in a file-name pattern; ".png" is appended when missing.
 std::string expand_name(const std::string& pattern, int n, uint64_t seed, int i, const Job& job);
 // Makes the output folder (with parents) and checks that a file can be created in it. Returns the
@@ -57,6 +60,13 @@ std::string expand_name(const std::string& pattern, int n, uint64_t seed, int i,
 std::vector<std::string> prepare_output_dir(const std::string& dir);
 // Removes the folders prepare_output_dir created, innermost first, where they are still empty.
 void remove_created_dirs(const std::vector<std::string>& created);
+// Job::rng / Job::seed_mode as the pipeline's enums (validate_job has checked them).
+RngKind job_rng(const Job& job);
+SeedMode job_seed_mode(const Job& job);
+// The PNG "parameters" text (A1111's infotext form) of image `index` of a job, whose own seed is
+// `image_seed`: "Seed: N" is that seed; "RNG: CPU" (torch-cpu) or "RNG: NV" (philox) as A1111
+// names its sources; "Seed mode: batch|per-image".
+std::string parameters_text(const Job& job, uint64_t image_seed, int index, const std::string& model);
 // The first image number not yet used by a file "NNNNN-*" in dir (so reruns never overwrite).
 int first_free_number(const std::string& dir);
 

@@ -82,8 +82,13 @@ std::vector<int> Pipeline::tokenize(const std::vector<std::string>& prompts) {
 }
 
 std::vector<float> Pipeline::initial_noise(uint64_t seed, int batch, int latent_h, int latent_w) {
-  TorchCpuRandn rng(seed);
-  return rng.randn((size_t)batch * 4 * latent_h * latent_w);
+  return initial_noise(RngKind::TorchCpu, SeedMode::Batch, seed, batch, latent_h, latent_w);
+}
+
+std::vector<float> Pipeline::initial_noise(RngKind rng, SeedMode mode, uint64_t seed, int batch, int latent_h,
+                                           int latent_w) {
+  LatentNoise noise(rng, mode, seed, batch);
+  return noise.draw((size_t)4 * latent_h * latent_w);
 }
 
 Tensor Pipeline::to_device_f32(const std::vector<float>& nchw, int n, int c, int h, int w) const {
@@ -161,10 +166,12 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   t0 = Clock::now();
   trace::phase("sampling_setup");
   if (lc != 4) throw_model("the UNet must take 4 latent channels, this one takes " + std::to_string(lc));
-  // The generator draws the initial latents, then each stochastic unit's noise, in diffusers' order.
-  TorchCpuRandn rng(p.seed);
+  // The generator(s) of this generation (core/rng.h): the initial latents are their first draw,
+  // then each stochastic unit's noise, in diffusers' order.
+  LatentNoise noise_source(p.rng, p.seed_mode, p.seed, B);
   const size_t latent_numel = (size_t)B * lc * lh * lw;
-  std::vector<float> noise = rng.randn(latent_numel);
+  std::vector<float> noise = noise_source.draw((size_t)lc * lh * lw);
+  for (int i = 0; i < B; ++i) out.seeds.push_back(noise_source.image_seed(i));
   if (!plain_ddim && plan.init_sigma != 1.0f)
     for (float& v : noise) v *= plan.init_sigma;
   std::vector<float> unit_noise;  // [units, B, h, w, c] NHWC, zeros where a unit draws none
@@ -172,7 +179,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     unit_noise.assign((size_t)plan.units * latent_numel, 0.0f);
     for (int u = 0; u < plan.units; ++u)
       if (plan.draws_noise[(size_t)u]) {
-        const Tensor z = to_nhwc_host(rng.randn(latent_numel), B, lc, lh, lw);
+        const Tensor z = to_nhwc_host(noise_source.draw((size_t)lc * lh * lw), B, lc, lh, lw);
         std::copy(z.f32(), z.f32() + latent_numel, unit_noise.begin() + (ptrdiff_t)(u * latent_numel));
       }
   }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/rng.h"
 #include "sdgen/tensor.h"
 
 namespace sdgen {
@@ -35,6 +36,12 @@ struct GenerateParams {
   std::string sampler = "ddim";     // sampler.h: ddim, pndm, lms, euler, euler_a, heun, ...
   std::string schedule = "default";  // or "karras" (the samplers that offer Karras sigmas)
   float eta = 0.0f;                  // DDIM's η
+  // Noise source and seeding (core/rng.h): torch-cpu draws as torch.randn with a CPU generator
+  // (diffusers' default), philox as torch.randn on a CUDA generator (A1111's "NV"), on any backend.
+  // Batch: the whole batch is one draw of one generator seeded `seed` (diffusers); PerImage: image i
+  // has its own generator seeded seed+i (A1111), so it can be regenerated alone with that seed.
+  RngKind rng = RngKind::TorchCpu;
+  SeedMode seed_mode = SeedMode::Batch;
   bool cuda_graphs = true;  // on CUDA: record the denoising step once and replay it
   // Images per VAE pass (0: one). Its activations dominate the memory peak (at 512², fp16, about
   // 730 MiB per image on CUDA), so one per pass keeps it lowest; the 8-bit images of all passes
@@ -57,6 +64,7 @@ struct GeneratedBatch {
   std::vector<std::vector<uint8_t>> images;  // batch × (height·width·3), RGB
   std::vector<float> latents;                // final latents, NCHW [B,4,h,w] like diffusers
   std::vector<std::vector<float>> unit_latents;  // with record_unit_latents: after each unit, NCHW
+  std::vector<uint64_t> seeds;               // each image's seed (LatentNoise::image_seed)
   StageTimes times;
   size_t peak_device_bytes = 0;  // Backend::peak_memory_bytes after the run (0: not a device)
   bool step_graph_reused = false;  // the denoising step replayed a graph recorded by an earlier call
@@ -79,8 +87,12 @@ class Pipeline {
   // Stages, public for tests and benchmarks.
   // [n·77] ids for each prompt (truncated to 77 with a warning through the log callback).
   std::vector<int> tokenize(const std::vector<std::string>& prompts);
-  // Initial latents for a batch: torch.randn((B,4,h,w), Generator("cpu").manual_seed(seed)), NCHW.
+  // Initial latents for a batch: torch.randn((B,4,h,w), Generator("cpu").manual_seed(seed)), NCHW
+  // (rng torch-cpu, seed mode batch); the other sources and modes: the second form, which is the
+  // first draw of LatentNoise(rng, mode, seed, batch) and what generate() starts from.
   static std::vector<float> initial_noise(uint64_t seed, int batch, int latent_h, int latent_w);
+  static std::vector<float> initial_noise(RngKind rng, SeedMode mode, uint64_t seed, int batch, int latent_h,
+                                          int latent_w);
   // NCHW host floats -> NHWC fp32 tensor on the pipeline's device (the sampler's latents), and back.
   Tensor to_device_f32(const std::vector<float>& nchw, int n, int c, int h, int w) const;
   static Tensor to_nhwc_host(const std::vector<float>& nchw, int n, int c, int h, int w);
