@@ -66,21 +66,12 @@ __global__ void advance_step_kernel(float* step) {
   if (threadIdx.x == 0 && blockIdx.x == 0) step[0] += 1.0f;
 }
 
-__global__ void scale_repeat_kernel_f32(const float* __restrict__ x, const float* __restrict__ divisors,
-                                        const float* __restrict__ step, float* __restrict__ y, int64_t n,
-                                        int times) {
+template <class T>
+__global__ void scale_repeat_kernel(const float* __restrict__ x, const float* __restrict__ divisors,
+                                    const float* __restrict__ step, T* __restrict__ y, int64_t n, int times) {
   const float d = divisors[(int)step[0]];
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = x[i] / d;
-    for (int r = 0; r < times; ++r) y[r * n + i] = v;
-  }
-}
-__global__ void scale_repeat_kernel_f16(const float* __restrict__ x, const float* __restrict__ divisors,
-                                        const float* __restrict__ step, __half* __restrict__ y, int64_t n,
-                                        int times) {
-  const float d = divisors[(int)step[0]];
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const __half v = from_float<__half>(x[i] / d);
+    const T v = from_float<T>(x[i] / d);
     for (int r = 0; r < times; ++r) y[r * n + i] = v;
   }
 }
@@ -168,9 +159,9 @@ void scale_repeat_batch(const float* x, const float* divisors, const float* step
   cuda::note_traffic(4.0 * n + (double)n * times * dtype_size(to) + 8);
   const dim3 g = grid_for(n), b(kThreads);
   if (to == DType::F32)
-    SDGEN_LAUNCH(scale_repeat_kernel_f32, g, b, 0, s, x, divisors, step, static_cast<float*>(y), n, times);
+    SDGEN_LAUNCH(scale_repeat_kernel<float>, g, b, 0, s, x, divisors, step, static_cast<float*>(y), n, times);
   else
-    SDGEN_LAUNCH(scale_repeat_kernel_f16, g, b, 0, s, x, divisors, step, static_cast<__half*>(y), n, times);
+    SDGEN_LAUNCH(scale_repeat_kernel<__half>, g, b, 0, s, x, divisors, step, static_cast<__half*>(y), n, times);
 }
 
 void sampler_step(float* x, float* state, int K, const void* eps, DType eps_dt, const float* table,

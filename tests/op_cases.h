@@ -86,7 +86,8 @@ inline Op op_of(const std::string& name) {
       {"scale", Op::kScale},        {"upsample", Op::kUpsample},     {"concat", Op::kConcat},
       {"embedding", Op::kEmbedding}, {"timestep_embedding_at", Op::kTimestepEmbedding},
       {"timestep_embedding", Op::kTimestepEmbedding}, {"cast", Op::kCast},
-      {"repeat_batch", Op::kRepeatBatch}, {"ddim_step", Op::kDdimStep}, {"image_u8", Op::kImageToU8}};
+      {"repeat_batch", Op::kRepeatBatch}, {"scale_repeat", Op::kRepeatBatch}, {"ddim_step", Op::kDdimStep},
+      {"sampler_step", Op::kSamplerStep}, {"image_u8", Op::kImageToU8}};
   for (const auto& [prefix, op] : kPrefixes)
     if (name.rfind(prefix, 0) == 0) return op;
   throw std::logic_error("op_of: no op for case " + name);
@@ -601,6 +602,42 @@ inline const std::vector<OpCase>& op_cases() {
                  ddim, tol::kPointwise, false});
     t.push_back({"ddim_step_unguided_3x5x7x4", {{{3, 5, 7, 4}}, {{3, 5, 7, 4}}, {{2, 4}, 1, 0, coefs}, {{1}, 1, 0, {0.0f}}},
                  ddim, tol::kPointwise, false});
+    // One unit of a sampler plan (ops::sampler_step): x, state and the noise table are copied
+    // first (x and state are updated in place) and the result is x and state side by side. The
+    // table's rows are random (every coefficient counts), row 1 of 2 is picked by step = 1, so a
+    // wrong row, column, state stride or noise row shows. On the CPU the plain and fast paths are
+    // one function, held to diffusers by the plan tests.
+    auto plan_step = [](int K, bool noise) {
+      return [K, noise](Backend& b, const Ins& in, DType) {
+        Tensor x = in[0].clone(), step = in[3].clone();
+        Tensor state = K ? in[4].clone() : Tensor();
+        const Tensor z = noise ? in[5] : Tensor();
+        b.sampler_step(x, state, in[1], in[2], z, step, 3.0f);
+        if (!K) return x;
+        const std::vector<float> xs = x.to_floats(), ss = state.to_floats();
+        std::vector<float> both(xs);
+        both.insert(both.end(), ss.begin(), ss.end());
+        return Tensor::from_floats({(int64_t)both.size()}, both);
+      };
+    };
+    t.push_back(cpu_one_function({"sampler_step_k4_noise_guided_2x8x8x4",
+                 {{{2, 8, 8, 4}}, {{4, 8, 8, 4}}, {{2, 35}, 0.5f}, {{1}, 1, 0, {1.0f}}, {{4, 2, 8, 8, 4}},
+                  {{2, 2, 8, 8, 4}}},
+                 plan_step(4, true), tol::kPointwise, false}, "SamplerPlans.MatchDiffusersSchedulers"));
+    t.push_back(cpu_one_function({"sampler_step_k2_unguided_3x5x7x4",
+                 {{{3, 5, 7, 4}}, {{3, 5, 7, 4}}, {{2, 15}, 0.5f}, {{1}, 1, 0, {1.0f}}, {{2, 3, 5, 7, 4}}},
+                 plan_step(2, false), tol::kPointwise, false}, "SamplerPlans.MatchDiffusersSchedulers"));
+    t.push_back(cpu_one_function({"sampler_step_k0_noise_guided_1x5x7x4",
+                 {{{1, 5, 7, 4}}, {{2, 5, 7, 4}}, {{2, 3}, 0.5f}, {{1}, 1, 0, {0.0f}}, {{1}}, {{2, 1, 5, 7, 4}}},
+                 plan_step(0, true), tol::kPointwise, false}, "SamplerPlans.MatchDiffusersSchedulers"));
+    // x / divisors[step], repeated: divisor row 2 of 3 (the input of the sigma-space samplers).
+    t.push_back(cpu_one_function({"scale_repeat_2x8x8x4_x2",
+                 {{{2, 8, 8, 4}, 5.0f}, {{3}, 1, 0, {14.6f, 3.7f, 1.02f}}, {{1}, 1, 0, {1.0f}}},
+                 [](Backend& b, const Ins& in, DType dt) {
+                   return b.scale_repeat_batch(in[0].dtype() == DType::F32 ? in[0] : b.cast(in[0], DType::F32),
+                                               in[1], in[2], 2, dt);
+                 },
+                 tol::kPointwise, false}, "SamplerPlans.MatchDiffusersSchedulers"));
     t.push_back({"repeat_batch_2x8x8x4_x2",
                  {{{2, 8, 8, 4}}},
                  [](Backend& b, const Ins& in, DType dt) { return b.repeat_batch(in[0], 2, dt); },

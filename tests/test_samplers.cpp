@@ -8,8 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "core/rng.h"
@@ -217,3 +221,79 @@ TEST(SamplerPipeline, LatentsAndImagesMatchDiffusers) {
   }
 }
 
+
+// ---- the CLI ----
+namespace {
+struct CliResult {
+  int code;
+  std::string err;
+};
+CliResult run_cli(const std::string& args) {
+  const fs::path err = fs::temp_directory_path() / ("sdgen_samplers_err_" + std::to_string(getpid()));
+  const std::string cmd = std::string("'") + SDGEN_CLI_PATH + "' --device cpu --quiet " + args + " 2>'" +
+                          err.string() + "' </dev/null";
+  const int status = std::system(cmd.c_str());
+  std::ifstream f(err);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  fs::remove(err);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
+}
+std::string file_bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
+// The sd-gen binary with --sampler and --schedule, one deterministic and one ancestral sampler, a
+// prompt-file line choosing another: diffusers' images, and A1111's sampler names in the PNGs.
+TEST(SamplerCli, WritesDiffusersImagesWithA1111Names) {
+  const Golden g("samplers.safetensors");
+  const fs::path dir = fs::temp_directory_path() / ("sdgen_samplers_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  // The folder: its scheduler config says timestep_spacing "leading", as the goldens were made.
+  const std::string common = "--model '" + kData + "/tiny_sd/diffusers' --prompt 'a red fox in the snow' "
+                             "--negative-prompt blurry --seed 31 --batch 2 --steps 10 -W 64 -H 64 --name 'img-{i}' ";
+  const std::tuple<const char*, const char*, const char*> runs[] = {
+      {"dpmpp_2m", "karras", "DPM++ 2M Karras"}, {"euler_a", "default", "Euler a"}};
+  for (const auto& [sampler, schedule, a1111] : runs) {
+    const fs::path out = dir / sampler;
+    const CliResult r = run_cli(common + "--sampler " + sampler + " --schedule " + schedule + " --out '" +
+                                out.string() + "'");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const StTensorInfo* img = g.f->find(std::string(sampler) + "|" + schedule + ".image_uint8");
+    ASSERT_NE(img, nullptr);
+    for (int b = 0; b < 2; ++b) {
+      const fs::path png = out / ("img-" + std::to_string(b) + ".png");
+      int w = 0, h = 0, c = 0;
+      unsigned char* px = stbi_load(png.c_str(), &w, &h, &c, 3);
+      ASSERT_NE(px, nullptr) << png;
+      expect_image_close(px, g.f->data(*img) + b * 64 * 64 * 3, 64 * 64 * 3, png.string());
+      stbi_image_free(px);
+      EXPECT_NE(file_bytes(png).find(std::string("Sampler: ") + a1111 + ", CFG scale: 7.5"), std::string::npos)
+          << png;
+    }
+  }
+  fs::remove_all(dir);
+}
+
+TEST(SamplerCli, BadSamplerOptionsAreUsageErrors) {
+  const std::string model = "--model '" + kData + "/tiny_sd/tiny_sd.safetensors' --prompt cat --out /nonexistent/x ";
+  struct Case {
+    const char* args;
+    const char* says;
+  } cases[] = {
+      {"--sampler k_euler", "--sampler 'k_euler' is not available (ddim, pndm, lms, euler, euler_a, heun, dpm2, "
+                            "dpmpp_2m, dpmpp_2m_sde, unipc)"},
+      {"--sampler euler_a --schedule karras", "--schedule karras is not available for euler_a"},
+      {"--sampler euler --schedule exponential", "--schedule 'exponential' is not one of default, karras"},
+      {"--sampler euler --eta 0.5", "--eta applies to --sampler ddim only"},
+      {"--eta 2", "--eta must be between 0 and 1"},
+  };
+  for (const Case& c : cases) {
+    const CliResult r = run_cli(model + c.args);
+    EXPECT_EQ(r.code, 2) << c.args << ": " << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << c.args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}

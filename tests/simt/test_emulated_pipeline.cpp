@@ -135,3 +135,106 @@ TEST(CudaEmulatedPipeline, StepGraphReusedAcrossCalls) {
   EXPECT_FALSE(two.step_graph_reused);
   EXPECT_EQ(pipe.step_graphs_recorded(), 2);
 }
+
+// The samplers other than DDIM run as plans (src/sampler/sampler.h) through ops::sampler_step and
+// ops::scale_repeat_batch on the device: each sampler kind (ancestral noise, Heun's two units per
+// step and its two state buffers, PLMS's four, UniPC's corrector, the SDE's noise with Karras
+// sigmas) against diffusers' latents after every unit (tests/data/golden/samplers.safetensors),
+// with the step replayed as a graph, which must equal running it eagerly bit for bit. Bound as on
+// the CPU (tests/test_samplers.cpp, kPipeLatentRel): 2e-5 of max(1, max|ref|).
+TEST(CudaEmulatedPipeline, SamplersMatchDiffusers) {
+  set_cuda_backend_factory(&make_cuda_backend);
+  const std::string data = SDGEN_TEST_DATA;
+  auto golden = SafetensorsFile::open(data + "/golden/samplers.safetensors");
+  Pipeline pipe(data + "/tiny_sd/diffusers", DType::F32, Device::CUDA);
+  const std::pair<const char*, const char*> runs[] = {
+      {"euler_a", "default"}, {"heun", "karras"}, {"pndm", "default"}, {"unipc", "default"}, {"dpmpp_2m_sde", "karras"}};
+  for (const auto& [sampler, schedule] : runs) {
+    const std::string key = std::string(sampler) + "|" + schedule;
+    SCOPED_TRACE(key);
+    GenerateParams p;  // the reference script's call (make_sampler_goldens.py, PIPE)
+    p.prompt = "a red fox in the snow";
+    p.negative_prompt = "blurry";
+    p.steps = 10;
+    p.guidance = 7.5f;
+    p.width = p.height = 64;
+    p.batch = 2;
+    p.seed = 31;
+    p.sampler = sampler;
+    p.schedule = schedule;
+    p.record_unit_latents = true;
+    const GeneratedBatch on = pipe.generate(p);
+    p.cuda_graphs = false;
+    const GeneratedBatch off = pipe.generate(p);
+    EXPECT_EQ(on.unit_latents, off.unit_latents) << "the graph replay and the eager steps differ";
+    const std::vector<float> ref = golden->to_floats(*golden->find(key + ".latents_per_unit"));
+    const size_t n = on.latents.size();
+    ASSERT_EQ(ref.size(), on.unit_latents.size() * n);
+    float worst_rel = 0;
+    for (size_t u = 0; u < on.unit_latents.size(); ++u) {
+      float worst = 0, scale = 1;
+      for (size_t i = 0; i < n; ++i) {
+        worst = std::max(worst, std::fabs(on.unit_latents[u][i] - ref[u * n + i]));
+        scale = std::max(scale, std::fabs(ref[u * n + i]));
+      }
+      EXPECT_LE(worst, 2e-5f * scale) << "unit " << u;
+      worst_rel = std::max(worst_rel, worst / scale);
+    }
+    std::printf("%s emulated: %zu units, max|d|/max(1,|ref|) %.3g\n", key.c_str(), on.unit_latents.size(), worst_rel);
+  }
+}
+
+// fp16 with a sigma-space sampler: the UNet input x/√(σ²+1) is cast to fp16 on the way in and ε
+// read back from fp16; the latents and the plan's arithmetic stay fp32. Held to the fp16 image
+// rule of Fp16CloseToDiffusers against diffusers' fp32 images.
+TEST(CudaEmulatedPipeline, Fp16EulerAncestralCloseToDiffusers) {
+  set_cuda_backend_factory(&make_cuda_backend);
+  const std::string data = SDGEN_TEST_DATA;
+  auto golden = SafetensorsFile::open(data + "/golden/samplers.safetensors");
+  Pipeline pipe(data + "/tiny_sd/diffusers", DType::F16, Device::CUDA);
+  GenerateParams p;
+  p.prompt = "a red fox in the snow";
+  p.negative_prompt = "blurry";
+  p.steps = 10;
+  p.width = p.height = 64;
+  p.batch = 2;
+  p.seed = 31;
+  p.sampler = "euler_a";
+  const GeneratedBatch out = pipe.generate(p);
+  const StTensorInfo* ref = golden->find("euler_a|default.image_uint8");
+  ASSERT_NE(ref, nullptr);
+  for (size_t b = 0; b < out.images.size(); ++b) {
+    const Agreement a = compare(out.images[b], golden->data(*ref) + b * out.images[b].size());
+    std::printf("fp16 euler_a emulated image %zu: %.2f%% exact, %.2f%% within ±1, worst %d\n", b, 100 * a.exact,
+                100 * a.within1, a.worst);
+    EXPECT_GE(a.exact, 0.60);
+    EXPECT_GE(a.within1, 0.99);
+    EXPECT_LE(a.worst, 6);
+  }
+}
+
+// A kept step graph of a stochastic sampler replays with the new seed's step noise refilled, and
+// another sampler records a graph of its own.
+TEST(CudaEmulatedPipeline, StepGraphOfAStochasticSamplerRefillsItsNoise) {
+  set_cuda_backend_factory(&make_cuda_backend);
+  const std::string model = std::string(SDGEN_TEST_DATA) + "/tiny_sd/tiny_sd.safetensors";
+  GenerateParams p;
+  p.prompt = "a photo of a cat";
+  p.steps = 3;
+  p.seed = 9;
+  p.width = p.height = 64;
+  p.sampler = "euler_a";
+  const GeneratedBatch fresh9 = Pipeline(model, DType::F32, Device::CUDA).generate(p);
+  Pipeline pipe(model, DType::F32, Device::CUDA);
+  p.seed = 8;
+  const GeneratedBatch first = pipe.generate(p);
+  p.seed = 9;
+  const GeneratedBatch replay9 = pipe.generate(p);
+  EXPECT_TRUE(replay9.step_graph_reused);
+  EXPECT_EQ(replay9.latents, fresh9.latents) << "the step noise of the new seed was not refilled";
+  EXPECT_NE(first.latents, replay9.latents);
+  p.sampler = "dpmpp_2m";
+  const GeneratedBatch other = pipe.generate(p);
+  EXPECT_FALSE(other.step_graph_reused);
+  EXPECT_EQ(pipe.step_graphs_recorded(), 2);
+}
