@@ -151,7 +151,8 @@ void print_table(const std::vector<std::pair<std::string, census::Phase>>& rows,
 
 int usage(const char* msg) {
   std::fprintf(stderr, "cuda_census: %s\nusage: cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 "
-                       "--height 512 --precision fp16|fp32 [--guidance G] [--cuda-graphs on|off] [--json]\n", msg);
+                       "--height 512 --precision fp16|fp32 [--guidance G] [--cuda-graphs on|off] [--sampler NAME] "
+                       "[--schedule default|karras] [--json]\n", msg);
   return 2;
 }
 
@@ -182,6 +183,8 @@ int main(int argc, char** argv) {
     else if (a == "--guidance") gp.guidance = (float)std::atof(val("--guidance"));
     else if (a == "--precision") precision = val("--precision");
     else if (a == "--vae-batch") gp.vae_batch = std::atoi(val("--vae-batch"));
+    else if (a == "--sampler") gp.sampler = val("--sampler");
+    else if (a == "--schedule") gp.schedule = val("--schedule");
     else if (a == "--keep-step-graph") gp.keep_step_graph = true;
     else if (a == "--json") json = true;
     else if (a == "--cuda-graphs") {
