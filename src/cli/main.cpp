@@ -50,6 +50,7 @@ std::string parameters_text(const Job& job, uint64_t seed, int index, const std:
   s += "\nSteps: " + std::to_string(job.steps) + ", Sampler: DDIM, CFG scale: " + g +
        ", Seed: " + std::to_string(seed) + ", Size: " + std::to_string(job.width) + "x" +
        std::to_string(job.height) + ", Model: " + model + ", Precision: " + job.precision;
+  if (!job.emphasis) s += ", Emphasis: off";
   if (job.batch > 1)
     s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);
   return s;
@@ -70,6 +71,9 @@ int run(int argc, char** argv) {
   app.add_option("-n,--negative-prompt", job.negative_prompt, "What the image should not show");
   app.add_option("--prompt-file", prompt_file,
                  "One prompt per line, or JSON Lines with per-line overrides of the options below");
+  bool no_emphasis = false;
+  app.add_flag("--no-emphasis", no_emphasis,
+               "Take the prompts literally: no (emphasis), [de-emphasis], (text:weight) or BREAK");
   app.add_option("-b,--batch", job.batch, "Images per prompt")->capture_default_str();
   app.add_option("--steps", job.steps, "Sampling steps")->capture_default_str();
   app.add_option("-g,--guidance", job.guidance, "Classifier-free guidance scale")->capture_default_str();
@@ -107,6 +111,7 @@ int run(int argc, char** argv) {
     throw_usage(std::string(e.what()) + " (see sd-gen --help)");
   }
   if (seed_opt->count()) job.seed = seed;
+  job.emphasis = !no_emphasis;
   opt.cuda_graphs = graphs == "on";
 
   if (!prompt_file.empty()) {
@@ -168,6 +173,7 @@ int run(int argc, char** argv) {
     gp.width = j.width;
     gp.height = j.height;
     gp.sampler = j.sampler;
+    gp.emphasis = j.emphasis;
     gp.cuda_graphs = opt.cuda_graphs;
     // Keep the recorded step for the next job when it runs on this pipeline (it is replayed when
     // its shapes and settings match); the last job frees it before its VAE decode, for the peak.
@@ -194,7 +200,7 @@ int run(int argc, char** argv) {
             {"seed", gp.seed}, {"batch_index", i},
             {"settings", {{"steps", j.steps}, {"guidance", j.guidance}, {"width", j.width},
                           {"height", j.height}, {"sampler", j.sampler}, {"batch", j.batch},
-                          {"precision", j.precision}, {"device", device_name(device)},
+                          {"precision", j.precision}, {"emphasis", j.emphasis}, {"device", device_name(device)},
                           {"model", pipe->model_name()}}},
             {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},
                          {"vae_s", out.times.vae_s}, {"total_s", out.times.total_s}}},

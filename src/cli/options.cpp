@@ -92,13 +92,14 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
         else if (k == "seed") job.seed = v.get<uint64_t>();
         else if (k == "width") job.width = v.get<int>();
         else if (k == "height") job.height = v.get<int>();
+        else if (k == "emphasis") job.emphasis = v.get<bool>();
         else if (k == "sampler") job.sampler = v.get<std::string>();
         else if (k == "name") job.name_pattern = v.get<std::string>();
         else if (k == "model") job.model = v.get<std::string>();
         else if (k == "precision") job.precision = v.get<std::string>();
         else if (k == "device") job.device = v.get<std::string>();
         else if (k == "out") job.out_dir = v.get<std::string>();
-        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, name, model, precision, device, out)");
+        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, emphasis, sampler, name, model, precision, device, out)");
       }
     } catch (const nlohmann::json::exception& e) {
       bad(job, std::string("wrong value type: ") + e.what());

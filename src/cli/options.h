@@ -22,6 +22,7 @@ struct Job {
   int width = 512;
   int height = 512;
   std::string sampler = "ddim";
+  bool emphasis = true;          // --no-emphasis, or "emphasis": false in a prompt file
   std::string model;             // file or diffusers folder (empty: $SDGEN_MODEL, then weights/)
   std::string precision = "fp32";
   std::string device = "auto";
