@@ -219,18 +219,21 @@ int main(int argc, char** argv) {
   auto get = [&](const std::string& n) { auto it = ph.find(n); return it == ph.end() ? census::Phase{} : it->second; };
   // The loop is its steps; what runs once before it (noise upload, recording the step) is the
   // sampling setup. One step: the last (steady state).
+  // A unit is one UNet evaluation: as many as steps, but 2·steps − 1 for Heun and DPM2 and
+  // steps + 1 for PNDM (src/sampler/sampler.h).
   census::Phase loop;
-  for (int i = 0; i < gp.steps; ++i) merge(loop, get("unet_step." + std::to_string(i)));
+  int units = 0;
+  while (ph.count("unet_step." + std::to_string(units))) merge(loop, get("unet_step." + std::to_string(units++)));
   const std::vector<std::pair<std::string, census::Phase>> rows = {
       {"weight_load", get("weight_load")}, {"text_encoder", get("text_encoder")},
-      {"sampling_setup", get("sampling_setup")}, {"unet_step", get("unet_step." + std::to_string(gp.steps - 1))},
+      {"sampling_setup", get("sampling_setup")}, {"unet_step", get("unet_step." + std::to_string(units - 1))},
       {"sampling_loop", loop}, {"vae_decode", get("vae_decode")}, {"run", get("run")}};
   const census::Phase& run = rows.back().second;
   // The analytic count per reported phase (dense work only: convs, linears, attention products).
   const std::map<std::string, double> analytic_by_phase = {
       {"weight_load", 0.0}, {"text_encoder", analytic.clip}, {"sampling_setup", 0.0},
-      {"unet_step", analytic.unet_per_step}, {"sampling_loop", gp.steps * analytic.unet_per_step},
-      {"vae_decode", analytic.vae}, {"run", analytic.total}};
+      {"unet_step", analytic.unet_per_step}, {"sampling_loop", units * analytic.unet_per_step},
+      {"vae_decode", analytic.vae}, {"run", analytic.total + (units - gp.steps) * analytic.unet_per_step}};
   if (json) {
     nlohmann::json j;
     j["model"] = model;

@@ -57,6 +57,9 @@ int run(int argc, char** argv) {
   app.add_option("-n,--negative-prompt", job.negative_prompt, "What the image should not show");
   app.add_option("--prompt-file", prompt_file,
                  "One prompt per line, or JSON Lines with per-line overrides of the options below");
+  bool no_emphasis = false;
+  app.add_flag("--no-emphasis", no_emphasis,
+               "Take the prompts literally: no (emphasis), [de-emphasis], (text:weight) or BREAK");
   app.add_option("-b,--batch", job.batch, "Images per prompt")->capture_default_str();
   app.add_option("--steps", job.steps, "Sampling steps")->capture_default_str();
   app.add_option("-g,--guidance", job.guidance, "Classifier-free guidance scale")->capture_default_str();
@@ -104,6 +107,7 @@ int run(int argc, char** argv) {
     throw_usage(std::string(e.what()) + " (see sd-gen --help)");
   }
   if (seed_opt->count()) job.seed = seed;
+  job.emphasis = !no_emphasis;
   opt.cuda_graphs = graphs == "on";
 
   if (!prompt_file.empty()) {
@@ -169,6 +173,7 @@ int run(int argc, char** argv) {
     gp.eta = j.eta;
     gp.rng = job_rng(j);
     gp.seed_mode = job_seed_mode(j);
+    gp.emphasis = j.emphasis;
     gp.cuda_graphs = opt.cuda_graphs;
     // Keep the recorded step for the next job when it runs on this pipeline (it is replayed when
     // its shapes and settings match); the last job frees it before its VAE decode, for the peak.
@@ -198,7 +203,7 @@ int run(int argc, char** argv) {
                           {"height", j.height}, {"sampler", j.sampler},
                           {"schedule", j.schedule}, {"eta", j.eta}, {"batch", j.batch},
                           {"rng", j.rng}, {"seed_mode", j.seed_mode}, {"base_seed", gp.seed},
-                          {"precision", j.precision}, {"device", device_name(device)},
+                          {"precision", j.precision}, {"emphasis", j.emphasis}, {"device", device_name(device)},
                           {"model", pipe->model_name()}}},
             {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},
                          {"vae_s", out.times.vae_s}, {"total_s", out.times.total_s}}},

@@ -106,6 +106,7 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
         else if (k == "seed") job.seed = v.get<uint64_t>();
         else if (k == "width") job.width = v.get<int>();
         else if (k == "height") job.height = v.get<int>();
+        else if (k == "emphasis") job.emphasis = v.get<bool>();
         else if (k == "sampler") job.sampler = v.get<std::string>();
         else if (k == "schedule") job.schedule = v.get<std::string>();
         else if (k == "eta") job.eta = v.get<float>();
@@ -116,7 +117,7 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
         else if (k == "precision") job.precision = v.get<std::string>();
         else if (k == "device") job.device = v.get<std::string>();
         else if (k == "out") job.out_dir = v.get<std::string>();
-        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, schedule, eta, rng, seed_mode, name, model, precision, device, out)");
+        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, emphasis, sampler, schedule, eta, rng, seed_mode, name, model, precision, device, out)");
       }
     } catch (const nlohmann::json::exception& e) {
       bad(job, std::string("wrong value type: ") + e.what());
@@ -190,6 +191,7 @@ std::string parameters_text(const Job& job, uint64_t image_seed, int index, cons
     std::snprintf(g, sizeof g, "%g", job.eta);
     s += std::string(", Eta DDIM: ") + g;
   }
+  if (!job.emphasis) s += ", Emphasis: off";
   if (job.batch > 1)
     s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);
   return s;

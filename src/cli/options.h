@@ -27,6 +27,7 @@ struct Job {
   float eta = 0.0f;                  // --eta (ddim)
   std::string rng = "torch-cpu";  // --rng torch-cpu|philox (core/rng.h)
   std::string seed_mode = "batch";  // --seed-mode batch|per-image
+  bool emphasis = true;          // --no-emphasis, or "emphasis": false in a prompt file
   std::string model;             // file or diffusers folder (empty: $SDGEN_MODEL, then weights/)
   std::string precision = "fp32";
   std::string device = "auto";

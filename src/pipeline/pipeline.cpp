@@ -14,6 +14,7 @@
 #include "sdgen/error.h"
 #include "sdgen/ops.h"
 #include "text/clip.h"
+#include "text/conditioning.h"
 #include "text/tokenizer.h"
 #include "unet/unet.h"
 #include "vae/vae.h"
@@ -68,18 +69,6 @@ struct Pipeline::LoopState {
 Pipeline::~Pipeline() = default;
 
 std::string Pipeline::model_name() const { return checkpoint_->name(); }
-
-std::vector<int> Pipeline::tokenize(const std::vector<std::string>& prompts) {
-  std::vector<int> ids;
-  for (const std::string& p : prompts) {
-    bool truncated = false;
-    std::vector<int> one = tokenizer_->encode_padded(p, &truncated);
-    if (truncated && log_)
-      log_("warning: prompt longer than 77 tokens, truncated: \"" + p.substr(0, 60) + (p.size() > 60 ? "...\"" : "\""));
-    ids.insert(ids.end(), one.begin(), one.end());
-  }
-  return ids;
-}
 
 std::vector<float> Pipeline::initial_noise(uint64_t seed, int batch, int latent_h, int latent_w) {
   return initial_noise(RngKind::TorchCpu, SeedMode::Batch, seed, batch, latent_h, latent_w);
@@ -146,9 +135,12 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   std::vector<std::string> prompts;
   if (cfg_guidance) prompts.assign(P, p.negative_prompt);
   prompts.insert(prompts.end(), positive.begin(), positive.end());
-  Tensor hidden = clip_->forward(tokenize(prompts), (int)prompts.size());  // [P or 2P, 77, D]
-  const int64_t L = hidden.dim(1), D = hidden.dim(2);
-  std::vector<float> hv = hidden.to_floats();
+  // [P or 2P, k·77, D]: k chunks of 77 tokens, the same k for all (conditioning.h).
+  ConditioningOptions copt;
+  copt.emphasis = p.emphasis;
+  const Conditioning cond = encode_prompts(*tokenizer_, *clip_, prompts, copt, log_);
+  const int64_t L = cond.tokens(), D = cond.dim;
+  const std::vector<float>& hv = cond.hidden;
   std::vector<float> ctx;
   const int rows = (int)prompts.size() * p.batch;
   for (int r = 0; r < rows; ++r) {

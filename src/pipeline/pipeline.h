@@ -1,4 +1,4 @@
-// Text to image: tokenizer → CLIP (negative/empty prompt and prompt) → initial noise (torch CPU
+// Text to image: tokenizer → CLIP, 77 tokens per chunk (negative/empty prompt and prompt) → initial noise (torch CPU
 // randn, NCHW order, so a seed gives diffusers' images) → sampler steps with classifier-free guidance
 // as one UNet call on a batch of 2B (uncond first) → VAE decode → uint8 RGB.
 // Models are loaded once per Pipeline and reused for every generate() call.
@@ -42,6 +42,9 @@ struct GenerateParams {
   // has its own generator seeded seed+i (A1111), so it can be regenerated alone with that seed.
   RngKind rng = RngKind::TorchCpu;
   SeedMode seed_mode = SeedMode::Batch;
+  // A1111's emphasis syntax and BREAK (text/prompt_weights.h); off: the prompts are literal text.
+  // Prompts longer than 75 tokens are chunked either way (text/conditioning.h).
+  bool emphasis = true;
   bool cuda_graphs = true;  // on CUDA: record the denoising step once and replay it
   // Images per VAE pass (0: one). Its activations dominate the memory peak (at 512², fp16, about
   // 730 MiB per image on CUDA), so one per pass keeps it lowest; the 8-bit images of all passes
@@ -85,8 +88,6 @@ class Pipeline {
   GeneratedBatch generate(const GenerateParams& p, const StepCallback& on_step = nullptr);
 
   // Stages, public for tests and benchmarks.
-  // [n·77] ids for each prompt (truncated to 77 with a warning through the log callback).
-  std::vector<int> tokenize(const std::vector<std::string>& prompts);
   // Initial latents for a batch: torch.randn((B,4,h,w), Generator("cpu").manual_seed(seed)), NCHW
   // (rng torch-cpu, seed mode batch); the other sources and modes: the second form, which is the
   // first draw of LatentNoise(rng, mode, seed, batch) and what generate() starts from.

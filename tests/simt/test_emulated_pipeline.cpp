@@ -238,3 +238,33 @@ TEST(CudaEmulatedPipeline, StepGraphOfAStochasticSamplerRefillsItsNoise) {
   EXPECT_FALSE(other.step_graph_reused);
   EXPECT_EQ(pipe.step_graphs_recorded(), 2);
 }
+
+// A prompt of 100 tokens is two chunks, 154 keys for every cross-attention (text/conditioning.h),
+// against a negative prompt padded to the same two chunks. The emulated kernels take that context
+// length, the step recorded for a 77-key context is not replayed for it (the graph key holds the
+// context length), and the images are the CPU backend's within the fp32 rule above (both
+// backends compute float32 up to summation order).
+TEST(CudaEmulatedPipeline, LongPromptContext) {
+  set_cuda_backend_factory(&make_cuda_backend);
+  const std::string model = std::string(SDGEN_TEST_DATA) + "/tiny_sd/tiny_sd.safetensors";
+  static const char* kWords[] = {"cat", "dog", "red", "blue", "house", "tree", "sky", "river"};
+  GenerateParams p;
+  for (int i = 0; i < 100; ++i) p.prompt += (i ? " " : "") + std::string(kWords[(i * 3 + i / 8) % 8]);
+  p.negative_prompt = "blurry";
+  p.steps = 3;
+  p.seed = 5;
+  p.width = p.height = 64;
+  const GeneratedBatch cpu = Pipeline(model, DType::F32, Device::CPU).generate(p);
+  Pipeline pipe(model, DType::F32, Device::CUDA);
+  GenerateParams short_prompt = p;
+  short_prompt.prompt = "a photo of a cat";
+  pipe.generate(short_prompt);
+  const GeneratedBatch emu = pipe.generate(p);
+  EXPECT_FALSE(emu.step_graph_reused);
+  EXPECT_EQ(pipe.step_graphs_recorded(), 2);
+  ASSERT_EQ(emu.images.size(), cpu.images.size());
+  const Agreement a = compare(emu.images[0], cpu.images[0].data());
+  std::printf("154-key context, emulated vs CPU: %.2f%% exact, worst %d\n", 100 * a.exact, a.worst);
+  EXPECT_GE(a.exact, 0.997);
+  EXPECT_LE(a.worst, 1);
+}
