@@ -482,13 +482,14 @@ TEST(Checkpoint, RejectsWhatIsNotACheckpoint) {
   EXPECT_HAS(msg, "model not found");
   msg = error_of([&] { Checkpoint::open(dir); });
   EXPECT_HAS(msg, "without model_index.json");
-  // A pickle checkpoint (torch.save's zip container starts with PK\3\4).
+  // Something that starts like torch.save's zip (PK\3\4) but is not one, and a raw pickle (the
+  // format before PyTorch 1.6).
   std::ofstream(dir + "/model.ckpt", std::ios::binary) << "PK\x03\x04 rest of a zip";
   msg = error_of([&] { Checkpoint::open(dir + "/model.ckpt"); });
-  EXPECT_HAS(msg, "PyTorch pickle checkpoint");
+  EXPECT_HAS(msg, "model.ckpt: too short to be a zip file");
   std::ofstream(dir + "/model.bin", std::ios::binary) << "\x80\x02}q\x00(X\x05\x00\x00\x00";  // protocol-2 pickle
   msg = error_of([&] { Checkpoint::open(dir + "/model.bin"); });
-  EXPECT_HAS(msg, "PyTorch pickle checkpoint");
+  EXPECT_HAS(msg, "legacy (pre-1.6) format");
   // A single diffusers component file is not a whole model.
   write_safetensors(dir + "/unet.safetensors",
                     {st_tensor_from_floats("down_blocks.0.resnets.0.norm1.weight", StDType::F32, {2}, {1, 2})});

@@ -13,6 +13,7 @@
 #include "io/checkpoint_names.h"
 #include "io/model_config_load.h"
 #include "io/safetensors.h"
+#include "io/torch_checkpoint.h"
 #include "sdgen/error.h"
 
 namespace sdgen {
@@ -55,9 +56,11 @@ std::unique_ptr<SafetensorsFile> open_safetensors(const std::string& path) {
     }
     bool zip = n == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
     bool pickle = n >= 2 && magic[0] == 0x80 && magic[1] <= 5;
-    if (zip || pickle)
-      throw_model(path + " is a PyTorch pickle checkpoint (.ckpt/.bin); only .safetensors files are "
-                  "supported (they cannot run code on load). Convert it, or download the .safetensors file");
+    // torch.save's zip (.ckpt/.pt/.bin since PyTorch 1.6), read by the restricted unpickler.
+    if (zip) return open_torch_checkpoint(path);
+    if (pickle)
+      throw_model(path + " is a PyTorch checkpoint in the legacy (pre-1.6) format; only torch.save's zip "
+                  "format and .safetensors load. Re-save it with a current PyTorch, or use the .safetensors file");
     throw;
   }
 }
@@ -133,7 +136,11 @@ class LdmCheckpoint : public StoredCheckpoint {
   explicit LdmCheckpoint(const std::string& path) {
     path_ = path;
     name_ = basename_of(path);
-    if (ends_with(name_, ".safetensors")) name_.resize(name_.size() - strlen(".safetensors"));
+    for (const char* ext : {".safetensors", ".ckpt", ".pt", ".bin"})
+      if (ends_with(name_, ext)) {
+        name_.resize(name_.size() - strlen(ext));
+        break;
+      }
     files_.push_back(open_safetensors(path));
     const SafetensorsFile& f = *files_[0];
 

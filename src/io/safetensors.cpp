@@ -189,6 +189,22 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   return f;
 }
 
+std::unique_ptr<SafetensorsFile> SafetensorsFile::adopt(const std::string& path, void* map, size_t map_size,
+                                                       std::vector<StTensorInfo> tensors) {
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = path;
+  f->map_ = map;
+  f->map_size_ = map_size;
+  f->data_ = static_cast<const uint8_t*>(map);
+  f->tensors_ = std::move(tensors);
+  for (size_t i = 0; i < f->tensors_.size(); ++i) {
+    const StTensorInfo& t = f->tensors_[i];
+    SDGEN_CHECK(t.begin <= t.end && t.end <= map_size, "SafetensorsFile::adopt: '" + t.name + "' outside the map");
+    if (!f->index_.emplace(t.name, i).second) fail(path, "tensor '" + t.name + "' appears twice");
+  }
+  return f;
+}
+
 SafetensorsFile::~SafetensorsFile() {
   if (map_) munmap(map_, map_size_);
 }

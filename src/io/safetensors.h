@@ -53,6 +53,11 @@ class SafetensorsFile {
   // The stored bytes as they are (little-endian, as on every host sd-gen builds for), into out;
   // the pages are dropped as by to_floats.
   void copy_bytes(const StTensorInfo& t, void* out) const;
+  // A mapped file whose tensors another format's reader located (a PyTorch zip checkpoint,
+  // io/torch_checkpoint.h): takes the mapping (munmapped with this object); begin/end are offsets
+  // from the start of the mapping, already checked against it by that reader. Names must be unique.
+  static std::unique_ptr<SafetensorsFile> adopt(const std::string& path, void* map, size_t map_size,
+                                                std::vector<StTensorInfo> tensors);
 
  private:
   SafetensorsFile() = default;
