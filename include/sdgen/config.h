@@ -52,6 +52,7 @@ struct SchedulerConfig {  // diffusers DDIMScheduler as configured for SD v1.5
   // its diffusers class's default (DDIM and PNDM "leading", the others "linspace"), as diffusers'
   // from_config does with SD v1.5's scheduler_config.json, which predates the key.
   std::string timestep_spacing;
+  std::string prediction_type;  // as the config says ("" when it does not): epsilon is what runs
 };
 
 struct ModelConfig {

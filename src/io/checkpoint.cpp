@@ -13,6 +13,7 @@
 #include "io/checkpoint_names.h"
 #include "io/model_config_load.h"
 #include "io/safetensors.h"
+#include "io/model_family.h"
 #include "io/torch_checkpoint.h"
 #include "sdgen/error.h"
 
@@ -171,6 +172,7 @@ class LdmCheckpoint : public StoredCheckpoint {
       auto it = by_name.find(n);
       return it != by_name.end() ? std::optional<Shape>(it->second->shape) : std::nullopt;
     };
+    reject_other_ldm_families(all, shape_of, path);
     try {
       config_ = infer_ldm_config(all, shape_of, path);
     } catch (const Error& e) {
@@ -194,6 +196,7 @@ class LdmCheckpoint : public StoredCheckpoint {
     }
     const std::string sidecar = path + ".json";
     if (is_file(sidecar)) apply_sdgen_config_json(read_json_file(sidecar), config_, sidecar);
+    reject_other_families(config_, config_.scheduler.prediction_type, path);
     validate_model_config(config_, path);
 
     ldm_names_.emplace(config_);
@@ -242,6 +245,7 @@ class DiffusersCheckpoint : public StoredCheckpoint {
     if (is_file(clip_cfg)) apply_clip_json(read_json_file(clip_cfg), config_.clip, clip_cfg);
     const std::string sched = root + "scheduler/scheduler_config.json";
     if (is_file(sched)) apply_scheduler_json(read_json_file(sched), config_.scheduler, sched);
+    reject_other_families(config_, config_.scheduler.prediction_type, dir);
     validate_model_config(config_, dir);
     // transformers 4 writes vocab.json + merges.txt (and maybe tokenizer.json); transformers 5
     // only tokenizer.json. The pair wins when both exist: it is what the older loaders read.

@@ -159,6 +159,7 @@ void apply_scheduler_json(const json& j, SchedulerConfig& c, const std::string& 
     c.set_alpha_to_one = v->get<bool>();
   }
   get_string(j, "timestep_spacing", c.timestep_spacing, where);
+  get_string(j, "prediction_type", c.prediction_type, where);
   if (!c.timestep_spacing.empty() && c.timestep_spacing != "linspace" && c.timestep_spacing != "leading" &&
       c.timestep_spacing != "trailing")
     bad(where, "timestep_spacing", "'" + c.timestep_spacing + "' is not linspace, leading or trailing");

@@ -1,0 +1,22 @@
+// Checkpoints of the other Stable Diffusion families, named as such: sd-gen runs SD v1.x
+// (CLIP ViT-L/14 text encoder, 4-channel epsilon-prediction UNet), and a file of SD 2.x, SDXL, an
+// inpainting or a v-prediction model is refused with what it is rather than a missing tensor.
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sdgen/config.h"
+#include "sdgen/tensor.h"
+
+namespace sdgen {
+
+// An LDM single file, from its tensor names and shapes: throws Error(kModel) naming the family.
+void reject_other_ldm_families(const std::vector<std::string>& names,
+                               const std::function<std::optional<Shape>(const std::string&)>& shape_of,
+                               const std::string& where);
+// A diffusers folder, from its configs: throws Error(kModel) naming the family.
+void reject_other_families(const ModelConfig& cfg, const std::string& prediction_type, const std::string& where);
+
+}  // namespace sdgen

@@ -1,0 +1,94 @@
+// Files of other Stable Diffusion families are named as such (io/model_family.h): SDXL and SD 2.x
+// single files by their text encoders' names, inpainting and InstructPix2Pix models by the UNet's
+// input channels, v-prediction models by their scheduler config; one line, the model exit code.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+#include "sdgen/error.h"
+
+using namespace sdgen;
+namespace fs = std::filesystem;
+
+namespace {
+const std::string kData = SDGEN_TEST_DATA;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kModel) << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "no error";
+  return "";
+}
+fs::path temp(const std::string& tag) {
+  fs::path d = fs::temp_directory_path() / ("sdgen_family_" + tag + "_" + std::to_string(getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+// A single file with these tensors (values irrelevant: refused before any is read).
+std::string ldm_file(const fs::path& dir, const std::vector<std::pair<std::string, Shape>>& tensors) {
+  std::vector<StWriteTensor> ts;
+  for (const auto& [n, s] : tensors) {
+    int64_t count = 1;
+    for (int64_t d : s) count *= d;
+    ts.push_back(st_tensor_from_floats(n, StDType::F32, s, std::vector<float>((size_t)count, 0.0f)));
+  }
+  const std::string p = (dir / "model.safetensors").string();
+  write_safetensors(p, ts);
+  return p;
+}
+const std::pair<std::string, Shape> kConvIn4{"model.diffusion_model.input_blocks.0.0.weight", {8, 4, 3, 3}};
+}  // namespace
+
+TEST(ModelFamily, SingleFilesOfOtherFamiliesAreNamed) {
+  const fs::path d = temp("ldm");
+  std::string msg = error_of([&] {
+    Checkpoint::open(ldm_file(d, {kConvIn4, {"conditioner.embedders.0.transformer.text_model.final_layer_norm.weight", {4}}}));
+  });
+  EXPECT_NE(msg.find("is an SDXL checkpoint (conditioner.embedders.*"), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(ldm_file(d, {kConvIn4, {"model.diffusion_model.label_emb.0.0.weight", {4, 4}}})); });
+  EXPECT_NE(msg.find("is an SDXL checkpoint"), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(ldm_file(d, {kConvIn4, {"cond_stage_model.model.ln_final.weight", {4}}})); });
+  EXPECT_NE(msg.find("is an SD 2.x checkpoint (cond_stage_model.model.*"), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(ldm_file(d, {{"model.diffusion_model.input_blocks.0.0.weight", {8, 9, 3, 3}}})); });
+  EXPECT_NE(msg.find("is an inpainting model (its UNet takes 9 channels"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("sd-gen runs Stable Diffusion v1.x"), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(ldm_file(d, {{"model.diffusion_model.input_blocks.0.0.weight", {8, 8, 3, 3}}})); });
+  EXPECT_NE(msg.find("InstructPix2Pix"), std::string::npos) << msg;
+  fs::remove_all(d);
+}
+
+// The tiny diffusers folder with one config changed.
+TEST(ModelFamily, FoldersOfOtherFamiliesAreNamed) {
+  const fs::path d = temp("folder");
+  auto variant = [&](const std::string& file, const char* key, const nlohmann::json& value) {
+    const fs::path root = d / "model";
+    fs::remove_all(root);
+    fs::copy(kData + "/tiny_sd/diffusers", root, fs::copy_options::recursive);
+    nlohmann::json j = nlohmann::json::parse(std::ifstream(root / file));
+    j[key] = value;
+    std::ofstream(root / file) << j.dump();
+    return root.string();
+  };
+  std::string msg = error_of([&] { Checkpoint::open(variant("scheduler/scheduler_config.json", "prediction_type", "v_prediction")); });
+  EXPECT_NE(msg.find("is a v-prediction model"), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "in_channels", 9)); });
+  EXPECT_NE(msg.find("is an inpainting model"), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "cross_attention_dim", 2048)); });
+  EXPECT_NE(msg.find("is an SDXL model"), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(variant("text_encoder/config.json", "hidden_size", 1024)); });
+  EXPECT_NE(msg.find("is an SD 2.x model"), std::string::npos) << msg;
+  // prediction_type epsilon, as diffusers writes it: loads.
+  EXPECT_NO_THROW(Checkpoint::open(variant("scheduler/scheduler_config.json", "prediction_type", "epsilon")));
+  fs::remove_all(d);
+}
