@@ -26,6 +26,11 @@ if [ $has_simt -eq 1 ]; then
   ctest --test-dir "$BUILD_DIR-debug" --output-on-failure -j "$JOBS" -R '^(Simt|Cuda|Cublas|Cudnn)'
 fi
 
+# The fuzz targets (scripts/fuzz.sh: the safetensors and PyTorch checkpoint readers, the tokenizer
+# and prompt parser, under ASan + UBSan): every committed crash file replayed, then FUZZ_SECONDS
+# (default 60) of fuzzing each from the committed seeds; any finding fails.
+bash scripts/fuzz.sh
+
 # The mutation check (scripts/mutation-check.sh): do the tests notice plausible one-line slips? CI
 # runs a rotating slice of the list (the slice follows the commit count, so successive commits
 # cover the whole list); about 4 minutes to build the copy and 40-60 s per mutation on 2 cores.

@@ -10,18 +10,6 @@
 
 namespace sdgen {
 
-size_t dtype_size(DType dt) { return dt == DType::F32 ? 4 : dt == DType::F16 ? 2 : 1; }
-const char* dtype_name(DType dt) { return dt == DType::F32 ? "fp32" : dt == DType::F16 ? "fp16" : "u8"; }
-const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
-
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << "]";
-  return os.str();
-}
-
 namespace {
 bool g_device_guards = false;
 }  // namespace

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The fuzz targets of tests/fuzz/ (libFuzzer, with AddressSanitizer and UndefinedBehaviorSanitizer),
+# built with clang from the few sources each needs, run for a bounded time each from the committed
+# seed corpus (copied: the run's discoveries are not written into the repository), and every
+# committed crash reproducer replayed. Any crash, leak, sanitizer report or timeout fails.
+#   scripts/fuzz.sh                 every target, FUZZ_SECONDS (default 60) each
+#   scripts/fuzz.sh --replay-only   only the seeds and crash files, once each (the regression test)
+# Prints each target's executions. Needs clang and compiler-rt (scripts/install-deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${FUZZ_SECONDS:-60}
+REPLAY_ONLY=0
+[ "${1:-}" = "--replay-only" ] && REPLAY_ONLY=1
+CXX=${FUZZ_CXX:-$(command -v clang++-14 || command -v clang++ || true)}
+[ -n "$CXX" ] || { echo "fuzz.sh: clang++ not found (scripts/install-deps.sh installs it)" >&2; exit 2; }
+OUT=${FUZZ_BUILD_DIR:-build-fuzz}
+mkdir -p "$OUT"
+FLAGS=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
+       -fno-sanitize-recover=undefined -Iinclude -Isrc -DSDGEN_SOURCE_DIR="\"$PWD\"")
+COMMON=(src/core/error.cpp src/core/shape.cpp)
+declare -A SOURCES=(
+  [safetensors]="src/io/safetensors.cpp"
+  [torch_checkpoint]="src/io/safetensors.cpp src/io/torch_checkpoint.cpp"
+  [tokenizer]="src/text/tokenizer.cpp src/text/text_clean.cpp src/text/ftfy_encoding.cpp src/text/ftfy_badness.cpp src/text/prompt_weights.cpp src/text/prompt_chunks.cpp"
+)
+declare -A LIBS=([safetensors]="" [torch_checkpoint]="" [tokenizer]="-lz -lutf8proc")
+status=0
+for t in safetensors torch_checkpoint tokenizer; do
+  bin="$OUT/fuzz_$t"
+  # shellcheck disable=SC2086
+  "$CXX" "${FLAGS[@]}" "tests/fuzz/fuzz_$t.cpp" ${SOURCES[$t]} "${COMMON[@]}" ${LIBS[$t]} -o "$bin"
+  corpus="$OUT/corpus_$t"
+  rm -rf "$corpus"
+  mkdir -p "$corpus"
+  cp tests/fuzz/corpus/$t/* "$corpus/" 2>/dev/null || true
+  crashes=(tests/fuzz/crashes/$t/*)
+  if [ -e "${crashes[0]}" ]; then
+    "$bin" -runs=0 "${crashes[@]}" >"$OUT/replay_$t.log" 2>&1 || { echo "fuzz.sh: $t: a committed crash file fails again:"; tail -30 "$OUT/replay_$t.log"; status=1; }
+  fi
+  if [ $REPLAY_ONLY -eq 1 ]; then
+    "$bin" -runs=0 "$corpus" >"$OUT/run_$t.log" 2>&1 || { echo "fuzz.sh: $t: a seed fails:"; tail -30 "$OUT/run_$t.log"; status=1; }
+    echo "fuzz.sh: $t: replayed $(ls "$corpus" | wc -l) seeds and ${#crashes[@]} crash file(s)"
+    continue
+  fi
+  if "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+      -artifact_prefix="$OUT/artifact_${t}_" -print_final_stats=1 "$corpus" >"$OUT/run_$t.log" 2>&1; then
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$OUT/run_$t.log" | grep -o '[0-9]*$' || echo '?')
+    echo "fuzz.sh: $t: ${SECONDS_EACH} s, $execs executions, no findings"
+  else
+    echo "fuzz.sh: $t: FINDING (artifact in $OUT/artifact_${t}_*):"
+    grep -m1 -A25 "ERROR\|runtime error\|==ERROR\|deadly signal\|timeout" "$OUT/run_$t.log" || tail -30 "$OUT/run_$t.log"
+    status=1
+  fi
+done
+exit $status
