@@ -119,3 +119,25 @@ TEST(TorchCheckpoint, UnpicklerOpcodesAndLimits) {
   msg = error_of([&] { run(std::string("\x80\x02h\x05.", 5)); });
   EXPECT_NE(msg.find("memo index 5 never stored"), std::string::npos) << msg;
 }
+
+// A diffusers folder as older diffusers saved it: the VAE as diffusion_pytorch_model.bin. The same
+// tensors as the safetensors folder's, so the same images to the bit.
+TEST(TorchCheckpoint, DiffusersFolderWithBinWeights) {
+  const fs::path root = fs::temp_directory_path() / ("sdgen_binfolder_" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::copy(kData + "/tiny_sd/diffusers", root, fs::copy_options::recursive);
+  fs::remove(root / "vae" / "diffusion_pytorch_model.safetensors");
+  fs::copy_file(kCkpt + "vae_diffusion_pytorch_model.bin", root / "vae" / "diffusion_pytorch_model.bin");
+  GenerateParams p;
+  p.prompt = "a photo of a cat";
+  p.steps = 2;
+  p.seed = 3;
+  p.width = p.height = 64;
+  const GeneratedBatch a = Pipeline(root.string(), DType::F32, Device::CPU).generate(p);
+  const GeneratedBatch b = Pipeline(kData + "/tiny_sd/diffusers", DType::F32, Device::CPU).generate(p);
+  EXPECT_EQ(a.images, b.images);
+  fs::remove(root / "vae" / "diffusion_pytorch_model.bin");
+  const std::string msg = error_of([&] { Checkpoint::open(root.string()); });
+  EXPECT_NE(msg.find("or the older diffusion_pytorch_model.bin"), std::string::npos) << msg;
+  fs::remove_all(root);
+}

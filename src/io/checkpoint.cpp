@@ -260,18 +260,19 @@ class DiffusersCheckpoint : public StoredCheckpoint {
  private:
   void add_component(const std::string& root, const std::string& comp, const std::string& stem) {
     const std::string base = root + comp + "/" + stem;
+    // safetensors first; else the .bin that older diffusers and transformers wrote (torch.save's
+    // zip, read by the restricted unpickler; transformers names it pytorch_model.bin).
+    const std::string bin = root + comp + "/" + (stem == "model" ? std::string("pytorch_model") : stem);
     std::string file;
-    for (const char* suffix : {".safetensors", ".fp16.safetensors"})
-      if (is_file(base + suffix)) {
-        file = base + suffix;
+    for (const std::string& candidate : {base + ".safetensors", base + ".fp16.safetensors", bin + ".bin", bin + ".fp16.bin"})
+      if (is_file(candidate)) {
+        file = candidate;
         break;
       }
-    if (file.empty()) {
-      if (is_file(base + ".bin") || is_file(base + ".fp16.bin"))
-        throw_model(base + ".bin is a PyTorch pickle file; only .safetensors weights are supported");
-      throw_model("diffusers folder " + root + ": missing " + base + ".safetensors (or " + stem + ".fp16.safetensors)");
-    }
-    files_.push_back(SafetensorsFile::open(file));
+    if (file.empty())
+      throw_model("diffusers folder " + root + ": missing " + base + ".safetensors (or " + stem +
+                  ".fp16.safetensors, or the older " + bin.substr(bin.rfind('/') + 1) + ".bin)");
+    files_.push_back(ends_with(file, ".bin") ? open_torch_checkpoint(file) : SafetensorsFile::open(file));
     const SafetensorsFile& f = *files_.back();
     std::vector<std::string> stored;
     for (const auto& t : f.tensors()) stored.push_back(comp + "." + t.name);

@@ -129,7 +129,7 @@ class Unpickler {
   }
 
  private:
-  static constexpr size_t kMaxStack = 1 << 20, kMaxMemo = 1 << 24;
+  static constexpr size_t kMaxStack = 1 << 20, kMaxMemo = 1 << 22;  // SD checkpoints: ~10 memo entries a tensor
   void need(size_t n) {
     if ((size_t)(end_ - p_) < n) fail(what_, "the pickle is truncated");
   }

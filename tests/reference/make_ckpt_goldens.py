@@ -14,6 +14,8 @@
   tests/data/ckpt/compressed.ckpt        dtypes.ckpt re-zipped with deflate
   tests/data/ckpt/legacy.pt              torch.save(..., _use_new_zipfile_serialization=False)
   tests/data/ckpt/noncontiguous.ckpt     a transposed view
+  tests/data/ckpt/vae_diffusion_pytorch_model.bin   the tiny folder's vae/ weights as a .bin (torch.save of
+                                         the state dict, as diffusers' save_pretrained(safe_serialization=False))
 
 Usage: /tmp/curenv/bin/python tests/reference/make_ckpt_goldens.py   (torch from requirements-current.txt)
 """
@@ -54,6 +56,10 @@ def main():
     # The tiny model's sizes that shapes cannot tell (its norm groups): the same sidecar as its
     # safetensors twin's.
     shutil.copyfile(src + ".json", ckpt + ".json")
+
+    # The tiny folder's VAE as older diffusers saved it (save_pretrained(safe_serialization=False)).
+    vae = load_file(os.path.join(DATA, "tiny_sd", "diffusers", "vae", "diffusion_pytorch_model.safetensors"))
+    torch.save(vae, os.path.join(OUT, "vae_diffusion_pytorch_model.bin"))
 
     g = torch.Generator().manual_seed(77)
     base = torch.randn(20, generator=g)
