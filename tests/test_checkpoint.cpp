@@ -606,3 +606,49 @@ TEST(Checkpoint, SchedulerValuesOutOfRangeAreModelErrors) {
   apply_scheduler_json(json{{"steps_offset", 0}, {"num_train_timesteps", 1000}, {"beta_end", 0.012}}, ok, where);
   EXPECT_EQ(ok.steps_offset, 0);
 }
+
+// --ema: the UNet from LitEma's copies (model_ema.<name without dots>). The tiny model with EMA
+// copies of every UNet tensor set to twice the weights: with --ema each UNet tensor reads doubled,
+// the VAE and text encoder as stored; without, everything as stored. A file with only some copies
+// (the tiny file's single model_ema tensor) names the first missing one; a folder refuses --ema.
+TEST(Checkpoint, EmaChoosesLitEmaCopiesOfTheUnet) {
+  const std::string dir = temp_dir("ema");
+  const std::string src = std::string(SDGEN_TEST_DATA) + "/tiny_sd/tiny_sd.safetensors";
+  auto f = SafetensorsFile::open(src);
+  std::vector<StWriteTensor> ts, no_ema;
+  for (const StTensorInfo& t : f->tensors()) {
+    if (!st_dtype_is_float(t.dtype) || t.name.rfind("model_ema.", 0) == 0) continue;  // its own partial copy
+    std::vector<float> v = f->to_floats(t);
+    ts.push_back(st_tensor_from_floats(t.name, StDType::F32, t.shape, v));
+    no_ema.push_back(ts.back());
+    if (t.name.rfind("model.diffusion_model.", 0) == 0) {
+      std::string ema = "model_ema.";
+      for (char c : t.name.substr(6)) if (c != '.') ema += c;
+      for (float& x : v) x *= 2;
+      ts.push_back(st_tensor_from_floats(ema, StDType::F32, t.shape, v));
+    }
+  }
+  const std::string file = dir + "/ema.safetensors";
+  write_safetensors(file, ts);
+  fs::copy_file(src + ".json", file + ".json");
+  auto plain = Checkpoint::open(file);
+  auto ema = Checkpoint::open(file, OpenOptions{true});
+  for (const char* n : {"unet.conv_in.weight", "unet.down_blocks.0.resnets.0.norm1.weight", "unet.conv_out.bias"}) {
+    const Shape s = *plain->stored_shape(n);
+    const std::vector<float> a = plain->get(n, s).to_floats(), b = ema->get(n, s).to_floats();
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(b[i], 2 * a[i]) << n << " [" << i << "]";
+  }
+  const char* vae = "vae.decoder.conv_in.weight";
+  EXPECT_EQ(plain->get(vae, *plain->stored_shape(vae)).to_floats(), ema->get(vae, *ema->stored_shape(vae)).to_floats());
+  // The tiny file itself carries one EMA tensor (model_ema.diffusion_modeltime_embed0weight).
+  std::string msg = error_of([&] { Checkpoint::open(src, OpenOptions{true}); });
+  EXPECT_HAS(msg, "--ema: the EMA copy of 'model.diffusion_model.");
+  const std::string bare = dir + "/bare.safetensors";
+  write_safetensors(bare, no_ema);
+  fs::copy_file(src + ".json", bare + ".json");
+  msg = error_of([&] { Checkpoint::open(bare, OpenOptions{true}); });
+  EXPECT_HAS(msg, "has no EMA weights");
+  msg = error_of([&] { Checkpoint::open(std::string(SDGEN_TEST_DATA) + "/tiny_sd/diffusers", OpenOptions{true}); });
+  EXPECT_HAS(msg, "--ema applies to single files");
+  fs::remove_all(dir);
+}

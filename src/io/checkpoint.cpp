@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -134,7 +135,7 @@ class StoredCheckpoint : public Checkpoint {
 // ---- LDM single file.
 class LdmCheckpoint : public StoredCheckpoint {
  public:
-  explicit LdmCheckpoint(const std::string& path) {
+  LdmCheckpoint(const std::string& path, const OpenOptions& options) {
     path_ = path;
     name_ = basename_of(path);
     for (const char* ext : {".safetensors", ".ckpt", ".pt", ".bin"})
@@ -202,9 +203,40 @@ class LdmCheckpoint : public StoredCheckpoint {
     ldm_names_.emplace(config_);
     for (const auto& [n, t] : by_name)
       if (auto canon = ldm_names_->to_canonical(n)) entries_[*canon] = Entry{&f, t};
+    if (options.ema) use_ema_unet(by_name, f, path);
   }
 
  private:
+  // LitEma keeps "model_ema." + the DiffusionWrapper's parameter name with its dots removed
+  // ("model_ema.diffusion_modelinput_blocks00weight"). Every UNet tensor must have its copy.
+  void use_ema_unet(const std::map<std::string, const StTensorInfo*>& by_name, const SafetensorsFile& f,
+                    const std::string& path) {
+    const std::string unet = "model.diffusion_model.";
+    int swapped = 0;
+    for (const auto& [n, t] : by_name) {
+      if (n.compare(0, unet.size(), unet) != 0) continue;
+      auto canon = ldm_names_->to_canonical(n);
+      if (!canon) continue;
+      std::string ema = "model_ema.";
+      for (char c : n.substr(strlen("model."))) if (c != '.') ema += c;
+      auto e = by_name.find(ema);
+      if (e == by_name.end()) {
+        if (swapped == 0 && std::none_of(by_name.begin(), by_name.end(), [](const auto& kv) {
+              return kv.first.compare(0, 10, "model_ema.") == 0 && kv.first != "model_ema.decay" &&
+                     kv.first != "model_ema.num_updates";
+            }))
+          throw_model(path + ": --ema asked for, but the file has no EMA weights (model_ema.*); it is "
+                      "probably already an EMA-only file (\"emaonly\"): leave --ema out");
+        throw_model(path + ": --ema: the EMA copy of '" + n + "' ('" + ema + "') is missing");
+      }
+      if (e->second->shape != t->shape)
+        throw_model(path + ": --ema: '" + ema + "' has shape " + shape_str(e->second->shape) + ", '" + n + "' " +
+                    shape_str(t->shape));
+      entries_[*canon] = Entry{&f, e->second};
+      ++swapped;
+    }
+  }
+
   std::string where_missing(const std::string& canonical) const override {
     auto ldm = ldm_names_->to_ldm(canonical);
     if (!ldm) return " (no LDM name corresponds to it)";
@@ -301,11 +333,15 @@ class DiffusersCheckpoint : public StoredCheckpoint {
 
 }  // namespace
 
-std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
+std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path, const OpenOptions& options) {
   // Full-size SD v1.5 shapes with random weights: benchmarks and the census need no download.
   if (path == kRandomSd15) return make_random_checkpoint(ModelConfig{});
-  if (is_dir(path)) return std::make_unique<DiffusersCheckpoint>(path);
-  if (is_file(path)) return std::make_unique<LdmCheckpoint>(path);
+  if (is_dir(path)) {
+    if (options.ema)
+      throw_model(path + ": --ema applies to single files with EMA copies; a diffusers folder holds one UNet");
+    return std::make_unique<DiffusersCheckpoint>(path);
+  }
+  if (is_file(path)) return std::make_unique<LdmCheckpoint>(path, options);
   throw_model("model not found: " + path + " is neither a .safetensors file nor a diffusers folder");
 }
 

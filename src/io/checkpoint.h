@@ -20,11 +20,17 @@ namespace sdgen {
 // The model name that opens full-size SD v1.5 with random weights (io/random_checkpoint.h).
 inline constexpr const char* kRandomSd15 = "random:sd15";
 
+struct OpenOptions {
+  // A single file with both: the UNet from its EMA copy (model_ema.*, LitEma's names: the
+  // parameter name without dots) instead of model.diffusion_model.*. An error where there is none.
+  bool ema = false;
+};
+
 class Checkpoint {
  public:
   // path: a .safetensors file, a diffusers folder, or kRandomSd15. Throws Error(kModel) naming what
   // is wrong.
-  static std::unique_ptr<Checkpoint> open(const std::string& path);
+  static std::unique_ptr<Checkpoint> open(const std::string& path, const OpenOptions& options = {});
   virtual ~Checkpoint() = default;
 
   // The architecture: from the folder's config.json files when present, else inferred from tensor
