@@ -180,6 +180,7 @@ int run(int argc, char** argv) {
   std::string loaded_key;
   std::random_device rd;
   std::map<size_t, uint64_t> random_seed;  // per job without a seed (unplanned runs only)
+  std::vector<std::string> not_written;    // images whose latents or pixels were not finite
   // Jobs with one key run on one loaded pipeline.
   auto key_of = [&](size_t i, Device device) {
     return model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(device);
@@ -236,6 +237,12 @@ int run(int argc, char** argv) {
     for (int i : calls[c].write) {
       check_interrupted();
       const int x = i - calls[c].first;          // in this call's images
+      if (!out.not_finite[x].empty()) {  // never a black image in its place: reported, run goes on
+        not_written.push_back(j.origin + " image " + std::to_string(i) + " (seed " + std::to_string(out.seeds[x]) +
+                              "): " + out.not_finite[x] + " is not finite (NaN/Inf)");
+        log("sd-gen: error: " + not_written.back() + "; not written");
+        continue;
+      }
       const uint64_t image_seed = out.seeds[x];  // seed+i in per-image mode
       const std::vector<uint8_t> png = encode_png(out.images[x].data(), out.width, out.height,
                                                   parameters_text(j, image_seed, i, pipe->model_name()));
@@ -271,6 +278,9 @@ int run(int argc, char** argv) {
       }
     }
   }
+  if (!not_written.empty())
+    throw_runtime(std::to_string(not_written.size()) + " image" + (not_written.size() > 1 ? "s were" : " was") +
+                  " not written, not finite: " + not_written.front() + (not_written.size() > 1 ? " (and above)" : ""));
   return 0;
 }
 

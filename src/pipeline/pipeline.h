@@ -65,6 +65,9 @@ struct GeneratedBatch {
   std::vector<float> latents;                // final latents, NCHW [B,4,h,w] like diffusers
   std::vector<std::vector<float>> unit_latents;  // with record_unit_latents: after each unit, NCHW
   std::vector<uint64_t> seeds;               // each image's seed (LatentNoise::image_seed)
+  // Per image: empty, or what was not finite (NaN/Inf) — "the final latents", or "the decoded
+  // image" (in fp16 after the one retry of its decode in fp32). Such an image must not be written.
+  std::vector<std::string> not_finite;
   StageTimes times;
   size_t peak_device_bytes = 0;  // Backend::peak_memory_bytes after the run (0: not a device)
   bool step_graph_reused = false;  // the denoising step replayed a graph recorded by an earlier call
@@ -123,6 +126,7 @@ class Pipeline {
   std::unique_ptr<ClipTextEncoder> clip_;
   std::unique_ptr<UNet> unet_;
   std::unique_ptr<VaeDecoder> vae_;
+  std::unique_ptr<VaeDecoder> vae_fp32_;  // fp16 pipelines: loaded on the first non-finite decode
   DType precision_;
   Device device_;
   LogCallback log_;
