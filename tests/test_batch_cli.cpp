@@ -349,4 +349,20 @@ TEST_F(BatchCli, ShardsOfOnePerImageBatch) {
   EXPECT_EQ(files(dir_ / "one").count("00003-14-3.png"), 1u);
 }
 
+// A part resumed with another K/N (Slurm's $SLURM_ARRAY_TASK_COUNT is 1 when one task is
+// resubmitted alone) is refused: it would make the whole set into that part's manifest.
+TEST_F(BatchCli, ResumingWithAnotherSplitIsRefused) {
+  write("p.txt", "a cat\na dog\na house\n");
+  Result r = run("--prompt-file p.txt --seed 1 --shard 2/3 --manifest m.jsonl --skip-existing --out out");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run("--prompt-file p.txt --seed 1 --shard 0/1 --manifest m.jsonl --skip-existing --out out");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("m.jsonl holds images of --shard 2/3, this run is --shard 0/1"), std::string::npos) << r.err;
+  EXPECT_EQ(files(dir_ / "out").size(), 1u);
+  r = run("--prompt-file p.txt --seed 1 --shard 2/3 --manifest m.jsonl --skip-existing --out out");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("skipping 1 of 1 images"), std::string::npos) << r.err;
+}
+
 }  // namespace

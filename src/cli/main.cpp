@@ -153,7 +153,15 @@ int run(int argc, char** argv) {
     progress.log("hashing " + model_paths[k] + " (SHA-256, for the manifest)");
     return model_sha[model_paths[k]] = model_sha256(model_paths[k]);
   };
+  const std::string shard_spec = std::to_string(shard.k) + "/" + std::to_string(shard.n);
   if (!manifest_path.empty()) manifest = std::make_unique<Manifest>(manifest_path, log);
+  // Parts of another split would not add up: Slurm's $SLURM_ARRAY_TASK_COUNT is 1 when one task
+  // is resubmitted alone (--array=2), which would turn part 2/4 into 0/1, the whole set.
+  if (skip_existing)
+    for (const std::string& s : manifest->shards())
+      if (s != shard_spec)
+        throw_usage("--manifest " + manifest_path + " holds images of --shard " + s + ", this run is --shard " +
+                    shard_spec + ": resume each part with the K/N it started with (README \"Batch runs\")");
   std::vector<ImageRef> todo;
   for (const ImageRef& r : mine) {
     const Job& j = opt.jobs[r.job];
@@ -273,6 +281,7 @@ int run(int argc, char** argv) {
           rec["model_path"] = model_paths[k];
           rec["model_sha256"] = sha_of(k);
           rec["png_sha256"] = sha256_hex(png.data(), png.size());
+          rec["shard"] = shard_spec;
           manifest->append(rec);
         }
       }

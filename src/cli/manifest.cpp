@@ -80,6 +80,7 @@ Manifest::Manifest(const std::string& path, const std::function<void(const std::
         const nlohmann::json r = nlohmann::json::parse(line);
         records_.emplace(key_of(r.at("job"), r.at("index").get<int>()),
                          std::make_pair(r.at("path").get<std::string>(), r.at("png_sha256").get<std::string>()));
+        if (r.contains("shard") && r["shard"].is_string()) shards_.insert(r["shard"].get<std::string>());
       } catch (const std::exception&) {
         if (warn) warn("--manifest " + path + ":" + std::to_string(lineno) + ": not a record (cut short?); ignored");
       }

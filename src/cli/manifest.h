@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,12 +41,15 @@ class Manifest {
   // Appends one record (one line, written with one write() and fsync'ed). Throws Error(kOutput).
   void append(const nlohmann::json& record);
   const std::string& path() const { return path_; }
+  // The "shard" values ("K/N") of the records read.
+  const std::set<std::string>& shards() const { return shards_; }
 
  private:
   std::string path_;
   int fd_ = -1;
   // identity+index -> the (path, png_sha256) pairs recorded for it
   std::multimap<std::string, std::pair<std::string, std::string>> records_;
+  std::set<std::string> shards_;
 };
 
 }  // namespace sdgen::cli
