@@ -224,6 +224,9 @@ TEST_F(BatchCli, BatchOptionsUsageErrors) {
     EXPECT_NE(r.err.find(c.says), std::string::npos) << c.args << ": " << r.err;
   }
   EXPECT_FALSE(fs::exists(dir_ / "out"));
+  const Result h = run("--help");
+  for (const char* opt : {"--manifest", "--skip-existing", "--shard", "cuda:N"})
+    EXPECT_NE(h.out.find(opt), std::string::npos) << opt;
 }
 
 // Without the CUDA backend, or with fewer GPUs: the runtime exit code and why.
@@ -365,4 +368,20 @@ TEST_F(BatchCli, ResumingWithAnotherSplitIsRefused) {
   EXPECT_NE(r.err.find("skipping 1 of 1 images"), std::string::npos) << r.err;
 }
 
+}  // namespace
+
+namespace {
+// --json and --manifest with a prompt that is not UTF-8 (a Latin-1 file): the line is written with
+// U+FFFD in its place instead of ending the run in an internal error after the first image.
+TEST_F(BatchCli, JsonWithNonUtf8Prompt) {
+  write("p.txt", "caf\xe9 au lait\nthe sea\n");
+  Result r = run("--prompt-file p.txt --seed 2 --json --manifest m.jsonl --out out");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines(r.out), 2) << r.out;
+  EXPECT_EQ(files(dir_ / "out").size(), 2u);
+  std::ifstream in(dir_ / "m.jsonl");
+  std::string first;
+  std::getline(in, first);
+  EXPECT_EQ(nlohmann::json::parse(first)["prompt"], "caf\xEF\xBF\xBD au lait");
+}
 }  // namespace

@@ -287,13 +287,14 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   };
   out.not_finite.assign(B, std::string());
   const size_t latent_per_image = out.latents.size() / (size_t)B;
-  for (int b = 0; b < B; ++b)
+  for (int b = 0; b < B && p.check_finite; ++b)
     if (!finite(out.latents.data() + b * latent_per_image, latent_per_image)) out.not_finite[b] = "the final latents";
   for (int b = 0; b < B; b += per_pass) {
     const int e = std::min(B, b + per_pass);
     Tensor part = pixels.slice0(b, e);
     const Tensor decoded = vae_->decode(latents.slice0(b, e));
     ops::image_to_u8(decoded, part);
+    if (!p.check_finite) continue;
     const std::vector<float> host = decoded.to_floats();
     const size_t per = host.size() / (size_t)(e - b);
     for (int i = b; i < e; ++i) {

@@ -51,6 +51,9 @@ struct GenerateParams {
   // same shapes and settings to replay. Off: its buffers go back before the VAE decodes, which
   // keeps the VAE's working set from adding to the UNet's (the lower peak of a single generation).
   bool keep_step_graph = true;
+  // The non-finite guard (GeneratedBatch::not_finite, the fp32 retry of an fp16 decode). Off only
+  // where no values are computed (the emulator's dry census run).
+  bool check_finite = true;
   // Tests: download the latents after every unit (UNet evaluation) into unit_latents.
   bool record_unit_latents = false;
 };
