@@ -104,6 +104,10 @@ Backend& backend_for(Device device);
 using BackendFactory = std::unique_ptr<Backend> (*)();
 void set_cuda_backend_factory(BackendFactory factory);
 bool cuda_backend_registered();
+// The GPU the CUDA backend selects (cudaSetDevice) when it is created: --device cuda:N. Default 0.
+// Throws Error(kUsage) when the backend already runs on another GPU (one GPU per process).
+void set_cuda_device_ordinal(int ordinal);
+int cuda_device_ordinal();
 std::unique_ptr<Backend> make_cuda_backend();
 
 }  // namespace sdgen

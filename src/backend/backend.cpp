@@ -7,7 +7,17 @@ namespace sdgen {
 namespace {
 bool g_cpu_plain = false;
 BackendFactory g_cuda_factory = nullptr;
+int g_cuda_ordinal = 0;
+bool g_cuda_created = false;
 }
+
+void set_cuda_device_ordinal(int ordinal) {
+  if (g_cuda_created && ordinal != g_cuda_ordinal)
+    throw_usage("one process drives one GPU: the CUDA backend already runs on cuda:" +
+                std::to_string(g_cuda_ordinal) + ", not cuda:" + std::to_string(ordinal));
+  g_cuda_ordinal = ordinal;
+}
+int cuda_device_ordinal() { return g_cuda_ordinal; }
 
 void set_cuda_backend_factory(BackendFactory factory) { g_cuda_factory = factory; }
 bool cuda_backend_registered() { return g_cuda_factory != nullptr; }
@@ -25,6 +35,7 @@ Backend& backend_for(Device device) {
     throw_runtime("this sd-gen was built without the CUDA backend (rebuild with -DSDGEN_CUDA=ON)");
   // Constructed on first use: it picks the device and installs the device-memory hooks.
   static std::unique_ptr<Backend> cuda = g_cuda_factory();
+  g_cuda_created = true;
   return *cuda;
 }
 

@@ -11,9 +11,12 @@
 #include <iostream>
 #include <random>
 
+#include "cli/batch.h"
 #include "cli/bench.h"
+#include "cli/manifest.h"
 #include "cli/options.h"
 #include "cli/progress.h"
+#include "core/sha256.h"
 #include "io/checkpoint.h"
 #include "io/png_writer.h"
 #include "pipeline/pipeline.h"
@@ -52,7 +55,8 @@ int run(int argc, char** argv) {
   Job job;
   job.origin = "--prompt";
   std::string prompt_file;
-  uint64_t seed = 0;
+  std::string seed_text, manifest_path, shard_text;
+  bool skip_existing = false;
   app.add_option("-p,--prompt", job.prompt, "Text prompt");
   app.add_option("-n,--negative-prompt", job.negative_prompt, "What the image should not show");
   app.add_option("--prompt-file", prompt_file,
@@ -63,7 +67,7 @@ int run(int argc, char** argv) {
   app.add_option("-b,--batch", job.batch, "Images per prompt")->capture_default_str();
   app.add_option("--steps", job.steps, "Sampling steps")->capture_default_str();
   app.add_option("-g,--guidance", job.guidance, "Classifier-free guidance scale")->capture_default_str();
-  auto* seed_opt = app.add_option("-s,--seed", seed, "Random seed (random when absent, then printed)");
+  auto* seed_opt = app.add_option("-s,--seed", seed_text, "Random seed 0..2^64-1 (random when absent or -1, then printed)");
   app.add_option("-W,--width", job.width, "Image width, a multiple of 64")->capture_default_str();
   app.add_option("-H,--height", job.height, "Image height, a multiple of 64")->capture_default_str();
   app.add_option("--sampler", job.sampler, "Sampler: " + sampler_names())->capture_default_str();
@@ -80,7 +84,7 @@ int run(int argc, char** argv) {
   app.add_option("--precision", job.precision, "fp32 or fp16 (mixed: fp16 storage, fp32 accumulation)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "fp16"}));
-  app.add_option("--device", job.device, "auto, cpu or cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--device", job.device, "auto, cpu, cuda or cuda:N (GPU N)")->capture_default_str();
   app.add_option("-m,--model", job.model,
                  "Checkpoint: .safetensors file or diffusers folder (default: $SDGEN_MODEL, then weights/)");
   app.add_option("-o,--out", job.out_dir, "Output folder")->capture_default_str();
@@ -92,6 +96,10 @@ int run(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
   app.add_flag("--json", opt.json, "Print one JSON object per image on stdout");
+  app.add_option("--manifest", manifest_path, "Append one JSON line per finished image to FILE (fsync'ed)");
+  app.add_flag("--skip-existing", skip_existing,
+               "With --manifest: skip images it records whose files still hold the recorded bytes (resume)");
+  app.add_option("--shard", shard_text, "K/N: make part K (0-based) of N of the image set");
   app.add_flag("-q,--quiet", opt.quiet, "Only errors on stderr");
   app.set_version_flag("--version", std::string("sd-gen ") + SDGEN_VERSION);
 
@@ -106,7 +114,7 @@ int run(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     throw_usage(std::string(e.what()) + " (see sd-gen --help)");
   }
-  if (seed_opt->count()) job.seed = seed;
+  if (seed_opt->count()) job.seed = parse_seed_text(seed_text, "--seed");
   job.emphasis = !no_emphasis;
   opt.cuda_graphs = graphs == "on";
 
@@ -123,24 +131,74 @@ int run(int argc, char** argv) {
     validate_job(j);
     model_paths.push_back(resolve_model_path(j.model));
   }
-  std::map<std::string, int> next_number;  // per output folder
-  for (const Job& j : opt.jobs) {
-    if (next_number.count(j.out_dir)) continue;
-    for (const std::string& d : prepare_output_dir(j.out_dir)) g_created_dirs.push_back(d);
-    next_number[j.out_dir] = first_free_number(j.out_dir);
-  }
+  check_distinct_names(opt.jobs);
+  check_one_gpu(opt.jobs);
+  // A planned run (--shard, --skip-existing) fixes every image's name and bytes by its job alone,
+  // so that its parts and reruns add up to one run's image set (README "Batch runs").
+  const bool planned = !shard_text.empty() || skip_existing;
+  if (skip_existing && manifest_path.empty())
+    throw_usage("--skip-existing needs --manifest FILE: it skips the images recorded there");
+  if (planned)
+    for (const Job& j : opt.jobs)
+      if (!j.seed)
+        throw_usage(j.origin + ": " + (skip_existing ? "--skip-existing" : "--shard") +
+                    " needs a fixed seed (--seed S, or \"seed\" on the line): a random one cannot be resumed or split");
+  const Shard shard = parse_shard(shard_text.empty() ? "0/1" : shard_text);
+  const std::vector<ImageRef> mine = shard_images(opt.jobs, shard);
+  const std::map<ImageRef, int> numbers = planned ? planned_numbers(opt.jobs) : std::map<ImageRef, int>();
 
   Progress progress(opt.quiet);
   auto log = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
+  std::unique_ptr<Manifest> manifest;
+  std::map<std::string, std::string> model_sha;  // per model path, hashed once in this run
+  auto sha_of = [&](size_t k) -> const std::string& {
+    auto it = model_sha.find(model_paths[k]);
+    if (it != model_sha.end()) return it->second;
+    progress.log("hashing " + model_paths[k] + " (SHA-256, for the manifest)");
+    return model_sha[model_paths[k]] = model_sha256(model_paths[k]);
+  };
+  const std::string shard_spec = std::to_string(shard.k) + "/" + std::to_string(shard.n);
+  if (!manifest_path.empty()) manifest = std::make_unique<Manifest>(manifest_path, log);
+  // Parts of another split would not add up: Slurm's $SLURM_ARRAY_TASK_COUNT is 1 when one task
+  // is resubmitted alone (--array=2), which would turn part 2/4 into 0/1, the whole set.
+  if (skip_existing)
+    for (const std::string& s : manifest->shards())
+      if (s != shard_spec)
+        throw_usage("--manifest " + manifest_path + " holds images of --shard " + s + ", this run is --shard " +
+                    shard_spec + ": resume each part with the K/N it started with (README \"Batch runs\")");
+  std::vector<ImageRef> todo;
+  for (const ImageRef& r : mine) {
+    const Job& j = opt.jobs[r.job];
+    if (skip_existing && manifest->done(job_identity(j, *j.seed, sha_of(r.job)), r.index)) continue;
+    todo.push_back(r);
+  }
+  if (skip_existing && todo.size() < mine.size())
+    progress.log("skipping " + std::to_string(mine.size() - todo.size()) + " of " + std::to_string(mine.size()) +
+                 " images: done in " + manifest_path);
+  if (shard.n > 1)
+    progress.log("shard " + shard_text + ": " + std::to_string(mine.size()) + " images of the run's set");
+  const std::vector<Call> calls = plan_calls(opt.jobs, todo, planned);
+  if (manifest)  // hashed before the first model load: an unreadable model fails early
+    for (const Call& c : calls) sha_of(c.job);
+  std::map<std::string, int> next_number;  // per output folder (unplanned runs)
+  for (const Call& c : calls) {
+    const Job& j = opt.jobs[c.job];
+    if (next_number.count(j.out_dir)) continue;
+    for (const std::string& d : prepare_output_dir(j.out_dir)) g_created_dirs.push_back(d);
+    next_number[j.out_dir] = 0;
+  }
   // Models are loaded once and kept while consecutive jobs share model, precision and device.
   std::unique_ptr<Pipeline> pipe;
   std::string loaded_key;
   std::random_device rd;
+  std::map<size_t, uint64_t> random_seed;  // per job without a seed (unplanned runs only)
+  std::vector<std::string> not_written;    // images whose latents or pixels were not finite
   // Jobs with one key run on one loaded pipeline.
   auto key_of = [&](size_t i, Device device) {
     return model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(device);
   };
-  for (size_t k = 0; k < opt.jobs.size(); ++k) {
+  for (size_t c = 0; c < calls.size(); ++c) {
+    const size_t k = calls[c].job;
     const Job& j = opt.jobs[k];
     const Device device = pick_device(j.device);
     const DType precision = j.precision == "fp16" ? DType::F16 : DType::F32;
@@ -162,10 +220,12 @@ int run(int argc, char** argv) {
     GenerateParams gp;
     gp.prompt = j.prompt;
     gp.negative_prompt = j.negative_prompt;
-    gp.batch = j.batch;
+    gp.batch = calls[c].count;
     gp.steps = j.steps;
     gp.guidance = j.guidance;
-    gp.seed = j.seed ? *j.seed : (((uint64_t)rd() << 32) | rd()) & 0xFFFFFFFFull;
+    if (!j.seed && !random_seed.count(k)) random_seed[k] = (((uint64_t)rd() << 32) | rd()) & 0xFFFFFFFFull;
+    const uint64_t base_seed = j.seed ? *j.seed : random_seed[k];
+    gp.seed = base_seed + (uint64_t)calls[c].first;  // per-image: image first+x has seed S+first+x
     gp.width = j.width;
     gp.height = j.height;
     gp.sampler = j.sampler;
@@ -177,7 +237,7 @@ int run(int argc, char** argv) {
     gp.cuda_graphs = opt.cuda_graphs;
     // Keep the recorded step for the next job when it runs on this pipeline (it is replayed when
     // its shapes and settings match); the last job frees it before its VAE decode, for the peak.
-    gp.keep_step_graph = k + 1 < opt.jobs.size() && pipeline_key(k + 1) == key;
+    gp.keep_step_graph = c + 1 < calls.size() && pipeline_key(calls[c + 1].job) == key;
     if (!j.seed) progress.log("seed: " + std::to_string(gp.seed));
     GeneratedBatch out = pipe->generate(gp, [&](int d, int t) {
       check_interrupted();
@@ -187,32 +247,54 @@ int run(int argc, char** argv) {
     std::snprintf(times, sizeof times, "text encoder %.2f s, unet %.2f s, vae %.2f s, total %.2f s",
                   out.times.text_s, out.times.unet_s, out.times.vae_s, out.times.total_s);
     progress.log(times);
-    for (int i = 0; i < (int)out.images.size(); ++i) {
+    for (int i : calls[c].write) {
       check_interrupted();
-      const uint64_t image_seed = out.seeds[i];  // seed+i in per-image mode
-      const std::string path =
-          j.out_dir + "/" + expand_name(j.name_pattern, next_number[j.out_dir]++, image_seed, i, j);
-      write_png(path, out.images[i].data(), out.width, out.height,
-                parameters_text(j, image_seed, i, pipe->model_name()));
-      progress.log("wrote " + path);
-      if (opt.json) {
+      const int x = i - calls[c].first;          // in this call's images
+      if (!out.not_finite[x].empty()) {  // never a black image in its place: reported, run goes on
+        not_written.push_back(j.origin + " image " + std::to_string(i) + " (seed " + std::to_string(out.seeds[x]) +
+                              "): " + out.not_finite[x] + " is not finite (NaN/Inf)");
+        log("sd-gen: error: " + not_written.back() + "; not written");
+        continue;
+      }
+      const uint64_t image_seed = out.seeds[x];  // seed+i in per-image mode
+      const std::vector<uint8_t> png = encode_png(out.images[x].data(), out.width, out.height,
+                                                  parameters_text(j, image_seed, i, pipe->model_name()));
+      int number = planned ? numbers.at({k, i}) : next_number[j.out_dir];
+      bool already_there = false;
+      const std::string path = place_png(j, &number, planned, image_seed, i, png, &already_there);
+      if (!planned && pattern_has_number(j.name_pattern)) next_number[j.out_dir] = number + 1;
+      progress.log((already_there ? "kept " + path + " (already there, identical)" : "wrote " + path));
+      if (opt.json || manifest) {
         nlohmann::json rec = {
             {"path", path}, {"prompt", j.prompt}, {"negative_prompt", j.negative_prompt},
             {"seed", image_seed}, {"batch_index", i},
             {"settings", {{"steps", j.steps}, {"guidance", j.guidance}, {"width", j.width},
                           {"height", j.height}, {"sampler", j.sampler},
                           {"schedule", j.schedule}, {"eta", j.eta}, {"batch", j.batch},
-                          {"rng", j.rng}, {"seed_mode", j.seed_mode}, {"base_seed", gp.seed},
+                          {"rng", j.rng}, {"seed_mode", j.seed_mode}, {"base_seed", base_seed},
                           {"precision", j.precision}, {"emphasis", j.emphasis}, {"device", device_name(device)},
                           {"model", pipe->model_name()}}},
             {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},
                          {"vae_s", out.times.vae_s}, {"total_s", out.times.total_s}}},
             // Device memory held at its highest so far (weights, activations, caches); null on the CPU.
             {"peak_device_bytes", out.peak_device_bytes ? nlohmann::json(out.peak_device_bytes) : nlohmann::json()}};
-        std::cout << rec.dump() << std::endl;
+        if (opt.json) std::cout << rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+        if (manifest) {
+          rec["job"] = job_identity(j, base_seed, sha_of(k));
+          rec["index"] = i;
+          rec["origin"] = j.origin;
+          rec["model_path"] = model_paths[k];
+          rec["model_sha256"] = sha_of(k);
+          rec["png_sha256"] = sha256_hex(png.data(), png.size());
+          rec["shard"] = shard_spec;
+          manifest->append(rec);
+        }
       }
     }
   }
+  if (!not_written.empty())
+    throw_runtime(std::to_string(not_written.size()) + " image" + (not_written.size() > 1 ? "s were" : " was") +
+                  " not written, not finite: " + not_written.front() + (not_written.size() > 1 ? " (and above)" : ""));
   return 0;
 }
 

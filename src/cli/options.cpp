@@ -1,5 +1,6 @@
 #include "cli/options.h"
 
+#include "cli/batch.h"
 #include "io/checkpoint.h"
 #include "sampler/sampler.h"
 
@@ -64,10 +65,11 @@ void validate_job(const Job& job) {
     bad(job, "--seed-mode '" + job.seed_mode + "' is not one of batch, per-image");
   if (job.precision != "fp32" && job.precision != "fp16")
     bad(job, "--precision '" + job.precision + "' is not one of fp32, fp16");
-  if (job.device != "auto" && job.device != "cpu" && job.device != "cuda")
-    bad(job, "--device '" + job.device + "' is not one of auto, cpu, cuda");
+  if (job.device != "auto" && job.device != "cpu" && job.device != "cuda" && cuda_ordinal(job.device) < 0)
+    bad(job, "--device '" + job.device + "' is not one of auto, cpu, cuda, cuda:N");
   if (job.out_dir.empty()) bad(job, "--out is empty");
   expand_name(job.name_pattern, 0, 0, 0, job);  // a bad pattern fails before any work
+  check_name_pattern(job);
 }
 
 std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) {
@@ -79,6 +81,7 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
   while (std::getline(in, line)) {
     ++lineno;
     if (!line.empty() && line.back() == '\r') line.pop_back();
+    strip_bom(line);
     size_t first = line.find_first_not_of(" \t");
     if (first == std::string::npos || line[first] == '#') continue;
     Job job = defaults;
@@ -94,6 +97,7 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
     } catch (const std::exception& e) {
       bad(job, std::string("not valid JSON: ") + e.what());
     }
+    check_prompt_line_types(j, job.origin);
     try {
       for (auto it = j.begin(); it != j.end(); ++it) {
         const std::string& k = it.key();
@@ -103,7 +107,7 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
         else if (k == "batch") job.batch = v.get<int>();
         else if (k == "steps") job.steps = v.get<int>();
         else if (k == "guidance") job.guidance = v.get<float>();
-        else if (k == "seed") job.seed = v.get<uint64_t>();
+        else if (k == "seed") job.seed = json_seed(v, job.origin);
         else if (k == "width") job.width = v.get<int>();
         else if (k == "height") job.height = v.get<int>();
         else if (k == "emphasis") job.emphasis = v.get<bool>();
@@ -261,21 +265,22 @@ void remove_created_dirs(const std::vector<std::string>& created) {
     if (fs::is_directory(*it, ec) && fs::is_empty(*it, ec)) fs::remove(*it, ec);
 }
 
-int first_free_number(const std::string& dir) {
-  int next = 0;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.size() > 6 && name[5] == '-' && std::all_of(name.begin(), name.begin() + 5, ::isdigit))
-      next = std::max(next, std::atoi(name.substr(0, 5).c_str()) + 1);
-  }
-  return next;
+int cuda_ordinal(const std::string& d) {
+  if (d.compare(0, 5, "cuda:") != 0 || d.size() < 6 || d.size() > 9) return -1;
+  for (size_t p = 5; p < d.size(); ++p)
+    if (d[p] < '0' || d[p] > '9') return -1;
+  return std::stoi(d.substr(5));
 }
 
 Device pick_device(const std::string& d) {
   if (d == "cpu") return Device::CPU;
-  if (d == "cuda") {
-    backend_for(Device::CUDA);  // throws a runtime error (exit 5) naming why it cannot start
+  if (d == "cuda" || cuda_ordinal(d) >= 0) {
+    try {
+      if (cuda_ordinal(d) >= 0) set_cuda_device_ordinal(cuda_ordinal(d));
+      backend_for(Device::CUDA);  // throws a runtime error (exit 5) naming why it cannot start
+    } catch (const Error& e) {
+      throw Error(e.code(), "--device " + d + ": " + e.what());
+    }
     return Device::CUDA;
   }
   if (!cuda_backend_registered()) return Device::CPU;

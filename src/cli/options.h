@@ -43,9 +43,12 @@ struct RunOptions {
   std::vector<Job> jobs;
 };
 
-// --device cpu|cuda|auto as a Device: cuda throws the runtime error (exit 5) naming why it cannot
-// start; auto is the GPU when this build has the CUDA backend and a device answers, else the CPU.
+// --device cpu|cuda|cuda:N|auto as a Device: cuda throws the runtime error (exit 5) naming why it
+// cannot start; cuda:N first selects GPU N (one per process); auto is the GPU when this build has the
+// CUDA backend and a device answers, else the CPU.
 Device pick_device(const std::string& device);
+// N of "cuda:N", -1 for any other text.
+int cuda_ordinal(const std::string& device);
 // Throws Error(kUsage) with "<origin>: <option> ...: why".
 void validate_job(const Job& job);
 // Parses a prompt file: plain lines (one prompt each; blank lines and lines starting with '#'
@@ -68,7 +71,5 @@ SeedMode job_seed_mode(const Job& job);
 // `image_seed`: "Seed: N" is that seed; "RNG: CPU" (torch-cpu) or "RNG: NV" (philox) as A1111
 // names its sources; "Seed mode: batch|per-image".
 std::string parameters_text(const Job& job, uint64_t image_seed, int index, const std::string& model);
-// The first image number not yet used by a file "NNNNN-*" in dir (so reruns never overwrite).
-int first_free_number(const std::string& dir);
 
 }  // namespace sdgen::cli

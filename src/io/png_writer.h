@@ -23,4 +23,10 @@ std::vector<uint8_t> encode_png(const uint8_t* pixels, int width, int height,
 // Writes bytes to path atomically (temp file in the same folder + rename). Throws Error(kOutput).
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 
+// As write_file_atomic, but never replaces a file: the complete temp file is moved to `path` only
+// if nothing is there (renameat2 RENAME_NOREPLACE, or link() where the file system lacks it), so of
+// two processes racing for one name exactly one gets it. Returns false (and leaves no temp file)
+// when path exists; throws Error(kOutput) on any other failure.
+bool write_file_exclusive(const std::string& path, const void* data, size_t size);
+
 }  // namespace sdgen

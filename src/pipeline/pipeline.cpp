@@ -270,10 +270,41 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   const int per_pass = std::max(1, std::min(B, p.vae_batch));
   const int oc = checkpoint_->config().vae.out_channels;
   Tensor pixels = Tensor::empty({B, p.height, p.width, oc}, DType::U8, device_);
+  // Non-finite guard: NaN/Inf latents cannot give an image; a non-finite fp16 decode (overflow) is
+  // decoded once more in fp32; what is still not finite is reported, never written as black.
+  auto finite = [](const float* v, size_t n) {
+    for (size_t i = 0; i < n; ++i)
+      if (!std::isfinite(v[i])) return false;
+    return true;
+  };
+  out.not_finite.assign(B, std::string());
+  const size_t latent_per_image = out.latents.size() / (size_t)B;
+  for (int b = 0; b < B && p.check_finite; ++b)
+    if (!finite(out.latents.data() + b * latent_per_image, latent_per_image)) out.not_finite[b] = "the final latents";
   for (int b = 0; b < B; b += per_pass) {
     const int e = std::min(B, b + per_pass);
     Tensor part = pixels.slice0(b, e);
-    ops::image_to_u8(vae_->decode(latents.slice0(b, e)), part);
+    const Tensor decoded = vae_->decode(latents.slice0(b, e));
+    ops::image_to_u8(decoded, part);
+    if (!p.check_finite) continue;
+    const std::vector<float> host = decoded.to_floats();
+    const size_t per = host.size() / (size_t)(e - b);
+    for (int i = b; i < e; ++i) {
+      if (!out.not_finite[i].empty() || finite(host.data() + (size_t)(i - b) * per, per)) continue;
+      if (precision_ == DType::F16) {
+        if (log_) log_("image " + std::to_string(i) + ": the fp16 VAE decode is not finite (NaN/Inf); decoding it again in fp32");
+        if (!vae_fp32_)
+          vae_fp32_ = std::make_unique<VaeDecoder>(*checkpoint_, checkpoint_->config().vae, DType::F32, device_);
+        const Tensor again = vae_fp32_->decode(latents.slice0(i, i + 1));
+        const std::vector<float> again_host = again.to_floats();
+        if (finite(again_host.data(), again_host.size())) {
+          Tensor one = pixels.slice0(i, i + 1);
+          ops::image_to_u8(again, one);
+          continue;
+        }
+      }
+      out.not_finite[i] = precision_ == DType::F16 ? "the decoded image (fp16, and again in fp32)" : "the decoded image";
+    }
   }
   const Tensor host_pixels = pixels.to(Device::CPU);
   const size_t per_image = (size_t)p.height * p.width * oc;

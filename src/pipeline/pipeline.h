@@ -54,6 +54,9 @@ struct GenerateParams {
   // same shapes and settings to replay. Off: its buffers go back before the VAE decodes, which
   // keeps the VAE's working set from adding to the UNet's (the lower peak of a single generation).
   bool keep_step_graph = true;
+  // The non-finite guard (GeneratedBatch::not_finite, the fp32 retry of an fp16 decode). Off only
+  // where no values are computed (the emulator's dry census run).
+  bool check_finite = true;
   // Tests: download the latents after every unit (UNet evaluation) into unit_latents.
   bool record_unit_latents = false;
 };
@@ -68,6 +71,9 @@ struct GeneratedBatch {
   std::vector<float> latents;                // final latents, NCHW [B,4,h,w] like diffusers
   std::vector<std::vector<float>> unit_latents;  // with record_unit_latents: after each unit, NCHW
   std::vector<uint64_t> seeds;               // each image's seed (LatentNoise::image_seed)
+  // Per image: empty, or what was not finite (NaN/Inf) — "the final latents", or "the decoded
+  // image" (in fp16 after the one retry of its decode in fp32). Such an image must not be written.
+  std::vector<std::string> not_finite;
   StageTimes times;
   size_t peak_device_bytes = 0;  // Backend::peak_memory_bytes after the run (0: not a device)
   bool step_graph_reused = false;  // the denoising step replayed a graph recorded by an earlier call
@@ -124,6 +130,7 @@ class Pipeline {
   std::unique_ptr<ClipTextEncoder> clip_;
   std::unique_ptr<UNet> unet_;
   std::unique_ptr<VaeDecoder> vae_;
+  std::unique_ptr<VaeDecoder> vae_fp32_;  // fp16 pipelines: loaded on the first non-finite decode
   DType precision_;
   Device device_;
   LogCallback log_;

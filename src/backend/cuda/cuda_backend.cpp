@@ -36,6 +36,11 @@ CudaBackend::CudaBackend() {
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0)
     throw_runtime(std::string("no CUDA device available (") + cudaGetErrorString(e) + ")");
+  const int ordinal = cuda_device_ordinal();
+  if (ordinal >= count)
+    throw_runtime("there is no CUDA device " + std::to_string(ordinal) + ": " + std::to_string(count) +
+                  " visible (0.." + std::to_string(count - 1) + "; CUDA_VISIBLE_DEVICES renumbers them)");
+  SDGEN_CUDA_CHECK(cudaSetDevice(ordinal));
   // One non-blocking stream for everything: the legacy default stream would synchronize with
   // other streams and cannot be recorded into a graph.
   SDGEN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));

@@ -1,0 +1,131 @@
+#include "cli/manifest.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/sha256.h"
+#include "io/checkpoint.h"
+#include "sdgen/error.h"
+
+namespace fs = std::filesystem;
+
+namespace sdgen::cli {
+
+std::string model_sha256(const std::string& path) {
+  if (path == kRandomSd15) return "none (random weights)";
+  std::error_code ec;
+  auto hash = [](const std::string& file) {
+    try {
+      return sha256_file(file);
+    } catch (const Error& e) {
+      throw_model(std::string("hashing the model for the manifest: ") + e.what());
+    }
+  };
+  if (!fs::is_directory(path, ec)) return hash(path);
+  std::vector<std::string> files;  // relative paths
+  for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (fs::is_regular_file(it->path(), ec)) files.push_back(fs::relative(it->path(), path, ec).string());
+  if (ec) throw_model("hashing the model for the manifest: cannot list " + path + ": " + ec.message());
+  std::sort(files.begin(), files.end());  // std::string order: bytes, as LC_ALL=C sort
+  std::string listing;
+  for (const std::string& f : files) listing += hash(path + "/" + f) + "  " + f + "\n";
+  return sha256_hex(listing);
+}
+
+int job_line(const Job& job) {
+  const size_t colon = job.origin.rfind(':');
+  if (colon == std::string::npos || job.origin == "--prompt") return 0;
+  try {
+    return std::stoi(job.origin.substr(colon + 1));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+nlohmann::json job_identity(const Job& j, uint64_t base_seed, const std::string& model_sha) {
+  return {{"line", job_line(j)},       {"prompt", j.prompt},     {"negative_prompt", j.negative_prompt},
+          {"seed", base_seed},         {"batch", j.batch},       {"steps", j.steps},
+          {"guidance", j.guidance},    {"width", j.width},       {"height", j.height},
+          {"sampler", j.sampler},      {"schedule", j.schedule}, {"eta", j.eta},
+          {"rng", j.rng},              {"seed_mode", j.seed_mode}, {"precision", j.precision},
+          {"emphasis", j.emphasis},    {"model_sha256", model_sha}};
+}
+
+namespace {
+std::string key_of(const nlohmann::json& identity, int index) {
+  // nlohmann's objects keep their keys sorted, so dump() is one text per identity.
+  return identity.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "#" + std::to_string(index);
+}
+}  // namespace
+
+Manifest::Manifest(const std::string& path, const std::function<void(const std::string&)>& warn) : path_(path) {
+  bool ends_in_newline = true;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::string line;
+    int lineno = 0;
+    while (std::getline(in, line)) {
+      ++lineno;
+      ends_in_newline = !in.eof();
+      if (line.empty()) continue;
+      try {
+        const nlohmann::json r = nlohmann::json::parse(line);
+        records_.emplace(key_of(r.at("job"), r.at("index").get<int>()),
+                         std::make_pair(r.at("path").get<std::string>(), r.at("png_sha256").get<std::string>()));
+        if (r.contains("shard") && r["shard"].is_string()) shards_.insert(r["shard"].get<std::string>());
+      } catch (const std::exception&) {
+        if (warn) warn("--manifest " + path + ":" + std::to_string(lineno) + ": not a record (cut short?); ignored");
+      }
+    }
+  }
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw_output("--manifest " + path + ": cannot open for appending: " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd_, &st) == 0 && !S_ISREG(st.st_mode)) {
+    ::close(fd_);
+    fd_ = -1;
+    throw_output("--manifest " + path + ": not a regular file");
+  }
+  if (!ends_in_newline && ::write(fd_, "\n", 1) != 1)  // a line cut short must not swallow the next record
+    throw_output("--manifest " + path + ": cannot write: " + std::strerror(errno));
+}
+
+Manifest::~Manifest() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool Manifest::done(const nlohmann::json& identity, int index) const {
+  auto range = records_.equal_range(key_of(identity, index));
+  for (auto it = range.first; it != range.second; ++it) {
+    const auto& [file, sha] = it->second;
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec)) continue;
+    try {
+      if (sha256_file(file) == sha) return true;
+    } catch (const Error&) {
+    }
+  }
+  return false;
+}
+
+void Manifest::append(const nlohmann::json& record) {
+  const std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw_output("--manifest " + path_ + ": cannot write: " + std::strerror(errno));
+    done += (size_t)n;
+  }
+  if (::fsync(fd_) != 0) throw_output("--manifest " + path_ + ": cannot sync: " + std::strerror(errno));
+}
+
+}  // namespace sdgen::cli
