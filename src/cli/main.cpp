@@ -78,6 +78,12 @@ int run(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "fp16"}));
   app.add_option("--device", job.device, "auto, cpu or cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--clip-skip", job.clip_skip,
+                 "CLIP layers to skip from the end, as A1111's Clip skip (1: none; diffusers' clip_skip is N-1)")
+      ->capture_default_str();
+  app.add_option("--vae", job.vae, "VAE replacing the model's: .safetensors file (LDM names) or diffusers vae folder");
+  app.add_option("--embedding", job.embeddings,
+                 "Textual-inversion embedding FILE[:TOKEN] (.safetensors; token: the file name); repeatable");
   app.add_option("-m,--model", job.model,
                  "Checkpoint: .safetensors file or diffusers folder (default: $SDGEN_MODEL, then weights/)");
   app.add_option("-o,--out", job.out_dir, "Output folder")->capture_default_str();
@@ -134,7 +140,9 @@ int run(int argc, char** argv) {
   std::random_device rd;
   // Jobs with one key run on one loaded pipeline.
   auto key_of = [&](size_t i, Device device) {
-    return model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(device);
+    std::string k = model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(device) + "|" + opt.jobs[i].vae;
+    for (const std::string& e : opt.jobs[i].embeddings) k += "|" + e;
+    return k;
   };
   for (size_t k = 0; k < opt.jobs.size(); ++k) {
     const Job& j = opt.jobs[k];
@@ -152,7 +160,7 @@ int run(int argc, char** argv) {
     if (key != loaded_key) {
       pipe.reset();
       progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + ")");
-      pipe = std::make_unique<Pipeline>(model_paths[k], precision, device, log);
+      pipe = std::make_unique<Pipeline>(model_paths[k], precision, device, log, ModelOptions{j.vae, j.embeddings});
       loaded_key = key;
     }
     GenerateParams gp;
@@ -167,6 +175,7 @@ int run(int argc, char** argv) {
     gp.sampler = j.sampler;
     gp.schedule = j.schedule;
     gp.eta = j.eta;
+    gp.clip_skip = j.clip_skip;
     gp.rng = job_rng(j);
     gp.seed_mode = job_seed_mode(j);
     gp.cuda_graphs = opt.cuda_graphs;
@@ -198,6 +207,7 @@ int run(int argc, char** argv) {
                           {"height", j.height}, {"sampler", j.sampler},
                           {"schedule", j.schedule}, {"eta", j.eta}, {"batch", j.batch},
                           {"rng", j.rng}, {"seed_mode", j.seed_mode}, {"base_seed", gp.seed},
+                          {"clip_skip", j.clip_skip}, {"vae", j.vae}, {"embeddings", j.embeddings},
                           {"precision", j.precision}, {"device", device_name(device)},
                           {"model", pipe->model_name()}}},
             {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},

@@ -19,6 +19,7 @@
 
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
+#include "text/embeddings.h"
 
 namespace fs = std::filesystem;
 
@@ -66,7 +67,18 @@ void validate_job(const Job& job) {
     bad(job, "--precision '" + job.precision + "' is not one of fp32, fp16");
   if (job.device != "auto" && job.device != "cpu" && job.device != "cuda")
     bad(job, "--device '" + job.device + "' is not one of auto, cpu, cuda");
+  if (job.clip_skip < 1 || job.clip_skip > 48)
+    bad(job, "--clip-skip " + std::to_string(job.clip_skip) + " must be at least 1 (1: the last layer; SD v1 has 12)");
   if (job.out_dir.empty()) bad(job, "--out is empty");
+  // Files the model options name: missing ones are model errors, found before any work.
+  std::error_code ec;
+  const std::string at = job.origin.empty() ? std::string() : job.origin + ": ";
+  if (!job.vae.empty() && !fs::exists(job.vae, ec)) throw_model(at + "--vae " + job.vae + ": no such file or folder");
+  for (const std::string& spec : job.embeddings) {
+    std::string file, token;
+    split_embedding_spec(spec, &file, &token);
+    if (!fs::is_regular_file(file, ec)) throw_model(at + "--embedding " + file + ": no such file");
+  }
   expand_name(job.name_pattern, 0, 0, 0, job);  // a bad pattern fails before any work
 }
 
@@ -113,10 +125,12 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
         else if (k == "seed_mode") job.seed_mode = v.get<std::string>();
         else if (k == "name") job.name_pattern = v.get<std::string>();
         else if (k == "model") job.model = v.get<std::string>();
+        else if (k == "clip_skip") job.clip_skip = v.get<int>();
+        else if (k == "vae") job.vae = v.get<std::string>();
         else if (k == "precision") job.precision = v.get<std::string>();
         else if (k == "device") job.device = v.get<std::string>();
         else if (k == "out") job.out_dir = v.get<std::string>();
-        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, schedule, eta, rng, seed_mode, name, model, precision, device, out)");
+        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, schedule, eta, rng, seed_mode, name, model, clip_skip, vae, precision, device, out)");
       }
     } catch (const nlohmann::json::exception& e) {
       bad(job, std::string("wrong value type: ") + e.what());
@@ -189,6 +203,12 @@ std::string parameters_text(const Job& job, uint64_t image_seed, int index, cons
   if (job.eta != 0.0f) {
     std::snprintf(g, sizeof g, "%g", job.eta);
     s += std::string(", Eta DDIM: ") + g;
+  }
+  if (job.clip_skip > 1) s += ", Clip skip: " + std::to_string(job.clip_skip);
+  if (!job.vae.empty()) {
+    std::string v = job.vae;
+    while (v.size() > 1 && v.back() == '/') v.pop_back();
+    s += ", VAE: " + fs::path(v).filename().string();
   }
   if (job.batch > 1)
     s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);

@@ -27,6 +27,9 @@ struct Job {
   float eta = 0.0f;                  // --eta (ddim)
   std::string rng = "torch-cpu";  // --rng torch-cpu|philox (core/rng.h)
   std::string seed_mode = "batch";  // --seed-mode batch|per-image
+  int clip_skip = 1;             // --clip-skip N (A1111's; diffusers' clip_skip = N - 1)
+  std::string vae;               // --vae FILE|FOLDER (empty: the checkpoint's)
+  std::vector<std::string> embeddings;  // --embedding FILE[:TOKEN], repeatable
   std::string model;             // file or diffusers folder (empty: $SDGEN_MODEL, then weights/)
   std::string precision = "fp32";
   std::string device = "auto";
@@ -65,7 +68,8 @@ RngKind job_rng(const Job& job);
 SeedMode job_seed_mode(const Job& job);
 // The PNG "parameters" text (A1111's infotext form) of image `index` of a job, whose own seed is
 // `image_seed`: "Seed: N" is that seed; "RNG: CPU" (torch-cpu) or "RNG: NV" (philox) as A1111
-// names its sources; "Seed mode: batch|per-image".
+// names its sources; "Seed mode: batch|per-image"; "Clip skip: N" when N > 1; "VAE: <file name>"
+// with --vae.
 std::string parameters_text(const Job& job, uint64_t image_seed, int index, const std::string& model);
 // The first image number not yet used by a file "NNNNN-*" in dir (so reruns never overwrite).
 int first_free_number(const std::string& dir);

@@ -8,12 +8,14 @@
 #include "core/rng.h"
 #include "core/trace.h"
 #include "io/checkpoint.h"
+#include "io/vae_file.h"
 #include "sampler/ddim.h"
 #include "sampler/sampler.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
 #include "sdgen/ops.h"
 #include "text/clip.h"
+#include "text/embeddings.h"
 #include "text/tokenizer.h"
 #include "unet/unet.h"
 #include "vae/vae.h"
@@ -35,7 +37,8 @@ std::string find_bpe_vocab() {
 }
 }  // namespace
 
-Pipeline::Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log)
+Pipeline::Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log,
+                   const ModelOptions& options)
     : precision_(precision), device_(device), log_(std::move(log)) {
   trace::phase("weight_load");
   checkpoint_ = Checkpoint::open(model_path);
@@ -49,9 +52,20 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
       : tok_json      ? ClipTokenizer::from_tokenizer_json(*tok_json)
                       : ClipTokenizer::from_bpe_gz(find_bpe_vocab()));
   const ModelConfig& cfg = checkpoint_->config();
+  // Embeddings are read (and checked) before any model weight is loaded.
+  std::vector<Embedding> embeddings;
+  for (const std::string& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
   clip_ = std::make_unique<ClipTextEncoder>(*checkpoint_, cfg.clip, precision, device);
+  add_embeddings(embeddings, *tokenizer_, *clip_);
   unet_ = std::make_unique<UNet>(*checkpoint_, cfg.unet, precision, device);
-  vae_ = std::make_unique<VaeDecoder>(*checkpoint_, cfg.vae, precision, device);
+  if (options.vae.empty()) {
+    vae_ = std::make_unique<VaeDecoder>(*checkpoint_, cfg.vae, precision, device);
+  } else {
+    VaeFile vf = open_vae_file(options.vae, cfg);
+    vae_ = std::make_unique<VaeDecoder>(*vf.weights, vf.config, precision, device);
+    vae_weights_ = std::move(vf.weights);
+    vae_name_ = vf.name;
+  }
   trace::phase("");
 }
 
@@ -146,9 +160,21 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   std::vector<std::string> prompts;
   if (cfg_guidance) prompts.assign(P, p.negative_prompt);
   prompts.insert(prompts.end(), positive.begin(), positive.end());
-  Tensor hidden = clip_->forward(tokenize(prompts), (int)prompts.size());  // [P or 2P, 77, D]
-  const int64_t L = hidden.dim(1), D = hidden.dim(2);
-  std::vector<float> hv = hidden.to_floats();
+  // Clip skip applies to the prompts alone (diffusers' clip_skip): then the negative prompts are a
+  // call of their own.
+  std::vector<float> hv;  // [P or 2P, 77, D]
+  int64_t L = 0, D = 0;
+  auto encode = [&](std::vector<std::string> part, int skip) {
+    if (part.empty()) return;
+    const Tensor h = clip_->forward(tokenize(part), (int)part.size(), skip);
+    L = h.dim(1);
+    D = h.dim(2);
+    const std::vector<float> v = h.to_floats();
+    hv.insert(hv.end(), v.begin(), v.end());
+  };
+  const size_t plain = p.clip_skip == 1 ? prompts.size() : cfg_guidance ? (size_t)P : 0;
+  encode({prompts.begin(), prompts.begin() + (ptrdiff_t)plain}, 1);
+  encode({prompts.begin() + (ptrdiff_t)plain, prompts.end()}, p.clip_skip);
   std::vector<float> ctx;
   const int rows = (int)prompts.size() * p.batch;
   for (int r = 0; r < rows; ++r) {

@@ -1,0 +1,15 @@
+// What replaces or extends a checkpoint's own weights when a Pipeline loads it (--vae, --embedding).
+#pragma once
+#include <string>
+#include <vector>
+
+namespace sdgen {
+
+struct ModelOptions {
+  // A VAE file or folder (io/vae_file.h) whose decoder replaces the checkpoint's; empty: its own.
+  std::string vae;
+  // Textual-inversion embeddings, "FILE[:TOKEN]" each (text/embeddings.h).
+  std::vector<std::string> embeddings;
+};
+
+}  // namespace sdgen
