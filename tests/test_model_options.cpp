@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
+#include "io/lora.h"
 #include "io/safetensors.h"
 #include "pipeline/pipeline.h"
 #include "sdgen/error.h"
@@ -266,7 +267,7 @@ TEST(VaeOption, FolderAndSingleFilesMatchDiffusers) {
                       [](const std::string& n) { return "first_stage_model." + n; });
   const GenerateParams p = params_of(g, "vae");
   for (const std::string& vae : {kData + "/tiny_vae", kData + "/tiny_vae_ldm.safetensors", prefixed}) {
-    Pipeline pipe(kModel, DType::F32, Device::CPU, nullptr, ModelOptions{vae, {}});
+    Pipeline pipe(kModel, DType::F32, Device::CPU, nullptr, ModelOptions{vae, {}, {}});
     EXPECT_EQ(pipe.vae_name(), fs::path(vae).filename().string());
     expect_batch_matches(g, "vae", pipe.generate(p), "vae " + fs::path(vae).filename().string());
   }
@@ -347,7 +348,7 @@ TEST(Embeddings, ImagesMatchDiffusers) {
   const Golden g;
   const std::vector<std::string> files = {kData + "/embeddings/tiny-obj.safetensors",
                                           kData + "/embeddings/tiny-style.safetensors"};
-  Pipeline pipe(kModel, DType::F32, Device::CPU, nullptr, ModelOptions{"", files});
+  Pipeline pipe(kModel, DType::F32, Device::CPU, nullptr, ModelOptions{"", files, {}});
   const GenerateParams p = params_of(g, "embeddings");
   expect_batch_matches(g, "embeddings", pipe.generate(p), "embeddings");
   // Without them the reference image is another one.
@@ -420,4 +421,137 @@ TEST(Embeddings, BadFilesAreModelErrors) {
                               "' --embedding '" + obj + "' --out '" + dir.path.string() + "'");
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("embedding token 'tiny-obj' is given twice"), std::string::npos) << r.err;
+}
+
+// ---- LoRA ----
+
+namespace {
+const std::string kLoraDir = kData + "/lora";
+const std::string kPeft = kLoraDir + "/tiny_lora_peft.safetensors";
+const std::string kKohya = kLoraDir + "/tiny_lora_kohya.safetensors";
+}  // namespace
+
+// Both forms at both scales against diffusers' load_lora_weights + set_adapters (the script checks
+// that fuse_lora gives the same images, and that its kohya file reads back as the PEFT one).
+TEST(Lora, PeftAndKohyaMatchDiffusersAtTwoScales) {
+  const Golden g;
+  const GenerateParams p = params_of(g, "lora1");
+  for (const std::string& file : {kPeft, kKohya})
+    for (float scale : {1.0f, 0.5f}) {
+      std::vector<std::string> logs;
+      Pipeline pipe(kModel, DType::F32, Device::CPU, [&](const std::string& m) { logs.push_back(m); },
+                    ModelOptions{"", {}, {LoraSpec{file, scale}}});
+      char key[32];
+      std::snprintf(key, sizeof key, "lora%g", scale);
+      expect_batch_matches(g, key, pipe.generate(p), fs::path(file).stem().string() + " " + key);
+      EXPECT_TRUE(logs.empty()) << logs[0];  // every key of both files matched
+    }
+  // The LoRA moves the image: without it diffusers' image is another one.
+  EXPECT_GT(share_apart(g.image("lora1", 64 * 64 * 3), g.image("lora_none", 64 * 64 * 3), 64 * 64 * 3), 0.2);
+  EXPECT_GT(share_apart(g.image("lora1", 64 * 64 * 3), g.image("lora0.5", 64 * 64 * 3), 64 * 64 * 3), 0.2);
+}
+
+TEST(Lora, PromptTagsAndPromptFileLines) {
+  const Golden g;
+  TempDir dir("lora_cli");
+  const nlohmann::json& r = g.run("lora1");
+  const std::string prompt = r["prompt"], negative = r["negative_prompt"];
+  const fs::path pf = dir.path / "prompts.jsonl";
+  {
+    std::ofstream f(pf);
+    // A1111's tag in the prompt (found in --lora-dir), then --lora's form as a line's "lora" key, then none.
+    f << nlohmann::json{{"prompt", prompt + " <lora:tiny_lora_kohya:0.5>"}, {"name", "tag"}}.dump() << "\n"
+      << nlohmann::json{{"prompt", prompt}, {"lora", kPeft + ":1"}, {"name", "key"}}.dump() << "\n"
+      << nlohmann::json{{"prompt", prompt}, {"name", "none"}}.dump() << "\n";
+  }
+  const CliResult res = run_cli("--model '" + kModel + "' --prompt-file '" + pf.string() + "' --negative-prompt '" + negative +
+                                "' --seed 77 --steps 4 -W 64 -H 64 --lora-dir '" + kLoraDir + "' --out '" + dir.path.string() + "'");
+  ASSERT_EQ(res.code, 0) << res.err;
+  for (const auto& [name, key] : {std::pair<std::string, std::string>{"tag", "lora0.5"}, {"key", "lora1"}, {"none", "lora_none"}}) {
+    const fs::path png = dir.path / (name + ".png");
+    int w = 0, h = 0, c = 0;
+    unsigned char* px = stbi_load(png.c_str(), &w, &h, &c, 3);
+    ASSERT_NE(px, nullptr) << png;
+    expect_image_close(px, g.image(key, 64 * 64 * 3), 64 * 64 * 3, "cli lora " + name);
+    stbi_image_free(px);
+  }
+  // The metadata keeps the prompt as written, tag included (A1111 does).
+  EXPECT_NE(file_bytes(dir.path / "tag.png").find("<lora:tiny_lora_kohya:0.5>"), std::string::npos);
+}
+
+TEST(Lora, TagsAndSpecsParse) {
+  std::vector<LoraSpec> found;
+  EXPECT_EQ(extract_lora_tags("a cat <lora:style:0.7>, <lora:b> on a mat", "/l", &found), "a cat ,  on a mat");  // the tags go, the text around them stays
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0], (LoraSpec{"/l/style.safetensors", 0.7f}));
+  EXPECT_EQ(found[1], (LoraSpec{"/l/b.safetensors", 1.0f}));
+  EXPECT_EQ(parse_lora_spec("x.safetensors:0.25"), (LoraSpec{"x.safetensors", 0.25f}));
+  EXPECT_EQ(parse_lora_spec("x.safetensors"), (LoraSpec{"x.safetensors", 1.0f}));
+  EXPECT_THROW(parse_lora_spec("x.safetensors:strong"), Error);
+  EXPECT_THROW(extract_lora_tags("<lora:x:y>", "", &found), Error);
+}
+
+TEST(Lora, UnmatchedKeysAreOneWarning) {
+  TempDir dir("lora_warn");
+  const std::string f = (dir.path / "partial.safetensors").string();
+  rewrite_safetensors(kKohya, f, [](const std::string& n) { return n; });
+  {  // two extra keys this model has no module for (an SD 2.x-only name and an old-format key)
+    auto src = SafetensorsFile::open(f);
+    std::vector<StWriteTensor> all;
+    for (const StTensorInfo& t : src->tensors()) {
+      StWriteTensor w{t.name, t.dtype, t.shape, {}};
+      w.bytes.assign(src->data(t), src->data(t) + (t.end - t.begin));
+      all.push_back(std::move(w));
+    }
+    all.push_back(st_tensor_from_floats("lora_unet_input_blocks_1_1_proj_in.lora_down.weight", StDType::F32, {4, 16},
+                                        std::vector<float>(64, 0.1f)));
+    all.push_back(st_tensor_from_floats("unet.foo.processor.to_q_lora.down.weight", StDType::F32, {4, 16},
+                                        std::vector<float>(64, 0.1f)));
+    src.reset();
+    write_safetensors(f, all);
+  }
+  std::vector<std::string> logs;
+  Pipeline pipe(kModel, DType::F32, Device::CPU, [&](const std::string& m) { logs.push_back(m); },
+                ModelOptions{"", {}, {LoraSpec{f, 1.0f}}});
+  ASSERT_EQ(logs.size(), 1u);
+  EXPECT_NE(logs[0].find("2 keys unmatched and ignored"), std::string::npos) << logs[0];
+  EXPECT_EQ(std::count(logs[0].begin(), logs[0].end(), '\n'), 0);
+}
+
+TEST(Lora, BadFilesAreModelErrors) {
+  TempDir dir("lora_bad");
+  // SDXL-sized factors on a name this model has (SDXL's first attention is 640 wide).
+  const std::string sdxl = (dir.path / "sdxl.safetensors").string();
+  const std::string mod = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";
+  write_safetensors(sdxl, {st_tensor_from_floats(mod + ".lora_down.weight", StDType::F32, {4, 640}, std::vector<float>(4 * 640, 0.1f)),
+                           st_tensor_from_floats(mod + ".lora_up.weight", StDType::F32, {640, 4}, std::vector<float>(4 * 640, 0.1f)),
+                           st_tensor_from_floats(mod + ".alpha", StDType::F32, {}, {4.0f})});
+  // Only names of SDXL's second text encoder: nothing for this model.
+  const std::string te2 = (dir.path / "te2.safetensors").string();
+  write_safetensors(te2, {st_tensor_from_floats("lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight",
+                                                StDType::F32, {4, 1280}, std::vector<float>(4 * 1280, 0.1f))});
+  const std::string truncated = (dir.path / "truncated.safetensors").string();
+  {
+    const std::string bytes = file_bytes(kKohya);
+    std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 3);
+  }
+  struct Case {
+    std::string args, says;
+    int code;
+  } cases[] = {
+      {"--lora '" + sdxl + "'", "has factors [640, 4] · [4, 640], which do not fit this model's weight [16, 16]", 3},
+      {"--lora '" + te2 + "'", "none of its 1 keys is a LoRA factor of this model's UNet or text encoder", 3},
+      {"--lora '" + truncated + "'", "truncated.safetensors", 3},
+      {"--lora '" + (dir.path / "missing.safetensors").string() + "'", "no such file", 3},
+      {"--lora-dir '" + dir.path.string() + "' --prompt 'cat <lora:absent:1>'", "absent.safetensors: no such file", 3},
+      {"--lora '" + kKohya + ":much'", "SCALE 'much' is not a number", 2},
+  };
+  for (const Case& c : cases) {
+    const std::string prompt = c.args.find("--prompt") == std::string::npos ? " --prompt cat" : "";
+    const CliResult r = run_cli("--model '" + kModel + "'" + prompt + " --steps 1 -W 64 -H 64 " + c.args + " --out '" +
+                                dir.path.string() + "'");
+    EXPECT_EQ(r.code, c.code) << c.args << ": " << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
 }

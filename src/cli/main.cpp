@@ -84,6 +84,8 @@ int run(int argc, char** argv) {
   app.add_option("--vae", job.vae, "VAE replacing the model's: .safetensors file (LDM names) or diffusers vae folder");
   app.add_option("--embedding", job.embeddings,
                  "Textual-inversion embedding FILE[:TOKEN] (.safetensors; token: the file name); repeatable");
+  app.add_option("--lora", job.loras, "LoRA FILE[:SCALE] (.safetensors, kohya or diffusers/PEFT), merged at load; repeatable");
+  app.add_option("--lora-dir", job.lora_dir, "Folder where a prompt's <lora:NAME:SCALE> finds NAME.safetensors");
   app.add_option("-m,--model", job.model,
                  "Checkpoint: .safetensors file or diffusers folder (default: $SDGEN_MODEL, then weights/)");
   app.add_option("-o,--out", job.out_dir, "Output folder")->capture_default_str();
@@ -142,6 +144,7 @@ int run(int argc, char** argv) {
   auto key_of = [&](size_t i, Device device) {
     std::string k = model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(device) + "|" + opt.jobs[i].vae;
     for (const std::string& e : opt.jobs[i].embeddings) k += "|" + e;
+    for (const LoraSpec& l : job_loras(opt.jobs[i])) k += "|lora:" + l.file + ":" + std::to_string(l.scale);
     return k;
   };
   for (size_t k = 0; k < opt.jobs.size(); ++k) {
@@ -160,11 +163,11 @@ int run(int argc, char** argv) {
     if (key != loaded_key) {
       pipe.reset();
       progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + ")");
-      pipe = std::make_unique<Pipeline>(model_paths[k], precision, device, log, ModelOptions{j.vae, j.embeddings});
+      pipe = std::make_unique<Pipeline>(model_paths[k], precision, device, log, ModelOptions{j.vae, j.embeddings, job_loras(j)});
       loaded_key = key;
     }
     GenerateParams gp;
-    gp.prompt = j.prompt;
+    job_loras(j, &gp.prompt);  // the prompt without its <lora:...> tags
     gp.negative_prompt = j.negative_prompt;
     gp.batch = j.batch;
     gp.steps = j.steps;
@@ -208,6 +211,11 @@ int run(int argc, char** argv) {
                           {"schedule", j.schedule}, {"eta", j.eta}, {"batch", j.batch},
                           {"rng", j.rng}, {"seed_mode", j.seed_mode}, {"base_seed", gp.seed},
                           {"clip_skip", j.clip_skip}, {"vae", j.vae}, {"embeddings", j.embeddings},
+                          {"loras", [&] {
+                             nlohmann::json a = nlohmann::json::array();
+                             for (const LoraSpec& l : job_loras(j)) a.push_back({{"file", l.file}, {"scale", l.scale}});
+                             return a;
+                           }()},
                           {"precision", j.precision}, {"device", device_name(device)},
                           {"model", pipe->model_name()}}},
             {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},

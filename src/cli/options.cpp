@@ -79,6 +79,8 @@ void validate_job(const Job& job) {
     split_embedding_spec(spec, &file, &token);
     if (!fs::is_regular_file(file, ec)) throw_model(at + "--embedding " + file + ": no such file");
   }
+  for (const LoraSpec& l : job_loras(job))
+    if (!fs::is_regular_file(l.file, ec)) throw_model(at + "--lora " + l.file + ": no such file");
   expand_name(job.name_pattern, 0, 0, 0, job);  // a bad pattern fails before any work
 }
 
@@ -127,10 +129,11 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
         else if (k == "model") job.model = v.get<std::string>();
         else if (k == "clip_skip") job.clip_skip = v.get<int>();
         else if (k == "vae") job.vae = v.get<std::string>();
+        else if (k == "lora") job.loras = v.is_string() ? std::vector<std::string>{v.get<std::string>()} : v.get<std::vector<std::string>>();
         else if (k == "precision") job.precision = v.get<std::string>();
         else if (k == "device") job.device = v.get<std::string>();
         else if (k == "out") job.out_dir = v.get<std::string>();
-        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, schedule, eta, rng, seed_mode, name, model, clip_skip, vae, precision, device, out)");
+        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler, schedule, eta, rng, seed_mode, name, model, clip_skip, vae, lora, precision, device, out)");
       }
     } catch (const nlohmann::json::exception& e) {
       bad(job, std::string("wrong value type: ") + e.what());
@@ -175,6 +178,18 @@ static std::string slug(const std::string& s, size_t max_len) {
   }
   while (!out.empty() && out.back() == '_') out.pop_back();
   return out.empty() ? "image" : out;
+}
+
+std::vector<LoraSpec> job_loras(const Job& job, std::string* prompt) {
+  std::vector<LoraSpec> out;
+  try {
+    for (const std::string& s : job.loras) out.push_back(parse_lora_spec(s));
+    const std::string stripped = extract_lora_tags(job.prompt, job.lora_dir, &out);
+    if (prompt) *prompt = stripped;
+  } catch (const Error& e) {
+    bad(job, e.what());
+  }
+  return out;
 }
 
 RngKind job_rng(const Job& job) {

@@ -1,7 +1,9 @@
-// What replaces or extends a checkpoint's own weights when a Pipeline loads it (--vae, --embedding).
+// What replaces or extends a checkpoint's own weights when a Pipeline loads it (--vae, --embedding, --lora).
 #pragma once
 #include <string>
 #include <vector>
+
+#include "io/lora.h"
 
 namespace sdgen {
 
@@ -10,6 +12,8 @@ struct ModelOptions {
   std::string vae;
   // Textual-inversion embeddings, "FILE[:TOKEN]" each (text/embeddings.h).
   std::vector<std::string> embeddings;
+  // LoRAs merged into the UNet and text encoder weights at load (io/lora.h).
+  std::vector<LoraSpec> loras;
 };
 
 }  // namespace sdgen

@@ -8,6 +8,7 @@
 #include "core/rng.h"
 #include "core/trace.h"
 #include "io/checkpoint.h"
+#include "io/lora.h"
 #include "io/vae_file.h"
 #include "sampler/ddim.h"
 #include "sampler/sampler.h"
@@ -55,9 +56,13 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   // Embeddings are read (and checked) before any model weight is loaded.
   std::vector<Embedding> embeddings;
   for (const std::string& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
-  clip_ = std::make_unique<ClipTextEncoder>(*checkpoint_, cfg.clip, precision, device);
+  // LoRAs: their deltas are added to the weights as the models load them.
+  std::unique_ptr<Checkpoint> merged;
+  if (!options.loras.empty()) merged = apply_loras(*checkpoint_, options.loras, log_);
+  const Checkpoint& weights = merged ? *merged : *checkpoint_;
+  clip_ = std::make_unique<ClipTextEncoder>(weights, cfg.clip, precision, device);
   add_embeddings(embeddings, *tokenizer_, *clip_);
-  unet_ = std::make_unique<UNet>(*checkpoint_, cfg.unet, precision, device);
+  unet_ = std::make_unique<UNet>(weights, cfg.unet, precision, device);
   if (options.vae.empty()) {
     vae_ = std::make_unique<VaeDecoder>(*checkpoint_, cfg.vae, precision, device);
   } else {

@@ -86,6 +86,84 @@ def run(pipe, prompt, negative, images, **kw):
     return torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
 
 
+LORA_RANK, LORA_ALPHA = 4, 2.0  # alpha/rank = 0.5, so a loader that ignores alpha is caught
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                "conv1", "conv2", "time_emb_proj"]  # linears, 1x1 convs (proj_in/out) and 3x3 convs (conv1/2)
+TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+
+
+def kohya_name(peft_key):
+    """diffusers/PEFT key -> kohya's (sd-scripts) name: the module path with '_' for '.', under
+    lora_unet_ / lora_te_ (whose text-encoder paths start text_model_), lora_down/lora_up for A/B."""
+    comp, rest = peft_key.split(".", 1)
+    module, kind = rest.rsplit(".lora_", 1)
+    down_up = {"A.weight": "lora_down.weight", "B.weight": "lora_up.weight"}[kind]
+    if comp == "unet":
+        return "lora_unet_" + module.replace(".", "_"), down_up
+    if not module.startswith("text_model."):
+        module = "text_model." + module  # transformers 5 dropped the level; kohya names keep it
+    return "lora_te_" + module.replace(".", "_"), down_up
+
+
+def lora(tensors, add):
+    from peft import LoraConfig, inject_adapter_in_model, __version__ as peft_version
+    from peft.utils import get_peft_model_state_dict
+    lora_dir = os.path.join(DATA, "lora")
+    os.makedirs(lora_dir, exist_ok=True)
+    src = load_pipe()
+    alias_text_model(src)
+    src.unet.add_adapter(LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=UNET_TARGETS,
+                                    init_lora_weights=False))
+    # transformers 5.24's add_adapter demands peft >= 0.22, newer than PyPI's newest (0.21.2): the
+    # adapter goes in with peft's own inject_adapter_in_model, which add_adapter calls.
+    inject_adapter_in_model(LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=TE_TARGETS,
+                                       init_lora_weights=False), src.text_encoder, adapter_name="default")
+    gen = torch.Generator("cpu").manual_seed(2468)
+    with torch.no_grad():
+        for model in (src.unet, src.text_encoder):
+            for name, p in model.named_parameters():
+                if "lora_" in name:  # both factors N(0, 1/fan_in): a delta of the weights' own size
+                    p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.numel() // p.shape[0]))
+    unet_sd = get_peft_model_state_dict(src.unet)
+    te_sd = get_peft_model_state_dict(src.text_encoder)
+    meta = lambda m: m.peft_config["default"].to_dict()  # noqa: E731 (peft's own config of the adapter)
+    StableDiffusionPipeline.save_lora_weights(lora_dir, unet_lora_layers=unet_sd, text_encoder_lora_layers=te_sd,
+                                              weight_name="tiny_lora_peft.safetensors",
+                                              unet_lora_adapter_metadata=meta(src.unet),
+                                              text_encoder_lora_adapter_metadata=meta(src.text_encoder))
+    peft_file = os.path.join(lora_dir, "tiny_lora_peft.safetensors")
+    kohya = {}
+    for k, v in load_file(peft_file).items():
+        name, down_up = kohya_name(k)
+        kohya[f"{name}.{down_up}"] = v
+        kohya[f"{name}.alpha"] = torch.tensor(LORA_ALPHA, dtype=torch.float32)
+    kohya_file = os.path.join(lora_dir, "tiny_lora_kohya.safetensors")
+    save_file(kohya, kohya_file, metadata={"ss_network_dim": str(LORA_RANK)})
+    print("lora:", len(unet_sd), "unet +", len(te_sd), "text encoder tensors; peft", peft_version)
+    del src
+
+    prompt, negative = "a castle on a hill, watercolor", "blurry"
+    images = {}
+    for form, f in (("peft", peft_file), ("kohya", kohya_file)):
+        for scale in (1.0, 0.5):
+            pipe = load_pipe()
+            pipe.load_lora_weights(f, adapter_name="x")
+            pipe.set_adapters(["x"], adapter_weights=[scale])
+            images[(form, scale)] = run(pipe, prompt, negative, 1)
+            # fuse_lora merges W += scale * (alpha/r) * B @ A, what we do at load: the same image
+            pipe.fuse_lora(lora_scale=1.0)
+            pipe.unload_lora_weights()
+            fused = run(pipe, prompt, negative, 1)
+            assert (fused.int() - images[(form, scale)].int()).abs().max() <= 1, (form, scale)
+    for scale in (1.0, 0.5):
+        # diffusers' kohya converter reads our kohya file as the PEFT one: the conversion holds
+        d = (images[("peft", scale)].int() - images[("kohya", scale)].int()).abs()
+        assert d.max() <= 1, ("kohya vs peft", scale, int(d.max()))
+        key = f"lora{scale:g}"
+        add(key, prompt, negative, 1, images[("peft", scale)], lora_scale=scale)
+    add("lora_none", prompt, negative, 1, run(load_pipe(), prompt, negative, 1))
+
+
 def main():
     tensors, runs = {}, []
 
@@ -159,6 +237,9 @@ def main():
         tensors["embeddings.prompt_embeds"] = emb.contiguous()
     ids = ti.tokenizer(ti.maybe_convert_prompt(prompt, ti.tokenizer)).input_ids
     print("ids with embeddings:", ids)
+
+    # ---- 4. LoRA.
+    lora(tensors, add)
 
     save_file(tensors, os.path.join(GOLDEN, "model_options.safetensors"),
               metadata={"made_by": "tests/reference/make_model_goldens.py", "diffusers": diffusers.__version__,
