@@ -446,6 +446,13 @@ TEST(Lora, PeftAndKohyaMatchDiffusersAtTwoScales) {
       expect_batch_matches(g, key, pipe.generate(p), fs::path(file).stem().string() + " " + key);
       EXPECT_TRUE(logs.empty()) << logs[0];  // every key of both files matched
     }
+  // The same LoRA on the model's LDM single file (the same weights under LDM names; the LoRA's
+  // keys map through the canonical names), in both forms.
+  for (const std::string& file : {kPeft, kKohya}) {
+    Pipeline ldm(kData + "/tiny_sd/tiny_sd.safetensors", DType::F32, Device::CPU, nullptr,
+                 ModelOptions{"", {}, {LoraSpec{file, 1.0f}}});
+    expect_batch_matches(g, "lora1", ldm.generate(p), "LDM file + " + fs::path(file).stem().string() + " lora1");
+  }
   // The LoRA moves the image: without it diffusers' image is another one.
   EXPECT_GT(share_apart(g.image("lora1", 64 * 64 * 3), g.image("lora_none", 64 * 64 * 3), 64 * 64 * 3), 0.2);
   EXPECT_GT(share_apart(g.image("lora1", 64 * 64 * 3), g.image("lora0.5", 64 * 64 * 3), 64 * 64 * 3), 0.2);
