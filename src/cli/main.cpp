@@ -85,6 +85,14 @@ int run(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "fp16"}));
   app.add_option("--device", job.device, "auto, cpu, cuda or cuda:N (GPU N)")->capture_default_str();
+  app.add_option("--clip-skip", job.clip_skip,
+                 "CLIP layers to skip from the end, as A1111's Clip skip (1: none; diffusers' clip_skip is N-1)")
+      ->capture_default_str();
+  app.add_option("--vae", job.vae, "VAE replacing the model's: .safetensors file (LDM names) or diffusers vae folder");
+  app.add_option("--embedding", job.embeddings,
+                 "Textual-inversion embedding FILE[:TOKEN] (.safetensors; token: the file name); repeatable");
+  app.add_option("--lora", job.loras, "LoRA FILE[:SCALE] (.safetensors, kohya or diffusers/PEFT), merged at load; repeatable");
+  app.add_option("--lora-dir", job.lora_dir, "Folder where a prompt's <lora:NAME:SCALE> finds NAME.safetensors");
   app.add_option("-m,--model", job.model,
                  "Checkpoint: .safetensors file or diffusers folder (default: $SDGEN_MODEL, then weights/)");
   app.add_option("-o,--out", job.out_dir, "Output folder")->capture_default_str();
@@ -195,7 +203,10 @@ int run(int argc, char** argv) {
   std::vector<std::string> not_written;    // images whose latents or pixels were not finite
   // Jobs with one key run on one loaded pipeline.
   auto key_of = [&](size_t i, Device device) {
-    return model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(device);
+    std::string k = model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(device) + "|" + opt.jobs[i].vae;
+    for (const std::string& e : opt.jobs[i].embeddings) k += "|" + e;
+    for (const LoraSpec& l : job_loras(opt.jobs[i])) k += "|lora:" + l.file + ":" + std::to_string(l.scale);
+    return k;
   };
   for (size_t c = 0; c < calls.size(); ++c) {
     const size_t k = calls[c].job;
@@ -214,11 +225,11 @@ int run(int argc, char** argv) {
     if (key != loaded_key) {
       pipe.reset();
       progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + ")");
-      pipe = std::make_unique<Pipeline>(model_paths[k], precision, device, log);
+      pipe = std::make_unique<Pipeline>(model_paths[k], precision, device, log, ModelOptions{j.vae, j.embeddings, job_loras(j)});
       loaded_key = key;
     }
     GenerateParams gp;
-    gp.prompt = j.prompt;
+    job_loras(j, &gp.prompt);  // the prompt without its <lora:...> tags
     gp.negative_prompt = j.negative_prompt;
     gp.batch = calls[c].count;
     gp.steps = j.steps;
@@ -231,6 +242,7 @@ int run(int argc, char** argv) {
     gp.sampler = j.sampler;
     gp.schedule = j.schedule;
     gp.eta = j.eta;
+    gp.clip_skip = j.clip_skip;
     gp.rng = job_rng(j);
     gp.seed_mode = job_seed_mode(j);
     gp.emphasis = j.emphasis;
@@ -272,6 +284,12 @@ int run(int argc, char** argv) {
                           {"height", j.height}, {"sampler", j.sampler},
                           {"schedule", j.schedule}, {"eta", j.eta}, {"batch", j.batch},
                           {"rng", j.rng}, {"seed_mode", j.seed_mode}, {"base_seed", base_seed},
+                          {"clip_skip", j.clip_skip}, {"vae", j.vae}, {"embeddings", j.embeddings},
+                          {"loras", [&] {
+                             nlohmann::json a = nlohmann::json::array();
+                             for (const LoraSpec& l : job_loras(j)) a.push_back({{"file", l.file}, {"scale", l.scale}});
+                             return a;
+                           }()},
                           {"precision", j.precision}, {"emphasis", j.emphasis}, {"device", device_name(device)},
                           {"model", pipe->model_name()}}},
             {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s},

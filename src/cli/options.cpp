@@ -20,6 +20,7 @@
 
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
+#include "text/embeddings.h"
 
 namespace fs = std::filesystem;
 
@@ -67,7 +68,20 @@ void validate_job(const Job& job) {
     bad(job, "--precision '" + job.precision + "' is not one of fp32, fp16");
   if (job.device != "auto" && job.device != "cpu" && job.device != "cuda" && cuda_ordinal(job.device) < 0)
     bad(job, "--device '" + job.device + "' is not one of auto, cpu, cuda, cuda:N");
+  if (job.clip_skip < 1 || job.clip_skip > 48)
+    bad(job, "--clip-skip " + std::to_string(job.clip_skip) + " must be at least 1 (1: the last layer; SD v1 has 12)");
   if (job.out_dir.empty()) bad(job, "--out is empty");
+  // Files the model options name: missing ones are model errors, found before any work.
+  std::error_code ec;
+  const std::string at = job.origin.empty() ? std::string() : job.origin + ": ";
+  if (!job.vae.empty() && !fs::exists(job.vae, ec)) throw_model(at + "--vae " + job.vae + ": no such file or folder");
+  for (const std::string& spec : job.embeddings) {
+    std::string file, token;
+    split_embedding_spec(spec, &file, &token);
+    if (!fs::is_regular_file(file, ec)) throw_model(at + "--embedding " + file + ": no such file");
+  }
+  for (const LoraSpec& l : job_loras(job))
+    if (!fs::is_regular_file(l.file, ec)) throw_model(at + "--lora " + l.file + ": no such file");
   expand_name(job.name_pattern, 0, 0, 0, job);  // a bad pattern fails before any work
   check_name_pattern(job);
 }
@@ -118,10 +132,13 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
         else if (k == "seed_mode") job.seed_mode = v.get<std::string>();
         else if (k == "name") job.name_pattern = v.get<std::string>();
         else if (k == "model") job.model = v.get<std::string>();
+        else if (k == "clip_skip") job.clip_skip = v.get<int>();
+        else if (k == "vae") job.vae = v.get<std::string>();
+        else if (k == "lora") job.loras = v.is_string() ? std::vector<std::string>{v.get<std::string>()} : v.get<std::vector<std::string>>();
         else if (k == "precision") job.precision = v.get<std::string>();
         else if (k == "device") job.device = v.get<std::string>();
         else if (k == "out") job.out_dir = v.get<std::string>();
-        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, emphasis, sampler, schedule, eta, rng, seed_mode, name, model, precision, device, out)");
+        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, emphasis, sampler, schedule, eta, rng, seed_mode, name, model, clip_skip, vae, lora, precision, device, out)");
       }
     } catch (const nlohmann::json::exception& e) {
       bad(job, std::string("wrong value type: ") + e.what());
@@ -168,6 +185,18 @@ static std::string slug(const std::string& s, size_t max_len) {
   return out.empty() ? "image" : out;
 }
 
+std::vector<LoraSpec> job_loras(const Job& job, std::string* prompt) {
+  std::vector<LoraSpec> out;
+  try {
+    for (const std::string& s : job.loras) out.push_back(parse_lora_spec(s));
+    const std::string stripped = extract_lora_tags(job.prompt, job.lora_dir, &out);
+    if (prompt) *prompt = stripped;
+  } catch (const Error& e) {
+    bad(job, e.what());
+  }
+  return out;
+}
+
 RngKind job_rng(const Job& job) {
   RngKind k = RngKind::TorchCpu;
   if (!parse_rng_kind(job.rng, &k)) bad(job, "--rng '" + job.rng + "' is not one of torch-cpu, philox");
@@ -196,6 +225,12 @@ std::string parameters_text(const Job& job, uint64_t image_seed, int index, cons
     s += std::string(", Eta DDIM: ") + g;
   }
   if (!job.emphasis) s += ", Emphasis: off";
+  if (job.clip_skip > 1) s += ", Clip skip: " + std::to_string(job.clip_skip);
+  if (!job.vae.empty()) {
+    std::string v = job.vae;
+    while (v.size() > 1 && v.back() == '/') v.pop_back();
+    s += ", VAE: " + fs::path(v).filename().string();
+  }
   if (job.batch > 1)
     s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);
   return s;

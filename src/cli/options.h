@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "io/lora.h"
 #include "sdgen/tensor.h"
 
 namespace sdgen::cli {
@@ -28,6 +29,11 @@ struct Job {
   std::string rng = "torch-cpu";  // --rng torch-cpu|philox (core/rng.h)
   std::string seed_mode = "batch";  // --seed-mode batch|per-image
   bool emphasis = true;          // --no-emphasis, or "emphasis": false in a prompt file
+  int clip_skip = 1;             // --clip-skip N (A1111's; diffusers' clip_skip = N - 1)
+  std::string vae;               // --vae FILE|FOLDER (empty: the checkpoint's)
+  std::vector<std::string> embeddings;  // --embedding FILE[:TOKEN], repeatable
+  std::vector<std::string> loras;       // --lora FILE[:SCALE], repeatable (and <lora:NAME:SCALE> in the prompt)
+  std::string lora_dir;                 // --lora-dir: where <lora:NAME> finds NAME.safetensors
   std::string model;             // file or diffusers folder (empty: $SDGEN_MODEL, then weights/)
   std::string precision = "fp32";
   std::string device = "auto";
@@ -64,12 +70,16 @@ std::string expand_name(const std::string& pattern, int n, uint64_t seed, int i,
 std::vector<std::string> prepare_output_dir(const std::string& dir);
 // Removes the folders prepare_output_dir created, innermost first, where they are still empty.
 void remove_created_dirs(const std::vector<std::string>& created);
+// The job's LoRAs: --lora's, then the prompt's <lora:NAME:SCALE> tags (in --lora-dir); *prompt
+// (when given) gets the prompt without the tags, what the text encoder sees.
+std::vector<LoraSpec> job_loras(const Job& job, std::string* prompt = nullptr);
 // Job::rng / Job::seed_mode as the pipeline's enums (validate_job has checked them).
 RngKind job_rng(const Job& job);
 SeedMode job_seed_mode(const Job& job);
 // The PNG "parameters" text (A1111's infotext form) of image `index` of a job, whose own seed is
 // `image_seed`: "Seed: N" is that seed; "RNG: CPU" (torch-cpu) or "RNG: NV" (philox) as A1111
-// names its sources; "Seed mode: batch|per-image".
+// names its sources; "Seed mode: batch|per-image"; "Clip skip: N" when N > 1; "VAE: <file name>"
+// with --vae.
 std::string parameters_text(const Job& job, uint64_t image_seed, int index, const std::string& model);
 
 }  // namespace sdgen::cli

@@ -8,6 +8,8 @@
 #include "core/rng.h"
 #include "core/trace.h"
 #include "io/checkpoint.h"
+#include "io/lora.h"
+#include "io/vae_file.h"
 #include "sampler/ddim.h"
 #include "sampler/sampler.h"
 #include "sdgen/backend.h"
@@ -15,6 +17,7 @@
 #include "sdgen/ops.h"
 #include "text/clip.h"
 #include "text/conditioning.h"
+#include "text/embeddings.h"
 #include "text/tokenizer.h"
 #include "unet/unet.h"
 #include "vae/vae.h"
@@ -36,7 +39,8 @@ std::string find_bpe_vocab() {
 }
 }  // namespace
 
-Pipeline::Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log)
+Pipeline::Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log,
+                   const ModelOptions& options)
     : precision_(precision), device_(device), log_(std::move(log)) {
   trace::phase("weight_load");
   checkpoint_ = Checkpoint::open(model_path);
@@ -50,9 +54,24 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
       : tok_json      ? ClipTokenizer::from_tokenizer_json(*tok_json)
                       : ClipTokenizer::from_bpe_gz(find_bpe_vocab()));
   const ModelConfig& cfg = checkpoint_->config();
-  clip_ = std::make_unique<ClipTextEncoder>(*checkpoint_, cfg.clip, precision, device);
-  unet_ = std::make_unique<UNet>(*checkpoint_, cfg.unet, precision, device);
-  vae_ = std::make_unique<VaeDecoder>(*checkpoint_, cfg.vae, precision, device);
+  // Embeddings are read (and checked) before any model weight is loaded.
+  std::vector<Embedding> embeddings;
+  for (const std::string& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
+  // LoRAs: their deltas are added to the weights as the models load them.
+  std::unique_ptr<Checkpoint> merged;
+  if (!options.loras.empty()) merged = apply_loras(*checkpoint_, options.loras, log_);
+  const Checkpoint& weights = merged ? *merged : *checkpoint_;
+  clip_ = std::make_unique<ClipTextEncoder>(weights, cfg.clip, precision, device);
+  add_embeddings(embeddings, *tokenizer_, *clip_);
+  unet_ = std::make_unique<UNet>(weights, cfg.unet, precision, device);
+  if (options.vae.empty()) {
+    vae_ = std::make_unique<VaeDecoder>(*checkpoint_, cfg.vae, precision, device);
+  } else {
+    VaeFile vf = open_vae_file(options.vae, cfg);
+    vae_ = std::make_unique<VaeDecoder>(*vf.weights, vf.config, precision, device);
+    vae_weights_ = std::move(vf.weights);
+    vae_name_ = vf.name;
+  }
   trace::phase("");
 }
 
@@ -138,6 +157,9 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   // [P or 2P, k·77, D]: k chunks of 77 tokens, the same k for all (conditioning.h).
   ConditioningOptions copt;
   copt.emphasis = p.emphasis;
+  // Clip skip applies to the prompts alone, as diffusers' clip_skip: the rows after the negatives.
+  copt.clip_skip = p.clip_skip;
+  copt.clip_skip_from_row = cfg_guidance ? P : 0;
   const Conditioning cond = encode_prompts(*tokenizer_, *clip_, prompts, copt, log_);
   const int64_t L = cond.tokens(), D = cond.dim;
   const std::vector<float>& hv = cond.hidden;

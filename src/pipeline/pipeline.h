@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "pipeline/model_options.h"
 #include "sdgen/tensor.h"
 
 namespace sdgen {
@@ -36,6 +37,9 @@ struct GenerateParams {
   std::string sampler = "ddim";     // sampler.h: ddim, pndm, lms, euler, euler_a, heun, ...
   std::string schedule = "default";  // or "karras" (the samplers that offer Karras sigmas)
   float eta = 0.0f;                  // DDIM's η
+  // A1111's "Clip skip" (ClipTextEncoder::forward): 1 the last layer, 2 the one before, ... Applied
+  // to the prompts; the negative prompt keeps the last layer, as diffusers' clip_skip does.
+  int clip_skip = 1;
   // Noise source and seeding (core/rng.h): torch-cpu draws as torch.randn with a CPU generator
   // (diffusers' default), philox as torch.randn on a CUDA generator (A1111's "NV"), on any backend.
   // Batch: the whole batch is one draw of one generator seeded `seed` (diffusers); PerImage: image i
@@ -84,10 +88,13 @@ class Pipeline {
   using StepCallback = std::function<void(int done, int total)>;
   using LogCallback = std::function<void(const std::string&)>;
 
-  Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log = nullptr);
+  Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log = nullptr,
+           const ModelOptions& options = {});
   ~Pipeline();
   const Checkpoint& checkpoint() const { return *checkpoint_; }
   std::string model_name() const;
+  // The --vae file or folder name; empty when the checkpoint's own VAE decodes.
+  const std::string& vae_name() const { return vae_name_; }
   DType precision() const { return precision_; }
   Device device() const { return device_; }
 
@@ -131,6 +138,8 @@ class Pipeline {
   std::unique_ptr<UNet> unet_;
   std::unique_ptr<VaeDecoder> vae_;
   std::unique_ptr<VaeDecoder> vae_fp32_;  // fp16 pipelines: loaded on the first non-finite decode
+  std::unique_ptr<Checkpoint> vae_weights_;  // --vae's (the decoder holds copies; kept for diagnostics)
+  std::string vae_name_;
   DType precision_;
   Device device_;
   LogCallback log_;

@@ -40,16 +40,35 @@ ClipTextEncoder::ClipTextEncoder(const Checkpoint& ckpt, const ClipConfig& confi
   final_layer_norm = nn::LayerNorm(w, root + ".final_layer_norm", d, c.eps);
 }
 
-Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n) const {
+int ClipTextEncoder::append_token_rows(const Tensor& rows) {
+  const int64_t d = config_.hidden;
+  if (rows.shape().size() != 2 || rows.dim(1) != d)
+    throw_model("text encoder: new token rows of shape " + shape_str(rows.shape()) + ", expected [k, " +
+                std::to_string(d) + "]");
+  const int first = token_count();
+  std::vector<float> table = embeddings.token_embedding.to(Device::CPU).to_floats();
+  const std::vector<float> add = rows.to_floats();
+  table.insert(table.end(), add.begin(), add.end());
+  Tensor t = Tensor::from_floats({first + rows.dim(0), d}, table);
+  if (dtype_ != DType::F32) t = ops::cast(t, dtype_);
+  embeddings.token_embedding = t.to(device_);
+  return first;
+}
+
+Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n, int clip_skip) const {
   const ClipConfig& c = config_;
+  const int n_layers = (int)layers.size();
+  if (clip_skip < 1 || clip_skip > n_layers)
+    throw_usage("--clip-skip " + std::to_string(clip_skip) + ": this model's text encoder has " +
+                std::to_string(n_layers) + " layers, so clip skip is between 1 and " + std::to_string(n_layers));
   SDGEN_CHECK(n > 0 && ids.size() % n == 0, "CLIP: ids are not n whole sequences");
   const int len = (int)(ids.size() / n);
   SDGEN_CHECK(len >= 1 && len <= c.max_positions,
               "CLIP: sequence of " + std::to_string(len) + " tokens");
   for (int id : ids)
-    if (id < 0 || id >= c.vocab_size)
+    if (id < 0 || id >= token_count())
       throw_model("CLIP: token id " + std::to_string(id) + " outside the vocabulary of " +
-                  std::to_string(c.vocab_size));
+                  std::to_string(token_count()));
 
   std::vector<int> positions(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) positions[i] = (int)(i % len);
@@ -58,7 +77,9 @@ Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n) const {
 
   const float scale = 1.0f / std::sqrt((float)(c.hidden / c.heads));
   const bool quick = c.act == "quick_gelu";
-  for (const EncoderLayer& l : layers) {
+  // Clip skip N stops N - 1 layers before the last.
+  for (int i = 0; i + (clip_skip - 1) < n_layers; ++i) {
+    const EncoderLayer& l = layers[(size_t)i];
     Tensor x = l.layer_norm1(h);
     const SelfAttention& a = l.self_attn;
     x = ops::attention(a.q_proj(x), a.k_proj(x), a.v_proj(x), c.heads, scale, /*causal=*/true);

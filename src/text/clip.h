@@ -16,7 +16,15 @@ class ClipTextEncoder {
 
   // ids: n sequences of L = ids.size()/n tokens each (L <= max_positions; 77 from the tokenizer).
   // Returns [n, L, hidden] in the model's dtype on its device.
-  Tensor forward(const std::vector<int>& ids, int n) const;
+  // clip_skip (A1111's "Clip skip"): the hidden state clip_skip - 1 layers before the last, then
+  // the final LayerNorm, as diffusers' clip_skip = clip_skip - 1 (hidden_states[-clip_skip]);
+  // 1 is the last layer. Between 1 and the layer count, else Error(kUsage).
+  Tensor forward(const std::vector<int>& ids, int n, int clip_skip = 1) const;
+
+  // Textual inversion: appends rows ([k, hidden] host fp32) to the token table, as new token ids
+  // after the last one (diffusers' resize_token_embeddings + add_tokens). Returns the first new id.
+  int append_token_rows(const Tensor& rows);
+  int token_count() const { return (int)embeddings.token_embedding.dim(0); }
 
   const ClipConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }

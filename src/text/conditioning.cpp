@@ -60,9 +60,19 @@ Conditioning encode_prompts(const ClipTokenizer& tokenizer, const ClipTextEncode
   out.rows = (int)prompts.size();
   out.chunks = count;
   if (prompts.empty()) return out;
-  const Tensor hidden = clip.forward(ids, (int)order.size());  // [rows·count, 77, D]
-  out.dim = hidden.dim(2);
-  out.hidden = hidden.to_floats();
+  // [rows·count, 77, D]; with clip skip, the rows before clip_skip_from_row in a call of their own.
+  const int plain_rows = options.clip_skip == 1 ? out.rows : std::clamp(options.clip_skip_from_row, 0, out.rows);
+  const size_t split = (size_t)plain_rows * count * ClipTokenizer::kContext;
+  for (int part = 0; part < 2; ++part) {
+    const std::vector<int> part_ids(ids.begin() + (part ? (ptrdiff_t)split : 0),
+                                    part ? ids.end() : ids.begin() + (ptrdiff_t)split);
+    if (part_ids.empty()) continue;
+    const Tensor hidden = clip.forward(part_ids, (int)(part_ids.size() / ClipTokenizer::kContext),
+                                       part ? options.clip_skip : 1);
+    out.dim = hidden.dim(2);
+    const std::vector<float> v = hidden.to_floats();
+    out.hidden.insert(out.hidden.end(), v.begin(), v.end());
+  }
   const int64_t per_chunk = (int64_t)ClipTokenizer::kContext * out.dim;
   for (size_t i = 0; i < order.size(); ++i) apply_emphasis(out.hidden.data() + i * per_chunk, order[i]->weights, out.dim);
   return out;

@@ -19,6 +19,10 @@ struct ConditioningOptions {
   // Chunks kept per prompt (1200 tokens); more are dropped with a warning. Cross-attention cost
   // grows with the keys, and no SD v1 prompt needs this many; A1111 sets no bound.
   int max_chunks = 16;
+  // A1111's Clip skip (ClipTextEncoder::forward) for the rows from clip_skip_from_row on; the rows
+  // before it keep the last layer (diffusers applies clip_skip to the prompt, not the negative).
+  int clip_skip = 1;
+  int clip_skip_from_row = 0;
 };
 
 struct Conditioning {

@@ -347,24 +347,55 @@ void ClipTokenizer::encode_chunk(const std::u32string& raw, std::vector<int>& ou
 
 std::vector<int> ClipTokenizer::encode(const std::string& text) const {
   // transformers first splits the raw text on the literal special tokens (its added-token trie) and
-  // cleans and tokenizes each piece on its own.
+  // cleans and tokenizes each piece on its own. Added (textual-inversion) tokens split it the same way.
   const std::u32string raw = text::utf8_decode(text);
   static const std::u32string kSpecial[2] = {U"<|startoftext|>", U"<|endoftext|>"};
+  auto lower = [](char32_t ch) { return ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch; };
   std::vector<int> out;
   size_t start = 0, i = 0;
   while (i < raw.size()) {
     int hit = -1;
+    size_t len = 0;
     if (raw[i] == '<')
       for (int s = 0; s < 2; ++s)
-        if (raw.compare(i, kSpecial[s].size(), kSpecial[s]) == 0) hit = s;
-    if (hit < 0) { ++i; continue; }
+        if (raw.compare(i, kSpecial[s].size(), kSpecial[s]) == 0) hit = s, len = kSpecial[s].size();
+    int added = -1;
+    for (size_t a = 0; a < added_.size(); ++a) {
+      const std::u32string& t = added_[a].first;
+      if (t.size() <= len || i + t.size() > raw.size()) continue;
+      bool same = true;
+      for (size_t k = 0; k < t.size() && same; ++k) same = lower(raw[i + k]) == t[k];
+      if (same) added = (int)a, len = t.size();
+    }
+    if (hit < 0 && added < 0) { ++i; continue; }
     if (i > start) encode_chunk(raw.substr(start, i - start), out);
-    out.push_back(hit == 0 ? bos_ : eos_);
-    i += kSpecial[hit].size();
+    if (added >= 0)
+      out.insert(out.end(), added_[(size_t)added].second.begin(), added_[(size_t)added].second.end());
+    else
+      out.push_back(hit == 0 ? bos_ : eos_);
+    i += len;
     start = i;
   }
   if (start < raw.size()) encode_chunk(raw.substr(start), out);
   return out;
+}
+
+bool ClipTokenizer::in_vocabulary(const std::string& token) const {
+  auto it = sym_index_.find(token);
+  return it != sym_index_.end() && sym_vocab_id_[(size_t)it->second] != unk_;
+}
+
+void ClipTokenizer::add_token(const std::string& token, const std::vector<int>& ids) {
+  if (token.empty()) throw_usage("an embedding's token is empty");
+  if (ids.empty()) throw_usage("embedding token '" + token + "' has no vectors");
+  if (in_vocabulary(token))
+    throw_usage("embedding token '" + token + "' is already in the tokenizer's vocabulary; choose another with FILE:TOKEN");
+  std::u32string t = text::utf8_decode(token);
+  for (char32_t& ch : t)
+    if (ch >= 'A' && ch <= 'Z') ch += 'a' - 'A';
+  for (const auto& a : added_)
+    if (a.first == t) throw_usage("embedding token '" + token + "' is given twice");
+  added_.emplace_back(std::move(t), ids);
 }
 
 std::vector<int> ClipTokenizer::encode_padded(const std::string& text, bool* truncated) const {

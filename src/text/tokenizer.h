@@ -34,6 +34,14 @@ class ClipTokenizer {
   std::vector<int> encode_padded(const std::string& text, bool* truncated = nullptr) const;
   int vocab_size() const;
 
+  // Textual inversion (diffusers' tokenizer.add_tokens for a loaded embedding): `token` in a prompt
+  // becomes `ids` (one per vector, as diffusers expands "<t>" to "<t> <t>_1 ..."). Matched like
+  // transformers' added tokens: anywhere in the text, before cleanup and BPE, the longest token at
+  // the leftmost position; ASCII case is ignored (transformers matches on its lowercased text).
+  // Throws Error(kUsage) when the token is empty, already a vocabulary entry or already added.
+  void add_token(const std::string& token, const std::vector<int>& ids);
+  bool in_vocabulary(const std::string& token) const;
+
  private:
   // BPE works on interned symbols: every vocabulary token, plus any merge part or product the
   // vocabulary lacks (those map to the unknown id, as transformers' encoder.get(.., unk) does).
@@ -52,6 +60,7 @@ class ClipTokenizer {
   int byte_sym_end_[256] = {};  // the same with "</w>" (last symbol of a word)
   int bos_ = kBos, eos_ = kEos, unk_ = kEos;
   int vocab_size_ = 0;
+  std::vector<std::pair<std::u32string, std::vector<int>>> added_;  // lowercased token -> ids
 };
 
 }  // namespace sdgen

@@ -1,0 +1,280 @@
+#include "io/lora.h"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "io/checkpoint_names.h"
+#include "io/safetensors.h"
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+bool ends_with(const std::string& s, const std::string& p) {
+  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+
+bool parse_scale(const std::string& s, float* out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  const float v = std::strtof(s.c_str(), &end);
+  if (end != s.c_str() + s.size() || !std::isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+int64_t numel_of(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+// One delta: factor · up [out, r] · down [r, rest].
+struct Delta {
+  std::vector<float> up, down;
+  int64_t out = 0, rank = 0, rest = 0;
+  float factor = 1.0f;
+};
+
+class LoraCheckpoint : public Checkpoint {
+ public:
+  LoraCheckpoint(const Checkpoint& base, std::map<std::string, std::vector<Delta>> deltas)
+      : base_(base), deltas_(std::move(deltas)) {}
+  const ModelConfig& config() const override { return base_.config(); }
+  std::string name() const override { return base_.name(); }
+  bool has(const std::string& n) const override { return base_.has(n); }
+  std::optional<Shape> stored_shape(const std::string& n) const override { return base_.stored_shape(n); }
+  std::vector<std::string> names() const override { return base_.names(); }
+  std::optional<std::string> tokenizer_vocab_json() const override { return base_.tokenizer_vocab_json(); }
+  std::optional<std::string> tokenizer_merges_txt() const override { return base_.tokenizer_merges_txt(); }
+  std::optional<std::string> tokenizer_json() const override { return base_.tokenizer_json(); }
+
+  Tensor get(const std::string& n, const Shape& expected) const override {
+    Tensor t = base_.get(n, expected);
+    auto it = deltas_.find(n);
+    if (it == deltas_.end()) return t;
+    const int64_t total = numel_of(expected);
+    for (const Delta& d : it->second) {
+      SDGEN_CHECK(d.out * d.rest == total, "LoRA delta of " + n + " does not fit its weight");
+      // W [out, rest] += factor · up [out, r] · down [r, rest], in fp32 (then cast to the model's precision).
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d.out, (int)d.rest, (int)d.rank, d.factor,
+                  d.up.data(), (int)d.rank, d.down.data(), (int)d.rest, 1.0f, t.f32(), (int)d.rest);
+    }
+    return t;
+  }
+  Tensor get_stored(const std::string& n, const Shape& expected, DType dtype) const override {
+    if (deltas_.count(n)) return get(n, expected);  // merged in fp32, converted by the loader
+    return base_.get_stored(n, expected, dtype);
+  }
+
+ private:
+  const Checkpoint& base_;
+  std::map<std::string, std::vector<Delta>> deltas_;
+};
+
+std::unique_ptr<SafetensorsFile> open_lora(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw_model("--lora " + path + ": no such file");
+  try {
+    return SafetensorsFile::open(path);
+  } catch (const Error& err) {
+    unsigned char magic[4] = {0, 0, 0, 0};
+    size_t n = 0;
+    if (FILE* fp = std::fopen(path.c_str(), "rb")) {
+      n = std::fread(magic, 1, 4, fp);
+      std::fclose(fp);
+    }
+    if ((n == 4 && magic[0] == 'P' && magic[1] == 'K') || (n >= 2 && magic[0] == 0x80 && magic[1] <= 5))
+      throw_model("--lora " + path + ": a PyTorch pickle (.pt/.ckpt/.bin); only .safetensors LoRAs are supported");
+    throw_model("--lora " + path + ": " + err.what());
+  }
+}
+
+std::string underscored(std::string s) {
+  for (char& c : s)
+    if (c == '.') c = '_';
+  return s;
+}
+
+}  // namespace
+
+LoraSpec parse_lora_spec(const std::string& spec) {
+  LoraSpec out{spec, 1.0f};
+  std::error_code ec;
+  const size_t colon = spec.rfind(':');
+  if (fs::is_regular_file(spec, ec) || colon == std::string::npos) return out;
+  float v = 0;
+  if (!parse_scale(spec.substr(colon + 1), &v))
+    throw_usage("--lora " + spec + ": SCALE '" + spec.substr(colon + 1) + "' is not a number (FILE[:SCALE])");
+  out.file = spec.substr(0, colon);
+  out.scale = v;
+  return out;
+}
+
+std::string extract_lora_tags(const std::string& prompt, const std::string& lora_dir, std::vector<LoraSpec>* found) {
+  std::string out;
+  size_t i = 0;
+  while (i < prompt.size()) {
+    const size_t at = prompt.find("<lora:", i);
+    if (at == std::string::npos) break;
+    const size_t close = prompt.find('>', at);
+    if (close == std::string::npos) throw_usage("prompt: unclosed <lora:...> tag (A1111 form: <lora:NAME:SCALE>)");
+    out += prompt.substr(i, at - i);
+    const std::string body = prompt.substr(at + 6, close - at - 6);
+    std::string name = body;
+    float scale = 1.0f;
+    const size_t c = body.find(':');
+    if (c != std::string::npos) {
+      name = body.substr(0, c);
+      std::string s = body.substr(c + 1);
+      if (s.find(':') != std::string::npos) s = s.substr(0, s.find(':'));  // A1111's te:unet split: te only
+      if (!parse_scale(s, &scale)) throw_usage("prompt: <lora:" + body + ">: scale '" + s + "' is not a number");
+    }
+    if (name.empty()) throw_usage("prompt: <lora:" + body + "> has no name");
+    if (!ends_with(name, ".safetensors")) name += ".safetensors";
+    found->push_back(LoraSpec{(fs::path(lora_dir.empty() ? "." : lora_dir) / name).string(), scale});
+    i = close + 1;
+  }
+  out += prompt.substr(std::min(i, prompt.size()));
+  return out;
+}
+
+std::unique_ptr<Checkpoint> apply_loras(const Checkpoint& base, const std::vector<LoraSpec>& loras,
+                                        const std::function<void(const std::string&)>& warn) {
+  // kohya module name -> canonical weight name, for every UNet and text-encoder weight of the model.
+  std::map<std::string, std::string> kohya;
+  for (const std::string& n : base.names()) {
+    if (!ends_with(n, ".weight")) continue;
+    const std::string module = n.substr(0, n.size() - 7);
+    if (starts_with(module, "unet.")) kohya["lora_unet_" + underscored(module.substr(5))] = n;
+    if (starts_with(module, "text_encoder.text_model.")) {
+      kohya["lora_te_" + underscored(module.substr(13))] = n;
+      kohya["lora_te_" + underscored(module.substr(24))] = n;  // made from a transformers 5 module
+    }
+  }
+  std::map<std::string, std::vector<Delta>> deltas;
+  for (const LoraSpec& spec : loras) {
+    const std::string what = "--lora " + spec.file;
+    auto f = open_lora(spec.file);
+    // PEFT alpha and rank per component, from diffusers' metadata.
+    std::map<std::string, std::pair<double, double>> peft_alpha_rank;  // component -> (alpha, r)
+    auto md = f->metadata().find("lora_adapter_metadata");
+    if (md != f->metadata().end()) {
+      try {
+        const nlohmann::json j = nlohmann::json::parse(md->second);
+        for (const char* comp : {"unet", "text_encoder"}) {
+          const std::string c = comp;
+          if (j.contains(c + ".lora_alpha") && j.contains(c + ".r") && j[c + ".lora_alpha"].is_number() &&
+              j[c + ".r"].is_number())
+            peft_alpha_rank[c] = {j[c + ".lora_alpha"].get<double>(), j[c + ".r"].get<double>()};
+          for (const char* pat : {".alpha_pattern", ".rank_pattern"})
+            if (j.contains(c + pat) && j[c + pat].is_object() && !j[c + pat].empty() && warn)
+              warn("warning: " + what + ": " + c + pat + " (per-module alpha or rank) is not supported; ignored");
+        }
+      } catch (const nlohmann::json::exception& e) {
+        throw_model(what + ": lora_adapter_metadata is not valid JSON: " + e.what());
+      }
+    }
+    // Pair the factors: module key -> (down, up, alpha, canonical weight).
+    struct Pair {
+      const StTensorInfo *down = nullptr, *up = nullptr, *alpha = nullptr;
+      std::string canonical, component;
+    };
+    std::map<std::string, Pair> pairs;
+    std::vector<std::string> unmatched;
+    for (const StTensorInfo& t : f->tensors()) {
+      const std::string& k = t.name;
+      std::string module, part;
+      for (const char* suffix : {".lora_down.weight", ".lora_up.weight", ".alpha", ".lora_A.weight", ".lora_B.weight"})
+        if (ends_with(k, suffix)) {
+          module = k.substr(0, k.size() - std::string(suffix).size());
+          part = suffix;
+          break;
+        }
+      Pair* p = nullptr;
+      if (!module.empty()) {
+        if (starts_with(module, "lora_unet_") || starts_with(module, "lora_te_")) {
+          auto it = kohya.find(module);
+          if (it != kohya.end()) {
+            p = &pairs[module];
+            p->canonical = it->second;
+            p->component = "kohya";
+          }
+        } else if (starts_with(module, "unet.") || starts_with(module, "text_encoder.")) {
+          std::string m = module;
+          if (starts_with(m, "text_encoder.")) m = CheckpointNames::clip_add_text_model(m, "text_encoder");
+          if (base.has(m + ".weight")) {
+            p = &pairs[module];
+            p->canonical = m + ".weight";
+            p->component = starts_with(module, "unet.") ? "unet" : "text_encoder";
+          }
+        }
+      }
+      if (!p) {
+        unmatched.push_back(k);
+        continue;
+      }
+      if (part == ".lora_down.weight" || part == ".lora_A.weight") p->down = &t;
+      else if (part == ".lora_up.weight" || part == ".lora_B.weight") p->up = &t;
+      else p->alpha = &t;
+    }
+    int used = 0;
+    for (auto& [module, p] : pairs) {
+      if (!p.down || !p.up) {
+        unmatched.push_back(module + (p.down ? " (no up factor)" : " (no down factor)"));
+        continue;
+      }
+      const Shape ws = *base.stored_shape(p.canonical);
+      const Shape& ds = p.down->shape;
+      const Shape& us = p.up->shape;
+      const int64_t out = ws[0], rest = numel_of(ws) / ws[0];
+      const int64_t rank = ds.empty() ? 0 : ds[0];
+      const bool fits = rank > 0 && numel_of(ds) == rank * rest && us.size() >= 2 && us[0] == out &&
+                        numel_of(us) == out * rank && (ds.size() == 2 || ds.size() == ws.size());
+      if (!fits)
+        throw_model(what + ": '" + module + "' has factors " + shape_str(us) + " · " + shape_str(ds) +
+                    ", which do not fit this model's weight " + shape_str(ws) +
+                    " (a LoRA for another model, such as SDXL or SD 2.x?)");
+      Delta d;
+      d.out = out;
+      d.rank = rank;
+      d.rest = rest;
+      d.up = f->to_floats(*p.up);
+      d.down = f->to_floats(*p.down);
+      double alpha = (double)rank;
+      if (p.alpha) {
+        const std::vector<float> a = f->to_floats(*p.alpha);
+        if (a.size() != 1) throw_model(what + ": '" + module + ".alpha' is not one number");
+        alpha = a[0];
+      } else if (auto ar = peft_alpha_rank.find(p.component); ar != peft_alpha_rank.end()) {
+        alpha = ar->second.first * (double)rank / ar->second.second;  // lora_alpha/r of the config
+      }
+      d.factor = (float)((double)spec.scale * alpha / (double)rank);
+      deltas[p.canonical].push_back(std::move(d));
+      ++used;
+    }
+    if (used == 0)
+      throw_model(what + ": none of its " + std::to_string(f->tensors().size()) +
+                  " keys is a LoRA factor of this model's UNet or text encoder (a LoRA for SDXL, SD 2.x or "
+                  "another model, or an unknown naming?)");
+    if (!unmatched.empty() && warn) {
+      std::string list;
+      for (size_t i = 0; i < unmatched.size() && i < 5; ++i) list += (i ? ", " : "") + unmatched[i];
+      warn("warning: " + what + ": " + std::to_string(unmatched.size()) + " keys unmatched and ignored: " + list +
+           (unmatched.size() > 5 ? ", ..." : ""));
+    }
+  }
+  return std::make_unique<LoraCheckpoint>(base, std::move(deltas));
+}
+
+}  // namespace sdgen

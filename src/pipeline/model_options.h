@@ -1,0 +1,19 @@
+// What replaces or extends a checkpoint's own weights when a Pipeline loads it (--vae, --embedding, --lora).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "io/lora.h"
+
+namespace sdgen {
+
+struct ModelOptions {
+  // A VAE file or folder (io/vae_file.h) whose decoder replaces the checkpoint's; empty: its own.
+  std::string vae;
+  // Textual-inversion embeddings, "FILE[:TOKEN]" each (text/embeddings.h).
+  std::vector<std::string> embeddings;
+  // LoRAs merged into the UNet and text encoder weights at load (io/lora.h).
+  std::vector<LoraSpec> loras;
+};
+
+}  // namespace sdgen

@@ -1,0 +1,84 @@
+#include "text/embeddings.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "io/safetensors.h"
+#include "sdgen/error.h"
+#include "text/clip.h"
+#include "text/tokenizer.h"
+
+namespace sdgen {
+
+namespace fs = std::filesystem;
+
+void split_embedding_spec(const std::string& spec, std::string* file, std::string* token) {
+  std::error_code ec;
+  const size_t colon = spec.rfind(':');
+  if (fs::is_regular_file(spec, ec) || colon == std::string::npos || spec.find('/', colon) != std::string::npos) {
+    *file = spec;
+    token->clear();
+  } else {
+    *file = spec.substr(0, colon);
+    *token = spec.substr(colon + 1);
+  }
+  if (token->empty()) *token = fs::path(*file).stem().string();
+}
+
+Embedding load_embedding(const std::string& spec, int64_t hidden) {
+  Embedding e;
+  split_embedding_spec(spec, &e.file, &e.token);
+  const std::string what = "--embedding " + e.file;
+  std::error_code ec;
+  if (!fs::is_regular_file(e.file, ec)) throw_model(what + ": no such file");
+  std::unique_ptr<SafetensorsFile> f;
+  try {
+    f = SafetensorsFile::open(e.file);
+  } catch (const Error& err) {
+    unsigned char magic[4] = {0, 0, 0, 0};
+    size_t n = 0;
+    if (FILE* fp = std::fopen(e.file.c_str(), "rb")) {
+      n = std::fread(magic, 1, 4, fp);
+      std::fclose(fp);
+    }
+    if ((n == 4 && magic[0] == 'P' && magic[1] == 'K') || (n >= 2 && magic[0] == 0x80 && magic[1] <= 5))
+      throw_model(what + ": a PyTorch pickle (.pt/.bin); only .safetensors embeddings are supported");
+    throw_model(what + ": " + err.what());
+  }
+  const StTensorInfo* t = f->find("emb_params");
+  if (!t) {
+    std::vector<const StTensorInfo*> floats;
+    for (const StTensorInfo& x : f->tensors())
+      if (st_dtype_is_float(x.dtype)) floats.push_back(&x);
+    if (floats.size() != 1)
+      throw_model(what + ": no \"emb_params\" tensor (A1111) and " + std::to_string(floats.size()) +
+                  " float tensors, not one (diffusers); not a textual-inversion embedding");
+    t = floats[0];
+  }
+  if (!st_dtype_is_float(t->dtype)) throw_model(what + ": tensor '" + t->name + "' is not a float tensor");
+  Shape s = t->shape;
+  if (s.size() == 1) s.insert(s.begin(), 1);
+  if (s.size() != 2 || s[0] < 1)
+    throw_model(what + ": tensor '" + t->name + "' has shape " + shape_str(t->shape) + ", expected [" +
+                std::to_string(hidden) + "] or [n, " + std::to_string(hidden) + "]");
+  if (s[1] != hidden)
+    throw_model(what + ": vectors of width " + std::to_string(s[1]) + ", but this model's text encoder takes " +
+                std::to_string(hidden) + (s[1] == 1024 ? " (1024: an SD 2.x embedding?)" : "") +
+                (s[1] == 1280 ? " (1280: an SDXL embedding?)" : ""));
+  e.vectors = Tensor::from_floats(s, f->to_floats(*t));
+  return e;
+}
+
+void add_embeddings(const std::vector<Embedding>& embeddings, ClipTokenizer& tokenizer, ClipTextEncoder& clip) {
+  for (const Embedding& e : embeddings) {
+    const int n = (int)e.vectors.dim(0);
+    std::vector<int> ids;
+    for (int i = 0; i < n; ++i) ids.push_back(clip.token_count() + i);
+    tokenizer.add_token(e.token, ids);  // checks the token first
+    const int first = clip.append_token_rows(e.vectors);
+    SDGEN_CHECK(first == ids[0], "embedding ids");
+  }
+}
+
+}  // namespace sdgen

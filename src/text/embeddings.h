@@ -1,0 +1,33 @@
+// Textual-inversion embeddings (--embedding FILE[:TOKEN]) from .safetensors files, in the forms
+// diffusers' load_textual_inversion reads from safetensors:
+//   - A1111's: one tensor "emb_params" [n, hidden] (also when the file has other, non-float entries);
+//   - diffusers': exactly one tensor, named by its token, [hidden] or [n, hidden].
+// The token is the file name's stem unless FILE:TOKEN gives one (diffusers takes the tensor's name
+// in its own form; pass FILE:TOKEN to use that). A1111's .pt pickles are refused, as every pickle.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "sdgen/tensor.h"
+
+namespace sdgen {
+
+class ClipTokenizer;
+class ClipTextEncoder;
+
+struct Embedding {
+  std::string file;   // as given
+  std::string token;  // what a prompt writes
+  Tensor vectors;     // [n, hidden] host fp32
+};
+
+// Splits "FILE[:TOKEN]": the whole spec when it names an existing file, else at the last ':'.
+void split_embedding_spec(const std::string& spec, std::string* file, std::string* token);
+// Reads one embedding. Error(kModel) naming the file for a missing, unreadable or pickle file, no
+// usable tensor, or vectors whose width is not `hidden` (the text encoder's: 768 for SD v1).
+Embedding load_embedding(const std::string& spec, int64_t hidden);
+// Adds each embedding's vectors to the token table and its token to the tokenizer (n vectors: n
+// new ids). Error(kUsage) for a token given twice or already a vocabulary word.
+void add_embeddings(const std::vector<Embedding>& embeddings, ClipTokenizer& tokenizer, ClipTextEncoder& clip);
+
+}  // namespace sdgen
