@@ -2,11 +2,13 @@
 // single files by their text encoders' names, inpainting and InstructPix2Pix models by the UNet's
 // input channels, v-prediction models by their scheduler config; one line, the model exit code.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
@@ -90,5 +92,21 @@ TEST(ModelFamily, FoldersOfOtherFamiliesAreNamed) {
   EXPECT_NE(msg.find("is an SD 2.x model"), std::string::npos) << msg;
   // prediction_type epsilon, as diffusers writes it: loads.
   EXPECT_NO_THROW(Checkpoint::open(variant("scheduler/scheduler_config.json", "prediction_type", "epsilon")));
+  fs::remove_all(d);
+}
+
+// --ema through the binary: the tiny file has one EMA tensor, not a copy of every UNet tensor, so
+// the run stops before any image with the model exit code, naming the first missing copy.
+TEST(ModelFamily, EmaFlagReachesTheLoader) {
+  const fs::path d = temp("ema_cli");
+  const std::string err = (d / "err.txt").string();
+  const std::string cmd = std::string("'") + SDGEN_CLI_PATH + "' --device cpu --quiet --ema --prompt x -W 64 -H 64 --steps 1 --out '" +
+                          (d / "out").string() + "' --model '" + kData + "/tiny_sd/tiny_sd.safetensors' 2>'" + err + "'";
+  const int status = std::system(cmd.c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3);
+  std::ifstream f(err);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("--ema: the EMA copy of 'model.diffusion_model."), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(d / "out") && !fs::is_empty(d / "out"));
   fs::remove_all(d);
 }

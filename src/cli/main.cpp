@@ -103,6 +103,7 @@ int run(int argc, char** argv) {
   app.add_option("--cuda-graphs", graphs, "on or off: on CUDA, record the denoising step once and replay it")
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
+  app.add_flag("--ema", job.ema, "Use a single file's EMA copy of the UNet (model_ema.*) when it has both");
   app.add_flag("--json", opt.json, "Print one JSON object per image on stdout");
   app.add_option("--manifest", manifest_path, "Append one JSON line per finished image to FILE (fsync'ed)");
   app.add_flag("--skip-existing", skip_existing,
@@ -203,7 +204,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> not_written;    // images whose latents or pixels were not finite
   // Jobs with one key run on one loaded pipeline.
   auto key_of = [&](size_t i, Device device) {
-    std::string k = model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(device) + "|" + opt.jobs[i].vae;
+    std::string k = model_paths[i] + "|" + opt.jobs[i].precision + "|" + device_name(device) + "|" + opt.jobs[i].vae + (opt.jobs[i].ema ? "|ema" : "");
     for (const std::string& e : opt.jobs[i].embeddings) k += "|" + e;
     for (const LoraSpec& l : job_loras(opt.jobs[i])) k += "|lora:" + l.file + ":" + std::to_string(l.scale);
     return k;
@@ -225,7 +226,7 @@ int run(int argc, char** argv) {
     if (key != loaded_key) {
       pipe.reset();
       progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + ")");
-      pipe = std::make_unique<Pipeline>(model_paths[k], precision, device, log, ModelOptions{j.vae, j.embeddings, job_loras(j)});
+      pipe = std::make_unique<Pipeline>(model_paths[k], precision, device, log, ModelOptions{j.vae, j.embeddings, job_loras(j), j.ema});
       loaded_key = key;
     }
     GenerateParams gp;
@@ -284,7 +285,7 @@ int run(int argc, char** argv) {
                           {"height", j.height}, {"sampler", j.sampler},
                           {"schedule", j.schedule}, {"eta", j.eta}, {"batch", j.batch},
                           {"rng", j.rng}, {"seed_mode", j.seed_mode}, {"base_seed", base_seed},
-                          {"clip_skip", j.clip_skip}, {"vae", j.vae}, {"embeddings", j.embeddings},
+                          {"clip_skip", j.clip_skip}, {"vae", j.vae}, {"ema", j.ema}, {"embeddings", j.embeddings},
                           {"loras", [&] {
                              nlohmann::json a = nlohmann::json::array();
                              for (const LoraSpec& l : job_loras(j)) a.push_back({{"file", l.file}, {"scale", l.scale}});

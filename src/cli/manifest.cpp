@@ -56,7 +56,9 @@ nlohmann::json job_identity(const Job& j, uint64_t base_seed, const std::string&
           {"guidance", j.guidance},    {"width", j.width},       {"height", j.height},
           {"sampler", j.sampler},      {"schedule", j.schedule}, {"eta", j.eta},
           {"rng", j.rng},              {"seed_mode", j.seed_mode}, {"precision", j.precision},
-          {"emphasis", j.emphasis},    {"model_sha256", model_sha}};
+          {"emphasis", j.emphasis},    {"ema", j.ema},             {"clip_skip", j.clip_skip},
+          {"vae", j.vae},              {"embeddings", j.embeddings}, {"loras", j.loras},
+          {"model_sha256", model_sha}};
 }
 
 namespace {

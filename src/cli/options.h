@@ -29,6 +29,7 @@ struct Job {
   std::string rng = "torch-cpu";  // --rng torch-cpu|philox (core/rng.h)
   std::string seed_mode = "batch";  // --seed-mode batch|per-image
   bool emphasis = true;          // --no-emphasis, or "emphasis": false in a prompt file
+  bool ema = false;              // --ema: a single file's UNet from its model_ema.* copies
   int clip_skip = 1;             // --clip-skip N (A1111's; diffusers' clip_skip = N - 1)
   std::string vae;               // --vae FILE|FOLDER (empty: the checkpoint's)
   std::vector<std::string> embeddings;  // --embedding FILE[:TOKEN], repeatable

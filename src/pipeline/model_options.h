@@ -14,6 +14,8 @@ struct ModelOptions {
   std::vector<std::string> embeddings;
   // LoRAs merged into the UNet and text encoder weights at load (io/lora.h).
   std::vector<LoraSpec> loras;
+  // A single file's UNet from its EMA copies (io/checkpoint.h, OpenOptions).
+  bool ema = false;
 };
 
 }  // namespace sdgen

@@ -43,7 +43,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
                    const ModelOptions& options)
     : precision_(precision), device_(device), log_(std::move(log)) {
   trace::phase("weight_load");
-  checkpoint_ = Checkpoint::open(model_path);
+  checkpoint_ = Checkpoint::open(model_path, OpenOptions{options.ema});
   auto vocab = checkpoint_->tokenizer_vocab_json();
   auto merges = checkpoint_->tokenizer_merges_txt();
   auto tok_json = checkpoint_->tokenizer_json();
