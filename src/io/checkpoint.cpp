@@ -50,17 +50,10 @@ std::unique_ptr<SafetensorsFile> open_safetensors(const std::string& path) {
   try {
     return SafetensorsFile::open(path);
   } catch (const Error&) {
-    unsigned char magic[4] = {0, 0, 0, 0};
-    size_t n = 0;
-    if (FILE* f = std::fopen(path.c_str(), "rb")) {
-      n = std::fread(magic, 1, 4, f);
-      std::fclose(f);
-    }
-    bool zip = n == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
-    bool pickle = n >= 2 && magic[0] == 0x80 && magic[1] <= 5;
+    const PyTorchMagic magic = pytorch_magic(path);
     // torch.save's zip (.ckpt/.pt/.bin since PyTorch 1.6), read by the restricted unpickler.
-    if (zip) return open_torch_checkpoint(path);
-    if (pickle)
+    if (magic == PyTorchMagic::kZip) return open_torch_checkpoint(path);
+    if (magic == PyTorchMagic::kPickle)
       throw_model(path + " is a PyTorch checkpoint in the legacy (pre-1.6) format; only torch.save's zip "
                   "format and .safetensors load. Re-save it with a current PyTorch, or use the .safetensors file");
     throw;

@@ -88,13 +88,7 @@ std::unique_ptr<SafetensorsFile> open_lora(const std::string& path) {
   try {
     return SafetensorsFile::open(path);
   } catch (const Error& err) {
-    unsigned char magic[4] = {0, 0, 0, 0};
-    size_t n = 0;
-    if (FILE* fp = std::fopen(path.c_str(), "rb")) {
-      n = std::fread(magic, 1, 4, fp);
-      std::fclose(fp);
-    }
-    if ((n == 4 && magic[0] == 'P' && magic[1] == 'K') || (n >= 2 && magic[0] == 0x80 && magic[1] <= 5))
+    if (pytorch_magic(path) != PyTorchMagic::kNone)
       throw_model("--lora " + path + ": a PyTorch pickle (.pt/.ckpt/.bin); only .safetensors LoRAs are supported");
     throw_model("--lora " + path + ": " + err.what());
   }

@@ -120,20 +120,10 @@ bool write_file_exclusive(const std::string& path, const void* data, size_t size
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
-  std::string tmp = temp_name_for(path);
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw_output("cannot write " + path + ": " + std::strerror(errno));
-  bool ok = std::fwrite(data, 1, size, f) == size;
-  ok = (std::fflush(f) == 0) && ok;
-  ok = (fsync(fileno(f)) == 0) && ok;
-  int err = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    throw_output("cannot write " + path + ": " + std::strerror(err));
-  }
+  const std::string tmp = temp_name_for(path);
+  write_temp(tmp, path, data, size);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    err = errno;
+    const int err = errno;
     std::remove(tmp.c_str());
     throw_output("cannot rename into " + path + ": " + std::strerror(err));
   }

@@ -205,6 +205,18 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::adopt(const std::string& path,
   return f;
 }
 
+PyTorchMagic pytorch_magic(const std::string& path) {
+  unsigned char magic[4] = {0, 0, 0, 0};
+  size_t n = 0;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    n = std::fread(magic, 1, 4, f);
+    std::fclose(f);
+  }
+  if (n == 4 && magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4) return PyTorchMagic::kZip;
+  if (n >= 2 && magic[0] == 0x80 && magic[1] <= 5) return PyTorchMagic::kPickle;
+  return PyTorchMagic::kNone;
+}
+
 SafetensorsFile::~SafetensorsFile() {
   if (map_) munmap(map_, map_size_);
 }

@@ -70,6 +70,12 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// What a file that failed to parse as safetensors starts like: torch.save's zip (PK\3\4), a raw
+// pickle (0x80, protocol <= 5, PyTorch before 1.6), or neither. Checked only after a parse failure:
+// a header length such as 0x180 also starts with the byte 0x80.
+enum class PyTorchMagic { kNone, kZip, kPickle };
+PyTorchMagic pytorch_magic(const std::string& path);
+
 // One tensor to write. `bytes` holds numel * st_dtype_size(dtype) little-endian bytes.
 struct StWriteTensor {
   std::string name;
