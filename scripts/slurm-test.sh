@@ -110,14 +110,15 @@ done
 sinfo -h -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)' || fail "the node did not come up: $(sinfo 2>&1 | tail -n 3)"
 echo "slurm-test: cluster up ($(sinfo -h -o '%P %D %T %c')), slurm $(sbatch --version)"
 
-# 8 lines, 2 per part; part 2's lines are slow (256x256, 6 steps) so that it can be cancelled mid-run.
+# 8 lines, 2 per part; part 2's lines are slow (256x256 with 6 steps, then 512x512 with 20: seconds even
+# on a quiet machine) so that it is still running when it is cancelled after its first image.
 cat > "$WORK"/prompts.txt <<'EOF'
 a lighthouse at dusk
 {"prompt": "a red fox in snow", "batch": 2}
 {"prompt": "a bowl of fruit", "seed_mode": "per-image", "batch": 2}
 a sailing boat
 {"prompt": "a castle on a hill", "width": 256, "height": 256, "steps": 6}
-{"prompt": "a forest path", "width": 256, "height": 256, "steps": 6}
+{"prompt": "a forest path", "width": 512, "height": 512, "steps": 20}
 a cup of coffee
 {"prompt": "a city at night", "negative_prompt": "blurry"}
 EOF
