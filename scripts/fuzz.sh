@@ -33,8 +33,10 @@ for t in safetensors torch_checkpoint tokenizer; do
   rm -rf "$corpus"
   mkdir -p "$corpus"
   cp tests/fuzz/corpus/$t/* "$corpus/" 2>/dev/null || true
+  shopt -s nullglob
   crashes=(tests/fuzz/crashes/$t/*)
-  if [ -e "${crashes[0]}" ]; then
+  shopt -u nullglob
+  if [ ${#crashes[@]} -gt 0 ]; then
     "$bin" -runs=0 "${crashes[@]}" >"$OUT/replay_$t.log" 2>&1 || { echo "fuzz.sh: $t: a committed crash file fails again:"; tail -30 "$OUT/replay_$t.log"; status=1; }
   fi
   if [ $REPLAY_ONLY -eq 1 ]; then

@@ -34,11 +34,6 @@ struct Obj {
   std::vector<std::pair<Ref, Ref>> dict;   // kDict, in insertion order
   TorchTensorRef tensor;                   // kTensor; kStorage: dtype, storage_key, storage_numel
 };
-Ref make(Obj::Kind k) {
-  auto r = std::make_shared<Obj>();
-  r->kind = k;
-  return r;
-}
 
 // The storage classes a tensor may name, and their element types.
 const std::map<std::string, StDType>& storage_types() {
@@ -62,6 +57,16 @@ const std::set<std::string>& inert_globals() {
 class Unpickler {
  public:
   Unpickler(const std::string& what, const uint8_t* p, size_t n) : what_(what), p_(p), end_(p + n) {}
+  // A pickle may make cycles (a list appended to itself through the memo), which shared_ptr
+  // never frees: every object made is kept here and unlinked when the machine ends.
+  ~Unpickler() {
+    for (const Ref& r : made_) {
+      r->items.clear();
+      r->dict.clear();
+    }
+  }
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
 
   Ref run() {
     for (;;) {
@@ -129,6 +134,11 @@ class Unpickler {
   }
 
  private:
+  Ref make(Obj::Kind k) {
+    made_.push_back(std::make_shared<Obj>());
+    made_.back()->kind = k;
+    return made_.back();
+  }
   static constexpr size_t kMaxStack = 1 << 20, kMaxMemo = 1 << 22;  // SD checkpoints: ~10 memo entries a tensor
   void need(size_t n) {
     if ((size_t)(end_ - p_) < n) fail(what_, "the pickle is truncated");
@@ -311,7 +321,7 @@ class Unpickler {
   const uint8_t* p_;
   const uint8_t* end_;
   const uint8_t* start_ = p_;
-  std::vector<Ref> stack_, memo_;
+  std::vector<Ref> stack_, memo_, made_;
   std::vector<size_t> marks_;
 };
 
