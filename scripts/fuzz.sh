@@ -16,16 +16,20 @@ CXX=${FUZZ_CXX:-$(command -v clang++-14 || command -v clang++ || true)}
 OUT=${FUZZ_BUILD_DIR:-build-fuzz}
 mkdir -p "$OUT"
 FLAGS=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
-       -fno-sanitize-recover=undefined -Iinclude -Isrc -DSDGEN_SOURCE_DIR="\"$PWD\"")
+       -fno-sanitize-recover=undefined -Iinclude -Isrc -I/usr/include/stb -DSDGEN_SOURCE_DIR="\"$PWD\"")
 COMMON=(src/core/error.cpp src/core/shape.cpp)
 declare -A SOURCES=(
   [safetensors]="src/io/safetensors.cpp"
   [torch_checkpoint]="src/io/safetensors.cpp src/io/torch_checkpoint.cpp"
+  [model_config]="src/io/model_config_load.cpp src/io/model_family.cpp src/io/checkpoint_names.cpp"
+  [prompt_file]="src/cli/prompt_file.cpp src/cli/batch.cpp src/io/png_writer.cpp"
   [tokenizer]="src/text/tokenizer.cpp src/text/text_clean.cpp src/text/ftfy_encoding.cpp src/text/ftfy_badness.cpp src/text/prompt_weights.cpp src/text/prompt_chunks.cpp"
 )
-declare -A LIBS=([safetensors]="" [torch_checkpoint]="" [tokenizer]="-lz -lutf8proc")
+declare -A LIBS=([safetensors]="" [torch_checkpoint]="" [model_config]="" [prompt_file]="-lz" [tokenizer]="-lz -lutf8proc")
+# Inputs are cut to this length; the model_config seeds are the tiny model's whole name tables.
+declare -A MAXLEN=([safetensors]=65536 [torch_checkpoint]=65536 [model_config]=131072 [prompt_file]=65536 [tokenizer]=65536)
 status=0
-for t in safetensors torch_checkpoint tokenizer; do
+for t in safetensors torch_checkpoint model_config prompt_file tokenizer; do
   bin="$OUT/fuzz_$t"
   # shellcheck disable=SC2086
   "$CXX" "${FLAGS[@]}" "tests/fuzz/fuzz_$t.cpp" ${SOURCES[$t]} "${COMMON[@]}" ${LIBS[$t]} -o "$bin"
@@ -44,7 +48,7 @@ for t in safetensors torch_checkpoint tokenizer; do
     echo "fuzz.sh: $t: replayed $(ls "$corpus" | wc -l) seeds and ${#crashes[@]} crash file(s)"
     continue
   fi
-  if "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+  if "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len="${MAXLEN[$t]}" \
       -artifact_prefix="$OUT/artifact_${t}_" -print_final_stats=1 "$corpus" >"$OUT/run_$t.log" 2>&1; then
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$OUT/run_$t.log" | grep -o '[0-9]*$' || echo '?')
     echo "fuzz.sh: $t: ${SECONDS_EACH} s, $execs executions, no findings"

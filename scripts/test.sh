@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds sd-gen and runs every test (the README's test command; CI runs it).
 #   scripts/test.sh            Release build in build/, all tests
-# Environment: BUILD_DIR (default build), JOBS (default: number of cores), SDGEN_MUTATION_SUBSET
+# Environment: BUILD_DIR (default build; the sanitized build goes to BUILD_DIR-asan), JOBS (default:
+# number of cores), SDGEN_SKIP_SANITIZE=1 (leave out the sanitized pass), SDGEN_MUTATION_SUBSET
 # (run that many mutations of scripts/mutation-check.sh, rotating; CI (CI set) runs 8 by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,15 +16,23 @@ export SDGEN_REQUIRE_CUOBJDUMP=1
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$BUILD_DIR" -j "$JOBS"
 # The emulator (and the emulated CUDA backend) is part of the build where the CUDA toolkit's headers
-# are; then its tests run once more in a Debug build below (assertions on, no optimisation).
+# are.
 has_simt=0
 [ -x "$BUILD_DIR/tests/simt/simt_tests" ] && has_simt=1
 [ $has_simt -eq 1 ] || echo "test.sh: SIMT emulator not in this build (no CUDA toolkit headers); its tests are skipped"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
-if [ $has_simt -eq 1 ]; then
-  cmake -S . -B "$BUILD_DIR-debug" -DCMAKE_BUILD_TYPE=Debug -DSDGEN_CUDA=OFF -DSDGEN_BUILD_BENCHMARKS=OFF
-  cmake --build "$BUILD_DIR-debug" -j "$JOBS" --target simt_tests
-  ctest --test-dir "$BUILD_DIR-debug" --output-on-failure -j "$JOBS" -R '^(Simt|Cuda|Cublas|Cudnn)'
+
+# The whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer (SDGEN_SANITIZE): a
+# Debug build (assertions on) at -O1 of the library, the CLI, the CPU backend, the emulator and the
+# emulated CUDA backend; any report fails its test. The Slurm test is left to the Release pass (it
+# runs the same binaries through daemons, and only once per machine).
+if [ "${SDGEN_SKIP_SANITIZE:-0}" != 1 ]; then
+  cmake -S . -B "$BUILD_DIR-asan" -DCMAKE_BUILD_TYPE=Debug -DSDGEN_CUDA=OFF -DSDGEN_SANITIZE=ON \
+    -DSDGEN_BUILD_BENCHMARKS=OFF
+  cmake --build "$BUILD_DIR-asan" -j "$JOBS"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:check_initialization_order=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$BUILD_DIR-asan" --output-on-failure -j "$JOBS" -LE slurm
 fi
 
 # The fuzz targets (scripts/fuzz.sh: the safetensors and PyTorch checkpoint readers, the tokenizer

@@ -6,9 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 
 #include "io/checkpoint.h"
@@ -16,6 +18,7 @@
 #include "io/model_config_load.h"
 #include "io/safetensors.h"
 #include "sdgen/error.h"
+#include "text/clip.h"
 
 using namespace sdgen;
 using nlohmann::json;
@@ -454,6 +457,11 @@ TEST(Checkpoint, DiffusersConfigFiles) {
   std::string dir = temp_dir("cfg");
   std::string folder = write_diffusers(m, dir);
   auto ck = Checkpoint::open(folder);
+  // Its text encoder has a 10-row position table: fewer than one 77-token prompt chunk, refused as
+  // a model error when the encoder is built (at load), not by an internal check at the first prompt.
+  const std::string clip_msg = error_of([&] { ClipTextEncoder(*ck, ck->config().clip, DType::F32, Device::CPU); });
+  EXPECT_HAS(clip_msg, "position table");
+  EXPECT_HAS(clip_msg, "has 10 rows");
   const SchedulerConfig& s = ck->config().scheduler;
   const json& ref = reference()["scheduler_config"];
   EXPECT_FLOAT_EQ(s.beta_start, ref["beta_start"].get<float>());
@@ -605,6 +613,88 @@ TEST(Checkpoint, SchedulerValuesOutOfRangeAreModelErrors) {
   SchedulerConfig ok;
   apply_scheduler_json(json{{"steps_offset", 0}, {"num_train_timesteps", 1000}, {"beta_end", 0.012}}, ok, where);
   EXPECT_EQ(ok.steps_offset, 0);
+}
+
+// Config values that are integers or floats of the right JSON type but absurd: out of int's range
+// (JSON 4294967360 would wrap to 64), widths of zero, a million layers (the name table and the loops
+// over it would grow with the number), epsilons that are not small and positive, a scaling factor
+// that divides the latents by zero or flips their sign, a position table shorter than one 77-token
+// chunk. Each is a model error naming the source and the field, from the config alone.
+TEST(Checkpoint, AbsurdConfigValuesAreModelErrors) {
+  const std::string where = "model/x/config.json";
+  struct Case {
+    const char* part;
+    json j;
+    const char* field;
+  };
+  const std::vector<Case> cases = {
+      {"unet", {{"in_channels", 4294967360LL}}, "in_channels"},
+      {"unet", {{"norm_num_groups", -4294967296LL}}, "norm_num_groups"},
+      {"unet", {{"block_out_channels", {320, 4294967616LL}}}, "block_out_channels"},
+      {"unet", {{"block_out_channels", {0, 32}}, {"down_block_types", {"DownBlock2D", "DownBlock2D"}}}, "width 0"},
+      {"unet", {{"layers_per_block", 1000000}}, "layers_per_block"},
+      {"unet", {{"layers_per_block", 2147483647}}, "layers_per_block"},
+      {"unet", {{"cross_attention_dim", -768}}, "cross_attention_dim"},
+      {"unet", {{"norm_eps", -1e-5}}, "norm_eps"},
+      {"unet", {{"norm_eps", 1e300}}, "norm_eps"},
+      {"vae", {{"scaling_factor", 0.0}}, "scaling_factor"},
+      {"vae", {{"scaling_factor", -0.18215}}, "scaling_factor"},
+      {"vae", {{"layers_per_block", 1000000}}, "layers_per_block"},
+      {"vae", {{"latent_channels", 0}}, "latent_channels"},
+      {"text_encoder", {{"num_hidden_layers", 1000000}}, "num_hidden_layers"},
+      {"text_encoder", {{"max_position_embeddings", 0}}, "sizes must be positive"},
+      {"text_encoder", {{"layer_norm_eps", 0.0}}, "layer_norm_eps"},
+      {"text_encoder", {{"hidden_size", 4294968064LL}}, "hidden_size"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.part) + " " + c.j.dump());
+    const std::string msg = error_of([&] {
+      ModelConfig cfg;
+      apply_sdgen_config_json(json{{c.part, c.j}}, cfg, where);
+      validate_model_config(cfg, where);
+    });
+    EXPECT_HAS(msg, where);
+    EXPECT_HAS(msg, c.field);
+  }
+  ModelConfig sd15;  // the defaults are SD v1.5's and pass
+  validate_model_config(sd15, where);
+}
+
+// Block indices in tensor names drive the inferred config: an index no SD v1 model has (2^31 - 1
+// overflowed a signed count; 10^9 spun for minutes building a name table; past INT_MAX the digit
+// parse threw a non-model error) is refused naming the tensor. The tiny model's own names pass.
+TEST(Checkpoint, BlockIndicesNoSdV1HasAreModelErrors) {
+  auto f = SafetensorsFile::open(std::string(SDGEN_TEST_DATA) + "/tiny_sd/tiny_sd.safetensors");
+  std::vector<std::string> names;
+  std::map<std::string, Shape> shapes;
+  for (const StTensorInfo& t : f->tensors()) {
+    names.push_back(t.name);
+    shapes[t.name] = t.shape;
+  }
+  auto infer = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> all = names;
+    all.insert(all.end(), extra.begin(), extra.end());
+    const ShapeOf shape_of = [&](const std::string& n) -> std::optional<Shape> {
+      auto it = shapes.find(n);
+      if (it != shapes.end()) return it->second;
+      if (std::find(extra.begin(), extra.end(), n) != extra.end()) return Shape{4, 4, 3, 3};
+      return std::nullopt;
+    };
+    return infer_ldm_config(all, shape_of, "x.safetensors");
+  };
+  infer({});  // (the tiny model's group counts come from its sidecar: not validated here)
+  for (const std::string& bad :
+       {std::string("model.diffusion_model.input_blocks.2147483647.0.weight"),
+        std::string("model.diffusion_model.input_blocks.1000000000.0.op.weight"),
+        std::string("first_stage_model.decoder.up.99999999999.block.0.conv2.weight"),
+        std::string("first_stage_model.decoder.up.0.block.1000.conv2.weight"),
+        std::string("cond_stage_model.transformer.text_model.encoder.layers.2147483648.mlp.fc1.weight")}) {
+    SCOPED_TRACE(bad);
+    const std::string msg = error_of([&] { infer({bad}); });
+    EXPECT_HAS(msg, "x.safetensors");
+    EXPECT_HAS(msg, bad);
+    EXPECT_HAS(msg, "block index");
+  }
 }
 
 // --ema: the UNet from LitEma's copies (model_ema.<name without dots>). The tiny model with EMA

@@ -86,69 +86,6 @@ void validate_job(const Job& job) {
   check_name_pattern(job);
 }
 
-std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) {
-  std::ifstream in(path);
-  if (!in) throw_usage("--prompt-file " + path + ": cannot open: " + std::strerror(errno));
-  std::vector<Job> jobs;
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    strip_bom(line);
-    size_t first = line.find_first_not_of(" \t");
-    if (first == std::string::npos || line[first] == '#') continue;
-    Job job = defaults;
-    job.origin = path + ":" + std::to_string(lineno);
-    if (line[first] != '{') {
-      job.prompt = line;
-      jobs.push_back(job);
-      continue;
-    }
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const std::exception& e) {
-      bad(job, std::string("not valid JSON: ") + e.what());
-    }
-    check_prompt_line_types(j, job.origin);
-    try {
-      for (auto it = j.begin(); it != j.end(); ++it) {
-        const std::string& k = it.key();
-        const auto& v = it.value();
-        if (k == "prompt") job.prompt = v.get<std::string>();
-        else if (k == "negative_prompt") job.negative_prompt = v.get<std::string>();
-        else if (k == "batch") job.batch = v.get<int>();
-        else if (k == "steps") job.steps = v.get<int>();
-        else if (k == "guidance") job.guidance = v.get<float>();
-        else if (k == "seed") job.seed = json_seed(v, job.origin);
-        else if (k == "width") job.width = v.get<int>();
-        else if (k == "height") job.height = v.get<int>();
-        else if (k == "emphasis") job.emphasis = v.get<bool>();
-        else if (k == "sampler") job.sampler = v.get<std::string>();
-        else if (k == "schedule") job.schedule = v.get<std::string>();
-        else if (k == "eta") job.eta = v.get<float>();
-        else if (k == "rng") job.rng = v.get<std::string>();
-        else if (k == "seed_mode") job.seed_mode = v.get<std::string>();
-        else if (k == "name") job.name_pattern = v.get<std::string>();
-        else if (k == "model") job.model = v.get<std::string>();
-        else if (k == "clip_skip") job.clip_skip = v.get<int>();
-        else if (k == "vae") job.vae = v.get<std::string>();
-        else if (k == "lora") job.loras = v.is_string() ? std::vector<std::string>{v.get<std::string>()} : v.get<std::vector<std::string>>();
-        else if (k == "precision") job.precision = v.get<std::string>();
-        else if (k == "device") job.device = v.get<std::string>();
-        else if (k == "out") job.out_dir = v.get<std::string>();
-        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, emphasis, sampler, schedule, eta, rng, seed_mode, name, model, clip_skip, vae, lora, precision, device, out)");
-      }
-    } catch (const nlohmann::json::exception& e) {
-      bad(job, std::string("wrong value type: ") + e.what());
-    }
-    if (!j.contains("prompt")) bad(job, "missing \"prompt\"");
-    jobs.push_back(job);
-  }
-  if (jobs.empty()) throw_usage("--prompt-file " + path + ": no prompts in it");
-  return jobs;
-}
 
 std::string resolve_model_path(const std::string& model_option) {
   std::string path = model_option;
@@ -174,16 +111,6 @@ std::string resolve_model_path(const std::string& model_option) {
   return path;
 }
 
-static std::string slug(const std::string& s, size_t max_len) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (out.size() >= max_len) break;
-    if (std::isalnum(c)) out += (char)std::tolower(c);
-    else if (!out.empty() && out.back() != '_') out += '_';
-  }
-  while (!out.empty() && out.back() == '_') out.pop_back();
-  return out.empty() ? "image" : out;
-}
 
 std::vector<LoraSpec> job_loras(const Job& job, std::string* prompt) {
   std::vector<LoraSpec> out;
@@ -236,36 +163,6 @@ std::string parameters_text(const Job& job, uint64_t image_seed, int index, cons
   return s;
 }
 
-std::string expand_name(const std::string& pattern, int n, uint64_t seed, int i, const Job& job) {
-  std::string out;
-  for (size_t p = 0; p < pattern.size();) {
-    if (pattern[p] == '{') {
-      size_t close = pattern.find('}', p);
-      if (close != std::string::npos) {
-        std::string key = pattern.substr(p + 1, close - p - 1);
-        char buf[32];
-        bool known = true;
-        if (key == "n") std::snprintf(buf, sizeof buf, "%05d", n), out += buf;
-        else if (key == "seed") out += std::to_string(seed);
-        else if (key == "i") out += std::to_string(i);
-        else if (key == "prompt") out += slug(job.prompt, 40);
-        else if (key == "steps") out += std::to_string(job.steps);
-        else if (key == "w") out += std::to_string(job.width);
-        else if (key == "h") out += std::to_string(job.height);
-        else known = false;
-        if (known) {
-          p = close + 1;
-          continue;
-        }
-        throw_usage("--name: unknown field {" + key + "} (n, seed, i, prompt, steps, w, h)");
-      }
-    }
-    if (pattern[p] == '/') throw_usage("--name must not contain '/': use --out for folders");
-    out += pattern[p++];
-  }
-  if (out.size() < 4 || out.compare(out.size() - 4, 4, ".png") != 0) out += ".png";
-  return out;
-}
 
 std::vector<std::string> prepare_output_dir(const std::string& dir) {
   std::error_code ec;
@@ -300,12 +197,6 @@ void remove_created_dirs(const std::vector<std::string>& created) {
     if (fs::is_directory(*it, ec) && fs::is_empty(*it, ec)) fs::remove(*it, ec);
 }
 
-int cuda_ordinal(const std::string& d) {
-  if (d.compare(0, 5, "cuda:") != 0 || d.size() < 6 || d.size() > 9) return -1;
-  for (size_t p = 5; p < d.size(); ++p)
-    if (d[p] < '0' || d[p] > '9') return -1;
-  return std::stoi(d.substr(5));
-}
 
 Device pick_device(const std::string& d) {
   if (d == "cpu") return Device::CPU;

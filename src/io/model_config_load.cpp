@@ -3,8 +3,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <climits>
+#include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <set>
 
 #include "sdgen/error.h"
@@ -23,17 +26,24 @@ const json* field(const json& j, const char* key) {
 [[noreturn]] void bad(const std::string& where, const char* key, const std::string& what) {
   throw_model(where + ": field '" + key + "' " + what);
 }
+// An integer of int's range: JSON's 4294967360 would otherwise wrap to 64 and be taken.
+int as_int(const json& v, const char* key, const std::string& where, const char* what) {
+  if (!v.is_number_integer()) bad(where, key, what);
+  if (v.is_number_unsigned() ? v.get<uint64_t>() > (uint64_t)INT_MAX
+                             : (v.get<int64_t>() > INT_MAX || v.get<int64_t>() < INT_MIN))
+    bad(where, key, v.dump() + " is out of range");
+  return v.get<int>();
+}
 void get_int(const json& j, const char* key, int& out, const std::string& where) {
-  if (const json* v = field(j, key)) {
-    if (!v->is_number_integer()) bad(where, key, "is not an integer");
-    out = v->get<int>();
-  }
+  if (const json* v = field(j, key)) out = as_int(*v, key, where, "is not an integer");
 }
 template <class F>
 void get_float(const json& j, const char* key, F& out, const std::string& where) {
   if (const json* v = field(j, key)) {
     if (!v->is_number()) bad(where, key, "is not a number");
-    out = v->get<F>();
+    const double d = v->get<double>();
+    if (!std::isfinite(d) || std::fabs(d) > (double)std::numeric_limits<F>::max()) bad(where, key, v->dump() + " is out of range");
+    out = (F)d;
   }
 }
 void get_string(const json& j, const char* key, std::string& out, const std::string& where) {
@@ -46,10 +56,8 @@ void get_int_list(const json& j, const char* key, std::vector<int>& out, const s
   if (const json* v = field(j, key)) {
     if (!v->is_array() || v->empty()) bad(where, key, "is not a non-empty list of integers");
     std::vector<int> r;
-    for (const auto& e : *v) {
-      if (!e.is_number_integer()) bad(where, key, "is not a non-empty list of integers");
-      r.push_back(e.get<int>());
-    }
+    if (v->size() > 64) bad(where, key, "has " + std::to_string(v->size()) + " entries");
+    for (const auto& e : *v) r.push_back(as_int(e, key, where, "is not a non-empty list of integers"));
     out = r;
   }
 }
@@ -57,7 +65,7 @@ void get_int_list(const json& j, const char* key, std::vector<int>& out, const s
 void get_uniform_int(const json& j, const char* key, int& out, const std::string& where) {
   if (const json* v = field(j, key)) {
     if (v->is_number_integer()) {
-      out = v->get<int>();
+      out = as_int(*v, key, where, "is not an integer");
       return;
     }
     std::vector<int> l;
@@ -68,14 +76,21 @@ void get_uniform_int(const json& j, const char* key, int& out, const std::string
   }
 }
 
-// Indices N of names "<prefix>N..." (the prefix ends with '.').
-std::set<int> indices(const std::vector<std::string>& names, const std::string& prefix) {
+// Indices N of names "<prefix>N..." (the prefix ends with '.'). SD v1 counts blocks and layers in
+// ones and tens; an index past kMaxBlockIndex is a damaged or hostile name table (it would make
+// the name table and the loops over it as large as the number), refused naming the tensor.
+constexpr int kMaxBlockIndex = 999;
+std::set<int> indices(const std::vector<std::string>& names, const std::string& prefix, const std::string& where) {
   std::set<int> out;
   for (const auto& n : names) {
     if (n.compare(0, prefix.size(), prefix) != 0) continue;
     size_t i = prefix.size(), k = i;
     while (k < n.size() && isdigit((unsigned char)n[k])) ++k;
-    if (k > i && (k == n.size() || n[k] == '.')) out.insert(std::stoi(n.substr(i, k - i)));
+    if (k == i || (k != n.size() && n[k] != '.')) continue;
+    if (k - i > 3 || std::stoi(n.substr(i, k - i)) > kMaxBlockIndex)
+      throw_model(where + ": tensor '" + n + "' has block index " + n.substr(i, std::min<size_t>(k - i, 24)) +
+                  " (more than " + std::to_string(kMaxBlockIndex + 1) + " blocks); is this an SD v1 checkpoint?");
+    out.insert(std::stoi(n.substr(i, k - i)));
   }
   return out;
 }
@@ -208,7 +223,7 @@ struct Shapes {
   }
   // 1 + the largest N of "<prefix>N.*"; an error naming `what` when there is none.
   int count(const std::string& prefix, const char* what) const {
-    std::set<int> ids = indices(names, prefix);
+    std::set<int> ids = indices(names, prefix, where);
     if (ids.empty()) throw_model(where + ": no " + what + " (" + prefix + "*) found; is this an SD v1 checkpoint?");
     return *ids.rbegin() + 1;
   }
@@ -320,8 +335,26 @@ void validate_model_config(const ModelConfig& cfg, const std::string& where) {
     throw_model(where + ": " + m + " (a model of other than SD v1 size needs its config: a sidecar for a single "
                 "file, config.json files in a diffusers folder; see weights/README.md)");
   };
+  // Bounds far past any SD v1 derivative: beyond them a config is damaged or hostile, and the
+  // name table, the loops and the allocations it drives would grow with the number.
+  constexpr int kMaxLevels = 8, kMaxLayersPerBlock = 64, kMaxWidth = 1 << 14, kMaxClipLayers = 256;
+  auto in = [&](const char* what, int v, int lo, int hi) {
+    if (v < lo || v > hi)
+      fail(std::string(what) + " " + std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+  };
+  auto eps_ok = [&](const char* what, float eps) {
+    if (!(eps > 0.0f && eps < 1.0f)) fail(std::string(what) + " " + std::to_string(eps) + " must be in (0, 1)");
+  };
   const UNetConfig& u = cfg.unet;
   if (u.block_channels.empty()) fail("unet block_out_channels is empty");
+  in("unet levels (block_out_channels)", (int)u.block_channels.size(), 1, kMaxLevels);
+  in("unet layers_per_block", u.layers_per_block, 1, kMaxLayersPerBlock);
+  in("unet in_channels", u.in_channels, 1, kMaxWidth);
+  in("unet out_channels", u.out_channels, 1, kMaxWidth);
+  in("unet cross_attention_dim", u.cross_attention_dim, 1, kMaxWidth);
+  for (int ch : u.block_channels) in("unet width", ch, 1, kMaxWidth);
+  eps_ok("unet norm_eps", u.norm_eps);
+  eps_ok("unet transformer norm eps", u.transformer_norm_eps);
   if (u.down_attention.size() != u.block_channels.size())
     fail("unet has " + std::to_string(u.block_channels.size()) + " levels but " +
          std::to_string(u.down_attention.size()) + " down_block_types");
@@ -336,6 +369,16 @@ void validate_model_config(const ModelConfig& cfg, const std::string& where) {
   }
   const VaeConfig& v = cfg.vae;
   if (v.block_channels.empty() || v.layers_per_block < 1) fail("vae needs at least one level and one resnet per level");
+  in("vae levels (block_out_channels)", (int)v.block_channels.size(), 1, kMaxLevels);
+  in("vae layers_per_block", v.layers_per_block, 1, kMaxLayersPerBlock);
+  in("vae latent_channels", v.latent_channels, 1, kMaxWidth);
+  in("vae out_channels", v.out_channels, 1, kMaxWidth);
+  for (int ch : v.block_channels) in("vae width", ch, 1, kMaxWidth);
+  eps_ok("vae norm_eps", v.norm_eps);
+  // The latents are divided by it before decoding: zero gives infinities, a negative value a
+  // silently wrong image.
+  if (!(v.scaling_factor > 0.0f) || !std::isfinite(v.scaling_factor))
+    fail("vae scaling_factor " + std::to_string(v.scaling_factor) + " must be positive");
   for (int ch : v.block_channels)
     if (v.norm_groups < 1 || ch < 1 || ch % v.norm_groups != 0)
       fail("vae width " + std::to_string(ch) + " is not a multiple of norm_num_groups " + std::to_string(v.norm_groups));
@@ -346,6 +389,12 @@ void validate_model_config(const ModelConfig& cfg, const std::string& where) {
   if (c.act != "quick_gelu" && c.act != "gelu")
     fail("text encoder hidden_act '" + c.act + "' is not supported (quick_gelu or gelu)");
   if (c.layers < 1 || c.vocab_size < 1 || c.max_positions < 1) fail("text encoder sizes must be positive");
+  in("text encoder num_hidden_layers", c.layers, 1, kMaxClipLayers);
+  in("text encoder hidden_size", c.hidden, 1, kMaxWidth);
+  in("text encoder intermediate_size", c.intermediate, 1, 4 * kMaxWidth);
+  in("text encoder vocab_size", c.vocab_size, 1, 1 << 22);
+  in("text encoder max_position_embeddings", c.max_positions, 1, 1 << 16);  // >= 77: ClipTextEncoder
+  eps_ok("text encoder layer_norm_eps", c.eps);
 }
 
 }  // namespace sdgen

@@ -231,7 +231,7 @@ void SafetensorsFile::to_floats(const StTensorInfo& t, float* out) const {
   const size_t n = (size_t)t.numel();
   switch (t.dtype) {
     case StDType::F32:
-      std::memcpy(out, p, n * 4);  // the data section need not be 4-byte aligned
+      if (n) std::memcpy(out, p, n * 4);  // the data section need not be 4-byte aligned (nor exist: 0 elements)
       break;
     case StDType::F16:
       for (size_t i = 0; i < n; ++i) out[i] = half_bits_to_float((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));

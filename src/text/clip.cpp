@@ -20,6 +20,11 @@ ClipTextEncoder::ClipTextEncoder(const Checkpoint& ckpt, const ClipConfig& confi
     throw_model("CLIP activation '" + c.act + "' is not supported (quick_gelu or gelu)");
   const std::string root = "text_encoder.text_model";
   const int64_t d = c.hidden;
+  // Prompts are encoded in chunks of 77 tokens (BOS, 75, EOS): a shorter position table cannot
+  // hold one, and is refused here, at load, rather than at the first prompt.
+  if (c.max_positions < 77)
+    throw_model("text encoder: its position table (" + root + ".embeddings.position_embedding.weight) has " +
+                std::to_string(c.max_positions) + " rows, fewer than the 77 tokens of a prompt chunk");
 
   embeddings.token_embedding =
       w.load(root + ".embeddings.token_embedding.weight", {c.vocab_size, d});

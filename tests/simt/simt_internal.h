@@ -18,6 +18,7 @@ struct ThreadCtx {
   int lane = 0, warp = 0;
   State state = State::kReady;
   boost::context::detail::fcontext_t ctx = nullptr;
+  const void* stack_lo = nullptr;  // its fiber stack's low end (for AddressSanitizer's switch notes)
   // The pending warp collective, valid while state == kWarp (and for the completing lane).
   WarpOp op = WarpOp::kSync;
   unsigned mask = 0;
@@ -39,6 +40,8 @@ struct BlockCtx {
   std::vector<ThreadCtx> threads;
   void* dyn_smem = nullptr;
   boost::context::detail::fcontext_t sched = nullptr;
+  const void* sched_stack_lo = nullptr;  // the scheduler's stack, as AddressSanitizer reports it
+  size_t sched_stack_size = 0;
   int exited = 0;
   int barrier_count = 0;
   const char* barrier_file = nullptr;

@@ -19,6 +19,22 @@
 
 #include "simt_internal.h"
 
+// AddressSanitizer (an SDGEN_SANITIZE build) must be told of every stack switch: otherwise it takes
+// a fiber's frames for the scheduler's, and an exception unwinding in a fiber unpoisons the wrong
+// stack. asan_start_switch(&save, lo, size) before a jump to the stack [lo, lo+size); after the
+// jump lands back, asan_finish_switch(save, ...) (which also reports the stack that was left).
+// A null save at the start means the fiber being left is finished.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define SIMT_ASAN 1
+static void asan_start_switch(void** save, const void* lo, size_t size) { __sanitizer_start_switch_fiber(save, lo, size); }
+static void asan_finish_switch(void* save, const void** lo_old, size_t* size_old) { __sanitizer_finish_switch_fiber(save, lo_old, size_old); }
+#else
+#define SIMT_ASAN 0
+static void asan_start_switch(void**, const void*, size_t) {}
+static void asan_finish_switch(void*, const void**, size_t*) {}
+#endif
+
 namespace bctx = boost::context::detail;
 
 namespace simt {
@@ -34,7 +50,8 @@ Stats g_stats;
 size_t stack_bytes() {
   static size_t bytes = [] {
     const char* e = std::getenv("SIMT_STACK_KB");
-    size_t kb = e ? (size_t)std::atoi(e) : 64;
+    // Sanitized frames carry red zones: four times the room there.
+    size_t kb = e ? (size_t)std::atoi(e) : (SIMT_ASAN ? 256 : 64);
     return (kb < 16 ? 16 : kb) * 1024;
   }();
   return bytes;
@@ -89,7 +106,10 @@ std::string hex(unsigned m) {
 // Returns control to the scheduler; the fiber resumes here when made ready again.
 void yield_to_scheduler() {
   BlockCtx* b = g_block;
+  void* save = nullptr;
+  asan_start_switch(&save, b->sched_stack_lo, b->sched_stack_size);
   bctx::transfer_t tr = bctx::jump_fcontext(b->sched, nullptr);
+  asan_finish_switch(save, &b->sched_stack_lo, &b->sched_stack_size);
   b->sched = tr.fctx;
 }
 
@@ -118,6 +138,7 @@ void check_exit_vs_warp(BlockCtx* b, ThreadCtx* t) {
 
 void fiber_entry(bctx::transfer_t tr) {
   BlockCtx* b = g_block;
+  asan_finish_switch(nullptr, &b->sched_stack_lo, &b->sched_stack_size);
   b->sched = tr.fctx;
   ThreadCtx* t = g_thread;
   try {
@@ -131,6 +152,7 @@ void fiber_entry(bctx::transfer_t tr) {
     b->error = std::current_exception();
     b->error_thread = t;
   }
+  asan_start_switch(nullptr, b->sched_stack_lo, b->sched_stack_size);
   bctx::jump_fcontext(b->sched, nullptr);
   std::abort();  // a finished fiber is never resumed
 }
@@ -159,6 +181,7 @@ void run_block(BlockCtx* b) {
     ThreadCtx& t = b->threads[i];
     t.state = State::kReady;
     char* lo = g_stacks.get((size_t)i);
+    t.stack_lo = lo;
     t.ctx = bctx::make_fcontext(lo + sb, sb, fiber_entry);
   }
   b->exited = 0;
@@ -172,7 +195,10 @@ void run_block(BlockCtx* b) {
       ran = true;
       t.state = State::kRunning;
       g_thread = &t;
+      void* save = nullptr;
+      asan_start_switch(&save, t.stack_lo, sb);
       bctx::transfer_t tr = bctx::jump_fcontext(t.ctx, nullptr);
+      asan_finish_switch(save, nullptr, nullptr);
       t.ctx = tr.fctx;
       ++g_stats.switches;
       if (b->error) {

@@ -14,7 +14,8 @@ namespace sdgen::cpu {
 // relative), 2^n put into the exponent bits. Below -87 the result is 0 (expf is subnormal there),
 // above 88.3 +inf (expf overflows at 88.72), NaN stays NaN.
 inline float exp_approx(float x) {
-  const float xc = x < -87.0f ? -87.0f : (x > 88.3f ? 88.3f : x);  // NaN passes, fixed below
+  // NaN is computed as 0 (its bits would shift a negative exponent) and returned as NaN below.
+  const float xc = x < -87.0f ? -87.0f : (x > 88.3f ? 88.3f : (x == x ? x : 0.0f));
   const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest integer
   const float r = (xc - n * 0.693145752f) - n * 1.42860677e-6f;    // ln2 split hi + lo
   float p = 1.0f / 5040.0f;
