@@ -165,6 +165,9 @@ TEST(CudnnTwin, FusedIdentityNeedsImplicitPrecompGemm) {
                                                   yd, d, bd, d, ad, yd, d),
             CUDNN_STATUS_NOT_SUPPORTED);
   cudaFree(d);
+  cudnnDestroyTensorDescriptor(xd), cudnnDestroyTensorDescriptor(yd), cudnnDestroyTensorDescriptor(bd);
+  cudnnDestroyFilterDescriptor(wd), cudnnDestroyConvolutionDescriptor(cd);
+  cudnnDestroyActivationDescriptor(ad);
   cudnnDestroy(h);
 }
 
