@@ -55,10 +55,10 @@ std::optional<uint64_t> json_seed(const nlohmann::json& v, const std::string& or
 }
 
 void check_prompt_line_types(const nlohmann::json& line, const std::string& origin) {
-  static const std::set<std::string> ints = {"batch", "steps", "width", "height"};
+  static const std::set<std::string> ints = {"batch", "steps", "width", "height", "clip_skip"};
   static const std::set<std::string> reals = {"guidance", "eta"};
   static const std::set<std::string> strings = {"prompt", "negative_prompt", "sampler", "schedule", "rng",
-                                                "seed_mode", "name", "model", "precision", "device", "out"};
+                                                "seed_mode", "name", "model", "precision", "device", "out", "vae"};
   if (!line.is_object()) throw_usage(prefix(origin) + "a JSON line must be an object {\"prompt\": ...}");
   for (auto it = line.begin(); it != line.end(); ++it) {
     const std::string& k = it.key();
@@ -73,6 +73,11 @@ void check_prompt_line_types(const nlohmann::json& line, const std::string& orig
       if (!v.is_number()) throw_usage(where + "a number, not " + shown(v));
     } else if (strings.count(k)) {
       if (!v.is_string()) throw_usage(where + "a string, not " + shown(v));
+      // A path with a NUL would be cut there by every file call, and name another file than shown.
+      if (v.get<std::string>().find('\0') != std::string::npos) throw_usage(where + "free of NUL characters");
+    } else if (k == "lora") {
+      const bool strs = v.is_array() && std::all_of(v.begin(), v.end(), [](const nlohmann::json& e) { return e.is_string(); });
+      if (!v.is_string() && !strs) throw_usage(where + "a string or a list of strings, not " + shown(v));
     } else if (k == "emphasis") {
       if (!v.is_boolean()) throw_usage(where + "true or false, not " + shown(v));
     } else if (k == "seed") {

@@ -16,6 +16,7 @@
 #include "cli/manifest.h"
 #include "cli/options.h"
 #include "cli/progress.h"
+#include "core/interrupt.h"
 #include "core/sha256.h"
 #include "io/checkpoint.h"
 #include "io/png_writer.h"
@@ -32,18 +33,25 @@ namespace {
 // Folders this run created; removed again (when still empty) if the run fails.
 std::vector<std::string> g_created_dirs;
 
-// Ctrl-C / SIGTERM: finish nothing half-way. The flag is polled between sampler steps and images;
-// images already written are complete files, and a second signal kills the process outright.
-volatile std::sig_atomic_t g_interrupted = 0;
+// Ctrl-C / SIGTERM: finish nothing half-way. The request (core/interrupt.h) is polled between
+// sampler steps, weight tensors, VAE blocks and images; images already written are complete files.
+// A second signal kills the process outright (the handler restores the default action).
 extern "C" void on_signal(int sig) {
-  g_interrupted = sig;
+  request_interrupt(sig);
   std::signal(sig, SIG_DFL);
 }
-void check_interrupted() {
-  if (g_interrupted)
-    throw Error(ExitCode::kInterrupted, std::string("interrupted by ") +
-                                            (g_interrupted == SIGINT ? "SIGINT" : "SIGTERM") +
-                                            "; images written so far are complete");
+void check_interrupted() { throw_if_interrupted("generating"); }
+
+// Errors about a prompt-file line's model, output folder or model files name the line
+// ("p.txt:2: --model m: no such file or folder"); a --prompt run has no line to name.
+template <class F>
+auto at_line(const Job& j, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    if (j.origin.empty() || j.origin == "--prompt") throw;
+    throw Error(e.code(), j.origin + ": " + e.what());
+  }
 }
 
 int run(int argc, char** argv) {
@@ -138,7 +146,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> model_paths;
   for (const Job& j : opt.jobs) {
     validate_job(j);
-    model_paths.push_back(resolve_model_path(j.model));
+    model_paths.push_back(at_line(j, [&] { return resolve_model_path(j.model); }));
   }
   check_distinct_names(opt.jobs);
   check_one_gpu(opt.jobs);
@@ -193,7 +201,7 @@ int run(int argc, char** argv) {
   for (const Call& c : calls) {
     const Job& j = opt.jobs[c.job];
     if (next_number.count(j.out_dir)) continue;
-    for (const std::string& d : prepare_output_dir(j.out_dir)) g_created_dirs.push_back(d);
+    for (const std::string& d : at_line(j, [&] { return prepare_output_dir(j.out_dir); })) g_created_dirs.push_back(d);
     next_number[j.out_dir] = 0;
   }
   // Models are loaded once and kept while consecutive jobs share model, precision and device.
@@ -226,7 +234,10 @@ int run(int argc, char** argv) {
     if (key != loaded_key) {
       pipe.reset();
       progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + ")");
-      pipe = std::make_unique<Pipeline>(model_paths[k], precision, device, log, ModelOptions{j.vae, j.embeddings, job_loras(j), j.ema});
+      pipe = at_line(j, [&] {
+        return std::make_unique<Pipeline>(model_paths[k], precision, device, log,
+                                          ModelOptions{j.vae, j.embeddings, job_loras(j), j.ema});
+      });
       loaded_key = key;
     }
     GenerateParams gp;

@@ -34,6 +34,19 @@ constexpr int kMaxSteps = 500;
 [[noreturn]] void bad(const Job& job, const std::string& what) {
   throw_usage((job.origin.empty() ? std::string() : job.origin + ": ") + what);
 }
+
+// Why a path the options name cannot be used: "no such file or folder", or what stat says
+// otherwise (a loop of symbolic links is not a missing file). Empty when it exists.
+std::string path_problem(const std::string& path, bool want_file) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return want_file ? "no such file" : "no such file or folder";
+    if (errno == ELOOP) return "a loop of symbolic links";
+    return std::strerror(errno);
+  }
+  if (want_file && !S_ISREG(st.st_mode)) return "not a regular file";
+  return "";
+}
 }  // namespace
 
 void validate_job(const Job& job) {
@@ -72,16 +85,16 @@ void validate_job(const Job& job) {
     bad(job, "--clip-skip " + std::to_string(job.clip_skip) + " must be at least 1 (1: the last layer; SD v1 has 12)");
   if (job.out_dir.empty()) bad(job, "--out is empty");
   // Files the model options name: missing ones are model errors, found before any work.
-  std::error_code ec;
   const std::string at = job.origin.empty() ? std::string() : job.origin + ": ";
-  if (!job.vae.empty() && !fs::exists(job.vae, ec)) throw_model(at + "--vae " + job.vae + ": no such file or folder");
+  std::string why;
+  if (!job.vae.empty() && !(why = path_problem(job.vae, false)).empty()) throw_model(at + "--vae " + job.vae + ": " + why);
   for (const std::string& spec : job.embeddings) {
     std::string file, token;
     split_embedding_spec(spec, &file, &token);
-    if (!fs::is_regular_file(file, ec)) throw_model(at + "--embedding " + file + ": no such file");
+    if (!(why = path_problem(file, true)).empty()) throw_model(at + "--embedding " + file + ": " + why);
   }
   for (const LoraSpec& l : job_loras(job))
-    if (!fs::is_regular_file(l.file, ec)) throw_model(at + "--lora " + l.file + ": no such file");
+    if (!(why = path_problem(l.file, true)).empty()) throw_model(at + "--lora " + l.file + ": " + why);
   expand_name(job.name_pattern, 0, 0, 0, job);  // a bad pattern fails before any work
   check_name_pattern(job);
 }
@@ -107,7 +120,7 @@ std::string resolve_model_path(const std::string& model_option) {
   }
   std::error_code ec;
   if (path == kRandomSd15) return path;
-  if (!fs::exists(path, ec)) throw_model(how + " " + path + ": no such file or folder");
+  if (const std::string why = path_problem(path, false); !why.empty()) throw_model(how + " " + path + ": " + why);
   return path;
 }
 
@@ -166,6 +179,8 @@ std::string parameters_text(const Job& job, uint64_t image_seed, int index, cons
 
 std::vector<std::string> prepare_output_dir(const std::string& dir) {
   std::error_code ec;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 && errno == ELOOP) throw_output("--out " + dir + ": a loop of symbolic links");
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
     throw_output("--out " + dir + ": exists and is not a folder");
   std::vector<std::string> created;

@@ -1,6 +1,8 @@
 // Prompt files (plain lines or JSON Lines) as Jobs, and the file names a Job's pattern gives. Kept
 // apart from the rest of the options (which reach the backends) so that the fuzz target
 // tests/fuzz/fuzz_prompt_file.cpp builds from this file, batch.cpp and the PNG writer alone.
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cctype>
 #include <cstdio>
@@ -32,6 +34,8 @@ std::string slug(const std::string& s, size_t max_len) {
 }  // namespace
 
 std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw_usage("--prompt-file " + path + ": is a folder, not a file");
   std::ifstream in(path);
   if (!in) throw_usage("--prompt-file " + path + ": cannot open: " + std::strerror(errno));
   std::vector<Job> jobs;
@@ -46,6 +50,7 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
     Job job = defaults;
     job.origin = path + ":" + std::to_string(lineno);
     if (line[first] != '{') {
+      if (line.find('\0') != std::string::npos) bad(job, "the line holds a NUL character");
       job.prompt = line;
       jobs.push_back(job);
       continue;

@@ -1,6 +1,10 @@
 // Weight loading and construction of the primitive layers (nn.h).
 #include "core/nn.h"
 
+#include <cmath>
+#include <cstring>
+
+#include "core/interrupt.h"
 #include "sdgen/error.h"
 
 namespace sdgen::nn {
@@ -15,6 +19,26 @@ void oihw_to_ohwi(const T* src, T* dst, int64_t cout, int64_t cin, int64_t kk) {
       for (int64_t s = 0; s < kk; ++s) dst[(o * kk + s) * cin + i] = src[(o * cin + i) * kk + s];
 }
 
+// A stored tensor as it comes from the file: NaN or Inf weights would give a black or garbage image
+// with every other check passing, so they are refused here, naming the tensor. Also where a stop
+// request is seen while a model loads (each tensor is a few milliseconds at most).
+const Tensor& checked(const std::string& name, const Tensor& t) {
+  throw_if_interrupted("loading the model");
+  const int64_t n = t.numel();
+  int64_t bad = 0;
+  if (t.dtype() == DType::F16) {
+    const uint16_t* p = t.data_as<uint16_t>();
+    for (int64_t i = 0; i < n; ++i) bad += (p[i] & 0x7c00) == 0x7c00;  // exponent all ones: Inf or NaN
+  } else if (t.dtype() == DType::F32) {
+    const float* p = t.data_as<float>();
+    for (int64_t i = 0; i < n; ++i) bad += !std::isfinite(p[i]);
+  }
+  if (bad)
+    throw_model("tensor '" + name + "' holds " + std::to_string(bad) + " non-finite value" + (bad > 1 ? "s" : "") +
+                " (NaN/Inf) of " + std::to_string(n) + "; the file is damaged");
+  return t;
+}
+
 }  // namespace
 
 Tensor WeightLoader::finish(const Tensor& host) const {
@@ -25,11 +49,12 @@ Tensor WeightLoader::finish(const Tensor& host) const {
 }
 
 Tensor WeightLoader::load(const std::string& name, const Shape& shape) const {
-  return finish(ckpt.get_stored(name, shape, dtype));
+  return finish(checked(name, ckpt.get_stored(name, shape, dtype)));
 }
 
 Tensor WeightLoader::load_conv(const std::string& name, int64_t cout, int64_t cin, int k) const {
   Tensor oihw = ckpt.get_stored(name, {cout, cin, k, k}, dtype);
+  checked(name, oihw);
   // A 1×1 kernel is laid out alike either way.
   if (k == 1) return finish(oihw.reshape({cout, 1, 1, cin}));
   Tensor ohwi = Tensor::empty({cout, k, k, cin}, oihw.dtype());

@@ -2,6 +2,7 @@
 // block (resnet, attention, resnet), up blocks from the widest level down, output head.
 #include "vae/vae.h"
 
+#include "core/interrupt.h"
 #include "sdgen/error.h"
 
 namespace sdgen {
@@ -75,6 +76,8 @@ Tensor VaeDecoder::decode_unscaled(const Tensor& z_in, const Probe& probe) const
   show("decoder.mid_block", h);
 
   for (size_t i = 0; i < up_blocks.size(); ++i) {
+    // A decode at 1024² takes seconds on a CPU: a stop request is honoured between blocks.
+    throw_if_interrupted("decoding");
     for (const ResnetBlock2D& r : up_blocks[i].resnets) h = r(h);
     for (const Upsample2D& u : up_blocks[i].upsamplers) h = u(h);
     show("decoder.up_blocks." + std::to_string(i), h);

@@ -1,0 +1,26 @@
+#include "core/interrupt.h"
+
+#include <csignal>
+#include <string>
+
+#include "sdgen/error.h"
+
+namespace sdgen {
+
+namespace {
+volatile std::sig_atomic_t g_signal = 0;
+}
+
+void request_interrupt(int sig) {
+  if (!g_signal) g_signal = sig;
+}
+
+int interrupt_requested() { return g_signal; }
+
+void throw_if_interrupted(const char* doing) {
+  if (const int s = g_signal)
+    throw Error(ExitCode::kInterrupted, std::string("interrupted by ") + (s == SIGINT ? "SIGINT" : "SIGTERM") +
+                                            " while " + doing + "; images written so far are complete");
+}
+
+}  // namespace sdgen

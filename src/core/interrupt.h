@@ -1,0 +1,15 @@
+// A stop request (SIGINT/SIGTERM) polled where the work is long: between sampler steps, between
+// weight tensors while a model loads, between the VAE decoder's blocks. The CLI's signal handler
+// sets it; everything else only reads it. Library users that never set it never stop.
+#pragma once
+
+namespace sdgen {
+
+// Async-signal-safe: records the signal (the first one wins).
+void request_interrupt(int sig);
+// The signal asked for, 0 when none.
+int interrupt_requested();
+// Error(kInterrupted) "interrupted by SIGINT|SIGTERM while <doing>" when a stop was asked for.
+void throw_if_interrupted(const char* doing);
+
+}  // namespace sdgen
