@@ -388,6 +388,10 @@ TEST(Embeddings, CliWithTokensMatchesDiffusers) {
   stbi_image_free(px);
   const nlohmann::json rec = nlohmann::json::parse(file_bytes(dir.path / "rec.json"));
   EXPECT_EQ(rec["settings"]["embeddings"].size(), 2u);
+  // A1111's "TI hashes": the first 12 hex digits of each whole file's SHA-256 (the values from
+  // Python's hashlib over the committed files), by token.
+  EXPECT_NE(file_bytes(dir.path / "out" / "e.png").find("TI hashes: \"tiny-obj: c6653476d863, tiny-style: 73ceabdf5b64\""),
+            std::string::npos);
 }
 
 TEST(Embeddings, BadFilesAreModelErrors) {
@@ -482,8 +486,13 @@ TEST(Lora, PromptTagsAndPromptFileLines) {
     expect_image_close(px, g.image(key, 64 * 64 * 3), 64 * 64 * 3, "cli lora " + name);
     stbi_image_free(px);
   }
-  // The metadata keeps the prompt as written, tag included (A1111 does).
+  // The metadata keeps the prompt as written, tag included (A1111 does), and A1111's "Lora hashes":
+  // the first 12 hex digits of the SHA-256 of each file's bytes after its safetensors header (the
+  // values from Python's hashlib over the committed files), by the name the tag uses.
   EXPECT_NE(file_bytes(dir.path / "tag.png").find("<lora:tiny_lora_kohya:0.5>"), std::string::npos);
+  EXPECT_NE(file_bytes(dir.path / "tag.png").find("Lora hashes: \"tiny_lora_kohya: c870f68c48a6\""), std::string::npos);
+  EXPECT_NE(file_bytes(dir.path / "key.png").find("Lora hashes: \"tiny_lora_peft: 755546e4ffad\""), std::string::npos);
+  EXPECT_EQ(file_bytes(dir.path / "none.png").find("Lora hashes"), std::string::npos);
 }
 
 TEST(Lora, TagsAndSpecsParse) {

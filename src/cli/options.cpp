@@ -2,6 +2,7 @@
 
 #include "cli/batch.h"
 #include "io/checkpoint.h"
+#include "io/model_hashes.h"
 #include "sampler/sampler.h"
 
 #include <sys/stat.h>
@@ -171,6 +172,25 @@ std::string parameters_text(const Job& job, uint64_t image_seed, int index, cons
     while (v.size() > 1 && v.back() == '/') v.pop_back();
     s += ", VAE: " + fs::path(v).filename().string();
   }
+  // A1111's hash lists, quoted (their values hold commas): every LoRA the job applies, by the name
+  // its tag uses (the file's stem), and the embeddings its prompts use, by token.
+  auto clean = [](std::string n) {
+    n.erase(std::remove_if(n.begin(), n.end(), [](char c) { return c == ':' || c == ','; }), n.end());
+    return n;
+  };
+  std::string list;
+  for (const LoraSpec& l : job_loras(job))
+    list += (list.empty() ? "" : ", ") + clean(fs::path(l.file).stem().string()) + ": " + lora_short_hash(l.file);
+  if (!list.empty()) s += ", Lora hashes: \"" + list + "\"";
+  list.clear();
+  for (const std::string& spec : job.embeddings) {
+    std::string file, token;
+    split_embedding_spec(spec, &file, &token);
+    if (token.empty()) token = fs::path(file).stem().string();
+    if (job.prompt.find(token) == std::string::npos && job.negative_prompt.find(token) == std::string::npos) continue;
+    list += (list.empty() ? "" : ", ") + clean(token) + ": " + embedding_short_hash(file);
+  }
+  if (!list.empty()) s += ", TI hashes: \"" + list + "\"";
   if (job.batch > 1)
     s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);
   return s;

@@ -80,7 +80,8 @@ SeedMode job_seed_mode(const Job& job);
 // The PNG "parameters" text (A1111's infotext form) of image `index` of a job, whose own seed is
 // `image_seed`: "Seed: N" is that seed; "RNG: CPU" (torch-cpu) or "RNG: NV" (philox) as A1111
 // names its sources; "Seed mode: batch|per-image"; "Clip skip: N" when N > 1; "VAE: <file name>"
-// with --vae.
+// with --vae; 'Lora hashes: "name: hash, ..."' and 'TI hashes: "token: hash, ..."' (io/model_hashes.h)
+// for the LoRAs applied and the embeddings the prompts use.
 std::string parameters_text(const Job& job, uint64_t image_seed, int index, const std::string& model);
 
 }  // namespace sdgen::cli
