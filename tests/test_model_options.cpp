@@ -277,6 +277,29 @@ TEST(VaeOption, FolderAndSingleFilesMatchDiffusers) {
   EXPECT_GT(share_apart(o.images[0].data(), g.image("vae", 2 * 64 * 64 * 3), 64 * 64 * 3), 0.2);
 }
 
+// A VAE saved by torch.save (diffusers' save_pretrained(safe_serialization=False): the model's own
+// VAE weights as tests/reference/make_ckpt_goldens.py wrote them with torch), alone and in a vae/
+// folder with its config.json, read by the restricted unpickler: the images equal those of the
+// model's own VAE, bit for bit.
+TEST(VaeOption, TorchSavedFilesLoad) {
+  const Golden g;
+  TempDir dir("vae_bin");
+  const std::string bin = kData + "/ckpt/vae_diffusion_pytorch_model.bin";
+  fs::create_directories(dir.path / "vae");
+  fs::copy_file(kData + "/tiny_sd/diffusers/vae/config.json", dir.path / "vae" / "config.json");
+  fs::copy_file(bin, dir.path / "vae" / "diffusion_pytorch_model.bin");
+  const GenerateParams p = params_of(g, "vae");
+  Pipeline own(kModel, DType::F32, Device::CPU);
+  const GeneratedBatch o = own.generate(p);
+  for (const std::string& vae : {bin, (dir.path / "vae").string()}) {
+    SCOPED_TRACE(vae);
+    Pipeline pipe(kModel, DType::F32, Device::CPU, nullptr, ModelOptions{vae, {}, {}});
+    const GeneratedBatch b = pipe.generate(p);
+    ASSERT_EQ(b.images.size(), o.images.size());
+    for (size_t i = 0; i < b.images.size(); ++i) EXPECT_EQ(b.images[i], o.images[i]) << "image " << i;
+  }
+}
+
 TEST(VaeOption, CliWritesImageAndMetadata) {
   const Golden g;
   TempDir dir("vae_cli");

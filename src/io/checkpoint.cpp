@@ -43,23 +43,6 @@ Shape strip_trailing_ones(Shape s) {
   return s;
 }
 
-// A file that is not valid safetensors but starts like a torch zip or a pickle gets a plain answer
-// instead of the parse error. (Checked only after the safetensors parse failed: a header length
-// such as 0x180 also starts with the byte 0x80.)
-std::unique_ptr<SafetensorsFile> open_safetensors(const std::string& path) {
-  try {
-    return SafetensorsFile::open(path);
-  } catch (const Error&) {
-    const PyTorchMagic magic = pytorch_magic(path);
-    // torch.save's zip (.ckpt/.pt/.bin since PyTorch 1.6), read by the restricted unpickler.
-    if (magic == PyTorchMagic::kZip) return open_torch_checkpoint(path);
-    if (magic == PyTorchMagic::kPickle)
-      throw_model(path + " is a PyTorch checkpoint in the legacy (pre-1.6) format; only torch.save's zip "
-                  "format and .safetensors load. Re-save it with a current PyTorch, or use the .safetensors file");
-    throw;
-  }
-}
-
 class StoredCheckpoint : public Checkpoint {
  public:
   const ModelConfig& config() const override { return config_; }
@@ -136,7 +119,7 @@ class LdmCheckpoint : public StoredCheckpoint {
         name_.resize(name_.size() - strlen(ext));
         break;
       }
-    files_.push_back(open_safetensors(path));
+    files_.push_back(open_weights_file(path));
     const SafetensorsFile& f = *files_[0];
 
     std::vector<std::string> stored;

@@ -11,6 +11,7 @@
 
 #include "io/checkpoint_names.h"
 #include "io/safetensors.h"
+#include "io/torch_checkpoint.h"
 #include "sdgen/error.h"
 
 namespace sdgen {
@@ -86,10 +87,8 @@ std::unique_ptr<SafetensorsFile> open_lora(const std::string& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw_model("--lora " + path + ": no such file");
   try {
-    return SafetensorsFile::open(path);
+    return open_weights_file(path);  // .safetensors or torch.save's zip (.ckpt/.pt/.bin)
   } catch (const Error& err) {
-    if (pytorch_magic(path) != PyTorchMagic::kNone)
-      throw_model("--lora " + path + ": a PyTorch pickle (.pt/.ckpt/.bin); only .safetensors LoRAs are supported");
     throw_model("--lora " + path + ": " + err.what());
   }
 }

@@ -464,4 +464,17 @@ std::unique_ptr<SafetensorsFile> open_torch_checkpoint(const std::string& path) 
   }
 }
 
+std::unique_ptr<SafetensorsFile> open_weights_file(const std::string& path) {
+  try {
+    return SafetensorsFile::open(path);
+  } catch (const Error&) {
+    const PyTorchMagic magic = pytorch_magic(path);
+    if (magic == PyTorchMagic::kZip) return open_torch_checkpoint(path);
+    if (magic == PyTorchMagic::kPickle)
+      throw_model(path + " is a PyTorch checkpoint in the legacy (pre-1.6) format; only torch.save's zip "
+                  "format and .safetensors load. Re-save it with a current PyTorch, or use the .safetensors file");
+    throw;
+  }
+}
+
 }  // namespace sdgen

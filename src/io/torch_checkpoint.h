@@ -28,6 +28,12 @@ namespace sdgen {
 // refused global or opcode, a tensor outside its storage, ...).
 std::unique_ptr<SafetensorsFile> open_torch_checkpoint(const std::string& path);
 
+// A weights file of either format: .safetensors, else torch.save's zip (read as above); a legacy
+// (pre-1.6) pickle is refused with what to do instead; anything else gives the safetensors parse
+// error. (The zip is tried only after the safetensors parse failed: a header length such as 0x180
+// also starts with the byte 0x80.) Error(kModel) naming the file.
+std::unique_ptr<SafetensorsFile> open_weights_file(const std::string& path);
+
 // The restricted unpickler alone, over a pickle held in memory (tests and fuzzing): the tensors
 // of the state dict it describes, each as a reference into its storage member.
 struct TorchTensorRef {

@@ -7,6 +7,7 @@
 #include "io/checkpoint_names.h"
 #include "io/model_config_load.h"
 #include "io/safetensors.h"
+#include "io/torch_checkpoint.h"
 #include "sdgen/error.h"
 
 namespace sdgen {
@@ -75,10 +76,8 @@ class VaeCheckpoint : public Checkpoint {
 
 std::unique_ptr<SafetensorsFile> open_st(const std::string& path) {
   try {
-    return SafetensorsFile::open(path);
+    return open_weights_file(path);  // .safetensors or torch.save's zip (.ckpt/.pt/.bin)
   } catch (const Error& err) {
-    if (pytorch_magic(path) != PyTorchMagic::kNone)
-      throw_model("--vae " + path + ": a PyTorch pickle (.pt/.ckpt/.bin); only .safetensors VAEs are supported");
     throw_model("--vae " + path + ": " + err.what());
   }
 }
@@ -99,14 +98,14 @@ VaeFile open_vae_file(const std::string& path, const ModelConfig& base) {
     apply_vae_json(read_json_file((dir / "config.json").string()), cfg.vae, (dir / "config.json").string());
     validate_model_config(cfg, path);
     std::string file;
-    for (const char* stem : {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"})
+    for (const char* stem : {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                             "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin"})
       if (fs::exists(dir / stem)) {
         file = (dir / stem).string();
         break;
       }
     if (file.empty())
-      throw_model("--vae " + path + ": no diffusion_pytorch_model.safetensors in " + dir.string() +
-                  (fs::exists(dir / "diffusion_pytorch_model.bin") ? " (only .safetensors weights are supported)" : ""));
+      throw_model("--vae " + path + ": no diffusion_pytorch_model.safetensors (or .bin) in " + dir.string());
     auto f = open_st(file);
     const SafetensorsFile* raw = f.get();
     auto ck = std::make_unique<VaeCheckpoint>(file, std::move(f), cfg);
