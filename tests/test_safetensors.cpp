@@ -191,9 +191,15 @@ TEST(Safetensors, RejectsShapeLengthMismatch) {
                   {"tensor 'w'", "shape [3, 2] of F32 needs 24 bytes but data_offsets span 16"});
   // A shape whose byte count overflows 64 bits.
   expect_rejected(write_raw("shape2",
-                            R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,16]}})",
+                            R"({"w":{"dtype":"F32","shape":[2147483647,2147483647,2147483647],"data_offsets":[0,16]}})",
                             std::string(16, '\0')),
                   {"tensor 'w'", "too many"});
+  // A dimension past 2^31 - 1, also in a tensor of 0 elements (whose 0 bytes would match), and one
+  // of 2^63 that an int64 would take as negative.
+  expect_rejected(write_raw("shape3", R"({"w":{"dtype":"F32","shape":[4294967296,1],"data_offsets":[0,0]}})", ""),
+                  {"tensor 'w'", "shape entry 4294967296 is beyond 2^31 - 1"});
+  expect_rejected(write_raw("shape4", R"({"w":{"dtype":"F32","shape":[0,9223372036854775808],"data_offsets":[0,0]}})", ""),
+                  {"tensor 'w'", "shape entry 9223372036854775808 is beyond"});
 }
 
 TEST(Safetensors, RejectsMalformedFields) {

@@ -146,6 +146,10 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     if (sh == v.end() || !sh->is_array()) fail(path, where + ": missing or non-array shape");
     for (const auto& d : *sh) {
       if (!d.is_number_unsigned()) fail(path, where + ": shape entry is not a non-negative integer");
+      // No model has a dimension past 2^31 - 1; a larger one (even in a tensor of 0 elements, whose
+      // byte count would pass) only wraps when taken as an int64 or int.
+      if (d.get<uint64_t>() > (uint64_t)INT32_MAX)
+        fail(path, where + ": shape entry " + std::to_string(d.get<uint64_t>()) + " is beyond 2^31 - 1");
       t.shape.push_back((int64_t)d.get<uint64_t>());
     }
     auto off = v.find("data_offsets");
