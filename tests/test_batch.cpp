@@ -120,6 +120,12 @@ TEST(Batch, NamePatternChecks) {
   check_name_pattern(j);
   j.name_pattern = "x" + j.name_pattern;
   EXPECT_NE(usage_error([&] { check_name_pattern(j); }).find("up to 256 bytes"), std::string::npos);
+  // {n} counts as its widest, 10 digits (2147483647): 241 + 10 + 4 = 255 fits, 242 does not (with
+  // 5 digits it would have passed and failed at the rename of image 100000).
+  j.name_pattern = std::string(241, 'x') + "{n}";
+  check_name_pattern(j);
+  j.name_pattern = std::string(242, 'x') + "{n}";
+  EXPECT_NE(usage_error([&] { check_name_pattern(j); }).find("up to 256 bytes"), std::string::npos);
   j.name_pattern = std::string("a\0b", 3);
   EXPECT_NE(usage_error([&] { check_name_pattern(j); }).find("control characters"), std::string::npos);
 }

@@ -97,7 +97,8 @@ void check_name_pattern(const Job& job) {
     if (c < 0x20 || c == 0x7f)
       throw_usage(prefix(job.origin) + "--name must not contain control characters (found byte " +
                   std::to_string((int)c) + ")");
-  const std::string longest = expand_name(job.name_pattern, 99999, UINT64_MAX, std::max(job.batch - 1, 0), job);
+  // {n} at its widest: past 99999 images in a folder it grows beyond its 5 digits, up to int's 10.
+  const std::string longest = expand_name(job.name_pattern, INT_MAX, UINT64_MAX, std::max(job.batch - 1, 0), job);
   if (longest.size() > kMaxFileName)
     throw_usage(prefix(job.origin) + "--name gives file names of up to " + std::to_string(longest.size()) +
                 " bytes; the limit is " + std::to_string(kMaxFileName));
