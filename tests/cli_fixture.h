@@ -44,11 +44,13 @@ class CliTest : public ::testing::Test {
 
   // sd-gen in the work folder with the tiny model on the CPU (passive OpenMP waits: builds share
   // the cores). `args` follow the common ones and may override them.
-  Result run(const std::string& args) {
+  Result run(const std::string& args) { return run_raw(common(args) + args); }
+  // sd-gen with exactly these arguments (no common options), in the work folder.
+  Result run_raw(const std::string& args) {
     const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
     const std::string cmd = "cd '" + dir_.string() + "' && OMP_WAIT_POLICY=PASSIVE SDGEN_MODEL= '" +
-                            std::string(SDGEN_CLI_PATH) + "' " + common(args) + args + " >'" + out.string() +
-                            "' 2>'" + err.string() + "' </dev/null";
+                            std::string(SDGEN_CLI_PATH) + "' " + args + " >'" + out.string() + "' 2>'" +
+                            err.string() + "' </dev/null";
     const int status = std::system(cmd.c_str());
     Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
     fs::remove(out);

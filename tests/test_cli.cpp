@@ -1,54 +1,15 @@
 // The sd-gen binary as a user runs it: bad input gives one clear line on stderr, the documented
 // exit code (README: 2 usage, 3 model, 4 output), and leaves no file behind.
-#include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
-namespace fs = std::filesystem;
+#include "cli_fixture.h"
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
+using namespace cli_test;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-class Cli : public ::testing::Test {
+// Runs take exactly the arguments given (the tests here pass their own model and sizes).
+class Cli : public CliTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("sdgen_cli_" + std::to_string(getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  Result run(const std::string& args) {
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    std::string cmd = "cd '" + dir_.string() + "' && SDGEN_MODEL= '" + std::string(SDGEN_CLI_PATH) + "' " +
-                      args + " >'" + out.string() + "' 2>'" + err.string() + "' </dev/null";
-    int status = std::system(cmd.c_str());
-    Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-    fs::remove(out);
-    fs::remove(err);
-    return r;
-  }
-  static int lines(const std::string& s) {
-    int n = 0;
-    for (char c : s) n += c == '\n';
-    return n;
-  }
+  Result run(const std::string& args) { return run_raw(args); }
   // Files in the work folder other than the ones the test made.
   int stray_files() {
     int n = 0;
@@ -62,7 +23,6 @@ class Cli : public ::testing::Test {
     std::ofstream(dir_ / "model.safetensors") << "x";
     return (dir_ / "model.safetensors").string();
   }
-  fs::path dir_;
 };
 
 TEST_F(Cli, VersionAndHelpSucceed) {
