@@ -50,6 +50,14 @@ class Backend {
   virtual void release_cached_memory() {}
   // Device memory held from the driver at its highest so far; 0 for the host.
   virtual size_t peak_memory_bytes() const { return 0; }
+  // Memory a generation can still take on this device and where the figure comes from (the
+  // up-front memory check of sd-gen, pipeline/memory_estimate.h). The host's by default
+  // (core/host_memory.h); the CUDA backend's is the free device memory after its cache is returned.
+  struct Available {
+    uint64_t bytes = 0;
+    std::string source;
+  };
+  virtual Available available_memory();
 
   virtual Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
                         int padding, const Tensor& add) = 0;

@@ -1,5 +1,6 @@
 #include "sdgen/backend.h"
 
+#include "core/host_memory.h"
 #include "sdgen/error.h"
 
 namespace sdgen {
@@ -9,6 +10,11 @@ bool g_cpu_plain = false;
 BackendFactory g_cuda_factory = nullptr;
 int g_cuda_ordinal = 0;
 bool g_cuda_created = false;
+}
+
+Backend::Available Backend::available_memory() {
+  const HostMemory m = host_memory_available();
+  return {m.bytes, m.source};
 }
 
 void set_cuda_device_ordinal(int ordinal) {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <iostream>
 #include <random>
+#include <thread>
 
 #include "cli/batch.h"
 #include "cli/bench.h"
@@ -20,6 +21,7 @@
 #include "core/sha256.h"
 #include "io/checkpoint.h"
 #include "io/png_writer.h"
+#include "pipeline/memory_estimate.h"
 #include "pipeline/pipeline.h"
 #include "sampler/sampler.h"
 #include "sdgen/backend.h"
@@ -44,10 +46,16 @@ void check_interrupted() { throw_if_interrupted("generating"); }
 
 // Errors about a prompt-file line's model, output folder or model files name the line
 // ("p.txt:2: --model m: no such file or folder"); a --prompt run has no line to name.
+// An error that names its line already (raised for another line than the one being loaded).
+struct LineError : Error {
+  using Error::Error;
+};
 template <class F>
 auto at_line(const Job& j, F&& f) -> decltype(f()) {
   try {
     return f();
+  } catch (const LineError&) {
+    throw;
   } catch (const Error& e) {
     if (j.origin.empty() || j.origin == "--prompt") throw;
     throw Error(e.code(), j.origin + ": " + e.what());
@@ -63,7 +71,7 @@ int run(int argc, char** argv) {
   Job job;
   job.origin = "--prompt";
   std::string prompt_file;
-  std::string seed_text, manifest_path, shard_text;
+  std::string seed_text, manifest_path, shard_text, max_memory_text;
   bool skip_existing = false;
   app.add_option("-p,--prompt", job.prompt, "Text prompt");
   app.add_option("-n,--negative-prompt", job.negative_prompt, "What the image should not show");
@@ -117,6 +125,8 @@ int run(int argc, char** argv) {
   app.add_flag("--skip-existing", skip_existing,
                "With --manifest: skip images it records whose files still hold the recorded bytes (resume)");
   app.add_option("--shard", shard_text, "K/N: make part K (0-based) of N of the image set");
+  app.add_option("--max-memory", max_memory_text,
+                 "SIZE (8G, 512M): refuse work whose estimated memory exceeds it (default: what the device has free)");
   app.add_flag("-q,--quiet", opt.quiet, "Only errors on stderr");
   app.set_version_flag("--version", std::string("sd-gen ") + SDGEN_VERSION);
 
@@ -132,6 +142,7 @@ int run(int argc, char** argv) {
     throw_usage(std::string(e.what()) + " (see sd-gen --help)");
   }
   if (seed_opt->count()) job.seed = parse_seed_text(seed_text, "--seed");
+  const uint64_t max_memory = max_memory_text.empty() ? 0 : parse_byte_size(max_memory_text, "--max-memory");
   job.emphasis = !no_emphasis;
   opt.cuda_graphs = graphs == "on";
 
@@ -234,9 +245,39 @@ int run(int argc, char** argv) {
     if (key != loaded_key) {
       pipe.reset();
       progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + ")");
+      // The memory check, before a weight loads: the calls this pipeline will run, each with the
+      // step graph kept or not as below, against what the device has free (and --max-memory).
+      auto check_memory = [&](const ModelConfig& cfg) {
+        const Backend::Available room = backend_for(device).available_memory();
+        const bool capped = max_memory && max_memory < room.bytes;
+        const uint64_t limit = capped ? max_memory : room.bytes;
+        for (size_t d = c; d < calls.size() && pipeline_key(calls[d].job) == key; ++d) {
+          const Job& dj = opt.jobs[calls[d].job];
+          MemoryRequest r;
+          r.precision = precision;
+          r.device = device;
+          r.batch = calls[d].count;
+          r.width = dj.width, r.height = dj.height, r.steps = dj.steps;
+          r.guidance = dj.guidance > 1.0f;
+          r.keep_step_graph = opt.cuda_graphs && d + 1 < calls.size() && pipeline_key(calls[d + 1].job) == key;
+          r.threads = (int)std::max(1u, std::thread::hardware_concurrency());
+          const MemoryEstimate e = estimate_memory(cfg, r);
+          if (e.total() <= limit) continue;
+          try {
+            throw_runtime(std::to_string(dj.width) + "x" + std::to_string(dj.height) + ", batch " +
+                          std::to_string(r.batch) + ", " + dj.precision + " on " + device_name(device) +
+                          " needs about " + describe(e) + ", more than the " + format_bytes(limit) + " " +
+                          (capped ? "of --max-memory" : "available (" + room.source + ")") +
+                          "; use a smaller --batch or size" + (precision == DType::F32 ? ", or --precision fp16" : ""));
+          } catch (const Error& err) {
+            const bool named = !dj.origin.empty() && dj.origin != "--prompt";
+            throw LineError(err.code(), named ? dj.origin + ": " + err.what() : err.what());
+          }
+        }
+      };
       pipe = at_line(j, [&] {
         return std::make_unique<Pipeline>(model_paths[k], precision, device, log,
-                                          ModelOptions{j.vae, j.embeddings, job_loras(j), j.ema});
+                                          ModelOptions{j.vae, j.embeddings, job_loras(j), j.ema, check_memory});
       });
       loaded_key = key;
     }

@@ -54,6 +54,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
       : tok_json      ? ClipTokenizer::from_tokenizer_json(*tok_json)
                       : ClipTokenizer::from_bpe_gz(find_bpe_vocab()));
   const ModelConfig& cfg = checkpoint_->config();
+  if (options.before_weights) options.before_weights(cfg);
   // Embeddings are read (and checked) before any model weight is loaded.
   std::vector<Embedding> embeddings;
   for (const std::string& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));

@@ -6,12 +6,16 @@
 // ~15 s each).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unistd.h>
+
+#include "io/checkpoint.h"
+#include "pipeline/memory_estimate.h"
 
 namespace {
 
@@ -70,6 +74,54 @@ void expect_quiet_loop(const Census& c, bool graphs) {
               c.j.at("precision").get<std::string>().c_str(), graphs ? "on" : "off",
               c.j.at("estimate_s").at("H100 SXM").get<double>(),
               c.phase("run").at("peak_device_bytes").get<double>() / 1048576.0);
+}
+
+// The up-front memory estimate of sd-gen (src/pipeline/memory_estimate.h) against the peak the
+// pool held in the census of the real host code: never below it (sd-gen must not start what will
+// not fit), at most 1.35× above (the tiny model: 96 MiB), for full-size SD v1.5 and the tiny model, both precisions, batch
+// and size, with the step's graph freed before the decode (one generation) or kept (a next call).
+TEST(Census, MemoryEstimateBoundsThePoolPeak) {
+  struct Case {
+    const char* model;
+    const char* precision;
+    int batch, size;
+    bool keep;
+  };
+  const std::string tiny = std::string(SDGEN_TEST_DATA) + "/tiny_sd/tiny_sd.safetensors";
+  for (const Case& c : {Case{"random:sd15", "fp16", 1, 512, false}, Case{"random:sd15", "fp16", 3, 512, false},
+                        Case{"random:sd15", "fp16", 3, 512, true}, Case{"random:sd15", "fp32", 2, 768, false},
+                        Case{"random:sd15", "fp16", 1, 1024, false}, Case{"tiny", "fp16", 2, 512, false},
+                        Case{"tiny", "fp32", 4, 256, true}}) {
+    const std::string model = std::string(c.model) == "tiny" ? tiny : c.model;
+    const std::string out = (std::filesystem::temp_directory_path() /
+                             ("sdgen_census_mem_" + std::to_string(getpid()) + ".json")).string();
+    const std::string cmd = std::string("'") + SDGEN_CENSUS_PATH + "' --model '" + model + "' --batch " +
+                            std::to_string(c.batch) + " --steps 1 --width " + std::to_string(c.size) +
+                            " --height " + std::to_string(c.size) + " --precision " + c.precision +
+                            (c.keep ? " --keep-step-graph" : "") + " --json > '" + out + "'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::ifstream f(out);
+    const nlohmann::json j = nlohmann::json::parse(f);
+    std::filesystem::remove(out);
+    const double peak = j.at("phases").at("run").at("peak_device_bytes").get<double>();
+    sdgen::MemoryRequest r;
+    r.device = sdgen::Device::CUDA;
+    r.precision = std::string(c.precision) == "fp16" ? sdgen::DType::F16 : sdgen::DType::F32;
+    r.batch = c.batch;
+    r.width = r.height = c.size;
+    r.steps = 1;
+    r.keep_step_graph = c.keep;
+    const sdgen::MemoryEstimate e = sdgen::estimate_memory(sdgen::Checkpoint::open(model)->config(), r);
+    const double ratio = (double)e.total() / peak;
+    std::printf("[ census ] %s %s batch %d %d² %s: pool peak %.0f MiB, estimate %s (%.2fx)\n", c.model,
+                c.precision, c.batch, c.size, c.keep ? "graph kept" : "graph freed", peak / 1048576.0,
+                sdgen::describe(e).c_str(), ratio);
+    EXPECT_GE(ratio, 1.0) << c.model << " " << c.precision << " batch " << c.batch << " " << c.size;
+    // Above by at most 35%, or by the fixed 64 MiB allowance for library workspaces and small
+    // buffers where the whole run is smaller than that (the tiny model).
+    EXPECT_LE((double)e.total() - peak, std::max(0.35 * peak, 96.0 * 1048576))
+        << c.model << " " << c.precision << " batch " << c.batch << " " << c.size;
+  }
 }
 
 TEST(Census, Fp16LoopWithGraphs) { expect_quiet_loop(run_census("fp16", true), true); }

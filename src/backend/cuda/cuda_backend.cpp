@@ -74,6 +74,16 @@ bool CudaBackend::supports(Op op, DType) const {
 
 void CudaBackend::synchronize() { SDGEN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
+Backend::Available CudaBackend::available_memory() {
+  // The pool's cached blocks would be taken again, but by size only: hand them back first, so the
+  // driver's figure is what a new working set can have.
+  synchronize();
+  cuda::release_cached_memory();
+  size_t free_bytes = 0, total = 0;
+  SDGEN_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+  return {(uint64_t)free_bytes, "free on " + name()};
+}
+
 namespace {
 // A recorded step: the executable graph, and the pool blocks its replays write.
 class CudaGraph final : public Graph {

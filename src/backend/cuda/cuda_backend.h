@@ -70,6 +70,7 @@ class CudaBackend : public Backend {
   void synchronize() override;
   void release_cached_memory() override { cuda::release_cached_memory(); }
   size_t peak_memory_bytes() const override { return cuda::pool_peak_reserved_bytes(); }
+  Available available_memory() override;
 
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }

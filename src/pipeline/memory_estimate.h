@@ -1,0 +1,74 @@
+// How much memory a generation needs, from the model config and the settings alone, so that sd-gen
+// can refuse a size or batch that cannot fit before it loads a weight or draws a latent (exit code
+// 5 with the estimate and the limit), instead of failing an allocation halfway through a run.
+//
+// weights: the parameters the pipeline keeps (CLIP text encoder, UNet, VAE decoder), counted from
+//   the config (the formula mirrors the modules' constructors), times the precision's size.
+// UNet and VAE working sets: the largest set of activations alive at once in one UNet call (2×batch
+//   latents with guidance) and in one VAE pass (one image), found by walking the blocks in the
+//   order UNet::forward and VaeDecoder::decode allocate their outputs (a coarse mirror: every
+//   tensor the size of the image at its level, small ones ignored), in elements.
+// Each working set is then scaled by a factor per backend that covers what the walk leaves out,
+//   calibrated against measurements and held by the tests (tests/test_memory_estimate.cpp,
+//   tests/simt/test_census.cpp):
+//   - CUDA: the pool keeps blocks by size (cuda_memory.h), and the recorded step owns every block it
+//     allocated, so the pool holds more than the live set: 2.13–2.41× for the UNet and 1.85–1.90×
+//     for the VAE in the census of the tiny test model and full-size SD v1.5; factors 2.5 and 2.0.
+//     The UNet's set stays allocated during the VAE when the step's graph is kept for a next call.
+//   - CPU: no pool, but the ops widen fp16 inputs to fp32 and each thread keeps scratch buffers;
+//     measured peak RSS is 1.1–1.2× the fp32 walk (fp32) and up to 1.6× (fp16), factors 1.5 and
+//     1.6 on 4-byte elements, plus 256 MiB for the process itself and 48 MiB per thread (its scratch
+//     buffers, and what malloc keeps of small freed blocks).
+// It is an estimate for refusing what cannot fit, meant to err high by up to about a third.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "sdgen/config.h"
+#include "sdgen/tensor.h"
+
+namespace sdgen {
+
+// Parameters the pipeline loads (text encoder, UNet, VAE decoder; not the VAE encoder).
+int64_t clip_parameters(const ClipConfig& c);
+int64_t unet_parameters(const UNetConfig& c);
+int64_t vae_decoder_parameters(const VaeConfig& c);
+
+// The live-set peaks of the walk, in elements: per latent pixel of one UNet row (one latent of the
+// batch the UNet runs on), and per output pixel of one VAE image.
+double unet_live_elements_per_latent_pixel(const UNetConfig& c);
+double vae_live_elements_per_pixel(const VaeConfig& c);
+
+struct MemoryRequest {
+  DType precision = DType::F32;
+  Device device = Device::CPU;
+  int batch = 1;  // images of one pipeline call
+  int width = 512, height = 512;
+  int steps = 25;
+  bool guidance = true;            // classifier-free guidance doubles the UNet's batch
+  bool keep_step_graph = false;    // CUDA: the recorded step's buffers stay during the VAE decode
+  int threads = 1;                 // CPU: threads that keep scratch buffers
+};
+
+struct MemoryEstimate {
+  uint64_t weights = 0;
+  uint64_t unet = 0;     // one UNet call's working set, with the backend's factor
+  uint64_t vae = 0;      // one VAE pass
+  uint64_t other = 0;    // latents and sampler state, images, the process (CPU), workspaces (CUDA)
+  uint64_t activations() const;  // what a generation adds to the loaded weights at its peak
+  uint64_t total() const { return weights + activations(); }
+  bool stages_add = false;       // UNet and VAE sets held together (a kept CUDA graph)
+};
+
+MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r);
+
+// "3.2 GiB" (binary units, one decimal; MiB below 1 GiB).
+std::string format_bytes(uint64_t bytes);
+// "3.2 GiB (weights 2.0 GiB, UNet 0.7 GiB, VAE decode 0.8 GiB, other 0.1 GiB)"
+std::string describe(const MemoryEstimate& e);
+
+// A size as users write it: 8G, 512M, 1.5GiB, 2000000000 (bytes); K, M, G, T are binary (KiB, ...),
+// as free(1) and Slurm's --mem read them. Throws a usage error naming `what` otherwise.
+uint64_t parse_byte_size(const std::string& text, const std::string& what);
+
+}  // namespace sdgen
