@@ -137,7 +137,11 @@ TEST(MemoryEstimate, CpuEstimateBoundsTheMeasuredPeak) {
                 c.size, c.size, c.batch, c.precision, describe(e).c_str(), format_bytes(measured).c_str(),
                 (double)e.total() / (double)measured);
     EXPECT_GE(e.total(), measured) << c.size << " batch " << c.batch << " " << c.precision;
-    EXPECT_LE((double)e.total(), 1.6 * (double)measured) << c.size << " batch " << c.batch << " " << c.precision;
+    // At most 1.6× above; on a machine with more threads than the 2 it was measured with, less
+    // their scratch allowance, which this small model's threads do not fill.
+    const double more_threads = 48.0 * 1048576 * std::max(0, r.threads - 2);
+    EXPECT_LE((double)e.total() - more_threads, 1.6 * (double)measured)
+        << c.size << " batch " << c.batch << " " << c.precision;
   }
   fs::remove_all(out);
 }
