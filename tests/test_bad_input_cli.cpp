@@ -165,6 +165,31 @@ TEST_F(BadInputCli, SigtermWhileLoadingOrDecoding) {
   EXPECT_FALSE(fs::exists(dir_ / "out"));
 }
 
+// A second signal ends the process at once (the first one's handler restores the default action):
+// during sampling, after the first SIGTERM the script waits until the kernel shows SIGTERM no longer caught
+// (/proc/PID/status SigCgt), then sends the second, which must kill sd-gen by the signal (bash's
+// wait: 128 + 15) instead of the run going on to its next stop point; nothing half-written stays.
+TEST_F(BadInputCli, SecondSignalEndsTheProcess) {
+  // No seed: "seed: N" is printed as sampling starts; 1.5 s later the run is inside a UNet step of
+  // about a second (8 latents of 128×128), far from its next stop point.
+  const std::string args = "-W 1024 -H 1024 --batch 4 --steps 100 -p cat --out out";
+  const fs::path err = dir_ / "stderr.txt";
+  const std::string script =
+      "cd '" + dir_.string() + "' || exit 1\nOMP_WAIT_POLICY=PASSIVE SDGEN_MODEL= '" + std::string(SDGEN_CLI_PATH) +
+      "' " + common(args) + args + " 2>'" + err.string() +
+      "' </dev/null & pid=$!\ni=0; while ! grep -q 'seed:' '" + err.string() +
+      "' && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done\nsleep 1.5\nkill -TERM $pid\n"
+      "caught() { c=$(awk '/^SigCgt/{print $2}' /proc/$pid/status 2>/dev/null); [ -n \"$c\" ] && (( (16#$c & 0x4000) != 0 )); }\n"
+      "i=0; while caught && [ $i -lt 20000 ]; do i=$((i+1)); done\nkill -TERM $pid\nwait $pid; exit $?";
+  std::ofstream(dir_ / "run.sh") << script << "\n";
+  const int status = std::system(("bash '" + (dir_ / "run.sh").string() + "'").c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM) << slurp(err);
+  for (const auto& e : fs::directory_iterator(dir_))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+  if (fs::exists(dir_ / "out")) EXPECT_TRUE(files(dir_ / "out").empty());
+}
+
 // A 100,000-character prompt runs: cut to 16 chunks of 75 tokens with one warning, exit 0.
 TEST_F(BadInputCli, HundredThousandCharacterPrompt) {
   std::string p;

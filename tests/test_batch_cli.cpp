@@ -314,4 +314,22 @@ TEST_F(BatchCli, JsonWithNonUtf8Prompt) {
   std::getline(in, first);
   EXPECT_EQ(nlohmann::json::parse(first)["prompt"], "caf\xEF\xBF\xBD au lait");
 }
+
+// The same for an output folder whose name is not UTF-8: both images are written into the folder
+// as named, and each JSON line carries its path with U+FFFD in place of the byte.
+TEST_F(BatchCli, JsonWithNonUtf8OutFolder) {
+  const std::string folder = "d\xe9r";
+  Result r = run("-p cat --batch 2 --seed 3 --json --out '" + folder + "'");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(files(dir_ / folder).size(), 2u);
+  std::istringstream out(r.out);
+  std::string line;
+  int n = 0;
+  while (std::getline(out, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_EQ(j.at("path").get<std::string>().rfind("d\xEF\xBF\xBDr/", 0), 0u) << line;
+    ++n;
+  }
+  EXPECT_EQ(n, 2) << r.out;
+}
 }  // namespace
