@@ -277,7 +277,7 @@ int run(int argc, char** argv) {
       };
       pipe = at_line(j, [&] {
         return std::make_unique<Pipeline>(model_paths[k], precision, device, log,
-                                          ModelOptions{j.vae, j.embeddings, job_loras(j), j.ema, check_memory});
+                                          ModelOptions{j.vae, j.embeddings, job_loras(j), j.ema}, check_memory);
       });
       loaded_key = key;
     }

@@ -1,11 +1,9 @@
 // What replaces or extends a checkpoint's own weights when a Pipeline loads it (--vae, --embedding, --lora).
 #pragma once
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "io/lora.h"
-#include "sdgen/config.h"
 
 namespace sdgen {
 
@@ -18,9 +16,6 @@ struct ModelOptions {
   std::vector<LoraSpec> loras;
   // A single file's UNet from its EMA copies (io/checkpoint.h, OpenOptions).
   bool ema = false;
-  // Called with the model's config once the checkpoint is open, before any weight is loaded:
-  // sd-gen's up-front memory check (pipeline/memory_estimate.h) throws from here.
-  std::function<void(const ModelConfig&)> before_weights;
 };
 
 }  // namespace sdgen

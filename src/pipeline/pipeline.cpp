@@ -40,7 +40,7 @@ std::string find_bpe_vocab() {
 }  // namespace
 
 Pipeline::Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log,
-                   const ModelOptions& options)
+                   const ModelOptions& options, const std::function<void(const ModelConfig&)>& before_weights)
     : precision_(precision), device_(device), log_(std::move(log)) {
   trace::phase("weight_load");
   checkpoint_ = Checkpoint::open(model_path, OpenOptions{options.ema});
@@ -54,7 +54,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
       : tok_json      ? ClipTokenizer::from_tokenizer_json(*tok_json)
                       : ClipTokenizer::from_bpe_gz(find_bpe_vocab()));
   const ModelConfig& cfg = checkpoint_->config();
-  if (options.before_weights) options.before_weights(cfg);
+  if (before_weights) before_weights(cfg);
   // Embeddings are read (and checked) before any model weight is loaded.
   std::vector<Embedding> embeddings;
   for (const std::string& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));

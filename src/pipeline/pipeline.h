@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "pipeline/model_options.h"
+#include "sdgen/config.h"
 #include "sdgen/tensor.h"
 
 namespace sdgen {
@@ -88,8 +89,11 @@ class Pipeline {
   using StepCallback = std::function<void(int done, int total)>;
   using LogCallback = std::function<void(const std::string&)>;
 
+  // before_weights: called with the model's config once the checkpoint is open, before any
+  // weight loads (sd-gen's up-front memory check, pipeline/memory_estimate.h, throws from it).
   Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log = nullptr,
-           const ModelOptions& options = {});
+           const ModelOptions& options = {},
+           const std::function<void(const ModelConfig&)>& before_weights = nullptr);
   ~Pipeline();
   const Checkpoint& checkpoint() const { return *checkpoint_; }
   std::string model_name() const;
