@@ -44,12 +44,16 @@ extern "C" void on_signal(int sig) {
 }
 void check_interrupted() { throw_if_interrupted("generating"); }
 
-// Errors about a prompt-file line's model, output folder or model files name the line
-// ("p.txt:2: --model m: no such file or folder"); a --prompt run has no line to name.
 // An error that names its line already (raised for another line than the one being loaded).
 struct LineError : Error {
   using Error::Error;
 };
+// "p.txt:2: " for a prompt-file line; a --prompt run has no line to name.
+std::string line_prefix(const Job& j) {
+  return j.origin.empty() || j.origin == "--prompt" ? "" : j.origin + ": ";
+}
+// Errors about a prompt-file line's model, output folder or model files name the line
+// ("p.txt:2: --model m: no such file or folder").
 template <class F>
 auto at_line(const Job& j, F&& f) -> decltype(f()) {
   try {
@@ -57,8 +61,8 @@ auto at_line(const Job& j, F&& f) -> decltype(f()) {
   } catch (const LineError&) {
     throw;
   } catch (const Error& e) {
-    if (j.origin.empty() || j.origin == "--prompt") throw;
-    throw Error(e.code(), j.origin + ": " + e.what());
+    if (line_prefix(j).empty()) throw;
+    throw Error(e.code(), line_prefix(j) + e.what());
   }
 }
 
@@ -242,6 +246,8 @@ int run(int argc, char** argv) {
         return "";
       }
     };
+    // Call d keeps its recorded step for the next call when that one runs on this pipeline too.
+    auto keeps_step_graph = [&](size_t d) { return d + 1 < calls.size() && pipeline_key(calls[d + 1].job) == key; };
     if (key != loaded_key) {
       pipe.reset();
       progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + ")");
@@ -259,20 +265,15 @@ int run(int argc, char** argv) {
           r.batch = calls[d].count;
           r.width = dj.width, r.height = dj.height, r.steps = dj.steps;
           r.guidance = dj.guidance > 1.0f;
-          r.keep_step_graph = opt.cuda_graphs && d + 1 < calls.size() && pipeline_key(calls[d + 1].job) == key;
+          r.keep_step_graph = opt.cuda_graphs && keeps_step_graph(d);
           r.threads = (int)std::max(1u, std::thread::hardware_concurrency());
           const MemoryEstimate e = estimate_memory(cfg, r);
           if (e.total() <= limit) continue;
-          try {
-            throw_runtime(std::to_string(dj.width) + "x" + std::to_string(dj.height) + ", batch " +
+          throw LineError(ExitCode::kRuntime, line_prefix(dj) + std::to_string(dj.width) + "x" + std::to_string(dj.height) + ", batch " +
                           std::to_string(r.batch) + ", " + dj.precision + " on " + device_name(device) +
                           " needs about " + describe(e) + ", more than the " + format_bytes(limit) + " " +
                           (capped ? "of --max-memory" : "available (" + room.source + ")") +
                           "; use a smaller --batch or size" + (precision == DType::F32 ? ", or --precision fp16" : ""));
-          } catch (const Error& err) {
-            const bool named = !dj.origin.empty() && dj.origin != "--prompt";
-            throw LineError(err.code(), named ? dj.origin + ": " + err.what() : err.what());
-          }
         }
       };
       pipe = at_line(j, [&] {
@@ -302,7 +303,7 @@ int run(int argc, char** argv) {
     gp.cuda_graphs = opt.cuda_graphs;
     // Keep the recorded step for the next job when it runs on this pipeline (it is replayed when
     // its shapes and settings match); the last job frees it before its VAE decode, for the peak.
-    gp.keep_step_graph = c + 1 < calls.size() && pipeline_key(calls[c + 1].job) == key;
+    gp.keep_step_graph = keeps_step_graph(c);
     if (!j.seed) progress.log("seed: " + std::to_string(gp.seed));
     GeneratedBatch out = pipe->generate(gp, [&](int d, int t) {
       check_interrupted();

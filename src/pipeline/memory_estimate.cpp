@@ -211,12 +211,9 @@ double vae_live_elements_per_pixel(const VaeConfig& c) {
   const std::vector<int> ch(c.block_channels.rbegin(), c.block_channels.rend());
   Live t;
   double s = 1.0 / std::pow(4.0, (double)ch.size() - 1);  // latent pixels per output pixel
-  int h = t.alloc(ch[0], s);  // conv_in
-  h = [&] {
-    const int y = resnet_walk(t, ch[0], ch[0], s);
-    t.free({h});
-    return y;
-  }();
+  const int in = t.alloc(ch[0], s);  // conv_in
+  int h = resnet_walk(t, ch[0], ch[0], s);
+  t.free({in});
   // The mid attention: group norm, q, k, v, the output, to_out with the residual.
   const int g = t.alloc(ch[0], s), q = t.alloc(ch[0], s), k = t.alloc(ch[0], s), v = t.alloc(ch[0], s);
   const int o = t.alloc(ch[0], s), a = t.alloc(ch[0], s);
