@@ -260,6 +260,13 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   const double latents = 4.0 * m.unet.in_channels * r.batch * latent_px * (2.0 * r.steps + 6);
   const double images = 2.0 * 3 * r.batch * (double)r.width * r.height;
   constexpr double MiB = 1024.0 * 1024.0;
+#if defined(SDGEN_WITH_CUDA)
+  // Resident before any work: a binary linked with cuBLAS and cuDNN has 220 MiB resident at
+  // `sd-gen --version` (their load-time relocations and initializers), measured on a 2-core VM.
+  constexpr double process = 256 * MiB;
+#else
+  constexpr double process = 64 * MiB;  // 8 MiB at --version, 36 MiB for a 64x64 tiny-model run
+#endif
   if (cuda) {
     e.unet = (uint64_t)(2.5 * esize * unet_live);
     e.vae = (uint64_t)(2.0 * esize * vae_live);
@@ -268,7 +275,7 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   } else {
     e.unet = (uint64_t)((f16 ? 1.6 : 1.5) * 4 * unet_live);
     e.vae = (uint64_t)((f16 ? 1.6 : 1.5) * 4 * vae_live);
-    e.other = (uint64_t)(2 * latents + images + 256 * MiB + 48 * MiB * std::max(1, r.threads));
+    e.other = (uint64_t)(2 * latents + images + process + 48 * MiB * std::max(1, r.threads));
   }
   return e;
 }

@@ -17,8 +17,9 @@
 //     The UNet's set stays allocated during the VAE when the step's graph is kept for a next call.
 //   - CPU: no pool, but the ops widen fp16 inputs to fp32 and each thread keeps scratch buffers;
 //     measured peak RSS is 1.1–1.2× the fp32 walk (fp32) and up to 1.6× (fp16), factors 1.5 and
-//     1.6 on 4-byte elements, plus 256 MiB for the process itself and 48 MiB per thread (its scratch
-//     buffers, and what malloc keeps of small freed blocks).
+//     1.6 on 4-byte elements, plus the process itself (256 MiB in a build linked with the CUDA
+//     libraries, which alone keep 220 MiB resident; 64 MiB without) and 48 MiB per thread (its
+//     scratch buffers, and what malloc keeps of small freed blocks).
 // It is an estimate for refusing what cannot fit, meant to err high by up to about a third.
 #pragma once
 #include <cstdint>
