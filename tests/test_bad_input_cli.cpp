@@ -187,7 +187,9 @@ TEST_F(BadInputCli, SecondSignalEndsTheProcess) {
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM) << slurp(err);
   for (const auto& e : fs::directory_iterator(dir_))
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
-  if (fs::exists(dir_ / "out")) EXPECT_TRUE(files(dir_ / "out").empty());
+  if (fs::exists(dir_ / "out")) {
+    EXPECT_TRUE(files(dir_ / "out").empty());
+  }
 }
 
 // A 100,000-character prompt runs: cut to 16 chunks of 75 tokens with one warning, exit 0.
@@ -199,6 +201,30 @@ TEST_F(BadInputCli, HundredThousandCharacterPrompt) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("cut to 16"), std::string::npos) << r.err;
   EXPECT_EQ(files(dir_ / "out").size(), 1u);
+}
+
+// A diffusers folder without its scheduler config runs with SD v1's schedule, and the log says so
+// (one line, before the weights); the image equals the complete folder's, whose config is SD v1's.
+TEST_F(BadInputCli, FolderWithoutSchedulerConfigIsNoted) {
+  fs::copy(std::string(SDGEN_TEST_DATA) + "/tiny_sd/diffusers", dir_ / "model", fs::copy_options::recursive);
+  const Result full = run("-m model -p x --seed 3 -o a");
+  EXPECT_EQ(full.code, 0) << full.err;
+  EXPECT_EQ(full.err.find("scheduler_config.json"), std::string::npos) << full.err;
+  fs::remove(dir_ / "model/scheduler/scheduler_config.json");
+  const Result r = run("-m model -p x --seed 3 -o b");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: model: no scheduler/scheduler_config.json; sampling with SD v1's training schedule"),
+            std::string::npos)
+      << r.err;
+  const auto a = files(dir_ / "a"), b = files(dir_ / "b");
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(a.begin()->second, b.begin()->second);
+  // --quiet drops the progress, not the warning.
+  const Result quiet = run("-m model -p x --seed 3 -o c --quiet");
+  EXPECT_EQ(quiet.code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.rfind("warning: model: no scheduler/scheduler_config.json", 0), 0u) << quiet.err;
+  EXPECT_EQ(lines(quiet.err), 1) << quiet.err;
 }
 
 // The file system fills up at image 5 of 8 (a tmpfs of four images' size, mounted in a user and

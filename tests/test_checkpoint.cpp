@@ -349,6 +349,14 @@ TEST(Checkpoint, DiffusersFolderWithoutConfigFiles) {
   expect_shape_fields(ck->config(), m);
   EXPECT_EQ(ck->config().vae.norm_groups, 4);  // from vae/config.json, still there
   EXPECT_EQ(ck->config().clip.heads, 1);       // inferred: 16 / 64, at least 1
+  // What was inferred is said, one note per missing file (the log prints them).
+  const std::vector<std::string> notes = ck->notes();
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_HAS(notes[0], "no text_encoder/config.json; its architecture is inferred from the tensor shapes");
+  fs::remove(folder + "/scheduler/scheduler_config.json");
+  const std::vector<std::string> more = Checkpoint::open(folder)->notes();
+  ASSERT_EQ(more.size(), 2u);
+  EXPECT_HAS(more[1], "no scheduler/scheduler_config.json; sampling with SD v1's training schedule");
   fs::remove_all(dir);
 }
 
@@ -457,6 +465,7 @@ TEST(Checkpoint, DiffusersConfigFiles) {
   std::string dir = temp_dir("cfg");
   std::string folder = write_diffusers(m, dir);
   auto ck = Checkpoint::open(folder);
+  EXPECT_TRUE(ck->notes().empty());  // every config file is there: nothing assumed
   // Its text encoder has a 10-row position table: fewer than one 77-token prompt chunk, refused as
   // a model error when the encoder is built (at load), not by an internal check at the first prompt.
   const std::string clip_msg = error_of([&] { ClipTextEncoder(*ck, ck->config().clip, DType::F32, Device::CPU); });

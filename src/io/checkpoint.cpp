@@ -241,6 +241,10 @@ class DiffusersCheckpoint : public StoredCheckpoint {
     // Each component's config.json; a component without one is inferred from its shapes.
     const std::string unet_cfg = root + "unet/config.json", vae_cfg = root + "vae/config.json",
                       clip_cfg = root + "text_encoder/config.json";
+    for (const std::string& cfg : {unet_cfg, vae_cfg, clip_cfg})
+      if (!is_file(cfg))
+        notes_.push_back("warning: " + dir + ": no " + cfg.substr(root.size()) +
+                         "; its architecture is inferred from the tensor shapes (attention heads as SD v1)");
     if (!is_file(unet_cfg) || !is_file(vae_cfg) || !is_file(clip_cfg)) {
       std::vector<std::string> all = names();
       ModelConfig inferred = infer_diffusers_config(all, [&](const std::string& n) { return stored_shape(n); }, dir);
@@ -252,7 +256,11 @@ class DiffusersCheckpoint : public StoredCheckpoint {
     if (is_file(vae_cfg)) apply_vae_json(read_json_file(vae_cfg), config_.vae, vae_cfg);
     if (is_file(clip_cfg)) apply_clip_json(read_json_file(clip_cfg), config_.clip, clip_cfg);
     const std::string sched = root + "scheduler/scheduler_config.json";
-    if (is_file(sched)) apply_scheduler_json(read_json_file(sched), config_.scheduler, sched);
+    if (is_file(sched))
+      apply_scheduler_json(read_json_file(sched), config_.scheduler, sched);
+    else
+      notes_.push_back("warning: " + dir + ": no scheduler/scheduler_config.json; sampling with SD v1's training schedule "
+                       "(1000 timesteps, scaled_linear betas 0.00085..0.012, steps_offset 1)");
     reject_other_families(config_, config_.scheduler.prediction_type, dir);
     validate_model_config(config_, dir);
     // transformers 4 writes vocab.json + merges.txt (and maybe tokenizer.json); transformers 5
@@ -265,7 +273,11 @@ class DiffusersCheckpoint : public StoredCheckpoint {
     }
   }
 
+  std::vector<std::string> notes() const override { return notes_; }
+
  private:
+  std::vector<std::string> notes_;
+
   void add_component(const std::string& root, const std::string& comp, const std::string& stem) {
     const std::string base = root + comp + "/" + stem;
     // safetensors first; else the .bin that older diffusers and transformers wrote (torch.save's

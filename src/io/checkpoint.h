@@ -60,6 +60,9 @@ class Checkpoint {
   virtual std::optional<std::string> tokenizer_merges_txt() const { return std::nullopt; }
   // A transformers 5 tokenizer folder's tokenizer.json, when vocab.json + merges.txt are absent.
   virtual std::optional<std::string> tokenizer_json() const { return std::nullopt; }
+  // What was assumed rather than read (a diffusers folder without a part's config.json or the
+  // scheduler's), one "warning: ..." line each, for the log: the run goes on with SD v1's values.
+  virtual std::vector<std::string> notes() const { return {}; }
 };
 
 }  // namespace sdgen

@@ -44,6 +44,8 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
     : precision_(precision), device_(device), log_(std::move(log)) {
   trace::phase("weight_load");
   checkpoint_ = Checkpoint::open(model_path, OpenOptions{options.ema});
+  if (log_)
+    for (const std::string& note : checkpoint_->notes()) log_(note);
   auto vocab = checkpoint_->tokenizer_vocab_json();
   auto merges = checkpoint_->tokenizer_merges_txt();
   auto tok_json = checkpoint_->tokenizer_json();
