@@ -78,6 +78,9 @@ TEST(MemoryEstimate, ScalesWithBatchAndPixelsAndHalvesInFp16OnCuda) {
   const MemoryEstimate b = estimate_memory(sd, r);
   EXPECT_NEAR((double)b.unet / a.unet, 4.0, 1e-6);  // the UNet runs on all 2×batch latents
   EXPECT_EQ(b.vae, a.vae);                           // the VAE decodes one image per pass
+  r.guidance = false;                                // without guidance: batch latents
+  EXPECT_NEAR((double)estimate_memory(sd, r).unet / b.unet, 0.5, 1e-6);
+  r.guidance = true;
   r.batch = 1;
   r.width = r.height = 1024;
   const MemoryEstimate c = estimate_memory(sd, r);
