@@ -15,7 +15,7 @@
 
 #include <cstdlib>
 #include <limits>
-#include <thread>
+#include <omp.h>
 
 #include "cli_fixture.h"
 #include "core/host_memory.h"
@@ -134,7 +134,7 @@ TEST(MemoryEstimate, CpuEstimateBoundsTheMeasuredPeak) {
     r.batch = c.batch;
     r.width = r.height = c.size;
     r.steps = 1;
-    r.threads = (int)std::max(1u, std::thread::hardware_concurrency());
+    r.threads = omp_get_max_threads();  // as sd-gen counts them (the child inherits the environment)
     const MemoryEstimate e = estimate_memory(ckpt->config(), r);
     std::printf("[ memory ] tiny model %dx%d batch %d %s on the CPU: estimate %s, measured peak RSS %s (%.2fx)\n",
                 c.size, c.size, c.batch, c.precision, describe(e).c_str(), format_bytes(measured).c_str(),

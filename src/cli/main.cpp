@@ -10,7 +10,8 @@
 #include <memory>
 #include <iostream>
 #include <random>
-#include <thread>
+
+#include <omp.h>
 
 #include "cli/batch.h"
 #include "cli/bench.h"
@@ -266,7 +267,7 @@ int run(int argc, char** argv) {
           r.width = dj.width, r.height = dj.height, r.steps = dj.steps;
           r.guidance = dj.guidance > 1.0f;
           r.keep_step_graph = opt.cuda_graphs && keeps_step_graph(d);
-          r.threads = (int)std::max(1u, std::thread::hardware_concurrency());
+          r.threads = omp_get_max_threads();  // the CPU ops' team: OMP_NUM_THREADS, else the CPUs this process may use
           const MemoryEstimate e = estimate_memory(cfg, r);
           if (e.total() <= limit) continue;
           throw LineError(ExitCode::kRuntime, line_prefix(dj) + std::to_string(dj.width) + "x" + std::to_string(dj.height) + ", batch " +
