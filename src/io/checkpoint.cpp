@@ -224,6 +224,16 @@ class LdmCheckpoint : public StoredCheckpoint {
 };
 
 // ---- diffusers folder.
+namespace {
+// "1000 timesteps, scaled_linear betas 0.00085..0.012, steps_offset 1"
+std::string describe(const SchedulerConfig& s) {
+  char betas[64];
+  std::snprintf(betas, sizeof betas, "%g..%g", s.beta_start, s.beta_end);
+  return std::to_string(s.train_timesteps) + " timesteps, " + s.beta_schedule + " betas " + betas + ", steps_offset " +
+         std::to_string(s.steps_offset);
+}
+}  // namespace
+
 class DiffusersCheckpoint : public StoredCheckpoint {
  public:
   explicit DiffusersCheckpoint(const std::string& dir) {
@@ -245,7 +255,7 @@ class DiffusersCheckpoint : public StoredCheckpoint {
       if (!is_file(cfg))
         notes_.push_back("warning: " + dir + ": no " + cfg.substr(root.size()) +
                          "; its architecture is inferred from the tensor shapes (attention heads as SD v1)");
-    if (!is_file(unet_cfg) || !is_file(vae_cfg) || !is_file(clip_cfg)) {
+    if (!notes_.empty()) {
       std::vector<std::string> all = names();
       ModelConfig inferred = infer_diffusers_config(all, [&](const std::string& n) { return stored_shape(n); }, dir);
       config_.unet = inferred.unet;
@@ -259,8 +269,8 @@ class DiffusersCheckpoint : public StoredCheckpoint {
     if (is_file(sched))
       apply_scheduler_json(read_json_file(sched), config_.scheduler, sched);
     else
-      notes_.push_back("warning: " + dir + ": no scheduler/scheduler_config.json; sampling with SD v1's training schedule "
-                       "(1000 timesteps, scaled_linear betas 0.00085..0.012, steps_offset 1)");
+      notes_.push_back("warning: " + dir + ": no scheduler/scheduler_config.json; sampling with SD v1's training schedule (" +
+                       describe(config_.scheduler) + ")");
     reject_other_families(config_, config_.scheduler.prediction_type, dir);
     validate_model_config(config_, dir);
     // transformers 4 writes vocab.json + merges.txt (and maybe tokenizer.json); transformers 5
