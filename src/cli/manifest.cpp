@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/sha256.h"
 #include "io/checkpoint.h"
@@ -68,36 +69,66 @@ std::string key_of(const nlohmann::json& identity, int index) {
 }
 }  // namespace
 
-Manifest::Manifest(const std::string& path, const std::function<void(const std::string&)>& warn) : path_(path) {
-  bool ends_in_newline = true;
-  {
-    std::ifstream in(path, std::ios::binary);
-    std::string line;
-    int lineno = 0;
-    while (std::getline(in, line)) {
-      ++lineno;
-      ends_in_newline = !in.eof();
-      if (line.empty()) continue;
-      try {
-        const nlohmann::json r = nlohmann::json::parse(line);
-        records_.emplace(key_of(r.at("job"), r.at("index").get<int>()),
-                         std::make_pair(r.at("path").get<std::string>(), r.at("png_sha256").get<std::string>()));
-        if (r.contains("shard") && r["shard"].is_string()) shards_.insert(r["shard"].get<std::string>());
-      } catch (const std::exception&) {
-        if (warn) warn("--manifest " + path + ":" + std::to_string(lineno) + ": not a record (cut short?); ignored");
-      }
-    }
-  }
-  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw_output("--manifest " + path + ": cannot open for appending: " + std::strerror(errno));
+namespace {
+// The manifest's descriptor, opened before anything is read: never through a symbolic link (sd-gen
+// writes through none), and only a regular file (a device or a pipe would be read without end).
+int open_manifest(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0 && errno == ELOOP)
+    throw_output("--manifest " + path + ": is a symbolic link; sd-gen writes through none, name the file itself");
+  if (fd < 0) throw_output("--manifest " + path + ": cannot open for appending: " + std::strerror(errno));
   struct stat st;
-  if (fstat(fd_, &st) == 0 && !S_ISREG(st.st_mode)) {
-    ::close(fd_);
-    fd_ = -1;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
     throw_output("--manifest " + path + ": not a regular file");
   }
-  if (!ends_in_newline && ::write(fd_, "\n", 1) != 1)  // a line cut short must not swallow the next record
-    throw_output("--manifest " + path + ": cannot write: " + std::strerror(errno));
+  return fd;
+}
+
+std::string read_all(int fd, const std::string& path) {
+  std::string text;
+  char buf[1 << 16];
+  for (off_t at = 0;;) {
+    const ssize_t n = ::pread(fd, buf, sizeof buf, at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_output("--manifest " + path + ": cannot read: " + std::strerror(errno));
+    if (n == 0) return text;
+    text.append(buf, (size_t)n);
+    at += n;
+  }
+}
+}  // namespace
+
+Manifest::Manifest(const std::string& path, const std::function<void(const std::string&)>& warn) : path_(path) {
+  fd_ = open_manifest(path);
+  std::string text;
+  try {
+    text = read_all(fd_, path);
+  } catch (...) {
+    ::close(fd_);
+    throw;
+  }
+  const bool ends_in_newline = text.empty() || text.back() == '\n';
+  std::istringstream in(text);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty()) continue;
+    try {
+      const nlohmann::json r = nlohmann::json::parse(line);
+      records_.emplace(key_of(r.at("job"), r.at("index").get<int>()),
+                       std::make_pair(r.at("path").get<std::string>(), r.at("png_sha256").get<std::string>()));
+      if (r.contains("shard") && r["shard"].is_string()) shards_.insert(r["shard"].get<std::string>());
+    } catch (const std::exception&) {
+      if (warn) warn("--manifest " + path + ":" + std::to_string(lineno) + ": not a record (cut short?); ignored");
+    }
+  }
+  if (!ends_in_newline && ::write(fd_, "\n", 1) != 1) {  // a line cut short must not swallow the next record
+    const int err = errno;
+    ::close(fd_);
+    throw_output("--manifest " + path + ": cannot write: " + std::strerror(err));
+  }
 }
 
 Manifest::~Manifest() {

@@ -3,8 +3,10 @@
 #include "cli/batch.h"
 #include "io/checkpoint.h"
 #include "io/model_hashes.h"
+#include "io/file_write.h"
 #include "sampler/sampler.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -213,15 +215,21 @@ std::vector<std::string> prepare_output_dir(const std::string& dir) {
       throw_output("--out " + dir + ": cannot create folder " + p + ": " + ec.message());
     }
   }
-  std::string probe = dir + "/.sdgen-write-test-" + std::to_string((long)getpid());
-  FILE* f = std::fopen(probe.c_str(), "wb");
-  if (!f) {
+  clean_stale_temporaries(dir);
+  // The probe is created exclusively: a file or link someone planted under its name is left alone
+  // (and counts as "not writable" only if the folder refuses a new name, not because of the plant).
+  const std::string base = dir + "/.sdgen-write-test-" + std::to_string((long)getpid());
+  std::string probe = base;
+  int fd = create_exclusive(probe);
+  for (int i = 1; fd < 0 && (errno == EEXIST || errno == ELOOP) && i < 64; ++i)
+    fd = create_exclusive(probe = base + "-" + std::to_string(i));
+  if (fd < 0) {
     int err = errno;
     remove_created_dirs(created);
     throw_output("--out " + dir + ": folder is not writable: " + std::strerror(err));
   }
-  std::fclose(f);
-  std::remove(probe.c_str());
+  ::close(fd);
+  ::unlink(probe.c_str());
   return created;
 }
 

@@ -2,15 +2,8 @@
 
 #include <zlib.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fcntl.h>
-#include <stdio.h>
-#include <unistd.h>
-
-#include <atomic>
 
 #include "sdgen/error.h"
 
@@ -71,62 +64,6 @@ std::vector<uint8_t> encode_png(const uint8_t* pixels, int width, int height,
   out.insert(out.end(), png + 33, png + len);
   STBIW_FREE(png);
   return out;
-}
-
-namespace {
-
-// A temp name in path's folder whose length does not depend on the final name's (a final name near
-// the 255-byte limit must not fail only because its temp name is longer).
-std::string temp_name_for(const std::string& path) {
-  static std::atomic<unsigned> counter{0};
-  size_t slash = path.find_last_of('/');
-  return (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + ".sdgen-" +
-         std::to_string((long)getpid()) + "-" + std::to_string(counter++) + ".tmp";
-}
-
-// Writes and fsyncs the temp file; throws Error(kOutput) naming `path` (and leaves no temp file).
-void write_temp(const std::string& tmp, const std::string& path, const void* data, size_t size) {
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw_output("cannot write " + path + ": " + std::strerror(errno));
-  bool ok = std::fwrite(data, 1, size, f) == size;
-  ok = (std::fflush(f) == 0) && ok;
-  ok = (fsync(fileno(f)) == 0) && ok;
-  int err = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    throw_output("cannot write " + path + ": " + std::strerror(err));
-  }
-}
-
-}  // namespace
-
-bool write_file_exclusive(const std::string& path, const void* data, size_t size) {
-  const std::string tmp = temp_name_for(path);
-  write_temp(tmp, path, data, size);
-  if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) return true;
-  int err = errno;
-  if (err == EINVAL || err == ENOSYS || err == ENOTSUP) {
-    // No RENAME_NOREPLACE on this file system: link() fails on an existing name just the same.
-    if (link(tmp.c_str(), path.c_str()) == 0) {
-      unlink(tmp.c_str());
-      return true;
-    }
-    err = errno;
-  }
-  unlink(tmp.c_str());
-  if (err == EEXIST) return false;
-  throw_output("cannot create " + path + ": " + std::strerror(err));
-}
-
-void write_file_atomic(const std::string& path, const void* data, size_t size) {
-  const std::string tmp = temp_name_for(path);
-  write_temp(tmp, path, data, size);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    throw_output("cannot rename into " + path + ": " + std::strerror(err));
-  }
 }
 
 void write_png(const std::string& path, const uint8_t* pixels, int width, int height,

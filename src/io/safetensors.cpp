@@ -1,5 +1,6 @@
 // safetensors reader (mmap, every header field validated before any byte is trusted) and writer.
 #include "io/safetensors.h"
+#include "io/file_write.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -307,13 +308,18 @@ void write_safetensors(const std::string& path, const std::vector<StWriteTensor>
 
   const std::string tmp = path + ".tmp" + std::to_string((long)getpid());
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw_output("cannot write " + tmp + ": " + std::strerror(errno));
-    out.write(reinterpret_cast<const char*>(len), 8);
-    out.write(h.data(), (std::streamsize)h.size());
-    for (const auto& t : tensors) out.write(reinterpret_cast<const char*>(t.bytes.data()), (std::streamsize)t.bytes.size());
-    out.flush();
+    const int fd = create_exclusive(tmp);  // never through a file or link already at that name
+    if (fd < 0) throw_output("cannot write " + tmp + ": " + std::strerror(errno));
+    FILE* out = fdopen(fd, "wb");
     if (!out) {
+      ::close(fd);
+      std::remove(tmp.c_str());
+      throw_output("cannot write " + tmp + ": " + std::strerror(errno));
+    }
+    bool ok = std::fwrite(len, 1, 8, out) == 8 && std::fwrite(h.data(), 1, h.size(), out) == h.size();
+    for (const auto& t : tensors) ok = ok && std::fwrite(t.bytes.data(), 1, t.bytes.size(), out) == t.bytes.size();
+    ok = std::fclose(out) == 0 && ok;
+    if (!ok) {
       std::remove(tmp.c_str());
       throw_output("cannot write " + tmp + " (disk full?)");
     }
