@@ -46,6 +46,8 @@ void merge(census::Phase& a, const census::Phase& b) {
   a.syncs += b.syncs;
   for (auto& [k, v] : b.sync_calls) a.sync_calls[k] += v;
   a.launches += b.launches, a.graph_launches += b.graph_launches, a.graph_kernels += b.graph_kernels;
+  a.captures += b.captures;
+  for (auto& [k, v] : b.setup_in_capture) a.setup_in_capture[k] += v;
   for (auto& [k, v] : b.kernels) {
     a.kernels[k].launches += v.launches;
     a.kernels[k].bytes += v.bytes;
@@ -77,6 +79,8 @@ nlohmann::json to_json(const census::Phase& p) {
   j["launches"] = p.launches;
   j["graph_launches"] = p.graph_launches;
   j["graph_kernels"] = p.graph_kernels;
+  j["captures"] = p.captures;
+  j["setup_in_capture"] = p.setup_in_capture;
   nlohmann::json k = nlohmann::json::object();
   for (auto& [name, v] : p.kernels) k[name] = {{"launches", v.launches}, {"bytes", v.bytes}, {"flops", v.flops}};
   j["kernels"] = k;
@@ -133,6 +137,8 @@ void print_table(const std::vector<std::pair<std::string, census::Phase>>& rows,
   line("kernel launches", [&](auto& p) { return num((double)p.launches); });
   line("graph launches", [&](auto& p) { return num((double)p.graph_launches); });
   line("kernels in graphs", [&](auto& p) { return num((double)p.graph_kernels); });
+  line("stream captures", [&](auto& p) { return num((double)p.captures); });
+  line("set-up in capture", [&](auto& p) { return num((double)sum_calls(p.setup_in_capture)); });
   line("library calls", [&](auto& p) { return num((double)sum_calls(p.library_calls)); });
   line("FLOP gemm", [&](auto& p) { return sci(p.flops_gemm); });
   line("FLOP conv", [&](auto& p) { return sci(p.flops_conv); });
@@ -217,23 +223,34 @@ int main(int argc, char** argv) {
   trace::set_phase_hook(nullptr);
 
   const auto& ph = census::phases();
-  auto get = [&](const std::string& n) { auto it = ph.find(n); return it == ph.end() ? census::Phase{} : it->second; };
-  // The loop is its steps; what runs once before it (noise upload, recording the step) is the
-  // sampling setup. One step: the last (steady state).
+  auto get = [&](const std::string& n) {
+    const auto it = ph.find(n);
+    if (it != ph.end()) return it->second;
+    census::Phase none;  // a phase this run did not have (no recording without graphs)
+    none.estimate_s.assign(census::gpus().size(), 0.0);
+    return none;
+  };
+  // The loop is its steps after the first; what runs once before it (noise upload) is the sampling
+  // setup, then the first step runs eagerly (unet_warmup: every library's first use, outside any
+  // capture) and the step is recorded (step_recording). One step: the last (steady state).
   // A unit is one UNet evaluation: as many as steps, but 2·steps − 1 for Heun and DPM2 and
   // steps + 1 for PNDM (src/sampler/sampler.h).
   census::Phase loop;
-  int units = 0;
+  const int first = ph.count("unet_step.0") ? 0 : 1;
+  int units = first;
   while (ph.count("unet_step." + std::to_string(units))) merge(loop, get("unet_step." + std::to_string(units++)));
+  const int loop_units = units - first;
   const std::vector<std::pair<std::string, census::Phase>> rows = {
       {"weight_load", get("weight_load")}, {"text_encoder", get("text_encoder")},
-      {"sampling_setup", get("sampling_setup")}, {"unet_step", get("unet_step." + std::to_string(units - 1))},
+      {"sampling_setup", get("sampling_setup")}, {"unet_warmup", get("unet_warmup")},
+      {"step_recording", get("step_recording")}, {"unet_step", get("unet_step." + std::to_string(units - 1))},
       {"sampling_loop", loop}, {"vae_decode", get("vae_decode")}, {"run", get("run")}};
   const census::Phase& run = rows.back().second;
   // The analytic count per reported phase (dense work only: convs, linears, attention products).
   const std::map<std::string, double> analytic_by_phase = {
       {"weight_load", 0.0}, {"text_encoder", analytic.clip}, {"sampling_setup", 0.0},
-      {"unet_step", analytic.unet_per_step}, {"sampling_loop", units * analytic.unet_per_step},
+      {"unet_warmup", first * analytic.unet_per_step}, {"step_recording", 0.0},
+      {"unet_step", analytic.unet_per_step}, {"sampling_loop", loop_units * analytic.unet_per_step},
       {"vae_decode", analytic.vae}, {"run", analytic.total + (units - gp.steps) * analytic.unet_per_step}};
   if (json) {
     nlohmann::json j;

@@ -262,17 +262,29 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     else
       ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);
   };
+  // A new loop runs its first step eagerly: every library's first use (cuDNN heuristics and plan
+  // finalize, cuBLASLt's algorithm choice, lazy module loading, the pool's first allocation of each
+  // size) happens outside any stream capture, where some of them are not permitted. Only then is
+  // the step recorded, from the warm caches, and replayed for the other steps. Without graphs
+  // nothing is ever captured. A reused graph replays every step.
+  int first = 0;
+  if (on_step) on_step(0, units);
   if (!reuse) {
-    // Recording one step runs nothing but plans it: every buffer it needs is allocated now, before
-    // the loop, and stays with the graph for its replays (or, without graphs, cached for the eager
-    // steps). Backends without graphs return none and run every step eagerly.
-    st.graph = backend.capture(denoise_step);
-    if (st.graph) ++step_graphs_recorded_;
-    if (!p.cuda_graphs) st.graph.reset();
+    trace::phase("unet_warmup");
+    denoise_step();
+    if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
+    first = 1;
+    if (on_step) on_step(1, units);
+    if (p.cuda_graphs && units > 1) {
+      trace::phase("step_recording");
+      // Recording runs nothing: the step's buffers are taken (from the pool's cache, warm now) and
+      // stay with the graph for its replays. Backends without graphs return none.
+      st.graph = backend.capture(denoise_step);
+      if (st.graph) ++step_graphs_recorded_;
+    }
   }
   out.step_graph_reused = reuse;
-  if (on_step) on_step(0, units);
-  for (int i = 0; i < units; ++i) {
+  for (int i = first; i < units; ++i) {
     trace::phase("unet_step", i);
     if (st.graph)
       st.graph->launch();

@@ -108,6 +108,7 @@ cublasStatus_t gemm(const char* call, cublasHandle_t h, cublasOperation_t ta, cu
 }  // namespace
 
 cublasStatus_t cublasCreate_v2(cublasHandle_t* h) {
+  if (simt::setup_refused_in_capture("cublasCreate")) return CUBLAS_STATUS_NOT_SUPPORTED;
   *h = new cublasContext;
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -108,6 +108,7 @@ void matmul(const Desc& d, float alpha, const void* A, const Layout& a, const vo
 }  // namespace
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t* h) {
+  if (simt::setup_refused_in_capture("cublasLtCreate")) return CUBLAS_STATUS_NOT_SUPPORTED;
   *h = new cublasLtContext;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -181,6 +182,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
   if (!h || !d || !a || !b || !c || !dd || !pref || requested < 1 || !results || !found)
     return CUBLAS_STATUS_INVALID_VALUE;
   *found = 0;
+  if (simt::setup_refused_in_capture("cublasLtMatmulAlgoGetHeuristic")) return CUBLAS_STATUS_NOT_SUPPORTED;
   const cublasStatus_t st = check(desc(d), layout(a), layout(b), layout(c), layout(dd));
   if (st != CUBLAS_STATUS_SUCCESS) return st;
   results[0] = cublasLtMatmulHeuristicResult_t{};

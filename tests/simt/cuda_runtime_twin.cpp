@@ -334,6 +334,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode) {
   // The legacy default stream cannot be captured; a real device answers this way too.
   if (s == nullptr || g_capture) return fail(cudaErrorStreamCaptureUnsupported);
   g_capture = new CUgraph_st;
+  simt::census::on_capture();
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* graph) {
@@ -376,4 +377,9 @@ bool is_device_pointer(const void* p) { return is_device(p, 1); }
 bool capturing() { return g_capture != nullptr; }
 bool replaying() { return g_replaying; }
 void capture(std::function<void()> node) { g_capture->nodes.push_back(std::move(node)); }
+bool setup_refused_in_capture(const char* call) {
+  if (!g_capture) return false;
+  census::on_setup_in_capture(call);
+  return true;
+}
 }  // namespace simt

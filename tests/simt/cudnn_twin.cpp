@@ -167,6 +167,7 @@ std::vector<float> convolve(const cudnnTensorStruct& xd, const void* x, const cu
 }  // namespace
 
 cudnnStatus_t cudnnCreate(cudnnHandle_t* h) {
+  if (simt::setup_refused_in_capture("cudnnCreate")) return CUDNN_STATUS_EXECUTION_FAILED;
   *h = new cudnnContext;
   return CUDNN_STATUS_SUCCESS;
 }
@@ -276,6 +277,7 @@ cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, const cudn
                                                      const cudnnTensorDescriptor_t y, const int requested,
                                                      int* returned, cudnnConvolutionFwdAlgoPerf_t* perf) {
   if (!h || requested < 1) return CUDNN_STATUS_BAD_PARAM;
+  if (simt::setup_refused_in_capture("cudnnGetConvolutionForwardAlgorithm_v7")) return CUDNN_STATUS_EXECUTION_FAILED;
   cudnnStatus_t st = check(x, w, cv, y);
   if (st != CUDNN_STATUS_SUCCESS) return st;
   perf[0] = cudnnConvolutionFwdAlgoPerf_t{};
@@ -864,6 +866,17 @@ cudnnStatus_t cudnnBackendSetAttribute(cudnnBackendDescriptor_t d, cudnnBackendA
 cudnnStatus_t cudnnBackendFinalize(cudnnBackendDescriptor_t d) {
   BDesc* b = as_desc(d);
   if (!b || b->finalized) return CUDNN_STATUS_BAD_PARAM;
+  // Choosing and building engines is set-up work (heuristics, runtime-compiled kernels): refused
+  // while a stream captures. Descriptors and variant packs are plain host structures.
+  switch (b->type) {
+    case CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR:
+    case CUDNN_BACKEND_ENGINECFG_DESCRIPTOR:
+    case CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR:
+    case CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR:
+      if (simt::setup_refused_in_capture("cudnnBackendFinalize(engine/plan)")) return CUDNN_STATUS_EXECUTION_FAILED;
+      break;
+    default: break;
+  }
   cudnnStatus_t st = CUDNN_STATUS_NOT_SUPPORTED;
   switch (b->type) {
     case CUDNN_BACKEND_TENSOR_DESCRIPTOR: st = finalize_tensor(*b); break;

@@ -177,6 +177,20 @@ void on_graph_launch() {
   });
 }
 
+void on_capture() {
+  State& s = st();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.on) return;
+  each(s, [&](Phase& p) { ++p.captures; });
+}
+
+void on_setup_in_capture(const char* call) {
+  State& s = st();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.on) return;
+  each(s, [&](Phase& p) { ++p.setup_in_capture[call]; });
+}
+
 void on_library(const char* call, double flops, double bytes, bool fp16, bool in_graph) {
   State& s = st();
   std::lock_guard<std::mutex> lock(s.mu);

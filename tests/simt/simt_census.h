@@ -26,6 +26,9 @@ namespace simt {
 bool capturing();
 bool replaying();  // inside cudaGraphLaunch
 void capture(std::function<void()> node);
+// For the twins' set-up calls (handles, heuristics, plan finalize): true, and counted in the
+// census's setup_in_capture, when a stream is capturing; the twin then refuses the call.
+bool setup_refused_in_capture(const char* call);
 
 namespace census {
 
@@ -51,6 +54,11 @@ struct Phase {
   uint64_t launches = 0;        // kernel launches issued by the host (not inside a graph)
   uint64_t graph_launches = 0;  // cudaGraphLaunch calls
   uint64_t graph_kernels = 0;   // kernels run inside graph replays
+  uint64_t captures = 0;        // stream captures begun (cudaStreamBeginCapture)
+  // Library set-up calls (handle creation, heuristics, plan finalize, version queries) made while
+  // a stream was capturing: the twins refuse them, as a real library may ("operation not permitted
+  // when stream is capturing"), and count them here.
+  std::map<std::string, uint64_t> setup_in_capture;
   std::map<std::string, KernelStat> kernels;  // by kernel name
   std::map<std::string, uint64_t> library_calls;  // by function
   double flops_gemm = 0, flops_conv = 0, flops_attention = 0, flops_other = 0;
@@ -94,6 +102,8 @@ void on_copy(Copy kind, double bytes);
 void on_sync(const char* call);
 void on_launch(const char* kernel, bool in_graph, double bytes, double flops);
 void on_graph_launch();
+void on_capture();
+void on_setup_in_capture(const char* call);
 // precision_fp16: whether the math runs at the fp16 tensor-core rate.
 void on_library(const char* call, double flops, double bytes, bool precision_fp16, bool in_graph);
 

@@ -48,8 +48,18 @@ void expect_quiet_loop(const Census& c, bool graphs) {
   EXPECT_EQ(loop.at("d2h"), 0);
   EXPECT_EQ(loop.at("d2d"), 0);
   const nlohmann::json& step = c.phase("unet_step");
+  // The first step runs eagerly before any capture; with graphs the step is then recorded once
+  // (step_recording) and replayed for the other 24 steps; without graphs nothing is captured. No
+  // library set-up call (handles, heuristics, plan finalize) is ever made while capturing.
+  EXPECT_EQ(c.phase("unet_warmup").at("captures"), 0);
+  EXPECT_GT(c.phase("unet_warmup").at("launches").get<int>(), 0) << "the first step did not run eagerly";
+  EXPECT_EQ(loop.at("captures"), 0);
+  EXPECT_EQ(c.phase("run").at("captures"), graphs ? 1 : 0);
+  EXPECT_EQ(c.phase("step_recording").at("captures"), graphs ? 1 : 0);
+  EXPECT_EQ(c.phase("step_recording").at("allocs"), 0) << "the recording did not find the warm-up's buffers";
+  EXPECT_TRUE(c.phase("run").at("setup_in_capture").empty()) << c.phase("run").at("setup_in_capture").dump();
   if (graphs) {
-    EXPECT_EQ(loop.at("graph_launches"), 25);
+    EXPECT_EQ(loop.at("graph_launches"), 24);
     EXPECT_EQ(loop.at("launches"), 0) << "a kernel launched outside the graph";
     EXPECT_GT(step.at("graph_kernels").get<int>(), 0);
   } else {
@@ -65,7 +75,7 @@ void expect_quiet_loop(const Census& c, bool graphs) {
   EXPECT_NEAR(step_flops / 6, 0.80e12, 0.05e12);
   // The FLOPs counted from the recorded calls agree with the analytic count of the same work
   // (src/pipeline/flops.h, what sd-gen bench's MFU divides by), phase by phase.
-  for (const char* phase : {"text_encoder", "unet_step", "vae_decode", "run"}) {
+  for (const char* phase : {"text_encoder", "unet_warmup", "unet_step", "sampling_loop", "vae_decode", "run"}) {
     const nlohmann::json& f = c.phase(phase).at("flops");
     const double analytic = f.at("analytic").get<double>();
     EXPECT_NEAR(f.at("total").get<double>(), analytic, 0.02 * analytic) << phase;

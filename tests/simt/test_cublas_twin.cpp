@@ -156,3 +156,20 @@ TEST(CublasTwin, RejectsBadLeadingDimensionsAndHostPointers) {
 }
 
 }  // namespace
+
+namespace {
+// As the cuDNN twin: handle creation is set-up work, refused while a stream captures.
+TEST(CublasTwin, HandleCreationIsRefusedWhileCapturing) {
+  cudaStream_t s;
+  SDGEN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  SDGEN_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+  cublasHandle_t h = nullptr;
+  EXPECT_EQ(cublasCreate_v2(&h), CUBLAS_STATUS_NOT_SUPPORTED);
+  cudaGraph_t graph = nullptr;
+  SDGEN_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+  SDGEN_CUDA_CHECK(cudaGraphDestroy(graph));
+  ASSERT_EQ(cublasCreate_v2(&h), CUBLAS_STATUS_SUCCESS);
+  cublasDestroy_v2(h);
+  SDGEN_CUDA_CHECK(cudaStreamDestroy(s));
+}
+}  // namespace

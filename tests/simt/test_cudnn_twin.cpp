@@ -511,3 +511,27 @@ TEST(CudnnTwin, GraphExecuteChecksTheVariantPack) {
 
 }  // namespace
 #endif  // SDGEN_HAVE_CUDNN
+
+namespace {
+// The twins refuse library set-up while a stream captures (a real library may: cuDNN's engine
+// heuristics and runtime-compiled plans, cuBLAS(Lt) handles and algorithm queries), so a pipeline
+// that made its first library call inside a capture fails here as on a GPU. Outside a capture the
+// same calls succeed.
+TEST(CudnnTwin, SetupCallsAreRefusedWhileCapturing) {
+  cudaStream_t s;
+  SDGEN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  SDGEN_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+  cudnnHandle_t h = nullptr;
+  EXPECT_NE(cudnnCreate(&h), CUDNN_STATUS_SUCCESS);
+  cudnnBackendDescriptor_t heur = nullptr;
+  ASSERT_EQ(cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur), CUDNN_STATUS_SUCCESS);
+  EXPECT_EQ(cudnnBackendFinalize(heur), CUDNN_STATUS_EXECUTION_FAILED);
+  cudnnBackendDestroyDescriptor(heur);
+  cudaGraph_t graph = nullptr;
+  SDGEN_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+  SDGEN_CUDA_CHECK(cudaGraphDestroy(graph));
+  ASSERT_EQ(cudnnCreate(&h), CUDNN_STATUS_SUCCESS);
+  cudnnDestroy(h);
+  SDGEN_CUDA_CHECK(cudaStreamDestroy(s));
+}
+}  // namespace
