@@ -236,6 +236,7 @@ int main(int argc, char** argv) {
   // A unit is one UNet evaluation: as many as steps, but 2·steps − 1 for Heun and DPM2 and
   // steps + 1 for PNDM (src/sampler/sampler.h).
   census::Phase loop;
+  loop.estimate_s.assign(census::gpus().size(), 0.0);
   const int first = ph.count("unet_step.0") ? 0 : 1;
   int units = first;
   while (ph.count("unet_step." + std::to_string(units))) merge(loop, get("unet_step." + std::to_string(units++)));
@@ -243,7 +244,7 @@ int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, census::Phase>> rows = {
       {"weight_load", get("weight_load")}, {"text_encoder", get("text_encoder")},
       {"sampling_setup", get("sampling_setup")}, {"unet_warmup", get("unet_warmup")},
-      {"step_recording", get("step_recording")}, {"unet_step", get("unet_step." + std::to_string(units - 1))},
+      {"step_recording", get("step_recording")}, {"unet_step", get(units > first ? "unet_step." + std::to_string(units - 1) : "unet_warmup")},
       {"sampling_loop", loop}, {"vae_decode", get("vae_decode")}, {"run", get("run")}};
   const census::Phase& run = rows.back().second;
   // The analytic count per reported phase (dense work only: convs, linears, attention products).

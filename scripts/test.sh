@@ -22,6 +22,18 @@ has_simt=0
 [ $has_simt -eq 1 ] || echo "test.sh: SIMT emulator not in this build (no CUDA toolkit headers); its tests are skipped"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
 
+# The GPU kit (scripts/gpu-kit.sh: what a lent GPU machine without our dependencies needs), packed
+# from this build and rehearsed without a GPU in a clean root (scripts/gpu-kit-rehearse.sh: only
+# CUDA libraries unresolved, then run.sh --dry). Needs the CUDA build and root (chroot).
+if [ -x "$BUILD_DIR/tests/simt/cuda_ops_tests" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    BUILD_DIR="$BUILD_DIR" bash scripts/gpu-kit.sh
+    BUILD_DIR="$BUILD_DIR" bash scripts/gpu-kit-rehearse.sh
+  else
+    echo "test.sh: not root: the GPU kit's clean-root rehearsal is skipped"
+  fi
+fi
+
 # The whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer (SDGEN_SANITIZE): a
 # Debug build (assertions on) at -O1 of the library, the CLI, the CPU backend, the emulator and the
 # emulated CUDA backend; any report fails its test. The Slurm test is left to the Release pass (it

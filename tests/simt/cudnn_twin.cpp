@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -165,6 +166,12 @@ std::vector<float> convolve(const cudnnTensorStruct& xd, const void* x, const cu
 }
 
 }  // namespace
+
+// The library's version: 9.10.0, or SIMT_CUDNN_VERSION (cudnnGetVersion's number) to play an older one.
+size_t cudnnGetVersion(void) {
+  const char* v = std::getenv("SIMT_CUDNN_VERSION");
+  return v ? (size_t)std::strtoull(v, nullptr, 10) : 91000;
+}
 
 cudnnStatus_t cudnnCreate(cudnnHandle_t* h) {
   if (simt::setup_refused_in_capture("cudnnCreate")) return CUDNN_STATUS_EXECUTION_FAILED;

@@ -39,3 +39,22 @@ TEST(CudaDevice, NumberPastTheVisibleDevicesIsARuntimeError) {
   EXPECT_EQ(cli::pick_device("cuda:0"), Device::CUDA);  // GPU 0 exists: the shared backend starts on it
   EXPECT_THROW(set_cuda_device_ordinal(1), Error);      // and stays on it
 }
+
+// A cuDNN older than 9.8 (whose convolution graphs the backend builds in 9.8's way) stops the
+// backend at its start with one runtime error (exit 5) that names both versions; 9.8 itself and
+// newer start.
+TEST(CudaDevice, CudnnOlderThan98IsARuntimeError) {
+  setenv("SIMT_CUDNN_VERSION", "90701", 1);
+  try {
+    make_cuda_backend();
+    ADD_FAILURE() << "the backend started on cuDNN 9.7.1";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kRuntime);
+    EXPECT_NE(std::string(e.what()).find("cuDNN 9.7.1 is loaded, the CUDA backend needs 9.8 or newer"),
+              std::string::npos) << e.what();
+  }
+  setenv("SIMT_CUDNN_VERSION", "90800", 1);
+  EXPECT_NO_THROW(make_cuda_backend());
+  unsetenv("SIMT_CUDNN_VERSION");
+  EXPECT_NO_THROW(make_cuda_backend());
+}

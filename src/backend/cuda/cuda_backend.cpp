@@ -31,6 +31,17 @@ kernels::UnaryOp unary_op(Backend::Unary op) {
 
 }  // namespace
 
+void check_cudnn_version(size_t version) {
+  // The convolution graphs name the device through CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR and leave
+  // the operation graph's handle unset, which cuDNN accepts from 9.8 on; an older library would
+  // refuse every convolution with a misleading "no engine" instead of this line.
+  if (version >= 90800) return;
+  const std::string found = std::to_string(version / 10000) + "." + std::to_string(version % 10000 / 100) + "." +
+                            std::to_string(version % 100);
+  throw_runtime("cuDNN " + found + " is loaded, the CUDA backend needs 9.8 or newer: put a newer libcudnn.so.9 "
+                "(e.g. the nvidia-cudnn-cu13 wheel's) first on the library path");
+}
+
 CudaBackend::CudaBackend() {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
@@ -40,6 +51,9 @@ CudaBackend::CudaBackend() {
   if (ordinal >= count)
     throw_runtime("there is no CUDA device " + std::to_string(ordinal) + ": " + std::to_string(count) +
                   " visible (0.." + std::to_string(count - 1) + "; CUDA_VISIBLE_DEVICES renumbers them)");
+#if SDGEN_HAVE_CUDNN
+  check_cudnn_version(cudnnGetVersion());  // before anything is made that would need undoing
+#endif
   SDGEN_CUDA_CHECK(cudaSetDevice(ordinal));
   // One non-blocking stream for everything: the legacy default stream would synchronize with
   // other streams and cannot be recorded into a graph.

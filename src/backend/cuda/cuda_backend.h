@@ -28,6 +28,10 @@ namespace sdgen {
 
 namespace cuda {
 
+// Throws the runtime error (exit 5) that names a cuDNN older than 9.8 (version as cudnnGetVersion
+// gives it: major·10000 + minor·100 + patch). The backend calls it before anything else.
+void check_cudnn_version(size_t version);
+
 class CudaBackend : public Backend {
  public:
   CudaBackend();
