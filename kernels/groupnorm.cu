@@ -50,8 +50,13 @@ struct Layout {
   int rows, c, groups, lanes, rows_per_pass, rows_per_split;
 };
 
+// Blocks of the stats and apply kernels have up to 1024 threads (plan(): one lane per V channels,
+// C/V lanes past 256), so their registers are fitted to that: without the bound ptxas may use more
+// than a 1024-thread block can hold, and such a launch fails on the device.
+constexpr int kMaxThreads = 1024;
+
 template <class T, int V>
-__global__ void group_norm_stats_kernel(const T* __restrict__ x, float* __restrict__ partial, Layout L) {
+__global__ void __launch_bounds__(kMaxThreads) group_norm_stats_kernel(const T* __restrict__ x, float* __restrict__ partial, Layout L) {
   SDGEN_DYNAMIC_SHARED(float, red);  // [rows_per_pass][C][2]
   const int n = blockIdx.y, split = blockIdx.x, cg = L.c / L.groups;
   const T* xn = x + (int64_t)n * L.rows * L.c;
@@ -115,7 +120,7 @@ __global__ void group_norm_finalize_kernel(const T* __restrict__ x, const float*
 }
 
 template <class T, int V, bool kSilu>
-__global__ void group_norm_apply_kernel(const T* __restrict__ x, const T* __restrict__ gamma,
+__global__ void __launch_bounds__(kMaxThreads) group_norm_apply_kernel(const T* __restrict__ x, const T* __restrict__ gamma,
                                         const T* __restrict__ beta, const float* __restrict__ stats,
                                         T* __restrict__ y, Layout L) {
   const int n = blockIdx.y, split = blockIdx.x, cg = L.c / L.groups;
@@ -204,7 +209,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 template <class T>
 int width(const void* x, const void* y, int64_t c) {
   constexpr int V = 16 / sizeof(T);
-  if (c % V == 0 && aligned16(x) && aligned16(y) && c / V <= 1024) return V;
+  if (c % V == 0 && aligned16(x) && aligned16(y) && c / V <= kMaxThreads) return V;
   return 1;
 }
 
@@ -225,7 +230,7 @@ void group_norm(const void* x, const void* gamma, const void* beta, void* y, flo
               "group_norm: [" + std::to_string(batch) + ", " + std::to_string(spatial) + ", " + std::to_string(c) +
                   "] is past the kernel's 32-bit per-image indexing, 65535 images or 6144 channels");
   const int v = dt == DType::F32 ? width<float>(x, y, c) : width<__half>(x, y, c);
-  SDGEN_CHECK(c / v <= 1024, "group_norm: " + std::to_string(c) +
+  SDGEN_CHECK(c / v <= kMaxThreads, "group_norm: " + std::to_string(c) +
                                  " channels that are not a multiple of 16 bytes need more than 1024 threads");
   if (dt == DType::F32) {
     if (width<float>(x, y, c) == 4)

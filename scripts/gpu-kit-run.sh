@@ -142,6 +142,9 @@ ln -sf "$BIN/sd-gen" "$KIT_BUILD_DIR/sd-gen"
 ln -sf "$BIN/cuda_census" "$KIT_BUILD_DIR/benchmarks/cuda_census"
 
 # --- the steps ---------------------------------------------------------------------------------
+# The libraries a program or a plugin loads, as ldd lists them (the loader runs nothing).
+libs_of() { LD_TRACE_LOADED_OBJECTS=1 /lib64/ld-linux-x86-64.so.2 "$1" 2>&1; }
+
 step_a() {
   echo "kit: commit $KIT_COMMIT, built $KIT_BUILT; programs: $KIT_PROGRAMS; bundled: $KIT_LIBS"
   uname -a
@@ -160,8 +163,8 @@ step_a() {
   fi
   # Every program loads with what is here: nothing unresolved.
   for p in "$BIN"/*; do
-    if LD_TRACE_LOADED_OBJECTS=1 "$p" | grep -q "not found"; then
-      echo "$(basename "$p") cannot load: $(LD_TRACE_LOADED_OBJECTS=1 "$p" | grep 'not found' | tr '\n' ' ')" | tee "$LOG/a.detail"
+    if libs_of "$p" | grep -q "not found"; then
+      echo "$(basename "$p") cannot load: $(libs_of "$p" | grep 'not found' | tr '\n' ' ')" | tee "$LOG/a.detail"
       exit 1
     fi
   done
@@ -293,7 +296,7 @@ step_e() {
   local rc=0 b
   for b in "$BIN"/bench_*_gpu; do
     if [ "$DRY" = 1 ]; then
-      LD_TRACE_LOADED_OBJECTS=1 "$b" | grep -q "not found" && rc=1
+      libs_of "$b" | grep -q "not found" && rc=1
       continue
     fi
     echo "== $(basename "$b")"
@@ -403,7 +406,7 @@ step_i() {
   done
   grep -o '"total_s": {[^}]*}' "$LOG/torch.jsonl" | tr '\n' ';' >"$LOG/i.detail"
 }
-export -f step_a step_b step_c step_d step_e step_f step_g step_h step_i gtest_counts samplers_file
+export -f libs_of step_a step_b step_c step_d step_e step_f step_g step_h step_i gtest_counts samplers_file
 export NEEDED_CUDA_LIBS
 
 if [ -n "$MISSING_CUDA" ] && [ "$DRY" = 0 ]; then say "missing CUDA libraries:$MISSING_CUDA"; fi

@@ -7,7 +7,7 @@
 # What the kit holds:
 #   run.sh          the runner (scripts/gpu-kit-run.sh): see its header for the steps; --dry runs the
 #                   steps that need no device
-#   payload.tar.xz  bin/: sd-gen, the golden and op-table test programs on the real backend, the
+#   payload.tar.xz  bin/: sd-gen and its CUDA backend plugin (libsdgen_cuda.so, beside it), the golden and op-table test programs on the real backend, the
 #                   census and the kernel benchmarks, stripped; lib/: every shared library they
 #                   load that is neither the C runtime (libc, libm, libstdc++, libgcc_s: any Linux
 #                   has them) nor a CUDA library (found on the GPU machine by run.sh)
@@ -24,12 +24,12 @@ JOBS=${JOBS:-$(nproc)}
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 
 # Programs in the kit: path in the build folder.
-PROGRAMS=(sd-gen tests/sdgen_tests tests/simt/cuda_ops_tests tests/simt/cuda_pipeline_tests
+PROGRAMS=(sd-gen libsdgen_cuda.so tests/sdgen_tests tests/simt/cuda_ops_tests tests/simt/cuda_pipeline_tests
           benchmarks/cuda_census benchmarks/bench_attention_gpu benchmarks/bench_elementwise_gpu
           benchmarks/bench_groupnorm_gpu)
 
 missing=0
-for p in "${PROGRAMS[@]}"; do [ -x "$BUILD_DIR/$p" ] || missing=1; done
+for p in "${PROGRAMS[@]}"; do [ -f "$BUILD_DIR/$p" ] || missing=1; done
 if [ $missing -eq 1 ]; then
   command -v nvcc >/dev/null || { echo "gpu-kit: needs the CUDA toolkit (nvcc) to build the CUDA backend" >&2; exit 1; }
   echo "gpu-kit: building the Release CUDA build in $BUILD_DIR"
@@ -40,12 +40,12 @@ fi
 # Machine code for the GPUs the lent machine has (H100/H200: sm_90) and for Ampere, PTX for later.
 if command -v cuobjdump >/dev/null || [ -x "${XDG_CACHE_HOME:-$HOME/.cache}/sd-gen/bin/cuobjdump" ]; then
   CUOBJDUMP=$(command -v cuobjdump || echo "${XDG_CACHE_HOME:-$HOME/.cache}/sd-gen/bin/cuobjdump")
-  elf=$("$CUOBJDUMP" --list-elf "$BUILD_DIR/sd-gen" 2>/dev/null || true)
-  ptx=$("$CUOBJDUMP" --list-ptx "$BUILD_DIR/sd-gen" 2>/dev/null || true)
+  elf=$("$CUOBJDUMP" --list-elf "$BUILD_DIR/libsdgen_cuda.so" 2>/dev/null || true)
+  ptx=$("$CUOBJDUMP" --list-ptx "$BUILD_DIR/libsdgen_cuda.so" 2>/dev/null || true)
   for arch in sm_80 sm_90; do
-    grep -q "$arch" <<<"$elf" || { echo "gpu-kit: $BUILD_DIR/sd-gen has no $arch machine code" >&2; exit 1; }
+    grep -q "$arch" <<<"$elf" || { echo "gpu-kit: $BUILD_DIR/libsdgen_cuda.so has no $arch machine code" >&2; exit 1; }
   done
-  grep -q "sm_90" <<<"$ptx" || { echo "gpu-kit: $BUILD_DIR/sd-gen has no PTX for sm_90" >&2; exit 1; }
+  grep -q "sm_90" <<<"$ptx" || { echo "gpu-kit: $BUILD_DIR/libsdgen_cuda.so has no PTX for sm_90" >&2; exit 1; }
 fi
 
 stage=$(mktemp -d)
@@ -53,7 +53,7 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib"
 for p in "${PROGRAMS[@]}"; do
   install -m 755 "$BUILD_DIR/$p" "$stage/bin/"
-  strip "$stage/bin/$(basename "$p")"
+  strip --strip-unneeded "$stage/bin/$(basename "$p")"  # the dynamic symbols stay: the plugin binds to sd-gen's
 done
 
 # Shared libraries: everything ldd resolves that the GPU machine's image cannot be relied on for.

@@ -35,6 +35,24 @@ TEST_F(Cli, VersionAndHelpSucceed) {
   EXPECT_NE(h.out.find("--precision"), std::string::npos);
 }
 
+// --device auto on a machine where the GPU cannot be used runs on the CPU and says why once, on the
+// first model's loading line (no extra line); a build without the CUDA backend has nothing to say.
+TEST_F(Cli, DeviceAutoSaysOnceWhyItUsesTheCpu) {
+  write("p.jsonl", "{\"prompt\": \"cat\"}\n{\"prompt\": \"dog\", \"precision\": \"fp16\"}\n");
+  const Result r = run("-m '" + kModel + "' -W 64 -H 64 --steps 2 --device auto --prompt-file p.jsonl --seed 1 -o out");
+  ASSERT_EQ(r.code, 0) << r.err;
+  if (r.err.find("(fp32, cuda)") != std::string::npos) GTEST_SKIP() << "a GPU is usable here";
+  size_t n = 0;
+  for (size_t at = 0; (at = r.err.find("no GPU to use", at)) != std::string::npos; ++at) ++n;
+#ifdef SDGEN_WITH_CUDA
+  EXPECT_NE(r.err.find("(fp32, cpu; no GPU to use: "), std::string::npos) << r.err;
+  EXPECT_EQ(n, 1u) << r.err;
+  EXPECT_NE(r.err.find("(fp16, cpu)"), std::string::npos) << r.err;
+#else
+  EXPECT_EQ(n, 0u) << r.err;
+#endif
+}
+
 TEST_F(Cli, WidthNotMultipleOf64IsUsageError) {
   Result r = run("--prompt cat --width 500 --model " + fake_model() + " --out out");
   EXPECT_EQ(r.code, 2);

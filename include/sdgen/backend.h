@@ -117,5 +117,12 @@ bool cuda_backend_registered();
 void set_cuda_device_ordinal(int ordinal);
 int cuda_device_ordinal();
 std::unique_ptr<Backend> make_cuda_backend();
+// sd-gen's factory: the CUDA backend from the plugin libsdgen_cuda.so beside the program (or
+// $SDGEN_CUDA_PLUGIN), opened on first use (src/backend/cuda_plugin.cpp). Throws the runtime error
+// (exit 5) naming what could not be loaded, e.g. a missing libcublas.so.13.
+std::unique_ptr<Backend> load_cuda_plugin();
+// Whether this process has opened the plugin, and with it the CUDA libraries (their resident pages
+// count in the host memory estimate).
+bool cuda_plugin_loaded();
 
 }  // namespace sdgen

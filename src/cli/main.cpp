@@ -233,10 +233,12 @@ int run(int argc, char** argv) {
     for (const LoraSpec& l : job_loras(opt.jobs[i])) k += "|lora:" + l.file + ":" + std::to_string(l.scale);
     return k;
   };
+  bool said_why_cpu = false;
   for (size_t c = 0; c < calls.size(); ++c) {
     const size_t k = calls[c].job;
     const Job& j = opt.jobs[k];
-    const Device device = pick_device(j.device);
+    std::string why_cpu;
+    const Device device = pick_device(j.device, &why_cpu);
     const DType precision = j.precision == "fp16" ? DType::F16 : DType::F32;
     const std::string key = key_of(k, device);
     // The next job's key; a device that cannot start is reported when that job runs.
@@ -251,7 +253,10 @@ int run(int argc, char** argv) {
     auto keeps_step_graph = [&](size_t d) { return d + 1 < calls.size() && pipeline_key(calls[d + 1].job) == key; };
     if (key != loaded_key) {
       pipe.reset();
-      progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + ")");
+      // --device auto that fell back says why on this line, once: no extra line, no silent CPU run.
+      const std::string why = why_cpu.empty() || said_why_cpu ? "" : "; no GPU to use: " + why_cpu;
+      said_why_cpu = said_why_cpu || !why.empty();
+      progress.log("loading " + model_paths[k] + " (" + j.precision + ", " + device_name(device) + why + ")");
       // The memory check, before a weight loads: the calls this pipeline will run, each with the
       // step graph kept or not as below, against what the device has free (and --max-memory).
       auto check_memory = [&](const ModelConfig& cfg) {
@@ -268,6 +273,7 @@ int run(int argc, char** argv) {
           r.guidance = dj.guidance > 1.0f;
           r.keep_step_graph = opt.cuda_graphs && keeps_step_graph(d);
           r.threads = omp_get_max_threads();  // the CPU ops' team: OMP_NUM_THREADS, else the CPUs this process may use
+          r.cuda_libraries_loaded = cuda_plugin_loaded();
           const MemoryEstimate e = estimate_memory(cfg, r);
           if (e.total() <= limit) continue;
           throw LineError(ExitCode::kRuntime, line_prefix(dj) + std::to_string(dj.width) + "x" + std::to_string(dj.height) + ", batch " +
@@ -377,7 +383,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 #ifdef SDGEN_WITH_CUDA
-  set_cuda_backend_factory(&make_cuda_backend);
+  set_cuda_backend_factory(&load_cuda_plugin);
 #endif
   int code = 0;
   try {

@@ -240,7 +240,7 @@ void remove_created_dirs(const std::vector<std::string>& created) {
 }
 
 
-Device pick_device(const std::string& d) {
+Device pick_device(const std::string& d, std::string* why_cpu) {
   if (d == "cpu") return Device::CPU;
   if (d == "cuda" || cuda_ordinal(d) >= 0) {
     try {
@@ -255,7 +255,8 @@ Device pick_device(const std::string& d) {
   try {
     backend_for(Device::CUDA);
     return Device::CUDA;
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    if (why_cpu) *why_cpu = e.what();
     return Device::CPU;
   }
 }

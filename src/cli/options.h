@@ -53,7 +53,9 @@ struct RunOptions {
 // --device cpu|cuda|cuda:N|auto as a Device: cuda throws the runtime error (exit 5) naming why it
 // cannot start; cuda:N first selects GPU N (one per process); auto is the GPU when this build has the
 // CUDA backend and a device answers, else the CPU.
-Device pick_device(const std::string& device);
+// `why_cpu`: where "auto" falls back to the CPU in a build with the CUDA backend, why the GPU could
+// not be used (the plugin's missing library, no device, ...); left empty otherwise.
+Device pick_device(const std::string& device, std::string* why_cpu = nullptr);
 // N of "cuda:N", -1 for any other text.
 int cuda_ordinal(const std::string& device);
 // Throws Error(kUsage) with "<origin>: <option> ...: why".

@@ -260,13 +260,10 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   const double latents = 4.0 * m.unet.in_channels * r.batch * latent_px * (2.0 * r.steps + 6);
   const double images = 2.0 * 3 * r.batch * (double)r.width * r.height;
   constexpr double MiB = 1024.0 * 1024.0;
-#if defined(SDGEN_WITH_CUDA)
-  // Resident before any work: a binary linked with cuBLAS and cuDNN has 220 MiB resident at
-  // `sd-gen --version` (their load-time relocations and initializers), measured on a 2-core VM.
-  constexpr double process = 256 * MiB;
-#else
-  constexpr double process = 64 * MiB;  // 8 MiB at --version, 36 MiB for a 64x64 tiny-model run
-#endif
+  // Resident before any work: 8 MiB at --version, 36 MiB for a 64x64 tiny-model run; a process
+  // that has opened the CUDA libraries (cuBLAS, cuDNN) holds 220 MiB more from their load-time
+  // relocations and initializers.
+  const double process = (r.cuda_libraries_loaded ? 256 : 64) * MiB;
   if (cuda) {
     e.unet = (uint64_t)(2.5 * esize * unet_live);
     e.vae = (uint64_t)(2.0 * esize * vae_live);

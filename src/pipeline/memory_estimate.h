@@ -49,6 +49,7 @@ struct MemoryRequest {
   bool guidance = true;            // classifier-free guidance doubles the UNet's batch
   bool keep_step_graph = false;    // CUDA: the recorded step's buffers stay during the VAE decode
   int threads = 1;                 // CPU: threads that keep scratch buffers
+  bool cuda_libraries_loaded = false;  // CPU: the process has the CUDA libraries mapped (220 MiB)
 };
 
 struct MemoryEstimate {

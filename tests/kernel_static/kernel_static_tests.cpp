@@ -31,10 +31,13 @@ namespace {
 
 // Kernel files whose every function must keep its working set in registers. Each launches with
 // the instantiations compiled into it; where a kernel has __launch_bounds__, ptxas fitted the
-// registers to that block size, and without one it could use up to 255 per thread, which every
-// block these files launch (at most 256 threads) can hold. So a spill in the report is a spill at
-// the launch configuration.
+// registers to that block size, and without one it could use up to 255 per thread, which a block
+// of at most 256 threads can hold (KernelStatic.BlocksFitTheRegisterFile checks both against
+// kMaxBlock). So a spill in the report is a spill at the launch configuration.
 const std::vector<std::string> kSpillFreeFiles = {"attention", "groupnorm", "layernorm", "softmax"};
+// The largest block each kernel is launched with, where it is more than 256 threads (the launchers
+// in kernels/*.cu): its registers times that many threads must fit the SM's 64K registers.
+const std::map<std::string, int> kMaxBlock = {{"group_norm_stats_kernel", 1024}, {"group_norm_apply_kernel", 1024}};
 // The fp16 tensor-core flash-attention kernels (kernels/attention.cu, the "mma" version).
 const char* const kTensorCoreFamily = "flash_attention_mma_kernel";
 const std::vector<std::string> kSassArchs = {"80", "90"};
@@ -165,6 +168,27 @@ std::vector<std::pair<std::string, std::string>> expected_reports() {
   for (auto& f : files)
     for (auto& a : archs) out.emplace_back(f, a);
   return out;
+}
+
+// A block of the largest size a kernel is launched with must fit in the register file, or the
+// launch fails on the device ("too many resources requested for launch") though it compiled.
+TEST(KernelStatic, BlocksFitTheRegisterFile) {
+  const Reports& r = reports();
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  int checked = 0, big = 0;
+  for (const auto& f : r.functions) {
+    if (!f.entry || f.regs < 0) continue;
+    int block = 256;
+    const std::string name = short_name(f.name);
+    for (const auto& [prefix, n] : kMaxBlock)
+      if (name.rfind(prefix, 0) == 0) block = n, ++big;
+    ++checked;
+    EXPECT_LE((long)f.regs * block, 65536L) << f.file << ".cu, sm_" << f.arch << ": " << f.name << " uses " << f.regs
+                                            << " registers per thread; a block of " << block << " needs more than 64K";
+  }
+  EXPECT_GT(checked, 0);
+  EXPECT_GT(big, 0) << "no kernel of kMaxBlock found in the reports";
+  std::printf("%d kernel entries checked, %d at their 1024-thread blocks\n", checked, big);
 }
 
 TEST(KernelStatic, ResourceTable) {

@@ -138,7 +138,9 @@ void complete_collective(BlockCtx* b, int base, unsigned mask) {
       case WarpOp::kShflIdx: src = seg + (t.arg & (w - 1)); break;
       case WarpOp::kShflUp: src = l - t.arg; in_range = src >= seg; break;
       case WarpOp::kShflDown: src = l + t.arg; in_range = src < seg + w; break;
-      case WarpOp::kShflXor: src = l ^ t.arg; in_range = src < seg + w && src >= seg; break;
+      // PTX bfly: valid when j <= maxLane (the segment's last lane); a j below the segment is
+      // valid too (xor with bits above the width reaches the segments below).
+      case WarpOp::kShflXor: src = l ^ t.arg; in_range = src < seg + w; break;
       default: break;
     }
     if (!in_range) src = l;  // PTX: an out-of-segment source leaves the lane's own value

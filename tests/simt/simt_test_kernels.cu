@@ -46,6 +46,17 @@ __global__ void warp_scan_votes_kernel(const float* x, float* scan, unsigned* ba
   }
 }
 
+__global__ void shuffle_width_kernel(int* out) {
+  const int lane = threadIdx.x;
+  const int args[4] = {1, 3, 8, 17};
+  for (int m = 0; m < 4; ++m) {
+    out[(0 * 4 + m) * 32 + lane] = __shfl_xor_sync(0xffffffffu, lane, args[m], 8);
+    out[(1 * 4 + m) * 32 + lane] = __shfl_up_sync(0xffffffffu, lane, (unsigned)args[m], 8);
+    out[(2 * 4 + m) * 32 + lane] = __shfl_down_sync(0xffffffffu, lane, (unsigned)args[m], 8);
+    out[(3 * 4 + m) * 32 + lane] = __shfl_sync(0xffffffffu, lane, args[m], 8);
+  }
+}
+
 constexpr int kTile = 16;
 __global__ void tiled_gemm_kernel(const float* A, const float* B, float* C, int M, int N, int K) {
   __shared__ float As[kTile][kTile];
@@ -200,6 +211,7 @@ void shuffle_reduce(const float* x, float* out, int n) {
 void warp_scan_votes(const float* x, float* scan, unsigned* ballot, int* any, int* all, int warps) {
   SDGEN_LAUNCH(warp_scan_votes_kernel, dim3(warps), dim3(32), 0, 0, x, scan, ballot, any, all);
 }
+void shuffle_width_sources(int* out) { SDGEN_LAUNCH(shuffle_width_kernel, dim3(1), dim3(32), 0, 0, out); }
 void tiled_gemm(const float* A, const float* B, float* C, int M, int N, int K) {
   dim3 grid(sdgen::cuda::ceil_div(N, kTile), sdgen::cuda::ceil_div(M, kTile));
   SDGEN_LAUNCH(tiled_gemm_kernel, grid, dim3(kTile, kTile), 0, 0, A, B, C, M, N, K);

@@ -12,6 +12,9 @@ void block_reduce(const float* x, float* out, int blocks);
 void shuffle_reduce(const float* x, float* out, int n);
 // Per warp of 32 values: inclusive prefix sum (shfl_up), ballot of x > 0, any, all.
 void warp_scan_votes(const float* x, float* scan, unsigned* ballot, int* any, int* all, int warps);
+// out[(4 * op + m) * 32 + lane] = the lane each lane reads by __shfl_{xor,up,down,idx}_sync(full
+// mask, lane id, arg m, width 8), op 0..3, for the four args {1, 3, 8, 17}.
+void shuffle_width_sources(int* out);
 // C[M,N] = A[M,K] · B[K,N], row-major, 16x16 shared-memory tiles, any sizes.
 void tiled_gemm(const float* A, const float* B, float* C, int M, int N, int K);
 // C[M,N] = A[M,K] · W[N,K]ᵀ on tensor cores (mma m16n8k16: one instruction, or sm_75's two

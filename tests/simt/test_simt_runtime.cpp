@@ -74,6 +74,27 @@ TEST(Simt, ShuffleReduction) {
   EXPECT_NEAR(dout.host()[0], ref, 1e-3);
 }
 
+// Shuffles with a width below 32, by the PTX ISA's shfl.sync rules as CUDA's intrinsics set them
+// up (c = ((32 - width) << 8) | clamp, clamp 31 except for up): the source lane j is valid when
+// j <= maxLane = segment start + width - 1 (xor, down, idx) or j >= segment start (up); otherwise
+// a lane keeps its own value. So xor with bits above the width reads a lane of a lower segment.
+TEST(Simt, ShuffleWidthFollowsPtx) {
+  Dev<int> dout(4 * 4 * 32);
+  simt_test::shuffle_width_sources(dout.p);
+  const auto got = dout.host();
+  const int args[4] = {1, 3, 8, 17}, w = 8;
+  for (int m = 0; m < 4; ++m)
+    for (int lane = 0; lane < 32; ++lane) {
+      const int seg = lane & ~(w - 1), max_lane = seg + w - 1, b = args[m];
+      const int x = lane ^ b, up = lane - b, down = lane + b, idx = seg | (b & (w - 1));
+      EXPECT_EQ(got[(0 * 4 + m) * 32 + lane], x <= max_lane ? x : lane) << "xor " << b << " lane " << lane;
+      EXPECT_EQ(got[(1 * 4 + m) * 32 + lane], up >= seg ? up : lane) << "up " << b << " lane " << lane;
+      EXPECT_EQ(got[(2 * 4 + m) * 32 + lane], down <= max_lane ? down : lane) << "down " << b << " lane " << lane;
+      EXPECT_EQ(got[(3 * 4 + m) * 32 + lane], idx) << "idx " << b << " lane " << lane;
+    }
+  EXPECT_EQ(got[(0 * 4 + 2) * 32 + 9], 1) << "xor 8 at width 8: lane 9 reads lane 1 of the segment below";
+}
+
 TEST(Simt, ShuffleUpScanAndVotes) {
   const int warps = 3;
   auto x = randn(warps * 32, 3);

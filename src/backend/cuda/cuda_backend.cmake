@@ -44,6 +44,8 @@ endfunction()
 function(sdgen_add_cuda_library)
   find_package(CUDAToolkit REQUIRED)
   add_library(sdgen_cuda STATIC ${SDGEN_KERNEL_SOURCES} ${SDGEN_CUDA_HOST_SOURCES})
+  # Position-independent: the same objects also make the plugin (sdgen_add_cuda_plugin).
+  set_target_properties(sdgen_cuda PROPERTIES POSITION_INDEPENDENT_CODE ON)
   target_include_directories(sdgen_cuda PUBLIC ${SDGEN_ROOT}/kernels)
   target_compile_definitions(sdgen_cuda PUBLIC SDGEN_CUDA_BACKEND_TU=1)
   target_compile_options(sdgen_cuda PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${SDGEN_WARNINGS}>
@@ -57,6 +59,21 @@ function(sdgen_add_cuda_library)
   else()
     target_compile_definitions(sdgen_cuda PUBLIC SDGEN_HAVE_CUDNN=0)
     message(STATUS "sd-gen: cuDNN not found; the CUDA backend's conv2d will be unavailable")
+  endif()
+endfunction()
+
+# The plugin libsdgen_cuda.so, beside sd-gen: sdgen_cuda's objects and the entry point, linked
+# with the CUDA libraries but not with the core library (sdgen), whose symbols the program that
+# opens it exports (sd-gen: ENABLE_EXPORTS, the whole core linked in). Call after
+# sdgen_add_cuda_library.
+function(sdgen_add_cuda_plugin)
+  add_library(sdgen_cuda_plugin MODULE ${SDGEN_ROOT}/src/backend/cuda/plugin/entry.cpp $<TARGET_OBJECTS:sdgen_cuda>)
+  set_target_properties(sdgen_cuda_plugin PROPERTIES OUTPUT_NAME sdgen_cuda PREFIX lib
+    LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+  target_include_directories(sdgen_cuda_plugin PRIVATE ${SDGEN_ROOT}/include)
+  target_link_libraries(sdgen_cuda_plugin PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt)
+  if(SDGEN_CUDNN_LIBRARY AND SDGEN_CUDNN_INCLUDE_DIR)
+    target_link_libraries(sdgen_cuda_plugin PRIVATE ${SDGEN_CUDNN_LIBRARY})
   endif()
 endfunction()
 

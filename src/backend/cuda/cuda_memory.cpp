@@ -101,8 +101,9 @@ class Pool {
   void* fresh(size_t size) {
     void* p = nullptr;
     cudaError_t e = cudaMalloc(&p, size);
-    if (e == cudaErrorMemoryAllocation) {
-      // Give the common cache back to the driver and try once more.
+    if (e == cudaErrorMemoryAllocation && recording_ == 0) {
+      // Give the common cache back to the driver and try once more; not while a step is being
+      // recorded, where cudaFree is not permitted (and would invalidate the capture).
       (void)cudaGetLastError();
       trim();
       e = cudaMalloc(&p, size);
