@@ -19,10 +19,10 @@ FLAGS=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undef
        -fno-sanitize-recover=undefined -Iinclude -Isrc -I/usr/include/stb -DSDGEN_SOURCE_DIR="\"$PWD\"")
 COMMON=(src/core/error.cpp src/core/shape.cpp)
 declare -A SOURCES=(
-  [safetensors]="src/io/safetensors.cpp"
-  [torch_checkpoint]="src/io/safetensors.cpp src/io/torch_checkpoint.cpp"
+  [safetensors]="src/io/safetensors.cpp src/io/file_write.cpp"
+  [torch_checkpoint]="src/io/safetensors.cpp src/io/file_write.cpp src/io/torch_checkpoint.cpp"
   [model_config]="src/io/model_config_load.cpp src/io/model_family.cpp src/io/checkpoint_names.cpp"
-  [prompt_file]="src/cli/prompt_file.cpp src/cli/batch.cpp src/io/png_writer.cpp"
+  [prompt_file]="src/cli/prompt_file.cpp src/cli/batch.cpp src/io/png_writer.cpp src/io/file_write.cpp"
   [tokenizer]="src/text/tokenizer.cpp src/text/text_clean.cpp src/text/ftfy_encoding.cpp src/text/ftfy_badness.cpp src/text/prompt_weights.cpp src/text/prompt_chunks.cpp"
 )
 declare -A LIBS=([safetensors]="" [torch_checkpoint]="" [model_config]="" [prompt_file]="-lz" [tokenizer]="-lz -lutf8proc")

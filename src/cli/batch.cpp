@@ -93,6 +93,8 @@ void strip_bom(std::string& line) {
 bool pattern_has_number(const std::string& pattern) { return pattern.find("{n}") != std::string::npos; }
 
 void check_name_pattern(const Job& job) {
+  // An empty pattern would name every image ".png": hidden, and the same for all of them.
+  if (job.name_pattern.empty()) throw_usage(prefix(job.origin) + "--name is empty (default: {n}-{seed}-{i})");
   for (unsigned char c : job.name_pattern)
     if (c < 0x20 || c == 0x7f)
       throw_usage(prefix(job.origin) + "--name must not contain control characters (found byte " +

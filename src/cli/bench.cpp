@@ -11,8 +11,10 @@
 #include <memory>
 #include <sstream>
 
+#include "cli/batch.h"
 #include "cli/options.h"
 #include "cli/progress.h"
+#include "cli/strict_options.h"
 #include "core/peak_flops.h"
 #include "io/checkpoint.h"
 #include "pipeline/flops.h"
@@ -175,20 +177,20 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   job.batch = 3;
   std::string precisions = "fp32,fp16", graphs;
   int repeats = 0;
-  uint64_t seed = 42;
+  std::string seed_text = "42";
   bool json = false, quiet = false;
   app.add_option("-m,--model", job.model, "Checkpoint, or random:sd15 (full-size random weights, no download)");
   app.add_option("--device", job.device, "auto, cpu or cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--precision", precisions, "Comma-separated: fp32, fp16")->capture_default_str();
   auto* graphs_opt = app.add_option("--cuda-graphs", graphs, "Comma-separated on, off (CUDA only; default on,off)");
-  app.add_option("-b,--batch", job.batch, "Images per generation")->capture_default_str();
-  app.add_option("--steps", job.steps, "Sampler steps")->capture_default_str();
-  app.add_option("-W,--width", job.width, "Image width")->capture_default_str();
-  app.add_option("-H,--height", job.height, "Image height")->capture_default_str();
-  app.add_option("-g,--guidance", job.guidance, "Classifier-free guidance scale")->capture_default_str();
+  app.add_option("-b,--batch", job.batch, "Images per generation")->capture_default_str()->check(decimal_integer());
+  app.add_option("--steps", job.steps, "Sampler steps")->capture_default_str()->check(decimal_integer());
+  app.add_option("-W,--width", job.width, "Image width")->capture_default_str()->check(decimal_integer());
+  app.add_option("-H,--height", job.height, "Image height")->capture_default_str()->check(decimal_integer());
+  app.add_option("-g,--guidance", job.guidance, "Classifier-free guidance scale")->capture_default_str()->check(decimal_real());
   app.add_option("-p,--prompt", job.prompt, "Prompt")->capture_default_str();
-  app.add_option("-s,--seed", seed, "Noise seed")->capture_default_str();
-  app.add_option("--repeats", repeats, "Timed generations after one warm-up (default 3; 1 on the CPU)");
+  app.add_option("-s,--seed", seed_text, "Noise seed 0..2^64-1")->capture_default_str();
+  app.add_option("--repeats", repeats, "Timed generations after one warm-up (default 3->check(decimal_integer()); 1 on the CPU)");
   app.add_flag("--json", json, "One JSON object per configuration on stdout");
   app.add_flag("-q,--quiet", quiet, "Only errors on stderr");
   try {
@@ -200,7 +202,10 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
     throw_usage(std::string(e.what()) + " (see sd-gen bench --help)");
   }
 
-  // Everything is checked before a model is loaded.
+  // Everything is checked before a model is loaded. The seed as generation reads it (decimal,
+  // 0..2^64-1); a benchmark's images must be the same each run, so -1 (random) is refused.
+  const std::optional<uint64_t> seed = parse_seed_text(seed_text, "--seed");
+  if (!seed) throw_usage("--seed -1 (random) does not apply to bench: its runs must be comparable");
   const std::vector<DType> precs = parse_precisions(precisions);
   job.origin = "";
   job.precision = "fp32";  // validated above as a list
@@ -218,7 +223,7 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   q.repeats = app.count("--repeats") ? repeats : (q.device == Device::CPU ? 1 : 3);
   q.gp.prompt = job.prompt;
   q.gp.batch = job.batch, q.gp.steps = job.steps, q.gp.guidance = job.guidance;
-  q.gp.width = job.width, q.gp.height = job.height, q.gp.seed = seed;
+  q.gp.width = job.width, q.gp.height = job.height, q.gp.seed = *seed;
   q.quiet = quiet;
 
   // Configurations in the order asked. On CUDA, fp16 ones run first: the backend's device peak

@@ -16,6 +16,7 @@
 #include "cli/batch.h"
 #include "cli/bench.h"
 #include "cli/manifest.h"
+#include "cli/strict_options.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "core/interrupt.h"
@@ -85,16 +86,16 @@ int run(int argc, char** argv) {
   bool no_emphasis = false;
   app.add_flag("--no-emphasis", no_emphasis,
                "Take the prompts literally: no (emphasis), [de-emphasis], (text:weight) or BREAK");
-  app.add_option("-b,--batch", job.batch, "Images per prompt")->capture_default_str();
-  app.add_option("--steps", job.steps, "Sampling steps")->capture_default_str();
-  app.add_option("-g,--guidance", job.guidance, "Classifier-free guidance scale")->capture_default_str();
+  app.add_option("-b,--batch", job.batch, "Images per prompt")->capture_default_str()->check(decimal_integer());
+  app.add_option("--steps", job.steps, "Sampling steps")->capture_default_str()->check(decimal_integer());
+  app.add_option("-g,--guidance", job.guidance, "Classifier-free guidance scale")->capture_default_str()->check(decimal_real());
   auto* seed_opt = app.add_option("-s,--seed", seed_text, "Random seed 0..2^64-1 (random when absent or -1, then printed)");
-  app.add_option("-W,--width", job.width, "Image width, a multiple of 64")->capture_default_str();
-  app.add_option("-H,--height", job.height, "Image height, a multiple of 64")->capture_default_str();
+  app.add_option("-W,--width", job.width, "Image width, a multiple of 64")->capture_default_str()->check(decimal_integer());
+  app.add_option("-H,--height", job.height, "Image height, a multiple of 64")->capture_default_str()->check(decimal_integer());
   app.add_option("--sampler", job.sampler, "Sampler: " + sampler_names())->capture_default_str();
   app.add_option("--schedule", job.schedule, "Sigma schedule: default or karras (lms, euler, heun, dpm2, dpmpp_*, unipc)")
       ->capture_default_str();
-  app.add_option("--eta", job.eta, "DDIM's eta: 0 deterministic, 1 as DDPM (ddim only)")->capture_default_str();
+  app.add_option("--eta", job.eta, "DDIM's eta: 0 deterministic, 1 as DDPM (ddim only)")->capture_default_str()->check(decimal_real());
   app.add_option("--rng", job.rng,
                  "Noise: torch-cpu (torch.randn on a CPU generator, as diffusers) or philox (torch.randn "
                  "on CUDA, A1111's NV), on any device")
@@ -107,7 +108,7 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"fp32", "fp16"}));
   app.add_option("--device", job.device, "auto, cpu, cuda or cuda:N (GPU N)")->capture_default_str();
   app.add_option("--clip-skip", job.clip_skip,
-                 "CLIP layers to skip from the end, as A1111's Clip skip (1: none; diffusers' clip_skip is N-1)")
+                 "CLIP layers to skip from the end, as A1111's Clip skip (1: none->check(decimal_integer()); diffusers' clip_skip is N-1)")
       ->capture_default_str();
   app.add_option("--vae", job.vae, "VAE replacing the model's: .safetensors file (LDM names) or diffusers vae folder");
   app.add_option("--embedding", job.embeddings,

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -80,6 +81,10 @@ void validate_job(const Job& job) {
   SeedMode mode;
   if (!parse_seed_mode(job.seed_mode, &mode))
     bad(job, "--seed-mode '" + job.seed_mode + "' is not one of batch, per-image");
+  // Image i of per-image seeds is seeded S+i: past 2^64-1 it would wrap to 0 and repeat seeds.
+  if (job.seed_mode == "per-image" && job.seed && *job.seed > UINT64_MAX - (uint64_t)(job.batch - 1))
+    bad(job, "--seed " + std::to_string(*job.seed) + " with --batch " + std::to_string(job.batch) +
+                 " and --seed-mode per-image seeds image " + std::to_string(job.batch - 1) + " past 2^64-1");
   if (job.precision != "fp32" && job.precision != "fp16")
     bad(job, "--precision '" + job.precision + "' is not one of fp32, fp16");
   if (job.device != "auto" && job.device != "cpu" && job.device != "cuda" && cuda_ordinal(job.device) < 0)

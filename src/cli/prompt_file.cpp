@@ -1,6 +1,6 @@
 // Prompt files (plain lines or JSON Lines) as Jobs, and the file names a Job's pattern gives. Kept
 // apart from the rest of the options (which reach the backends) so that the fuzz target
-// tests/fuzz/fuzz_prompt_file.cpp builds from this file, batch.cpp and the PNG writer alone.
+// tests/fuzz/fuzz_prompt_file.cpp builds from this file, batch.cpp and the file writers alone.
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -12,6 +12,7 @@
 
 #include "cli/batch.h"
 #include "cli/options.h"
+#include "core/json_unique.h"
 #include "sdgen/error.h"
 
 namespace sdgen::cli {
@@ -56,11 +57,13 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
       continue;
     }
     nlohmann::json j;
+    std::string duplicate;
     try {
-      j = nlohmann::json::parse(line);
+      j = parse_json_unique_keys(line.begin(), line.end(), &duplicate);
     } catch (const std::exception& e) {
       bad(job, std::string("not valid JSON: ") + e.what());
     }
+    if (!duplicate.empty()) bad(job, "key \"" + duplicate + "\" is given twice");
     check_prompt_line_types(j, job.origin);
     try {
       for (auto it = j.begin(); it != j.end(); ++it) {

@@ -12,6 +12,7 @@
 #include "io/checkpoint_names.h"
 #include "io/safetensors.h"
 #include "io/torch_checkpoint.h"
+#include "core/decimal.h"
 #include "sdgen/error.h"
 
 namespace sdgen {
@@ -26,7 +27,7 @@ bool ends_with(const std::string& s, const std::string& p) {
 }
 
 bool parse_scale(const std::string& s, float* out) {
-  if (s.empty()) return false;
+  if (!is_decimal_real(s)) return false;
   char* end = nullptr;
   const float v = std::strtof(s.c_str(), &end);
   if (end != s.c_str() + s.size() || !std::isfinite(v)) return false;
@@ -134,6 +135,10 @@ std::string extract_lora_tags(const std::string& prompt, const std::string& lora
       if (!parse_scale(s, &scale)) throw_usage("prompt: <lora:" + body + ">: scale '" + s + "' is not a number");
     }
     if (name.empty()) throw_usage("prompt: <lora:" + body + "> has no name");
+    // A prompt names a file inside --lora-dir, never one elsewhere: prompts come from files that
+    // others write (shared prompt lists), and "../" or "/" would reach any file the user can read.
+    if (name.find('/') != std::string::npos || name == "." || name == "..")
+      throw_usage("prompt: <lora:" + body + ">: NAME must be a file name inside --lora-dir, not a path");
     if (!ends_with(name, ".safetensors")) name += ".safetensors";
     found->push_back(LoraSpec{(fs::path(lora_dir.empty() ? "." : lora_dir) / name).string(), scale});
     i = close + 1;

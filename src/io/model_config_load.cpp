@@ -1,5 +1,6 @@
 // ModelConfig from diffusers config.json files, sidecar configs, or an LDM file's tensor shapes.
 #include "io/model_config_load.h"
+#include "core/json_unique.h"
 
 #include <algorithm>
 #include <cctype>
@@ -105,11 +106,15 @@ bool any_with_prefix(const std::vector<std::string>& names, const std::string& p
 json read_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw_model("cannot read " + path);
+  json j;
+  std::string duplicate;
   try {
-    return json::parse(in);
+    j = parse_json_unique_keys(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), &duplicate);
   } catch (const json::exception& e) {
     throw_model(path + " is not valid JSON: " + e.what());
   }
+  if (!duplicate.empty()) throw_model(path + ": key \"" + duplicate + "\" is given twice");
+  return j;
 }
 
 void apply_unet_json(const json& j, UNetConfig& c, const std::string& where) {
@@ -168,6 +173,10 @@ void apply_scheduler_json(const json& j, SchedulerConfig& c, const std::string& 
   get_float(j, "beta_start", c.beta_start, where);
   get_float(j, "beta_end", c.beta_end, where);
   get_string(j, "beta_schedule", c.beta_schedule, where);
+  // An explicit beta list replaces beta_schedule in diffusers; sd-gen computes the schedule, so a
+  // list would be ignored: refused instead of giving other images than the model's.
+  if (const json* v = field(j, "trained_betas"); v && !v->is_null())
+    bad(where, "trained_betas", "is set; sd-gen computes betas from beta_schedule and cannot take a list");
   get_int(j, "steps_offset", c.steps_offset, where);
   if (const json* v = field(j, "set_alpha_to_one")) {
     if (!v->is_boolean()) bad(where, "set_alpha_to_one", "is not true/false");

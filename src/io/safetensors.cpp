@@ -1,5 +1,6 @@
 // safetensors reader (mmap, every header field validated before any byte is trusted) and writer.
 #include "io/safetensors.h"
+#include "core/json_unique.h"
 #include "io/file_write.h"
 
 #include <fcntl.h>
@@ -113,11 +114,13 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const size_t data_size = size - 8 - (size_t)hlen;
 
   nlohmann::json header;
+  std::string duplicate;
   try {
-    header = nlohmann::json::parse(base + 8, base + 8 + hlen);
+    header = parse_json_unique_keys(base + 8, base + 8 + hlen, &duplicate);
   } catch (const nlohmann::json::exception& e) {
     fail(path, std::string("header is not valid JSON: ") + e.what());
   }
+  if (!duplicate.empty()) fail(path, "header names \"" + duplicate + "\" twice");
   if (!header.is_object()) fail(path, "header JSON is not an object");
 
   for (auto it = header.begin(); it != header.end(); ++it) {
