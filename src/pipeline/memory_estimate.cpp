@@ -267,7 +267,9 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   if (cuda) {
     e.unet = (uint64_t)(2.5 * esize * unet_live);
     e.vae = (uint64_t)(2.0 * esize * vae_live);
-    e.other = (uint64_t)(latents + 64 * MiB);  // library workspaces, the text encoder's activations
+    // Library workspaces (cuBLASLt and cuDNN are each capped at 32 MiB a call, kConvWorkspaceCap
+    // in src/backend/cuda/cuda_backend.h), the text encoder's activations.
+    e.other = (uint64_t)(latents + 64 * MiB);
     e.stages_add = r.keep_step_graph;
   } else {
     e.unet = (uint64_t)((f16 ? 1.6 : 1.5) * 4 * unet_live);

@@ -2,7 +2,8 @@
 // declarations. Semantics as documented: column-major storage, op(A) m x k, op(B) k x n, leading
 // dimensions (checked like cuBLAS checks them), strided batches, alpha/beta (C is not read when
 // beta == 0), fp16/fp32 data, fp32 accumulation (CUBLAS_COMPUTE_32F; _FAST_TF32 rounds inputs to
-// TF32 first), and pointers that must be device memory.
+// TF32 first), and pointers that must be device memory. No refusal knob (SIMT_REFUSE,
+// simt_refuse.h) acts here: cublasGemmEx is where the backend goes when cuBLASLt refuses.
 #include <cublas_api.h>
 #include <cuda_fp16.h>
 

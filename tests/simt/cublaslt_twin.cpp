@@ -8,6 +8,9 @@
 // answers CUBLAS_STATUS_NOT_SUPPORTED, as the real heuristic does for what it cannot run.
 // Descriptors live inside the header's opaque structs. Recorded into a graph, a matmul keeps the
 // descriptor values and scalars of the call, as the real library does.
+// Refusals (SIMT_REFUSE, simt_refuse.h), for the backend's fallback paths:
+//   lt-heuristic  cublasLtMatmulAlgoGetHeuristic succeeds but finds no algorithm (found = 0), as
+//                 the real one may for a shape, alignment or workspace cap it has no kernel for.
 #include <cublasLt.h>
 #include <cuda_fp16.h>
 
@@ -18,6 +21,7 @@
 
 #include "blas_twin_math.h"
 #include "simt_census.h"
+#include "simt_refuse.h"
 
 struct cublasLtContext {
   int unused = 0;
@@ -185,6 +189,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
   if (simt::setup_refused_in_capture("cublasLtMatmulAlgoGetHeuristic")) return CUBLAS_STATUS_NOT_SUPPORTED;
   const cublasStatus_t st = check(desc(d), layout(a), layout(b), layout(c), layout(dd));
   if (st != CUBLAS_STATUS_SUCCESS) return st;
+  if (simt::refused("lt-heuristic")) return CUBLAS_STATUS_SUCCESS;
   results[0] = cublasLtMatmulHeuristicResult_t{};
   results[0].workspaceSize = 0;
   results[0].state = CUBLAS_STATUS_SUCCESS;

@@ -3,7 +3,8 @@
 // tracked in a table: copies check that the pointers their kind names as device really are, new
 // allocations are filled with 0xFF bytes (NaN in fp32 and fp16) so reads of unwritten memory show.
 // Streams and events exist as handles; all work is synchronous. Every call is also reported to the
-// census (simt_census.h), which counts what a real device would be asked to do.
+// census (simt_census.h), which counts what a real device would be asked to do. No refusal knob
+// (SIMT_REFUSE, simt_refuse.h) acts here: the runtime has no fallback in the backend.
 #include <cuda_runtime_api.h>
 
 #include <chrono>

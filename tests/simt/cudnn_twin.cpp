@@ -7,9 +7,20 @@
 // API for the graphs the backend builds: a convolution forward, optionally followed by a pointwise
 // add of a broadcast tensor (the bias), through heuristics, engine configs, execution plans and
 // variant packs. fp32 accumulation; fp16 data.
+//
+// Refusals (SIMT_REFUSE, simt_refuse.h), for the backend's fallback paths:
+//   cudnn-fusion            the heuristics offer no engine config for a graph with a pointwise op
+//                           (only the bare convolution is supported);
+//   cudnn-bias-fusion-only  no engine config for a graph with two pointwise adds (conv + bias +
+//                           residual or time embedding); one add is still fused;
+//   cudnn-finalize          finalizing an execution plan for engine 0 fails (NOT_SUPPORTED);
+//   cudnn-nondeterministic  engine 0 adds CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC to its notes;
+//   cudnn-workspace         engine 0 needs 1 GiB of workspace (engine config and plan).
 #include <cudnn.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -19,6 +30,7 @@
 #include <vector>
 
 #include "simt_census.h"
+#include "simt_refuse.h"
 
 struct cudnnContext {
   cudaStream_t stream = nullptr;
@@ -725,7 +737,22 @@ cudnnStatus_t finalize_graph(BDesc& d) {
   return CUDNN_STATUS_SUCCESS;
 }
 
-int64_t engine_workspace(const BGraph& g) { return 64 * g.conv.y.dims[1]; }
+int64_t engine_workspace(const BGraph& g, int64_t engine) {
+  if (engine == 0 && simt::refused("cudnn-workspace")) return int64_t(1) << 30;
+  return 64 * g.conv.y.dims[1];
+}
+
+// The engines the heuristics offer for a graph: none where it is unsupported or a refusal knob
+// withholds its fusion.
+std::vector<int64_t> offered_engines(const BDesc& heur) {
+  if (!heur.graph_supported) return {};
+  const size_t adds = heur.graph->adds.size();
+  if ((adds > 0 && simt::refused("cudnn-fusion")) || (adds > 1 && simt::refused("cudnn-bias-fusion-only")))
+    return {};
+  return {0, 1};
+}
+
+std::atomic<int64_t> g_last_engine{-1};
 
 cudnnStatus_t finalize_engine(BDesc& d) {
   const BDesc* g = get_desc(d, CUDNN_ATTR_ENGINE_OPERATION_GRAPH, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
@@ -739,7 +766,7 @@ cudnnStatus_t finalize_engine(BDesc& d) {
 cudnnStatus_t finalize_engine_cfg(BDesc& d) {
   const BDesc* e = get_desc(d, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_BACKEND_ENGINE_DESCRIPTOR);
   if (!e) return CUDNN_STATUS_BAD_PARAM;
-  d.graph = e->graph, d.engine = e->engine, d.workspace = engine_workspace(*e->graph);
+  d.graph = e->graph, d.engine = e->engine, d.workspace = engine_workspace(*e->graph, e->engine);
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -763,6 +790,7 @@ cudnnStatus_t finalize_plan(BDesc& d) {
   if (find(d, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP) &&
       !get_desc(d, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR))
     return CUDNN_STATUS_BAD_PARAM;
+  if (c->engine == 0 && simt::refused("cudnn-finalize")) return CUDNN_STATUS_NOT_SUPPORTED;
   d.graph = c->graph, d.engine = c->engine, d.workspace = c->workspace;
   return CUDNN_STATUS_SUCCESS;
 }
@@ -925,7 +953,7 @@ cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const d, cudnnBa
       std::memcpy(&p, static_cast<char*>(elements) + i * sizeof(p), sizeof(p));
       BDesc* o = as_desc(p);
       if (!o || o->type != t) return CUDNN_STATUS_BAD_PARAM;
-      o->graph = b->graph, o->engine = engines[(size_t)i], o->workspace = engine_workspace(*b->graph);
+      o->graph = b->graph, o->engine = engines[(size_t)i], o->workspace = engine_workspace(*b->graph, o->engine);
       o->finalized = true;
     }
     return CUDNN_STATUS_SUCCESS;
@@ -934,8 +962,7 @@ cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const d, cudnnBa
     case CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR:
       if (name != CUDNN_ATTR_ENGINEHEUR_RESULTS) break;
       // Mode A ranks the tensor-core engine first, as the real heuristics do on recent GPUs.
-      return fill(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR,
-                  b->graph_supported ? std::vector<int64_t>{0, 1} : std::vector<int64_t>{});
+      return fill(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, offered_engines(*b));
     case CUDNN_BACKEND_ENGINECFG_DESCRIPTOR:
       if (name == CUDNN_ATTR_ENGINECFG_ENGINE) return fill(CUDNN_BACKEND_ENGINE_DESCRIPTOR, {b->engine});
       if (name == CUDNN_ATTR_ENGINECFG_WORKSPACE_SIZE) return put_int(b->workspace);
@@ -944,12 +971,13 @@ cudnnStatus_t cudnnBackendGetAttribute(cudnnBackendDescriptor_t const d, cudnnBa
       if (name == CUDNN_ATTR_ENGINE_GLOBAL_INDEX) return put_int(b->engine);
       if (name == CUDNN_ATTR_ENGINE_NUMERICAL_NOTE) {
         if (type != CUDNN_TYPE_NUMERICAL_NOTE) return CUDNN_STATUS_BAD_PARAM;
-        const int64_t n = b->engine == 0 ? 1 : 0;
-        if (count) *count = n;
-        if (n && requested >= 1) {
-          const cudnnBackendNumericalNote_t note = CUDNN_NUMERICAL_NOTE_TENSOR_CORE;
-          std::memcpy(elements, &note, sizeof(note));
-        }
+        std::vector<cudnnBackendNumericalNote_t> notes;
+        if (b->engine == 0) notes.push_back(CUDNN_NUMERICAL_NOTE_TENSOR_CORE);
+        if (b->engine == 0 && simt::refused("cudnn-nondeterministic"))
+          notes.push_back(CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC);
+        if (count) *count = (int64_t)notes.size();
+        const size_t n = std::min(notes.size(), (size_t)requested);
+        if (n) std::memcpy(elements, notes.data(), n * sizeof(notes[0]));
         return CUDNN_STATUS_SUCCESS;
       }
       break;
@@ -1014,6 +1042,7 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor_t plan
     }
     if (census_conv(kNames[g->adds.size()], xd, wd, yd, g->adds.empty() && g->conv.beta != 0.f, extra))
       return;
+    g_last_engine = engine;
     run_graph(*g, engine, x, w, b, y, ws, ws_bytes);
   };
   if (simt::capturing()) {
@@ -1025,3 +1054,5 @@ cudnnStatus_t cudnnBackendExecute(cudnnHandle_t h, cudnnBackendDescriptor_t plan
   run();
   return CUDNN_STATUS_SUCCESS;
 }
+
+int64_t simt::cudnn_last_engine() { return g_last_engine; }

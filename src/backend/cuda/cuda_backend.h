@@ -91,6 +91,13 @@ class CudaBackend : public Backend {
 };
 
 
+// The most workspace one library call may use, in bytes: the cuBLASLt preference's cap
+// (cuda_linear.cpp), and the cap above which a cuDNN engine config is skipped (cuda_conv.cpp).
+// The memory estimate's fixed allowance for library workspaces (src/pipeline/memory_estimate.cpp,
+// the 64 MiB in e.other) covers it: a workspace is a pool buffer that lives for one call on the
+// backend's one stream, so at most one is in use at a time.
+constexpr int64_t kConvWorkspaceCap = int64_t(32) << 20;
+
 // The largest power of two up to 16 that divides every address (null ones are skipped): the
 // alignment a cuDNN plan or cuBLASLt heuristic may assume of the pointers it is later given.
 inline int common_alignment(std::initializer_list<const void*> ptrs) {

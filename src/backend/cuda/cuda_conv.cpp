@@ -11,6 +11,7 @@
 #if defined(SDGEN_CUDA_BACKEND_TU)
 #include "backend/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <memory>
@@ -99,7 +100,9 @@ struct ConvPlan {
 };
 
 // Whether an engine's numerical notes are acceptable for `dt`: fp32 must not be rounded to TF32
-// (tensor cores) or otherwise down-converted; fp16 must accumulate in fp32.
+// (tensor cores) or otherwise down-converted; fp16 must accumulate in fp32. Neither may be
+// non-deterministic (atomics, split reductions in varying order): the pipeline's images must be
+// bit-identical with CUDA graphs on and off and from run to run.
 bool notes_ok(cudnnBackendDescriptor_t engine, DType dt) {
   cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
   int64_t n = 0;
@@ -107,7 +110,9 @@ bool notes_ok(cudnnBackendDescriptor_t engine, DType dt) {
                                CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &n, notes) != CUDNN_STATUS_SUCCESS)
     return dt != DType::F32;  // unknown notes: fp32 cannot rule out TF32
   for (int64_t i = 0; i < n && i < CUDNN_NUMERICAL_NOTE_TYPE_COUNT; ++i) {
-    if (notes[i] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION) return false;
+    if (notes[i] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION ||
+        notes[i] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC)
+      return false;
     if (dt == DType::F32 &&
         (notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE || notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS))
       return false;
@@ -115,8 +120,38 @@ bool notes_ok(cudnnBackendDescriptor_t engine, DType dt) {
   return true;
 }
 
+// Plans with the first of the heuristic's engine `configs` whose notes suit `dt`, that finalizes
+// and whose workspace is within kConvWorkspaceCap (a larger one would outgrow the memory
+// estimate's allowance, cuda_backend.h; a later config is slower at worst); keeps the config and
+// its engine in `plan`. False when no config qualifies.
+bool adopt_config(ConvPlan& plan, std::vector<Desc>& configs, BackendDesc* device, DType dt) {
+  for (Desc& config : configs) {
+    Desc engine = make(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+    cudnnBackendDescriptor_t e = engine->get();
+    int64_t got = 0;
+    if (cudnnBackendGetAttribute(config->get(), CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got,
+                                 &e) != CUDNN_STATUS_SUCCESS ||
+        got != 1 || !notes_ok(e, dt))
+      continue;
+    Desc exec = make(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+    exec->set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, *config);
+    if (device) exec->set(CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, *device);
+    if (exec->finalize() != CUDNN_STATUS_SUCCESS) continue;  // this config cannot run here: next
+    int64_t workspace = 0;
+    SDGEN_CUDNN_CHECK(cudnnBackendGetAttribute(exec->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                               CUDNN_TYPE_INT64, 1, &got, &workspace));
+    if (workspace > kConvWorkspaceCap) continue;
+    plan.workspace = workspace;
+    plan.parts.push_back(std::move(config));
+    plan.parts.push_back(std::move(engine));
+    plan.plan = std::move(exec);
+    return true;
+  }
+  return false;
+}
+
 // The graph conv(x, w) [→ + bias] for `s`, planned with the first heuristic (mode A) engine config
-// whose notes suit the precision and that finalizes; null when none does.
+// that adopt_config accepts; null when none does.
 std::unique_ptr<ConvPlan> build_plan(cudnnHandle_t h, const ConvShape& s, bool fuse_bias, Extra extra) {
   auto plan = std::make_unique<ConvPlan>();
   auto keep = [&](Desc d) -> BackendDesc& {
@@ -221,28 +256,11 @@ std::unique_ptr<ConvPlan> build_plan(cudnnHandle_t h, const ConvShape& s, bool f
   if (cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count,
                                &count, raw.data()) != CUDNN_STATUS_SUCCESS)
     return nullptr;
-  for (int64_t i = 0; i < count && i < (int64_t)configs.size(); ++i) {
-    Desc engine = make(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
-    cudnnBackendDescriptor_t e = engine->get();
-    int64_t got = 0;
-    if (cudnnBackendGetAttribute(raw[i], CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got, &e) !=
-            CUDNN_STATUS_SUCCESS ||
-        got != 1 || !notes_ok(e, s.dt))
-      continue;
-    Desc exec = make(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
-    exec->set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, *configs[i]);
-    if (device) exec->set(CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, *device);
-    if (exec->finalize() != CUDNN_STATUS_SUCCESS) continue;  // this config cannot run here: next
-    SDGEN_CUDNN_CHECK(cudnnBackendGetAttribute(exec->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                               CUDNN_TYPE_INT64, 1, &got, &plan->workspace));
-    keep(std::move(configs[i]));
-    keep(std::move(engine));
-    plan->plan = std::move(exec);
-    plan->fused = fuse_bias;
-    plan->extra_fused = extra != Extra::kNone;
-    return plan;
-  }
-  return nullptr;
+  configs.resize((size_t)std::max<int64_t>(0, std::min<int64_t>(count, (int64_t)configs.size())));
+  if (!adopt_config(*plan, configs, device, s.dt)) return nullptr;
+  plan->fused = fuse_bias;
+  plan->extra_fused = extra != Extra::kNone;
+  return plan;
 }
 
 using ConvKey = std::tuple<const void*, int, int, int, int, int, int, int, int, int, int, int64_t, bool, int>;

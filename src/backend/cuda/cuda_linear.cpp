@@ -65,7 +65,7 @@ LtPlan& lt_plan(cublasLtHandle_t h, DType dt, int64_t M, int64_t N, int64_t K, b
   SDGEN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.cd, t, (uint64_t)N, (uint64_t)M, N));
   cublasLtMatmulPreference_t pref = nullptr;
   SDGEN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  const uint64_t max_ws = uint64_t(32) << 20;
+  const uint64_t max_ws = (uint64_t)kConvWorkspaceCap;
   const uint32_t align = (uint32_t)alignment;
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_ws, sizeof max_ws);
   for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
