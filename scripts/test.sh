@@ -37,14 +37,15 @@ fi
 # The whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer (SDGEN_SANITIZE): a
 # Debug build (assertions on) at -O1 of the library, the CLI, the CPU backend, the emulator and the
 # emulated CUDA backend; any report fails its test. The Slurm test is left to the Release pass (it
-# runs the same binaries through daemons, and only once per machine).
+# runs the same binaries through daemons, and only once per machine), and so is the refusal matrix
+# (the op table again per refused library call: the same code under other branches).
 if [ "${SDGEN_SKIP_SANITIZE:-0}" != 1 ]; then
   cmake -S . -B "$BUILD_DIR-asan" -DCMAKE_BUILD_TYPE=Debug -DSDGEN_CUDA=OFF -DSDGEN_SANITIZE=ON \
     -DSDGEN_BUILD_BENCHMARKS=OFF
   cmake --build "$BUILD_DIR-asan" -j "$JOBS"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:check_initialization_order=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$BUILD_DIR-asan" --output-on-failure -j "$JOBS" -LE slurm
+    ctest --test-dir "$BUILD_DIR-asan" --output-on-failure -j "$JOBS" -LE "slurm|refusal"
 fi
 
 # The fuzz targets (scripts/fuzz.sh: the safetensors and PyTorch checkpoint readers, the tokenizer
