@@ -178,18 +178,16 @@ TEST_F(BadInputCli, SecondSignalEndsTheProcess) {
       "cd '" + dir_.string() + "' || exit 1\nOMP_WAIT_POLICY=PASSIVE SDGEN_MODEL= '" + std::string(SDGEN_CLI_PATH) +
       "' " + common(args) + args + " 2>'" + err.string() +
       "' </dev/null & pid=$!\ni=0; while ! grep -q 'seed:' '" + err.string() +
-      "' && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done\nsleep 1.5\nkill -TERM $pid\n"
-      "caught() { c=$(awk '/^SigCgt/{print $2}' /proc/$pid/status 2>/dev/null); [ -n \"$c\" ] && (( (16#$c & 0x4000) != 0 )); }\n"
-      "i=0; while caught && [ $i -lt 20000 ]; do i=$((i+1)); done\nkill -TERM $pid\nwait $pid; exit $?";
+      "' && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done\nsleep 1.5\nkill -TERM $pid\nsleep 0.2\nkill -TERM $pid\n"
+      "wait $pid; exit $?";
   std::ofstream(dir_ / "run.sh") << script << "\n";
   const int status = std::system(("bash '" + (dir_ / "run.sh").string() + "'").c_str());
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM) << slurp(err);
+  EXPECT_EQ(WEXITSTATUS(status), 130) << "the stop's own code, not the signal's: " << slurp(err);
   for (const auto& e : fs::directory_iterator(dir_))
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
-  if (fs::exists(dir_ / "out")) {
-    EXPECT_TRUE(files(dir_ / "out").empty());
-  }
+  // No image was finished: the output folder this run made is removed again.
+  EXPECT_FALSE(fs::exists(dir_ / "out")) << "the empty output folder stayed";
 }
 
 // A 100,000-character prompt runs: cut to 16 chunks of 75 tokens with one warning, exit 0.

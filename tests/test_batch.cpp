@@ -361,7 +361,7 @@ TEST(Batch, ManifestRecordsAndVerifies) {
   std::ofstream(d.path / "img.png", std::ios::binary).write("\7\7\7", 3);
   {
     Manifest m(mpath, nullptr);
-    EXPECT_FALSE(m.done(id, 0));
+    EXPECT_FALSE(m.done(id, 0, d.path.string()));
     m.append({{"job", id}, {"index", 0}, {"path", (d.path / "img.png").string()},
               {"png_sha256", sha256_hex(png.data(), png.size())}});
   }
@@ -371,13 +371,13 @@ TEST(Batch, ManifestRecordsAndVerifies) {
   {
     Manifest m(mpath, [&](const std::string& w) { warnings.push_back(w); });
     EXPECT_EQ(warnings.size(), 1u);
-    EXPECT_TRUE(m.done(id, 0));
-    EXPECT_FALSE(m.done(id, 1));
+    EXPECT_TRUE(m.done(id, 0, d.path.string()));
+    EXPECT_FALSE(m.done(id, 1, d.path.string()));
     Job other = j;
     other.steps = 30;
-    EXPECT_FALSE(m.done(job_identity(other, 9, "abc"), 0));
-    EXPECT_FALSE(m.done(job_identity(j, 10, "abc"), 0));
-    EXPECT_FALSE(m.done(job_identity(j, 9, "abd"), 0));
+    EXPECT_FALSE(m.done(job_identity(other, 9, "abc"), 0, d.path.string()));
+    EXPECT_FALSE(m.done(job_identity(j, 10, "abc"), 0, d.path.string()));
+    EXPECT_FALSE(m.done(job_identity(j, 9, "abd"), 0, d.path.string()));
     m.append({{"job", id}, {"index", 1}, {"path", "nowhere.png"}, {"png_sha256", "00"}});
   }
   std::ifstream in(mpath);
@@ -386,5 +386,50 @@ TEST(Batch, ManifestRecordsAndVerifies) {
   EXPECT_EQ(good, 2);
   std::ofstream(d.path / "img.png", std::ios::binary) << "edited";  // another image now: not done
   Manifest m(mpath, nullptr);
-  EXPECT_FALSE(m.done(id, 0));
+  EXPECT_FALSE(m.done(id, 0, d.path.string()));
+}
+
+// One writer per manifest; records tied to their output folder (another --out is a usage error,
+// a file outside the folder never counts, even with matching bytes); paths that are not UTF-8 are
+// kept byte for byte.
+TEST(Batch, ManifestLockFolderAndBytes) {
+  TempDir d;
+  const std::string mpath = (d.path / "m.jsonl").string();
+  Job j;
+  j.prompt = "cat";
+  const nlohmann::json id = job_identity(j, 9, "abc");
+  const std::string dir = (d.path / "out\xff\xfe").string();  // not UTF-8
+  fs::create_directory(dir);
+  const std::string img = dir + "/img.png";
+  std::ofstream(img, std::ios::binary) << "png!";
+  const std::string sha = sha256_hex(reinterpret_cast<const uint8_t*>("png!"), 4);
+  {
+    Manifest m(mpath, nullptr);
+    try {
+      Manifest second(mpath, nullptr);
+      ADD_FAILURE() << "a second writer opened the manifest";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ExitCode::kOutput);
+      EXPECT_NE(std::string(e.what()).find("another sd-gen is writing it"), std::string::npos) << e.what();
+    }
+    nlohmann::json rec = {{"job", id}, {"index", 0}, {"png_sha256", sha}};
+    set_record_paths(rec, img, dir);
+    EXPECT_TRUE(rec.contains("path_hex") && rec.contains("out_dir_hex")) << rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    m.append(rec);
+    // The same bytes outside the folder (an edited record): not done.
+    std::ofstream(d.path / "elsewhere.png", std::ios::binary) << "png!";
+    nlohmann::json outside = {{"job", id}, {"index", 1}, {"png_sha256", sha}};
+    set_record_paths(outside, (d.path / "elsewhere.png").string(), dir);
+    m.append(outside);
+  }
+  Manifest m(mpath, nullptr);  // the first writer is gone: the lock went with it
+  EXPECT_TRUE(m.done(id, 0, dir)) << "the non-UTF-8 path did not come back byte for byte";
+  EXPECT_FALSE(m.done(id, 1, dir));
+  try {
+    m.done(id, 0, (d.path / "other").string());
+    ADD_FAILURE() << "a manifest of another --out was taken for this one";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kUsage);
+    EXPECT_NE(std::string(e.what()).find("this run writes to"), std::string::npos) << e.what();
+  }
 }

@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <unistd.h>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <iostream>
@@ -39,10 +41,26 @@ std::vector<std::string> g_created_dirs;
 
 // Ctrl-C / SIGTERM: finish nothing half-way. The request (core/interrupt.h) is polled between
 // sampler steps, weight tensors, VAE blocks and images; images already written are complete files.
-// A second signal kills the process outright (the handler restores the default action).
+// A second signal ends the process at once with 130 (as a stop does), after removing the folders
+// this run created if they are still empty; only async-signal-safe calls (rmdir, _exit) on fixed
+// buffers filled before any work.
+constexpr int kMaxNotedDirs = 64;
+char g_noted_dirs[kMaxNotedDirs][4096];
+volatile sig_atomic_t g_noted_count = 0;
+void note_created_dir(const std::string& d) {
+  const int n = g_noted_count;
+  if (n >= kMaxNotedDirs || d.size() >= sizeof g_noted_dirs[0]) return;
+  std::memcpy(g_noted_dirs[n], d.c_str(), d.size() + 1);
+  g_noted_count = n + 1;
+}
 extern "C" void on_signal(int sig) {
+  static volatile sig_atomic_t seen = 0;
+  if (seen) {
+    for (int i = g_noted_count - 1; i >= 0; --i) rmdir(g_noted_dirs[i]);  // fails unless empty
+    _exit((int)ExitCode::kInterrupted);
+  }
+  seen = 1;
   request_interrupt(sig);
-  std::signal(sig, SIG_DFL);
 }
 void check_interrupted() { throw_if_interrupted("generating"); }
 
@@ -203,7 +221,7 @@ int run(int argc, char** argv) {
   std::vector<ImageRef> todo;
   for (const ImageRef& r : mine) {
     const Job& j = opt.jobs[r.job];
-    if (skip_existing && manifest->done(job_identity(j, *j.seed, sha_of(r.job)), r.index)) continue;
+    if (skip_existing && manifest->done(job_identity(j, *j.seed, sha_of(r.job)), r.index, j.out_dir)) continue;
     todo.push_back(r);
   }
   if (skip_existing && todo.size() < mine.size())
@@ -218,7 +236,10 @@ int run(int argc, char** argv) {
   for (const Call& c : calls) {
     const Job& j = opt.jobs[c.job];
     if (next_number.count(j.out_dir)) continue;
-    for (const std::string& d : at_line(j, [&] { return prepare_output_dir(j.out_dir); })) g_created_dirs.push_back(d);
+    for (const std::string& d : at_line(j, [&] { return prepare_output_dir(j.out_dir); })) {
+      g_created_dirs.push_back(d);
+      note_created_dir(d);
+    }
     next_number[j.out_dir] = 0;
   }
   // Models are loaded once and kept while consecutive jobs share model, precision and device.
@@ -340,7 +361,7 @@ int run(int argc, char** argv) {
       progress.log((already_there ? "kept " + path + " (already there, identical)" : "wrote " + path));
       if (opt.json || manifest) {
         nlohmann::json rec = {
-            {"path", path}, {"prompt", j.prompt}, {"negative_prompt", j.negative_prompt},
+            {"prompt", j.prompt}, {"negative_prompt", j.negative_prompt},
             {"seed", image_seed}, {"batch_index", i},
             {"settings", {{"steps", j.steps}, {"guidance", j.guidance}, {"width", j.width},
                           {"height", j.height}, {"sampler", j.sampler},
@@ -358,6 +379,7 @@ int run(int argc, char** argv) {
                          {"vae_s", out.times.vae_s}, {"total_s", out.times.total_s}}},
             // Device memory held at its highest so far (weights, activations, caches); null on the CPU.
             {"peak_device_bytes", out.peak_device_bytes ? nlohmann::json(out.peak_device_bytes) : nlohmann::json()}};
+        set_record_paths(rec, path, j.out_dir);
         if (opt.json) std::cout << rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
         if (manifest) {
           rec["job"] = job_identity(j, base_seed, sha_of(k));

@@ -1,6 +1,7 @@
 #include "cli/manifest.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,6 +64,56 @@ nlohmann::json job_identity(const Job& j, uint64_t base_seed, const std::string&
 }
 
 namespace {
+bool valid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = (unsigned char)s[i];
+    const int n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (int k = 1; k < n; ++k)
+      if (((unsigned char)s[i + k] >> 6) != 0x2) return false;
+    i += (size_t)n;
+  }
+  return true;
+}
+
+std::string to_hex(const std::string& s) {
+  static const char* d = "0123456789abcdef";
+  std::string h;
+  for (unsigned char c : s) h += {d[c >> 4], d[c & 15]};
+  return h;
+}
+
+std::string from_hex(const std::string& h) {
+  auto v = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+  std::string s;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) s += (char)(v(h[i]) << 4 | v(h[i + 1]));
+  return s;
+}
+
+// A text field stored losslessly: the bytes from "<key>_hex" where present, else the string.
+std::string lossless(const nlohmann::json& r, const std::string& key) {
+  if (r.contains(key + "_hex") && r[key + "_hex"].is_string()) return from_hex(r[key + "_hex"].get<std::string>());
+  return r.contains(key) && r[key].is_string() ? r[key].get<std::string>() : std::string();
+}
+
+// The folder as records name it: absolute, normalized, without a trailing slash.
+std::string folder_key(const std::string& dir) {
+  std::error_code ec;
+  std::string f = fs::weakly_canonical(fs::absolute(dir, ec), ec).lexically_normal().string();
+  while (f.size() > 1 && f.back() == '/') f.pop_back();
+  return f;
+}
+}  // namespace
+
+void set_record_paths(nlohmann::json& record, const std::string& path, const std::string& out_dir) {
+  const std::string folder = folder_key(out_dir);
+  record["path"] = path;
+  record["out_dir"] = folder;
+  if (!valid_utf8(path)) record["path_hex"] = to_hex(path);
+  if (!valid_utf8(folder)) record["out_dir_hex"] = to_hex(folder);
+}
+
+namespace {
 std::string key_of(const nlohmann::json& identity, int index) {
   // nlohmann's objects keep their keys sorted, so dump() is one text per identity.
   return identity.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "#" + std::to_string(index);
@@ -81,6 +132,16 @@ int open_manifest(const std::string& path) {
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     throw_output("--manifest " + path + ": not a regular file");
+  }
+  // One writer: two processes resuming from one manifest would both make the missing images and
+  // record them twice. The lock goes with the descriptor (closed at exit, also on a crash).
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK)
+      throw_output("--manifest " + path + ": another sd-gen is writing it (one process per manifest; give each "
+                   "its own, e.g. part-$SLURM_ARRAY_TASK_ID.jsonl)");
+    throw_output("--manifest " + path + ": cannot lock: " + std::strerror(err));
   }
   return fd;
 }
@@ -118,7 +179,7 @@ Manifest::Manifest(const std::string& path, const std::function<void(const std::
     try {
       const nlohmann::json r = nlohmann::json::parse(line);
       records_.emplace(key_of(r.at("job"), r.at("index").get<int>()),
-                       std::make_pair(r.at("path").get<std::string>(), r.at("png_sha256").get<std::string>()));
+                       Record{lossless(r, "path"), r.at("png_sha256").get<std::string>(), lossless(r, "out_dir")});
       if (r.contains("shard") && r["shard"].is_string()) shards_.insert(r["shard"].get<std::string>());
     } catch (const std::exception&) {
       if (warn) warn("--manifest " + path + ":" + std::to_string(lineno) + ": not a record (cut short?); ignored");
@@ -135,17 +196,30 @@ Manifest::~Manifest() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-bool Manifest::done(const nlohmann::json& identity, int index) const {
+bool Manifest::done(const nlohmann::json& identity, int index, const std::string& out_dir) const {
   auto range = records_.equal_range(key_of(identity, index));
+  const std::string folder = folder_key(out_dir);
+  std::string elsewhere;
   for (auto it = range.first; it != range.second; ++it) {
-    const auto& [file, sha] = it->second;
+    const Record& rec = it->second;
+    if (!rec.out_dir.empty() && rec.out_dir != folder) {
+      elsewhere = rec.out_dir;
+      continue;
+    }
+    // Only a file of this folder counts, whatever the record says (an edited manifest could
+    // name any file whose bytes match).
+    const std::string& file = rec.path;
     std::error_code ec;
-    if (!fs::is_regular_file(file, ec)) continue;
+    if (folder_key(fs::path(file).parent_path().string()) != folder) continue;
+    if (fs::is_symlink(fs::symlink_status(file, ec)) || !fs::is_regular_file(file, ec)) continue;
     try {
-      if (sha256_file(file) == sha) return true;
+      if (sha256_file(file) == rec.png_sha256) return true;
     } catch (const Error&) {
     }
   }
+  if (!elsewhere.empty())
+    throw_usage("--manifest " + path_ + " records this image in " + elsewhere + ", this run writes to " + folder +
+                ": resume with the --out it was made with, or start a new manifest");
   return false;
 }
 

@@ -3,7 +3,9 @@
 //
 // An image is identified by its job (prompt-file line number, prompt, negative prompt, base seed,
 // every setting that changes its pixels, the model's SHA-256) and its index in the batch; it counts
-// as done when a line with that identity names a file that still exists with the recorded SHA-256.
+// as done when a line with that identity names a file inside the job's output folder that still
+// exists with the recorded SHA-256. One process writes a manifest at a time (an advisory lock).
+// Paths are kept byte for byte: a name that is not UTF-8 is also stored as hex ("path_hex").
 #pragma once
 #include <functional>
 #include <map>
@@ -26,6 +28,9 @@ std::string model_sha256(const std::string& path);
 int job_line(const Job& job);
 // The identity of a job as the manifest records it (base seed: the seed it was run with).
 nlohmann::json job_identity(const Job& job, uint64_t base_seed, const std::string& model_sha);
+// The fields a record stores for an image's path and its output folder: "path" (and "path_hex"
+// when the bytes are not UTF-8) and "out_dir" (absolute, likewise "out_dir_hex").
+void set_record_paths(nlohmann::json& record, const std::string& path, const std::string& out_dir);
 
 class Manifest {
  public:
@@ -36,8 +41,10 @@ class Manifest {
   ~Manifest();
   Manifest(const Manifest&) = delete;
   Manifest& operator=(const Manifest&) = delete;
-  // Image `index` of the job with this identity is recorded and its file still holds those bytes.
-  bool done(const nlohmann::json& identity, int index) const;
+  // Image `index` of the job with this identity is recorded, its file is in `out_dir` and still
+  // holds those bytes. Throws Error(kUsage) when the identity is recorded for another folder only
+  // (a manifest reused with another --out would otherwise skip nothing, or everything).
+  bool done(const nlohmann::json& identity, int index, const std::string& out_dir) const;
   // Appends one record (one line, written with one write() and fsync'ed). Throws Error(kOutput).
   void append(const nlohmann::json& record);
   const std::string& path() const { return path_; }
@@ -47,8 +54,11 @@ class Manifest {
  private:
   std::string path_;
   int fd_ = -1;
-  // identity+index -> the (path, png_sha256) pairs recorded for it
-  std::multimap<std::string, std::pair<std::string, std::string>> records_;
+  struct Record {
+    std::string path, png_sha256, out_dir;  // out_dir empty in records of older versions
+  };
+  // identity+index -> the records of it
+  std::multimap<std::string, Record> records_;
   std::set<std::string> shards_;
 };
 
