@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "core/interrupt.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
 
@@ -36,6 +37,9 @@ std::string msg(const char* op, std::initializer_list<std::pair<const char*, con
 void check_same(const char* op, std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
   const Tensor* first = ts.begin()->second;
   SDGEN_CHECK(first->defined(), msg(op, ts, "first input is undefined"));
+  // A stop request is answered between ops on the CPU, where one UNet step of a large batch takes
+  // minutes (on CUDA the host only queues work, and the step's end is near).
+  if (first->device() == Device::CPU && interrupt_requested()) throw_if_interrupted("computing");
   SDGEN_CHECK(first->dtype() != DType::U8, msg(op, ts, "8-bit tensors are finished images, not op inputs"));
   for (const auto& [name, t] : ts) {
     SDGEN_CHECK(t == first || t->defined(), msg(op, ts, std::string(name) + " is undefined"));
