@@ -70,6 +70,11 @@ CudaBackend::CudaBackend() {
 }
 
 CudaBackend::~CudaBackend() {
+  // The plans were made for this backend's handles and end with them (and before them).
+  release_linear_plans(cublaslt_);
+#if SDGEN_HAVE_CUDNN
+  release_conv_plans(cudnn_);
+#endif
   if (cublas_) cublasDestroy_v2(cublas_);
   if (cublaslt_) cublasLtDestroy(cublaslt_);
 #if SDGEN_HAVE_CUDNN

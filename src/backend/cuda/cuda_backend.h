@@ -32,6 +32,12 @@ namespace cuda {
 // gives it: major·10000 + minor·100 + patch). The backend calls it before anything else.
 void check_cudnn_version(size_t version);
 
+// The plans (cuBLASLt layouts and algorithm, cuDNN execution plans) made with a library handle
+// are cached by shape and handle; a backend releases its own when it goes, so that a later handle
+// at the same address never finds plans made for another. Return how many were released.
+size_t release_linear_plans(const void* cublaslt_handle);
+size_t release_conv_plans(const void* cudnn_handle);
+
 class CudaBackend : public Backend {
  public:
   CudaBackend();

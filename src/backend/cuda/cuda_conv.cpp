@@ -285,6 +285,25 @@ ConvPlan& conv_plan(cudnnHandle_t h, const ConvShape& s, bool bias, Extra extra)
 }  // namespace
 #endif
 
+size_t release_conv_plans(const void* handle) {
+#if SDGEN_HAVE_CUDNN
+  size_t n = 0;
+  auto& m = conv_plans();
+  for (auto it = m.begin(); it != m.end();) {
+    if (std::get<0>(it->first) == handle) {
+      it = m.erase(it);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  return n;
+#else
+  (void)handle;
+  return 0;
+#endif
+}
+
 Tensor CudaBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
                            int padding, const Tensor& add) {
 #if !SDGEN_HAVE_CUDNN

@@ -41,10 +41,14 @@ struct LtPlan {
 
 using LtKey = std::tuple<const void*, int, int64_t, int64_t, int64_t, bool, bool, int>;
 
+std::map<LtKey, std::unique_ptr<LtPlan>>& lt_plans() {
+  static std::map<LtKey, std::unique_ptr<LtPlan>> plans;
+  return plans;
+}
+
 LtPlan& lt_plan(cublasLtHandle_t h, DType dt, int64_t M, int64_t N, int64_t K, bool bias, bool residual,
                 int alignment) {
-  static std::map<LtKey, std::unique_ptr<LtPlan>> plans;
-  std::unique_ptr<LtPlan>& slot = plans[LtKey{h, (int)dt, M, N, K, bias, residual, alignment}];
+  std::unique_ptr<LtPlan>& slot = lt_plans()[LtKey{h, (int)dt, M, N, K, bias, residual, alignment}];
   if (slot) return *slot;
   slot = std::make_unique<LtPlan>();
   LtPlan& p = *slot;
@@ -124,6 +128,20 @@ Tensor CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor& bias,
   if (bp) kernels::add_channel(y.data(), bp, y.data(), 1, M, N, dt, stream_);
   if (rp) kernels::add(y.data(), rp, y.data(), M * N, dt, stream_);
   return y;
+}
+
+size_t release_linear_plans(const void* handle) {
+  size_t n = 0;
+  auto& m = lt_plans();
+  for (auto it = m.begin(); it != m.end();) {
+    if (std::get<0>(it->first) == handle) {
+      it = m.erase(it);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  return n;
 }
 
 }  // namespace cuda
