@@ -27,6 +27,7 @@ std::string model_sha256(const std::string& path) {
     try {
       return sha256_file(file);
     } catch (const Error& e) {
+      if (e.code() == ExitCode::kInterrupted) throw;  // a stop, not a bad model
       throw_model(std::string("hashing the model for the manifest: ") + e.what());
     }
   };
