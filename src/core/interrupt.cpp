@@ -9,7 +9,11 @@ namespace sdgen {
 
 namespace {
 volatile std::sig_atomic_t g_signal = 0;
+const char* g_activity = "computing";
 }
+
+void set_interrupt_activity(const char* doing) { g_activity = doing ? doing : "computing"; }
+const char* interrupt_activity() { return g_activity; }
 
 void request_interrupt(int sig) {
   if (!g_signal) g_signal = sig;

@@ -11,5 +11,9 @@ void request_interrupt(int sig);
 int interrupt_requested();
 // Error(kInterrupted) "interrupted by SIGINT|SIGTERM while <doing>" when a stop was asked for.
 void throw_if_interrupted(const char* doing);
+// What the work in progress is called, for stops found where the work is not known (between ops):
+// set with each pipeline phase (core/trace.h); a string literal. "computing" by default.
+void set_interrupt_activity(const char* doing);
+const char* interrupt_activity();
 
 }  // namespace sdgen
