@@ -265,9 +265,10 @@ std::unique_ptr<ConvPlan> build_plan(cudnnHandle_t h, const ConvShape& s, bool f
 
 using ConvKey = std::tuple<const void*, int, int, int, int, int, int, int, int, int, int, int64_t, bool, int>;
 
+// Never destroyed, as cuda_linear.cpp's plans: the backend releases its own at its destruction.
 std::map<ConvKey, std::unique_ptr<ConvPlan>>& conv_plans() {
-  static std::map<ConvKey, std::unique_ptr<ConvPlan>> m;
-  return m;
+  static auto* m = new std::map<ConvKey, std::unique_ptr<ConvPlan>>;
+  return *m;
 }
 
 ConvPlan& conv_plan(cudnnHandle_t h, const ConvShape& s, bool bias, Extra extra) {

@@ -41,9 +41,11 @@ struct LtPlan {
 
 using LtKey = std::tuple<const void*, int, int64_t, int64_t, int64_t, bool, bool, int>;
 
+// Never destroyed: a backend living in a static (the process-wide one) releases its plans from its
+// destructor at exit, possibly after this map's own static destruction would have run.
 std::map<LtKey, std::unique_ptr<LtPlan>>& lt_plans() {
-  static std::map<LtKey, std::unique_ptr<LtPlan>> plans;
-  return plans;
+  static auto* plans = new std::map<LtKey, std::unique_ptr<LtPlan>>;
+  return *plans;
 }
 
 LtPlan& lt_plan(cublasLtHandle_t h, DType dt, int64_t M, int64_t N, int64_t K, bool bias, bool residual,
