@@ -46,6 +46,47 @@ class Blame : public CliTest {
   }
 };
 
+TEST_F(Blame, BrokenLoraIsBlamedOnTheLora) {
+  const std::vector<float> down(64, 0.1f), up(64, 0.1f);
+  write_kohya("nan_alpha.safetensors", down, up, kNaN);
+  expect_refused(run("-p cat -o out --lora nan_alpha.safetensors"), 3,
+                 "--lora nan_alpha.safetensors: tensor '" + kKohyaModule + ".alpha' holds NaN");
+  std::vector<float> bad_up = up;
+  bad_up[5] = kInf;
+  write_kohya("inf_up.safetensors", down, bad_up, 4.0f);
+  expect_refused(run("-p cat -o out --lora inf_up.safetensors"), 3,
+                 "--lora inf_up.safetensors: tensor '" + kKohyaModule + ".lora_up.weight' holds an infinity (element 5)");
+  std::vector<float> bad_down = down;
+  bad_down[63] = kNaN;
+  write_kohya("nan_down.safetensors", bad_down, up, 4.0f);
+  expect_refused(run("-p cat -o out --lora nan_down.safetensors"), 3,
+                 "--lora nan_down.safetensors: tensor '" + kKohyaModule + ".lora_down.weight' holds NaN (element 63)");
+  // Finite factors whose product passes float's range: 1e20 · 1e20 · rank 4 · alpha/rank 1.
+  write_kohya("huge.safetensors", std::vector<float>(64, 1e20f), std::vector<float>(64, 1e20f), 4.0f);
+  expect_refused(run("-p cat -o out --lora huge.safetensors"), 3,
+                 "--lora huge.safetensors: '" + kKohyaModule + "' (alpha 4, rank 4, scale 1) would change its weight");
+  // A PEFT adapter whose config gives rank 0: alpha/r would be infinite.
+  sdgen::write_safetensors((dir_ / "r0.safetensors").string(),
+                           {st_tensor_from_floats(kPeftModule + ".lora_A.weight", StDType::F32, {4, 16}, down),
+                            st_tensor_from_floats(kPeftModule + ".lora_B.weight", StDType::F32, {16, 4}, up)},
+                           {{"lora_adapter_metadata", R"({"unet.lora_alpha": 4, "unet.r": 0})"}});
+  expect_refused(run("-p cat -o out --lora r0.safetensors"), 3,
+                 "--lora r0.safetensors: lora_adapter_metadata unet.r is 0; the rank must be positive");
+}
+
+TEST_F(Blame, NonFiniteEmbeddingIsBlamedOnTheEmbedding) {
+  std::vector<float> one(8, 0.5f);  // the tiny model's text encoder is 8 wide
+  one[3] = kNaN;
+  sdgen::write_safetensors((dir_ / "nan.safetensors").string(), {st_tensor_from_floats("emb_params", StDType::F32, {1, 8}, one)});
+  expect_refused(run("-p 'a nan cat' -o out --embedding nan.safetensors"), 3,
+                 "--embedding nan.safetensors: tensor 'emb_params' holds NaN (vector 0, element 3)");
+  std::vector<float> two(16, 0.5f);
+  two[9] = -kInf;
+  sdgen::write_safetensors((dir_ / "inf.safetensors").string(), {st_tensor_from_floats("emb_params", StDType::F16, {2, 8}, two)});
+  expect_refused(run("-p 'an inf cat' -o out --embedding inf.safetensors"), 3,
+                 "--embedding inf.safetensors: tensor 'emb_params' holds an infinity (vector 1, element 1)");
+}
+
 TEST_F(Blame, NulInTensorNameIsShownEscaped) {
   // The header's key "a\u0000b\n" with a dtype no reader knows.
   const std::string header = R"({"a\u0000b\n":{"dtype":"X9","shape":[1],"data_offsets":[0,4]}})";
