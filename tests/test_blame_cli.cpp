@@ -87,6 +87,54 @@ TEST_F(Blame, NonFiniteEmbeddingIsBlamedOnTheEmbedding) {
                  "--embedding inf.safetensors: tensor 'emb_params' holds an infinity (vector 1, element 1)");
 }
 
+TEST(PromptWeights, AbsurdWeightsAreNamed) {
+  // 1.1^96 = 9412.34 is kept, 1.1^97 = 10353.6 is past 10^4; (x:10000) is the limit itself.
+  EXPECT_EQ(sdgen::prompt_weight_problem(std::string(96, '(') + "cat" + std::string(96, ')')), "");
+  EXPECT_EQ(sdgen::prompt_weight_problem("(cat:10000) [[dog]]"), "");
+  EXPECT_EQ(sdgen::prompt_weight_problem(std::string(97, '(') + "cat"),  // never closed: applies all the same
+            "emphasis gives a weight of 10353.6 (brackets nested 97 deep); weights beyond ±10000 are refused");
+  EXPECT_EQ(sdgen::prompt_weight_problem("a (b:-20000) \\((c)\\)"),
+            "emphasis gives a weight of -20000 (brackets nested 1 deep); weights beyond ±10000 are refused");
+  // 1.1^7999 is past double's range, and the outer ":0)" makes that infinity NaN: refused too.
+  EXPECT_EQ(sdgen::prompt_weight_problem(std::string(8000, '(') + "x" + std::string(7999, ')') + ":0)"),
+            "emphasis gives a weight of NaN (brackets nested 8000 deep); weights beyond ±10000 are refused");
+  // Square brackets only shrink: 1.1^-10000 is 0, a weight a prompt may give ("(x:0)").
+  EXPECT_EQ(sdgen::prompt_weight_problem(std::string(10000, '[') + "x" + std::string(10000, ']')), "");
+}
+
+TEST_F(Blame, DeepEmphasisIsAUsageErrorNamingThePrompt) {
+  // 1.1^10000 is past double's range: an infinite weight.
+  const std::string deep = std::string(10000, '(') + "cat" + std::string(10000, ')');
+  expect_refused(run("-p '" + deep + "' -o out"), 2,
+                 "--prompt: emphasis gives a weight of inf (brackets nested 10000 deep)");
+  expect_refused(run("-p cat -n '(x:20000)' -o out"), 2, "--negative-prompt: emphasis gives a weight of 20000");
+  write("p.txt", "a dog\n" + deep + "\n");
+  expect_refused(run("--prompt-file p.txt -o out"), 2, "p.txt:2: prompt: emphasis gives a weight of inf (brackets nested 10000 deep)");
+  // 9999 · 1.1 · 1.1 = 12098.79.
+  write("p.jsonl", "{\"prompt\": \"cat\", \"negative_prompt\": \"(((x:9999)))\"}\n");
+  expect_refused(run("--prompt-file p.jsonl -o out"), 2, "p.jsonl:1: negative_prompt: emphasis gives a weight of 12098.8 (brackets nested 3 deep)");
+}
+
+TEST_F(Blame, SymlinkLoopOrDanglingLinkUnderOutIsNamed) {
+  fs::create_symlink("b", dir_ / "a");
+  fs::create_symlink("a", dir_ / "b");
+  expect_refused(run("-p cat -o a"), 4, "--out a: a loop of symbolic links");
+  expect_refused(run("-p cat -o a/x"), 4, "--out a/x: a loop of symbolic links");
+  expect_refused(run("-p cat -o a/x/y"), 4, "--out a/x/y: a loop of symbolic links");
+  // A link to nothing is no folder either: creating one there fails with "File exists", which
+  // says nothing of the link.
+  fs::create_symlink("nowhere", dir_ / "d");
+  expect_refused(run("-p cat -o d"), 4, "--out d: " + (dir_ / "d").string() + " is a symbolic link to nowhere, which does not exist");
+  expect_refused(run("-p cat -o d/x"), 4, "--out d/x: " + (dir_ / "d").string() + " is a symbolic link to nowhere");
+}
+
+TEST_F(Blame, FifoIsNotARegularFile) {
+  ASSERT_EQ(::mkfifo((dir_ / "pipe").c_str(), 0600), 0);
+  expect_refused(run("-p cat -o out --vae pipe"), 3, "--vae pipe: not a regular file or folder");
+  expect_refused(run("-p cat -o out -m pipe"), 3, "--model pipe: not a regular file or folder");
+  expect_refused(run("-p cat -o out --embedding pipe"), 3, "--embedding pipe: not a regular file");
+}
+
 TEST_F(Blame, NulInTensorNameIsShownEscaped) {
   // The header's key "a\u0000b\n" with a dtype no reader knows.
   const std::string header = R"({"a\u0000b\n":{"dtype":"X9","shape":[1],"data_offsets":[0,4]}})";
