@@ -148,4 +148,37 @@ TEST_F(Blame, NulInTensorNameIsShownEscaped) {
   EXPECT_EQ(sdgen::printable_tensor_name(std::string("x\0y\\z\x7f", 6)), "x\\x00y\\\\z\\x7f");
 }
 
+TEST_F(Blame, TinyConfigNumberIsShownAsWritten) {
+  fs::copy(fs::path(SDGEN_TEST_DATA) / "tiny_sd" / "diffusers", dir_ / "model", fs::copy_options::recursive);
+  const fs::path cfg = dir_ / "model" / "vae" / "config.json";
+  nlohmann::json vae = nlohmann::json::parse(slurp(cfg));
+  vae["scaling_factor"] = 1e-308;
+  write("model/vae/config.json", vae.dump());
+  expect_refused(run("-m model -p cat -o out"), 3,
+                 "field 'scaling_factor' 1e-308 is below 1.17549e-38, the smallest normal float");
+  vae["scaling_factor"] = -1e-7;
+  write("model/vae/config.json", vae.dump());
+  expect_refused(run("-m model -p cat -o out"), 3, "vae scaling_factor -1e-07 must be positive");
+}
+
+TEST_F(Blame, SizesBelowAMebibyteAreNotZero) {
+  EXPECT_EQ(sdgen::format_bytes(1), "1 B");
+  EXPECT_EQ(sdgen::format_bytes(1023), "1023 B");
+  EXPECT_EQ(sdgen::format_bytes(3 * 1024), "3 KiB");
+  EXPECT_EQ(sdgen::format_bytes(uint64_t(5) << 20), "5 MiB");
+  const Result r = run("-p cat --max-memory 1 -o out");
+  expect_refused(r, 5, "more than the 1 B of --max-memory");
+  EXPECT_EQ(r.err.find(" 0 MiB"), std::string::npos) << r.err;
+}
+
+TEST_F(Blame, NegativeZeroSeedIsSeedZero) {
+  // nlohmann reads -0 as the integer 0 (signed), the number 0: seed 0. -0.0 is no integer.
+  write("p.jsonl", "{\"prompt\": \"cat\", \"seed\": -0, \"name\": \"s{seed}\"}\n");
+  const Result ok = run("--prompt-file p.jsonl -o made -q");
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_TRUE(fs::exists(dir_ / "made" / "s0.png"));
+  write("p.jsonl", "{\"prompt\": \"cat\", \"seed\": -0.0}\n");
+  expect_refused(run("--prompt-file p.jsonl -o out"), 2, "p.jsonl:1: \"seed\" must be an integer 0..18446744073709551615, or -1 for a random seed, not -0.0");
+}
+
 }  // namespace
