@@ -51,6 +51,8 @@ std::optional<uint64_t> parse_seed_text(const std::string& text, const std::stri
 std::optional<uint64_t> json_seed(const nlohmann::json& v, const std::string& origin) {
   if (v.is_number_unsigned()) return v.get<uint64_t>();
   if (v.is_number_integer() && v.get<int64_t>() == -1) return std::nullopt;
+  // nlohmann reads JSON's -0 as the signed integer 0 (not unsigned, as 0 is): the same number, seed 0.
+  if (v.is_number_integer() && v.get<int64_t>() == 0) return 0;
   throw_usage(prefix(origin) + "\"seed\" must be " + kSeedRange + ", not " + shown(v));
 }
 

@@ -25,6 +25,7 @@
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
 #include "text/embeddings.h"
+#include "text/prompt_weights.h"
 
 namespace fs = std::filesystem;
 
@@ -49,7 +50,34 @@ std::string path_problem(const std::string& path, bool want_file) {
     return std::strerror(errno);
   }
   if (want_file && !S_ISREG(st.st_mode)) return "not a regular file";
+  // A FIFO, socket or device is neither a weights file nor a folder of them (a FIFO would also block
+  // the reader that opens it).
+  if (!want_file && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return "not a regular file or folder";
   return "";
+}
+
+// A folder to create that is already a name: a symbolic link whose target is missing (create_directory
+// would say "File exists") or a loop; "" when the name is free.
+std::string link_problem(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return "";
+  if (::stat(path.c_str(), &st) != 0 && errno == ELOOP) return "a loop of symbolic links";
+  std::error_code ec;
+  return "a symbolic link to " + fs::read_symlink(path, ec).string() + ", which does not exist";
+}
+
+// The emphasis of the prompt and the negative prompt, as the text encoder will read them (without
+// <lora:...> tags), checked before any work: usage errors naming the prompt and its file line.
+void check_prompt_weights(const Job& job) {
+  if (!job.emphasis) return;
+  std::string prompt;
+  job_loras(job, &prompt);
+  const bool cli = job.origin == "--prompt" || job.origin.empty();
+  const std::string at = cli ? std::string() : job.origin + ": ";
+  std::string why;
+  if (!(why = prompt_weight_problem(prompt)).empty()) throw_usage(at + (cli ? "--prompt: " : "prompt: ") + why);
+  if (!(why = prompt_weight_problem(job.negative_prompt)).empty())
+    throw_usage(at + (cli ? "--negative-prompt: " : "negative_prompt: ") + why);
 }
 }  // namespace
 
@@ -103,6 +131,7 @@ void validate_job(const Job& job) {
   }
   for (const LoraSpec& l : job_loras(job))
     if (!(why = path_problem(l.file, true)).empty()) throw_model(at + "--lora " + l.file + ": " + why);
+  check_prompt_weights(job);
   expand_name(job.name_pattern, 0, 0, 0, job);  // a bad pattern fails before any work
   check_name_pattern(job);
 }
@@ -215,6 +244,7 @@ std::vector<std::string> prepare_output_dir(const std::string& dir) {
     if (p == p.parent_path()) break;
   }
   for (const std::string& p : created) {
+    if (const std::string why = link_problem(p); !why.empty()) throw_output("--out " + dir + ": " + p + " is " + why);
     if (!fs::create_directory(p, ec) && ec) {
       remove_created_dirs(created);
       throw_output("--out " + dir + ": cannot create folder " + p + ": " + ec.message());

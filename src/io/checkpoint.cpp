@@ -91,7 +91,7 @@ class StoredCheckpoint : public Checkpoint {
       throw_model("checkpoint " + path_ + ": tensor '" + n + "' not found" + where_missing(n));
     }
     const Entry& e = it->second;
-    const std::string stored = e.info->name != n ? " (stored as '" + e.info->name + "')" : "";
+    const std::string stored = e.info->name != n ? " (stored as '" + printable_tensor_name(e.info->name) + "')" : "";
     if (strip_trailing_ones(e.info->shape) != strip_trailing_ones(expected))
       throw_model("checkpoint " + path_ + ": tensor '" + n + "'" + stored + " has shape " +
                   shape_str(e.info->shape) + ", expected " + shape_str(expected));

@@ -2,10 +2,12 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -100,6 +102,63 @@ std::string underscored(std::string s) {
   return s;
 }
 
+std::string number_str(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// component -> (lora_alpha, r) of diffusers' PEFT metadata. r is the divisor of every factor of
+// that component and alpha its numerator: an r of 0 or either one non-finite would turn every
+// merged weight into inf or NaN, which later reads as a damaged model, so they are refused here.
+std::map<std::string, std::pair<double, double>> read_peft_config(
+    const SafetensorsFile& f, const std::string& what, const std::function<void(const std::string&)>& warn) {
+  std::map<std::string, std::pair<double, double>> out;
+  auto md = f.metadata().find("lora_adapter_metadata");
+  if (md == f.metadata().end()) return out;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(md->second);
+  } catch (const nlohmann::json::exception& e) {
+    throw_model(what + ": lora_adapter_metadata is not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw_model(what + ": lora_adapter_metadata is not a JSON object");
+  for (const std::string c : {"unet", "text_encoder"}) {
+    const std::string ka = c + ".lora_alpha", kr = c + ".r";
+    if (j.contains(ka) && j.contains(kr) && j[ka].is_number() && j[kr].is_number()) {
+      const double alpha = j[ka].get<double>(), r = j[kr].get<double>();
+      if (!(r > 0) || !std::isfinite(r))
+        throw_model(what + ": lora_adapter_metadata " + kr + " is " + number_str(r) + "; the rank must be positive");
+      if (!std::isfinite(alpha)) throw_model(what + ": lora_adapter_metadata " + ka + " is not a finite number");
+      out[c] = {alpha, r};
+    }
+    for (const char* pat : {".alpha_pattern", ".rank_pattern"})
+      if (j.contains(c + pat) && j[c + pat].is_object() && !j[c + pat].empty() && warn)
+        warn("warning: " + what + ": " + c + pat + " (per-module alpha or rank) is not supported; ignored");
+  }
+  return out;
+}
+
+// The factors as floats, refused when one value is NaN or infinite: merged, it would make the
+// model's weight non-finite, and the damage would be blamed on the model.
+std::vector<float> finite_factor(const SafetensorsFile& f, const StTensorInfo& t, const std::string& what) {
+  std::vector<float> v = f.to_floats(t);
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i]))
+      throw_model(what + ": tensor '" + printable_tensor_name(t.name) + "' holds " +
+                  (std::isnan(v[i]) ? "NaN" : "an infinity") + " (element " + std::to_string(i) +
+                  "); a LoRA's factors and alpha must be finite");
+  return v;
+}
+
+// Bounds |factor · up · down| elementwise: past float's range the merge would give inf.
+bool delta_fits_float(const std::vector<float>& up, const std::vector<float>& down, int64_t rank, float factor) {
+  float mu = 0, md = 0;
+  for (float x : up) mu = std::max(mu, std::fabs(x));
+  for (float x : down) md = std::max(md, std::fabs(x));
+  return (double)std::fabs(factor) * (double)rank * mu * md <= (double)std::numeric_limits<float>::max();
+}
+
 }  // namespace
 
 LoraSpec parse_lora_spec(const std::string& spec) {
@@ -164,25 +223,7 @@ std::unique_ptr<Checkpoint> apply_loras(const Checkpoint& base, const std::vecto
   for (const LoraSpec& spec : loras) {
     const std::string what = "--lora " + spec.file;
     auto f = open_lora(spec.file);
-    // PEFT alpha and rank per component, from diffusers' metadata.
-    std::map<std::string, std::pair<double, double>> peft_alpha_rank;  // component -> (alpha, r)
-    auto md = f->metadata().find("lora_adapter_metadata");
-    if (md != f->metadata().end()) {
-      try {
-        const nlohmann::json j = nlohmann::json::parse(md->second);
-        for (const char* comp : {"unet", "text_encoder"}) {
-          const std::string c = comp;
-          if (j.contains(c + ".lora_alpha") && j.contains(c + ".r") && j[c + ".lora_alpha"].is_number() &&
-              j[c + ".r"].is_number())
-            peft_alpha_rank[c] = {j[c + ".lora_alpha"].get<double>(), j[c + ".r"].get<double>()};
-          for (const char* pat : {".alpha_pattern", ".rank_pattern"})
-            if (j.contains(c + pat) && j[c + pat].is_object() && !j[c + pat].empty() && warn)
-              warn("warning: " + what + ": " + c + pat + " (per-module alpha or rank) is not supported; ignored");
-        }
-      } catch (const nlohmann::json::exception& e) {
-        throw_model(what + ": lora_adapter_metadata is not valid JSON: " + e.what());
-      }
-    }
+    const auto peft_alpha_rank = read_peft_config(*f, what, warn);
     // Pair the factors: module key -> (down, up, alpha, canonical weight).
     struct Pair {
       const StTensorInfo *down = nullptr, *up = nullptr, *alpha = nullptr;
@@ -219,7 +260,7 @@ std::unique_ptr<Checkpoint> apply_loras(const Checkpoint& base, const std::vecto
         }
       }
       if (!p) {
-        unmatched.push_back(k);
+        unmatched.push_back(printable_tensor_name(k));
         continue;
       }
       if (part == ".lora_down.weight" || part == ".lora_A.weight") p->down = &t;
@@ -229,7 +270,7 @@ std::unique_ptr<Checkpoint> apply_loras(const Checkpoint& base, const std::vecto
     int used = 0;
     for (auto& [module, p] : pairs) {
       if (!p.down || !p.up) {
-        unmatched.push_back(module + (p.down ? " (no up factor)" : " (no down factor)"));
+        unmatched.push_back(printable_tensor_name(module) + (p.down ? " (no up factor)" : " (no down factor)"));
         continue;
       }
       const Shape ws = *base.stored_shape(p.canonical);
@@ -240,24 +281,28 @@ std::unique_ptr<Checkpoint> apply_loras(const Checkpoint& base, const std::vecto
       const bool fits = rank > 0 && numel_of(ds) == rank * rest && us.size() >= 2 && us[0] == out &&
                         numel_of(us) == out * rank && (ds.size() == 2 || ds.size() == ws.size());
       if (!fits)
-        throw_model(what + ": '" + module + "' has factors " + shape_str(us) + " · " + shape_str(ds) +
+        throw_model(what + ": '" + printable_tensor_name(module) + "' has factors " + shape_str(us) + " · " + shape_str(ds) +
                     ", which do not fit this model's weight " + shape_str(ws) +
                     " (a LoRA for another model, such as SDXL or SD 2.x?)");
       Delta d;
       d.out = out;
       d.rank = rank;
       d.rest = rest;
-      d.up = f->to_floats(*p.up);
-      d.down = f->to_floats(*p.down);
+      d.up = finite_factor(*f, *p.up, what);
+      d.down = finite_factor(*f, *p.down, what);
       double alpha = (double)rank;
       if (p.alpha) {
-        const std::vector<float> a = f->to_floats(*p.alpha);
-        if (a.size() != 1) throw_model(what + ": '" + module + ".alpha' is not one number");
+        const std::vector<float> a = finite_factor(*f, *p.alpha, what);
+        if (a.size() != 1) throw_model(what + ": '" + printable_tensor_name(p.alpha->name) + "' is not one number");
         alpha = a[0];
       } else if (auto ar = peft_alpha_rank.find(p.component); ar != peft_alpha_rank.end()) {
         alpha = ar->second.first * (double)rank / ar->second.second;  // lora_alpha/r of the config
       }
       d.factor = (float)((double)spec.scale * alpha / (double)rank);
+      if (!std::isfinite(d.factor) || !delta_fits_float(d.up, d.down, rank, d.factor))
+        throw_model(what + ": '" + printable_tensor_name(module) + "' (alpha " + number_str(alpha) + ", rank " +
+                    std::to_string(rank) + ", scale " + number_str(spec.scale) +
+                    ") would change its weight by more than a float can hold");
       deltas[p.canonical].push_back(std::move(d));
       ++used;
     }

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -23,6 +24,12 @@ namespace {
 const json* field(const json& j, const char* key) {
   auto it = j.find(key);
   return (it == j.end() || it->is_null()) ? nullptr : &*it;
+}
+// A config value for messages in %g: std::to_string's fixed 6 decimals shows 1e-7 as 0.000000.
+std::string num_str(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
 }
 [[noreturn]] void bad(const std::string& where, const char* key, const std::string& what) {
   throw_model(where + ": field '" + key + "' " + what);
@@ -44,6 +51,11 @@ void get_float(const json& j, const char* key, F& out, const std::string& where)
     if (!v->is_number()) bad(where, key, "is not a number");
     const double d = v->get<double>();
     if (!std::isfinite(d) || std::fabs(d) > (double)std::numeric_limits<F>::max()) bad(where, key, v->dump() + " is out of range");
+    // Below the smallest normal value the number is a denormal or rounds to 0 when stored: 1e-308
+    // would read as 0, and a check on it would then quote a 0 the file never held.
+    if (d != 0 && std::fabs(d) < (double)std::numeric_limits<F>::min())
+      bad(where, key, v->dump() + " is below " + num_str(std::numeric_limits<F>::min()) + ", the smallest normal " +
+                          (sizeof(F) == 4 ? "float" : "double") + ": stored as one it would be a denormal or 0");
     out = (F)d;
   }
 }
@@ -197,7 +209,7 @@ void apply_scheduler_json(const json& j, SchedulerConfig& c, const std::string& 
         std::to_string(c.steps_offset) + " is outside 0.." + std::to_string(c.train_timesteps - 1));
   if (!(c.beta_start > 0.0f && c.beta_start <= c.beta_end && c.beta_end < 1.0f))
     bad(where, "beta_start/beta_end",
-        std::to_string(c.beta_start) + " / " + std::to_string(c.beta_end) + " must satisfy 0 < start <= end < 1");
+        num_str(c.beta_start) + " / " + num_str(c.beta_end) + " must satisfy 0 < start <= end < 1");
 }
 
 void apply_sdgen_config_json(const json& j, ModelConfig& cfg, const std::string& where) {
@@ -352,7 +364,7 @@ void validate_model_config(const ModelConfig& cfg, const std::string& where) {
       fail(std::string(what) + " " + std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
   };
   auto eps_ok = [&](const char* what, float eps) {
-    if (!(eps > 0.0f && eps < 1.0f)) fail(std::string(what) + " " + std::to_string(eps) + " must be in (0, 1)");
+    if (!(eps > 0.0f && eps < 1.0f)) fail(std::string(what) + " " + num_str(eps) + " must be in (0, 1)");
   };
   const UNetConfig& u = cfg.unet;
   if (u.block_channels.empty()) fail("unet block_out_channels is empty");
@@ -387,7 +399,7 @@ void validate_model_config(const ModelConfig& cfg, const std::string& where) {
   // The latents are divided by it before decoding: zero gives infinities, a negative value a
   // silently wrong image.
   if (!(v.scaling_factor > 0.0f) || !std::isfinite(v.scaling_factor))
-    fail("vae scaling_factor " + std::to_string(v.scaling_factor) + " must be positive");
+    fail("vae scaling_factor " + num_str(v.scaling_factor) + " must be positive");
   for (int ch : v.block_channels)
     if (v.norm_groups < 1 || ch < 1 || ch % v.norm_groups != 0)
       fail("vae width " + std::to_string(ch) + " is not a multiple of norm_num_groups " + std::to_string(v.norm_groups));

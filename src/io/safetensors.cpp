@@ -71,6 +71,22 @@ void release_pages(const uint8_t* p, size_t n) {
 
 }  // namespace
 
+std::string printable_tensor_name(const std::string& name) {
+  std::string out;
+  for (unsigned char c : name) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += (char)c;
+    }
+  }
+  return out;
+}
+
 const char* st_dtype_name(StDType dt) { return info(dt).name; }
 size_t st_dtype_size(StDType dt) { return info(dt).size; }
 bool st_dtype_is_float(StDType dt) {
@@ -120,7 +136,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   } catch (const nlohmann::json::exception& e) {
     fail(path, std::string("header is not valid JSON: ") + e.what());
   }
-  if (!duplicate.empty()) fail(path, "header names \"" + duplicate + "\" twice");
+  if (!duplicate.empty()) fail(path, "header names \"" + printable_tensor_name(duplicate) + "\" twice");
   if (!header.is_object()) fail(path, "header JSON is not an object");
 
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -130,12 +146,12 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
       if (!v.is_object()) fail(path, "__metadata__ is not an object");
       for (auto m2 = v.begin(); m2 != v.end(); ++m2) {
         if (!m2.value().is_string())
-          fail(path, "__metadata__ value of '" + m2.key() + "' is not a string");
+          fail(path, "__metadata__ value of '" + printable_tensor_name(m2.key()) + "' is not a string");
         f->metadata_[m2.key()] = m2.value().get<std::string>();
       }
       continue;
     }
-    const std::string where = "tensor '" + name + "'";
+    const std::string where = "tensor '" + printable_tensor_name(name) + "'";
     if (!v.is_object()) fail(path, where + ": entry is not an object");
     StTensorInfo t;
     t.name = name;
@@ -190,8 +206,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
             [](const StTensorInfo* a, const StTensorInfo* b) { return a->begin < b->begin; });
   for (size_t i = 1; i < order.size(); ++i)
     if (order[i]->begin < order[i - 1]->end)
-      fail(path, "tensors '" + order[i - 1]->name + "' " + range_str(*order[i - 1]) + " and '" +
-                     order[i]->name + "' " + range_str(*order[i]) + " overlap");
+      fail(path, "tensors '" + printable_tensor_name(order[i - 1]->name) + "' " + range_str(*order[i - 1]) +
+                     " and '" + printable_tensor_name(order[i]->name) + "' " + range_str(*order[i]) + " overlap");
 
   for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_[f->tensors_[i].name] = i;
   return f;
@@ -208,7 +224,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::adopt(const std::string& path,
   for (size_t i = 0; i < f->tensors_.size(); ++i) {
     const StTensorInfo& t = f->tensors_[i];
     SDGEN_CHECK(t.begin <= t.end && t.end <= map_size, "SafetensorsFile::adopt: '" + t.name + "' outside the map");
-    if (!f->index_.emplace(t.name, i).second) fail(path, "tensor '" + t.name + "' appears twice");
+    if (!f->index_.emplace(t.name, i).second) fail(path, "tensor '" + printable_tensor_name(t.name) + "' appears twice");
   }
   return f;
 }
@@ -248,7 +264,7 @@ void SafetensorsFile::to_floats(const StTensorInfo& t, float* out) const {
       for (size_t i = 0; i < n; ++i) out[i] = bf16_bits_to_float((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
       break;
     default:
-      fail(path_, "tensor '" + t.name + "' has dtype " + st_dtype_name(t.dtype) +
+      fail(path_, "tensor '" + printable_tensor_name(t.name) + "' has dtype " + st_dtype_name(t.dtype) +
                       "; only F32, F16 and BF16 weights are supported");
   }
   release_pages(p, t.end - t.begin);

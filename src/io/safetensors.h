@@ -70,6 +70,11 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// A tensor name as messages quote it: a header key may hold any character JSON can escape, and a
+// NUL would cut the printed message there, a newline split it; control bytes become \xNN and a
+// backslash \\, so that the name shown is unambiguous.
+std::string printable_tensor_name(const std::string& name);
+
 // What a file that failed to parse as safetensors starts like: torch.save's zip (PK\3\4), a raw
 // pickle (0x80, protocol <= 5, PyTorch before 1.6), or neither. Checked only after a parse failure:
 // a header length such as 0x180 also starts with the byte 0x80.

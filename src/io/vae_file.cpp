@@ -64,8 +64,9 @@ class VaeCheckpoint : public Checkpoint {
     if (it == entries_.end()) throw_model("--vae " + path_ + ": tensor '" + n + "' not found");
     const StTensorInfo& t = *it->second;
     if (strip_trailing_ones(t.shape) != strip_trailing_ones(expected))
-      throw_model("--vae " + path_ + ": tensor '" + t.name + "' has shape " + shape_str(t.shape) + ", expected " +
-                  shape_str(expected) + " (a VAE of another architecture than the model's?)");
+      throw_model("--vae " + path_ + ": tensor '" + printable_tensor_name(t.name) + "' has shape " +
+                  shape_str(t.shape) + ", expected " + shape_str(expected) +
+                  " (a VAE of another architecture than the model's?)");
     return t;
   }
   std::string path_;

@@ -279,13 +279,15 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   return e;
 }
 
+// Each size in the largest unit it fills at least once, so that no figure reads 0 when it is not
+// (--max-memory 1 is one byte, not "0 MiB").
 std::string format_bytes(uint64_t bytes) {
   char buf[32];
-  const double gib = (double)bytes / (1024.0 * 1024 * 1024);
-  if (gib >= 1)
-    std::snprintf(buf, sizeof buf, "%.1f GiB", gib);
-  else
-    std::snprintf(buf, sizeof buf, "%.0f MiB", (double)bytes / (1024.0 * 1024));
+  const double kib = (double)bytes / 1024, mib = kib / 1024, gib = mib / 1024;
+  if (gib >= 1) std::snprintf(buf, sizeof buf, "%.1f GiB", gib);
+  else if (mib >= 1) std::snprintf(buf, sizeof buf, "%.0f MiB", mib);
+  else if (kib >= 1) std::snprintf(buf, sizeof buf, "%.0f KiB", kib);
+  else std::snprintf(buf, sizeof buf, "%llu B", (unsigned long long)bytes);
   return buf;
 }
 

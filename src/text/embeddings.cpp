@@ -1,5 +1,6 @@
 #include "text/embeddings.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -56,17 +57,26 @@ Embedding load_embedding(const std::string& spec, int64_t hidden) {
                   " float tensors, not one (diffusers); not a textual-inversion embedding");
     t = floats[0];
   }
-  if (!st_dtype_is_float(t->dtype)) throw_model(what + ": tensor '" + t->name + "' is not a float tensor");
+  if (!st_dtype_is_float(t->dtype))
+    throw_model(what + ": tensor '" + printable_tensor_name(t->name) + "' is not a float tensor");
   Shape s = t->shape;
   if (s.size() == 1) s.insert(s.begin(), 1);
   if (s.size() != 2 || s[0] < 1)
-    throw_model(what + ": tensor '" + t->name + "' has shape " + shape_str(t->shape) + ", expected [" +
-                std::to_string(hidden) + "] or [n, " + std::to_string(hidden) + "]");
+    throw_model(what + ": tensor '" + printable_tensor_name(t->name) + "' has shape " + shape_str(t->shape) +
+                ", expected [" + std::to_string(hidden) + "] or [n, " + std::to_string(hidden) + "]");
   if (s[1] != hidden)
     throw_model(what + ": vectors of width " + std::to_string(s[1]) + ", but this model's text encoder takes " +
                 std::to_string(hidden) + (s[1] == 1024 ? " (1024: an SD 2.x embedding?)" : "") +
                 (s[1] == 1280 ? " (1280: an SDXL embedding?)" : ""));
-  e.vectors = Tensor::from_floats(s, f->to_floats(*t));
+  std::vector<float> values = f->to_floats(*t);
+  // A NaN or infinity would pass through the text encoder into the latents, and the run would fail
+  // at its end with the fault blamed on the sampling; refused here, naming the file.
+  for (size_t i = 0; i < values.size(); ++i)
+    if (!std::isfinite(values[i]))
+      throw_model(what + ": tensor '" + printable_tensor_name(t->name) + "' holds " +
+                  (std::isnan(values[i]) ? "NaN" : "an infinity") + " (vector " + std::to_string(i / (size_t)hidden) +
+                  ", element " + std::to_string(i % (size_t)hidden) + "); an embedding's values must be finite");
+  e.vectors = Tensor::from_floats(s, std::move(values));
   return e;
 }
 

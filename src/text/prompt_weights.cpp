@@ -3,7 +3,10 @@
 // with a stack of open round and square brackets; a closer multiplies every piece since its opener.
 #include "text/prompt_weights.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 
 namespace sdgen {
@@ -75,7 +78,39 @@ void multiply_from(std::vector<PromptPiece>& res, size_t start, double m) {
     if (!res[p].is_break) res[p].weight *= m;
 }
 
+// The deepest nesting of open brackets, round and square together, as the parser pairs them.
+int max_bracket_depth(const std::string& s) {
+  int round = 0, square = 0, deepest = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '\\' && i + 1 < s.size() && std::strchr("()[]\\", s[i + 1]) != nullptr) ++i;
+    else if (c == '(') ++round;
+    else if (c == '[') ++square;
+    else if (c == ')' && round > 0) --round;
+    else if (c == ']' && square > 0) --square;
+    deepest = std::max(deepest, round + square);
+  }
+  return deepest;
+}
+
 }  // namespace
+
+// A1111's weights in use lie within about 0.1..2, and past a few dozen a larger one changes nothing
+// more: the weighted token's hidden states already dominate the chunk mean that apply_emphasis
+// restores. 1e4 ("(x:10000)", or brackets nested 97 deep: 1.1^97 = 10353.6) is far past any
+// meaningful weight, yet far inside float32, where the products (CLIP's hidden values reach tens)
+// and their mean stay finite; nested 931 deep, the weight itself is infinite as a float32.
+std::string prompt_weight_problem(const std::string& text) {
+  double worst = 0;
+  for (const PromptPiece& p : parse_prompt_attention(text))
+    if (!p.is_break && !(std::fabs(p.weight) <= std::fabs(worst))) worst = p.weight;
+  if (std::fabs(worst) <= kMaxPromptWeight) return "";
+  char weight[32], buf[160];
+  std::snprintf(weight, sizeof weight, std::isnan(worst) ? "NaN" : "%g", worst);  // inf · 0 is printed -nan
+  std::snprintf(buf, sizeof buf, "emphasis gives a weight of %s (brackets nested %d deep); weights beyond ±%g are refused",
+                weight, max_bracket_depth(text), kMaxPromptWeight);
+  return buf;
+}
 
 std::vector<PromptPiece> parse_prompt_attention(const std::string& s) {
   std::vector<PromptPiece> res;

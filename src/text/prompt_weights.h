@@ -29,4 +29,10 @@ struct PromptPiece {
 // Never empty: a prompt with no text at all is one piece ("", 1.0).
 std::vector<PromptPiece> parse_prompt_attention(const std::string& text);
 
+// The largest weight magnitude a prompt may give a piece (see prompt_weights.cpp for why).
+constexpr double kMaxPromptWeight = 1e4;
+// Why the prompt's emphasis cannot be used: a weight past ±kMaxPromptWeight or not finite (brackets
+// nested hundreds deep: 1.1^n overflows), naming the weight and the bracket nesting; "" when usable.
+std::string prompt_weight_problem(const std::string& text);
+
 }  // namespace sdgen
