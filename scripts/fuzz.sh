@@ -23,13 +23,14 @@ declare -A SOURCES=(
   [torch_checkpoint]="src/io/safetensors.cpp src/io/file_write.cpp src/io/torch_checkpoint.cpp"
   [model_config]="src/io/model_config_load.cpp src/io/model_family.cpp src/io/checkpoint_names.cpp"
   [prompt_file]="src/cli/prompt_file.cpp src/cli/batch.cpp src/io/png_writer.cpp src/io/file_write.cpp"
+  [manifest]="src/cli/manifest.cpp src/core/sha256.cpp src/core/interrupt.cpp"
   [tokenizer]="src/text/tokenizer.cpp src/text/text_clean.cpp src/text/ftfy_encoding.cpp src/text/ftfy_badness.cpp src/text/prompt_weights.cpp src/text/prompt_chunks.cpp"
 )
-declare -A LIBS=([safetensors]="" [torch_checkpoint]="" [model_config]="" [prompt_file]="-lz" [tokenizer]="-lz -lutf8proc")
+declare -A LIBS=([safetensors]="" [torch_checkpoint]="" [model_config]="" [prompt_file]="-lz" [manifest]="" [tokenizer]="-lz -lutf8proc")
 # Inputs are cut to this length; the model_config seeds are the tiny model's whole name tables.
-declare -A MAXLEN=([safetensors]=65536 [torch_checkpoint]=65536 [model_config]=131072 [prompt_file]=65536 [tokenizer]=65536)
+declare -A MAXLEN=([safetensors]=65536 [torch_checkpoint]=65536 [model_config]=131072 [prompt_file]=65536 [manifest]=65536 [tokenizer]=65536)
 status=0
-for t in safetensors torch_checkpoint model_config prompt_file tokenizer; do
+for t in safetensors torch_checkpoint model_config prompt_file manifest tokenizer; do
   bin="$OUT/fuzz_$t"
   # shellcheck disable=SC2086
   "$CXX" "${FLAGS[@]}" "tests/fuzz/fuzz_$t.cpp" ${SOURCES[$t]} "${COMMON[@]}" ${LIBS[$t]} -o "$bin"

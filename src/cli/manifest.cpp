@@ -84,10 +84,21 @@ std::string to_hex(const std::string& s) {
   return h;
 }
 
+// The bytes of a hex string; empty when it is not one (an edited or damaged record).
 std::string from_hex(const std::string& h) {
-  auto v = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+  auto v = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
   std::string s;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) s += (char)(v(h[i]) << 4 | v(h[i + 1]));
+  if (h.size() % 2) return s;
+  for (size_t i = 0; i < h.size(); i += 2) {
+    const int a = v(h[i]), b = v(h[i + 1]);
+    if (a < 0 || b < 0) return std::string();
+    s += (char)(a * 16 + b);
+  }
   return s;
 }
 
