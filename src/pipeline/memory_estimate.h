@@ -27,7 +27,8 @@
 // format allows, and 1,000,000 JSON values: ~150 MB at worst, ~1 MB for an SD checkpoint;
 // io/safetensors.cpp), a .ckpt's unpickled objects (at most one per 2 bytes of its pickle and
 // 2,000,000: ~500 MB at worst, a few MB for an SD checkpoint; io/torch_checkpoint.cpp), and the
-// jobs of a prompt file (64 MiB, lines of 1 MiB, 1,000,000 prompts; cli/prompt_file.cpp).
+// jobs of a prompt file (64 MiB, lines of 1 MiB, 1,000,000 prompts of ~650 bytes each once read:
+// ~650 MB at worst; cli/prompt_file.cpp).
 #pragma once
 #include <cstdint>
 #include <string>
