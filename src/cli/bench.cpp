@@ -18,6 +18,7 @@
 #include "core/peak_flops.h"
 #include "io/checkpoint.h"
 #include "pipeline/flops.h"
+#include "pipeline/memory_estimate.h"
 #include "pipeline/pipeline.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
@@ -92,15 +93,17 @@ struct Request {
   bool quiet = false;
 };
 
+// before_weights: the memory check, given the model's config before a weight loads (Pipeline).
 BenchResult run_one(const Request& q, const BenchConfig& cfg, Progress& progress,
-                    const std::function<void()>& check_interrupted) {
+                    const std::function<void()>& check_interrupted,
+                    const std::function<void(const ModelConfig&)>& before_weights) {
   const std::string label = std::string(dtype_name(cfg.precision)) +
                             (cfg.cuda_graphs ? (*cfg.cuda_graphs ? ", graphs on" : ", graphs off") : "");
   const bool rss_reset = reset_peak_rss();
   progress.log("bench: " + label + ": loading " + q.model_path + " (" + device_name(q.device) + ")");
   auto log = [&](const std::string& m) { progress.log(m); };
   const auto t_load = Clock::now();
-  auto pipe = std::make_unique<Pipeline>(q.model_path, cfg.precision, q.device, log);
+  auto pipe = std::make_unique<Pipeline>(q.model_path, cfg.precision, q.device, log, ModelOptions{}, before_weights);
   BenchResult r;
   r.weight_load_s = seconds_since(t_load);
   r.config = cfg;
@@ -177,7 +180,7 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   job.batch = 3;
   std::string precisions = "fp32,fp16", graphs;
   int repeats = 0;
-  std::string seed_text = "42";
+  std::string seed_text = "42", max_memory_text;
   bool json = false, quiet = false;
   app.add_option("-m,--model", job.model, "Checkpoint, or random:sd15 (full-size random weights, no download)");
   app.add_option("--device", job.device, "auto, cpu or cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -191,6 +194,8 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   app.add_option("-p,--prompt", job.prompt, "Prompt")->capture_default_str();
   app.add_option("-s,--seed", seed_text, "Noise seed 0..2^64-1")->capture_default_str();
   app.add_option("--repeats", repeats, "Timed generations after one warm-up (default 3->check(decimal_integer()); 1 on the CPU)");
+  app.add_option("--max-memory", max_memory_text,
+                 "SIZE (8G, 512M): refuse configurations whose estimated memory exceeds it (default: what the device has free)");
   app.add_flag("--json", json, "One JSON object per configuration on stdout");
   app.add_flag("-q,--quiet", quiet, "Only errors on stderr");
   try {
@@ -207,6 +212,7 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   const std::optional<uint64_t> seed = parse_seed_text(seed_text, "--seed");
   if (!seed) throw_usage("--seed -1 (random) does not apply to bench: its runs must be comparable");
   const std::vector<DType> precs = parse_precisions(precisions);
+  const uint64_t max_memory = max_memory_text.empty() ? 0 : parse_byte_size(max_memory_text, "--max-memory");
   job.origin = "";
   job.precision = "fp32";  // validated above as a list
   validate_job(job);
@@ -242,9 +248,25 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
       return (configs[a].precision == DType::F16) > (configs[b].precision == DType::F16);
     });
 
+  // Generation's memory check (cli/options.h), for every configuration at once, before the first
+  // one loads a weight: a benchmark that cannot finish is refused whole (exit 5), not after the
+  // configurations that fit. Each configuration keeps its recorded step between its runs
+  // (GenerateParams::keep_step_graph) when its graphs are on.
+  auto check_memory = [&](const ModelConfig& model) {
+    const MemoryLimit limit = memory_limit(q.device, max_memory);
+    for (size_t i : order) {
+      const std::string refusal = memory_refusal(model, limit, job, job.batch, configs[i].precision, q.device,
+                                                 q.device != Device::CPU && configs[i].cuda_graphs.value_or(true));
+      if (!refusal.empty()) throw_runtime(refusal);
+    }
+  };
   Progress progress(quiet);
   std::vector<BenchResult> results(configs.size());
-  for (size_t i : order) results[i] = run_one(q, configs[i], progress, check_interrupted);
+  bool checked = false;
+  for (size_t i : order) {
+    results[i] = run_one(q, configs[i], progress, check_interrupted, checked ? nullptr : std::function<void(const ModelConfig&)>(check_memory));
+    checked = true;
+  }
   if (json)
     for (const BenchResult& r : results) std::cout << to_json(r).dump() << std::endl;
   else

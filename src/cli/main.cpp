@@ -13,8 +13,6 @@
 #include <iostream>
 #include <random>
 
-#include <omp.h>
-
 #include "cli/batch.h"
 #include "cli/bench.h"
 #include "cli/manifest.h"
@@ -282,27 +280,12 @@ int run(int argc, char** argv) {
       // The memory check, before a weight loads: the calls this pipeline will run, each with the
       // step graph kept or not as below, against what the device has free (and --max-memory).
       auto check_memory = [&](const ModelConfig& cfg) {
-        const Backend::Available room = backend_for(device).available_memory();
-        const bool capped = max_memory && max_memory < room.bytes;
-        const uint64_t limit = capped ? max_memory : room.bytes;
+        const MemoryLimit limit = memory_limit(device, max_memory);
         for (size_t d = c; d < calls.size() && pipeline_key(calls[d].job) == key; ++d) {
           const Job& dj = opt.jobs[calls[d].job];
-          MemoryRequest r;
-          r.precision = precision;
-          r.device = device;
-          r.batch = calls[d].count;
-          r.width = dj.width, r.height = dj.height, r.steps = dj.steps;
-          r.guidance = dj.guidance > 1.0f;
-          r.keep_step_graph = opt.cuda_graphs && keeps_step_graph(d);
-          r.threads = omp_get_max_threads();  // the CPU ops' team: OMP_NUM_THREADS, else the CPUs this process may use
-          r.cuda_libraries_loaded = cuda_plugin_loaded();
-          const MemoryEstimate e = estimate_memory(cfg, r);
-          if (e.total() <= limit) continue;
-          throw LineError(ExitCode::kRuntime, line_prefix(dj) + std::to_string(dj.width) + "x" + std::to_string(dj.height) + ", batch " +
-                          std::to_string(r.batch) + ", " + dj.precision + " on " + device_name(device) +
-                          " needs about " + describe(e) + ", more than the " + format_bytes(limit) + " " +
-                          (capped ? "of --max-memory" : "available (" + room.source + ")") +
-                          "; use a smaller --batch or size" + (precision == DType::F32 ? ", or --precision fp16" : ""));
+          const std::string refusal = memory_refusal(cfg, limit, dj, calls[d].count, precision, device,
+                                                     opt.cuda_graphs && keeps_step_graph(d));
+          if (!refusal.empty()) throw LineError(ExitCode::kRuntime, line_prefix(dj) + refusal);
         }
       };
       pipe = at_line(j, [&] {

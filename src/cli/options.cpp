@@ -4,7 +4,10 @@
 #include "io/checkpoint.h"
 #include "io/model_hashes.h"
 #include "io/file_write.h"
+#include "pipeline/memory_estimate.h"
 #include "sampler/sampler.h"
+
+#include <omp.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -294,6 +297,34 @@ Device pick_device(const std::string& d, std::string* why_cpu) {
     if (why_cpu) *why_cpu = e.what();
     return Device::CPU;
   }
+}
+
+MemoryLimit memory_limit(Device device, uint64_t max_memory) {
+  const Backend::Available room = backend_for(device).available_memory();
+  MemoryLimit l;
+  l.capped = max_memory && max_memory < room.bytes;
+  l.bytes = l.capped ? max_memory : room.bytes;
+  l.source = room.source;
+  return l;
+}
+
+std::string memory_refusal(const ModelConfig& cfg, const MemoryLimit& limit, const Job& job, int batch,
+                           DType precision, Device device, bool keep_step_graph) {
+  MemoryRequest r;
+  r.precision = precision;
+  r.device = device;
+  r.batch = batch;
+  r.width = job.width, r.height = job.height, r.steps = job.steps;
+  r.guidance = job.guidance > 1.0f;
+  r.keep_step_graph = keep_step_graph;
+  r.threads = omp_get_max_threads();  // the CPU ops' team: OMP_NUM_THREADS, else the CPUs this process may use
+  r.cuda_libraries_loaded = cuda_plugin_loaded();
+  const MemoryEstimate e = estimate_memory(cfg, r);
+  if (e.total() <= limit.bytes) return "";
+  return std::to_string(job.width) + "x" + std::to_string(job.height) + ", batch " + std::to_string(batch) + ", " +
+         dtype_name(precision) + " on " + device_name(device) + " needs about " + describe(e) + ", more than the " +
+         format_bytes(limit.bytes) + " " + (limit.capped ? "of --max-memory" : "available (" + limit.source + ")") +
+         "; use a smaller --batch or size" + (precision == DType::F32 ? ", or --precision fp16" : "");
 }
 
 }  // namespace sdgen::cli

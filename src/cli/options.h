@@ -10,6 +10,7 @@
 
 #include "core/rng.h"
 #include "io/lora.h"
+#include "sdgen/config.h"
 #include "sdgen/tensor.h"
 
 namespace sdgen::cli {
@@ -79,6 +80,22 @@ std::vector<LoraSpec> job_loras(const Job& job, std::string* prompt = nullptr);
 // Job::rng / Job::seed_mode as the pipeline's enums (validate_job has checked them).
 RngKind job_rng(const Job& job);
 SeedMode job_seed_mode(const Job& job);
+// The up-front memory check (pipeline/memory_estimate.h), shared by generation and bench so that
+// both refuse a size or batch that cannot fit before a weight loads, with the same words.
+// The limit: what `device` has free, or --max-memory (`max_memory`, 0: none) when that is lower.
+struct MemoryLimit {
+  uint64_t bytes = 0;
+  bool capped = false;  // --max-memory is the limit
+  std::string source;   // where the free figure came from (Backend::Available::source)
+};
+MemoryLimit memory_limit(Device device, uint64_t max_memory);
+// One pipeline call of `batch` images of `job`'s size, steps and guidance in `precision` on
+// `device` (the recorded step kept through the VAE decode when `keep_step_graph`). Empty when its
+// estimate fits `limit`; else the refusal, without a prompt-file line: "2048x2048, batch 64, fp32
+// on cpu needs about ..., more than the 2.0 GiB of --max-memory; use a smaller --batch or size, ...".
+std::string memory_refusal(const ModelConfig& cfg, const MemoryLimit& limit, const Job& job, int batch,
+                           DType precision, Device device, bool keep_step_graph);
+
 // The PNG "parameters" text (A1111's infotext form) of image `index` of a job, whose own seed is
 // `image_seed`: "Seed: N" is that seed; "RNG: CPU" (torch-cpu) or "RNG: NV" (philox) as A1111
 // names its sources; "Seed mode: batch|per-image"; "Clip skip: N" when N > 1; "VAE: <file name>"

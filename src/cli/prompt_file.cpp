@@ -18,6 +18,18 @@
 namespace sdgen::cli {
 
 namespace {
+// A prompt is at most a few thousand tokens (the text encoder reads 75 a chunk; even a long
+// A1111-style prompt with BREAKs is a few KiB), and a JSON line adds only its keys, so 1 MiB a
+// line is far above any real one while keeping what one line can cost (the text, its JSON and its
+// Job) to a few MiB.
+constexpr size_t kMaxPromptLineBytes = size_t(1) << 20;
+// A whole file: 64 MiB is a million prompts of 64 bytes. What it is read into is about 650 bytes
+// a prompt (its Job; measured: 626 MiB peak for a million one-letter lines), so the prompt count
+// is bounded too, at a million: a large dataset run's file, and about a third of even fp16
+// SD v1.5 weights.
+constexpr size_t kMaxPromptFileBytes = size_t(64) << 20;
+constexpr size_t kMaxPromptFileJobs = 1000000;
+
 [[noreturn]] void bad(const Job& job, const std::string& what) {
   throw_usage((job.origin.empty() ? std::string() : job.origin + ": ") + what);
 }
@@ -37,12 +49,35 @@ std::string slug(const std::string& s, size_t max_len) {
 std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw_usage("--prompt-file " + path + ": is a folder, not a file");
-  std::ifstream in(path);
+  // A file, or a pipe (a shell's <(...), /dev/stdin fed by one); never a device such as /dev/zero,
+  // which has no end.
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+    throw_usage("--prompt-file " + path + ": not a regular file or a pipe");
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw_usage("--prompt-file " + path + ": cannot open: " + std::strerror(errno));
   std::vector<Job> jobs;
   std::string line;
   int lineno = 0;
-  while (std::getline(in, line)) {
+  size_t total = 0;
+  // The bounds hold while reading, so that a pipe without end or a file of one endless line stops
+  // at them instead of at the memory's end.
+  auto next_line = [&]() -> bool {
+    line.clear();
+    std::streambuf* sb = in.rdbuf();
+    for (;;) {
+      const int c = sb->sbumpc();
+      if (c == std::char_traits<char>::eof()) return !line.empty();  // a last line without its newline
+      if (++total > kMaxPromptFileBytes)
+        throw_usage("--prompt-file " + path + ": larger than " + std::to_string(kMaxPromptFileBytes >> 20) +
+                    " MiB, the most a prompt file may hold; split it into several files");
+      if (c == '\n') return true;
+      if (line.size() >= kMaxPromptLineBytes)
+        throw_usage(path + ":" + std::to_string(lineno + 1) + ": the line is longer than " +
+                    std::to_string(kMaxPromptLineBytes >> 20) + " MiB, the most a prompt-file line may hold");
+      line += (char)c;
+    }
+  };
+  while (next_line()) {
     ++lineno;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     strip_bom(line);
@@ -50,6 +85,9 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
     if (first == std::string::npos || line[first] == '#') continue;
     Job job = defaults;
     job.origin = path + ":" + std::to_string(lineno);
+    if (jobs.size() >= kMaxPromptFileJobs)
+      bad(job, "more than " + std::to_string(kMaxPromptFileJobs) +
+                   " prompts, the most one prompt file may hold; split it into several files");
     if (line[first] != '{') {
       if (line.find('\0') != std::string::npos) bad(job, "the line holds a NUL character");
       job.prompt = line;

@@ -49,6 +49,16 @@ uint16_t float_to_bf16_bits(float f) {
   return (uint16_t)(x >> 16);
 }
 
+// The format's own bound on the header (huggingface/safetensors, safetensors/src/tensor.rs:
+// MAX_HEADER_SIZE = 100_000_000, HeaderTooLarge); files past it load nowhere else either.
+constexpr uint64_t kMaxHeaderBytes = 100000000;
+// JSON values (keys, objects, arrays, numbers, strings) in a header. A tensor's entry is about 14
+// (its name, dtype, shape and data_offsets with theirs), so this is some 70,000 tensors: SD v1.x
+// checkpoints hold ~1,200 (~2,300 with an EMA copy), SDXL's ~2,500, LoRAs fewer. The parsed header
+// costs up to ~150 bytes a value (a std::map node and the key-uniqueness set's), so this keeps it
+// near 150 MB however the 100 MB of text is spent, where 4 million empty entries took 3.8 GB.
+constexpr size_t kMaxHeaderValues = 1000000;
+
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw_model("safetensors file " + path + ": " + what);
 }
@@ -126,16 +136,23 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   if (hlen > size - 8)
     fail(path, "header length " + std::to_string(hlen) + " runs past the end of the file (" +
                    std::to_string(size) + " bytes)");
+  if (hlen > kMaxHeaderBytes)
+    fail(path, "header length " + std::to_string(hlen) + " is over the " + std::to_string(kMaxHeaderBytes) +
+                   " bytes the safetensors format allows");
   f->data_ = base + 8 + hlen;
   const size_t data_size = size - 8 - (size_t)hlen;
 
   nlohmann::json header;
   std::string duplicate;
   try {
-    header = parse_json_unique_keys(base + 8, base + 8 + hlen, &duplicate);
+    header = parse_json_unique_keys(base + 8, base + 8 + hlen, &duplicate, kMaxHeaderValues);
   } catch (const nlohmann::json::exception& e) {
     fail(path, std::string("header is not valid JSON: ") + e.what());
+  } catch (const JsonTooManyValues& e) {
+    fail(path, std::string("header holds ") + e.what() + " (some " + std::to_string(kMaxHeaderValues / 14) +
+                   " tensors' worth; models hold a few thousand): refused");
   }
+  release_pages(base, 8 + (size_t)hlen);  // the header's text: parsed, not needed again
   if (!duplicate.empty()) fail(path, "header names \"" + printable_tensor_name(duplicate) + "\" twice");
   if (!header.is_object()) fail(path, "header JSON is not an object");
 

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -56,7 +57,8 @@ const std::set<std::string>& inert_globals() {
 
 class Unpickler {
  public:
-  Unpickler(const std::string& what, const uint8_t* p, size_t n) : what_(what), p_(p), end_(p + n) {}
+  Unpickler(const std::string& what, const uint8_t* p, size_t n)
+      : what_(what), p_(p), end_(p + n), max_cells_(std::min<size_t>(kMaxCells, n / 2 + kFreeCells)) {}
   // A pickle may make cycles (a list appended to itself through the memo), which shared_ptr
   // never frees: every object made is kept here and unlinked when the machine ends.
   ~Unpickler() {
@@ -134,7 +136,23 @@ class Unpickler {
   }
 
  private:
+  // What the machine holds grows with the objects it makes (~250 bytes each, kept in made_ until
+  // it ends) and the references that tuples, lists and dicts hold (16 bytes each), not with the
+  // pickle's bytes: "N0" (None, POP) is 2 bytes an object, so 10 million of them took 2.7 GB.
+  // Both are counted and bounded by the pickle's size (real ones spend 5–8 bytes an object: a
+  // tensor's entry is ~15 objects in ~100 bytes) and absolutely: kMaxCells is some 130,000
+  // tensors, many times a training checkpoint's (SD v1.x with EMA and Adam state: under 10,000),
+  // and keeps the machine's peak near 500 MB whatever the file.
+  static constexpr size_t kMaxCells = 2000000, kFreeCells = 65536;
+  void count(size_t n) {
+    cells_ += n;
+    if (cells_ > max_cells_)
+      fail(what_, "the pickle builds more than " + std::to_string(max_cells_) +
+                      " objects and references (one per 2 bytes of its " + std::to_string(end_ - start_) +
+                      " bytes, at most " + std::to_string(kMaxCells) + "), more than a state dict needs; refused");
+  }
   Ref make(Obj::Kind k) {
+    count(1);
     made_.push_back(std::make_shared<Obj>());
     made_.back()->kind = k;
     return made_.back();
@@ -214,6 +232,7 @@ class Unpickler {
     return v;
   }
   Ref tuple(std::vector<Ref> items) {
+    count(items.size());
     Ref r = make(Obj::kTuple);
     r->items = std::move(items);
     return r;
@@ -222,11 +241,13 @@ class Unpickler {
     if (kv.size() % 2) fail(what_, "SETITEMS with an odd count");
     if (d->kind == Obj::kOpaque) return;
     if (d->kind != Obj::kDict) fail(what_, "SETITEM(S) on something that is not a dict");
+    count(kv.size());
     for (size_t k = 0; k < kv.size(); k += 2) d->dict.push_back({kv[k], kv[k + 1]});
   }
   void append(Ref& l, const std::vector<Ref>& v) {
     if (l->kind == Obj::kOpaque) return;
     if (l->kind != Obj::kList) fail(what_, "APPEND(S) on something that is not a list");
+    count(v.size());
     l->items.insert(l->items.end(), v.begin(), v.end());
   }
   void memo(size_t k) {
@@ -323,6 +344,8 @@ class Unpickler {
   const uint8_t* start_ = p_;
   std::vector<Ref> stack_, memo_, made_;
   std::vector<size_t> marks_;
+  size_t max_cells_;
+  size_t cells_ = 0;
 };
 
 // ---- the zip container ----

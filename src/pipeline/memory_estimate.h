@@ -21,6 +21,14 @@
 //     libraries, which alone keep 220 MiB resident; 64 MiB without) and 48 MiB per thread (its
 //     scratch buffers, and what malloc keeps of small freed blocks).
 // It is an estimate for refusing what cannot fit, meant to err high by up to about a third.
+// Not counted: what the loaders hold while they open a file, before the check runs and freed
+// before the weights load. Each is bounded so that it stays small beside the weights, whatever
+// the file claims: a safetensors header's parsed JSON (text at most 100,000,000 bytes as the
+// format allows, and 1,000,000 JSON values: ~150 MB at worst, ~1 MB for an SD checkpoint;
+// io/safetensors.cpp), a .ckpt's unpickled objects (at most one per 2 bytes of its pickle and
+// 2,000,000: ~500 MB at worst, a few MB for an SD checkpoint; io/torch_checkpoint.cpp), and the
+// jobs of a prompt file (64 MiB, lines of 1 MiB, 1,000,000 prompts of ~650 bytes each once read:
+// ~650 MB at worst; cli/prompt_file.cpp).
 #pragma once
 #include <cstdint>
 #include <string>
