@@ -353,7 +353,8 @@ void write_safetensors(const std::string& path, const std::vector<StWriteTensor>
       throw_output("cannot write " + tmp + ": " + std::strerror(errno));
     }
     bool ok = std::fwrite(len, 1, 8, out) == 8 && std::fwrite(h.data(), 1, h.size(), out) == h.size();
-    for (const auto& t : tensors) ok = ok && std::fwrite(t.bytes.data(), 1, t.bytes.size(), out) == t.bytes.size();
+    for (const auto& t : tensors)  // (a tensor of 0 elements has no bytes, and no pointer to pass)
+      ok = ok && (t.bytes.empty() || std::fwrite(t.bytes.data(), 1, t.bytes.size(), out) == t.bytes.size());
     ok = std::fclose(out) == 0 && ok;
     if (!ok) {
       std::remove(tmp.c_str());
