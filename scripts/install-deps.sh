@@ -7,7 +7,8 @@ set -euo pipefail
 PKGS=(cmake g++ make pkg-config zlib1g-dev libcli11-dev nlohmann-json3-dev libstb-dev libgtest-dev
       libgmock-dev libopenblas-dev libutf8proc-dev libboost-context-dev
       clang-14 libclang-rt-14-dev   # clang and compiler-rt: the fuzz targets (scripts/fuzz.sh)
-      munge slurmctld slurmd slurm-client)  # a one-node Slurm cluster: the slurm_cluster test
+      munge slurmctld slurmd slurm-client   # a one-node Slurm cluster: the slurm_cluster test
+      xz-utils)                             # the GPU kit's payload (scripts/gpu-kit.sh)
 have_nvcc=0
 { command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; } && have_nvcc=1
 # pip (for cuobjdump) where no Python with pip is there already.
