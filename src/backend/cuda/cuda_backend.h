@@ -15,6 +15,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "backend/cuda/cuda_memory.h"
 #include "sdgen/backend.h"
@@ -37,6 +38,20 @@ void check_cudnn_version(size_t version);
 // at the same address never finds plans made for another. Return how many were released.
 size_t release_linear_plans(const void* cublaslt_handle);
 size_t release_conv_plans(const void* cudnn_handle);
+// The entries of a plan cache whose key starts with `handle` removed; how many.
+template <class Map>
+size_t erase_plans_of(Map& plans, const void* handle) {
+  size_t n = 0;
+  for (auto it = plans.begin(); it != plans.end();) {
+    if (std::get<0>(it->first) == handle) {
+      it = plans.erase(it);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  return n;
+}
 
 class CudaBackend : public Backend {
  public:

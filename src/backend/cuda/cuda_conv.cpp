@@ -288,17 +288,7 @@ ConvPlan& conv_plan(cudnnHandle_t h, const ConvShape& s, bool bias, Extra extra)
 
 size_t release_conv_plans(const void* handle) {
 #if SDGEN_HAVE_CUDNN
-  size_t n = 0;
-  auto& m = conv_plans();
-  for (auto it = m.begin(); it != m.end();) {
-    if (std::get<0>(it->first) == handle) {
-      it = m.erase(it);
-      ++n;
-    } else {
-      ++it;
-    }
-  }
-  return n;
+  return erase_plans_of(conv_plans(), handle);
 #else
   (void)handle;
   return 0;

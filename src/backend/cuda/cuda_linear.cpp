@@ -132,19 +132,7 @@ Tensor CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor& bias,
   return y;
 }
 
-size_t release_linear_plans(const void* handle) {
-  size_t n = 0;
-  auto& m = lt_plans();
-  for (auto it = m.begin(); it != m.end();) {
-    if (std::get<0>(it->first) == handle) {
-      it = m.erase(it);
-      ++n;
-    } else {
-      ++it;
-    }
-  }
-  return n;
-}
+size_t release_linear_plans(const void* handle) { return erase_plans_of(lt_plans(), handle); }
 
 }  // namespace cuda
 }  // namespace sdgen
