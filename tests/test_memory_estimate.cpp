@@ -139,12 +139,18 @@ TEST(MemoryEstimate, CpuEstimateBoundsTheMeasuredPeak) {
     std::printf("[ memory ] tiny model %dx%d batch %d %s on the CPU: estimate %s, measured peak RSS %s (%.2fx)\n",
                 c.size, c.size, c.batch, c.precision, describe(e).c_str(), format_bytes(measured).c_str(),
                 (double)e.total() / (double)measured);
-    EXPECT_GE(e.total(), measured) << c.size << " batch " << c.batch << " " << c.precision;
-    // At most 1.6× above; on a machine with more threads than the 2 it was measured with, less
-    // their scratch allowance, which this small model's threads do not fill.
-    const double more_threads = 48.0 * 1048576 * std::max(0, r.threads - 2);
-    EXPECT_LE((double)e.total() - more_threads, 1.6 * (double)measured)
-        << c.size << " batch " << c.batch << " " << c.precision;
+    EXPECT_GE(e.total(), measured) << c.size << " batch " << c.batch << " " << c.precision << ": estimate "
+                                   << format_bytes(e.total()) << ", measured " << format_bytes(measured);
+    // At most 1.6× above, plus the fixed 64 MiB allowance for what a process holds before any
+    // work: that part depends on the machine's libraries (OpenBLAS's buffers differ by CPU), and
+    // on this tiny model it is a third of the whole, so a ratio alone made the bound a coin toss
+    // between machines. On a machine with more threads than the 2 it was measured with, less their
+    // scratch allowance, which this small model's threads do not fill.
+    const double MiB = 1048576.0;
+    const double more_threads = 48.0 * MiB * std::max(0, r.threads - 2);
+    EXPECT_LE((double)e.total() - more_threads, 1.6 * (double)measured + 64 * MiB)
+        << c.size << " batch " << c.batch << " " << c.precision << ": estimate " << format_bytes(e.total())
+        << ", measured " << format_bytes(measured);
   }
   fs::remove_all(out);
 }
