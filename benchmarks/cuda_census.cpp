@@ -165,7 +165,7 @@ int usage(const char* msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model = kRandomSd15, precision = "fp16";
+  std::string model = kRandomSd15, precision = "fp16", sampler = "ddim", schedule = "default";
   GenerateParams gp;
   gp.keep_step_graph = false;
   gp.check_finite = false;  // a dry run computes no values: nothing to check, no fp32 retry to count
@@ -190,8 +190,8 @@ int main(int argc, char** argv) {
     else if (a == "--guidance") gp.guidance = (float)std::atof(val("--guidance"));
     else if (a == "--precision") precision = val("--precision");
     else if (a == "--vae-batch") gp.vae_batch = std::atoi(val("--vae-batch"));
-    else if (a == "--sampler") gp.sampler = val("--sampler");
-    else if (a == "--schedule") gp.schedule = val("--schedule");
+    else if (a == "--sampler") sampler = val("--sampler");
+    else if (a == "--schedule") schedule = val("--schedule");
     else if (a == "--keep-step-graph") gp.keep_step_graph = true;
     else if (a == "--json") json = true;
     else if (a == "--cuda-graphs") {
@@ -206,6 +206,11 @@ int main(int argc, char** argv) {
   if (gp.batch < 1 || gp.steps < 1 || gp.width % 64 || gp.height % 64 || gp.width < 64 || gp.height < 64)
     return usage("batch and steps must be >= 1, width and height multiples of 64");
   const DType dt = precision == "fp16" ? DType::F16 : DType::F32;
+  try {
+    gp.sampler = parse_sampler_options(sampler, schedule);
+  } catch (const Error& e) {
+    return usage(e.what());
+  }
 
   set_cuda_backend_factory(&make_cuda_backend);
   census::set_dry(true);

@@ -22,7 +22,7 @@ declare -A SOURCES=(
   [safetensors]="src/io/safetensors.cpp src/io/file_write.cpp"
   [torch_checkpoint]="src/io/safetensors.cpp src/io/file_write.cpp src/io/torch_checkpoint.cpp"
   [model_config]="src/io/model_config_load.cpp src/io/model_family.cpp src/io/checkpoint_names.cpp"
-  [prompt_file]="src/cli/prompt_file.cpp src/cli/batch.cpp src/io/png_writer.cpp src/io/file_write.cpp"
+  [prompt_file]="src/cli/prompt_file.cpp src/cli/batch.cpp src/cli/settings.cpp src/io/png_writer.cpp src/io/file_write.cpp src/io/lora_spec.cpp src/io/model_hashes.cpp src/core/sha256.cpp src/core/interrupt.cpp src/text/embedding_spec.cpp src/sampler/registry.cpp src/core/rng.cpp src/core/cephes_math.cpp"
   [manifest]="src/cli/manifest.cpp src/core/sha256.cpp src/core/interrupt.cpp"
   [tokenizer]="src/text/tokenizer.cpp src/text/text_clean.cpp src/text/ftfy_encoding.cpp src/text/ftfy_badness.cpp src/text/prompt_weights.cpp src/text/prompt_chunks.cpp"
 )

@@ -141,11 +141,11 @@ TEST(Batch, NamesThatWouldCollideAreRefused) {
   j.name_pattern = "img-{seed}";  // batch mode: every image has the base seed
   j.seed = 5;
   usage_error([&] { check_distinct_names({j}); });
-  j.seed_mode = "per-image";  // S+i tells them apart
+  j.seed_mode = SeedMode::PerImage;  // S+i tells them apart
   check_distinct_names({j});
   for (const char* ok : {"img-{i}", "{n}", "x{n}y"}) {
     j.name_pattern = ok;
-    j.seed_mode = "batch";
+    j.seed_mode = SeedMode::Batch;
     check_distinct_names({j});
   }
   // Two prompt-file lines with one fixed name in one folder; another folder is fine.
@@ -245,7 +245,7 @@ TEST(Batch, ShardsPartitionTheImageSet) {
   std::vector<Job> jobs(5);
   jobs[1].batch = 3;  // batch mode: one unit
   jobs[3].batch = 4;
-  jobs[3].seed_mode = "per-image";  // four units
+  jobs[3].seed_mode = SeedMode::PerImage;  // four units
   std::set<ImageRef> all;
   for (size_t k = 0; k < jobs.size(); ++k)
     for (int i = 0; i < jobs[k].batch; ++i) all.insert({k, i});
@@ -258,7 +258,7 @@ TEST(Batch, ShardsPartitionTheImageSet) {
       size_t units = 0;
       for (const ImageRef& r : part) {
         EXPECT_TRUE(seen.insert(r).second) << "image in two parts, n=" << n;
-        if (jobs[r.job].seed_mode == "per-image") ++units;
+        if (jobs[r.job].seed_mode == SeedMode::PerImage) ++units;
         else if (batch_jobs.insert(r.job).second) ++units;
       }
       // A batch-mode job never splits.
@@ -290,7 +290,7 @@ TEST(Batch, PlanCallsGroupsContiguousPerImageRuns) {
   std::vector<Job> jobs(2);
   jobs[0].batch = 3;
   jobs[1].batch = 6;
-  jobs[1].seed_mode = "per-image";
+  jobs[1].seed_mode = SeedMode::PerImage;
   const std::vector<ImageRef> todo = {{0, 2}, {1, 0}, {1, 1}, {1, 3}, {1, 4}, {1, 5}};
   const std::vector<Call> calls = plan_calls(jobs, todo, false);
   ASSERT_EQ(calls.size(), 3u);
@@ -315,11 +315,11 @@ TEST(Batch, PlanCallsGroupsContiguousPerImageRuns) {
 
 TEST(Batch, OneGpuPerProcess) {
   std::vector<Job> jobs(3);
-  jobs[0].device = "cuda:1";
-  jobs[1].device = "cpu";
-  jobs[2].device = "cuda:1";
+  jobs[0].device = {DeviceSpec::Cuda, 1};
+  jobs[1].device = {DeviceSpec::Cpu, -1};
+  jobs[2].device = {DeviceSpec::Cuda, 1};
   check_one_gpu(jobs);
-  jobs[2].device = "cuda:0";
+  jobs[2].device = {DeviceSpec::Cuda, 0};
   jobs[2].origin = "p.txt:3";
   EXPECT_NE(usage_error([&] { check_one_gpu(jobs); }).find("p.txt:3: --device cuda:0: this run already uses cuda:1"),
             std::string::npos);

@@ -371,7 +371,9 @@ TEST(Embeddings, ImagesMatchDiffusers) {
   const Golden g;
   const std::vector<std::string> files = {kData + "/embeddings/tiny-obj.safetensors",
                                           kData + "/embeddings/tiny-style.safetensors"};
-  Pipeline pipe(kModel, DType::F32, Device::CPU, nullptr, ModelOptions{"", files, {}});
+  std::vector<EmbeddingSpec> specs;
+  for (const std::string& f : files) specs.push_back(parse_embedding_spec(f));
+  Pipeline pipe(kModel, DType::F32, Device::CPU, nullptr, ModelOptions{"", specs, {}});
   const GenerateParams p = params_of(g, "embeddings");
   expect_batch_matches(g, "embeddings", pipe.generate(p), "embeddings");
   // Without them the reference image is another one.
@@ -382,7 +384,7 @@ TEST(Embeddings, ImagesMatchDiffusers) {
   ClipTextEncoder clip(*ckpt, ckpt->config().clip, DType::F32, Device::CPU);
   ClipTokenizer tok = tiny_tokenizer();
   std::vector<Embedding> loaded;
-  for (const std::string& f : files) loaded.push_back(load_embedding(f, 8));
+  for (const EmbeddingSpec& f : specs) loaded.push_back(load_embedding(f, 8));
   EXPECT_EQ(loaded[0].token, "tiny-obj");
   EXPECT_EQ(loaded[1].vectors.dim(0), 2);
   add_embeddings(loaded, tok, clip);
@@ -614,7 +616,8 @@ TEST(ModelOptionsFp16, CloseToDiffusers) {
       // at 0.5 74.6% / 99.74% / 2, without the LoRA 76.4% / 99.75% / 2), smoothly with the scale,
       // as rounding error does. Not yet checked against an fp16 reference: an open item.
       {"lora0.5", ModelOptions{"", {}, {LoraSpec{kKohya, 0.5f}}}},
-      {"embeddings", ModelOptions{"", {kData + "/embeddings/tiny-obj.safetensors", kData + "/embeddings/tiny-style.safetensors"}, {}}},
+      {"embeddings", ModelOptions{"", {parse_embedding_spec(kData + "/embeddings/tiny-obj.safetensors"),
+                                       parse_embedding_spec(kData + "/embeddings/tiny-style.safetensors")}, {}}},
   };
   for (const Case& c : cases) {
     Pipeline pipe(kModel, DType::F16, Device::CPU, nullptr, c.opt);

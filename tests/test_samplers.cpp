@@ -77,14 +77,14 @@ TEST(SamplerPlans, MatchDiffusersSchedulers) {
     SchedulerConfig cfg;  // SD v1.5's: 1000 steps, scaled_linear 0.00085..0.012, steps_offset 1
     const std::string spacing = r["spacing"];
     cfg.timestep_spacing = spacing == "none" ? "" : spacing;
-    const SamplerOptions o{r["sampler"], r["schedule"] == "karras", r["eta"].get<float>()};
+    const SamplerOptions o = parse_sampler_options(r["sampler"], r["schedule"], r["eta"].get<float>());
     const int steps = r["steps"];
     const SamplerPlan plan = plan_sampler(o, cfg, steps);
 
     const std::vector<float> ts = g.floats(key + ".timesteps"), div = g.floats(key + ".divisors");
     ASSERT_EQ(plan.units, (int)ts.size());
     for (int u = 0; u < plan.units; ++u) {
-      EXPECT_NEAR(plan.timesteps[u], ts[u], ts[u] == std::round(ts[u]) && !o.karras ? 0.0 : kTimestepTol) << u;
+      EXPECT_NEAR(plan.timesteps[u], ts[u], ts[u] == std::round(ts[u]) && !o.karras() ? 0.0 : kTimestepTol) << u;
       EXPECT_NEAR(plan.in_divisor[u], div[u], 2e-6 * div[u]) << u;
     }
     EXPECT_NEAR(plan.init_sigma, g.floats(key + ".init_sigma")[0], 2e-6 * plan.init_sigma);
@@ -125,15 +125,15 @@ TEST(SamplerPlans, MatchDiffusersSchedulers) {
 
 TEST(SamplerPlans, RefusesWhatDiffusersDoesNotOffer) {
   SchedulerConfig cfg;
-  EXPECT_THROW(plan_sampler({"euler_a", true, 0}, cfg, 10), std::exception);  // no Karras in diffusers
-  EXPECT_THROW(plan_sampler({"pndm", true, 0}, cfg, 10), std::exception);
-  EXPECT_THROW(plan_sampler({"euler", false, 0.5f}, cfg, 10), std::exception);  // η is DDIM's
-  EXPECT_THROW(plan_sampler({"ddim", false, 1.5f}, cfg, 10), std::exception);
-  EXPECT_THROW(plan_sampler({"k_euler", false, 0}, cfg, 10), std::exception);
-  EXPECT_THROW(plan_sampler({"ddim", false, 0}, cfg, 0), std::exception);
-  EXPECT_EQ(a1111_sampler_name({"dpmpp_2m", true, 0}), "DPM++ 2M Karras");
-  EXPECT_EQ(a1111_sampler_name({"euler_a", false, 0}), "Euler a");
-  EXPECT_EQ(a1111_sampler_name({"pndm", false, 0}), "PLMS");
+  EXPECT_THROW(plan_sampler(parse_sampler_options("euler_a", "karras", 0), cfg, 10), std::exception);  // no Karras in diffusers
+  EXPECT_THROW(plan_sampler(parse_sampler_options("pndm", "karras", 0), cfg, 10), std::exception);
+  EXPECT_THROW(plan_sampler(parse_sampler_options("euler", "default", 0.5f), cfg, 10), std::exception);  // η is DDIM's
+  EXPECT_THROW(plan_sampler(parse_sampler_options("ddim", "default", 1.5f), cfg, 10), std::exception);
+  EXPECT_THROW(parse_sampler_options("k_euler"), std::exception);
+  EXPECT_THROW(plan_sampler(parse_sampler_options("ddim", "default", 0), cfg, 0), std::exception);
+  EXPECT_EQ(a1111_sampler_name(parse_sampler_options("dpmpp_2m", "karras", 0)), "DPM++ 2M Karras");
+  EXPECT_EQ(a1111_sampler_name(parse_sampler_options("euler_a", "default", 0)), "Euler a");
+  EXPECT_EQ(a1111_sampler_name(parse_sampler_options("pndm", "default", 0)), "PLMS");
 }
 
 // ---- the pipeline ----
@@ -162,9 +162,7 @@ GenerateParams pipe_params(const nlohmann::json& call, const PipeRun& r) {
   p.height = call["height"];
   p.batch = call["images"];
   p.seed = call["seed"];
-  p.sampler = r.sampler;
-  p.schedule = r.schedule;
-  p.eta = r.eta;
+  p.sampler = parse_sampler_options(r.sampler, r.schedule, r.eta);
   return p;
 }
 

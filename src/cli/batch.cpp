@@ -56,38 +56,6 @@ std::optional<uint64_t> json_seed(const nlohmann::json& v, const std::string& or
   throw_usage(prefix(origin) + "\"seed\" must be " + kSeedRange + ", not " + shown(v));
 }
 
-void check_prompt_line_types(const nlohmann::json& line, const std::string& origin) {
-  static const std::set<std::string> ints = {"batch", "steps", "width", "height", "clip_skip"};
-  static const std::set<std::string> reals = {"guidance", "eta"};
-  static const std::set<std::string> strings = {"prompt", "negative_prompt", "sampler", "schedule", "rng",
-                                                "seed_mode", "name", "model", "precision", "device", "out", "vae"};
-  if (!line.is_object()) throw_usage(prefix(origin) + "a JSON line must be an object {\"prompt\": ...}");
-  for (auto it = line.begin(); it != line.end(); ++it) {
-    const std::string& k = it.key();
-    const nlohmann::json& v = it.value();
-    const std::string where = prefix(origin) + "\"" + k + "\" must be ";
-    if (ints.count(k)) {
-      if (!v.is_number_integer()) throw_usage(where + "an integer, not " + shown(v));
-      const bool fits = v.is_number_unsigned() ? v.get<uint64_t>() <= (uint64_t)INT_MAX
-                                               : v.get<int64_t>() >= INT_MIN && v.get<int64_t>() <= INT_MAX;
-      if (!fits) throw_usage(where + "an integer in the int range, not " + shown(v));
-    } else if (reals.count(k)) {
-      if (!v.is_number()) throw_usage(where + "a number, not " + shown(v));
-    } else if (strings.count(k)) {
-      if (!v.is_string()) throw_usage(where + "a string, not " + shown(v));
-      // A path with a NUL would be cut there by every file call, and name another file than shown.
-      if (v.get<std::string>().find('\0') != std::string::npos) throw_usage(where + "free of NUL characters");
-    } else if (k == "lora") {
-      const bool strs = v.is_array() && std::all_of(v.begin(), v.end(), [](const nlohmann::json& e) { return e.is_string(); });
-      if (!v.is_string() && !strs) throw_usage(where + "a string or a list of strings, not " + shown(v));
-    } else if (k == "emphasis") {
-      if (!v.is_boolean()) throw_usage(where + "true or false, not " + shown(v));
-    } else if (k == "seed") {
-      json_seed(v, origin);
-    }
-  }
-}
-
 void strip_bom(std::string& line) {
   if (line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);
 }
@@ -118,7 +86,7 @@ void check_distinct_names(const std::vector<Job>& jobs) {
     const std::string dir = fs::path(j.out_dir).lexically_normal().string();
     for (int i = 0; i < j.batch; ++i) {
       const uint64_t base = j.seed ? *j.seed : UINT64_MAX - k;
-      const uint64_t seed = j.seed_mode == "per-image" ? base + (uint64_t)i : base;
+      const uint64_t seed = j.seed_mode == SeedMode::PerImage ? base + (uint64_t)i : base;
       const std::string name = expand_name(j.name_pattern, 0, seed, i, j);
       const std::string who = j.origin + " image " + std::to_string(i);
       auto [it, fresh] = owner.emplace(dir + "/" + name, who);
@@ -182,7 +150,7 @@ Shard parse_shard(const std::string& text) {
 std::vector<ImageRef> shard_images(const std::vector<Job>& jobs, Shard shard) {
   std::vector<std::vector<ImageRef>> units;
   for (size_t k = 0; k < jobs.size(); ++k) {
-    if (jobs[k].seed_mode == "per-image") {
+    if (jobs[k].seed_mode == SeedMode::PerImage) {
       for (int i = 0; i < jobs[k].batch; ++i) units.push_back({{k, i}});
     } else {
       std::vector<ImageRef> all;
@@ -252,7 +220,7 @@ std::vector<Call> plan_calls(const std::vector<Job>& jobs, const std::vector<Ima
   std::vector<Call> calls;
   for (const ImageRef& r : todo) {
     Call* last = calls.empty() ? nullptr : &calls.back();
-    const bool per_image = jobs[r.job].seed_mode == "per-image";
+    const bool per_image = jobs[r.job].seed_mode == SeedMode::PerImage;
     if (last && last->job == r.job && (!per_image || (!planned && last->first + last->count == r.index))) {
       if (per_image) ++last->count;
       last->write.push_back(r.index);
@@ -267,9 +235,9 @@ std::vector<Call> plan_calls(const std::vector<Job>& jobs, const std::vector<Ima
 void check_one_gpu(const std::vector<Job>& jobs) {
   const Job* first = nullptr;
   for (const Job& j : jobs) {
-    if (cuda_ordinal(j.device) < 0) continue;
-    if (first && cuda_ordinal(first->device) != cuda_ordinal(j.device))
-      throw_usage(prefix(j.origin) + "--device " + j.device + ": this run already uses " + first->device + " (" +
+    if (j.device.ordinal < 0) continue;
+    if (first && first->device.ordinal != j.device.ordinal)
+      throw_usage(prefix(j.origin) + "--device " + j.device.text() + ": this run already uses " + first->device.text() + " (" +
                   first->origin + "); one process drives one GPU: run one process per GPU");
     if (!first) first = &j;
   }

@@ -18,9 +18,6 @@ namespace sdgen::cli {
 std::optional<uint64_t> parse_seed_text(const std::string& text, const std::string& where);
 // A prompt-file "seed" value: an integer 0..2^64-1, or -1 for random (nullopt).
 std::optional<uint64_t> json_seed(const nlohmann::json& v, const std::string& origin);
-// Checks the JSON type (and int range) of every known key of a prompt-file line before any is
-// read: nlohmann's get<int> would turn 2.9 into 2, true into 1 and 4294967360 into 64.
-void check_prompt_line_types(const nlohmann::json& line, const std::string& origin);
 // Removes a leading UTF-8 byte-order mark.
 void strip_bom(std::string& line);
 

@@ -13,6 +13,7 @@
 
 #include "cli/batch.h"
 #include "cli/options.h"
+#include "cli/settings.h"
 #include "cli/progress.h"
 #include "cli/strict_options.h"
 #include "core/peak_flops.h"
@@ -178,22 +179,16 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   Job job;
   job.prompt = "a lighthouse at dusk, oil painting";
   job.batch = 3;
+  job.seed = 42;
   std::string precisions = "fp32,fp16", graphs;
   int repeats = 0;
-  std::string seed_text = "42", max_memory_text;
+  std::string max_memory_text;
   bool json = false, quiet = false;
-  app.add_option("-m,--model", job.model, "Checkpoint, or random:sd15 (full-size random weights, no download)");
-  app.add_option("--device", job.device, "auto, cpu or cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  // Generation's own settings (cli/settings.h), parsed and checked as sd-gen's.
+  add_settings(app, job, {"--model", "--device", "--batch", "--steps", "--width", "--height", "--guidance", "--prompt", "--seed"});
   app.add_option("--precision", precisions, "Comma-separated: fp32, fp16")->capture_default_str();
   auto* graphs_opt = app.add_option("--cuda-graphs", graphs, "Comma-separated on, off (CUDA only; default on,off)");
-  app.add_option("-b,--batch", job.batch, "Images per generation")->capture_default_str()->check(decimal_integer());
-  app.add_option("--steps", job.steps, "Sampler steps")->capture_default_str()->check(decimal_integer());
-  app.add_option("-W,--width", job.width, "Image width")->capture_default_str()->check(decimal_integer());
-  app.add_option("-H,--height", job.height, "Image height")->capture_default_str()->check(decimal_integer());
-  app.add_option("-g,--guidance", job.guidance, "Classifier-free guidance scale")->capture_default_str()->check(decimal_real());
-  app.add_option("-p,--prompt", job.prompt, "Prompt")->capture_default_str();
-  app.add_option("-s,--seed", seed_text, "Noise seed 0..2^64-1")->capture_default_str();
-  app.add_option("--repeats", repeats, "Timed generations after one warm-up (default 3->check(decimal_integer()); 1 on the CPU)");
+  app.add_option("--repeats", repeats, "Timed generations after one warm-up (default 3; 1 on the CPU)")->check(decimal_integer());
   app.add_option("--max-memory", max_memory_text,
                  "SIZE (8G, 512M): refuse configurations whose estimated memory exceeds it (default: what the device has free)");
   app.add_flag("--json", json, "One JSON object per configuration on stdout");
@@ -209,14 +204,13 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
 
   // Everything is checked before a model is loaded. The seed as generation reads it (decimal,
   // 0..2^64-1); a benchmark's images must be the same each run, so -1 (random) is refused.
-  const std::optional<uint64_t> seed = parse_seed_text(seed_text, "--seed");
-  if (!seed) throw_usage("--seed -1 (random) does not apply to bench: its runs must be comparable");
+  if (!job.seed) throw_usage("--seed -1 (random) does not apply to bench: its runs must be comparable");
   const std::vector<DType> precs = parse_precisions(precisions);
   const uint64_t max_memory = max_memory_text.empty() ? 0 : parse_byte_size(max_memory_text, "--max-memory");
   job.origin = "";
-  job.precision = "fp32";  // validated above as a list
+  finish_job(job);
   validate_job(job);
-  if (graphs_opt->count() && job.device == "cpu")
+  if (graphs_opt->count() && job.device.kind == DeviceSpec::Cpu)
     throw_usage("--cuda-graphs applies to CUDA only; --device cpu has no graphs");
   std::vector<bool> graph_settings = parse_graphs(graphs_opt->count() ? graphs : "on,off");
   if (app.count("--repeats") && (repeats < 1 || repeats > 1000))
@@ -227,9 +221,9 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   if (q.device == Device::CPU && graphs_opt->count())
     throw_usage("--cuda-graphs applies to CUDA only; this run is on the CPU (no CUDA device)");
   q.repeats = app.count("--repeats") ? repeats : (q.device == Device::CPU ? 1 : 3);
-  q.gp.prompt = job.prompt;
+  q.gp.prompt = job.text_prompt;
   q.gp.batch = job.batch, q.gp.steps = job.steps, q.gp.guidance = job.guidance;
-  q.gp.width = job.width, q.gp.height = job.height, q.gp.seed = *seed;
+  q.gp.width = job.width, q.gp.height = job.height, q.gp.seed = *job.seed;
   q.quiet = quiet;
 
   // Configurations in the order asked. On CUDA, fp16 ones run first: the backend's device peak

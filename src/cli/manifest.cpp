@@ -1,5 +1,7 @@
 #include "cli/manifest.h"
 
+#include "cli/settings.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -54,14 +56,12 @@ int job_line(const Job& job) {
 }
 
 nlohmann::json job_identity(const Job& j, uint64_t base_seed, const std::string& model_sha) {
-  return {{"line", job_line(j)},       {"prompt", j.prompt},     {"negative_prompt", j.negative_prompt},
-          {"seed", base_seed},         {"batch", j.batch},       {"steps", j.steps},
-          {"guidance", j.guidance},    {"width", j.width},       {"height", j.height},
-          {"sampler", j.sampler},      {"schedule", j.schedule}, {"eta", j.eta},
-          {"rng", j.rng},              {"seed_mode", j.seed_mode}, {"precision", j.precision},
-          {"emphasis", j.emphasis},    {"ema", j.ema},             {"clip_skip", j.clip_skip},
-          {"vae", j.vae},              {"embeddings", j.embeddings}, {"loras", j.loras},
-          {"model_sha256", model_sha}};
+  RecordContext ctx;
+  ctx.base_seed = base_seed;
+  nlohmann::json id = settings_identity(j, ctx);
+  id["line"] = job_line(j);
+  id["model_sha256"] = model_sha;
+  return id;
 }
 
 namespace {

@@ -1,6 +1,7 @@
 #include "cli/options.h"
 
 #include "cli/batch.h"
+#include "cli/settings.h"
 #include "io/checkpoint.h"
 #include "io/model_hashes.h"
 #include "io/file_write.h"
@@ -35,10 +36,6 @@ namespace fs = std::filesystem;
 namespace sdgen::cli {
 
 namespace {
-constexpr int kMaxSide = 2048;
-constexpr int kMaxBatch = 64;
-constexpr int kMaxSteps = 500;
-
 [[noreturn]] void bad(const Job& job, const std::string& what) {
   throw_usage((job.origin.empty() ? std::string() : job.origin + ": ") + what);
 }
@@ -73,8 +70,7 @@ std::string link_problem(const std::string& path) {
 // <lora:...> tags), checked before any work: usage errors naming the prompt and its file line.
 void check_prompt_weights(const Job& job) {
   if (!job.emphasis) return;
-  std::string prompt;
-  job_loras(job, &prompt);
+  const std::string& prompt = job.text_prompt;
   const bool cli = job.origin == "--prompt" || job.origin.empty();
   const std::string at = cli ? std::string() : job.origin + ": ";
   std::string why;
@@ -86,52 +82,13 @@ void check_prompt_weights(const Job& job) {
 
 void validate_job(const Job& job) {
   if (job.prompt.empty() && job.origin != "--prompt") bad(job, "empty prompt");
-  if (job.width < 64 || job.width > kMaxSide || job.width % 64 != 0)
-    bad(job, "--width " + std::to_string(job.width) + " must be a multiple of 64 between 64 and " +
-                 std::to_string(kMaxSide));
-  if (job.height < 64 || job.height > kMaxSide || job.height % 64 != 0)
-    bad(job, "--height " + std::to_string(job.height) + " must be a multiple of 64 between 64 and " +
-                 std::to_string(kMaxSide));
-  if (job.steps < 1 || job.steps > kMaxSteps)
-    bad(job, "--steps " + std::to_string(job.steps) + " must be between 1 and " + std::to_string(kMaxSteps));
-  if (job.batch < 1 || job.batch > kMaxBatch)
-    bad(job, "--batch " + std::to_string(job.batch) + " must be between 1 and " + std::to_string(kMaxBatch));
-  if (!(job.guidance >= 0.0f && job.guidance <= 100.0f))
-    bad(job, "--guidance must be between 0 and 100");
-  const SamplerInfo* sampler = find_sampler(job.sampler);
-  if (!sampler) bad(job, "--sampler '" + job.sampler + "' is not available (" + sampler_names() + ")");
-  if (job.schedule != "default" && job.schedule != "karras")
-    bad(job, "--schedule '" + job.schedule + "' is not one of default, karras");
-  if (job.schedule == "karras" && !sampler->karras)
-    bad(job, "--schedule karras is not available for " + job.sampler + " (diffusers' " + sampler->diffusers_class +
-                 " has no Karras sigmas)");
-  if (!(job.eta >= 0.0f && job.eta <= 1.0f)) bad(job, "--eta must be between 0 and 1");
-  if (job.eta != 0.0f && job.sampler != "ddim") bad(job, "--eta applies to --sampler ddim only");
-  RngKind rng;
-  if (!parse_rng_kind(job.rng, &rng)) bad(job, "--rng '" + job.rng + "' is not one of torch-cpu, philox");
-  SeedMode mode;
-  if (!parse_seed_mode(job.seed_mode, &mode))
-    bad(job, "--seed-mode '" + job.seed_mode + "' is not one of batch, per-image");
-  // Image i of per-image seeds is seeded S+i: past 2^64-1 it would wrap to 0 and repeat seeds.
-  if (job.seed_mode == "per-image" && job.seed && *job.seed > UINT64_MAX - (uint64_t)(job.batch - 1))
-    bad(job, "--seed " + std::to_string(*job.seed) + " with --batch " + std::to_string(job.batch) +
-                 " and --seed-mode per-image seeds image " + std::to_string(job.batch - 1) + " past 2^64-1");
-  if (job.precision != "fp32" && job.precision != "fp16")
-    bad(job, "--precision '" + job.precision + "' is not one of fp32, fp16");
-  if (job.device != "auto" && job.device != "cpu" && job.device != "cuda" && cuda_ordinal(job.device) < 0)
-    bad(job, "--device '" + job.device + "' is not one of auto, cpu, cuda, cuda:N");
-  if (job.clip_skip < 1 || job.clip_skip > 48)
-    bad(job, "--clip-skip " + std::to_string(job.clip_skip) + " must be at least 1 (1: the last layer; SD v1 has 12)");
-  if (job.out_dir.empty()) bad(job, "--out is empty");
+  check_settings(job);
   // Files the model options name: missing ones are model errors, found before any work.
   const std::string at = job.origin.empty() ? std::string() : job.origin + ": ";
   std::string why;
   if (!job.vae.empty() && !(why = path_problem(job.vae, false)).empty()) throw_model(at + "--vae " + job.vae + ": " + why);
-  for (const std::string& spec : job.embeddings) {
-    std::string file, token;
-    split_embedding_spec(spec, &file, &token);
-    if (!(why = path_problem(file, true)).empty()) throw_model(at + "--embedding " + file + ": " + why);
-  }
+  for (const EmbeddingArg& e : job.embeddings)
+    if (!(why = path_problem(e.file, true)).empty()) throw_model(at + "--embedding " + e.file + ": " + why);
   for (const LoraSpec& l : job_loras(job))
     if (!(why = path_problem(l.file, true)).empty()) throw_model(at + "--lora " + l.file + ": " + why);
   check_prompt_weights(job);
@@ -164,74 +121,14 @@ std::string resolve_model_path(const std::string& model_option) {
 }
 
 
-std::vector<LoraSpec> job_loras(const Job& job, std::string* prompt) {
-  std::vector<LoraSpec> out;
-  try {
-    for (const std::string& s : job.loras) out.push_back(parse_lora_spec(s));
-    const std::string stripped = extract_lora_tags(job.prompt, job.lora_dir, &out);
-    if (prompt) *prompt = stripped;
-  } catch (const Error& e) {
-    bad(job, e.what());
-  }
-  return out;
-}
-
-RngKind job_rng(const Job& job) {
-  RngKind k = RngKind::TorchCpu;
-  if (!parse_rng_kind(job.rng, &k)) bad(job, "--rng '" + job.rng + "' is not one of torch-cpu, philox");
-  return k;
-}
-
-SeedMode job_seed_mode(const Job& job) {
-  SeedMode m = SeedMode::Batch;
-  if (!parse_seed_mode(job.seed_mode, &m))
-    bad(job, "--seed-mode '" + job.seed_mode + "' is not one of batch, per-image");
-  return m;
-}
-
 std::string parameters_text(const Job& job, uint64_t image_seed, int index, const std::string& model) {
   std::string s = job.prompt;
   if (!job.negative_prompt.empty()) s += "\nNegative prompt: " + job.negative_prompt;
-  char g[32];
-  std::snprintf(g, sizeof g, "%g", job.guidance);
-  s += "\nSteps: " + std::to_string(job.steps) + ", Sampler: " +
-       a1111_sampler_name({job.sampler, job.schedule == "karras", job.eta}) + ", CFG scale: " + g +
-       ", Seed: " + std::to_string(image_seed) + ", Size: " + std::to_string(job.width) + "x" +
-       std::to_string(job.height) + ", Model: " + model + ", Precision: " + job.precision +
-       ", RNG: " + (job_rng(job) == RngKind::Philox ? "NV" : "CPU") + ", Seed mode: " + job.seed_mode;
-  if (job.eta != 0.0f) {
-    std::snprintf(g, sizeof g, "%g", job.eta);
-    s += std::string(", Eta DDIM: ") + g;
-  }
-  if (!job.emphasis) s += ", Emphasis: off";
-  if (job.clip_skip > 1) s += ", Clip skip: " + std::to_string(job.clip_skip);
-  if (!job.vae.empty()) {
-    std::string v = job.vae;
-    while (v.size() > 1 && v.back() == '/') v.pop_back();
-    s += ", VAE: " + fs::path(v).filename().string();
-  }
-  // A1111's hash lists, quoted (their values hold commas): every LoRA the job applies, by the name
-  // its tag uses (the file's stem), and the embeddings its prompts use, by token.
-  auto clean = [](std::string n) {
-    n.erase(std::remove_if(n.begin(), n.end(), [](char c) { return c == ':' || c == ','; }), n.end());
-    return n;
-  };
-  std::string list;
-  for (const LoraSpec& l : job_loras(job))
-    list += (list.empty() ? "" : ", ") + clean(fs::path(l.file).stem().string()) + ": " + lora_short_hash(l.file);
-  if (!list.empty()) s += ", Lora hashes: \"" + list + "\"";
-  list.clear();
-  for (const std::string& spec : job.embeddings) {
-    std::string file, token;
-    split_embedding_spec(spec, &file, &token);
-    if (token.empty()) token = fs::path(file).stem().string();
-    if (job.prompt.find(token) == std::string::npos && job.negative_prompt.find(token) == std::string::npos) continue;
-    list += (list.empty() ? "" : ", ") + clean(token) + ": " + embedding_short_hash(file);
-  }
-  if (!list.empty()) s += ", TI hashes: \"" + list + "\"";
-  if (job.batch > 1)
-    s += ", Batch size: " + std::to_string(job.batch) + ", Batch pos: " + std::to_string(index);
-  return s;
+  RecordContext ctx;
+  ctx.model_name = model;
+  std::vector<std::pair<int, std::string>> run = {{40, "Seed: " + std::to_string(image_seed)}, {60, "Model: " + model}};
+  if (job.batch > 1) run.emplace_back(170, "Batch pos: " + std::to_string(index));
+  return s + "\n" + settings_infotext(job, ctx, run);
 }
 
 
@@ -278,14 +175,14 @@ void remove_created_dirs(const std::vector<std::string>& created) {
 }
 
 
-Device pick_device(const std::string& d, std::string* why_cpu) {
-  if (d == "cpu") return Device::CPU;
-  if (d == "cuda" || cuda_ordinal(d) >= 0) {
+Device pick_device(const DeviceSpec& d, std::string* why_cpu) {
+  if (d.kind == DeviceSpec::Cpu) return Device::CPU;
+  if (d.kind == DeviceSpec::Cuda) {
     try {
-      if (cuda_ordinal(d) >= 0) set_cuda_device_ordinal(cuda_ordinal(d));
+      if (d.ordinal >= 0) set_cuda_device_ordinal(d.ordinal);
       backend_for(Device::CUDA);  // throws a runtime error (exit 5) naming why it cannot start
     } catch (const Error& e) {
-      throw Error(e.code(), "--device " + d + ": " + e.what());
+      throw Error(e.code(), "--device " + d.text() + ": " + e.what());
     }
     return Device::CUDA;
   }

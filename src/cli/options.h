@@ -8,46 +8,21 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.h"
-#include "io/lora.h"
+#include "cli/job.h"
 #include "sdgen/config.h"
-#include "sdgen/tensor.h"
 
 namespace sdgen::cli {
 
-struct Job {
-  std::string prompt;
-  std::string negative_prompt;
-  int batch = 1;
-  int steps = 25;
-  float guidance = 7.5f;
-  std::optional<uint64_t> seed;  // random when absent, then printed
-  int width = 512;
-  int height = 512;
-  std::string sampler = "ddim";
-  std::string schedule = "default";  // --schedule default|karras
-  float eta = 0.0f;                  // --eta (ddim)
-  std::string rng = "torch-cpu";  // --rng torch-cpu|philox (core/rng.h)
-  std::string seed_mode = "batch";  // --seed-mode batch|per-image
-  bool emphasis = true;          // --no-emphasis, or "emphasis": false in a prompt file
-  bool ema = false;              // --ema: a single file's UNet from its model_ema.* copies
-  int clip_skip = 1;             // --clip-skip N (A1111's; diffusers' clip_skip = N - 1)
-  std::string vae;               // --vae FILE|FOLDER (empty: the checkpoint's)
-  std::vector<std::string> embeddings;  // --embedding FILE[:TOKEN], repeatable
-  std::vector<std::string> loras;       // --lora FILE[:SCALE], repeatable (and <lora:NAME:SCALE> in the prompt)
-  std::string lora_dir;                 // --lora-dir: where <lora:NAME> finds NAME.safetensors
-  std::string model;             // file or diffusers folder (empty: $SDGEN_MODEL, then weights/)
-  std::string precision = "fp32";
-  std::string device = "auto";
-  std::string out_dir = "outputs";
-  std::string name_pattern = "{n}-{seed}-{i}";
-  std::string origin;            // "--prompt" or "prompts.txt:12", for messages
-};
-
+// The run-wide options (the command line only, cli/run.cpp declares them) and the jobs.
 struct RunOptions {
-  bool json = false;
-  bool quiet = false;
-  bool cuda_graphs = true;  // --cuda-graphs on|off
+  std::string prompt_file;    // --prompt-file
+  bool json = false;          // --json
+  bool quiet = false;         // -q
+  bool cuda_graphs = true;    // --cuda-graphs on|off
+  std::string manifest_path;  // --manifest
+  bool skip_existing = false; // --skip-existing
+  std::string shard_text;     // --shard K/N as given (empty: the whole set)
+  uint64_t max_memory = 0;    // --max-memory (0: what the device has)
   std::vector<Job> jobs;
 };
 
@@ -56,10 +31,12 @@ struct RunOptions {
 // CUDA backend and a device answers, else the CPU.
 // `why_cpu`: where "auto" falls back to the CPU in a build with the CUDA backend, why the GPU could
 // not be used (the plugin's missing library, no device, ...); left empty otherwise.
-Device pick_device(const std::string& device, std::string* why_cpu = nullptr);
+Device pick_device(const DeviceSpec& device, std::string* why_cpu = nullptr);
 // N of "cuda:N", -1 for any other text.
 int cuda_ordinal(const std::string& device);
-// Throws Error(kUsage) with "<origin>: <option> ...: why".
+// Everything about a job that can be checked before a model loads: its settings (cli/settings.h),
+// the files it names, its prompts' emphasis and its file names. Throws Error(kUsage), or
+// Error(kModel) for a missing file, with "<origin>: <option> ...: why".
 void validate_job(const Job& job);
 // Parses a prompt file: plain lines (one prompt each; blank lines and lines starting with '#'
 // skipped) or JSON Lines ({"prompt": ..., optional per-job overrides}); `defaults` gives the rest.
@@ -74,12 +51,6 @@ std::string expand_name(const std::string& pattern, int n, uint64_t seed, int i,
 std::vector<std::string> prepare_output_dir(const std::string& dir);
 // Removes the folders prepare_output_dir created, innermost first, where they are still empty.
 void remove_created_dirs(const std::vector<std::string>& created);
-// The job's LoRAs: --lora's, then the prompt's <lora:NAME:SCALE> tags (in --lora-dir); *prompt
-// (when given) gets the prompt without the tags, what the text encoder sees.
-std::vector<LoraSpec> job_loras(const Job& job, std::string* prompt = nullptr);
-// Job::rng / Job::seed_mode as the pipeline's enums (validate_job has checked them).
-RngKind job_rng(const Job& job);
-SeedMode job_seed_mode(const Job& job);
 // The up-front memory check (pipeline/memory_estimate.h), shared by generation and bench so that
 // both refuse a size or batch that cannot fit before a weight loads, with the same words.
 // The limit: what `device` has free, or --max-memory (`max_memory`, 0: none) when that is lower.

@@ -12,6 +12,7 @@
 
 #include "cli/batch.h"
 #include "cli/options.h"
+#include "cli/settings.h"
 #include "core/json_unique.h"
 #include "sdgen/error.h"
 
@@ -91,6 +92,7 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
     if (line[first] != '{') {
       if (line.find('\0') != std::string::npos) bad(job, "the line holds a NUL character");
       job.prompt = line;
+      finish_job(job);
       jobs.push_back(job);
       continue;
     }
@@ -102,39 +104,8 @@ std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults) 
       bad(job, std::string("not valid JSON: ") + e.what());
     }
     if (!duplicate.empty()) bad(job, "key \"" + duplicate + "\" is given twice");
-    check_prompt_line_types(j, job.origin);
-    try {
-      for (auto it = j.begin(); it != j.end(); ++it) {
-        const std::string& k = it.key();
-        const auto& v = it.value();
-        if (k == "prompt") job.prompt = v.get<std::string>();
-        else if (k == "negative_prompt") job.negative_prompt = v.get<std::string>();
-        else if (k == "batch") job.batch = v.get<int>();
-        else if (k == "steps") job.steps = v.get<int>();
-        else if (k == "guidance") job.guidance = v.get<float>();
-        else if (k == "seed") job.seed = json_seed(v, job.origin);
-        else if (k == "width") job.width = v.get<int>();
-        else if (k == "height") job.height = v.get<int>();
-        else if (k == "emphasis") job.emphasis = v.get<bool>();
-        else if (k == "sampler") job.sampler = v.get<std::string>();
-        else if (k == "schedule") job.schedule = v.get<std::string>();
-        else if (k == "eta") job.eta = v.get<float>();
-        else if (k == "rng") job.rng = v.get<std::string>();
-        else if (k == "seed_mode") job.seed_mode = v.get<std::string>();
-        else if (k == "name") job.name_pattern = v.get<std::string>();
-        else if (k == "model") job.model = v.get<std::string>();
-        else if (k == "clip_skip") job.clip_skip = v.get<int>();
-        else if (k == "vae") job.vae = v.get<std::string>();
-        else if (k == "lora") job.loras = v.is_string() ? std::vector<std::string>{v.get<std::string>()} : v.get<std::vector<std::string>>();
-        else if (k == "precision") job.precision = v.get<std::string>();
-        else if (k == "device") job.device = v.get<std::string>();
-        else if (k == "out") job.out_dir = v.get<std::string>();
-        else bad(job, "unknown key \"" + k + "\" (prompt, negative_prompt, batch, steps, guidance, seed, width, height, emphasis, sampler, schedule, eta, rng, seed_mode, name, model, clip_skip, vae, lora, precision, device, out)");
-      }
-    } catch (const nlohmann::json::exception& e) {
-      bad(job, std::string("wrong value type: ") + e.what());
-    }
-    if (!j.contains("prompt")) bad(job, "missing \"prompt\"");
+    apply_prompt_line(job, j);
+    finish_job(job);
     jobs.push_back(job);
   }
   if (jobs.empty()) throw_usage("--prompt-file " + path + ": no prompts in it");

@@ -4,14 +4,15 @@
 #include <vector>
 
 #include "io/lora.h"
+#include "text/embeddings.h"
 
 namespace sdgen {
 
 struct ModelOptions {
   // A VAE file or folder (io/vae_file.h) whose decoder replaces the checkpoint's; empty: its own.
   std::string vae;
-  // Textual-inversion embeddings, "FILE[:TOKEN]" each (text/embeddings.h).
-  std::vector<std::string> embeddings;
+  // Textual-inversion embeddings (text/embeddings.h).
+  std::vector<EmbeddingSpec> embeddings;
   // LoRAs merged into the UNet and text encoder weights at load (io/lora.h).
   std::vector<LoraSpec> loras;
   // A single file's UNet from its EMA copies (io/checkpoint.h, OpenOptions).

@@ -59,7 +59,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   if (before_weights) before_weights(cfg);
   // Embeddings are read (and checked) before any model weight is loaded.
   std::vector<Embedding> embeddings;
-  for (const std::string& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
+  for (const EmbeddingSpec& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
   // LoRAs: their deltas are added to the weights as the models load them.
   std::unique_ptr<Checkpoint> merged;
   if (!options.loras.empty()) merged = apply_loras(*checkpoint_, options.loras, log_);
@@ -129,12 +129,10 @@ std::vector<float> Pipeline::to_nchw(const Tensor& nhwc) {
 }
 
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
-  if (p.schedule != "default" && p.schedule != "karras")
-    throw_usage("schedule '" + p.schedule + "' is not available (default, karras)");
-  const SamplerOptions sampler_opts{p.sampler, p.schedule == "karras", p.eta};
+  const SamplerOptions& sampler_opts = p.sampler;
   const SchedulerConfig& sched = checkpoint_->config().scheduler;
   // DDIM with η = 0 and leading spacing runs its own fused op (ddim_step); every other sampler, a plan.
-  const bool plain_ddim = p.sampler == "ddim" && p.eta == 0.0f && !sampler_opts.karras &&
+  const bool plain_ddim = sampler_opts.kind == SamplerKind::Ddim && sampler_opts.eta == 0.0f && !sampler_opts.karras() &&
                           schedule::spacing(sched, "leading") == "leading";
   const SamplerPlan plan = plan_sampler(sampler_opts, sched, p.steps);  // checks the options
   const auto t_start = Clock::now();
@@ -200,8 +198,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
         std::copy(z.f32(), z.f32() + latent_numel, unit_noise.begin() + (ptrdiff_t)(u * latent_numel));
       }
   }
-  const std::string sampler_key = p.sampler + "/" + p.schedule + "/" + std::to_string(p.eta);
-  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, p.guidance, sampler_key};
+  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, p.guidance, sampler_opts};
   const int units = plain_ddim ? p.steps : plan.units;
   const std::vector<float> zero_state(plain_ddim ? 0 : (size_t)plan.state * latent_numel, 0.0f);
   Backend& backend = backend_for(device_);

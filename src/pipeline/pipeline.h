@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "pipeline/model_options.h"
 #include "sdgen/config.h"
+#include "sampler/sampler.h"
 #include "sdgen/tensor.h"
 
 namespace sdgen {
@@ -35,9 +36,7 @@ struct GenerateParams {
   uint64_t seed = 0;
   int width = 512;
   int height = 512;
-  std::string sampler = "ddim";     // sampler.h: ddim, pndm, lms, euler, euler_a, heun, ...
-  std::string schedule = "default";  // or "karras" (the samplers that offer Karras sigmas)
-  float eta = 0.0f;                  // DDIM's η
+  SamplerOptions sampler;  // sampler.h: the sampler, its sigma schedule and DDIM's η
   // A1111's "Clip skip" (ClipTextEncoder::forward): 1 the last layer, 2 the one before, ... Applied
   // to the prompts; the negative prompt keeps the last layer, as diffusers' clip_skip does.
   int clip_skip = 1;
@@ -126,7 +125,7 @@ class Pipeline {
   struct StepGraphKey {
     int images, rows, latent_h, latent_w, context_len, steps;
     float guidance;
-    std::string sampler;  // name, schedule and η: the step's ops and tables
+    SamplerOptions sampler;  // the step's ops and tables
     bool operator==(const StepGraphKey& o) const {
       return images == o.images && rows == o.rows && latent_h == o.latent_h && latent_w == o.latent_w &&
              context_len == o.context_len && steps == o.steps && guidance == o.guidance && sampler == o.sampler;

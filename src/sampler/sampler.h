@@ -17,7 +17,11 @@
 
 namespace sdgen {
 
+enum class SamplerKind { Ddim, Pndm, Lms, Euler, EulerA, Heun, Dpm2, Dpmpp2m, Dpmpp2mSde, UniPc };
+enum class Schedule { Default, Karras };  // --schedule default|karras (diffusers' use_karras_sigmas)
+
 struct SamplerInfo {
+  SamplerKind kind;
   const char* name;            // --sampler
   const char* a1111;           // A1111's name, "Karras" appended with --schedule karras
   const char* diffusers_class;
@@ -25,17 +29,32 @@ struct SamplerInfo {
   bool karras;                 // --schedule karras is offered (diffusers' use_karras_sigmas)
   const char* default_spacing; // the class's timestep_spacing default
 };
-// Every sampler, in --help order; nullptr when the name is unknown.
+// Every sampler, in --help order.
 const std::vector<SamplerInfo>& samplers();
+const SamplerInfo& sampler_info(SamplerKind kind);
+// nullptr when the name is unknown.
 const SamplerInfo* find_sampler(const std::string& name);
 // "ddim, pndm, lms, ..." for messages.
 std::string sampler_names();
+const char* schedule_name(Schedule s);  // "default", "karras"
+bool parse_schedule(const std::string& text, Schedule* out);
 
 struct SamplerOptions {
-  std::string name = "ddim";
-  bool karras = false;  // --schedule karras
-  float eta = 0.0f;     // DDIM's η (0: deterministic)
+  SamplerKind kind = SamplerKind::Ddim;
+  Schedule schedule = Schedule::Default;
+  float eta = 0.0f;  // DDIM's η (0: deterministic)
+  bool karras() const { return schedule == Schedule::Karras; }
+  const char* name() const { return sampler_info(kind).name; }
+  bool operator==(const SamplerOptions& o) const { return kind == o.kind && schedule == o.schedule && eta == o.eta; }
 };
+// Why the options do not go together, naming them as the command line does ("--schedule karras is
+// not available for euler_a ...", "--eta applies to --sampler ddim only"); empty when they do. The
+// one check of sampler, schedule and η: the CLI asks it before any work, plan_sampler again.
+std::string sampler_problem(const SamplerOptions& o);
+// The options from their words ("euler", "karras"); Error(kUsage) for an unknown word. The
+// command line reads them through its settings table (cli/settings.h); this is for tools and tests.
+SamplerOptions parse_sampler_options(const std::string& sampler, const std::string& schedule = "default",
+                                     float eta = 0.0f);
 // The A1111 name for the PNG metadata: "Euler a", "DPM++ 2M Karras", "DDIM".
 std::string a1111_sampler_name(const SamplerOptions& o);
 
@@ -54,8 +73,7 @@ struct SamplerPlan {
   float& at(int u, int row, int col) { return table[(size_t)u * row_width() + (size_t)row * (3 + state) + col]; }
 };
 
-// Throws a usage error for an unknown sampler, karras where the class has none, η on a sampler
-// other than DDIM, or an impossible step count.
+// Throws a usage error for options sampler_problem refuses, or an impossible step count.
 SamplerPlan plan_sampler(const SamplerOptions& o, const SchedulerConfig& cfg, int steps);
 
 // Timestep schedules as diffusers' set_timesteps computes them (numpy's float64 arithmetic

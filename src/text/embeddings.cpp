@@ -14,22 +14,10 @@ namespace sdgen {
 
 namespace fs = std::filesystem;
 
-void split_embedding_spec(const std::string& spec, std::string* file, std::string* token) {
-  std::error_code ec;
-  const size_t colon = spec.rfind(':');
-  if (fs::is_regular_file(spec, ec) || colon == std::string::npos || spec.find('/', colon) != std::string::npos) {
-    *file = spec;
-    token->clear();
-  } else {
-    *file = spec.substr(0, colon);
-    *token = spec.substr(colon + 1);
-  }
-  if (token->empty()) *token = fs::path(*file).stem().string();
-}
-
-Embedding load_embedding(const std::string& spec, int64_t hidden) {
+Embedding load_embedding(const EmbeddingSpec& spec, int64_t hidden) {
   Embedding e;
-  split_embedding_spec(spec, &e.file, &e.token);
+  e.file = spec.file;
+  e.token = spec.token;
   const std::string what = "--embedding " + e.file;
   std::error_code ec;
   if (!fs::is_regular_file(e.file, ec)) throw_model(what + ": no such file");

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "sdgen/tensor.h"
+#include "text/embedding_spec.h"
 
 namespace sdgen {
 
@@ -21,11 +22,9 @@ struct Embedding {
   Tensor vectors;     // [n, hidden] host fp32
 };
 
-// Splits "FILE[:TOKEN]": the whole spec when it names an existing file, else at the last ':'.
-void split_embedding_spec(const std::string& spec, std::string* file, std::string* token);
 // Reads one embedding. Error(kModel) naming the file for a missing, unreadable or pickle file, no
 // usable tensor, or vectors whose width is not `hidden` (the text encoder's: 768 for SD v1).
-Embedding load_embedding(const std::string& spec, int64_t hidden);
+Embedding load_embedding(const EmbeddingSpec& spec, int64_t hidden);
 // Adds each embedding's vectors to the token table and its token to the tokenizer (n vectors: n
 // new ids). Error(kUsage) for a token given twice or already a vocabulary word.
 void add_embeddings(const std::vector<Embedding>& embeddings, ClipTokenizer& tokenizer, ClipTextEncoder& clip);

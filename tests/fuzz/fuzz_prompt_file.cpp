@@ -1,10 +1,11 @@
 // libFuzzer target: a prompt file (plain lines or JSON Lines, src/cli/prompt_file.cpp) as a batch
 // script would hand it over, through what the run does with it before any model work: each job's
-// name pattern checked and expanded, the names checked for collisions, the images split into
+// settings checked, its name pattern checked and expanded, the names checked for collisions, the images split into
 // shards and numbered. Errors are sdgen::Error; anything else (a crash, a sanitizer report, a hang)
 // is a finding.
 #include "cli/batch.h"
 #include "cli/options.h"
+#include "cli/settings.h"
 #include "fuzz_file.h"
 #include "sdgen/error.h"
 
@@ -14,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     defaults.prompt = "";
     const std::vector<sdgen::cli::Job> jobs = sdgen::cli::read_prompt_file(fuzz_write_temp(data, size), defaults);
     for (const sdgen::cli::Job& job : jobs) {
-      if (job.batch < 1 || job.batch > 64) return 0;  // validate_job's range (it needs the backends)
+      sdgen::cli::check_settings(job);  // the ranges validate_job checks first
       sdgen::cli::check_name_pattern(job);
       sdgen::cli::expand_name(job.name_pattern, 99999, job.seed.value_or(0), job.batch - 1, job);
     }

@@ -30,14 +30,14 @@ TEST(CudaDevice, NumberPastTheVisibleDevicesIsARuntimeError) {
   }
   set_cuda_backend_factory(&make_cuda_backend);
   try {
-    cli::pick_device("cuda:1");
+    cli::pick_device({cli::DeviceSpec::Cuda, 1});
     ADD_FAILURE() << "pick_device(cuda:1) with one GPU";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ExitCode::kRuntime);
     EXPECT_NE(std::string(e.what()).find("--device cuda:1: there is no CUDA device 1"), std::string::npos) << e.what();
   }
   set_cuda_device_ordinal(0);
-  EXPECT_EQ(cli::pick_device("cuda:0"), Device::CUDA);  // GPU 0 exists: the shared backend starts on it
+  EXPECT_EQ(cli::pick_device({cli::DeviceSpec::Cuda, 0}), Device::CUDA);  // GPU 0 exists: the shared backend starts on it
   EXPECT_THROW(set_cuda_device_ordinal(1), Error);      // and stays on it
 }
 

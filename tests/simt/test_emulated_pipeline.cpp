@@ -160,8 +160,7 @@ TEST(CudaEmulatedPipeline, SamplersMatchDiffusers) {
     p.width = p.height = 64;
     p.batch = 2;
     p.seed = 31;
-    p.sampler = sampler;
-    p.schedule = schedule;
+    p.sampler = parse_sampler_options(sampler, schedule);
     p.record_unit_latents = true;
     const GeneratedBatch on = pipe.generate(p);
     p.cuda_graphs = false;
@@ -199,7 +198,7 @@ TEST(CudaEmulatedPipeline, Fp16EulerAncestralCloseToDiffusers) {
   p.width = p.height = 64;
   p.batch = 2;
   p.seed = 31;
-  p.sampler = "euler_a";
+  p.sampler = parse_sampler_options("euler_a");
   const GeneratedBatch out = pipe.generate(p);
   const StTensorInfo* ref = golden->find("euler_a|default.image_uint8");
   ASSERT_NE(ref, nullptr);
@@ -223,7 +222,7 @@ TEST(CudaEmulatedPipeline, StepGraphOfAStochasticSamplerRefillsItsNoise) {
   p.steps = 3;
   p.seed = 9;
   p.width = p.height = 64;
-  p.sampler = "euler_a";
+  p.sampler = parse_sampler_options("euler_a");
   const GeneratedBatch fresh9 = Pipeline(model, DType::F32, Device::CUDA).generate(p);
   Pipeline pipe(model, DType::F32, Device::CUDA);
   p.seed = 8;
@@ -233,7 +232,7 @@ TEST(CudaEmulatedPipeline, StepGraphOfAStochasticSamplerRefillsItsNoise) {
   EXPECT_TRUE(replay9.step_graph_reused);
   EXPECT_EQ(replay9.latents, fresh9.latents) << "the step noise of the new seed was not refilled";
   EXPECT_NE(first.latents, replay9.latents);
-  p.sampler = "dpmpp_2m";
+  p.sampler = parse_sampler_options("dpmpp_2m");
   const GeneratedBatch other = pipe.generate(p);
   EXPECT_FALSE(other.step_graph_reused);
   EXPECT_EQ(pipe.step_graphs_recorded(), 2);

@@ -1,0 +1,73 @@
+// What one prompt asks for, as typed values: the settings table (cli/settings.h) turns the command
+// line's text and a prompt file's JSON into these fields, and checks them, before anything runs.
+// Past that boundary no setting is a string that still has to be compared or parsed.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "io/lora_spec.h"
+#include "sampler/sampler.h"
+#include "sdgen/tensor.h"
+#include "text/embedding_spec.h"
+
+namespace sdgen::cli {
+
+// --device auto|cpu|cuda|cuda:N.
+struct DeviceSpec {
+  enum Kind { Auto, Cpu, Cuda } kind = Auto;
+  int ordinal = -1;  // N of cuda:N; -1: the CUDA backend's default device
+  // As written: "auto", "cpu", "cuda", "cuda:1".
+  std::string text() const;
+  bool operator==(const DeviceSpec& o) const { return kind == o.kind && ordinal == o.ordinal; }
+};
+
+// A "FILE[:SCALE]" (--lora) or "FILE[:TOKEN]" (--embedding) as given, with what it names. The text
+// is kept for the manifest's job identity, which records the specs as written.
+struct LoraArg {
+  std::string spec;
+  LoraSpec lora;
+};
+struct EmbeddingArg {
+  std::string spec;
+  std::string file, token;  // token empty: the file's name
+};
+
+struct Job {
+  std::string prompt;  // as given, <lora:...> tags included
+  std::string negative_prompt;
+  int batch = 1;
+  int steps = 25;
+  float guidance = 7.5f;
+  std::optional<uint64_t> seed;  // random when absent, then printed
+  int width = 512;
+  int height = 512;
+  SamplerOptions sampler;  // --sampler, --schedule, --eta
+  RngKind rng = RngKind::TorchCpu;
+  SeedMode seed_mode = SeedMode::Batch;
+  bool emphasis = true;  // --no-emphasis, or "emphasis": false in a prompt file
+  bool ema = false;      // --ema: a single file's UNet from its model_ema.* copies
+  int clip_skip = 1;     // --clip-skip N (A1111's; diffusers' clip_skip = N - 1)
+  std::string vae;       // --vae FILE|FOLDER (empty: the checkpoint's)
+  std::vector<EmbeddingArg> embeddings;
+  std::vector<LoraArg> loras;  // --lora, in order
+  std::string lora_dir;        // --lora-dir: where <lora:NAME> finds NAME.safetensors
+  std::string model;           // file or diffusers folder (empty: $SDGEN_MODEL, then weights/)
+  DType precision = DType::F32;
+  DeviceSpec device;
+  std::string out_dir = "outputs";
+  std::string name_pattern = "{n}-{seed}-{i}";
+  std::string origin;  // "--prompt" or "prompts.txt:12", for messages
+
+  // Filled by finish_job (cli/settings.h) once every setting is in: the prompt's <lora:NAME:SCALE>
+  // tags as specs, and the prompt without them, which the text encoder reads.
+  std::vector<LoraSpec> prompt_loras;
+  std::string text_prompt;
+};
+
+// Every LoRA the job applies: --lora's in order, then the prompt's tags.
+std::vector<LoraSpec> job_loras(const Job& job);
+
+}  // namespace sdgen::cli

@@ -1,0 +1,404 @@
+// sd-gen's generation run (run.h): command line → plan → outputs → per call load, generate, write.
+// Errors: one line on stderr, exit code by kind (README).
+#include "cli/run.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <tuple>
+
+#include "cli/batch.h"
+#include "cli/manifest.h"
+#include "cli/options.h"
+#include "cli/progress.h"
+#include "cli/settings.h"
+#include "core/sha256.h"
+#include "io/png_writer.h"
+#include "pipeline/memory_estimate.h"
+#include "pipeline/pipeline.h"
+#include "sdgen/backend.h"
+#include "sdgen/error.h"
+
+namespace sdgen::cli {
+
+namespace {
+
+// An error that names its line already (raised for another line than the one being loaded).
+struct LineError : Error {
+  using Error::Error;
+};
+// "p.txt:2: " for a prompt-file line; a --prompt run has no line to name.
+std::string line_prefix(const Job& j) { return j.origin.empty() || j.origin == "--prompt" ? "" : j.origin + ": "; }
+// Errors about a prompt-file line's model, output folder or model files name the line
+// ("p.txt:2: --model m: no such file or folder").
+template <class F>
+auto at_line(const Job& j, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const LineError&) {
+    throw;
+  } catch (const Error& e) {
+    if (line_prefix(j).empty()) throw;
+    throw Error(e.code(), line_prefix(j) + e.what());
+  }
+}
+
+// The options of the run as a whole (the command line only; per-prompt settings: cli/settings.h).
+struct RunOption {
+  const char* flags;
+  const char* help;
+  bool is_flag;
+  std::function<void(RunOptions&, const std::string&)> set;
+  const char* default_text = nullptr;
+};
+
+const std::vector<RunOption>& run_options() {
+  static const std::vector<RunOption> all = {
+      {"--prompt-file", "One prompt per line, or JSON Lines with per-line overrides of the options above", false,
+       [](RunOptions& o, const std::string& t) { o.prompt_file = t; }},
+      {"--cuda-graphs", "on or off: on CUDA, record the denoising step once and replay it", false,
+       [](RunOptions& o, const std::string& t) {
+         if (t != "on" && t != "off") throw_usage("--cuda-graphs '" + t + "' is not one of on, off");
+         o.cuda_graphs = t == "on";
+       },
+       "on"},
+      {"--json", "Print one JSON object per image on stdout", true, [](RunOptions& o, const std::string&) { o.json = true; }},
+      {"--manifest", "Append one JSON line per finished image to FILE (fsync'ed)", false,
+       [](RunOptions& o, const std::string& t) { o.manifest_path = t; }},
+      {"--skip-existing", "With --manifest: skip images it records whose files still hold the recorded bytes (resume)",
+       true, [](RunOptions& o, const std::string&) { o.skip_existing = true; }},
+      {"--shard", "K/N: make part K (0-based) of N of the image set", false,
+       [](RunOptions& o, const std::string& t) {
+         parse_shard(t);  // checked here, used once the jobs are known
+         o.shard_text = t;
+       }},
+      {"--max-memory", "SIZE (8G, 512M): refuse work whose estimated memory exceeds it (default: what the device has free)",
+       false, [](RunOptions& o, const std::string& t) { o.max_memory = parse_byte_size(t, "--max-memory"); }},
+      {"-q,--quiet", "Only errors on stderr", true, [](RunOptions& o, const std::string&) { o.quiet = true; }},
+  };
+  return all;
+}
+
+// The command line and the prompt file as jobs; nullopt when --help or --version answered.
+std::optional<RunOptions> parse_command_line(int argc, char** argv) {
+  CLI::App app{"sd-gen: Stable Diffusion v1.x text-to-image generator", "sd-gen"};
+  app.footer("Benchmark: sd-gen bench [options] (see sd-gen bench --help)");
+  app.get_formatter()->column_width(34);
+  RunOptions opt;
+  Job job;
+  job.origin = "--prompt";
+  add_settings(app, job);
+  for (const RunOption& o : run_options()) {
+    if (o.is_flag) {
+      app.add_flag_callback(o.flags, [&opt, &o] { o.set(opt, ""); }, o.help);
+      continue;
+    }
+    CLI::Option* added = app.add_option(
+        o.flags, [&opt, &o](const CLI::results_t& r) { return o.set(opt, r.front()), true; }, o.help);
+    added->type_name("TEXT")->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::Throw);
+    if (o.default_text) added->default_str(o.default_text);
+  }
+  app.set_version_flag("--version", std::string("sd-gen ") + SDGEN_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return std::nullopt;
+  } catch (const CLI::CallForVersion&) {
+    std::cout << "sd-gen " << SDGEN_VERSION << "\n";
+    return std::nullopt;
+  } catch (const CLI::ParseError& e) {
+    throw_usage(std::string(e.what()) + " (see sd-gen --help)");
+  }
+  if (!opt.prompt_file.empty()) {
+    if (!job.prompt.empty()) throw_usage("give --prompt or --prompt-file, not both");
+    opt.jobs = read_prompt_file(opt.prompt_file, job);
+  } else {
+    if (job.prompt.empty()) throw_usage("no prompt: pass --prompt TEXT or --prompt-file FILE (see sd-gen --help)");
+    finish_job(job);
+    opt.jobs.push_back(job);
+  }
+  return opt;
+}
+
+// Jobs with equal keys run on one loaded pipeline.
+struct PipelineKey {
+  std::string model_path;
+  DType precision;
+  Device device;
+  std::string vae;
+  std::vector<EmbeddingSpec> embeddings;
+  std::vector<LoraSpec> loras;
+  bool ema;
+  bool operator==(const PipelineKey& o) const {
+    auto same_embeddings = [&] {
+      if (embeddings.size() != o.embeddings.size()) return false;
+      for (size_t i = 0; i < embeddings.size(); ++i)
+        if (embeddings[i].file != o.embeddings[i].file || embeddings[i].token != o.embeddings[i].token) return false;
+      return true;
+    };
+    return std::tie(model_path, precision, device, vae, loras, ema) ==
+               std::tie(o.model_path, o.precision, o.device, o.vae, o.loras, o.ema) &&
+           same_embeddings();
+  }
+};
+
+class GenerationRun {
+ public:
+  GenerationRun(RunOptions opt, const RunHooks& hooks)
+      : opt_(std::move(opt)), hooks_(hooks), progress_(opt_.quiet) {}
+  void run() {
+    check_jobs();
+    plan_images();
+    prepare_outputs();
+    for (size_t c = 0; c < calls_.size(); ++c) run_call(c);
+    if (!not_written_.empty())
+      throw_runtime(std::to_string(not_written_.size()) + " image" + (not_written_.size() > 1 ? "s were" : " was") +
+                    " not written, not finite: " + not_written_.front() + (not_written_.size() > 1 ? " (and above)" : ""));
+  }
+
+ private:
+  void log(const std::string& m) const { std::fprintf(stderr, "%s\n", m.c_str()); }
+
+  // Everything that can be checked without loading a model, for every job, before any work.
+  void check_jobs() {
+    for (const Job& j : opt_.jobs) {
+      validate_job(j);
+      model_paths_.push_back(at_line(j, [&] { return resolve_model_path(j.model); }));
+    }
+    check_distinct_names(opt_.jobs);
+    check_one_gpu(opt_.jobs);
+  }
+
+  // A planned run (--shard, --skip-existing) fixes every image's name and bytes by its job alone,
+  // so that its parts and reruns add up to one run's image set (README "Batch runs").
+  void plan_images() {
+    planned_ = !opt_.shard_text.empty() || opt_.skip_existing;
+    if (opt_.skip_existing && opt_.manifest_path.empty())
+      throw_usage("--skip-existing needs --manifest FILE: it skips the images recorded there");
+    if (planned_)
+      for (const Job& j : opt_.jobs)
+        if (!j.seed)
+          throw_usage(j.origin + ": " + (opt_.skip_existing ? "--skip-existing" : "--shard") +
+                      " needs a fixed seed (--seed S, or \"seed\" on the line): a random one cannot be resumed or split");
+    const Shard shard = parse_shard(opt_.shard_text.empty() ? "0/1" : opt_.shard_text);
+    shard_spec_ = std::to_string(shard.k) + "/" + std::to_string(shard.n);
+    const std::vector<ImageRef> mine = shard_images(opt_.jobs, shard);
+    if (planned_) numbers_ = planned_numbers(opt_.jobs);
+    if (!opt_.manifest_path.empty())
+      manifest_ = std::make_unique<Manifest>(opt_.manifest_path, [this](const std::string& m) { log(m); });
+    // Parts of another split would not add up: Slurm's $SLURM_ARRAY_TASK_COUNT is 1 when one task
+    // is resubmitted alone (--array=2), which would turn part 2/4 into 0/1, the whole set.
+    if (opt_.skip_existing)
+      for (const std::string& s : manifest_->shards())
+        if (s != shard_spec_)
+          throw_usage("--manifest " + opt_.manifest_path + " holds images of --shard " + s + ", this run is --shard " +
+                      shard_spec_ + ": resume each part with the K/N it started with (README \"Batch runs\")");
+    std::vector<ImageRef> todo;
+    for (const ImageRef& r : mine) {
+      const Job& j = opt_.jobs[r.job];
+      if (opt_.skip_existing && manifest_->done(job_identity(j, *j.seed, sha_of(r.job)), r.index, j.out_dir)) continue;
+      todo.push_back(r);
+    }
+    if (opt_.skip_existing && todo.size() < mine.size())
+      progress_.log("skipping " + std::to_string(mine.size() - todo.size()) + " of " + std::to_string(mine.size()) +
+                    " images: done in " + opt_.manifest_path);
+    if (shard.n > 1)
+      progress_.log("shard " + opt_.shard_text + ": " + std::to_string(mine.size()) + " images of the run's set");
+    calls_ = plan_calls(opt_.jobs, todo, planned_);
+    if (manifest_)  // hashed before the first model load: an unreadable model fails early
+      for (const Call& c : calls_) sha_of(c.job);
+  }
+
+  void prepare_outputs() {
+    for (const Call& c : calls_) {
+      const Job& j = opt_.jobs[c.job];
+      if (next_number_.count(j.out_dir)) continue;
+      for (const std::string& d : at_line(j, [&] { return prepare_output_dir(j.out_dir); })) hooks_.dir_created(d);
+      next_number_[j.out_dir] = 0;
+    }
+  }
+
+  // The model's SHA-256 for the manifest, hashed once per model path in this run.
+  const std::string& sha_of(size_t job) {
+    const std::string& path = model_paths_[job];
+    auto it = model_sha_.find(path);
+    if (it != model_sha_.end()) return it->second;
+    progress_.log("hashing " + path + " (SHA-256, for the manifest)");
+    return model_sha_[path] = model_sha256(path);
+  }
+
+  PipelineKey key_of(size_t job, Device device) const {
+    const Job& j = opt_.jobs[job];
+    std::vector<EmbeddingSpec> embeddings;
+    for (const EmbeddingArg& e : j.embeddings) embeddings.push_back({e.file, e.token});
+    return {model_paths_[job], j.precision, device, j.vae, embeddings, job_loras(j), j.ema};
+  }
+  // Call d's key; none when its device cannot start (reported when that call runs).
+  std::optional<PipelineKey> key_of_call(size_t d) const {
+    if (d >= calls_.size()) return std::nullopt;
+    try {
+      return key_of(calls_[d].job, pick_device(opt_.jobs[calls_[d].job].device));
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
+  // Call d keeps its recorded step for the next call when that one runs on this pipeline too.
+  bool keeps_step_graph(size_t d) const { return key_of_call(d + 1) == loaded_key_; }
+
+  // Loads call c's pipeline, after the memory check of the calls it will run.
+  void load(size_t c, Device device, const std::string& why_cpu) {
+    const Job& j = opt_.jobs[calls_[c].job];
+    pipe_.reset();
+    // --device auto that fell back says why on this line, once: no extra line, no silent CPU run.
+    const std::string why = why_cpu.empty() || said_why_cpu_ ? "" : "; no GPU to use: " + why_cpu;
+    said_why_cpu_ = said_why_cpu_ || !why.empty();
+    progress_.log("loading " + model_paths_[calls_[c].job] + " (" + dtype_name(j.precision) + ", " +
+                  device_name(device) + why + ")");
+    loaded_key_ = key_of(calls_[c].job, device);
+    // Before a weight loads: the calls this pipeline will run, each with the step graph kept or
+    // not, against what the device has free (and --max-memory).
+    auto check_memory = [&](const ModelConfig& cfg) {
+      const MemoryLimit limit = memory_limit(device, opt_.max_memory);
+      for (size_t d = c; d < calls_.size() && key_of_call(d) == loaded_key_; ++d) {
+        const Job& dj = opt_.jobs[calls_[d].job];
+        const std::string refusal = memory_refusal(cfg, limit, dj, calls_[d].count, dj.precision, device,
+                                                   opt_.cuda_graphs && keeps_step_graph(d));
+        if (!refusal.empty()) throw LineError(ExitCode::kRuntime, line_prefix(dj) + refusal);
+      }
+    };
+    std::vector<EmbeddingSpec> embeddings = loaded_key_->embeddings;
+    pipe_ = at_line(j, [&] {
+      return std::make_unique<Pipeline>(model_paths_[calls_[c].job], j.precision, device,
+                                        [this](const std::string& m) { log(m); },
+                                        ModelOptions{j.vae, embeddings, job_loras(j), j.ema}, check_memory);
+    });
+  }
+
+  GenerateParams params_of(size_t c, uint64_t base_seed) const {
+    const Job& j = opt_.jobs[calls_[c].job];
+    GenerateParams gp;
+    gp.prompt = j.text_prompt;  // the prompt without its <lora:...> tags
+    gp.negative_prompt = j.negative_prompt;
+    gp.batch = calls_[c].count;
+    gp.steps = j.steps;
+    gp.guidance = j.guidance;
+    gp.seed = base_seed + (uint64_t)calls_[c].first;  // per-image: image first+x has seed S+first+x
+    gp.width = j.width;
+    gp.height = j.height;
+    gp.sampler = j.sampler;
+    gp.clip_skip = j.clip_skip;
+    gp.rng = j.rng;
+    gp.seed_mode = j.seed_mode;
+    gp.emphasis = j.emphasis;
+    gp.cuda_graphs = opt_.cuda_graphs;
+    // Keep the recorded step for the next job when it runs on this pipeline (it is replayed when
+    // its shapes and settings match); the last job frees it before its VAE decode, for the peak.
+    gp.keep_step_graph = keeps_step_graph(c);
+    return gp;
+  }
+
+  void run_call(size_t c) {
+    const size_t k = calls_[c].job;
+    const Job& j = opt_.jobs[k];
+    std::string why_cpu;
+    const Device device = pick_device(j.device, &why_cpu);
+    if (!(key_of(k, device) == loaded_key_)) load(c, device, why_cpu);
+    if (!j.seed && !random_seed_.count(k)) random_seed_[k] = (((uint64_t)rd_() << 32) | rd_()) & 0xFFFFFFFFull;
+    const uint64_t base_seed = j.seed ? *j.seed : random_seed_[k];
+    const GenerateParams gp = params_of(c, base_seed);
+    if (!j.seed) progress_.log("seed: " + std::to_string(gp.seed));
+    const GeneratedBatch out = pipe_->generate(gp, [&](int d, int t) {
+      hooks_.check_interrupted();
+      progress_.step(d, t);
+    });
+    char times[160];
+    std::snprintf(times, sizeof times, "text encoder %.2f s, unet %.2f s, vae %.2f s, total %.2f s",
+                  out.times.text_s, out.times.unet_s, out.times.vae_s, out.times.total_s);
+    progress_.log(times);
+    RecordContext ctx;
+    ctx.base_seed = base_seed;
+    ctx.device = device_name(device);
+    ctx.model_name = pipe_->model_name();
+    for (int i : calls_[c].write) {
+      hooks_.check_interrupted();
+      write_image(c, i, out, ctx);
+    }
+  }
+
+  // Image i of call c: its PNG, and its --json record and manifest line.
+  void write_image(size_t c, int i, const GeneratedBatch& out, const RecordContext& ctx) {
+    const size_t k = calls_[c].job;
+    const Job& j = opt_.jobs[k];
+    const int x = i - calls_[c].first;  // in this call's images
+    if (!out.not_finite[x].empty()) {   // never a black image in its place: reported, run goes on
+      not_written_.push_back(j.origin + " image " + std::to_string(i) + " (seed " + std::to_string(out.seeds[x]) +
+                             "): " + out.not_finite[x] + " is not finite (NaN/Inf)");
+      log("sd-gen: error: " + not_written_.back() + "; not written");
+      return;
+    }
+    const uint64_t image_seed = out.seeds[x];  // seed+i in per-image mode
+    const std::vector<uint8_t> png =
+        encode_png(out.images[x].data(), out.width, out.height, parameters_text(j, image_seed, i, ctx.model_name));
+    int number = planned_ ? numbers_.at({k, i}) : next_number_[j.out_dir];
+    bool already_there = false;
+    const std::string path = place_png(j, &number, planned_, image_seed, i, png, &already_there);
+    if (!planned_ && pattern_has_number(j.name_pattern)) next_number_[j.out_dir] = number + 1;
+    progress_.log(already_there ? "kept " + path + " (already there, identical)" : "wrote " + path);
+    if (!opt_.json && !manifest_) return;
+    nlohmann::json settings = settings_record(j, ctx);
+    nlohmann::json rec = {
+        {"prompt", j.prompt}, {"negative_prompt", j.negative_prompt}, {"seed", image_seed}, {"batch_index", i},
+        {"settings", settings},
+        {"timings", {{"text_s", out.times.text_s}, {"unet_s", out.times.unet_s}, {"vae_s", out.times.vae_s},
+                     {"total_s", out.times.total_s}}},
+        // Device memory held at its highest so far (weights, activations, caches); null on the CPU.
+        {"peak_device_bytes", out.peak_device_bytes ? nlohmann::json(out.peak_device_bytes) : nlohmann::json()}};
+    set_record_paths(rec, path, j.out_dir);
+    if (opt_.json) std::cout << rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+    if (!manifest_) return;
+    rec["job"] = job_identity(j, ctx.base_seed, sha_of(k));
+    rec["index"] = i;
+    rec["origin"] = j.origin;
+    rec["model_path"] = model_paths_[k];
+    rec["model_sha256"] = sha_of(k);
+    rec["png_sha256"] = sha256_hex(png.data(), png.size());
+    rec["shard"] = shard_spec_;
+    manifest_->append(rec);
+  }
+
+  RunOptions opt_;
+  RunHooks hooks_;
+  Progress progress_;
+  std::vector<std::string> model_paths_;  // per job
+  bool planned_ = false;
+  std::string shard_spec_;
+  std::map<ImageRef, int> numbers_;                 // planned runs: each image's {n}
+  std::map<std::string, int> next_number_;          // unplanned runs: per output folder
+  std::vector<Call> calls_;
+  std::unique_ptr<Manifest> manifest_;
+  std::map<std::string, std::string> model_sha_;    // per model path
+  std::unique_ptr<Pipeline> pipe_;
+  std::optional<PipelineKey> loaded_key_;
+  bool said_why_cpu_ = false;
+  std::random_device rd_;
+  std::map<size_t, uint64_t> random_seed_;  // per job without a seed (unplanned runs only)
+  std::vector<std::string> not_written_;    // images whose latents or pixels were not finite
+};
+
+}  // namespace
+
+int run_generation(int argc, char** argv, const RunHooks& hooks) {
+  std::optional<RunOptions> opt = parse_command_line(argc, argv);
+  if (!opt) return 0;
+  GenerationRun(std::move(*opt), hooks).run();
+  return 0;
+}
+
+}  // namespace sdgen::cli

@@ -1,0 +1,538 @@
+// The settings table (settings.h) and the walks over it: CLI11 registration, prompt-file lines,
+// validation, the --json record, the manifest identity and the PNG parameters.
+#include "cli/settings.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "cli/batch.h"
+#include "core/decimal.h"
+#include "io/model_hashes.h"
+#include "sdgen/error.h"
+
+namespace fs = std::filesystem;
+
+namespace sdgen::cli {
+
+namespace {
+
+constexpr int kMaxSide = 2048;
+constexpr int kMaxBatch = 64;
+constexpr int kMaxSteps = 500;
+
+using Json = nlohmann::json;
+using Ctx = RecordContext;
+
+std::string prefix(const std::string& origin) {
+  return origin.empty() || origin == "--prompt" ? std::string() : origin + ": ";
+}
+
+// Up to 40 characters of a JSON value, for messages.
+std::string shown(const Json& v) {
+  std::string s = v.dump(-1, ' ', true, Json::error_handler_t::replace);
+  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
+}
+
+std::string number_text(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", v);
+  return b;
+}
+
+int parse_int(const std::string& flag, const std::string& t) {
+  if (!is_decimal_integer(t)) throw_usage(flag + ": '" + t + "' is not a decimal integer");
+  errno = 0;
+  const long long v = std::strtoll(t.c_str(), nullptr, 10);
+  if (errno == ERANGE || v < INT_MIN || v > INT_MAX) throw_usage(flag + ": '" + t + "' is out of the int range");
+  return (int)v;
+}
+
+float parse_real(const std::string& flag, const std::string& t) {
+  if (!is_decimal_real(t)) throw_usage(flag + ": '" + t + "' is not a decimal number");
+  const float v = (float)std::strtod(t.c_str(), nullptr);
+  if (!std::isfinite(v)) throw_usage(flag + ": '" + t + "' is out of range");
+  return v;
+}
+
+// Field accessors: one function gives the field for reading and writing.
+template <class T>
+using Field = T& (*)(Job&);
+template <class T>
+const T& get(Field<T> f, const Job& j) {
+  return f(const_cast<Job&>(j));
+}
+
+Setting base(const char* flags, const char* key, SettingType type, const char* json, const char* help) {
+  Setting s;
+  s.flags = flags, s.key = key, s.type = type, s.json = json, s.help = help;
+  return s;
+}
+
+Setting text(const char* flags, const char* key, const char* json, Field<std::string> f, const char* help) {
+  Setting s = base(flags, key, SettingType::Text, json, help);
+  s.parse = [f](Job& j, const std::string& t) { f(j) = t; };
+  s.identity = [f](const Job& j, const Ctx&) { return Json(get(f, j)); };
+  return s;
+}
+
+// An integer in [lo, hi]; `why` words the range when plain "between lo and hi" would not say it.
+Setting integer(const char* flags, const char* key, Field<int> f, int lo, int hi, const char* help,
+                std::function<std::string(int)> why = nullptr) {
+  Setting s = base(flags, key, SettingType::Int, key, help);
+  s.min = lo, s.max = hi;
+  const std::string flag = s.option();
+  s.parse = [f, flag](Job& j, const std::string& t) { f(j) = parse_int(flag, t); };
+  s.from_json = [f](Job& j, const Json& v) { f(j) = (int)v.get<int64_t>(); };
+  s.identity = [f](const Job& j, const Ctx&) { return Json(get(f, j)); };
+  s.problem = [f, flag, lo, hi, why](const Job& j) -> std::string {
+    const int v = get(f, j);
+    if (v >= lo && v <= hi && !(why && !why(v).empty())) return "";
+    if (why) return flag + " " + std::to_string(v) + " " + why(v);
+    return flag + " " + std::to_string(v) + " must be between " + std::to_string(lo) + " and " + std::to_string(hi);
+  };
+  return s;
+}
+
+Setting real(const char* flags, const char* key, Field<float> f, double lo, double hi, const char* help) {
+  Setting s = base(flags, key, SettingType::Real, key, help);
+  s.min = lo, s.max = hi;
+  const std::string flag = s.option();
+  s.parse = [f, flag](Job& j, const std::string& t) { f(j) = parse_real(flag, t); };
+  s.from_json = [f](Job& j, const Json& v) { f(j) = v.get<float>(); };
+  s.identity = [f](const Job& j, const Ctx&) { return Json(get(f, j)); };
+  s.problem = [f, flag, lo, hi](const Job& j) -> std::string {
+    const float v = get(f, j);
+    if (v >= lo && v <= hi) return "";
+    return flag + " must be between " + number_text(lo) + " and " + number_text(hi);
+  };
+  return s;
+}
+
+Setting flag(const char* flags, const char* key, const char* json, bool sets, Field<bool> f, const char* help) {
+  Setting s = base(flags, key, SettingType::Flag, json, help);
+  s.flag_sets = sets ? "true" : "false";
+  s.parse = [f](Job& j, const std::string& t) { f(j) = t == "true"; };
+  s.from_json = [f](Job& j, const Json& v) { f(j) = v.get<bool>(); };
+  s.identity = [f](const Job& j, const Ctx&) { return Json(get(f, j)); };
+  return s;
+}
+
+// One of a few words, each a value of T.
+template <class T>
+Setting word(const char* flags, const char* key, Field<T> f, std::vector<std::pair<std::string, T>> values,
+             const char* help) {
+  Setting s = base(flags, key, SettingType::Word, key, help);
+  std::string list;
+  for (const auto& [w, v] : values) {
+    s.words.push_back(w);
+    list += (list.empty() ? "" : ", ") + w;
+  }
+  const std::string flag = s.option();
+  s.parse = [f, values, flag, list](Job& j, const std::string& t) {
+    for (const auto& [w, v] : values)
+      if (w == t) {
+        f(j) = v;
+        return;
+      }
+    throw_usage(flag + " '" + t + "' is not one of " + list);
+  };
+  s.identity = [f, values](const Job& j, const Ctx&) {
+    for (const auto& [w, v] : values)
+      if (v == get(f, j)) return Json(w);
+    return Json();
+  };
+  return s;
+}
+
+std::vector<std::string> lora_specs(const Job& j) {
+  std::vector<std::string> out;
+  for (const LoraArg& l : j.loras) out.push_back(l.spec);
+  return out;
+}
+
+std::vector<std::string> embedding_specs(const Job& j) {
+  std::vector<std::string> out;
+  for (const EmbeddingArg& e : j.embeddings) out.push_back(e.spec);
+  return out;
+}
+
+// A1111's hash lists are quoted (their values hold commas); names lose ':' and ','.
+std::string clean_name(std::string n) {
+  n.erase(std::remove_if(n.begin(), n.end(), [](char c) { return c == ':' || c == ','; }), n.end());
+  return n;
+}
+
+std::vector<Setting> make_settings() {
+  std::vector<Setting> t;
+  auto png = [](Setting s, const char* label, int rank, std::function<std::string(const Job&, const Ctx&)> f) {
+    s.a1111 = label, s.png_rank = rank, s.png = std::move(f);
+    return s;
+  };
+  auto prompt = text("-p,--prompt", "prompt", "prompt", +[](Job& j) -> std::string& { return j.prompt; }, "Text prompt");
+  prompt.in_record = false;  // the record's subject, at its top level
+  t.push_back(prompt);
+  auto negative = text("-n,--negative-prompt", "negative_prompt", "negative_prompt",
+                       +[](Job& j) -> std::string& { return j.negative_prompt; }, "What the image should not show");
+  negative.in_record = false;
+  t.push_back(negative);
+  t.push_back(png(flag("--no-emphasis", "emphasis", "emphasis", false, +[](Job& j) -> bool& { return j.emphasis; },
+                       "Take the prompts literally: no (emphasis), [de-emphasis], (text:weight) or BREAK"),
+                  "Emphasis", 110, [](const Job& j, const Ctx&) { return j.emphasis ? "" : "off"; }));
+  t.push_back(png(integer("-b,--batch", "batch", +[](Job& j) -> int& { return j.batch; }, 1, kMaxBatch, "Images per prompt"),
+                  "Batch size", 160,
+                  [](const Job& j, const Ctx&) { return j.batch > 1 ? std::to_string(j.batch) : std::string(); }));
+  t.push_back(png(integer("--steps", "steps", +[](Job& j) -> int& { return j.steps; }, 1, kMaxSteps, "Sampling steps"),
+                  "Steps", 10, [](const Job& j, const Ctx&) { return std::to_string(j.steps); }));
+  t.push_back(png(real("-g,--guidance", "guidance", +[](Job& j) -> float& { return j.guidance; }, 0, 100,
+                       "Classifier-free guidance scale"),
+                  "CFG scale", 30, [](const Job& j, const Ctx&) { return number_text(j.guidance); }));
+
+  Setting seed = base("-s,--seed", "seed", SettingType::Seed, "seed",
+                      "Random seed 0..2^64-1 (random when absent or -1, then printed)");
+  seed.record_name = "base_seed";
+  seed.parse = [](Job& j, const std::string& t) { j.seed = parse_seed_text(t, "--seed"); };
+  seed.from_json = [](Job& j, const Json& v) { j.seed = json_seed(v, ""); };
+  seed.identity = [](const Job&, const Ctx& c) { return Json(c.base_seed); };
+  // Image i of per-image seeds is seeded S+i: past 2^64-1 it would wrap to 0 and repeat seeds.
+  seed.problem = [](const Job& j) -> std::string {
+    if (j.seed_mode != SeedMode::PerImage || !j.seed || *j.seed <= UINT64_MAX - (uint64_t)(j.batch - 1)) return "";
+    return "--seed " + std::to_string(*j.seed) + " with --batch " + std::to_string(j.batch) +
+           " and --seed-mode per-image seeds image " + std::to_string(j.batch - 1) + " past 2^64-1";
+  };
+  t.push_back(seed);
+
+  auto side = [](int v) {
+    return v % 64 == 0 && v >= 64 && v <= kMaxSide
+               ? std::string()
+               : "must be a multiple of 64 between 64 and " + std::to_string(kMaxSide);
+  };
+  t.push_back(png(integer("-W,--width", "width", +[](Job& j) -> int& { return j.width; }, 64, kMaxSide,
+                          "Image width, a multiple of 64", side),
+                  "Size", 50,
+                  [](const Job& j, const Ctx&) { return std::to_string(j.width) + "x" + std::to_string(j.height); }));
+  t.push_back(integer("-H,--height", "height", +[](Job& j) -> int& { return j.height; }, 64, kMaxSide,
+                      "Image height, a multiple of 64", side));
+
+  std::vector<std::pair<std::string, SamplerKind>> kinds;
+  for (const SamplerInfo& i : samplers()) kinds.emplace_back(i.name, i.kind);
+  static const std::string sampler_help = "Sampler: " + sampler_names();
+  Setting sampler = word("--sampler", "sampler", +[](Job& j) -> SamplerKind& { return j.sampler.kind; }, kinds,
+                         sampler_help.c_str());
+  sampler.parse = [](Job& j, const std::string& t) {  // the registry's own words for an unknown one
+    const SamplerInfo* i = find_sampler(t);
+    if (!i) throw_usage("--sampler '" + t + "' is not available (" + sampler_names() + ")");
+    j.sampler.kind = i->kind;
+  };
+  // The sampler registry checks the three together (karras offered, η DDIM's).
+  sampler.problem = [](const Job& j) { return sampler_problem(j.sampler); };
+  t.push_back(png(sampler, "Sampler", 20, [](const Job& j, const Ctx&) { return a1111_sampler_name(j.sampler); }));
+  t.push_back(word("--schedule", "schedule", +[](Job& j) -> Schedule& { return j.sampler.schedule; },
+                   {{"default", Schedule::Default}, {"karras", Schedule::Karras}},
+                   "Sigma schedule: default or karras (lms, euler, heun, dpm2, dpmpp_*, unipc)"));
+  Setting eta = real("--eta", "eta", +[](Job& j) -> float& { return j.sampler.eta; }, 0, 1,
+                     "DDIM's eta: 0 deterministic, 1 as DDPM (ddim only)");
+  eta.problem = nullptr;  // sampler_problem's
+  t.push_back(png(eta, "Eta DDIM", 100,
+                  [](const Job& j, const Ctx&) { return j.sampler.eta != 0.0f ? number_text(j.sampler.eta) : ""; }));
+  t.push_back(png(word("--rng", "rng", +[](Job& j) -> RngKind& { return j.rng; },
+                       {{"torch-cpu", RngKind::TorchCpu}, {"philox", RngKind::Philox}},
+                       "Noise: torch-cpu (torch.randn on a CPU generator, as diffusers) or philox (torch.randn "
+                       "on CUDA, A1111's NV), on any device"),
+                  "RNG", 80, [](const Job& j, const Ctx&) { return j.rng == RngKind::Philox ? "NV" : "CPU"; }));
+  t.push_back(png(word("--seed-mode", "seed_mode", +[](Job& j) -> SeedMode& { return j.seed_mode; },
+                       {{"batch", SeedMode::Batch}, {"per-image", SeedMode::PerImage}},
+                       "batch: one generator for the whole batch (diffusers); per-image: image i has seed+i (A1111)"),
+                  "Seed mode", 90, [](const Job& j, const Ctx&) { return seed_mode_name(j.seed_mode); }));
+  t.push_back(png(word("--precision", "precision", +[](Job& j) -> DType& { return j.precision; },
+                       {{"fp32", DType::F32}, {"fp16", DType::F16}},
+                       "fp32 or fp16 (mixed: fp16 storage, fp32 accumulation)"),
+                  "Precision", 70,
+                  [](const Job& j, const Ctx&) { return j.precision == DType::F16 ? "fp16" : "fp32"; }));
+
+  Setting device = base("--device", "device", SettingType::Word, "device", "auto, cpu, cuda or cuda:N (GPU N)");
+  device.words = {"auto", "cpu", "cuda", "cuda:N"};
+  device.parse = [](Job& j, const std::string& t) {
+    DeviceSpec d;
+    if (t == "auto") d.kind = DeviceSpec::Auto;
+    else if (t == "cpu") d.kind = DeviceSpec::Cpu;
+    else if (t == "cuda") d.kind = DeviceSpec::Cuda;
+    else if (cuda_ordinal(t) >= 0) d.kind = DeviceSpec::Cuda, d.ordinal = cuda_ordinal(t);
+    else throw_usage("--device '" + t + "' is not one of auto, cpu, cuda, cuda:N");
+    j.device = d;
+  };
+  device.identity = [](const Job& j, const Ctx&) { return Json(j.device.text()); };
+  device.record = [](const Job&, const Ctx& c) { return Json(c.device); };  // where it ran
+  device.in_identity = false;  // the same images on any device
+  t.push_back(device);
+
+  t.push_back(png(integer("--clip-skip", "clip_skip", +[](Job& j) -> int& { return j.clip_skip; }, 1, 48,
+                          "CLIP layers to skip from the end, as A1111's Clip skip (1: none; diffusers' clip_skip is N-1)",
+                          [](int v) {
+                            return v >= 1 && v <= 48 ? std::string()
+                                                     : "must be at least 1 (1: the last layer; SD v1 has 12)";
+                          }),
+                  "Clip skip", 120,
+                  [](const Job& j, const Ctx&) { return j.clip_skip > 1 ? std::to_string(j.clip_skip) : ""; }));
+  t.push_back(png(text("--vae", "vae", "vae", +[](Job& j) -> std::string& { return j.vae; },
+                       "VAE replacing the model's: .safetensors file (LDM names) or diffusers vae folder"),
+                  "VAE", 130, [](const Job& j, const Ctx&) -> std::string {
+                    if (j.vae.empty()) return "";
+                    std::string v = j.vae;
+                    while (v.size() > 1 && v.back() == '/') v.pop_back();
+                    return fs::path(v).filename().string();
+                  }));
+
+  Setting embedding = base("--embedding", nullptr, SettingType::TextList, "embeddings",
+                           "Textual-inversion embedding FILE[:TOKEN] (.safetensors; token: the file name); repeatable");
+  embedding.parse = [](Job& j, const std::string& t) {
+    const EmbeddingSpec e = parse_embedding_spec(t);
+    j.embeddings.push_back({t, e.file, e.token});
+  };
+  embedding.identity = [](const Job& j, const Ctx&) { return Json(embedding_specs(j)); };
+  // The embeddings the prompts use, by token.
+  t.push_back(png(embedding, "TI hashes", 150, [](const Job& j, const Ctx&) -> std::string {
+    std::string list;
+    for (const EmbeddingArg& e : j.embeddings) {
+      if (j.prompt.find(e.token) == std::string::npos && j.negative_prompt.find(e.token) == std::string::npos) continue;
+      list += (list.empty() ? "" : ", ") + clean_name(e.token) + ": " + embedding_short_hash(e.file);
+    }
+    return list.empty() ? list : "\"" + list + "\"";
+  }));
+
+  Setting lora = base("--lora", "lora", SettingType::TextList, "loras",
+                      "LoRA FILE[:SCALE] (.safetensors, kohya or diffusers/PEFT), merged at load; repeatable");
+  lora.parse = [](Job& j, const std::string& t) { j.loras.push_back({t, parse_lora_spec(t)}); };
+  lora.from_json = [](Job& j, const Json& v) {  // a line's list replaces the command line's
+    j.loras.clear();
+    for (const std::string& x : v.is_string() ? std::vector<std::string>{v.get<std::string>()}
+                                              : v.get<std::vector<std::string>>())
+      j.loras.push_back({x, parse_lora_spec(x)});
+  };
+  lora.identity = [](const Job& j, const Ctx&) { return Json(lora_specs(j)); };
+  lora.record = [](const Job& j, const Ctx&) {  // what was applied: --lora's and the prompt's tags
+    Json a = Json::array();
+    for (const LoraSpec& l : job_loras(j)) a.push_back({{"file", l.file}, {"scale", l.scale}});
+    return a;
+  };
+  // Every LoRA the job applies, by the name its tag uses (the file's stem).
+  t.push_back(png(lora, "Lora hashes", 140, [](const Job& j, const Ctx&) -> std::string {
+    std::string list;
+    for (const LoraSpec& l : job_loras(j))
+      list += (list.empty() ? "" : ", ") + clean_name(fs::path(l.file).stem().string()) + ": " + lora_short_hash(l.file);
+    return list.empty() ? list : "\"" + list + "\"";
+  }));
+
+  Setting lora_dir = text("--lora-dir", nullptr, "lora_dir", +[](Job& j) -> std::string& { return j.lora_dir; },
+                          "Folder where a prompt's <lora:NAME:SCALE> finds NAME.safetensors");
+  lora_dir.in_identity = lora_dir.in_record = false;  // its LoRAs are recorded as files
+  t.push_back(lora_dir);
+  Setting model = text("-m,--model", "model", "model", +[](Job& j) -> std::string& { return j.model; },
+                       "Checkpoint: .safetensors file or diffusers folder (default: $SDGEN_MODEL, then weights/)");
+  model.in_identity = false;  // the identity holds the model's SHA-256
+  model.record = [](const Job&, const Ctx& c) { return Json(c.model_name); };
+  t.push_back(model);
+  Setting out = text("-o,--out", "out", "out_dir", +[](Job& j) -> std::string& { return j.out_dir; }, "Output folder");
+  out.in_identity = out.in_record = false;  // beside each image's path (set_record_paths)
+  out.problem = [](const Job& j) { return j.out_dir.empty() ? "--out is empty" : ""; };
+  t.push_back(out);
+  Setting name = text("--name", "name", "name", +[](Job& j) -> std::string& { return j.name_pattern; },
+                      "File name pattern: {n} number, {seed}, {i} batch index, {prompt}, {steps}, {w}, {h}");
+  name.in_identity = name.in_record = false;  // the images' names, not their content
+  t.push_back(name);
+  t.push_back(flag("--ema", nullptr, "ema", true, +[](Job& j) -> bool& { return j.ema; },
+                   "Use a single file's EMA copy of the UNet (model_ema.*) when it has both"));
+
+  for (Setting& s : t) {
+    if (!s.record) s.record = s.identity;
+    if (!s.from_json && s.type != SettingType::TextList) {
+      auto parse = s.parse;
+      s.from_json = [parse](Job& j, const Json& v) { parse(j, v.get<std::string>()); };
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
+const char* setting_type_name(SettingType t) {
+  switch (t) {
+    case SettingType::Text: return "a string";
+    case SettingType::Word: return "a string";
+    case SettingType::Int: return "an integer";
+    case SettingType::Real: return "a number";
+    case SettingType::Flag: return "true or false";
+    case SettingType::Seed: return "an integer 0..18446744073709551615, or -1 for a random seed";
+    case SettingType::TextList: return "a string or a list of strings";
+  }
+  return "";
+}
+
+std::string Setting::option() const {
+  const std::string f = flags;
+  const size_t p = f.rfind("--");
+  return p == std::string::npos ? f : f.substr(p);
+}
+
+std::string Setting::json_type_problem(const Json& v) const {
+  const std::string must = std::string("must be ") + setting_type_name(type);
+  switch (type) {
+    case SettingType::Int:
+      if (!v.is_number_integer()) return must + ", not " + shown(v);
+      if (v.is_number_unsigned() ? v.get<uint64_t>() > (uint64_t)INT_MAX
+                                 : v.get<int64_t>() < INT_MIN || v.get<int64_t>() > INT_MAX)
+        return must + " in the int range, not " + shown(v);
+      return "";
+    case SettingType::Real: return v.is_number() ? "" : must + ", not " + shown(v);
+    case SettingType::Flag: return v.is_boolean() ? "" : must + ", not " + shown(v);
+    case SettingType::Text:
+    case SettingType::Word:
+      if (!v.is_string()) return must + ", not " + shown(v);
+      // A path with a NUL would be cut there by every file call, and name another file than shown.
+      if (v.get<std::string>().find('\0') != std::string::npos) return "must be free of NUL characters";
+      return "";
+    case SettingType::TextList: {
+      const bool strings =
+          v.is_array() && std::all_of(v.begin(), v.end(), [](const Json& e) { return e.is_string(); });
+      return v.is_string() || strings ? "" : must + ", not " + shown(v);
+    }
+    case SettingType::Seed:
+      try {
+        json_seed(v, "");
+      } catch (const Error& e) {
+        const std::string w = e.what();
+        return w.substr(w.find("must be"));
+      }
+      return "";
+  }
+  return "";
+}
+
+const std::vector<Setting>& job_settings() {
+  static const std::vector<Setting> all = make_settings();
+  return all;
+}
+
+const Setting* find_setting(const std::string& long_flag) {
+  for (const Setting& s : job_settings())
+    if (s.option() == long_flag) return &s;
+  return nullptr;
+}
+
+void add_settings(CLI::App& app, Job& job, const std::vector<std::string>& only) {
+  for (const Setting& s : job_settings()) {
+    if (!only.empty() && std::find(only.begin(), only.end(), s.option()) == only.end()) continue;
+    if (s.type == SettingType::Flag) {
+      app.add_flag_callback(s.flags, [&job, &s] { s.parse(job, s.flag_sets); }, s.help);
+      continue;
+    }
+    CLI::Option* o = app.add_option(
+        s.flags,
+        [&job, &s](const CLI::results_t& r) {
+          for (const std::string& t : r) s.parse(job, t);
+          return true;
+        },
+        s.help);
+    const Json shown_default = s.identity(job, RecordContext{});
+    switch (s.type) {
+      case SettingType::Int: o->type_name("INT"); break;
+      case SettingType::Real: o->type_name("FLOAT"); break;
+      default: o->type_name("TEXT");
+    }
+    if (s.type == SettingType::TextList) {
+      o->expected(1, CLI::detail::expected_max_vector_size)->allow_extra_args();
+    } else {
+      o->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::Throw);
+      if (s.type != SettingType::Seed && !(shown_default.is_string() && shown_default.get<std::string>().empty()))
+        o->default_str(shown_default.is_string() ? shown_default.get<std::string>() : shown_default.dump());
+    }
+  }
+}
+
+void apply_prompt_line(Job& job, const Json& line) {
+  const std::string at = prefix(job.origin);
+  if (!line.is_object()) throw_usage(at + "a JSON line must be an object {\"prompt\": ...}");
+  auto setting_of = [](const std::string& key) -> const Setting* {
+    for (const Setting& s : job_settings())
+      if (s.key && key == s.key) return &s;
+    return nullptr;
+  };
+  // Every value's type first, so that a line's first fault is reported whatever the key order.
+  for (auto it = line.begin(); it != line.end(); ++it)
+    if (const Setting* s = setting_of(it.key()))
+      if (const std::string why = s->json_type_problem(it.value()); !why.empty())
+        throw_usage(at + "\"" + it.key() + "\" " + why);
+  for (auto it = line.begin(); it != line.end(); ++it) {
+    const Setting* s = setting_of(it.key());
+    if (!s) {
+      std::string keys;
+      for (const Setting& k : job_settings())
+        if (k.key) keys += (keys.empty() ? "" : ", ") + std::string(k.key);
+      throw_usage(at + "unknown key \"" + it.key() + "\" (" + keys + ")");
+    }
+    try {
+      s->from_json(job, it.value());
+    } catch (const Error& e) {
+      throw Error(e.code(), at + e.what());
+    }
+  }
+  if (!line.contains("prompt")) throw_usage(at + "missing \"prompt\"");
+}
+
+void finish_job(Job& job) {
+  job.prompt_loras.clear();
+  try {
+    job.text_prompt = extract_lora_tags(job.prompt, job.lora_dir, &job.prompt_loras);
+  } catch (const Error& e) {
+    throw_usage(prefix(job.origin) + e.what());
+  }
+}
+
+void check_settings(const Job& job) {
+  for (const Setting& s : job_settings())
+    if (s.problem)
+      if (const std::string why = s.problem(job); !why.empty()) throw_usage(prefix(job.origin) + why);
+}
+
+Json settings_record(const Job& job, const RecordContext& ctx) {
+  Json r = Json::object();
+  for (const Setting& s : job_settings())
+    if (s.in_record && s.json) r[s.record_name ? s.record_name : s.json] = s.record(job, ctx);
+  return r;
+}
+
+Json settings_identity(const Job& job, const RecordContext& ctx) {
+  Json r = Json::object();
+  for (const Setting& s : job_settings())
+    if (s.in_identity && s.json) r[s.json] = s.identity(job, ctx);
+  return r;
+}
+
+std::string settings_infotext(const Job& job, const RecordContext& ctx, std::vector<std::pair<int, std::string>> extra) {
+  for (const Setting& s : job_settings())
+    if (s.png)
+      if (const std::string v = s.png(job, ctx); !v.empty()) extra.emplace_back(s.png_rank, std::string(s.a1111) + ": " + v);
+  std::stable_sort(extra.begin(), extra.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::string out;
+  for (const auto& [rank, text] : extra) out += (out.empty() ? "" : ", ") + text;
+  return out;
+}
+
+std::vector<LoraSpec> job_loras(const Job& job) {
+  std::vector<LoraSpec> out;
+  for (const LoraArg& l : job.loras) out.push_back(l.lora);
+  out.insert(out.end(), job.prompt_loras.begin(), job.prompt_loras.end());
+  return out;
+}
+
+std::string DeviceSpec::text() const {
+  if (kind == Auto) return "auto";
+  if (kind == Cpu) return "cpu";
+  return ordinal >= 0 ? "cuda:" + std::to_string(ordinal) : "cuda";
+}
+
+}  // namespace sdgen::cli
