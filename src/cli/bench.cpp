@@ -185,10 +185,15 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   std::string max_memory_text;
   bool json = false, quiet = false;
   // Generation's own settings (cli/settings.h), parsed and checked as sd-gen's.
-  add_settings(app, job, {"--model", "--device", "--batch", "--steps", "--width", "--height", "--guidance", "--prompt", "--seed"});
+  add_settings(app, job, {"--model", "--device", "--batch", "--steps", "--width", "--height", "--guidance", "--prompt", "--seed"},
+               {{"--model", "Checkpoint, or random:sd15 (full-size random weights, no download)"},
+                {"--batch", "Images per generation (default 3)"},
+                {"--prompt", "Prompt (default: a lighthouse at dusk, oil painting)"},
+                {"--seed", "Noise seed 0..2^64-1 (default 42; a benchmark's is never random)"}});
   app.add_option("--precision", precisions, "Comma-separated: fp32, fp16")->capture_default_str();
   auto* graphs_opt = app.add_option("--cuda-graphs", graphs, "Comma-separated on, off (CUDA only; default on,off)");
-  app.add_option("--repeats", repeats, "Timed generations after one warm-up (default 3; 1 on the CPU)")->check(decimal_integer());
+  app.add_option("--repeats", repeats, "Timed generations after one warm-up (default 3; 1 on the CPU)")
+      ->check(decimal_integer().description(""));
   app.add_option("--max-memory", max_memory_text,
                  "SIZE (8G, 512M): refuse configurations whose estimated memory exceeds it (default: what the device has free)");
   app.add_flag("--json", json, "One JSON object per configuration on stdout");

@@ -324,7 +324,7 @@ class GenerationRun {
     progress_.log(times);
     RecordContext ctx;
     ctx.base_seed = base_seed;
-    ctx.device = device_name(device);
+    ctx.device = device;
     ctx.model_name = pipe_->model_name();
     for (int i : calls_[c].write) {
       hooks_.check_interrupted();

@@ -266,7 +266,7 @@ std::vector<Setting> make_settings() {
     j.device = d;
   };
   device.identity = [](const Job& j, const Ctx&) { return Json(j.device.text()); };
-  device.record = [](const Job&, const Ctx& c) { return Json(c.device); };  // where it ran
+  device.record = [](const Job&, const Ctx& c) { return Json(device_name(c.device)); };  // where it ran
   device.in_identity = false;  // the same images on any device
   t.push_back(device);
 
@@ -423,11 +423,14 @@ const Setting* find_setting(const std::string& long_flag) {
   return nullptr;
 }
 
-void add_settings(CLI::App& app, Job& job, const std::vector<std::string>& only) {
+void add_settings(CLI::App& app, Job& job, const std::vector<std::string>& only,
+                  const std::map<std::string, std::string>& help) {
   for (const Setting& s : job_settings()) {
     if (!only.empty() && std::find(only.begin(), only.end(), s.option()) == only.end()) continue;
+    const auto own = help.find(s.option());
+    const std::string text = own != help.end() ? own->second : s.help;
     if (s.type == SettingType::Flag) {
-      app.add_flag_callback(s.flags, [&job, &s] { s.parse(job, s.flag_sets); }, s.help);
+      app.add_flag_callback(s.flags, [&job, &s] { s.parse(job, s.flag_sets); }, text);
       continue;
     }
     CLI::Option* o = app.add_option(
@@ -436,7 +439,7 @@ void add_settings(CLI::App& app, Job& job, const std::vector<std::string>& only)
           for (const std::string& t : r) s.parse(job, t);
           return true;
         },
-        s.help);
+        text);
     const Json shown_default = s.identity(job, RecordContext{});
     switch (s.type) {
       case SettingType::Int: o->type_name("INT"); break;
@@ -447,7 +450,7 @@ void add_settings(CLI::App& app, Job& job, const std::vector<std::string>& only)
       o->expected(1, CLI::detail::expected_max_vector_size)->allow_extra_args();
     } else {
       o->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::Throw);
-      if (s.type != SettingType::Seed && !(shown_default.is_string() && shown_default.get<std::string>().empty()))
+      if (own == help.end() && s.type != SettingType::Seed && !(shown_default.is_string() && shown_default.get<std::string>().empty()))
         o->default_str(shown_default.is_string() ? shown_default.get<std::string>() : shown_default.dump());
     }
   }

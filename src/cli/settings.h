@@ -7,6 +7,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -30,7 +31,7 @@ const char* setting_type_name(SettingType t);  // "an integer", "a string", ... 
 // What a record holds besides the job: the seed the run used (random ones drawn), where it ran.
 struct RecordContext {
   uint64_t base_seed = 0;
-  std::string device;      // the device the images were made on: "cpu", "cuda"
+  Device device = Device::CPU;  // the device the images were made on
   std::string model_name;  // the checkpoint's name (PNG "Model", --json "model")
 };
 
@@ -76,8 +77,10 @@ const std::vector<Setting>& job_settings();
 const Setting* find_setting(const std::string& long_flag);
 
 // Registers the settings on a CLI11 app, writing into `job`: all of them, or the long flags in
-// `only` (sd-gen bench takes a few). Their defaults are `job`'s values.
-void add_settings(CLI::App& app, Job& job, const std::vector<std::string>& only = {});
+// `only` (sd-gen bench takes a few, some with its own help text in `help`: long flag → text).
+// Their defaults are `job`'s values.
+void add_settings(CLI::App& app, Job& job, const std::vector<std::string>& only = {},
+                  const std::map<std::string, std::string>& help = {});
 // Applies a prompt-file line (a JSON object) to `job`: every key a setting's, of its type; errors
 // name the key and job.origin.
 void apply_prompt_line(Job& job, const nlohmann::json& line);
