@@ -5,6 +5,8 @@
 
 #include "core/device_memory.h"
 #include "io/checkpoint.h"
+#include "pipeline/flops.h"
+#include "pipeline/memory_estimate.h"
 #include "text/clip.h"
 #include "unet/unet.h"
 #include "vae/vae.h"
@@ -42,6 +44,11 @@ class Pass {
     Model model(ShapeOnlyCheckpoint(), c, dtype_, Device::Meta);
     cost_.parameters = (int64_t)((meta_tally().live - before) / dtype_size(dtype_));
     return model;
+  }
+  template <class Model, class Config>
+  int64_t parameters(const Config& c) {
+    build<Model>(c);
+    return cost_.parameters;
   }
   Tensor input(const Shape& shape) const { return Tensor::empty(shape, dtype_, Device::Meta); }
   // Call with the model and the inputs made: the forward pass's work is counted from here.
@@ -94,6 +101,33 @@ PassCost vae_decoder_pass(const VaeConfig& c, int images, int height, int width,
   p.begin();
   const Tensor out = model.decode(z);
   return p.end();
+}
+
+int64_t clip_parameters(const ClipConfig& c) { return Pass(DType::F32).parameters<ClipTextEncoder>(c); }
+int64_t unet_parameters(const UNetConfig& c) { return Pass(DType::F32).parameters<UNet>(c); }
+int64_t vae_decoder_parameters(const VaeConfig& c) { return Pass(DType::F32).parameters<VaeDecoder>(c); }
+
+double clip_flops(const ClipConfig& c, int sequences) { return clip_pass(c, sequences).flops; }
+
+double unet_flops(const UNetConfig& c, int batch, int latent_h, int latent_w, int context_len) {
+  return unet_pass(c, batch, latent_h, latent_w, context_len).flops;
+}
+
+double vae_decoder_flops(const VaeConfig& c, int images, int height, int width) {
+  return vae_decoder_pass(c, images, height, width).flops;
+}
+
+WorkloadFlops workload_flops(const ModelConfig& m, int batch, int width, int height, int steps,
+                             float guidance) {
+  WorkloadFlops w;
+  const bool cfg = guidance > 1.0f;  // as the pipeline: the unconditional half only then
+  w.text_sequences = cfg ? 2 : 1;
+  w.unet_batch = cfg ? 2 * batch : batch;
+  w.clip = clip_flops(m.clip, w.text_sequences);
+  w.unet_per_step = unet_flops(m.unet, w.unet_batch, height / 8, width / 8, m.clip.max_positions);
+  w.vae = vae_decoder_flops(m.vae, batch, height, width);
+  w.total = w.clip + steps * w.unet_per_step + w.vae;
+  return w;
 }
 
 }  // namespace sdgen
