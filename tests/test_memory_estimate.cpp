@@ -84,7 +84,9 @@ TEST(MemoryEstimate, ScalesWithBatchAndPixelsAndHalvesInFp16OnCuda) {
   r.batch = 1;
   r.width = r.height = 1024;
   const MemoryEstimate c = estimate_memory(sd, r);
-  EXPECT_NEAR((double)c.unet / a.unet, 4.0, 1e-6);
+  // Four times the pixels: four times the sets, but for the few tensors per latent that do not
+  // grow with the image (the time embedding, the text context), which keep the UNet's just under.
+  EXPECT_NEAR((double)c.unet / a.unet, 4.0, 1e-3);
   EXPECT_NEAR((double)c.vae / a.vae, 4.0, 1e-6);
   r.width = r.height = 512;
   r.precision = DType::F32;

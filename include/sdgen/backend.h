@@ -101,6 +101,10 @@ std::unique_ptr<Backend> make_cpu_backend(bool plain);
 void set_cpu_plain(bool plain);
 bool cpu_plain();
 
+// The meta backend: outputs of the right shape and no bytes, the ops' FLOPs counted
+// (src/backend/meta_backend.cpp, pipeline/dry_run.h).
+std::unique_ptr<Backend> make_meta_backend();
+
 // The backend that runs ops on `device` tensors. Throws a runtime error for CUDA when no CUDA
 // backend was registered (a CPU-only build) or when it cannot start (no device).
 Backend& backend_for(Device device);

@@ -13,7 +13,10 @@ namespace sdgen {
 
 // U8 holds finished 8-bit images only (ops::image_to_u8); every other op takes F32 or F16.
 enum class DType : uint8_t { F32, F16, U8 };
-enum class Device : uint8_t { CPU, CUDA };
+// Meta: tensors with a shape and a dtype but no bytes, on which ops only make outputs of the right
+// shape and count their work (src/backend/meta_backend.cpp): how the model code itself is run dry to
+// count FLOPs, parameters and live sets (src/pipeline/dry_run.h). Its data() is null.
+enum class Device : uint8_t { CPU, CUDA, Meta };
 
 size_t dtype_size(DType dt);
 const char* dtype_name(DType dt);

@@ -32,6 +32,10 @@ void set_cpu_plain(bool plain) { g_cpu_plain = plain; }
 bool cpu_plain() { return g_cpu_plain; }
 
 Backend& backend_for(Device device) {
+  if (device == Device::Meta) {
+    static std::unique_ptr<Backend> meta = make_meta_backend();
+    return *meta;
+  }
   if (device == Device::CPU) {
     static std::unique_ptr<Backend> fast = make_cpu_backend(false);
     static std::unique_ptr<Backend> plain = make_cpu_backend(true);

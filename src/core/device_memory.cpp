@@ -1,5 +1,6 @@
 #include "core/device_memory.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -24,6 +25,11 @@ const CudaMemoryHooks& cuda_hooks() {
 
 void install_cuda_memory_hooks(const CudaMemoryHooks& hooks) { g_cuda = hooks; }
 
+MetaTally& meta_tally() {
+  thread_local MetaTally t;
+  return t;
+}
+
 void* device_alloc(Device device, size_t bytes, void (**deleter)(void*)) {
   if (device == Device::CPU) {
     // 64-byte alignment for vector loads; aligned_alloc needs a multiple of the alignment.
@@ -33,13 +39,20 @@ void* device_alloc(Device device, size_t bytes, void (**deleter)(void*)) {
     *deleter = host_free;
     return p;
   }
+  if (device == Device::Meta) {
+    MetaTally& t = meta_tally();
+    t.live += bytes;
+    t.peak = std::max(t.peak, t.live);
+    *deleter = nullptr;
+    return nullptr;
+  }
   const CudaMemoryHooks& h = cuda_hooks();
   *deleter = h.free;
   return h.alloc(bytes);
 }
 
 void device_memset(Device device, void* ptr, int value, size_t bytes) {
-  if (bytes == 0) return;
+  if (bytes == 0 || device == Device::Meta) return;
   if (device == Device::CPU) {
     std::memset(ptr, value, bytes);
   } else {
@@ -48,7 +61,8 @@ void device_memset(Device device, void* ptr, int value, size_t bytes) {
 }
 
 void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
-  if (bytes == 0) return;
+  if (bytes == 0 || dst_device == Device::Meta) return;
+  if (src_device == Device::Meta) throw_runtime("a meta tensor has no values to copy");
   if (dst_device == Device::CPU && src_device == Device::CPU) {
     std::memcpy(dst, src, bytes);
     return;

@@ -2,6 +2,7 @@
 // backend (src/backend/cuda/) when it is built, and these functions forward to it.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 #include "sdgen/tensor.h"
 
@@ -24,5 +25,14 @@ struct CudaMemoryHooks {
   void (*copy)(void* dst, const void* src, size_t bytes, int kind) = nullptr;
 };
 void install_cuda_memory_hooks(const CudaMemoryHooks& hooks);
+
+// Device::Meta holds no bytes: its allocations are only tallied, with the FLOPs of the meta
+// backend's ops, per thread (a dry pass runs on the thread that asks for it).
+struct MetaTally {
+  double flops = 0;
+  uint64_t live = 0;  // bytes of the meta tensors alive now
+  uint64_t peak = 0;  // the most alive at once since the owner last set it
+};
+MetaTally& meta_tally();
 
 }  // namespace sdgen

@@ -24,6 +24,7 @@ void oihw_to_ohwi(const T* src, T* dst, int64_t cout, int64_t cin, int64_t kk) {
 // request is seen while a model loads (each tensor is a few milliseconds at most).
 const Tensor& checked(const std::string& name, const Tensor& t) {
   throw_if_interrupted("loading the model");
+  if (t.device() == Device::Meta) return t;  // a dry pass's weight: a shape, no values
   const int64_t n = t.numel();
   int64_t bad = 0;
   if (t.dtype() == DType::F16) {
@@ -55,8 +56,8 @@ Tensor WeightLoader::load(const std::string& name, const Shape& shape) const {
 Tensor WeightLoader::load_conv(const std::string& name, int64_t cout, int64_t cin, int k) const {
   Tensor oihw = ckpt.get_stored(name, {cout, cin, k, k}, dtype);
   checked(name, oihw);
-  // A 1×1 kernel is laid out alike either way.
-  if (k == 1) return finish(oihw.reshape({cout, 1, 1, cin}));
+  // A 1×1 kernel is laid out alike either way; a meta tensor has only its shape to change.
+  if (k == 1 || oihw.device() == Device::Meta) return finish(oihw.reshape({cout, k, k, cin}));
   Tensor ohwi = Tensor::empty({cout, k, k, cin}, oihw.dtype());
   const int64_t kk = (int64_t)k * k;
   if (oihw.dtype() == DType::F16) {

@@ -16,6 +16,7 @@ bool g_device_guards = false;
 
 Storage::~Storage() {
   if (ptr && deleter) deleter(ptr);
+  if (device == Device::Meta) meta_tally().live -= bytes;
 }
 
 static int64_t shape_numel(const Shape& s) {
@@ -36,8 +37,10 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   size_t bytes = (size_t)shape_numel(shape) * dtype_size(dtype);
   t.storage_->bytes = bytes;
   t.storage_->device = device;
-  t.storage_->ptr = device_alloc(device, bytes + Storage::kGuardBytes, &t.storage_->deleter);
-  if (device == Device::CPU || g_device_guards) {
+  // A meta tensor's tally counts its own bytes: it has no guard.
+  t.storage_->ptr = device_alloc(device, bytes + (device == Device::Meta ? 0 : Storage::kGuardBytes),
+                                 &t.storage_->deleter);
+  if (device == Device::CPU || (device == Device::CUDA && g_device_guards)) {
     device_memset(device, static_cast<char*>(t.storage_->ptr) + bytes, Storage::kGuardByte, Storage::kGuardBytes);
     t.storage_->guarded = true;
   }

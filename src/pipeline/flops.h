@@ -1,5 +1,6 @@
-// The analytic FLOP count of one generation, from the model config alone: the one place sd-gen
-// bench (MFU), the CUDA census (beside its measured count) and the tests take it from.
+// The FLOP count of one generation, from the model config alone: the one place sd-gen bench (MFU),
+// the CUDA census (beside its count of the recorded calls) and the tests take it from. Counted by a
+// dry pass of the models themselves on the meta device (dry_run.h), so it follows the model code.
 //
 // Counted: the dense work, i.e. convolutions (2·H·W·Cout·Cin·k·k per image), linear layers
 // (2·rows·in·out) and the two attention products (4·Lq·Lk·D summed over heads: Q·Kᵀ and P·V, each

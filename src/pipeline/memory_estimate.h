@@ -2,13 +2,12 @@
 // can refuse a size or batch that cannot fit before it loads a weight or draws a latent (exit code
 // 5 with the estimate and the limit), instead of failing an allocation halfway through a run.
 //
-// weights: the parameters the pipeline keeps (CLIP text encoder, UNet, VAE decoder), counted from
-//   the config (the formula mirrors the modules' constructors), times the precision's size.
-// UNet and VAE working sets: the largest set of activations alive at once in one UNet call (2×batch
-//   latents with guidance) and in one VAE pass (one image), found by walking the blocks in the
-//   order UNet::forward and VaeDecoder::decode allocate their outputs (a coarse mirror: every
-//   tensor the size of the image at its level, small ones ignored), in elements.
-// Each working set is then scaled by a factor per backend that covers what the walk leaves out,
+// weights: the parameters the pipeline keeps (CLIP text encoder, UNet, VAE decoder), as the models
+//   constructed from the config on the meta device hold them (dry_run.h), times the precision's size.
+// UNet and VAE working sets: the most activation bytes alive at once in a dry pass of the model
+//   code itself at the request's shapes (dry_run.h): one UNet call on its 2×batch latents with
+//   guidance, one VAE pass on one image; measured in fp32, so in elements once divided by 4.
+// Each working set is then scaled by a factor per backend that covers what the pass leaves out,
 //   calibrated against measurements and held by the tests (tests/test_memory_estimate.cpp,
 //   tests/simt/test_census.cpp):
 //   - CUDA: the pool keeps blocks by size (cuda_memory.h), and the recorded step owns every block it
@@ -16,7 +15,7 @@
 //     for the VAE in the census of the tiny test model and full-size SD v1.5; factors 2.5 and 2.0.
 //     The UNet's set stays allocated during the VAE when the step's graph is kept for a next call.
 //   - CPU: no pool, but the ops widen fp16 inputs to fp32 and each thread keeps scratch buffers;
-//     measured peak RSS is 1.1–1.2× the fp32 walk (fp32) and up to 1.6× (fp16), factors 1.5 and
+//     measured peak RSS is 1.1–1.2× the fp32 live set (fp32) and up to 1.6× (fp16), factors 1.5 and
 //     1.6 on 4-byte elements, plus the process itself (256 MiB in a build linked with the CUDA
 //     libraries, which alone keep 220 MiB resident; 64 MiB without) and 48 MiB per thread (its
 //     scratch buffers, and what malloc keeps of small freed blocks).
@@ -38,15 +37,11 @@
 
 namespace sdgen {
 
-// Parameters the pipeline loads (text encoder, UNet, VAE decoder; not the VAE encoder).
+// Parameters the pipeline loads (text encoder, UNet, VAE decoder; not the VAE encoder): what the
+// models constructed from the config hold (dry_run.h).
 int64_t clip_parameters(const ClipConfig& c);
 int64_t unet_parameters(const UNetConfig& c);
 int64_t vae_decoder_parameters(const VaeConfig& c);
-
-// The live-set peaks of the walk, in elements: per latent pixel of one UNet row (one latent of the
-// batch the UNet runs on), and per output pixel of one VAE image.
-double unet_live_elements_per_latent_pixel(const UNetConfig& c);
-double vae_live_elements_per_pixel(const VaeConfig& c);
 
 struct MemoryRequest {
   DType precision = DType::F32;
@@ -70,6 +65,8 @@ struct MemoryEstimate {
   bool stages_add = false;       // UNet and VAE sets held together (a kept CUDA graph)
 };
 
+// width and height as the pipeline takes them: latents (1/8 the side) that the UNet's levels halve
+// evenly; otherwise Error(kUsage) from the UNet, as a generation of that size would end.
 MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r);
 
 // "3.2 GiB" (binary units, one decimal; MiB below 1 GiB).

@@ -21,8 +21,9 @@ ClipTextEncoder::ClipTextEncoder(const Checkpoint& ckpt, const ClipConfig& confi
   const std::string root = "text_encoder.text_model";
   const int64_t d = c.hidden;
   // Prompts are encoded in chunks of 77 tokens (BOS, 75, EOS): a shorter position table cannot
-  // hold one, and is refused here, at load, rather than at the first prompt.
-  if (c.max_positions < 77)
+  // hold one, and is refused here, at load, rather than at the first prompt. A dry pass (on the meta
+  // device, pipeline/dry_run.h) runs no prompt: it counts the model as configured.
+  if (c.max_positions < 77 && device != Device::Meta)
     throw_model("text encoder: its position table (" + root + ".embeddings.position_embedding.weight) has " +
                 std::to_string(c.max_positions) + " rows, fewer than the 77 tokens of a prompt chunk");
 

@@ -1,0 +1,133 @@
+// Dry passes of the models on the meta device (dry_run.h).
+#include "pipeline/dry_run.h"
+
+#include <vector>
+
+#include "core/device_memory.h"
+#include "io/checkpoint.h"
+#include "pipeline/flops.h"
+#include "pipeline/memory_estimate.h"
+#include "text/clip.h"
+#include "unet/unet.h"
+#include "vae/vae.h"
+
+namespace sdgen {
+
+namespace {
+
+// Hands every module the tensor it asks for, of the shape it asks for, holding no bytes: what the
+// model then holds is its parameter count. has() is false for every name, so a module that looks
+// for optional tensors builds its default form (one transformer block per Transformer2DModel, as
+// SD v1 has).
+class ShapeOnlyCheckpoint final : public Checkpoint {
+ public:
+  const ModelConfig& config() const override { return config_; }
+  std::string name() const override { return "meta"; }
+  bool has(const std::string&) const override { return false; }
+  Tensor get(const std::string&, const Shape& expected) const override {
+    return Tensor::empty(expected, DType::F32, Device::Meta);
+  }
+  std::vector<std::string> names() const override { return {}; }
+
+ private:
+  ModelConfig config_;
+};
+
+// Tallies one pass: the weights the model's construction leaves held, then the FLOPs and the peak
+// of the forward pass above what was held when it started (weights and inputs).
+class Pass {
+ public:
+  explicit Pass(DType dtype) : dtype_(dtype) {}
+  template <class Model, class Config>
+  Model build(const Config& c) {
+    const uint64_t before = meta_tally().live;
+    Model model(ShapeOnlyCheckpoint(), c, dtype_, Device::Meta);
+    cost_.parameters = (int64_t)((meta_tally().live - before) / dtype_size(dtype_));
+    return model;
+  }
+  template <class Model, class Config>
+  int64_t parameters(const Config& c) {
+    build<Model>(c);
+    return cost_.parameters;
+  }
+  Tensor input(const Shape& shape) const { return Tensor::empty(shape, dtype_, Device::Meta); }
+  // Call with the model and the inputs made: the forward pass's work is counted from here.
+  void begin() {
+    MetaTally& t = meta_tally();
+    held_ = t.live;
+    t.peak = t.live;
+    flops_ = t.flops;
+  }
+  PassCost end() {
+    MetaTally& t = meta_tally();
+    cost_.flops = t.flops - flops_;
+    cost_.live_bytes = t.peak - held_;
+    return cost_;
+  }
+
+ private:
+  DType dtype_;
+  PassCost cost_;
+  uint64_t held_ = 0;
+  double flops_ = 0;
+};
+
+}  // namespace
+
+PassCost clip_pass(const ClipConfig& c, int sequences, DType dtype) {
+  Pass p(dtype);
+  const ClipTextEncoder model = p.build<ClipTextEncoder>(c);
+  const std::vector<int> ids((size_t)sequences * c.max_positions, 0);
+  p.begin();
+  const Tensor out = model.forward(ids, sequences);
+  return p.end();
+}
+
+PassCost unet_pass(const UNetConfig& c, int batch, int latent_h, int latent_w, int context_len, DType dtype) {
+  Pass p(dtype);
+  const UNet model = p.build<UNet>(c);
+  const Tensor x = p.input({batch, latent_h, latent_w, c.in_channels});
+  const Tensor context = p.input({batch, context_len, c.cross_attention_dim});
+  const std::vector<float> timesteps((size_t)batch, 1.0f);
+  p.begin();
+  const Tensor out = model.forward(x, timesteps, context);
+  return p.end();
+}
+
+PassCost vae_decoder_pass(const VaeConfig& c, int images, int height, int width, DType dtype) {
+  Pass p(dtype);
+  const VaeDecoder model = p.build<VaeDecoder>(c);
+  const Tensor z = p.input({images, height / 8, width / 8, c.latent_channels});
+  p.begin();
+  const Tensor out = model.decode(z);
+  return p.end();
+}
+
+int64_t clip_parameters(const ClipConfig& c) { return Pass(DType::F32).parameters<ClipTextEncoder>(c); }
+int64_t unet_parameters(const UNetConfig& c) { return Pass(DType::F32).parameters<UNet>(c); }
+int64_t vae_decoder_parameters(const VaeConfig& c) { return Pass(DType::F32).parameters<VaeDecoder>(c); }
+
+double clip_flops(const ClipConfig& c, int sequences) { return clip_pass(c, sequences).flops; }
+
+double unet_flops(const UNetConfig& c, int batch, int latent_h, int latent_w, int context_len) {
+  return unet_pass(c, batch, latent_h, latent_w, context_len).flops;
+}
+
+double vae_decoder_flops(const VaeConfig& c, int images, int height, int width) {
+  return vae_decoder_pass(c, images, height, width).flops;
+}
+
+WorkloadFlops workload_flops(const ModelConfig& m, int batch, int width, int height, int steps,
+                             float guidance) {
+  WorkloadFlops w;
+  const bool cfg = guidance > 1.0f;  // as the pipeline: the unconditional half only then
+  w.text_sequences = cfg ? 2 : 1;
+  w.unet_batch = cfg ? 2 * batch : batch;
+  w.clip = clip_flops(m.clip, w.text_sequences);
+  w.unet_per_step = unet_flops(m.unet, w.unet_batch, height / 8, width / 8, m.clip.max_positions);
+  w.vae = vae_decoder_flops(m.vae, batch, height, width);
+  w.total = w.clip + steps * w.unet_per_step + w.vae;
+  return w;
+}
+
+}  // namespace sdgen
