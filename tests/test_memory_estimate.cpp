@@ -78,6 +78,11 @@ TEST(MemoryEstimate, ScalesWithBatchAndPixelsAndHalvesInFp16OnCuda) {
   const MemoryEstimate b = estimate_memory(sd, r);
   EXPECT_NEAR((double)b.unet / a.unet, 4.0, 1e-6);  // the UNet runs on all 2×batch latents
   EXPECT_EQ(b.vae, a.vae);                           // the VAE decodes one image per pass
+  r.vae_batch = 2;                                   // unless asked for more: two images' sets
+  EXPECT_NEAR((double)estimate_memory(sd, r).vae / a.vae, 2.0, 1e-3);
+  r.vae_batch = 8;                                   // never more than the call's images
+  EXPECT_NEAR((double)estimate_memory(sd, r).vae / a.vae, 4.0, 1e-3);
+  r.vae_batch = 1;
   r.guidance = false;                                // without guidance: batch latents
   EXPECT_NEAR((double)estimate_memory(sd, r).unet / b.unet, 0.5, 1e-6);
   r.guidance = true;

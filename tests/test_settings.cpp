@@ -95,15 +95,15 @@ TEST(Settings, EverySettingIsComplete) {
   // prompt-file line must refuse.
   for (const char* k : {"prompt", "negative_prompt", "batch", "steps", "guidance", "seed", "width", "height", "emphasis",
                         "sampler", "schedule", "eta", "rng", "seed_mode", "name", "model", "clip_skip", "vae", "lora",
-                        "precision", "device", "out"})
+                        "precision", "device", "out", "vae_batch"})
     EXPECT_TRUE(keys.count(k)) << k;
-  EXPECT_EQ(keys.size(), 22u);
+  EXPECT_EQ(keys.size(), 23u);
 }
 
 TEST(Settings, RangesAreTheDocumentedOnes) {
   const std::map<std::string, std::pair<double, double>> documented = {
       {"--batch", {1, 64}},  {"--steps", {1, 500}}, {"--width", {64, 2048}},   {"--height", {64, 2048}},
-      {"--guidance", {0, 100}}, {"--eta", {0, 1}}, {"--clip-skip", {1, 48}}};
+      {"--guidance", {0, 100}}, {"--eta", {0, 1}}, {"--clip-skip", {1, 48}}, {"--vae-batch", {1, 64}}};
   for (const auto& [flag, range] : documented) {
     const Setting* s = find_setting(flag);
     ASSERT_NE(s, nullptr) << flag;

@@ -50,6 +50,7 @@ struct Job {
   bool emphasis = true;  // --no-emphasis, or "emphasis": false in a prompt file
   bool ema = false;      // --ema: a single file's UNet from its model_ema.* copies
   int clip_skip = 1;     // --clip-skip N (A1111's; diffusers' clip_skip = N - 1)
+  int vae_batch = 1;     // --vae-batch N: images per VAE decode pass
   std::string vae;       // --vae FILE|FOLDER (empty: the checkpoint's)
   std::vector<EmbeddingArg> embeddings;
   std::vector<LoraArg> loras;  // --lora, in order

@@ -214,6 +214,7 @@ std::string memory_refusal(const ModelConfig& cfg, const MemoryLimit& limit, con
   r.width = job.width, r.height = job.height, r.steps = job.steps;
   r.guidance = job.guidance > 1.0f;
   r.keep_step_graph = keep_step_graph;
+  r.vae_batch = job.vae_batch;
   r.threads = omp_get_max_threads();  // the CPU ops' team: OMP_NUM_THREADS, else the CPUs this process may use
   r.cuda_libraries_loaded = cuda_plugin_loaded();
   const MemoryEstimate e = estimate_memory(cfg, r);

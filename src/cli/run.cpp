@@ -294,6 +294,7 @@ class GenerationRun {
     gp.height = j.height;
     gp.sampler = j.sampler;
     gp.clip_skip = j.clip_skip;
+    gp.vae_batch = j.vae_batch;
     gp.rng = j.rng;
     gp.seed_mode = j.seed_mode;
     gp.emphasis = j.emphasis;

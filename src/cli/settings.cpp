@@ -278,6 +278,10 @@ std::vector<Setting> make_settings() {
                           }),
                   "Clip skip", 120,
                   [](const Job& j, const Ctx&) { return j.clip_skip > 1 ? std::to_string(j.clip_skip) : ""; }));
+  Setting vae_batch = integer("--vae-batch", "vae_batch", +[](Job& j) -> int& { return j.vae_batch; }, 1, kMaxBatch,
+                              "Images per VAE decode pass: 1 keeps the memory peak lowest, more is faster on a GPU");
+  vae_batch.in_identity = false;  // how the images are decoded, not which
+  t.push_back(vae_batch);
   t.push_back(png(text("--vae", "vae", "vae", +[](Job& j) -> std::string& { return j.vae; },
                        "VAE replacing the model's: .safetensors file (LDM names) or diffusers vae folder"),
                   "VAE", 130, [](const Job& j, const Ctx&) -> std::string {

@@ -25,7 +25,7 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   const int rows = r.batch * (r.guidance ? 2 : 1);
   const PassCost clip = clip_pass(m.clip, 1);
   const PassCost unet = unet_pass(m.unet, rows, r.height / 8, r.width / 8, m.clip.max_positions);
-  const PassCost vae = vae_decoder_pass(m.vae, 1, r.height, r.width);  // one image per pass
+  const PassCost vae = vae_decoder_pass(m.vae, std::max(1, std::min(r.vae_batch, r.batch)), r.height, r.width);
   e.weights = (uint64_t)((double)(clip.parameters + unet.parameters + vae.parameters) * esize);
   const double latent_px = (double)(r.width / 8) * (r.height / 8);
   const double unet_live = (double)unet.live_bytes / 4;

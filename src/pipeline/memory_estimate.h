@@ -51,6 +51,7 @@ struct MemoryRequest {
   int steps = 25;
   bool guidance = true;            // classifier-free guidance doubles the UNet's batch
   bool keep_step_graph = false;    // CUDA: the recorded step's buffers stay during the VAE decode
+  int vae_batch = 1;               // images per VAE pass (GenerateParams::vae_batch)
   int threads = 1;                 // CPU: threads that keep scratch buffers
   bool cuda_libraries_loaded = false;  // CPU: the process has the CUDA libraries mapped (220 MiB)
 };
@@ -58,7 +59,7 @@ struct MemoryRequest {
 struct MemoryEstimate {
   uint64_t weights = 0;
   uint64_t unet = 0;     // one UNet call's working set, with the backend's factor
-  uint64_t vae = 0;      // one VAE pass
+  uint64_t vae = 0;      // one VAE pass (of vae_batch images)
   uint64_t other = 0;    // latents and sampler state, images, the process (CPU), workspaces (CUDA)
   uint64_t activations() const;  // what a generation adds to the loaded weights at its peak
   uint64_t total() const { return weights + activations(); }
