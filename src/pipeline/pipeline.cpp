@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 
 #include "core/rng.h"
 #include "core/trace.h"
 #include "io/checkpoint.h"
 #include "io/lora.h"
 #include "io/vae_file.h"
+#include "io/weights_dir.h"
 #include "sampler/ddim.h"
 #include "sampler/sampler.h"
 #include "sdgen/backend.h"
@@ -31,11 +31,9 @@ double seconds_since(Clock::time_point t0) {
 }
 
 std::string find_bpe_vocab() {
-  for (std::string dir : {std::string("weights"), std::string(SDGEN_SOURCE_DIR) + "/weights"}) {
-    std::string p = dir + "/bpe_simple_vocab_16e6.txt.gz";
-    if (std::filesystem::exists(p)) return p;
-  }
-  throw_model("the CLIP vocabulary weights/bpe_simple_vocab_16e6.txt.gz was not found");
+  const std::string path = find_weights_file({"bpe_simple_vocab_16e6.txt.gz"});
+  if (path.empty()) throw_model("the CLIP vocabulary weights/bpe_simple_vocab_16e6.txt.gz was not found");
+  return path;
 }
 }  // namespace
 
