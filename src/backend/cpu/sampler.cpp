@@ -1,10 +1,10 @@
-// The sampler's ops on the CPU (ops.h, "sampler"): the same arithmetic as the host DdimSampler
-// (src/sampler/ddim.h, ddim_update) and guidance in diffusers' float32 order,
+// The sampler's ops on the CPU (ops.h, "sampler"): the DDIM update of the host DdimSampler
+// (src/sampler/ddim.h, ddim_update: the table's four coefficients in diffusers' float32 order; the
+// backend sits below the sampler, so it repeats the expression as the CUDA kernel does) and guidance,
 // ε = ε_u + g·(ε_c − ε_u). Plain loops: a 64×64×4 latent is a few thousand values per step.
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
-#include "sampler/ddim.h"
 
 namespace sdgen::cpu {
 
@@ -36,7 +36,8 @@ void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, 
   for (size_t k = 0; k < n; ++k) {
     const float u = e[k];
     const float epsk = guided ? u + guidance * (e[n + k] - u) : u;
-    xp[k] = ddim_update(xp[k], epsk, c);
+    const float x0 = (xp[k] - c[0] * epsk) / c[1];
+    xp[k] = c[2] * x0 + c[3] * epsk;
   }
   step.f32()[0] += 1.0f;
 }
