@@ -8,14 +8,14 @@
 
 #include <cstdint>
 
+#include "sdgen/backend.h"
 #include "sdgen/tensor.h"
 
 namespace sdgen {
 namespace kernels {
 
 // elementwise.cu
-enum class UnaryOp { kSilu, kQuickGelu, kGelu };
-void unary(const void* x, void* y, int64_t n, UnaryOp op, DType dt, cudaStream_t s);
+void unary(const void* x, void* y, int64_t n, Backend::Unary op, DType dt, cudaStream_t s);
 // x [rows, 2c] -> y [rows, c]: value · gelu(gate), exact erf GELU.
 void geglu(const void* x, void* y, int64_t rows, int64_t c, DType dt, cudaStream_t s);
 void add(const void* a, const void* b, void* y, int64_t n, DType dt, cudaStream_t s);
