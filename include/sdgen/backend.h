@@ -1,5 +1,5 @@
 // Backend: one implementation of every op in ops.h. Each op family lives in its own file per
-// backend (src/backend/cpu/norm.cpp, src/backend/cuda/norm.cpp, ...), all implementing the one
+// backend (src/backend/cpu/norm.cpp, src/backend/cuda/cuda_norm.cpp, ...), all implementing the one
 // declaration here. ops.h checks shapes before calling in, so backends may assume valid inputs
 // and allocate outputs of the documented shape.
 #pragma once
@@ -99,7 +99,6 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend(bool plain);
 // Selects which CPU backend serves CPU tensors in ops.h (default: fast).
 void set_cpu_plain(bool plain);
-bool cpu_plain();
 
 // The backend that runs ops on `device` tensors. Throws a runtime error for CUDA when no CUDA
 // backend was registered (a CPU-only build) or when it cannot start (no device).

@@ -33,7 +33,6 @@ void set_cuda_backend_factory(BackendFactory factory) {
 bool cuda_backend_registered() { return g_cuda_factory != nullptr; }
 
 void set_cpu_plain(bool plain) { g_cpu_plain = plain; }
-bool cpu_plain() { return g_cpu_plain; }
 
 Backend& backend_for(Device device) {
   if (device == Device::CPU) {

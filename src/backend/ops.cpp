@@ -39,7 +39,7 @@ void check_same(const char* op, std::initializer_list<std::pair<const char*, con
   SDGEN_CHECK(first->defined(), msg(op, ts, "first input is undefined"));
   // A stop request is answered between ops on the CPU, where one UNet step of a large batch takes
   // minutes (on CUDA the host only queues work, and the step's end is near).
-  if (first->device() == Device::CPU && interrupt_requested()) throw_if_interrupted(interrupt_activity());
+  if (first->device() == Device::CPU) throw_if_interrupted(interrupt_activity());
   SDGEN_CHECK(first->dtype() != DType::U8, msg(op, ts, "8-bit tensors are finished images, not op inputs"));
   for (const auto& [name, t] : ts) {
     SDGEN_CHECK(t == first || t->defined(), msg(op, ts, std::string(name) + " is undefined"));

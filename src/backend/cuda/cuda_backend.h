@@ -98,7 +98,6 @@ class CudaBackend : public Backend {
   Available available_memory() override;
 
   cudaStream_t stream() const { return stream_; }
-  cublasHandle_t cublas() const { return cublas_; }
 
  private:
   // `t` in `dtype` (itself when it already is): parameters follow the activation's dtype.
