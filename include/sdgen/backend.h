@@ -15,7 +15,7 @@ namespace sdgen {
 // The ops of the interface, for Backend::supports.
 enum class Op {
   kConv2d, kLinear, kGroupNorm, kLayerNorm, kAttention, kSoftmax, kUnary, kGeglu, kAdd, kAddChannel,
-  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kDdimStep, kSamplerStep,
+  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kSamplerStep,
   kImageToU8
 };
 
@@ -85,9 +85,6 @@ class Backend {
   // The sampler's device-resident ops (ops.h, "sampler").
   virtual Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim,
                                        DType dtype) = 0;
-  virtual Tensor repeat_batch(const Tensor& x, int times, DType dtype) = 0;
-  virtual void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step,
-                         float guidance) = 0;
   virtual Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times,
                                     DType dtype) = 0;
   virtual void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table,

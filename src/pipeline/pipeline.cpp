@@ -10,7 +10,6 @@
 #include "io/lora.h"
 #include "io/vae_file.h"
 #include "io/weights_dir.h"
-#include "sampler/ddim.h"
 #include "sampler/sampler.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
@@ -79,8 +78,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
 struct Pipeline::LoopState {
   StepGraphKey key{};
   Tensor x, timesteps, coefs, step;
-  // A plan's (sampler.h; DDIM with η = 0 and leading spacing keeps its own op): the UNet input's
-  // divisors, the state buffers, the per-unit noise draws.
+  // The plan's (sampler.h): the UNet input's divisors, the state buffers, the per-unit noise draws.
   Tensor divisors, state, noise;
   CrossContext cross;  // the text context and its cross-attention keys and values
   std::unique_ptr<Graph> graph;
@@ -131,9 +129,6 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     throw_usage("schedule '" + p.schedule + "' is not available (default, karras)");
   const SamplerOptions sampler_opts{p.sampler, p.schedule == "karras", p.eta};
   const SchedulerConfig& sched = checkpoint_->config().scheduler;
-  // DDIM with η = 0 and leading spacing runs its own fused op (ddim_step); every other sampler, a plan.
-  const bool plain_ddim = p.sampler == "ddim" && p.eta == 0.0f && !sampler_opts.karras &&
-                          schedule::spacing(sched, "leading") == "leading";
   const SamplerPlan plan = plan_sampler(sampler_opts, sched, p.steps);  // checks the options
   const auto t_start = Clock::now();
   const std::vector<std::string> positive = p.prompts.empty() ? std::vector<std::string>{p.prompt} : p.prompts;
@@ -187,10 +182,10 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   const size_t latent_numel = (size_t)B * lc * lh * lw;
   std::vector<float> noise = noise_source.draw((size_t)lc * lh * lw);
   for (int i = 0; i < B; ++i) out.seeds.push_back(noise_source.image_seed(i));
-  if (!plain_ddim && plan.init_sigma != 1.0f)
+  if (plan.init_sigma != 1.0f)
     for (float& v : noise) v *= plan.init_sigma;
   std::vector<float> unit_noise;  // [units, B, h, w, c] NHWC, zeros where a unit draws none
-  if (!plain_ddim && plan.stochastic()) {
+  if (plan.stochastic()) {
     unit_noise.assign((size_t)plan.units * latent_numel, 0.0f);
     for (int u = 0; u < plan.units; ++u)
       if (plan.draws_noise[(size_t)u]) {
@@ -200,8 +195,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   }
   const std::string sampler_key = p.sampler + "/" + p.schedule + "/" + std::to_string(p.eta);
   const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, p.guidance, sampler_key};
-  const int units = plain_ddim ? p.steps : plan.units;
-  const std::vector<float> zero_state(plain_ddim ? 0 : (size_t)plan.state * latent_numel, 0.0f);
+  const int units = plan.units;
+  const std::vector<float> zero_state((size_t)plan.state * latent_numel, 0.0f);
   Backend& backend = backend_for(device_);
   const bool reuse = loop_ && loop_->graph && p.cuda_graphs && loop_->key == key;
   if (reuse) {
@@ -224,41 +219,30 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     loop_->x = to_device_f32(noise, B, lc, lh, lw);
     // The cross-attentions' keys and values of the context: once here, not in every step.
     loop_->cross = unet_->prepare_context(context);
-    if (plain_ddim) {
-      const DdimSampler sampler(sched, p.steps);
-      const std::vector<float> ts(sampler.timesteps().begin(), sampler.timesteps().end());
-      loop_->timesteps = Tensor::from_floats({p.steps}, ts).to(device_);
-      loop_->coefs = Tensor::from_floats({p.steps, 4}, sampler.coefficients()).to(device_);
-    } else {
-      loop_->timesteps = Tensor::from_floats({units}, plan.timesteps).to(device_);
-      loop_->divisors = Tensor::from_floats({units}, plan.in_divisor).to(device_);
-      loop_->coefs = Tensor::from_floats({units, plan.row_width()}, plan.table).to(device_);
-      if (plan.state > 0) {
-        Shape s = loop_->x.shape();
-        s.insert(s.begin(), plan.state);
-        loop_->state = Tensor::from_floats(s, zero_state).to(device_);
-      }
-      if (!unit_noise.empty()) {
-        Shape s = loop_->x.shape();
-        s.insert(s.begin(), units);
-        loop_->noise = Tensor::from_floats(s, unit_noise).to(device_);
-      }
+    loop_->timesteps = Tensor::from_floats({units}, plan.timesteps).to(device_);
+    loop_->divisors = Tensor::from_floats({units}, plan.in_divisor).to(device_);
+    loop_->coefs = Tensor::from_floats({units, plan.row_width()}, plan.table).to(device_);
+    if (plan.state > 0) {
+      Shape s = loop_->x.shape();
+      s.insert(s.begin(), plan.state);
+      loop_->state = Tensor::from_floats(s, zero_state).to(device_);
+    }
+    if (!unit_noise.empty()) {
+      Shape s = loop_->x.shape();
+      s.insert(s.begin(), units);
+      loop_->noise = Tensor::from_floats(s, unit_noise).to(device_);
     }
     loop_->step = Tensor::from_floats({1}, {0.0f}).to(device_);
   }
   LoopState& st = *loop_;
   const int time_dim = checkpoint_->config().unet.block_channels[0];
   const float guidance = p.guidance;
-  auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance, plain_ddim] {
+  auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance] {
     const int times = cfg_guidance ? 2 : 1;
-    const Tensor xin = plain_ddim ? ops::repeat_batch(st.x, times, precision_)
-                                  : ops::scale_repeat_batch(st.x, st.divisors, st.step, times, precision_);
+    const Tensor xin = ops::scale_repeat_batch(st.x, st.divisors, st.step, times, precision_);
     const Tensor time_proj = ops::timestep_embedding_at(st.timesteps, st.step, rows, time_dim, precision_);
     const Tensor eps = unet_->forward(xin, time_proj, st.cross);
-    if (plain_ddim)
-      ops::ddim_step(st.x, eps, st.coefs, st.step, guidance);
-    else
-      ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);
+    ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);
   };
   // A new loop runs its first step eagerly: every library's first use (cuDNN heuristics and plan
   // finalize, cuBLASLt's algorithm choice, lazy module loading, the pool's first allocation of each
