@@ -124,6 +124,85 @@ std::vector<float> Pipeline::to_nchw(const Tensor& nhwc) {
   return out;
 }
 
+Pipeline::TextContext Pipeline::encode_context(const GenerateParams& p, const std::vector<std::string>& positive,
+                                               bool guided) {
+  // Text: one CLIP call for the negative prompt (once per positive prompt, as diffusers repeats
+  // it) and the positive prompts (these alone without guidance); each row is repeated per image,
+  // unconditional rows first.
+  trace::phase("text_encoder");
+  std::vector<std::string> prompts;
+  const int P = (int)positive.size();
+  if (guided) prompts.assign(P, p.negative_prompt);
+  prompts.insert(prompts.end(), positive.begin(), positive.end());
+  // [P or 2P, k·77, D]: k chunks of 77 tokens, the same k for all (conditioning.h).
+  ConditioningOptions copt;
+  copt.emphasis = p.emphasis;
+  // Clip skip applies to the prompts alone, as diffusers' clip_skip: the rows after the negatives.
+  copt.clip_skip = p.clip_skip;
+  copt.clip_skip_from_row = guided ? P : 0;
+  const Conditioning cond = encode_prompts(*tokenizer_, *clip_, prompts, copt, log_);
+  const int64_t L = cond.tokens(), D = cond.dim;
+  const std::vector<float>& hv = cond.hidden;
+  std::vector<float> ctx;
+  const int rows = (int)prompts.size() * p.batch;
+  for (int r = 0; r < rows; ++r) {
+    const int64_t which = r / p.batch;
+    ctx.insert(ctx.end(), hv.begin() + which * L * D, hv.begin() + (which + 1) * L * D);
+  }
+  Tensor context = Tensor::from_floats({rows, L, D}, ctx);
+  if (precision_ != DType::F32) context = ops::cast(context, precision_);
+  return {context.to(device_), rows, L};
+}
+
+void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int B, GeneratedBatch& out) {
+  // Decode vae_batch images per pass into one 8-bit tensor on the device, downloaded once.
+  const int per_pass = std::max(1, std::min(B, p.vae_batch));
+  const int oc = checkpoint_->config().vae.out_channels;
+  Tensor pixels = Tensor::empty({B, p.height, p.width, oc}, DType::U8, device_);
+  // Non-finite guard: NaN/Inf latents cannot give an image; a non-finite fp16 decode (overflow) is
+  // decoded once more in fp32; what is still not finite is reported, never written as black.
+  auto finite = [](const float* v, size_t n) {
+    for (size_t i = 0; i < n; ++i)
+      if (!std::isfinite(v[i])) return false;
+    return true;
+  };
+  out.not_finite.assign(B, std::string());
+  const size_t latent_per_image = out.latents.size() / (size_t)B;
+  for (int b = 0; b < B && p.check_finite; ++b)
+    if (!finite(out.latents.data() + b * latent_per_image, latent_per_image)) out.not_finite[b] = "the final latents";
+  for (int b = 0; b < B; b += per_pass) {
+    const int e = std::min(B, b + per_pass);
+    Tensor part = pixels.slice0(b, e);
+    const Tensor decoded = vae_->decode(latents.slice0(b, e));
+    ops::image_to_u8(decoded, part);
+    if (!p.check_finite) continue;
+    const std::vector<float> host = decoded.to_floats();
+    const size_t per = host.size() / (size_t)(e - b);
+    for (int i = b; i < e; ++i) {
+      if (!out.not_finite[i].empty() || finite(host.data() + (size_t)(i - b) * per, per)) continue;
+      if (precision_ == DType::F16) {
+        if (log_) log_("image " + std::to_string(i) + ": the fp16 VAE decode is not finite (NaN/Inf); decoding it again in fp32");
+        if (!vae_fp32_)
+          vae_fp32_ = std::make_unique<VaeDecoder>(*checkpoint_, checkpoint_->config().vae, DType::F32, device_);
+        const Tensor again = vae_fp32_->decode(latents.slice0(i, i + 1));
+        const std::vector<float> again_host = again.to_floats();
+        if (finite(again_host.data(), again_host.size())) {
+          Tensor one = pixels.slice0(i, i + 1);
+          ops::image_to_u8(again, one);
+          continue;
+        }
+      }
+      out.not_finite[i] = precision_ == DType::F16 ? "the decoded image (fp16, and again in fp32)" : "the decoded image";
+    }
+  }
+  const Tensor host_pixels = pixels.to(Device::CPU);
+  const size_t per_image = (size_t)p.height * p.width * oc;
+  for (int b = 0; b < B; ++b) {
+    const uint8_t* src = host_pixels.data_as<uint8_t>() + b * per_image;
+    out.images.emplace_back(src, src + per_image);
+  }
+}
+
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
   if (p.schedule != "default" && p.schedule != "karras")
     throw_usage("schedule '" + p.schedule + "' is not available (default, karras)");
@@ -142,32 +221,11 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   out.width = p.width;
   out.height = p.height;
 
-  // Text: one CLIP call for the negative prompt (once per positive prompt, as diffusers repeats
-  // it) and the positive prompts (these alone without guidance); each row is repeated per image,
-  // unconditional rows first.
   auto t0 = Clock::now();
-  trace::phase("text_encoder");
-  std::vector<std::string> prompts;
-  if (cfg_guidance) prompts.assign(P, p.negative_prompt);
-  prompts.insert(prompts.end(), positive.begin(), positive.end());
-  // [P or 2P, k·77, D]: k chunks of 77 tokens, the same k for all (conditioning.h).
-  ConditioningOptions copt;
-  copt.emphasis = p.emphasis;
-  // Clip skip applies to the prompts alone, as diffusers' clip_skip: the rows after the negatives.
-  copt.clip_skip = p.clip_skip;
-  copt.clip_skip_from_row = cfg_guidance ? P : 0;
-  const Conditioning cond = encode_prompts(*tokenizer_, *clip_, prompts, copt, log_);
-  const int64_t L = cond.tokens(), D = cond.dim;
-  const std::vector<float>& hv = cond.hidden;
-  std::vector<float> ctx;
-  const int rows = (int)prompts.size() * p.batch;
-  for (int r = 0; r < rows; ++r) {
-    const int64_t which = r / p.batch;
-    ctx.insert(ctx.end(), hv.begin() + which * L * D, hv.begin() + (which + 1) * L * D);
-  }
-  Tensor context = Tensor::from_floats({rows, L, D}, ctx);
-  if (precision_ != DType::F32) context = ops::cast(context, precision_);
-  context = context.to(device_);
+  const TextContext text = encode_context(p, positive, cfg_guidance);
+  const int rows = text.rows;
+  const int64_t L = text.tokens;
+  const Tensor& context = text.context;
   out.times.text_s = seconds_since(t0);
 
   // Sampling. The latents (fp32, as diffusers keeps them), the schedule and the step index live in
@@ -284,53 +342,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   // two working sets add up in the peak only by what a kept graph holds.
   backend.release_cached_memory();
 
-  // Decode vae_batch images per pass into one 8-bit tensor on the device, downloaded once.
   t0 = Clock::now();
-  const int per_pass = std::max(1, std::min(B, p.vae_batch));
-  const int oc = checkpoint_->config().vae.out_channels;
-  Tensor pixels = Tensor::empty({B, p.height, p.width, oc}, DType::U8, device_);
-  // Non-finite guard: NaN/Inf latents cannot give an image; a non-finite fp16 decode (overflow) is
-  // decoded once more in fp32; what is still not finite is reported, never written as black.
-  auto finite = [](const float* v, size_t n) {
-    for (size_t i = 0; i < n; ++i)
-      if (!std::isfinite(v[i])) return false;
-    return true;
-  };
-  out.not_finite.assign(B, std::string());
-  const size_t latent_per_image = out.latents.size() / (size_t)B;
-  for (int b = 0; b < B && p.check_finite; ++b)
-    if (!finite(out.latents.data() + b * latent_per_image, latent_per_image)) out.not_finite[b] = "the final latents";
-  for (int b = 0; b < B; b += per_pass) {
-    const int e = std::min(B, b + per_pass);
-    Tensor part = pixels.slice0(b, e);
-    const Tensor decoded = vae_->decode(latents.slice0(b, e));
-    ops::image_to_u8(decoded, part);
-    if (!p.check_finite) continue;
-    const std::vector<float> host = decoded.to_floats();
-    const size_t per = host.size() / (size_t)(e - b);
-    for (int i = b; i < e; ++i) {
-      if (!out.not_finite[i].empty() || finite(host.data() + (size_t)(i - b) * per, per)) continue;
-      if (precision_ == DType::F16) {
-        if (log_) log_("image " + std::to_string(i) + ": the fp16 VAE decode is not finite (NaN/Inf); decoding it again in fp32");
-        if (!vae_fp32_)
-          vae_fp32_ = std::make_unique<VaeDecoder>(*checkpoint_, checkpoint_->config().vae, DType::F32, device_);
-        const Tensor again = vae_fp32_->decode(latents.slice0(i, i + 1));
-        const std::vector<float> again_host = again.to_floats();
-        if (finite(again_host.data(), again_host.size())) {
-          Tensor one = pixels.slice0(i, i + 1);
-          ops::image_to_u8(again, one);
-          continue;
-        }
-      }
-      out.not_finite[i] = precision_ == DType::F16 ? "the decoded image (fp16, and again in fp32)" : "the decoded image";
-    }
-  }
-  const Tensor host_pixels = pixels.to(Device::CPU);
-  const size_t per_image = (size_t)p.height * p.width * oc;
-  for (int b = 0; b < B; ++b) {
-    const uint8_t* src = host_pixels.data_as<uint8_t>() + b * per_image;
-    out.images.emplace_back(src, src + per_image);
-  }
+  decode_images(p, latents, B, out);
   out.times.vae_s = seconds_since(t0);
   trace::phase("");
   out.times.total_s = seconds_since(t_start);
