@@ -216,11 +216,11 @@ dim3 grid2(int64_t per_row, int64_t outer) {
 
 }  // namespace
 
-void unary(const void* x, void* y, int64_t n, UnaryOp op, DType dt, cudaStream_t s) {
+void unary(const void* x, void* y, int64_t n, Backend::Unary op, DType dt, cudaStream_t s) {
   switch (op) {
-    case UnaryOp::kSilu: return map_any(x, y, n, SiluF{}, dt, s);
-    case UnaryOp::kQuickGelu: return map_any(x, y, n, QuickGeluF{}, dt, s);
-    case UnaryOp::kGelu: return map_any(x, y, n, GeluF{}, dt, s);
+    case Backend::Unary::kSilu: return map_any(x, y, n, SiluF{}, dt, s);
+    case Backend::Unary::kQuickGelu: return map_any(x, y, n, QuickGeluF{}, dt, s);
+    case Backend::Unary::kGelu: return map_any(x, y, n, GeluF{}, dt, s);
   }
 }
 

@@ -2,19 +2,16 @@
 // statistics in fp32 over each (image, group). Layout: x and y NHWC viewed as [batch, rows, C]
 // (rows = spatial positions), a group is channels [g*C/G, (g+1)*C/G) at every row; gamma, beta [C]
 // in x's dtype.
-// Versions:
-//   v1 (until this file's history of 2026-12-01): one 256-thread block per (image, group), three
-//      passes over x (two statistics passes and the apply pass), 64-bit index division per element;
-//      192 blocks for the UNet at batch 6 and 32 for the VAE.
-//   v2 (now): three launches. stats: a grid of (splits, images) blocks, each over a run of rows and
-//      all C channels, every thread on a fixed column of V channels (V = 8 halves or 4 floats: one
-//      16-byte load; V = 1 where C or a pointer does not allow it), summing x - pivot and its
-//      square per channel, reduced in shared memory to one (sum, sum of squares) per group and
-//      split. finalize: per (image, group), the splits' sums added in a fixed order (deterministic,
-//      so graph replays and eager runs agree to the bit). apply: the same grid and columns,
-//      ((x - pivot) - shift) · rstd·gamma + beta, SiLU, one 16-byte store. Two reads of x and one
-//      write instead of three reads, enough blocks to fill the GPU, 32-bit index arithmetic within
-//      an image.
+// Three launches. stats: a grid of (splits, images) blocks, each over a run of rows and all C
+// channels, every thread on a fixed column of V channels (V = 8 halves or 4 floats: one 16-byte
+// load; V = 1 where C or a pointer does not allow it), summing x - pivot and its square per
+// channel, reduced in shared memory to one (sum, sum of squares) per group and split. finalize:
+// per (image, group), the splits' sums added in a fixed order (deterministic, so graph replays and
+// eager runs agree to the bit). apply: the same grid and columns, ((x - pivot) - shift) ·
+// rstd·gamma + beta, SiLU, one 16-byte store. Why not one block per (image, group): that reads x
+// three times (two statistics passes and the apply pass) and gives too few blocks to fill a GPU
+// (a few hundred for the UNet, a few dozen for the VAE); this reads x twice, writes it once, and
+// keeps index arithmetic 32-bit within an image.
 // The pivot is the group's first element: with activations far from zero (|mean| of hundreds,
 // std 0.1) a plain fp32 sum, or a mean rounded to fp32, costs every digit of x - mean, while
 // x - pivot is exact and the mean is carried as pivot + a small shift.

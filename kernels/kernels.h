@@ -8,14 +8,14 @@
 
 #include <cstdint>
 
+#include "sdgen/backend.h"
 #include "sdgen/tensor.h"
 
 namespace sdgen {
 namespace kernels {
 
 // elementwise.cu
-enum class UnaryOp { kSilu, kQuickGelu, kGelu };
-void unary(const void* x, void* y, int64_t n, UnaryOp op, DType dt, cudaStream_t s);
+void unary(const void* x, void* y, int64_t n, Backend::Unary op, DType dt, cudaStream_t s);
 // x [rows, 2c] -> y [rows, c]: value · gelu(gate), exact erf GELU.
 void geglu(const void* x, void* y, int64_t rows, int64_t c, DType dt, cudaStream_t s);
 void add(const void* a, const void* b, void* y, int64_t n, DType dt, cudaStream_t s);
@@ -56,14 +56,9 @@ void attention(const void* q, const void* k, const void* v, void* out, int64_t n
                cudaStream_t s);
 
 // sampler.cu: the denoising step on the device (ops.h, "sampler"). step points to one float
-// holding the step index; ddim_step advances it after the update.
+// holding the step index; sampler_step advances it after the update.
 void timestep_embedding_at(const float* timesteps, const float* step, void* y, int64_t n, int64_t dim,
                            DType dt, cudaStream_t s);
-// y [times·n] = x [n] repeated, cast from -> to.
-void repeat_batch(const void* x, DType from, void* y, DType to, int64_t n, int times, cudaStream_t s);
-// x [n] fp32 in place; eps [2n] (guided: unconditional first) or [n] in eps_dt; coefs [S, 4].
-void ddim_step(float* x, const void* eps, DType eps_dt, const float* coefs, float* step, int64_t n,
-               bool guided, float guidance, cudaStream_t s);
 // y [times·n] in `to` = x [n] / divisors[*step].
 void scale_repeat_batch(const float* x, const float* divisors, const float* step, void* y, DType to, int64_t n,
                         int times, cudaStream_t s);

@@ -1,12 +1,12 @@
 // The sampler's kernels, so that a whole denoising step stays on the device and can be replayed
 // as one CUDA graph: the timestep embedding of timesteps[*step] (the step index lives in device
-// memory, advanced by the graph itself), the UNet input (the latents repeated for guidance, cast
-// to the model's dtype, or divided by the sigma-space samplers' √(σ²+1) first), one DDIM step with
-// the guidance combine fused in, and one unit of any other sampler's plan (a small per-step matrix
-// over the latents, the guided output, up to four state buffers and the step's noise; sampler.h).
-// Layout: flat arrays (the latents are NHWC, but every op here is elementwise). Math in fp32 in
-// the order of the host sampler (src/sampler/ddim.h, ddim_update; src/backend/cpu/sampler.cpp), so the
-// emulated run reproduces the CPU's latents bit for bit (a GPU may contract into FMAs).
+// memory, advanced by the graph itself), the UNet input (the latents divided by the unit's divisor,
+// √(σ²+1) for the sigma-space samplers and 1 for the others, repeated for guidance and cast to the
+// model's dtype), and one unit of the sampler's plan with the guidance combine fused in (a small
+// per-step matrix over the latents, the guided output, up to four state buffers and the step's
+// noise; sampler.h). Layout: flat arrays (the latents are NHWC, but every op here is elementwise).
+// Math in fp32 in the order of the CPU backend (src/backend/cpu/sampler.cpp), so the emulated run
+// reproduces the CPU's latents bit for bit (a GPU may contract into FMAs).
 // Versions: one grid-stride kernel each. Test: simt_tests --gtest_filter='*Sampler*' and the
 // emulated pipeline goldens. Benchmark: none (a few thousand values per step).
 #include "kernels.h"
@@ -36,28 +36,6 @@ __global__ void timestep_embedding_at_kernel(const float* __restrict__ timesteps
     const float arg = t * expf(exponent);
     y[row * 2 * half + k] = from_float<T>(cosf(arg));
     y[row * 2 * half + half + k] = from_float<T>(sinf(arg));
-  }
-}
-
-template <class Tin, class Tout>
-__global__ void repeat_kernel(const Tin* __restrict__ x, Tout* __restrict__ y, int64_t n, int times) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const Tout v = from_float<Tout>(to_float(x[i]));
-    for (int r = 0; r < times; ++r) y[r * n + i] = v;
-  }
-}
-
-// eps holds 2n values (unconditional first) when guided, n otherwise.
-template <class T>
-__global__ void ddim_step_kernel(float* __restrict__ x, const T* __restrict__ eps,
-                                 const float* __restrict__ coefs, const float* __restrict__ step,
-                                 int64_t n, int guided, float guidance) {
-  const float* c = coefs + (int)step[0] * 4;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const float u = to_float(eps[i]);
-    const float e = guided ? u + guidance * (to_float(eps[n + i]) - u) : u;
-    const float x0 = (x[i] - c[0] * e) / c[1];
-    x[i] = c[2] * x0 + c[3] * e;
   }
 }
 
@@ -117,40 +95,6 @@ void timestep_embedding_at(const float* timesteps, const float* step, void* y, i
   else
     SDGEN_LAUNCH(timestep_embedding_at_kernel<__half>, grid_for(n * half), dim3(kThreads), 0, s, timesteps, step,
                  static_cast<__half*>(y), (int)n, half, neg_log);
-}
-
-void repeat_batch(const void* x, DType from, void* y, DType to, int64_t n, int times, cudaStream_t s) {
-  if (n == 0) return;
-  cuda::note_traffic((double)n * dtype_size(from) + (double)n * times * dtype_size(to));
-  const dim3 g = grid_for(n), b(kThreads);
-  if (from == DType::F32 && to == DType::F32)
-    SDGEN_LAUNCH((repeat_kernel<float, float>), g, b, 0, s, static_cast<const float*>(x), static_cast<float*>(y),
-                 n, times);
-  else if (from == DType::F32)
-    SDGEN_LAUNCH((repeat_kernel<float, __half>), g, b, 0, s, static_cast<const float*>(x),
-                 static_cast<__half*>(y), n, times);
-  else if (to == DType::F32)
-    SDGEN_LAUNCH((repeat_kernel<__half, float>), g, b, 0, s, static_cast<const __half*>(x),
-                 static_cast<float*>(y), n, times);
-  else
-    SDGEN_LAUNCH((repeat_kernel<__half, __half>), g, b, 0, s, static_cast<const __half*>(x),
-                 static_cast<__half*>(y), n, times);
-}
-
-void ddim_step(float* x, const void* eps, DType eps_dt, const float* coefs, float* step, int64_t n,
-               bool guided, float guidance, cudaStream_t s) {
-  if (n > 0) {
-    cuda::note_traffic(8.0 * n + (guided ? 2.0 : 1.0) * n * dtype_size(eps_dt) + 20);
-    if (eps_dt == DType::F32)
-      SDGEN_LAUNCH(ddim_step_kernel<float>, grid_for(n), dim3(kThreads), 0, s, x, static_cast<const float*>(eps),
-                   coefs, static_cast<const float*>(step), n, (int)guided, guidance);
-    else
-      SDGEN_LAUNCH(ddim_step_kernel<__half>, grid_for(n), dim3(kThreads), 0, s, x,
-                   static_cast<const __half*>(eps), coefs, static_cast<const float*>(step), n, (int)guided,
-                   guidance);
-  }
-  cuda::note_traffic(8);
-  SDGEN_LAUNCH(advance_step_kernel, dim3(1), dim3(32), 0, s, step);
 }
 
 void scale_repeat_batch(const float* x, const float* divisors, const float* step, void* y, DType to, int64_t n,

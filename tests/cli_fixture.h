@@ -14,23 +14,16 @@
 #include <string>
 #include <vector>
 
+#include "test_helpers.h"
+
 namespace fs = std::filesystem;
 
 namespace cli_test {
 
 inline const std::string kModel = std::string(SDGEN_TEST_DATA) + "/tiny_sd/tiny_sd.safetensors";
 
-inline std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-struct Result {
-  int code;
-  std::string out, err;
-};
+using namespace test_helpers;
+using Result = CliRun;
 
 class CliTest : public ::testing::Test {
  protected:
@@ -46,17 +39,7 @@ class CliTest : public ::testing::Test {
   // the cores). `args` follow the common ones and may override them.
   Result run(const std::string& args) { return run_raw(common(args) + args); }
   // sd-gen with exactly these arguments (no common options), in the work folder.
-  Result run_raw(const std::string& args) {
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    const std::string cmd = "cd '" + dir_.string() + "' && OMP_WAIT_POLICY=PASSIVE SDGEN_MODEL= '" +
-                            std::string(SDGEN_CLI_PATH) + "' " + args + " >'" + out.string() + "' 2>'" +
-                            err.string() + "' </dev/null";
-    const int status = std::system(cmd.c_str());
-    Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-    fs::remove(out);
-    fs::remove(err);
-    return r;
-  }
+  Result run_raw(const std::string& args) { return run_sdgen(args, "OMP_WAIT_POLICY=PASSIVE SDGEN_MODEL=", dir_); }
   // The options every run here shares, less those `args` gives itself (CLI11 takes an option once).
   static std::string common(const std::string& args = "") {
     std::string c;

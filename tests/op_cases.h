@@ -86,7 +86,7 @@ inline Op op_of(const std::string& name) {
       {"scale", Op::kScale},        {"upsample", Op::kUpsample},     {"concat", Op::kConcat},
       {"embedding", Op::kEmbedding}, {"timestep_embedding_at", Op::kTimestepEmbedding},
       {"timestep_embedding", Op::kTimestepEmbedding}, {"cast", Op::kCast},
-      {"repeat_batch", Op::kRepeatBatch}, {"scale_repeat", Op::kRepeatBatch}, {"ddim_step", Op::kDdimStep},
+      {"scale_repeat", Op::kRepeatBatch},
       {"sampler_step", Op::kSamplerStep}, {"image_u8", Op::kImageToU8}};
   for (const auto& [prefix, op] : kPrefixes)
     if (name.rfind(prefix, 0) == 0) return op;
@@ -588,20 +588,6 @@ inline const std::vector<OpCase>& op_cases() {
             },
             tol::kExact,
             false});
-    // The sampler's ops. ddim_step runs on a copy of x (it updates in place); the coefficients
-    // are SD v1.5's for t = 961 (25 steps, first) and t = 1 (last), rounded to 6 digits; step 1
-    // picks the second row and step 0 the first, so a wrong index shows.
-    auto ddim = [](Backend& b, const Ins& in, DType) {
-      Tensor x = in[0].clone(), step = in[3].clone();
-      b.ddim_step(x, in[1], in[2], step, 3.0f);  // not the default 7.5, so a constant shows
-      return x;
-    };
-    const std::vector<float> coefs = {0.996352f, 0.085333f, 0.10648f, 0.994315f,
-                                      0.0412793f, 0.999148f, 0.999575f, 0.0291551f};
-    t.push_back({"ddim_step_guided_2x8x8x4", {{{2, 8, 8, 4}}, {{4, 8, 8, 4}}, {{2, 4}, 1, 0, coefs}, {{1}, 1, 0, {1.0f}}},
-                 ddim, tol::kPointwise, false});
-    t.push_back({"ddim_step_unguided_3x5x7x4", {{{3, 5, 7, 4}}, {{3, 5, 7, 4}}, {{2, 4}, 1, 0, coefs}, {{1}, 1, 0, {0.0f}}},
-                 ddim, tol::kPointwise, false});
     // One unit of a sampler plan (ops::sampler_step): x, state and the noise table are copied
     // first (x and state are updated in place) and the result is x and state side by side. The
     // table's rows are random (every coefficient counts), row 1 of 2 is picked by step = 1, so a
@@ -638,14 +624,6 @@ inline const std::vector<OpCase>& op_cases() {
                                                in[1], in[2], 2, dt);
                  },
                  tol::kPointwise, false}, "SamplerPlans.MatchDiffusersSchedulers"));
-    t.push_back({"repeat_batch_2x8x8x4_x2",
-                 {{{2, 8, 8, 4}}},
-                 [](Backend& b, const Ins& in, DType dt) { return b.repeat_batch(in[0], 2, dt); },
-                 tol::kExact});
-    t.push_back({"repeat_batch_3x5x7x4_x1",
-                 {{{3, 5, 7, 4}}},
-                 [](Backend& b, const Ins& in, DType dt) { return b.repeat_batch(in[0], 1, dt); },
-                 tol::kExact});
     t.push_back({"timestep_embedding_at_5x320",
                  {{{4}, 1, 0, {981.0f, 501.0f, 21.0f, 1.0f}}, {{1}, 1, 0, {2.0f}}},
                  [](Backend& b, const Ins& in, DType dt) { return b.timestep_embedding_at(in[0], in[1], 5, 320, dt); },

@@ -10,21 +10,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "test_helpers.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using Result = test_helpers::CliRun;
 
 int lines(const std::string& s) {
   int n = 0;
@@ -32,15 +24,11 @@ int lines(const std::string& s) {
   return n;
 }
 
+// In a folder of its own, on one OpenMP thread.
 Result run_cli(const std::string& args) {
   const fs::path dir = fs::temp_directory_path() / ("sdgen_bench_" + std::to_string(getpid()));
   fs::create_directories(dir);
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = "cd '" + dir.string() + "' && SDGEN_MODEL= OMP_NUM_THREADS=1 '" +
-                          std::string(SDGEN_CLI_PATH) + "' " + args + " >'" + out.string() + "' 2>'" +
-                          err.string() + "' </dev/null";
-  const int status = std::system(cmd.c_str());
-  Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+  Result r = test_helpers::run_sdgen(args, "SDGEN_MODEL= OMP_NUM_THREADS=1", dir);
   fs::remove_all(dir);
   return r;
 }

@@ -18,6 +18,7 @@
 #include "io/model_config_load.h"
 #include "io/safetensors.h"
 #include "sdgen/error.h"
+#include "test_helpers.h"
 #include "text/clip.h"
 
 using namespace sdgen;
@@ -167,16 +168,7 @@ json sidecar_of(const RefModel& m) {
                             {"layer_norm_eps", m.clip["layer_norm_eps"]}}}};
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ExitCode::kModel);
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+using test_helpers::error_of;
 
 #define EXPECT_HAS(msg, part) EXPECT_NE((msg).find(part), std::string::npos) << "'" << (part) << "' not in: " << (msg)
 

@@ -24,6 +24,7 @@
 #include "text/tokenizer.h"
 
 #include "stb_image_static.h"
+#include "test_helpers.h"
 
 namespace fs = std::filesystem;
 using namespace sdgen;
@@ -67,18 +68,11 @@ nlohmann::json golden_json(const std::string& path) {
 // only where the exact value sits within ~1e-3 of a rounding boundary. The bound asked for is
 // ±1 on >= 99.9% of channels; none may differ by more than 2.
 void expect_image(const uint8_t* got, const uint8_t* ref, size_t n, const std::string& what) {
-  size_t same = 0, ok = 0;
-  int worst = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const int d = std::abs((int)got[i] - (int)ref[i]);
-    same += d == 0;
-    ok += d <= 1;
-    worst = std::max(worst, d);
-  }
-  EXPECT_GE((double)ok / (double)n, 0.999) << what << ": share of channels within ±1 of diffusers'";
-  EXPECT_LE(worst, 2) << what << ": largest channel difference";
-  std::printf("[ image ] %s: %.2f%% exact, %.2f%% within ±1, worst %d\n", what.c_str(), 100.0 * same / n,
-              100.0 * ok / n, worst);
+  const test_helpers::ImageDiff d = test_helpers::compare_u8(got, ref, n);
+  EXPECT_GE(d.within1, 0.999) << what << ": share of channels within ±1 of diffusers'";
+  EXPECT_LE(d.worst, 2) << what << ": largest channel difference";
+  std::printf("[ image ] %s: %.2f%% exact, %.2f%% within ±1, worst %d\n", what.c_str(), 100.0 * d.exact,
+              100.0 * d.within1, d.worst);
 }
 
 void expect_pipeline_images(const std::string& model, const std::string& golden_prefix) {

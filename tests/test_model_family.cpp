@@ -14,6 +14,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "sdgen/error.h"
+#include "test_helpers.h"
 
 using namespace sdgen;
 namespace fs = std::filesystem;
@@ -21,16 +22,7 @@ namespace fs = std::filesystem;
 namespace {
 const std::string kData = SDGEN_TEST_DATA;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ExitCode::kModel) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+using test_helpers::error_of;
 fs::path temp(const std::string& tag) {
   fs::path d = fs::temp_directory_path() / ("sdgen_family_" + tag + "_" + std::to_string(getpid()));
   fs::remove_all(d);

@@ -21,6 +21,7 @@
 #include "pipeline/pipeline.h"
 #include "sdgen/error.h"
 #include "stb_image_static.h"
+#include "test_helpers.h"
 #include "text/clip.h"
 #include "text/embeddings.h"
 #include "text/tokenizer.h"
@@ -77,17 +78,11 @@ GenerateParams params_of(const Golden& g, const std::string& key) {
 // a value near a rounding boundary of (x*255).round() may land on the other side after fp32 sums
 // taken in another order; a real fault (a wrong layer, vector or weight) moves far more than 0.1%.
 void expect_image_close(const uint8_t* got, const uint8_t* ref, size_t n, const std::string& what) {
-  size_t within = 0;
-  int worst = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const int d = std::abs((int)got[i] - (int)ref[i]);
-    within += d <= 1;
-    worst = std::max(worst, d);
-  }
-  EXPECT_GE((double)within / n, 0.999) << what << ": share within ±1";
-  EXPECT_LE(worst, 8) << what << ": largest channel difference";
-  std::printf("[ models ] %-34s %.5f of values within ±1, largest difference %d\n", what.c_str(),
-              (double)within / n, worst);
+  const test_helpers::ImageDiff d = test_helpers::compare_u8(got, ref, n);
+  EXPECT_GE(d.within1, 0.999) << what << ": share within ±1";
+  EXPECT_LE(d.worst, 8) << what << ": largest channel difference";
+  std::printf("[ models ] %-34s %.5f of values within ±1, largest difference %d\n", what.c_str(), d.within1,
+              d.worst);
 }
 
 // The share of values that differ by more than 1: how far apart two goldens are.
@@ -118,24 +113,9 @@ void expect_embeds_close(const std::vector<float>& got, const std::vector<float>
   std::printf("[ models ] %-34s max|d| %.3g\n", what.c_str(), worst);
 }
 
-struct CliResult {
-  int code;
-  std::string err;
-};
-CliResult run_cli(const std::string& args) {
-  const fs::path err = fs::temp_directory_path() / ("sdgen_models_err_" + std::to_string(getpid()));
-  const std::string cmd = std::string("'") + SDGEN_CLI_PATH + "' --device cpu --quiet " + args + " 2>'" +
-                          err.string() + "' </dev/null";
-  const int status = std::system(cmd.c_str());
-  std::ifstream f(err);
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  fs::remove(err);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
-}
-std::string file_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
+using CliResult = test_helpers::CliRun;
+using test_helpers::run_cli;
+using test_helpers::slurp;
 
 struct TempDir {
   fs::path path;
@@ -238,7 +218,7 @@ TEST(ClipSkip, CliWritesImageAndMetadata) {
       ASSERT_NE(px, nullptr) << png;
       expect_image_close(px, g.image(key, 2 * 64 * 64 * 3) + b * 64 * 64 * 3, 64 * 64 * 3, "cli " + png.filename().string());
       stbi_image_free(px);
-      const bool has = file_bytes(png).find(", Clip skip: 2") != std::string::npos;
+      const bool has = slurp(png).find(", Clip skip: 2") != std::string::npos;
       EXPECT_EQ(has, key == std::string("clip_skip2")) << png;
     }
   }
@@ -316,7 +296,7 @@ TEST(VaeOption, CliWritesImageAndMetadata) {
     ASSERT_NE(px, nullptr) << png;
     expect_image_close(px, g.image("vae", 2 * 64 * 64 * 3) + b * 64 * 64 * 3, 64 * 64 * 3, "cli vae " + std::to_string(b));
     stbi_image_free(px);
-    EXPECT_NE(file_bytes(png).find(", VAE: tiny_vae_ldm.safetensors"), std::string::npos) << png;
+    EXPECT_NE(slurp(png).find(", VAE: tiny_vae_ldm.safetensors"), std::string::npos) << png;
   }
 }
 
@@ -331,7 +311,7 @@ TEST(VaeOption, BadFilesAreModelErrors) {
   });
   const std::string truncated = (dir.path / "truncated.safetensors").string();
   {
-    const std::string bytes = file_bytes(kData + "/tiny_vae_ldm.safetensors");
+    const std::string bytes = slurp(kData + "/tiny_vae_ldm.safetensors");
     std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   }
   struct Case {
@@ -411,11 +391,11 @@ TEST(Embeddings, CliWithTokensMatchesDiffusers) {
   ASSERT_NE(px, nullptr);
   expect_image_close(px, g.image("embeddings", 64 * 64 * 3), 64 * 64 * 3, "cli embeddings");
   stbi_image_free(px);
-  const nlohmann::json rec = nlohmann::json::parse(file_bytes(dir.path / "rec.json"));
+  const nlohmann::json rec = nlohmann::json::parse(slurp(dir.path / "rec.json"));
   EXPECT_EQ(rec["settings"]["embeddings"].size(), 2u);
   // A1111's "TI hashes": the first 12 hex digits of each whole file's SHA-256 (the values from
   // Python's hashlib over the committed files), by token.
-  EXPECT_NE(file_bytes(dir.path / "out" / "e.png").find("TI hashes: \"tiny-obj: c6653476d863, tiny-style: 73ceabdf5b64\""),
+  EXPECT_NE(slurp(dir.path / "out" / "e.png").find("TI hashes: \"tiny-obj: c6653476d863, tiny-style: 73ceabdf5b64\""),
             std::string::npos);
 }
 
@@ -514,10 +494,10 @@ TEST(Lora, PromptTagsAndPromptFileLines) {
   // The metadata keeps the prompt as written, tag included (A1111 does), and A1111's "Lora hashes":
   // the first 12 hex digits of the SHA-256 of each file's bytes after its safetensors header (the
   // values from Python's hashlib over the committed files), by the name the tag uses.
-  EXPECT_NE(file_bytes(dir.path / "tag.png").find("<lora:tiny_lora_kohya:0.5>"), std::string::npos);
-  EXPECT_NE(file_bytes(dir.path / "tag.png").find("Lora hashes: \"tiny_lora_kohya: c870f68c48a6\""), std::string::npos);
-  EXPECT_NE(file_bytes(dir.path / "key.png").find("Lora hashes: \"tiny_lora_peft: 755546e4ffad\""), std::string::npos);
-  EXPECT_EQ(file_bytes(dir.path / "none.png").find("Lora hashes"), std::string::npos);
+  EXPECT_NE(slurp(dir.path / "tag.png").find("<lora:tiny_lora_kohya:0.5>"), std::string::npos);
+  EXPECT_NE(slurp(dir.path / "tag.png").find("Lora hashes: \"tiny_lora_kohya: c870f68c48a6\""), std::string::npos);
+  EXPECT_NE(slurp(dir.path / "key.png").find("Lora hashes: \"tiny_lora_peft: 755546e4ffad\""), std::string::npos);
+  EXPECT_EQ(slurp(dir.path / "none.png").find("Lora hashes"), std::string::npos);
 }
 
 TEST(Lora, TagsAndSpecsParse) {
@@ -573,7 +553,7 @@ TEST(Lora, BadFilesAreModelErrors) {
                                                 StDType::F32, {4, 1280}, std::vector<float>(4 * 1280, 0.1f))});
   const std::string truncated = (dir.path / "truncated.safetensors").string();
   {
-    const std::string bytes = file_bytes(kKohya);
+    const std::string bytes = slurp(kKohya);
     std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 3);
   }
   struct Case {
@@ -625,19 +605,12 @@ TEST(ModelOptionsFp16, CloseToDiffusers) {
     const size_t per = out.images[0].size();
     const uint8_t* ref = g.image(c.key, per * out.images.size());
     for (size_t b = 0; b < out.images.size(); ++b) {
-      size_t exact = 0, within = 0;
-      int worst = 0;
-      for (size_t i = 0; i < per; ++i) {
-        const int d = std::abs((int)out.images[b][i] - (int)ref[b * per + i]);
-        exact += d == 0;
-        within += d <= 1;
-        worst = std::max(worst, d);
-      }
-      EXPECT_GE((double)exact / per, 0.60) << c.key;
-      EXPECT_GE((double)within / per, 0.99) << c.key;
-      EXPECT_LE(worst, 6) << c.key;
+      const test_helpers::ImageDiff d = test_helpers::compare_u8(out.images[b].data(), ref + b * per, per);
+      EXPECT_GE(d.exact, 0.60) << c.key;
+      EXPECT_GE(d.within1, 0.99) << c.key;
+      EXPECT_LE(d.worst, 6) << c.key;
       std::printf("[ models ] fp16 %-12s image %zu: %.4f exact, %.5f within ±1, worst %d\n", c.key.c_str(), b,
-                  (double)exact / per, (double)within / per, worst);
+                  d.exact, d.within1, d.worst);
     }
   }
 }

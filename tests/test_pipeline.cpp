@@ -20,6 +20,7 @@
 #include "pipeline/pipeline.h"
 
 #include "stb_image_static.h"
+#include "test_helpers.h"
 
 namespace fs = std::filesystem;
 using namespace sdgen;
@@ -80,28 +81,13 @@ struct ImageRule {
 // checkpoint forms: ≥ 99.98% exact, worst 1.
 constexpr ImageRule kImageF32{0.997, 1.0, 1};
 
-struct ImageDiff {
-  double exact = 0, share = 0;  // channels equal, within ±1
-  int worst = 0;
-};
-ImageDiff compare_u8(const uint8_t* a, const uint8_t* b, size_t n) {
-  size_t same = 0, ok = 0;
-  int worst = 0;
-  for (size_t i = 0; i < n; ++i) {
-    int d = std::abs((int)a[i] - (int)b[i]);
-    same += d == 0;
-    ok += d <= 1;
-    worst = std::max(worst, d);
-  }
-  return {(double)same / (double)n, (double)ok / (double)n, worst};
-}
 void expect_image(const uint8_t* got, const uint8_t* ref, size_t n, const ImageRule& rule, const std::string& what) {
-  const ImageDiff d = compare_u8(got, ref, n);
+  const test_helpers::ImageDiff d = test_helpers::compare_u8(got, ref, n);
   EXPECT_GE(d.exact, rule.min_exact) << what << ": share of channels equal to diffusers'";
-  EXPECT_GE(d.share, rule.min_share) << what << ": share of channels within ±1";
+  EXPECT_GE(d.within1, rule.min_share) << what << ": share of channels within ±1";
   EXPECT_LE(d.worst, rule.max_diff) << what << ": largest channel difference";
   std::printf("[ image ] %s: %.2f%% exact, %.2f%% within ±1, worst %d\n", what.c_str(), 100.0 * d.exact,
-              100.0 * d.share, d.worst);
+              100.0 * d.within1, d.worst);
 }
 
 GenerateParams params(const GoldenRun& r) {

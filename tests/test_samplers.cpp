@@ -22,6 +22,7 @@
 #include "sampler/sampler.h"
 #include "sdgen/ops.h"
 #include "stb_image_static.h"
+#include "test_helpers.h"
 
 using namespace sdgen;
 namespace fs = std::filesystem;
@@ -168,15 +169,9 @@ GenerateParams pipe_params(const nlohmann::json& call, const PipeRun& r) {
 
 // Images: ±1 per channel on at least 99.9% of values (what the DDIM goldens hold to).
 void expect_image_close(const uint8_t* got, const uint8_t* ref, size_t n, const std::string& what) {
-  size_t within = 0;
-  int worst = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const int d = std::abs((int)got[i] - (int)ref[i]);
-    within += d <= 1;
-    worst = std::max(worst, d);
-  }
-  EXPECT_GE((double)within / n, 0.999) << what << ": share within ±1";
-  EXPECT_LE(worst, 8) << what << ": largest channel difference";
+  const test_helpers::ImageDiff d = test_helpers::compare_u8(got, ref, n);
+  EXPECT_GE(d.within1, 0.999) << what << ": share within ±1";
+  EXPECT_LE(d.worst, 8) << what << ": largest channel difference";
 }
 
 }  // namespace
@@ -222,24 +217,9 @@ TEST(SamplerPipeline, LatentsAndImagesMatchDiffusers) {
 
 // ---- the CLI ----
 namespace {
-struct CliResult {
-  int code;
-  std::string err;
-};
-CliResult run_cli(const std::string& args) {
-  const fs::path err = fs::temp_directory_path() / ("sdgen_samplers_err_" + std::to_string(getpid()));
-  const std::string cmd = std::string("'") + SDGEN_CLI_PATH + "' --device cpu --quiet " + args + " 2>'" +
-                          err.string() + "' </dev/null";
-  const int status = std::system(cmd.c_str());
-  std::ifstream f(err);
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  fs::remove(err);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
-}
-std::string file_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
+using CliResult = test_helpers::CliRun;
+using test_helpers::run_cli;
+using test_helpers::slurp;
 }  // namespace
 
 // The sd-gen binary with --sampler and --schedule, one deterministic and one ancestral sampler, a
@@ -268,7 +248,7 @@ TEST(SamplerCli, WritesDiffusersImagesWithA1111Names) {
       ASSERT_NE(px, nullptr) << png;
       expect_image_close(px, g.f->data(*img) + b * 64 * 64 * 3, 64 * 64 * 3, png.string());
       stbi_image_free(px);
-      EXPECT_NE(file_bytes(png).find(std::string("Sampler: ") + a1111 + ", CFG scale: 7.5"), std::string::npos)
+      EXPECT_NE(slurp(png).find(std::string("Sampler: ") + a1111 + ", CFG scale: 7.5"), std::string::npos)
           << png;
     }
   }

@@ -17,6 +17,7 @@
 #include "io/torch_checkpoint.h"
 #include "pipeline/pipeline.h"
 #include "sdgen/error.h"
+#include "test_helpers.h"
 
 using namespace sdgen;
 namespace fs = std::filesystem;
@@ -25,16 +26,7 @@ namespace {
 const std::string kData = SDGEN_TEST_DATA;
 const std::string kCkpt = kData + "/ckpt/";
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ExitCode::kModel) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+using test_helpers::error_of;
 }  // namespace
 
 TEST(TorchCheckpoint, ReadsDtypesViewsAndParametersAsTorchSavedThem) {

@@ -1,5 +1,5 @@
 // Backend: one implementation of every op in ops.h. Each op family lives in its own file per
-// backend (src/backend/cpu/norm.cpp, src/backend/cuda/norm.cpp, ...), all implementing the one
+// backend (src/backend/cpu/norm.cpp, src/backend/cuda/cuda_norm.cpp, ...), all implementing the one
 // declaration here. ops.h checks shapes before calling in, so backends may assume valid inputs
 // and allocate outputs of the documented shape.
 #pragma once
@@ -15,7 +15,7 @@ namespace sdgen {
 // The ops of the interface, for Backend::supports.
 enum class Op {
   kConv2d, kLinear, kGroupNorm, kLayerNorm, kAttention, kSoftmax, kUnary, kGeglu, kAdd, kAddChannel,
-  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kDdimStep, kSamplerStep,
+  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kSamplerStep,
   kImageToU8
 };
 
@@ -85,9 +85,6 @@ class Backend {
   // The sampler's device-resident ops (ops.h, "sampler").
   virtual Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim,
                                        DType dtype) = 0;
-  virtual Tensor repeat_batch(const Tensor& x, int times, DType dtype) = 0;
-  virtual void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step,
-                         float guidance) = 0;
   virtual Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times,
                                     DType dtype) = 0;
   virtual void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table,
@@ -99,7 +96,6 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend(bool plain);
 // Selects which CPU backend serves CPU tensors in ops.h (default: fast).
 void set_cpu_plain(bool plain);
-bool cpu_plain();
 
 // The meta backend: outputs of the right shape and no bytes, the ops' FLOPs counted
 // (src/backend/meta_backend.cpp, pipeline/dry_run.h).

@@ -64,21 +64,15 @@ void image_to_u8(const Tensor& x, Tensor& out);
 // timestep_embedding for timesteps[step] (timesteps [S] fp32, step [1] fp32 holding an index),
 // repeated for n rows: [n, dim] in dtype.
 Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim, DType dtype);
-// x [B, ...] repeated `times` times along the batch -> [times·B, ...] in dtype (guidance runs the
-// UNet on the latents twice: unconditional rows first).
-Tensor repeat_batch(const Tensor& x, int times, DType dtype);
-// One DDIM step (η = 0) in place on the fp32 latents x [B, ...], then step += 1.
-// eps: [2B, ...] (unconditional rows first; ε = ε_u + guidance·(ε_c − ε_u)) or [B, ...] (no
-// guidance: ε itself), in any dtype, math in fp32. coefs [S, 4] fp32, row step: √(1−ᾱ_t), √ᾱ_t,
-// √ᾱ_prev, √(1−ᾱ_prev) (DdimSampler::coefficients).
-void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, float guidance);
-// x [B, ...] / divisors[step], repeated `times` times -> [times·B, ...] in dtype (the sigma-space
-// samplers' UNet input x / √(σ² + 1)); divisors [S] fp32.
+// x [B, ...] / divisors[step], repeated `times` times along the batch -> [times·B, ...] in dtype:
+// the UNet input (guidance runs the UNet on the latents twice, unconditional rows first; the
+// sigma-space samplers divide by √(σ² + 1), the others by 1); divisors [S] fp32.
 Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times, DType dtype);
 // One unit of a sampler plan (src/sampler/sampler.h) in place, then step += 1. Per element, with
 // v = (x, ε, s_0 … s_{K−1}, z) and A = table row `step` viewed as [1+K, 3+K]:
 //   x ← Σ_j A[0][j]·v_j ,  s_k ← Σ_j A[1+k][j]·v_j   (all from the old values, fp32, j in order)
-// ε as in ddim_step (eps [2B, ...] guided, unconditional rows first, or [B, ...]); state [K, B, ...]
+// eps: [2B, ...] (unconditional rows first; ε = ε_u + guidance·(ε_c − ε_u)) or [B, ...] (no
+// guidance: ε itself), in any dtype, math in fp32; state [K, B, ...]
 // fp32 (undefined: K = 0); noise [S, B, ...] fp32, row `step` (undefined: z = 0); table
 // [S, (1+K)·(3+K)] fp32.
 void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,

@@ -41,7 +41,6 @@ struct Storage {
   ~Storage();
 };
 void set_device_guard_bytes(bool on);
-bool device_guard_bytes();
 
 class Tensor {
  public:

@@ -1,5 +1,6 @@
 #include "sdgen/backend.h"
 
+#include "core/device_memory.h"
 #include "core/host_memory.h"
 #include "sdgen/error.h"
 
@@ -25,11 +26,13 @@ void set_cuda_device_ordinal(int ordinal) {
 }
 int cuda_device_ordinal() { return g_cuda_ordinal; }
 
-void set_cuda_backend_factory(BackendFactory factory) { g_cuda_factory = factory; }
+void set_cuda_backend_factory(BackendFactory factory) {
+  g_cuda_factory = factory;
+  set_cuda_memory_starter([] { backend_for(Device::CUDA); });
+}
 bool cuda_backend_registered() { return g_cuda_factory != nullptr; }
 
 void set_cpu_plain(bool plain) { g_cpu_plain = plain; }
-bool cpu_plain() { return g_cpu_plain; }
 
 Backend& backend_for(Device device) {
   if (device == Device::Meta) {

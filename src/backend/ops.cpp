@@ -39,7 +39,7 @@ void check_same(const char* op, std::initializer_list<std::pair<const char*, con
   SDGEN_CHECK(first->defined(), msg(op, ts, "first input is undefined"));
   // A stop request is answered between ops on the CPU, where one UNet step of a large batch takes
   // minutes (on CUDA the host only queues work, and the step's end is near).
-  if (first->device() == Device::CPU && interrupt_requested()) throw_if_interrupted(interrupt_activity());
+  if (first->device() == Device::CPU) throw_if_interrupted(interrupt_activity());
   SDGEN_CHECK(first->dtype() != DType::U8, msg(op, ts, "8-bit tensors are finished images, not op inputs"));
   for (const auto& [name, t] : ts) {
     SDGEN_CHECK(t == first || t->defined(), msg(op, ts, std::string(name) + " is undefined"));
@@ -245,27 +245,6 @@ Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n,
   SDGEN_CHECK(n >= 0 && dim > 0 && dim % 2 == 0,
               msg("timestep_embedding_at", ts, "n must be >= 0, dim positive and even"));
   return backend_for(timesteps.device()).timestep_embedding_at(timesteps, step, n, dim, dtype);
-}
-
-Tensor repeat_batch(const Tensor& x, int times, DType dtype) {
-  check_same("repeat_batch", {{"x", &x}});
-  SDGEN_CHECK(x.ndim() >= 1 && times >= 1, msg("repeat_batch", {{"x", &x}}, "needs a batch dim and times >= 1"));
-  return backend_for(x.device()).repeat_batch(x, times, dtype);
-}
-
-void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, float guidance) {
-  const Tensor &cx = x, &cstep = step;
-  auto ts = {std::pair{"x", &cx}, std::pair{"eps", &eps}, std::pair{"coefs", &coefs}, std::pair{"step", &cstep}};
-  check_same("ddim_step", {{"x", &cx}, {"coefs", &coefs}, {"step", &cstep}});
-  SDGEN_CHECK(eps.defined() && eps.device() == x.device(), msg("ddim_step", ts, "eps must be on x's device"));
-  SDGEN_CHECK(x.dtype() == DType::F32, msg("ddim_step", ts, "the latents are fp32"));
-  SDGEN_CHECK(coefs.ndim() == 2 && coefs.dim(1) == 4 && step.ndim() == 1 && step.dim(0) == 1,
-              msg("ddim_step", ts, "coefs must be [S, 4], step [1]"));
-  SDGEN_CHECK(x.ndim() >= 1 && eps.ndim() == x.ndim() &&
-                  (eps.dim(0) == x.dim(0) || eps.dim(0) == 2 * x.dim(0)) &&
-                  eps.numel() == eps.dim(0) * (x.dim(0) ? x.numel() / x.dim(0) : 0),
-              msg("ddim_step", ts, "eps must be x's shape with B or 2B rows"));
-  backend_for(x.device()).ddim_step(x, eps, coefs, step, guidance);
 }
 
 Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times, DType dtype) {

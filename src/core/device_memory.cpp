@@ -4,26 +4,29 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "sdgen/backend.h"
 #include "sdgen/error.h"
 
 namespace sdgen {
 
 namespace {
 CudaMemoryHooks g_cuda;
+void (*g_cuda_starter)() = nullptr;
 
 void host_free(void* p) { std::free(p); }
 
 const CudaMemoryHooks& cuda_hooks() {
   // The CUDA backend installs the hooks when it starts; a tensor moved to the device before the
-  // first op starts it here.
-  if (!g_cuda.alloc) backend_for(Device::CUDA);
+  // first op starts it here, through the starter the backend layer registered.
+  if (!g_cuda.alloc && g_cuda_starter) g_cuda_starter();
+  if (!g_cuda.alloc && !g_cuda_starter)
+    throw_runtime("CUDA memory requested but no CUDA backend is registered (a CPU-only build?)");
   if (!g_cuda.alloc) throw_runtime("CUDA memory requested but the CUDA backend installed no allocator");
   return g_cuda;
 }
 }  // namespace
 
 void install_cuda_memory_hooks(const CudaMemoryHooks& hooks) { g_cuda = hooks; }
+void set_cuda_memory_starter(void (*start)()) { g_cuda_starter = start; }
 
 MetaTally& meta_tally() {
   thread_local MetaTally t;

@@ -25,6 +25,10 @@ struct CudaMemoryHooks {
   void (*copy)(void* dst, const void* src, size_t bytes, int kind) = nullptr;
 };
 void install_cuda_memory_hooks(const CudaMemoryHooks& hooks);
+// What starts the CUDA backend (which installs the hooks) when memory is asked of the device before
+// any op ran there. The backend layer registers it with the backend's factory: core, the layer
+// below, does not call the backend itself.
+void set_cuda_memory_starter(void (*start)());
 
 // Device::Meta holds no bytes: its allocations are only tallied, with the FLOPs of the meta
 // backend's ops, per thread (a dry pass runs on the thread that asks for it).

@@ -19,8 +19,6 @@ void request_interrupt(int sig) {
   if (!g_signal) g_signal = sig;
 }
 
-int interrupt_requested() { return g_signal; }
-
 void throw_if_interrupted(const char* doing) {
   if (const int s = g_signal)
     throw Error(ExitCode::kInterrupted, std::string("interrupted by ") + (s == SIGINT ? "SIGINT" : "SIGTERM") +

@@ -7,8 +7,6 @@ namespace sdgen {
 
 // Async-signal-safe: records the signal (the first one wins).
 void request_interrupt(int sig);
-// The signal asked for, 0 when none.
-int interrupt_requested();
 // Error(kInterrupted) "interrupted by SIGINT|SIGTERM while <doing>" when a stop was asked for.
 void throw_if_interrupted(const char* doing);
 // What the work in progress is called, for stops found where the work is not known (between ops):

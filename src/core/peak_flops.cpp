@@ -85,8 +85,7 @@ PeakFlops cpu_peak_flops() {
   // Two vector FMA pipes per core, as on every x86 server core since Haswell / Zen. An upper
   // bound, as a peak must be: Zen 4 (AMD family 25) runs a 512-bit FMA on both of its 256-bit
   // pipes, so it reaches half of this per clock, but boosts above the nominal clock that
-  // /proc/cpuinfo shows in a VM (measured here: one core's OpenBLAS sgemm at 88 GFLOP/s, above
-  // the 83 of 16 lanes × 2 × 1 pipe × 2.6 GHz).
+  // /proc/cpuinfo shows in a VM, so a count of one pipe can be exceeded in practice.
   const int pipes = 2;
   const int flop_per_lane = fma ? 2 : 1;
   // The clock: the highest the kernel lists (cpufreq), else /proc/cpuinfo's "cpu MHz" (in a VM,

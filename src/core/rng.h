@@ -28,7 +28,7 @@
 // sin are computed correctly rounded to float. On the device curand uses CUDA's logf (≤ 1 ulp) and
 // the __sincosf hardware approximation, so single values may differ in the last bits: bit-equality
 // with torch on CUDA is unverified until tests/reference/make_philox_golden.py has been run once on a
-// GPU (tests/test_sampler.cpp, Rng.PhiloxMatchesCudaGoldenWhenPresent).
+// GPU (tests/test_rng.cpp, Rng.PhiloxMatchesCudaGoldenWhenPresent).
 #pragma once
 #include <array>
 #include <cstdint>

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "core/interrupt.h"
@@ -117,23 +118,18 @@ std::string sha256_hex(const void* data, size_t size) {
 }
 
 std::string sha256_file(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
+  const std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!f) throw_output("cannot read " + path + ": " + std::strerror(errno));
   Sha256 h;
   std::vector<uint8_t> buf(1 << 20);
   size_t n;
-  // A stop request is answered between 1 MiB blocks (about 5 ms each): a multi-GB model's hash
-  // must not hold a SIGTERM for seconds.
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
-    if (interrupt_requested()) {
-      std::fclose(f);
-      throw_if_interrupted("hashing");
-    }
+  // A stop request is answered between 1 MiB blocks: a multi-GB model's hash must not hold a
+  // SIGTERM for seconds.
+  while ((n = std::fread(buf.data(), 1, buf.size(), f.get())) > 0) {
+    throw_if_interrupted("hashing");
     h.update(buf.data(), n);
   }
-  const bool failed = std::ferror(f);
-  std::fclose(f);
-  if (failed) throw_output("cannot read " + path);
+  if (std::ferror(f.get())) throw_output("cannot read " + path);
   return h.hex_digest();
 }
 

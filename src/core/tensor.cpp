@@ -48,7 +48,6 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 }
 
 void set_device_guard_bytes(bool on) { g_device_guards = on; }
-bool device_guard_bytes() { return g_device_guards; }
 
 bool Tensor::guard_intact() const {
   if (!storage_) return true;

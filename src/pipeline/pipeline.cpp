@@ -3,14 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 
 #include "core/rng.h"
 #include "core/trace.h"
 #include "io/checkpoint.h"
 #include "io/lora.h"
 #include "io/vae_file.h"
-#include "sampler/ddim.h"
+#include "io/weights_dir.h"
 #include "sampler/sampler.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
@@ -31,11 +30,9 @@ double seconds_since(Clock::time_point t0) {
 }
 
 std::string find_bpe_vocab() {
-  for (std::string dir : {std::string("weights"), std::string(SDGEN_SOURCE_DIR) + "/weights"}) {
-    std::string p = dir + "/bpe_simple_vocab_16e6.txt.gz";
-    if (std::filesystem::exists(p)) return p;
-  }
-  throw_model("the CLIP vocabulary weights/bpe_simple_vocab_16e6.txt.gz was not found");
+  const std::string path = find_weights_file({"bpe_simple_vocab_16e6.txt.gz"});
+  if (path.empty()) throw_model("the CLIP vocabulary weights/bpe_simple_vocab_16e6.txt.gz was not found");
+  return path;
 }
 }  // namespace
 
@@ -59,7 +56,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   if (before_weights) before_weights(cfg);
   // Embeddings are read (and checked) before any model weight is loaded.
   std::vector<Embedding> embeddings;
-  for (const EmbeddingSpec& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
+  for (const std::string& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
   // LoRAs: their deltas are added to the weights as the models load them.
   std::unique_ptr<Checkpoint> merged;
   if (!options.loras.empty()) merged = apply_loras(*checkpoint_, options.loras, log_);
@@ -81,8 +78,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
 struct Pipeline::LoopState {
   StepGraphKey key{};
   Tensor x, timesteps, coefs, step;
-  // A plan's (sampler.h; DDIM with η = 0 and leading spacing keeps its own op): the UNet input's
-  // divisors, the state buffers, the per-unit noise draws.
+  // The plan's (sampler.h): the UNet input's divisors, the state buffers, the per-unit noise draws.
   Tensor divisors, state, noise;
   CrossContext cross;  // the text context and its cross-attention keys and values
   std::unique_ptr<Graph> graph;
@@ -128,39 +124,22 @@ std::vector<float> Pipeline::to_nchw(const Tensor& nhwc) {
   return out;
 }
 
-GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
-  const SamplerOptions& sampler_opts = p.sampler;
-  const SchedulerConfig& sched = checkpoint_->config().scheduler;
-  // DDIM with η = 0 and leading spacing runs its own fused op (ddim_step); every other sampler, a plan.
-  const bool plain_ddim = sampler_opts.kind == SamplerKind::Ddim && sampler_opts.eta == 0.0f && !sampler_opts.karras() &&
-                          schedule::spacing(sched, "leading") == "leading";
-  const SamplerPlan plan = plan_sampler(sampler_opts, sched, p.steps);  // checks the options
-  const auto t_start = Clock::now();
-  const std::vector<std::string> positive = p.prompts.empty() ? std::vector<std::string>{p.prompt} : p.prompts;
-  const int P = (int)positive.size();
-  const int B = P * p.batch;  // images in the batch
-  const int lh = p.height / 8, lw = p.width / 8;
-  const int lc = checkpoint_->config().unet.in_channels;
-  // diffusers runs the unconditional half only when guidance > 1.
-  const bool cfg_guidance = p.guidance > 1.0f;
-  GeneratedBatch out;
-  out.width = p.width;
-  out.height = p.height;
-
+Pipeline::TextContext Pipeline::encode_context(const GenerateParams& p, const std::vector<std::string>& positive,
+                                               bool guided) {
   // Text: one CLIP call for the negative prompt (once per positive prompt, as diffusers repeats
   // it) and the positive prompts (these alone without guidance); each row is repeated per image,
   // unconditional rows first.
-  auto t0 = Clock::now();
   trace::phase("text_encoder");
   std::vector<std::string> prompts;
-  if (cfg_guidance) prompts.assign(P, p.negative_prompt);
+  const int P = (int)positive.size();
+  if (guided) prompts.assign(P, p.negative_prompt);
   prompts.insert(prompts.end(), positive.begin(), positive.end());
   // [P or 2P, k·77, D]: k chunks of 77 tokens, the same k for all (conditioning.h).
   ConditioningOptions copt;
   copt.emphasis = p.emphasis;
   // Clip skip applies to the prompts alone, as diffusers' clip_skip: the rows after the negatives.
   copt.clip_skip = p.clip_skip;
-  copt.clip_skip_from_row = cfg_guidance ? P : 0;
+  copt.clip_skip_from_row = guided ? P : 0;
   const Conditioning cond = encode_prompts(*tokenizer_, *clip_, prompts, copt, log_);
   const int64_t L = cond.tokens(), D = cond.dim;
   const std::vector<float>& hv = cond.hidden;
@@ -172,135 +151,11 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   }
   Tensor context = Tensor::from_floats({rows, L, D}, ctx);
   if (precision_ != DType::F32) context = ops::cast(context, precision_);
-  context = context.to(device_);
-  out.times.text_s = seconds_since(t0);
+  return {context.to(device_), rows, L};
+}
 
-  // Sampling. The latents (fp32, as diffusers keeps them), the schedule and the step index live in
-  // tensors on the model's device and one step reads no host value (ops.h, "sampler"), so the
-  // latents stay on the device for the whole loop and a step can be recorded once and replayed.
-  t0 = Clock::now();
-  trace::phase("sampling_setup");
-  if (lc != 4) throw_model("the UNet must take 4 latent channels, this one takes " + std::to_string(lc));
-  // The generator(s) of this generation (core/rng.h): the initial latents are their first draw,
-  // then each stochastic unit's noise, in diffusers' order.
-  LatentNoise noise_source(p.rng, p.seed_mode, p.seed, B);
-  const size_t latent_numel = (size_t)B * lc * lh * lw;
-  std::vector<float> noise = noise_source.draw((size_t)lc * lh * lw);
-  for (int i = 0; i < B; ++i) out.seeds.push_back(noise_source.image_seed(i));
-  if (!plain_ddim && plan.init_sigma != 1.0f)
-    for (float& v : noise) v *= plan.init_sigma;
-  std::vector<float> unit_noise;  // [units, B, h, w, c] NHWC, zeros where a unit draws none
-  if (!plain_ddim && plan.stochastic()) {
-    unit_noise.assign((size_t)plan.units * latent_numel, 0.0f);
-    for (int u = 0; u < plan.units; ++u)
-      if (plan.draws_noise[(size_t)u]) {
-        const Tensor z = to_nhwc_host(noise_source.draw((size_t)lc * lh * lw), B, lc, lh, lw);
-        std::copy(z.f32(), z.f32() + latent_numel, unit_noise.begin() + (ptrdiff_t)(u * latent_numel));
-      }
-  }
-  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, p.guidance, sampler_opts};
-  const int units = plain_ddim ? p.steps : plan.units;
-  const std::vector<float> zero_state(plain_ddim ? 0 : (size_t)plan.state * latent_numel, 0.0f);
-  Backend& backend = backend_for(device_);
-  const bool reuse = loop_ && loop_->graph && p.cuda_graphs && loop_->key == key;
-  if (reuse) {
-    // The recorded step reads these buffers by address: refill them, leave the schedule as it is
-    // (same steps, same scheduler config).
-    loop_->x.copy_from(to_nhwc_host(noise, B, lc, lh, lw));
-    const CrossContext fresh = unet_->prepare_context(context);
-    loop_->cross.hidden.copy_from(fresh.hidden);
-    for (const auto& [attention, kv] : fresh.kv) {
-      loop_->cross.kv.at(attention).first.copy_from(kv.first);
-      loop_->cross.kv.at(attention).second.copy_from(kv.second);
-    }
-    loop_->step.copy_from(Tensor::from_floats({1}, {0.0f}));
-    if (loop_->state.defined()) loop_->state.copy_from(Tensor::from_floats(loop_->state.shape(), zero_state));
-    if (loop_->noise.defined()) loop_->noise.copy_from(Tensor::from_floats(loop_->noise.shape(), unit_noise));
-  } else {
-    loop_.reset();  // its graph's buffers go back to the pool before the new ones are planned
-    loop_ = std::make_unique<LoopState>();
-    loop_->key = key;
-    loop_->x = to_device_f32(noise, B, lc, lh, lw);
-    // The cross-attentions' keys and values of the context: once here, not in every step.
-    loop_->cross = unet_->prepare_context(context);
-    if (plain_ddim) {
-      const DdimSampler sampler(sched, p.steps);
-      const std::vector<float> ts(sampler.timesteps().begin(), sampler.timesteps().end());
-      loop_->timesteps = Tensor::from_floats({p.steps}, ts).to(device_);
-      loop_->coefs = Tensor::from_floats({p.steps, 4}, sampler.coefficients()).to(device_);
-    } else {
-      loop_->timesteps = Tensor::from_floats({units}, plan.timesteps).to(device_);
-      loop_->divisors = Tensor::from_floats({units}, plan.in_divisor).to(device_);
-      loop_->coefs = Tensor::from_floats({units, plan.row_width()}, plan.table).to(device_);
-      if (plan.state > 0) {
-        Shape s = loop_->x.shape();
-        s.insert(s.begin(), plan.state);
-        loop_->state = Tensor::from_floats(s, zero_state).to(device_);
-      }
-      if (!unit_noise.empty()) {
-        Shape s = loop_->x.shape();
-        s.insert(s.begin(), units);
-        loop_->noise = Tensor::from_floats(s, unit_noise).to(device_);
-      }
-    }
-    loop_->step = Tensor::from_floats({1}, {0.0f}).to(device_);
-  }
-  LoopState& st = *loop_;
-  const int time_dim = checkpoint_->config().unet.block_channels[0];
-  const float guidance = p.guidance;
-  auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance, plain_ddim] {
-    const int times = cfg_guidance ? 2 : 1;
-    const Tensor xin = plain_ddim ? ops::repeat_batch(st.x, times, precision_)
-                                  : ops::scale_repeat_batch(st.x, st.divisors, st.step, times, precision_);
-    const Tensor time_proj = ops::timestep_embedding_at(st.timesteps, st.step, rows, time_dim, precision_);
-    const Tensor eps = unet_->forward(xin, time_proj, st.cross);
-    if (plain_ddim)
-      ops::ddim_step(st.x, eps, st.coefs, st.step, guidance);
-    else
-      ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);
-  };
-  // A new loop runs its first step eagerly: every library's first use (cuDNN heuristics and plan
-  // finalize, cuBLASLt's algorithm choice, lazy module loading, the pool's first allocation of each
-  // size) happens outside any stream capture, where some of them are not permitted. Only then is
-  // the step recorded, from the warm caches, and replayed for the other steps. Without graphs
-  // nothing is ever captured. A reused graph replays every step.
-  int first = 0;
-  if (on_step) on_step(0, units);
-  if (!reuse) {
-    trace::phase("unet_warmup");
-    denoise_step();
-    if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
-    first = 1;
-    if (on_step) on_step(1, units);
-    if (p.cuda_graphs && units > 1) {
-      trace::phase("step_recording");
-      // Recording runs nothing: the step's buffers are taken (from the pool's cache, warm now) and
-      // stay with the graph for its replays. Backends without graphs return none.
-      st.graph = backend.capture(denoise_step);
-      if (st.graph) ++step_graphs_recorded_;
-    }
-  }
-  out.step_graph_reused = reuse;
-  for (int i = first; i < units; ++i) {
-    trace::phase("unet_step", i);
-    if (st.graph)
-      st.graph->launch();
-    else
-      denoise_step();
-    if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
-    if (on_step) on_step(i + 1, units);
-  }
-  trace::phase("vae_decode");
-  const Tensor latents = st.x;
-  out.latents = to_nchw(latents);  // the one download of the latents; waits for the last step
-  out.times.unet_s = seconds_since(t0);
-  if (!p.keep_step_graph) loop_.reset();  // the graph's buffers back to the pool's cache
-  // The decoder's buffers differ in size from the UNet's: hand the cached ones back first, so the
-  // two working sets add up in the peak only by what a kept graph holds.
-  backend.release_cached_memory();
-
+void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int B, GeneratedBatch& out) {
   // Decode vae_batch images per pass into one 8-bit tensor on the device, downloaded once.
-  t0 = Clock::now();
   const int per_pass = std::max(1, std::min(B, p.vae_batch));
   const int oc = checkpoint_->config().vae.out_channels;
   Tensor pixels = Tensor::empty({B, p.height, p.width, oc}, DType::U8, device_);
@@ -346,6 +201,146 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     const uint8_t* src = host_pixels.data_as<uint8_t>() + b * per_image;
     out.images.emplace_back(src, src + per_image);
   }
+}
+
+GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
+  const SamplerOptions& sampler_opts = p.sampler;
+  const SchedulerConfig& sched = checkpoint_->config().scheduler;
+  const SamplerPlan plan = plan_sampler(sampler_opts, sched, p.steps);  // checks the options
+  const auto t_start = Clock::now();
+  const std::vector<std::string> positive = p.prompts.empty() ? std::vector<std::string>{p.prompt} : p.prompts;
+  const int P = (int)positive.size();
+  const int B = P * p.batch;  // images in the batch
+  const int lh = p.height / 8, lw = p.width / 8;
+  const int lc = checkpoint_->config().unet.in_channels;
+  // diffusers runs the unconditional half only when guidance > 1.
+  const bool cfg_guidance = p.guidance > 1.0f;
+  GeneratedBatch out;
+  out.width = p.width;
+  out.height = p.height;
+
+  auto t0 = Clock::now();
+  const TextContext text = encode_context(p, positive, cfg_guidance);
+  const int rows = text.rows;
+  const int64_t L = text.tokens;
+  const Tensor& context = text.context;
+  out.times.text_s = seconds_since(t0);
+
+  // Sampling. The latents (fp32, as diffusers keeps them), the schedule and the step index live in
+  // tensors on the model's device and one step reads no host value (ops.h, "sampler"), so the
+  // latents stay on the device for the whole loop and a step can be recorded once and replayed.
+  t0 = Clock::now();
+  trace::phase("sampling_setup");
+  if (lc != 4) throw_model("the UNet must take 4 latent channels, this one takes " + std::to_string(lc));
+  // The generator(s) of this generation (core/rng.h): the initial latents are their first draw,
+  // then each stochastic unit's noise, in diffusers' order.
+  LatentNoise noise_source(p.rng, p.seed_mode, p.seed, B);
+  const size_t latent_numel = (size_t)B * lc * lh * lw;
+  std::vector<float> noise = noise_source.draw((size_t)lc * lh * lw);
+  for (int i = 0; i < B; ++i) out.seeds.push_back(noise_source.image_seed(i));
+  if (plan.init_sigma != 1.0f)
+    for (float& v : noise) v *= plan.init_sigma;
+  std::vector<float> unit_noise;  // [units, B, h, w, c] NHWC, zeros where a unit draws none
+  if (plan.stochastic()) {
+    unit_noise.assign((size_t)plan.units * latent_numel, 0.0f);
+    for (int u = 0; u < plan.units; ++u)
+      if (plan.draws_noise[(size_t)u]) {
+        const Tensor z = to_nhwc_host(noise_source.draw((size_t)lc * lh * lw), B, lc, lh, lw);
+        std::copy(z.f32(), z.f32() + latent_numel, unit_noise.begin() + (ptrdiff_t)(u * latent_numel));
+      }
+  }
+  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, p.guidance, sampler_opts};
+  const int units = plan.units;
+  const std::vector<float> zero_state((size_t)plan.state * latent_numel, 0.0f);
+  Backend& backend = backend_for(device_);
+  const bool reuse = loop_ && loop_->graph && p.cuda_graphs && loop_->key == key;
+  if (reuse) {
+    // The recorded step reads these buffers by address: refill them, leave the schedule as it is
+    // (same steps, same scheduler config).
+    loop_->x.copy_from(to_nhwc_host(noise, B, lc, lh, lw));
+    const CrossContext fresh = unet_->prepare_context(context);
+    loop_->cross.hidden.copy_from(fresh.hidden);
+    for (const auto& [attention, kv] : fresh.kv) {
+      loop_->cross.kv.at(attention).first.copy_from(kv.first);
+      loop_->cross.kv.at(attention).second.copy_from(kv.second);
+    }
+    loop_->step.copy_from(Tensor::from_floats({1}, {0.0f}));
+    if (loop_->state.defined()) loop_->state.copy_from(Tensor::from_floats(loop_->state.shape(), zero_state));
+    if (loop_->noise.defined()) loop_->noise.copy_from(Tensor::from_floats(loop_->noise.shape(), unit_noise));
+  } else {
+    loop_.reset();  // its graph's buffers go back to the pool before the new ones are planned
+    loop_ = std::make_unique<LoopState>();
+    loop_->key = key;
+    loop_->x = to_device_f32(noise, B, lc, lh, lw);
+    // The cross-attentions' keys and values of the context: once here, not in every step.
+    loop_->cross = unet_->prepare_context(context);
+    loop_->timesteps = Tensor::from_floats({units}, plan.timesteps).to(device_);
+    loop_->divisors = Tensor::from_floats({units}, plan.in_divisor).to(device_);
+    loop_->coefs = Tensor::from_floats({units, plan.row_width()}, plan.table).to(device_);
+    if (plan.state > 0) {
+      Shape s = loop_->x.shape();
+      s.insert(s.begin(), plan.state);
+      loop_->state = Tensor::from_floats(s, zero_state).to(device_);
+    }
+    if (!unit_noise.empty()) {
+      Shape s = loop_->x.shape();
+      s.insert(s.begin(), units);
+      loop_->noise = Tensor::from_floats(s, unit_noise).to(device_);
+    }
+    loop_->step = Tensor::from_floats({1}, {0.0f}).to(device_);
+  }
+  LoopState& st = *loop_;
+  const int time_dim = checkpoint_->config().unet.block_channels[0];
+  const float guidance = p.guidance;
+  auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance] {
+    const int times = cfg_guidance ? 2 : 1;
+    const Tensor xin = ops::scale_repeat_batch(st.x, st.divisors, st.step, times, precision_);
+    const Tensor time_proj = ops::timestep_embedding_at(st.timesteps, st.step, rows, time_dim, precision_);
+    const Tensor eps = unet_->forward(xin, time_proj, st.cross);
+    ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);
+  };
+  // A new loop runs its first step eagerly: every library's first use (cuDNN heuristics and plan
+  // finalize, cuBLASLt's algorithm choice, lazy module loading, the pool's first allocation of each
+  // size) happens outside any stream capture, where some of them are not permitted. Only then is
+  // the step recorded, from the warm caches, and replayed for the other steps. Without graphs
+  // nothing is ever captured. A reused graph replays every step.
+  int first = 0;
+  if (on_step) on_step(0, units);
+  if (!reuse) {
+    trace::phase("unet_warmup");
+    denoise_step();
+    if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
+    first = 1;
+    if (on_step) on_step(1, units);
+    if (p.cuda_graphs && units > 1) {
+      trace::phase("step_recording");
+      // Recording runs nothing: the step's buffers are taken (from the pool's cache, warm now) and
+      // stay with the graph for its replays. Backends without graphs return none.
+      st.graph = backend.capture(denoise_step);
+      if (st.graph) ++step_graphs_recorded_;
+    }
+  }
+  out.step_graph_reused = reuse;
+  for (int i = first; i < units; ++i) {
+    trace::phase("unet_step", i);
+    if (st.graph)
+      st.graph->launch();
+    else
+      denoise_step();
+    if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
+    if (on_step) on_step(i + 1, units);
+  }
+  trace::phase("vae_decode");
+  const Tensor latents = st.x;
+  out.latents = to_nchw(latents);  // the one download of the latents; waits for the last step
+  out.times.unet_s = seconds_since(t0);
+  if (!p.keep_step_graph) loop_.reset();  // the graph's buffers back to the pool's cache
+  // The decoder's buffers differ in size from the UNet's: hand the cached ones back first, so the
+  // two working sets add up in the peak only by what a kept graph holds.
+  backend.release_cached_memory();
+
+  t0 = Clock::now();
+  decode_images(p, latents, B, out);
   out.times.vae_s = seconds_since(t0);
   trace::phase("");
   out.times.total_s = seconds_since(t_start);

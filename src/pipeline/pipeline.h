@@ -133,6 +133,17 @@ class Pipeline {
   };
   struct LoopState;
   std::unique_ptr<LoopState> loop_;
+
+  // The text context of a generation on the model's device, [rows, tokens, D] in its dtype: the
+  // negative prompts' rows first when `guided`, each prompt's row repeated per image.
+  struct TextContext {
+    Tensor context;
+    int rows = 0;
+    int64_t tokens = 0;
+  };
+  TextContext encode_context(const GenerateParams& p, const std::vector<std::string>& positive, bool guided);
+  // The images of `latents` (B of them, on the device) into out.images, out.not_finite.
+  void decode_images(const GenerateParams& p, const Tensor& latents, int B, GeneratedBatch& out);
   int step_graphs_recorded_ = 0;
 
   std::unique_ptr<Checkpoint> checkpoint_;

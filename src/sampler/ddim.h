@@ -11,7 +11,8 @@
 namespace sdgen {
 
 // x_prev from x and ε with one step's coefficients c (DdimSampler::coefficients), in diffusers'
-// float32 order. The backends' ddim_step kernels compute exactly this expression.
+// float32 order. This host sampler is the float32 reference of diffusers' DDIMScheduler that the
+// tests hold to it; the pipeline runs DDIM as every sampler, through its plan (plan_ddim).
 inline float ddim_update(float x, float eps, const float* c) {
   const float x0 = (x - c[0] * eps) / c[1];
   return c[2] * x0 + c[3] * eps;
@@ -24,7 +25,7 @@ class DdimSampler {
   // One step in place on host floats: x (the latents) ← x_prev, given ε for timestep index i.
   void step(int i, const float* eps, float* x, size_t n) const;
   // Per step i, the four float32 coefficients of ddim_update: √(1−ᾱ_t), √ᾱ_t, √ᾱ_prev, √(1−ᾱ_prev);
-  // [steps × 4], the table ops::ddim_step reads on the device.
+  // [steps × 4].
   std::vector<float> coefficients() const;
 
  private:

@@ -2,7 +2,7 @@
 //   betas = torch.linspace(√β₀, √β₁, T, dtype=float32)² ; ᾱ = torch.cumprod(1 − β)
 // torch's CPU linspace forms start + step·i (first half) / end − step·(T−1−i) (second half) with a
 // fused multiply-add, and its cumprod accumulates in double, rounding each output to float; both
-// are reproduced here so ᾱ matches to the bit (checked in test_sampler.cpp).
+// are reproduced here so ᾱ matches to the bit (checked in tests/test_schedule_ddim.cpp).
 #pragma once
 #include <vector>
 

@@ -3,7 +3,7 @@
 #pragma once
 #include <vector>
 
-#include "core/nn.h"
+#include "nn/nn.h"
 #include "io/checkpoint.h"
 #include "sdgen/config.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "core/nn.h"
+#include "nn/nn.h"
 
 namespace sdgen {
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Records torch.randn on a CUDA generator, for the `--rng philox` test (tests/test_sampler.cpp,
+"""Records torch.randn on a CUDA generator, for the `--rng philox` test (tests/test_rng.cpp,
 Rng.PhiloxMatchesCudaGoldenWhenPresent), into tests/data/golden/philox.safetensors.
 
 Needs a machine with an NVIDIA GPU and a CUDA build of torch; run once from the repository root:

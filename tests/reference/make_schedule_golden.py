@@ -1,5 +1,5 @@
 """Dumps diffusers' DDIM schedule for SD v1.5 (alphas_cumprod, timesteps, and a few DDIM steps on
-random data) to tests/data/golden/schedule.json, so test_sampler.cpp checks our float32 schedule and
+random data) to tests/data/golden/schedule.json, so test_schedule_ddim.cpp checks our float32 schedule and
 step against the reference. Run with the venv of requirements.txt:
     /tmp/refenv/bin/python tests/reference/make_schedule_golden.py
 """

@@ -2,7 +2,7 @@
 used only to document how closely the documented algorithm reproduces torch (see manifest.json, randn).
 It uses numpy's libm log/sin/cos, so for >= 16 values it is within ~2 ulp of torch, not exact; the
 C++ generator (src/core/rng.cpp) is bit-exact because it follows torch's AVX2 kernel (Cephes log and
-sincos from avx_mathfun.h, with the FMAs GCC formed) — test_sampler.cpp checks that against the goldens."""
+sincos from avx_mathfun.h, with the FMAs GCC formed) — test_rng.cpp checks that against the goldens."""
 import math
 
 import numpy as np

@@ -2,8 +2,7 @@
 // v1.5 at batch 3 × 25 steps, 512×512: the sampling loop makes no allocation, no free, no
 // synchronizing call and no host↔device copy; with CUDA graphs it is one graph launch per step and
 // no other launch, without them the kernel launches per step are what the host issues. fp16 and
-// fp32. Each run is the census binary itself, as CI and the README run it (a dry emulator run:
-// ~15 s each).
+// fp32. Each run is the census binary itself, as CI and the README run it (a dry emulator run).
 #include <gtest/gtest.h>
 
 #include <algorithm>

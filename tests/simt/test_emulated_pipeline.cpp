@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "../test_helpers.h"
 #include "io/safetensors.h"
 #include "pipeline/pipeline.h"
 #include "sdgen/backend.h"
@@ -14,24 +15,9 @@ using namespace sdgen;
 
 namespace {
 
-struct Agreement {
-  double exact = 0;    // share of channels equal to the reference
-  double within1 = 0;  // share of channels within ±1 of the reference
-  int worst = 0;
-};
-
+using Agreement = test_helpers::ImageDiff;
 Agreement compare(const std::vector<uint8_t>& ours, const uint8_t* ref) {
-  Agreement a;
-  size_t same = 0, ok = 0;
-  for (size_t i = 0; i < ours.size(); ++i) {
-    int d = std::abs((int)ours[i] - (int)ref[i]);
-    same += d == 0;
-    ok += d <= 1;
-    a.worst = std::max(a.worst, d);
-  }
-  a.exact = (double)same / (double)ours.size();
-  a.within1 = (double)ok / (double)ours.size();
-  return a;
+  return test_helpers::compare_u8(ours.data(), ref, ours.size());
 }
 
 // run0 of the pipeline golden on the emulated CUDA backend, the step replayed as a CUDA graph or

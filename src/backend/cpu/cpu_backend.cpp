@@ -74,14 +74,6 @@ class CpuBackend final : public Backend {
     Tensor y = cpu::timestep_embedding_at(host(timesteps), host(step), n, dim);
     return dtype == DType::F32 ? y : cpu::cast(y, dtype, plain_);
   }
-  Tensor repeat_batch(const Tensor& x, int times, DType dtype) override {
-    Tensor y = cpu::repeat_batch(f32(x), times);
-    return dtype == DType::F32 ? y : cpu::cast(y, dtype, plain_);
-  }
-  void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step,
-                 float guidance) override {
-    cpu::ddim_step(x, f32(eps), host(coefs), step, guidance);
-  }
   Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times,
                             DType dtype) override {
     Tensor y = cpu::scale_repeat_batch(host(x), host(divisors), host(step), times);

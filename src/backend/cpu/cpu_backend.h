@@ -109,8 +109,6 @@ void image_to_u8(const Tensor& x, Tensor& out);
 
 // sampler.cpp: the sampler's ops (ops.h) on host fp32 tensors.
 Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim);
-Tensor repeat_batch(const Tensor& x, int times);
-void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, float guidance);
 Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times);
 void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
                   Tensor& step, float guidance);

@@ -5,8 +5,8 @@
 //
 // Threading: the fast backend threads with OpenMP only and runs OpenBLAS single-threaded inside
 // its parallel regions (set in make_cpu_backend). With both pools active, OpenBLAS's workers spin
-// for a long while after each call and fight OpenMP's threads for the same cores: attention
-// (GEMM, softmax, GEMM per block) measured 4-6x slower that way on 2 cores.
+// for a long while after each call and fight OpenMP's threads for the same cores, which slows
+// attention (GEMM, softmax, GEMM per block) several times over.
 #include <cblas.h>
 #include <omp.h>
 

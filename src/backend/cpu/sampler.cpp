@@ -1,10 +1,8 @@
-// The sampler's ops on the CPU (ops.h, "sampler"): the same arithmetic as the host DdimSampler
-// (src/sampler/ddim.h, ddim_update) and guidance in diffusers' float32 order,
-// ε = ε_u + g·(ε_c − ε_u). Plain loops: a 64×64×4 latent is a few thousand values per step.
+// The sampler's ops on the CPU (ops.h, "sampler"): one unit of a sampler plan, with guidance in
+// diffusers' float32 order, ε = ε_u + g·(ε_c − ε_u). Plain loops: a 64×64×4 latent is a few thousand values per step.
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
-#include "sampler/ddim.h"
 
 namespace sdgen::cpu {
 
@@ -15,30 +13,6 @@ int step_index(const Tensor& step) { return (int)step.f32()[0]; }
 Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim) {
   const float t = timesteps.f32()[step_index(step)];
   return timestep_embedding(std::vector<float>((size_t)n, t), dim);
-}
-
-Tensor repeat_batch(const Tensor& x, int times) {
-  Shape s = x.shape();
-  s[0] *= times;
-  Tensor y = Tensor::empty(s);
-  const size_t n = (size_t)x.numel();
-  for (int r = 0; r < times; ++r)
-    for (size_t i = 0; i < n; ++i) y.f32()[r * n + i] = x.f32()[i];
-  return y;
-}
-
-void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, float guidance) {
-  const size_t n = (size_t)x.numel();
-  const bool guided = eps.dim(0) == 2 * x.dim(0);
-  const float* c = coefs.f32() + (size_t)step_index(step) * 4;
-  const float* e = eps.f32();
-  float* xp = x.f32();
-  for (size_t k = 0; k < n; ++k) {
-    const float u = e[k];
-    const float epsk = guided ? u + guidance * (e[n + k] - u) : u;
-    xp[k] = ddim_update(xp[k], epsk, c);
-  }
-  step.f32()[0] += 1.0f;
 }
 
 Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times) {

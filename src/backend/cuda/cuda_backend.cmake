@@ -7,8 +7,8 @@
 #   sdgen_ptxas_reports  (SDGEN_WITH_CUDA only) every kernel file once more as a cubin per
 #                   architecture, with ptxas's resource report kept in <build>/ptxas/ for the
 #                   static checks of tests/kernel_static (spills, tensor-core instructions).
-# Both define SDGEN_CUDA_BACKEND_TU: the library's recursive glob of src/backend/ also picks up
-# src/backend/cuda/*.cpp, and those files compile to nothing without it.
+# Both define SDGEN_CUDA_BACKEND_TU: src/backend/cuda/*.cpp compile to nothing without it, so a
+# target that lists them by mistake gets no second copy of the backend.
 get_filename_component(SDGEN_ROOT "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
 file(GLOB SDGEN_KERNEL_SOURCES CONFIGURE_DEPENDS ${SDGEN_ROOT}/kernels/*.cu)
 file(GLOB SDGEN_CUDA_HOST_SOURCES CONFIGURE_DEPENDS ${SDGEN_ROOT}/src/backend/cuda/*.cpp)

@@ -18,19 +18,6 @@
 namespace sdgen {
 namespace cuda {
 
-namespace {
-
-kernels::UnaryOp unary_op(Backend::Unary op) {
-  switch (op) {
-    case Backend::Unary::kSilu: return kernels::UnaryOp::kSilu;
-    case Backend::Unary::kQuickGelu: return kernels::UnaryOp::kQuickGelu;
-    case Backend::Unary::kGelu: return kernels::UnaryOp::kGelu;
-  }
-  return kernels::UnaryOp::kSilu;
-}
-
-}  // namespace
-
 void check_cudnn_version(size_t version) {
   // The convolution graphs name the device through CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR and leave
   // the operation graph's handle unset, which cuDNN accepts from 9.8 on; an older library would
@@ -162,7 +149,7 @@ Tensor CudaBackend::as(const Tensor& t, DType dtype) {
 
 Tensor CudaBackend::unary(const Tensor& x, Unary op) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), Device::CUDA);
-  kernels::unary(x.data(), y.data(), x.numel(), unary_op(op), x.dtype(), stream_);
+  kernels::unary(x.data(), y.data(), x.numel(), op, x.dtype(), stream_);
   return y;
 }
 

@@ -82,9 +82,6 @@ class CudaBackend : public Backend {
   void image_to_u8(const Tensor& x, Tensor& out) override;
   Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n, int dim,
                                DType dtype) override;
-  Tensor repeat_batch(const Tensor& x, int times, DType dtype) override;
-  void ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step,
-                 float guidance) override;
   Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times,
                             DType dtype) override;
   void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
@@ -98,7 +95,6 @@ class CudaBackend : public Backend {
   Available available_memory() override;
 
   cudaStream_t stream() const { return stream_; }
-  cublasHandle_t cublas() const { return cublas_; }
 
  private:
   // `t` in `dtype` (itself when it already is): parameters follow the activation's dtype.

@@ -15,19 +15,6 @@ Tensor CudaBackend::timestep_embedding_at(const Tensor& timesteps, const Tensor&
   return y;
 }
 
-Tensor CudaBackend::repeat_batch(const Tensor& x, int times, DType dtype) {
-  Shape s = x.shape();
-  s[0] *= times;
-  Tensor y = Tensor::empty(s, dtype, Device::CUDA);
-  kernels::repeat_batch(x.data(), x.dtype(), y.data(), dtype, x.numel(), times, stream_);
-  return y;
-}
-
-void CudaBackend::ddim_step(Tensor& x, const Tensor& eps, const Tensor& coefs, Tensor& step, float guidance) {
-  kernels::ddim_step(x.data_as<float>(), eps.data(), eps.dtype(), coefs.data_as<float>(), step.data_as<float>(),
-                     x.numel(), eps.dim(0) == 2 * x.dim(0), guidance, stream_);
-}
-
 Tensor CudaBackend::scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times,
                                        DType dtype) {
   Shape s = x.shape();

@@ -1,5 +1,5 @@
 // Weight loading and construction of the primitive layers (nn.h).
-#include "core/nn.h"
+#include "nn/nn.h"
 
 #include <cmath>
 #include <cstring>
