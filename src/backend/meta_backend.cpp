@@ -75,14 +75,10 @@ class MetaBackend final : public Backend {
   Tensor timestep_embedding_at(const Tensor&, const Tensor&, int n, int dim, DType dtype) override {
     return make({n, dim}, dtype);
   }
-  Tensor repeat_batch(const Tensor& x, int times, DType dtype) override {
+  Tensor scale_repeat_batch(const Tensor& x, const Tensor&, const Tensor&, int times, DType dtype) override {
     Shape out = x.shape();
     out[0] *= times;
     return make(out, dtype);
-  }
-  void ddim_step(Tensor&, const Tensor&, const Tensor&, Tensor&, float) override {}
-  Tensor scale_repeat_batch(const Tensor& x, const Tensor&, const Tensor&, int times, DType dtype) override {
-    return repeat_batch(x, times, dtype);
   }
   void sampler_step(Tensor&, Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&, float) override {}
 

@@ -4,6 +4,7 @@
 #include "cli/settings.h"
 #include "io/checkpoint.h"
 #include "io/model_hashes.h"
+#include "io/weights_dir.h"
 #include "io/file_write.h"
 #include "pipeline/memory_estimate.h"
 #include "sampler/sampler.h"
@@ -107,11 +108,9 @@ std::string resolve_model_path(const std::string& model_option) {
     }
   }
   if (path.empty()) {
-    for (std::string dir : {std::string("weights"), std::string(SDGEN_SOURCE_DIR) + "/weights"}) {
-      for (const char* f : {"v1-5-pruned-emaonly-fp16.safetensors", "v1-5-pruned-emaonly.safetensors"}) {
-        if (fs::exists(dir + "/" + f)) return dir + "/" + f;
-      }
-    }
+    const std::string found =
+        find_weights_file({"v1-5-pruned-emaonly-fp16.safetensors", "v1-5-pruned-emaonly.safetensors"});
+    if (!found.empty()) return found;
     throw_model("no model given: pass --model PATH (a .safetensors file or a diffusers folder), set "
                 "SDGEN_MODEL, or fetch SD v1.5 with weights/download_sd15.sh");
   }

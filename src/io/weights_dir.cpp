@@ -6,14 +6,7 @@ namespace sdgen {
 
 namespace {
 std::string& fallback() {
-  // The library target still defines the source tree for src/cli/options.cpp; until the program
-  // sets the folder itself, that tree's weights/ is the fallback so that sd-gen finds its files
-  // from any working directory.
-#ifdef SDGEN_SOURCE_DIR
-  static std::string dir = std::string(SDGEN_SOURCE_DIR) + "/weights";
-#else
-  static std::string dir;
-#endif
+  static std::string dir;  // the program's (src/source_weights.cpp for this tree's)
   return dir;
 }
 }  // namespace

@@ -56,7 +56,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   if (before_weights) before_weights(cfg);
   // Embeddings are read (and checked) before any model weight is loaded.
   std::vector<Embedding> embeddings;
-  for (const std::string& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
+  for (const EmbeddingSpec& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
   // LoRAs: their deltas are added to the weights as the models load them.
   std::unique_ptr<Checkpoint> merged;
   if (!options.loras.empty()) merged = apply_loras(*checkpoint_, options.loras, log_);
