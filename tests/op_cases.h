@@ -3,9 +3,12 @@
 // normalized MSE, a per-element bound atol + rtol·|ref| and NaN/Inf agreement. The table knows
 // nothing about which backend it runs on: run_case() takes both backends and a dtype, so a CUDA
 // backend (real or emulated) goes through the same cases with only a new instantiation.
+// The same table drives the perf mode (benchmarks/op_perf.cpp): every case knows its work
+// (work_of: FLOPs and bytes moved), and perf_cases() adds benchmark-only shapes the suites skip.
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -74,6 +77,9 @@ struct OpCase {
   std::string cpu_one_function = {};
   Op op = Op::kAdd;  // what it tests, for Backend::supports (set from the name: op_of)
   bool u8_out = false;  // the output is 8-bit pixels (ops::image_to_u8), whatever the input dtype
+  // FLOPs of one run where the family counts them by hand (the matrix products: conv, linear,
+  // attention); -1: flops_per_element × output elements (see work_of).
+  double flops = -1;
 };
 
 // The op a case exercises, from its name's prefix (one list; a name that matches none is a bug).
@@ -91,6 +97,51 @@ inline Op op_of(const std::string& name) {
   for (const auto& [prefix, op] : kPrefixes)
     if (name.rfind(prefix, 0) == 0) return op;
   throw std::logic_error("op_of: no op for case " + name);
+}
+
+// ---- work: what one run of a case costs (the perf mode's denominators) ----
+
+struct Work {
+  double flops = 0;
+  double bytes = 0;
+};
+
+// FLOPs per output element of the ops that are not matrix products, counted from each op's
+// formula: one per add, multiply, divide or compare, one per exp / erf / sin (a transcendental is
+// one FLOP here, although it costs several instructions; these ops are judged by GB/s, and the
+// FLOP figure only says how much arithmetic sits behind each byte). Data movement counts 0.
+//   silu x/(1+e^-x): 4; quick_gelu x·σ(1.702x): 5; gelu ½x(1+erf(x/√2)): 5; geglu value·gelu(gate): 6
+//   softmax max, subtract, exp, sum, divide: 5; add, add_channel, scale: 1
+//   group/layer norm sum, sum of squares (2), subtract mean, × rstd, × gamma, + beta: 7 (+4 SiLU)
+//   timestep embedding: scale and sin/cos: 2
+//   ddim and sampler steps (guidance, x0, direction, update; a sampler's history terms left out): 10
+//   image_u8 (scale, offset, clamp, round): 4
+inline double flops_per_element(const OpCase& c) {
+  const std::string& n = c.name;
+  switch (c.op) {
+    case Op::kUnary:
+      return n.rfind("silu", 0) == 0 ? 4 : 5;
+    case Op::kGeglu: return 6;
+    case Op::kSoftmax: return 5;
+    case Op::kAdd: case Op::kAddChannel: case Op::kScale: return 1;
+    case Op::kGroupNorm: return n.rfind("gn_silu", 0) == 0 ? 11 : 7;
+    case Op::kLayerNorm: return 7;
+    case Op::kTimestepEmbedding: return 2;
+    case Op::kDdimStep: case Op::kSamplerStep: return 10;
+    case Op::kImageToU8: return 4;
+    default: return 0;  // upsample, concat, embedding, cast, repeat: data movement
+  }
+}
+
+// The work of one run of `c` on `inputs` giving `out`. Bytes are the least the op must move: every
+// input read once and the output written once, in their dtypes (a kernel that reads an input twice,
+// as a two-pass norm does, moves more; its GB/s by this count then tops out below the peak).
+inline Work work_of(const OpCase& c, const std::vector<Tensor>& inputs, const Tensor& out) {
+  Work w;
+  for (const Tensor& t : inputs) w.bytes += (double)t.nbytes();
+  w.bytes += (double)out.nbytes();
+  w.flops = c.flops >= 0 ? c.flops : flops_per_element(c) * (double)out.numel();
+  return w;
 }
 
 // Marks `c` as one function on the CPU, held to hand-derived values by `covered_by`.
@@ -123,6 +174,17 @@ inline Tensor make_tensor(const Shape& shape, const std::vector<float>& values, 
     t = h;
   }
   return t.to(device);
+}
+
+// The inputs of `c` in `dtype` on `device`, seeded by position as run_case seeds them (fp16 values
+// are the fp32 ones rounded).
+inline std::vector<Tensor> make_inputs(const OpCase& c, DType dtype, Device device) {
+  std::vector<Tensor> in;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    std::vector<float> v = make_values(c.inputs[i], 1234u + 7919u * (uint32_t)i);
+    in.push_back(make_tensor(c.inputs[i].shape, v, dtype, device));
+  }
+  return in;
 }
 
 struct Comparison {
@@ -243,10 +305,13 @@ inline OpCase conv(const std::string& name, Shape x, int64_t co, int k, int stri
   if (add == ConvAdd::kResidual) in.push_back({{x[0], ho, wo, co}});
   if (add == ConvAdd::kPerImage) in.push_back({{x[0], co}});
   const size_t bi = bias ? 2 : 99, ai = add != ConvAdd::kNone ? in.size() - 1 : 99;
-  return {
+  OpCase c{
       name, in,
       [=](Backend& b, const Ins& t, DType) { return b.conv2d(t[0], t[1], opt(t, bi), stride, pad, opt(t, ai)); },
       tol::kGemm, fp16};
+  // A multiply-add per output element and weight tap: 2·N·Ho·Wo·Co·k²·Cin (bias and adds left out).
+  c.flops = 2.0 * (double)x[0] * (double)ho * (double)wo * (double)co * k * k * (double)x[3];
+  return c;
 }
 
 // residual: a skip connection of the output's shape, ~ N(0, 1), added by the op.
@@ -259,9 +324,14 @@ inline OpCase linear(const std::string& name, Shape x, int64_t out, bool bias = 
   y.back() = out;
   if (residual) in.push_back({y});
   const size_t bi = bias ? 2 : 99, ri = residual ? in.size() - 1 : 99;
-  return {name, in,
-          [=](Backend& b, const Ins& t, DType) { return b.linear(t[0], t[1], opt(t, bi), opt(t, ri)); },
-          tol::kGemm, fp16};
+  OpCase c{name, in,
+           [=](Backend& b, const Ins& t, DType) { return b.linear(t[0], t[1], opt(t, bi), opt(t, ri)); },
+           tol::kGemm, fp16};
+  // 2·M·N·K, M the rows of x (every leading dimension).
+  double rows = 1;
+  for (size_t i = 0; i + 1 < x.size(); ++i) rows *= (double)x[i];
+  c.flops = 2.0 * rows * (double)out * (double)in_dim;
+  return c;
 }
 
 // gamma ~ N(1, 0.1²), beta ~ N(0, 0.1²), as trained norms look.
@@ -287,17 +357,31 @@ inline OpCase layer_norm(const std::string& name, Shape x, float mean = 0.0f, fl
           "OpsHand.LayerNormKnownVector"};
 }
 
+// Q·Kᵀ and P·V, two FLOPs per multiply-add: 4·N·H·(query, key pairs)·D; causal counts only the
+// visible pairs (query i sees keys 0..i, as Backend::attention masks).
+// The softmax's few FLOPs per score are left out, as FlashAttention's papers do.
+inline double attention_flops(int64_t n, int64_t lq, int64_t lk, int heads, int64_t d, bool causal) {
+  double pairs = (double)lq * (double)lk;
+  if (causal) {
+    pairs = 0;
+    for (int64_t i = 0; i < lq; ++i) pairs += (double)std::min(lk, i + 1);
+  }
+  return 4.0 * (double)n * heads * pairs * (double)d;
+}
+
 // q, k, v ~ N(0,1) with the model's scale 1/√D: scores ~ N(0,1), peaked enough to matter.
 inline OpCase attention(const std::string& name, int64_t n, int64_t lq, int64_t lk, int heads,
                         int64_t d, bool causal, bool fp16 = true) {
   const float scale = 1.0f / std::sqrt((float)d);
-  return {name,
-          {{{n, lq, heads * d}}, {{n, lk, heads * d}}, {{n, lk, heads * d}}},
-          [=](Backend& b, const Ins& t, DType) {
-            return b.attention(t[0], t[1], t[2], heads, scale, causal);
-          },
-          tol::kAttention,
-          fp16};
+  OpCase c{name,
+           {{{n, lq, heads * d}}, {{n, lk, heads * d}}, {{n, lk, heads * d}}},
+           [=](Backend& b, const Ins& t, DType) {
+             return b.attention(t[0], t[1], t[2], heads, scale, causal);
+           },
+           tol::kAttention,
+           fp16};
+  c.flops = attention_flops(n, lq, lk, heads, d, causal);
+  return c;
 }
 
 // `t`'s elements from the second on, viewed as `shape`: one element past an aligned allocation,
@@ -669,6 +753,56 @@ inline const std::vector<OpCase>& op_cases() {
     odd = cpu_one_function(odd, "OpsHand.ImageToU8RoundsLikeNumpy");
     odd.u8_out = true;
     t.push_back(odd);
+    for (OpCase& c : t) c.op = op_of(c.name);
+    return t;
+  }();
+  return table;
+}
+
+// Benchmark-only rows (op_perf runs them after the table; the test suites do not, as they are too
+// slow for the plain reference or the emulator, and the table holds the same code paths at
+// smaller shapes): the SD v1.5 shapes of the kernel benchmarks the table did not have, and the
+// scalar fallbacks of the CUDA kernels (unaligned views) at those shapes.
+inline const std::vector<OpCase>& perf_cases() {
+  using namespace cases;
+  static const std::vector<OpCase> table = [] {
+    std::vector<OpCase> t;
+    // UNet self-attention at the 64×64 level with both guidance images; its scalar (CUDA-core)
+    // fp16 path, which the VAE's 512-wide head takes, on the 32×32 level.
+    t.push_back(attention("attn_self_2x4096_h8_d40", 2, 4096, 4096, 8, 40, false));
+    OpCase au = attention("attn_unaligned_2x1024_h8_d80", 2, 1024, 1024, 8, 80, false);
+    const Shape qs{2, 1024, 640};
+    au.inputs = {{{2 * 1024 * 640 + 1}}, {{2 * 1024 * 640 + 1}}, {{2 * 1024 * 640 + 1}}};
+    au.run = [qs](Backend& b, const Ins& in, DType) {
+      return b.attention(unaligned(in[0], qs), unaligned(in[1], qs), unaligned(in[2], qs), 8,
+                         1.0f / std::sqrt(80.0f), false);
+    };
+    t.push_back(au);
+    // GroupNorm: the 32×32 skip concatenation (960 channels, transformer norm), the VAE decoder's
+    // last norm (512×512×128), a resnet norm on an unaligned view (the scalar kernel).
+    t.push_back(group_norm("gn_6x32x32x960_g32", {6, 32, 32, 960}, 32, 1e-6f, false));
+    t.push_back(group_norm("gn_silu_1x512x512x128_g32", {1, 512, 512, 128}, 32, 1e-6f, true));
+    OpCase gu = group_norm("gn_silu_unaligned_6x32x32x640_g32", {6 * 32 * 32 * 640 + 1}, 32, 1e-5f, true);
+    gu.inputs[1].shape = gu.inputs[2].shape = {640};
+    gu.run = [](Backend& b, const Ins& in, DType) {
+      return b.group_norm(unaligned(in[0], {6, 32, 32, 640}), in[1], in[2], 32, 1e-5f, true);
+    };
+    t.push_back(gu);
+    // The transformer's elementwise ops on unaligned views at their SD shapes.
+    t.push_back({"geglu_unaligned_2x4096x2560",
+                 {{{2 * 4096 * 2560 + 1}, 2.0f}},
+                 [](Backend& b, const Ins& in, DType) { return b.geglu(unaligned(in[0], {2, 4096, 2560})); },
+                 tol::kPointwise});
+    t.push_back({"add_unaligned_2x64x64x320",
+                 {{{2 * 64 * 64 * 320 + 1}}, {{2, 64, 64, 320}}},
+                 [](Backend& b, const Ins& in, DType) { return b.add(unaligned(in[0], {2, 64, 64, 320}), in[1]); },
+                 tol::kExact});
+    t.push_back({"ln_unaligned_2x4096x320",
+                 {{{2 * 4096 * 320 + 1}}, {{320}, 0.1f, 1.0f}, {{320}, 0.1f}},
+                 [](Backend& b, const Ins& in, DType) {
+                   return b.layer_norm(unaligned(in[0], {2, 4096, 320}), in[1], in[2], 1e-5f);
+                 },
+                 tol::kNorm});
     for (OpCase& c : t) c.op = op_of(c.name);
     return t;
   }();
