@@ -224,10 +224,7 @@ void print_row(const Row& r, const Peak& peak, const Options& o, const char* bac
   std::fflush(stdout);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
+int run(const Options& o) {
   // --check compares as the suites do, guard bytes included: every device allocation made from
   // here on carries them (only then, as they are no part of what is timed).
   if (o.check) set_device_guard_bytes(true);
@@ -304,4 +301,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   return failures ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  try {
+    return run(o);
+  } catch (const std::exception& e) {  // no device, out of memory: say so, not abort
+    std::fprintf(stderr, "op_perf: %s\n", e.what());
+    return 1;
+  }
 }
