@@ -304,8 +304,8 @@ step_e() {
     echo "op_perf_gpu loads: $([ $rc = 0 ] && echo yes || echo no)" >"$LOG/e.detail"
     exit $rc
   fi
-  timeout 50 "$b" --warmup 2 --repeats 10 --json >"$LOG/e-op-perf.jsonl" || rc=1
-  timeout 30 "$b" --check --warmup 0 --repeats 1 \
+  timeout 45 "$b" --warmup 2 --repeats 10 --json >"$LOG/e-op-perf.jsonl" || rc=1
+  timeout 35 "$b" --check --warmup 0 --repeats 1 \
     --filter attn_unaligned,gn_6x32x32x960,gn_silu_1x512,gn_silu_unaligned,geglu_unaligned,add_unaligned,ln_unaligned || rc=1
   python3 - "$LOG/e-op-perf.jsonl" >"$LOG/e.detail" <<'EOF' || rc=1
 import json, sys
