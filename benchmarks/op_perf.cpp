@@ -1,5 +1,5 @@
-// Op perf mode: every case of the op table (tests/op_cases.h, then its benchmark-only rows,
-// perf_cases()) timed on one backend, so each kernel family has its benchmark from the same case
+// Op perf mode: every case of the op table (tests/op_cases.h, then its benchmark-only rows of
+// tests/op_work.h) timed on one backend, so each kernel family has its benchmark from the same case
 // table that its correctness tests use (ggml test-backend-ops' perf mode, llm.c's dev/cuda).
 // Per case and dtype it prints the work (FLOPs, bytes moved: optest::work_of), the median time of
 // --repeats runs after --warmup runs, GFLOP/s, GB/s and the fraction of the backend's peak
@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "core/peak_flops.h"
-#include "op_cases.h"
+#include "op_work.h"
 #include "sdgen/backend.h"
 
 #if defined(SDGEN_OP_PERF_CUDA)
@@ -241,7 +241,7 @@ int run(const Options& o) {
     std::printf("backend: %s; device: %s", backend_name, peak.device.c_str());
     if (!peak.flops.how.empty()) std::printf("; peak: %s", peak.flops.how.c_str());
     if (peak.bandwidth > 0) std::printf("; memory %.0f GB/s (clock x bus width)", peak.bandwidth / 1e9);
-    std::printf("\nwork: FLOPs and bytes of one run (tests/op_cases.h work_of); time: median of %d after %d warm-up\n",
+    std::printf("\nwork: FLOPs and bytes of one run (tests/op_work.h work_of); time: median of %d after %d warm-up\n",
                 o.repeats, o.warmup);
     std::printf("%-40s %-5s %10s %10s %11s %10s %9s %6s %6s\n", "case", "type", "GFLOP", "MB", "median ms",
                 "GFLOP/s", "GB/s", "%flop", "%bw");

@@ -1,4 +1,4 @@
-// The op table's work figures (tests/op_cases.h work_of, the perf mode's denominators) against
+// The op table's work figures (tests/op_work.h work_of, the perf mode's denominators) against
 // values computed by hand from the SD v1.5 layer shapes, written out as numbers so that a wrong
 // formula in the table cannot also be the expected value.
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <set>
 #include <string>
 
-#include "op_cases.h"
+#include "op_work.h"
 
 namespace sdgen {
 namespace {
