@@ -12,9 +12,9 @@
 //        the VAE's single 512-wide head): Q tile, K-then-V tile and score tile in shared memory,
 //        tile sizes chosen per D (fma_tiling), up to D = 5120.
 // Test: simt_tests --gtest_filter='CudaEmu/*attn*' (emulated, against the CPU backend, fp32 and
-// fp16; the same test runs on a GPU build as cuda_ops_tests). Benchmark:
-// benchmarks/kernels/bench_attention.cpp (mma, fma and fma_f16 on SD v1.5 shapes; bench_attention_gpu
-// times them, TFLOP/s and fraction of peak; the emulated bench_attention validates, ctest KernelBench.*).
+// fp16; the same test runs on a GPU build as cuda_ops_tests). Benchmark: the same table's perf mode,
+// build/benchmarks/op_perf_gpu --filter attn_ (fp16 aligned: mma; fp32: fma; the attn_unaligned
+// row in fp16: fma_f16; TFLOP/s and fraction of peak per case).
 #include <cmath>
 #include <cstring>
 

@@ -15,8 +15,8 @@
 // most 1024 blocks (a 132-SM GPU stays full and the emulator's fiber count stays bounded).
 // Test: simt_tests --gtest_filter='CudaEmu/*' (the emulated op table against the CPU backend,
 // fp32 and fp16, including odd-channel and unaligned-slice rows that take v1); the same table
-// runs on a GPU build (cuda_ops_tests). Benchmark: build/benchmarks/bench_elementwise (GEGLU and
-// add; emulated it validates v1 and v2, bench_elementwise_gpu times them on a GPU).
+// runs on a GPU build (cuda_ops_tests). Benchmark: the table's perf mode, build/benchmarks/op_perf_gpu
+// --filter geglu,add_,silu,gelu (v2 on the aligned SD rows, v1 on the *_unaligned_* rows; GB/s).
 #include <climits>
 #include <string>
 

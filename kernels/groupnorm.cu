@@ -18,9 +18,9 @@
 // No residual is fused: in SD v1 no GroupNorm output is added to a residual (the adds follow the
 // convolutions and the transformer's projections).
 // Test: simt_tests --gtest_filter='CudaOps*gn*' (emulated, against the CPU backend; the same test
-// runs on a GPU build). Benchmark: benchmarks/kernels/bench_groupnorm.cpp (vec16 and scalar, fp32 and
-// fp16, on SD v1.5 shapes; bench_groupnorm_gpu times them, GB/s and fraction of peak; the emulated
-// bench_groupnorm validates, ctest KernelBench.*); benchmarks/bench_emu_groupnorm: the emulator's speed.
+// runs on a GPU build). Benchmark: the table's perf mode, build/benchmarks/op_perf_gpu --filter gn_
+// (16-byte path on the aligned SD rows, the scalar one on gn_silu_unaligned_*; fp32 and fp16, GB/s
+// and fraction of peak); benchmarks/bench_emu_groupnorm: the emulator's speed.
 #include "kernels.h"
 
 #include <algorithm>

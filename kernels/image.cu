@@ -4,8 +4,8 @@
 // host as here (src/backend/cpu/image.cpp, the reference).
 // Layout: flat (NHWC image, every value independent). Versions: v1 one value per thread, v2 four
 // per thread (one 16-/8-byte load of fp32/fp16, one 4-byte store) when n and both pointers allow it,
-// the tail by v1. Test: simt_tests --gtest_filter='CudaOps*image_u8*'. Benchmark: none (a few MB
-// once per batch).
+// the tail by v1. Test: simt_tests --gtest_filter='CudaOps*image_u8*'. Benchmark: op_perf_gpu
+// --filter image_u8 (a few MB once per batch).
 #include "kernels.h"
 
 #include <cmath>

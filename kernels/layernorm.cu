@@ -15,8 +15,8 @@
 // Index arithmetic is 32-bit (the launcher checks rows · C < 2^31).
 // Test: simt_tests --gtest_filter='CudaEmu/*ln_*' (emulated, against the CPU backend in fp32 and
 // fp16: v2 rows 2x77x768, 2x4096x320, ..., v1 rows with odd C, an unaligned slice, C = 3000);
-// the same table runs on a GPU build. Benchmark: build/benchmarks/bench_elementwise (emulated:
-// validates v1 and v2; bench_elementwise_gpu on a GPU: times them, GB/s and fraction of peak).
+// the same table runs on a GPU build. Benchmark: the table's perf mode, build/benchmarks/op_perf_gpu
+// --filter ln_ (v2 on the SD rows, v1 on ln_unaligned_* and C = 3000; GB/s and fraction of peak).
 #include <climits>
 #include <string>
 

@@ -8,7 +8,8 @@
 // Math in fp32 in the order of the CPU backend (src/backend/cpu/sampler.cpp), so the emulated run
 // reproduces the CPU's latents bit for bit (a GPU may contract into FMAs).
 // Versions: one grid-stride kernel each. Test: simt_tests --gtest_filter='*Sampler*' and the
-// emulated pipeline goldens. Benchmark: none (a few thousand values per step).
+// emulated pipeline goldens. Benchmark: op_perf_gpu --filter ddim,sampler_step,timestep,repeat (a few
+// thousand values per step: launch-bound).
 #include "kernels.h"
 
 #include <cmath>

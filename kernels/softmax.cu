@@ -2,7 +2,7 @@
 // [rows, cols] contiguous. Versions: one warp per row, 8 rows per 256-thread block, three passes
 // (max, sum, write) with shuffle reductions; T = float | __half. (Attention does its own softmax
 // on chip: attention.cu.) Test: simt_tests --gtest_filter='CudaOps*Softmax*' (emulated, against
-// the CPU backend; the same test runs on a GPU build). Benchmark: none yet.
+// the CPU backend; the same test runs on a GPU build). Benchmark: op_perf_gpu --filter softmax.
 #include "kernels.h"
 
 #include "common/launch.cuh"

@@ -11,7 +11,7 @@
 # c) the whole pipeline against diffusers' images (every sampler, fp32 and fp16, graphs on/off
 # bit-identical), the model goldens, and through the binary every sampler with graphs on and off
 # byte-identical and --rng philox against the CPU; d) sd-gen bench, random SD v1.5, batch 3 × 25
-# steps × 512², fp32/fp16 × graphs on/off; e) the kernel benchmarks; f) the census's estimate per
+# steps × 512², fp32/fp16 × graphs on/off; e) the op table's perf mode (op_perf_gpu); f) the census's estimate per
 # phase beside the measured stages of d); g) torch.randn on this GPU recorded (philox golden) and
 # compared bit for bit; h) compute-sanitizer memcheck, racecheck and synccheck on a reduced op
 # table; i) PyTorch/diffusers on the same workload where a diffusers wheel was carried in .whl/.
@@ -292,21 +292,31 @@ EOF
   exit "$rc"
 }
 
+# The op table's perf mode on the real CUDA backend (benchmarks/op_perf.cpp): every case and its
+# benchmark-only SD rows timed with CUDA events, fp32 and fp16, one JSON line each (FLOPs, bytes,
+# GFLOP/s, GB/s, fractions of peak); then the benchmark-only rows the suites do not run checked
+# against the plain CPU backend (all but the 2 × 4096-token attention, whose plain reference alone
+# takes about a minute).
 step_e() {
-  local rc=0 b
-  for b in "$BIN"/bench_*_gpu; do
-    if [ "$DRY" = 1 ]; then
-      libs_of "$b" | grep -q "not found" && rc=1
-      continue
-    fi
-    echo "== $(basename "$b")"
-    timeout 60 "$b" || rc=1
-  done
+  local rc=0 b="$BIN/op_perf_gpu"
   if [ "$DRY" = 1 ]; then
-    echo "kernel benchmarks load: $(ls "$BIN"/bench_*_gpu | wc -l)" >"$LOG/e.detail"
-  else
-    grep -i "peak" "$LOG/e-kernels.log" 2>/dev/null | head -8 | tr '\n' ';' >"$LOG/e.detail"
+    libs_of "$b" | grep -q "not found" && rc=1
+    echo "op_perf_gpu loads: $([ $rc = 0 ] && echo yes || echo no)" >"$LOG/e.detail"
+    exit $rc
   fi
+  timeout 45 "$b" --warmup 2 --repeats 10 --json >"$LOG/e-op-perf.jsonl" || rc=1
+  timeout 35 "$b" --check --warmup 0 --repeats 1 \
+    --filter attn_unaligned,gn_6x32x32x960,gn_silu_1x512,gn_silu_unaligned,geglu_unaligned,add_unaligned,ln_unaligned || rc=1
+  python3 - "$LOG/e-op-perf.jsonl" >"$LOG/e.detail" <<'EOF' || rc=1
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+timed = [r for r in rows if "median_ms" in r]
+def best(key):
+    r = max(timed, key=lambda r: r.get(key, 0), default=None)
+    return "%.0f%% (%s %s)" % (100 * r.get(key, 0), r["case"], r["dtype"]) if r else "-"
+print("%d of %d runs timed; best of flop peak %s; best of bandwidth peak %s"
+      % (len(timed), len(rows), best("flop_peak_fraction"), best("bandwidth_peak_fraction")))
+EOF
   exit $rc
 }
 
@@ -414,7 +424,7 @@ run_step a versions 30 step_a || { say "stopping: the device or its libraries ar
 run_step b ops 150 step_b
 run_step c pipeline 120 step_c
 run_step d bench 240 step_d
-run_step e kernels 90 step_e
+run_step e op-perf 90 step_e
 run_step f census 90 step_f
 run_step g philox 60 step_g
 run_step h sanitizers 250 step_h

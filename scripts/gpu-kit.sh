@@ -8,7 +8,7 @@
 #   run.sh          the runner (scripts/gpu-kit-run.sh): see its header for the steps; --dry runs the
 #                   steps that need no device
 #   payload.tar.xz  bin/: sd-gen and its CUDA backend plugin (libsdgen_cuda.so, beside it), the golden and op-table test programs on the real backend, the
-#                   census and the kernel benchmarks, stripped; lib/: every shared library they
+#                   census and the op table's perf mode (op_perf_gpu), stripped; lib/: every shared library they
 #                   load that is neither the C runtime (libc, libm, libstdc++, libgcc_s: any Linux
 #                   has them) nor a CUDA library (found on the GPU machine by run.sh)
 #   kit.env         the source and build paths compiled into the programs, the commit, the contents
@@ -25,8 +25,7 @@ JOBS=${JOBS:-$(nproc)}
 
 # Programs in the kit: path in the build folder.
 PROGRAMS=(sd-gen libsdgen_cuda.so tests/sdgen_tests tests/simt/cuda_ops_tests tests/simt/cuda_pipeline_tests
-          benchmarks/cuda_census benchmarks/bench_attention_gpu benchmarks/bench_elementwise_gpu
-          benchmarks/bench_groupnorm_gpu)
+          benchmarks/cuda_census benchmarks/op_perf_gpu)
 
 missing=0
 for p in "${PROGRAMS[@]}"; do [ -f "$BUILD_DIR/$p" ] || missing=1; done

@@ -3,9 +3,12 @@
 // normalized MSE, a per-element bound atol + rtol·|ref| and NaN/Inf agreement. The table knows
 // nothing about which backend it runs on: run_case() takes both backends and a dtype, so a CUDA
 // backend (real or emulated) goes through the same cases with only a new instantiation.
+// The same table drives the perf mode (benchmarks/op_perf.cpp, tests/op_work.h): every case
+// knows its work (FLOPs and bytes moved), and perf_cases() adds benchmark-only shapes.
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -74,6 +77,9 @@ struct OpCase {
   std::string cpu_one_function = {};
   Op op = Op::kAdd;  // what it tests, for Backend::supports (set from the name: op_of)
   bool u8_out = false;  // the output is 8-bit pixels (ops::image_to_u8), whatever the input dtype
+  // FLOPs of one run where the family counts them by hand (the matrix products: conv, linear,
+  // attention); -1: flops_per_element × output elements (tests/op_work.h).
+  double flops = -1;
 };
 
 // The op a case exercises, from its name's prefix (one list; a name that matches none is a bug).
@@ -123,6 +129,17 @@ inline Tensor make_tensor(const Shape& shape, const std::vector<float>& values, 
     t = h;
   }
   return t.to(device);
+}
+
+// The inputs of `c` in `dtype` on `device`, seeded by position as run_case seeds them (fp16 values
+// are the fp32 ones rounded).
+inline std::vector<Tensor> make_inputs(const OpCase& c, DType dtype, Device device) {
+  std::vector<Tensor> in;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    std::vector<float> v = make_values(c.inputs[i], 1234u + 7919u * (uint32_t)i);
+    in.push_back(make_tensor(c.inputs[i].shape, v, dtype, device));
+  }
+  return in;
 }
 
 struct Comparison {
@@ -243,10 +260,13 @@ inline OpCase conv(const std::string& name, Shape x, int64_t co, int k, int stri
   if (add == ConvAdd::kResidual) in.push_back({{x[0], ho, wo, co}});
   if (add == ConvAdd::kPerImage) in.push_back({{x[0], co}});
   const size_t bi = bias ? 2 : 99, ai = add != ConvAdd::kNone ? in.size() - 1 : 99;
-  return {
+  OpCase c{
       name, in,
       [=](Backend& b, const Ins& t, DType) { return b.conv2d(t[0], t[1], opt(t, bi), stride, pad, opt(t, ai)); },
       tol::kGemm, fp16};
+  // A multiply-add per output element and weight tap: 2·N·Ho·Wo·Co·k²·Cin (bias and adds left out).
+  c.flops = 2.0 * (double)x[0] * (double)ho * (double)wo * (double)co * k * k * (double)x[3];
+  return c;
 }
 
 // residual: a skip connection of the output's shape, ~ N(0, 1), added by the op.
@@ -259,9 +279,14 @@ inline OpCase linear(const std::string& name, Shape x, int64_t out, bool bias = 
   y.back() = out;
   if (residual) in.push_back({y});
   const size_t bi = bias ? 2 : 99, ri = residual ? in.size() - 1 : 99;
-  return {name, in,
-          [=](Backend& b, const Ins& t, DType) { return b.linear(t[0], t[1], opt(t, bi), opt(t, ri)); },
-          tol::kGemm, fp16};
+  OpCase c{name, in,
+           [=](Backend& b, const Ins& t, DType) { return b.linear(t[0], t[1], opt(t, bi), opt(t, ri)); },
+           tol::kGemm, fp16};
+  // 2·M·N·K, M the rows of x (every leading dimension).
+  double rows = 1;
+  for (size_t i = 0; i + 1 < x.size(); ++i) rows *= (double)x[i];
+  c.flops = 2.0 * rows * (double)out * (double)in_dim;
+  return c;
 }
 
 // gamma ~ N(1, 0.1²), beta ~ N(0, 0.1²), as trained norms look.
@@ -287,17 +312,31 @@ inline OpCase layer_norm(const std::string& name, Shape x, float mean = 0.0f, fl
           "OpsHand.LayerNormKnownVector"};
 }
 
+// Q·Kᵀ and P·V, two FLOPs per multiply-add: 4·N·H·(query, key pairs)·D; causal counts only the
+// visible pairs (query i sees keys 0..i, as Backend::attention masks).
+// The softmax's few FLOPs per score are left out, as FlashAttention's papers do.
+inline double attention_flops(int64_t n, int64_t lq, int64_t lk, int heads, int64_t d, bool causal) {
+  double pairs = (double)lq * (double)lk;
+  if (causal) {
+    pairs = 0;
+    for (int64_t i = 0; i < lq; ++i) pairs += (double)std::min(lk, i + 1);
+  }
+  return 4.0 * (double)n * heads * pairs * (double)d;
+}
+
 // q, k, v ~ N(0,1) with the model's scale 1/√D: scores ~ N(0,1), peaked enough to matter.
 inline OpCase attention(const std::string& name, int64_t n, int64_t lq, int64_t lk, int heads,
                         int64_t d, bool causal, bool fp16 = true) {
   const float scale = 1.0f / std::sqrt((float)d);
-  return {name,
-          {{{n, lq, heads * d}}, {{n, lk, heads * d}}, {{n, lk, heads * d}}},
-          [=](Backend& b, const Ins& t, DType) {
-            return b.attention(t[0], t[1], t[2], heads, scale, causal);
-          },
-          tol::kAttention,
-          fp16};
+  OpCase c{name,
+           {{{n, lq, heads * d}}, {{n, lk, heads * d}}, {{n, lk, heads * d}}},
+           [=](Backend& b, const Ins& t, DType) {
+             return b.attention(t[0], t[1], t[2], heads, scale, causal);
+           },
+           tol::kAttention,
+           fp16};
+  c.flops = attention_flops(n, lq, lk, heads, d, causal);
+  return c;
 }
 
 // `t`'s elements from the second on, viewed as `shape`: one element past an aligned allocation,
