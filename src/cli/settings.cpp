@@ -167,12 +167,14 @@ std::string clean_name(std::string n) {
   return n;
 }
 
-std::vector<Setting> make_settings() {
-  std::vector<Setting> t;
-  auto png = [](Setting s, const char* label, int rank, std::function<std::string(const Job&, const Ctx&)> f) {
-    s.a1111 = label, s.png_rank = rank, s.png = std::move(f);
-    return s;
-  };
+// A setting with its place in the PNG parameters (A1111's label and order).
+Setting png(Setting s, const char* label, int rank, std::function<std::string(const Job&, const Ctx&)> f) {
+  s.a1111 = label, s.png_rank = rank, s.png = std::move(f);
+  return s;
+}
+
+// The settings of the prompts and how they are read, in --help order.
+void add_prompt_settings(std::vector<Setting>& t) {
   auto prompt = text("-p,--prompt", "prompt", "prompt", +[](Job& j) -> std::string& { return j.prompt; }, "Text prompt");
   prompt.in_record = false;  // the record's subject, at its top level
   t.push_back(prompt);
@@ -183,6 +185,10 @@ std::vector<Setting> make_settings() {
   t.push_back(png(flag("--no-emphasis", "emphasis", "emphasis", false, +[](Job& j) -> bool& { return j.emphasis; },
                        "Take the prompts literally: no (emphasis), [de-emphasis], (text:weight) or BREAK"),
                   "Emphasis", 110, [](const Job& j, const Ctx&) { return j.emphasis ? "" : "off"; }));
+}
+
+// The settings of how many images, of what size, from which noise, in --help order.
+void add_image_settings(std::vector<Setting>& t) {
   t.push_back(png(integer("-b,--batch", "batch", +[](Job& j) -> int& { return j.batch; }, 1, kMaxBatch, "Images per prompt"),
                   "Batch size", 160,
                   [](const Job& j, const Ctx&) { return j.batch > 1 ? std::to_string(j.batch) : std::string(); }));
@@ -218,6 +224,10 @@ std::vector<Setting> make_settings() {
   t.push_back(integer("-H,--height", "height", +[](Job& j) -> int& { return j.height; }, 64, kMaxSide,
                       "Image height, a multiple of 64", side));
 
+}
+
+// The settings of the sampler and the noise source, in --help order.
+void add_sampler_settings(std::vector<Setting>& t) {
   std::vector<std::pair<std::string, SamplerKind>> kinds;
   for (const SamplerInfo& i : samplers()) kinds.emplace_back(i.name, i.kind);
   static const std::string sampler_help = "Sampler: " + sampler_names();
@@ -248,6 +258,10 @@ std::vector<Setting> make_settings() {
                        {{"batch", SeedMode::Batch}, {"per-image", SeedMode::PerImage}},
                        "batch: one generator for the whole batch (diffusers); per-image: image i has seed+i (A1111)"),
                   "Seed mode", 90, [](const Job& j, const Ctx&) { return seed_mode_name(j.seed_mode); }));
+}
+
+// The settings of how the model runs (precision, device, text-encoder depth, VAE), in --help order.
+void add_model_settings(std::vector<Setting>& t) {
   t.push_back(png(word("--precision", "precision", +[](Job& j) -> DType& { return j.precision; },
                        {{"fp32", DType::F32}, {"fp16", DType::F16}},
                        "fp32 or fp16 (mixed: fp16 storage, fp32 accumulation)"),
@@ -291,6 +305,10 @@ std::vector<Setting> make_settings() {
                     return fs::path(v).filename().string();
                   }));
 
+}
+
+// The settings of which weights: embeddings and LoRAs that extend them, the checkpoint, in --help order.
+void add_extension_settings(std::vector<Setting>& t) {
   Setting embedding = base("--embedding", nullptr, SettingType::TextList, "embeddings",
                            "Textual-inversion embedding FILE[:TOKEN] (.safetensors; token: the file name); repeatable");
   embedding.parse = [](Job& j, const std::string& t) {
@@ -340,6 +358,10 @@ std::vector<Setting> make_settings() {
   model.in_identity = false;  // the identity holds the model's SHA-256
   model.record = [](const Job&, const Ctx& c) { return Json(c.model_name); };
   t.push_back(model);
+}
+
+// The settings of where the images go, in --help order.
+void add_output_settings(std::vector<Setting>& t) {
   Setting out = text("-o,--out", "out", "out_dir", +[](Job& j) -> std::string& { return j.out_dir; }, "Output folder");
   out.in_identity = out.in_record = false;  // beside each image's path (set_record_paths)
   out.problem = [](const Job& j) { return j.out_dir.empty() ? "--out is empty" : ""; };
@@ -351,6 +373,16 @@ std::vector<Setting> make_settings() {
   t.push_back(flag("--ema", nullptr, "ema", true, +[](Job& j) -> bool& { return j.ema; },
                    "Use a single file's EMA copy of the UNet (model_ema.*) when it has both"));
 
+}
+
+std::vector<Setting> make_settings() {
+  std::vector<Setting> t;
+  add_prompt_settings(t);
+  add_image_settings(t);
+  add_sampler_settings(t);
+  add_model_settings(t);
+  add_extension_settings(t);
+  add_output_settings(t);
   for (Setting& s : t) {
     if (!s.record) s.record = s.identity;
     if (!s.from_json && s.type != SettingType::TextList) {
