@@ -11,6 +11,7 @@
 #include <memory>
 #include <sstream>
 
+#include "backend/cpu/blas_kernels.h"
 #include "cli/batch.h"
 #include "cli/options.h"
 #include "cli/settings.h"
@@ -260,6 +261,8 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
     }
   };
   Progress progress(quiet);
+  progress.log("bench: CPU " + cpu_features().model_name + " (" + cpu_features().extensions() + "); GEMM " +
+               blas_description());
   std::vector<BenchResult> results(configs.size());
   bool checked = false;
   for (size_t i : order) {

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "backend/cpu/blas_kernels.h"
 #include "cli/bench.h"
 
 namespace sdgen::cli {
@@ -41,6 +42,10 @@ nlohmann::json to_json(const BenchResult& r) {
   j["tool"] = "sd-gen";
   j["device"] = cpu ? "cpu" : "cuda";
   j["device_name"] = r.device_name;
+  // The CPU and its GEMM kernels (also on CUDA runs: the text encoder's tokenizer and the host side).
+  j["cpu"] = cpu_features().model_name;
+  j["cpu_extensions"] = cpu_features().extensions();
+  j["gemm_kernels"] = blas_description();
   j["precision"] = r.config.precision == DType::F16 ? "fp16" : "fp32";
   j["cuda_graphs"] = or_null(r.config.cuda_graphs);
   j["model"] = r.model;

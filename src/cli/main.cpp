@@ -3,12 +3,15 @@
 // an error (one line on stderr; codes in the README).
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "backend/cpu/blas_kernels.h"
 #include "cli/bench.h"
 #include "cli/options.h"
 #include "cli/run.h"
@@ -60,9 +63,25 @@ int run(int argc, char** argv) {
   return run_generation(argc, argv, hooks);
 }
 
+// The GEMM kernels: when OpenBLAS picked a set narrower than this CPU runs (a CPU newer than the
+// library knows), start again with the right one named, before anything else happens; the library
+// reads OPENBLAS_CORETYPE only as it loads (backend/cpu/blas_kernels.h).
+void check_blas_kernels(char** argv) {
+  const BlasKernelCheck k = blas_kernel_check(blas_core_in_use(), std::getenv("OPENBLAS_CORETYPE"), cpu_features());
+  if (!k.reexec_with.empty()) {
+    setenv("OPENBLAS_CORETYPE", k.reexec_with.c_str(), 1);
+    execv("/proc/self/exe", argv);
+    std::fprintf(stderr, "sd-gen: warning: OpenBLAS runs its %s kernels; starting again with OPENBLAS_CORETYPE=%s failed: %s\n",
+                 blas_core_in_use().c_str(), k.reexec_with.c_str(), std::strerror(errno));
+    return;
+  }
+  if (!k.warning.empty()) std::fprintf(stderr, "sd-gen: warning: %s\n", k.warning.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  check_blas_kernels(argv);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 #ifdef SDGEN_WITH_CUDA

@@ -13,6 +13,7 @@
 #include <random>
 #include <tuple>
 
+#include "backend/cpu/blas_kernels.h"
 #include "cli/batch.h"
 #include "cli/manifest.h"
 #include "cli/options.h"
@@ -111,7 +112,10 @@ std::optional<RunOptions> parse_command_line(int argc, char** argv) {
     std::cout << app.help();
     return std::nullopt;
   } catch (const CLI::CallForVersion&) {
-    std::cout << "sd-gen " << SDGEN_VERSION << "\n";
+    const CpuFeatures& cpu = cpu_features();
+    std::cout << "sd-gen " << SDGEN_VERSION << "\nCPU: " << cpu.model_name << " (" << cpu.vendor << " family "
+              << cpu.family << " model " << cpu.model << "): " << cpu.extensions() << "\nGEMM: " << blas_description()
+              << "\n";
     return std::nullopt;
   } catch (const CLI::ParseError& e) {
     throw_usage(std::string(e.what()) + " (see sd-gen --help)");
