@@ -24,7 +24,7 @@ struct Work {
 //   softmax max, subtract, exp, sum, divide: 5; add, add_channel, scale: 1
 //   group/layer norm sum, sum of squares (2), subtract mean, × rstd, × gamma, + beta: 7 (+4 SiLU)
 //   timestep embedding: scale and sin/cos: 2
-//   ddim and sampler steps (guidance, x0, direction, update; a sampler's history terms left out): 10
+//   sampler steps (guidance, x0, direction, update; a sampler's history terms left out): 10
 //   image_u8 (scale, offset, clamp, round): 4
 inline double flops_per_element(const OpCase& c) {
   const std::string& n = c.name;
@@ -37,7 +37,7 @@ inline double flops_per_element(const OpCase& c) {
     case Op::kGroupNorm: return n.rfind("gn_silu", 0) == 0 ? 11 : 7;
     case Op::kLayerNorm: return 7;
     case Op::kTimestepEmbedding: return 2;
-    case Op::kDdimStep: case Op::kSamplerStep: return 10;
+    case Op::kSamplerStep: return 10;
     case Op::kImageToU8: return 4;
     default: return 0;  // upsample, concat, embedding, cast, repeat: data movement
   }

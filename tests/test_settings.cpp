@@ -84,12 +84,22 @@ TEST(Settings, EverySettingIsComplete) {
     EXPECT_GT(std::string(s.help).size(), 10u);
     ASSERT_NE(s.json, nullptr) << "no JSON name";
     EXPECT_TRUE(names.insert(s.json).second) << "JSON name given twice";
-    if (s.key) EXPECT_TRUE(keys.insert(s.key).second) << "key given twice";
+    if (s.key) {
+      EXPECT_TRUE(keys.insert(s.key).second) << "key given twice";
+    }
     EXPECT_TRUE(s.parse && s.identity && s.record);
-    if (s.key) EXPECT_TRUE(s.from_json) << "a prompt-file key without a reader";
-    if (s.a1111) EXPECT_TRUE(s.png && s.png_rank > 0);
-    if (s.type == SettingType::Int || s.type == SettingType::Real) EXPECT_LT(s.min, s.max);
-    if (s.type == SettingType::Word) EXPECT_FALSE(s.words.empty());
+    if (s.key) {
+      EXPECT_TRUE(s.from_json) << "a prompt-file key without a reader";
+    }
+    if (s.a1111) {
+      EXPECT_TRUE(s.png && s.png_rank > 0);
+    }
+    if (s.type == SettingType::Int || s.type == SettingType::Real) {
+      EXPECT_LT(s.min, s.max);
+    }
+    if (s.type == SettingType::Word) {
+      EXPECT_FALSE(s.words.empty());
+    }
   }
   // The per-prompt settings of the README's prompt-file section, and the run-wide ones, which a
   // prompt-file line must refuse.
@@ -157,11 +167,16 @@ TEST(Settings, CommandLineAndPromptFileAgree) {
       const Outcome a = through_cli(s, text), b = through_prompt_file(s, json);
       // Numbers: just outside each end (cases 0 and 3) and off the 64 grid refused, the ends and
       // a value inside accepted.
-      if (s.type == SettingType::Int || s.type == SettingType::Real)
+      if (s.type == SettingType::Int || s.type == SettingType::Real) {
         EXPECT_EQ(a.ok, c == 1 || c == 2 || c == 4) << text << ": " << a.why;
+      }
       EXPECT_EQ(a.ok, b.ok) << text << ": command line '" << a.why << "', prompt file '" << b.why << "'";
-      if (a.ok && b.ok) EXPECT_EQ(a.value, b.value) << text;
-      if (s.type == SettingType::Word && text == "nonsense") EXPECT_FALSE(a.ok || b.ok) << s.option();
+      if (a.ok && b.ok) {
+        EXPECT_EQ(a.value, b.value) << text;
+      }
+      if (s.type == SettingType::Word && text == "nonsense") {
+        EXPECT_FALSE(a.ok || b.ok) << s.option();
+      }
     }
   }
   // Hand-checked ends: what the README says each accepts.
