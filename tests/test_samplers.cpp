@@ -65,6 +65,41 @@ constexpr double kTimestepTol = 2e-3;
 // margin and fails on any wrong coefficient (those move the latents at the 1e-2 level).
 constexpr float kPlanLatentRel = 2e-5f;
 
+// Runs a plan from the initial latents x (NCHW [2,4,2,2]) with the stand-in UNet and the op the
+// pipeline runs (the CPU backend's sampler_step), the stochastic units drawing from rng, and holds
+// the latents after every unit to ref. Returns the worst error relative to max(1, max|ref|).
+float check_trajectory(const SamplerPlan& plan, const std::vector<float>& x_init, TorchCpuRandn& rng,
+                       const std::vector<float>& ref) {
+  const int n = 2 * 4 * 2 * 2;
+  Tensor x = Tensor::from_floats({2, 4, 2, 2}, x_init);
+  Tensor state = plan.state ? Tensor::from_floats({plan.state, 2, 4, 2, 2}, std::vector<float>(plan.state * n, 0.0f))
+                            : Tensor();
+  std::vector<float> z;
+  for (int u = 0; u < plan.units; ++u) {
+    std::vector<float> d = plan.draws_noise[u] ? rng.randn(n) : std::vector<float>(n, 0.0f);
+    z.insert(z.end(), d.begin(), d.end());
+  }
+  const Tensor noise = plan.stochastic() ? Tensor::from_floats({plan.units, 2, 4, 2, 2}, z) : Tensor();
+  const Tensor table = Tensor::from_floats({plan.units, plan.row_width()}, plan.table);
+  Tensor step = Tensor::from_floats({1}, {0.0f});
+  EXPECT_EQ(ref.size(), (size_t)plan.units * n);
+  if (ref.size() != (size_t)plan.units * n) return INFINITY;
+  float worst_rel = 0;
+  for (int u = 0; u < plan.units; ++u) {
+    std::vector<float> xv = x.to_floats(), e(n);
+    for (int i = 0; i < n; ++i) e[i] = fake_eps(xv[i] / plan.in_divisor[u], plan.timesteps[u]);
+    ops::sampler_step(x, state, Tensor::from_floats({2, 4, 2, 2}, e), table, noise, step, 7.5f);
+    xv = x.to_floats();
+    float worst = 0;
+    for (int i = 0; i < n; ++i) worst = std::max(worst, std::fabs(xv[i] - ref[(size_t)u * n + i]));
+    const float scale = std::max(1.0f, max_abs(ref, (size_t)u * n, n));
+    EXPECT_LE(worst, kPlanLatentRel * scale) << "unit " << u;
+    if (worst > kPlanLatentRel * scale) return worst / scale;
+    worst_rel = std::max(worst_rel, worst / scale);
+  }
+  return worst_rel;
+}
+
 }  // namespace
 
 TEST(SamplerPlans, MatchDiffusersSchedulers) {
@@ -91,37 +126,61 @@ TEST(SamplerPlans, MatchDiffusersSchedulers) {
     EXPECT_NEAR(plan.init_sigma, g.floats(key + ".init_sigma")[0], 2e-6 * plan.init_sigma);
 
     // The trajectory, with the op the pipeline runs (the CPU backend's sampler_step).
-    const int n = 2 * 4 * 2 * 2;
     TorchCpuRandn rng(r["seed"].get<uint64_t>());
-    std::vector<float> x0 = rng.randn(n);
+    std::vector<float> x0 = rng.randn(2 * 4 * 2 * 2);
     for (float& v : x0) v *= plan.init_sigma;
-    Tensor x = Tensor::from_floats({2, 4, 2, 2}, x0);
-    Tensor state = plan.state ? Tensor::from_floats({plan.state, 2, 4, 2, 2}, std::vector<float>(plan.state * n, 0.0f))
-                              : Tensor();
-    std::vector<float> z;
-    for (int u = 0; u < plan.units; ++u) {
-      std::vector<float> d = plan.draws_noise[u] ? rng.randn(n) : std::vector<float>(n, 0.0f);
-      z.insert(z.end(), d.begin(), d.end());
-    }
-    const Tensor noise = plan.stochastic() ? Tensor::from_floats({plan.units, 2, 4, 2, 2}, z) : Tensor();
-    const Tensor table = Tensor::from_floats({plan.units, plan.row_width()}, plan.table);
-    Tensor step = Tensor::from_floats({1}, {0.0f});
-    const std::vector<float> ref = g.floats(key + ".latents");
-    ASSERT_EQ(ref.size(), (size_t)plan.units * n);
-    for (int u = 0; u < plan.units; ++u) {
-      std::vector<float> xv = x.to_floats(), e(n);
-      for (int i = 0; i < n; ++i) e[i] = fake_eps(xv[i] / plan.in_divisor[u], plan.timesteps[u]);
-      ops::sampler_step(x, state, Tensor::from_floats({2, 4, 2, 2}, e), table, noise, step, 7.5f);
-      xv = x.to_floats();
-      float worst = 0;
-      for (int i = 0; i < n; ++i) worst = std::max(worst, std::fabs(xv[i] - ref[(size_t)u * n + i]));
-      const float scale = std::max(1.0f, max_abs(ref, (size_t)u * n, n));
-      ASSERT_LE(worst, kPlanLatentRel * scale) << "unit " << u;
-      worst_rel = std::max(worst_rel, worst / scale);
-    }
+    worst_rel = std::max(worst_rel, check_trajectory(plan, x0, rng, g.floats(key + ".latents")));
+    if (HasFatalFailure()) return;
     ++checked;
   }
   std::printf("[ plans ] %d sampler runs equal diffusers': max|d|/max(1,|ref|) %.3g\n", checked, worst_rel);
+}
+
+// img2img: every sampler started after its first steps as StableDiffusionImg2ImgPipeline starts it
+// (tests/reference/make_img2img_goldens.py): the steps skipped for a strength, the timesteps and
+// divisors of the units left, the noised initial latents (the scheduler's add_noise at the begin
+// step) and the latents after every unit.
+TEST(SamplerPlans, Img2ImgMatchDiffusers) {
+  const Golden g("img2img_tables.safetensors");
+  ASSERT_GT(g.runs.size(), 200u) << "every sampler, schedule, step count and strength";
+  int checked = 0, started_late = 0;
+  float worst_rel = 0, worst_init = 0;
+  for (const auto& r : g.runs) {
+    const std::string key = r["key"];
+    SCOPED_TRACE(key);
+    const SchedulerConfig cfg;
+    const SamplerOptions o = parse_sampler_options(r["sampler"], r["schedule"], r["eta"].get<float>());
+    const int steps = r["steps"];
+    const int begin = img2img_begin(steps, r["strength"].get<double>());
+    ASSERT_EQ(begin, r["t_start"].get<int>());
+    started_late += begin > 0;
+    const SamplerPlan plan = plan_sampler(o, cfg, steps, begin);
+    const std::vector<float> ts = g.floats(key + ".timesteps"), div = g.floats(key + ".divisors");
+    ASSERT_EQ(plan.units, (int)ts.size());
+    for (int u = 0; u < plan.units; ++u) {
+      EXPECT_NEAR(plan.timesteps[u], ts[u], ts[u] == std::round(ts[u]) && !o.karras() ? 0.0 : kTimestepTol) << u;
+      EXPECT_NEAR(plan.in_divisor[u], div[u], 2e-6 * div[u]) << u;
+    }
+    // The start: x0 and noise drawn as the script draws them, mixed as the pipeline mixes them.
+    const int n = 2 * 4 * 2 * 2;
+    TorchCpuRandn rng(r["seed"].get<uint64_t>());
+    const std::vector<float> x0 = rng.randn(n), noise = rng.randn(n);
+    std::vector<float> x(n);
+    for (int i = 0; i < n; ++i)
+      x[i] = x0[i] * plan.init_x0 + noise[i] * plan.init_noise;
+    const std::vector<float> init = g.floats(key + ".init_latents");
+    for (int i = 0; i < n; ++i) {
+      // add_noise in float32: a product and a sum, each rounded; ours rounds the same operations.
+      EXPECT_NEAR(x[i], init[i], 4e-7f * std::max(1.0f, std::fabs(init[i]))) << i;
+      worst_init = std::max(worst_init, std::fabs(x[i] - init[i]));
+    }
+    worst_rel = std::max(worst_rel, check_trajectory(plan, init, rng, g.floats(key + ".latents")));
+    if (HasFatalFailure()) return;
+    ++checked;
+  }
+  EXPECT_GT(started_late, 150);
+  std::printf("[ plans ] %d img2img runs equal diffusers' (%d begin after step 0): start max|d| %.3g, "
+              "latents max|d|/max(1,|ref|) %.3g\n", checked, started_late, worst_init, worst_rel);
 }
 
 TEST(SamplerPlans, RefusesWhatDiffusersDoesNotOffer) {

@@ -48,24 +48,33 @@ float init_sigma(const SchedulerConfig& cfg, const char* class_spacing, const Si
   const float m = s.sigma.front();
   return spacing(cfg, class_spacing) == "leading" ? std::sqrt(m * m + 1.0f) : m;
 }
+
+// The starts of the plan: text-to-image scales the noise by init_noise_sigma; img2img mixes the
+// image's latents with noise as EulerDiscrete's add_noise (shared by the classes here) does at
+// the begin index: x0 + noise·σ[begin].
+void set_start(SamplerPlan& p, const SchedulerConfig& cfg, const char* class_spacing, const Sigmas& s, int begin) {
+  p.init_sigma = init_sigma(cfg, class_spacing, s);
+  p.init_x0 = 1.0f;
+  p.init_noise = s.sigma[(size_t)begin];
+}
 }  // namespace
 
-SamplerPlan plan_euler(const SchedulerConfig& cfg, int n, bool karras) {
+SamplerPlan plan_euler(const SchedulerConfig& cfg, int n, bool karras, int begin) {
   SamplerPlan p;
   const Sigmas s = k_sigmas(cfg, "linspace", n, karras, false);
-  p.init_sigma = init_sigma(cfg, "linspace", s);
+  set_start(p, cfg, "linspace", s, begin);
   PlanBuilder b(p, 0);
-  for (int i = 0; i < n; ++i)
+  for (int i = begin; i < n; ++i)
     b.unit(s.t[i], input_divisor(s.sigma[i]), X + ((double)s.sigma[i + 1] - s.sigma[i]) * E);
   return p;
 }
 
-SamplerPlan plan_euler_ancestral(const SchedulerConfig& cfg, int n) {
+SamplerPlan plan_euler_ancestral(const SchedulerConfig& cfg, int n, int begin) {
   SamplerPlan p;
   const Sigmas s = k_sigmas(cfg, "linspace", n, false, false);
-  p.init_sigma = init_sigma(cfg, "linspace", s);
+  set_start(p, cfg, "linspace", s, begin);
   PlanBuilder b(p, 0);
-  for (int i = 0; i < n; ++i) {
+  for (int i = begin; i < n; ++i) {
     // float32, as diffusers computes them from its float32 sigmas
     const float from = s.sigma[i], to = s.sigma[i + 1];
     const float up = std::sqrt(to * to * (from * from - to * to) / (from * from));
@@ -77,13 +86,14 @@ SamplerPlan plan_euler_ancestral(const SchedulerConfig& cfg, int n) {
 
 // Heun: a first-order (Euler) unit to σ_next that keeps the sample and derivative, then a
 // second-order unit at σ_next that restarts from the kept sample with the mean derivative. The
-// last step, to σ = 0, is Euler alone: 2n − 1 units.
-SamplerPlan plan_heun(const SchedulerConfig& cfg, int n, bool karras) {
+// last step, to σ = 0, is Euler alone: 2n − 1 units. Its interleaved sigmas put step i at index
+// 2i, so diffusers' begin index 2·begin (order 2) is step `begin`.
+SamplerPlan plan_heun(const SchedulerConfig& cfg, int n, bool karras, int begin) {
   SamplerPlan p;
   const Sigmas s = k_sigmas(cfg, "linspace", n, karras, false);
-  p.init_sigma = init_sigma(cfg, "linspace", s);
+  set_start(p, cfg, "linspace", s, begin);
   PlanBuilder b(p, 2);  // s0: the sample before the Euler unit, s1: its derivative
-  for (int i = 0; i < n; ++i) {
+  for (int i = begin; i < n; ++i) {
     const double dt = (double)s.sigma[i + 1] - s.sigma[i];
     b.unit(s.t[i], input_divisor(s.sigma[i]), X + dt * E, {{0, X}, {1, E}});
     if (i + 1 < n) b.unit(s.t[i + 1], input_divisor(s.sigma[i + 1]), S(0) + (dt / 2) * S(1) + (dt / 2) * E);
@@ -93,10 +103,10 @@ SamplerPlan plan_heun(const SchedulerConfig& cfg, int n, bool karras) {
 
 // DPM2 (KDPM2Discrete): Euler to the log-midpoint σ_mid = √(σ_i·σ_{i+1}), then from the kept
 // sample to σ_{i+1} with the derivative at σ_mid; the last step, to 0, is Euler alone.
-SamplerPlan plan_dpm2(const SchedulerConfig& cfg, int n, bool karras) {
+SamplerPlan plan_dpm2(const SchedulerConfig& cfg, int n, bool karras, int begin) {
   SamplerPlan p;
   const Sigmas s = k_sigmas(cfg, "linspace", n, karras, true);
-  p.init_sigma = init_sigma(cfg, "linspace", s);
+  set_start(p, cfg, "linspace", s, begin);
   // sigmas.log().lerp(sigmas.roll(1).log(), 0.5).exp() in float32; the one before 0 is 0
   std::vector<float> mid(n + 1, 0.0f);
   for (int k = 1; k < n; ++k) {
@@ -104,7 +114,7 @@ SamplerPlan plan_dpm2(const SchedulerConfig& cfg, int n, bool karras) {
     mid[k] = std::exp(c - (c - a) * 0.5f);
   }
   PlanBuilder b(p, 1);  // s0: the sample before the first half
-  for (int i = 0; i < n; ++i) {
+  for (int i = begin; i < n; ++i) {
     b.unit(s.t[i], input_divisor(s.sigma[i]), X + ((double)mid[i + 1] - s.sigma[i]) * E, {{0, X}});
     if (i + 1 < n)
       b.unit((float)sigma_to_t(mid[i + 1], s.log_train), input_divisor(mid[i + 1]),
@@ -134,18 +144,21 @@ double lagrange_integral(const std::vector<double>& xs, int j, double a, double 
 }  // namespace
 
 // LMS: a linear multistep method of order up to 4 over the derivatives (= ε), newest first,
-// with coefficients integrating the Lagrange polynomials through the last sigmas.
-SamplerPlan plan_lms(const SchedulerConfig& cfg, int n, bool karras) {
+// with coefficients integrating the Lagrange polynomials through the last sigmas. diffusers takes
+// the order from the step index (min(i + 1, 4) nodes) but sums only over the derivatives it has
+// kept since its begin index, so an img2img start uses the first terms of a higher order.
+SamplerPlan plan_lms(const SchedulerConfig& cfg, int n, bool karras, int begin) {
   SamplerPlan p;
   const Sigmas s = k_sigmas(cfg, "linspace", n, karras, false);
-  p.init_sigma = init_sigma(cfg, "linspace", s);
+  set_start(p, cfg, "linspace", s, begin);
   PlanBuilder b(p, 3);  // s0, s1, s2: the derivatives of the last three steps, newest first
-  for (int i = 0; i < n; ++i) {
+  for (int i = begin; i < n; ++i) {
     const int order = std::min(i + 1, 4);
+    const int terms = std::min(order, i - begin + 1);
     std::vector<double> xs;
     for (int k = 0; k < order; ++k) xs.push_back(s.sigma[i - k]);
     Lin x = X;
-    for (int j = 0; j < order; ++j) x = x + lagrange_integral(xs, j, s.sigma[i], s.sigma[i + 1]) * (j == 0 ? E : S(j - 1));
+    for (int j = 0; j < terms; ++j) x = x + lagrange_integral(xs, j, s.sigma[i], s.sigma[i + 1]) * (j == 0 ? E : S(j - 1));
     b.unit(s.t[i], input_divisor(s.sigma[i]), x, {{0, E}, {1, S(0)}, {2, S(1)}});
   }
   return p;

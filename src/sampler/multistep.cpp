@@ -80,19 +80,35 @@ double alpha_of(double sigma) { return 1.0 / std::sqrt(sigma * sigma + 1.0); }
 double lambda_of(double sigma) { return sigma > 0 ? -std::log(sigma) : INFINITY; }
 // x0 = (x − σ_t·ε)/α_t at σ.
 Lin x0_at(double sigma) { return (X - sigma * alpha_of(sigma) * E) / alpha_of(sigma); }
+
+// img2img's start (k_samplers.h): DDIM's and PNDM's add_noise (DDPM's form) at
+// timestep t, √ᾱ_t·x0 + √(1 − ᾱ_t)·noise with both factors in float32 as torch forms them.
+void set_alpha_start(SamplerPlan& p, const std::vector<float>& ac, int t) {
+  p.init_x0 = std::sqrt(ac[(size_t)t]);
+  p.init_noise = std::sqrt(1.0f - ac[(size_t)t]);
+}
+// DPM-Solver's and UniPC's add_noise at σ = sigmas[begin] (float32): α_t·x0 + σ_t·noise with
+// α_t = 1/√(σ² + 1), σ_t = σ·α_t.
+void set_sigma_start(SamplerPlan& p, double sigma_value) {
+  const float sigma = (float)sigma_value;
+  p.init_x0 = 1.0f / std::sqrt(sigma * sigma + 1.0f);
+  p.init_noise = sigma * p.init_x0;
+}
 }  // namespace
 
 // DDIM with η ≥ 0 (and any spacing): x_prev = √ᾱ_prev·x0 + √(1 − ᾱ_prev − σ²)·ε + σ·z with
 // σ = η·√((1−ᾱ_prev)/(1−ᾱ_t)·(1 − ᾱ_t/ᾱ_prev)).
-SamplerPlan plan_ddim(const SchedulerConfig& cfg, int n, float eta) {
+SamplerPlan plan_ddim(const SchedulerConfig& cfg, int n, float eta, int begin) {
   SamplerPlan p;
   const std::vector<float> ac = sd_alphas_cumprod(cfg);
   const std::vector<int> ts = alpha_timesteps(cfg, spacing(cfg, "leading"), n, false);
   check_timesteps(ts, cfg, "ddim");
   const int ratio = cfg.train_timesteps / n;
   const float final_ac = cfg.set_alpha_to_one ? 1.0f : ac[0];
+  set_alpha_start(p, ac, ts[(size_t)begin]);
   PlanBuilder b(p, 0);
-  for (int t : ts) {
+  for (size_t i = (size_t)begin; i < ts.size(); ++i) {
+    const int t = ts[i];
     const int prev = t - ratio;
     const double a_t = ac[(size_t)t], a_p = prev >= 0 ? ac[(size_t)prev] : final_ac;
     const double var = (1 - a_p) / (1 - a_t) * (1 - a_t / a_p);
@@ -105,8 +121,10 @@ SamplerPlan plan_ddim(const SchedulerConfig& cfg, int n, float eta) {
 
 // PNDM with skip_prk_steps (PLMS, as SD's scheduler config sets it): n + 1 units on timesteps
 // t_0, t_1, t_1, t_2, …; the second unit redoes the first step from the kept sample with the mean
-// of two outputs, then Adams–Bashforth of orders 2, 3 and 4 over the kept outputs.
-SamplerPlan plan_pndm(const SchedulerConfig& cfg, int n) {
+// of two outputs, then Adams–Bashforth of orders 2, 3 and 4 over the kept outputs. PNDM has no
+// begin index: diffusers' img2img runs it on its timesteps from `begin` on with a fresh counter,
+// so the unit after the first redoes a step from t + T//n (as its second unit always does).
+SamplerPlan plan_pndm(const SchedulerConfig& cfg, int n, int begin) {
   SamplerPlan p;
   const std::vector<float> ac = sd_alphas_cumprod(cfg);
   const std::vector<int> asc = alpha_timesteps(cfg, spacing(cfg, "leading"), n, true);
@@ -115,6 +133,8 @@ SamplerPlan plan_pndm(const SchedulerConfig& cfg, int n) {
   if (asc.size() >= 2) plms.push_back(asc[asc.size() - 2]);
   plms.push_back(asc.back());
   std::reverse(plms.begin(), plms.end());
+  plms.erase(plms.begin(), plms.begin() + begin);
+  set_alpha_start(p, ac, plms.front());
   const int ratio = cfg.train_timesteps / n;
   const float final_ac = cfg.set_alpha_to_one ? 1.0f : ac[0];
   // _get_prev_sample: x_prev = √(ᾱ_prev/ᾱ_t)·x − (ᾱ_prev − ᾱ_t)·e / (ᾱ_t·√(1−ᾱ_prev) + √(ᾱ_t(1−ᾱ_t)ᾱ_prev))
@@ -147,18 +167,19 @@ SamplerPlan plan_pndm(const SchedulerConfig& cfg, int n) {
 
 // DPM-Solver++ 2M (midpoint) and its SDE variant, over x0 predictions: first order at the first
 // step and the last (final sigma 0), second order between.
-SamplerPlan plan_dpmpp_2m(const SchedulerConfig& cfg, int n, bool karras, bool sde) {
+SamplerPlan plan_dpmpp_2m(const SchedulerConfig& cfg, int n, bool karras, bool sde, int begin) {
   SamplerPlan p;
   const MultistepSchedule m = multistep_schedule(cfg, n, karras);
+  set_sigma_start(p, m.sigma[(size_t)begin]);
   PlanBuilder b(p, 1);  // s0: the previous step's x0
-  for (int i = 0; i < n; ++i) {
+  for (int i = begin; i < n; ++i) {
     const double s_s = m.sigma[i], s_t = m.sigma[i + 1];
     const double a_t = alpha_of(s_t), sig_t = s_t * a_t, sig_s = s_s * alpha_of(s_s);
     const double h = lambda_of(s_t) - lambda_of(s_s);
     const double emh = s_t / s_s;  // e^{−h}
     const Lin m0 = x0_at(s_s);
     Lin d = m0, d1;
-    const bool second = i > 0 && i < n - 1;
+    const bool second = i > begin && i < n - 1;  // lower_order_nums ≥ 1, not the final step
     if (second) {
       const double r0 = (lambda_of(s_s) - lambda_of(m.sigma[i - 1])) / h;
       d1 = (m0 - S(0)) / r0;
@@ -202,17 +223,18 @@ void unipc_system(double hh, const std::vector<double>& rks, int order, std::vec
 // UniPC (bh2, order 2, x0 prediction): at each step the corrector refines the previous
 // predictor's result with the new output, then the predictor steps on; orders warm up 1, 2 and
 // fall back to 1 at the last step.
-SamplerPlan plan_unipc(const SchedulerConfig& cfg, int n, bool karras) {
+SamplerPlan plan_unipc(const SchedulerConfig& cfg, int n, bool karras, int begin) {
   SamplerPlan p;
   const MultistepSchedule m = multistep_schedule(cfg, n, karras);
+  set_sigma_start(p, m.sigma[(size_t)begin]);
   auto lam = [&](int k) { return lambda_of(m.sigma[(size_t)k]); };
   PlanBuilder b(p, 3);  // s0: last_sample, s1: x0 of the previous step, s2: of the one before
   int prev_order = 0;
-  for (int i = 0; i < n; ++i) {
+  for (int i = begin; i < n; ++i) {
     const double s_i = m.sigma[i];
     const Lin mi = x0_at(s_i);
     Lin xc = X;
-    if (i > 0) {  // corrector: from last_sample over σ_{i−1} → σ_i
+    if (i > begin) {  // corrector: from last_sample over σ_{i−1} → σ_i (none before a first output)
       const double a_t = alpha_of(s_i), sig_t = s_i * a_t;
       const double sig_s = m.sigma[i - 1] * alpha_of(m.sigma[i - 1]);
       const double h = lam(i) - lam(i - 1), hh = -h;
@@ -236,7 +258,7 @@ SamplerPlan plan_unipc(const SchedulerConfig& cfg, int n, bool karras) {
       }
       xc = (sig_t / sig_s) * S(0) - (a_t * h_phi_1) * S(1) - (a_t * B_h) * (corr + rho_last * (mi - S(1)));
     }
-    const int order = std::min({2, n - i, i + 1});
+    const int order = std::min({2, n - i, i - begin + 1});
     // predictor: σ_i → σ_{i+1} from the corrected sample
     const double s_t = m.sigma[i + 1];
     const double a_t = alpha_of(s_t), sig_t = s_t * a_t, sig_s = s_i * alpha_of(s_i);

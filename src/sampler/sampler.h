@@ -62,7 +62,12 @@ struct SamplerPlan {
   static constexpr int kMaxState = 4;
   int units = 0;                    // UNet evaluations
   int state = 0;                    // K, the state buffers
-  float init_sigma = 1.0f;          // the initial latents are noise × this
+  float init_sigma = 1.0f;          // text-to-image: the initial latents are noise × this
+  // img2img: the initial latents are the image's latents x0 mixed with noise by the scheduler's
+  // add_noise at the plan's begin step (also at strength 1, where the image still shows through),
+  // x0·init_x0 + noise·init_noise, each product and the sum in float32 as torch computes them.
+  float init_x0 = 1.0f;
+  float init_noise = 1.0f;
   std::vector<float> timesteps;     // [units] the UNet's t
   std::vector<float> in_divisor;    // [units] UNet input = x / this
   std::vector<float> table;         // [units, (1+K)·(3+K)] rows x, s_0..; columns x, ε, s_0.., z
@@ -74,7 +79,12 @@ struct SamplerPlan {
 };
 
 // Throws a usage error for options sampler_problem refuses, or an impossible step count.
-SamplerPlan plan_sampler(const SamplerOptions& o, const SchedulerConfig& cfg, int steps);
+// begin > 0: img2img's plan, which runs steps begin..steps−1 of the `steps`-step schedule as
+// diffusers' StableDiffusionImg2ImgPipeline does (its get_timesteps and set_begin_index).
+SamplerPlan plan_sampler(const SamplerOptions& o, const SchedulerConfig& cfg, int steps, int begin = 0);
+// diffusers' t_start for a strength in [0, 1]: steps − min(int(steps·strength), steps), the
+// steps skipped. Equal to `steps` when strength leaves no step to run (int(steps·strength) = 0).
+int img2img_begin(int steps, double strength);
 
 // Timestep schedules as diffusers' set_timesteps computes them (numpy's float64 arithmetic
 // reproduced: linspace, arange with a float step, round half to even).
