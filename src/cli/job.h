@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "io/image_resize.h"
 #include "io/lora_spec.h"
 #include "sampler/sampler.h"
 #include "sdgen/tensor.h"
@@ -44,6 +45,9 @@ struct Job {
   std::optional<uint64_t> seed;  // random when absent, then printed
   int width = 512;
   int height = 512;
+  std::string init_image;  // --init-image (empty: text to image)
+  double strength = 0.75;  // --strength: img2img's share of the schedule (double, as Python's)
+  ResizeMode resize_mode = ResizeMode::Just;
   SamplerOptions sampler;  // --sampler, --schedule, --eta
   RngKind rng = RngKind::TorchCpu;
   SeedMode seed_mode = SeedMode::Batch;

@@ -306,7 +306,22 @@ class GenerationRun {
     // Keep the recorded step for the next job when it runs on this pipeline (it is replayed when
     // its shapes and settings match); the last job frees it before its VAE decode, for the peak.
     gp.keep_step_graph = keeps_step_graph(c);
+    if (!j.init_image.empty()) {
+      gp.init_image = init_picture(j);
+      gp.strength = j.strength;
+    }
     return gp;
+  }
+
+  // The job's picture at its size, read and resized once per file, size and mode.
+  std::shared_ptr<const RgbImage> init_picture(const Job& j) const {
+    const std::string key = j.init_image + "|" + std::to_string(j.width) + "x" + std::to_string(j.height) + "|" +
+                            resize_mode_name(j.resize_mode);
+    auto& slot = pictures_[key];
+    if (!slot)
+      slot = std::make_shared<const RgbImage>(
+          fit_image(read_image(j.init_image, line_prefix(j) + "--init-image"), j.width, j.height, j.resize_mode));
+    return slot;
   }
 
   void run_call(size_t c) {
@@ -390,6 +405,7 @@ class GenerationRun {
   std::unique_ptr<Manifest> manifest_;
   std::map<std::string, std::string> model_sha_;    // per model path
   std::unique_ptr<Pipeline> pipe_;
+  mutable std::map<std::string, std::shared_ptr<const RgbImage>> pictures_;  // init_picture's
   std::optional<PipelineKey> loaded_key_;
   bool said_why_cpu_ = false;
   std::random_device rd_;

@@ -12,6 +12,8 @@
 
 #include "cli/batch.h"
 #include "core/decimal.h"
+#include "core/sha256.h"
+#include "io/image_read.h"
 #include "io/model_hashes.h"
 #include "sdgen/error.h"
 
@@ -52,9 +54,12 @@ int parse_int(const std::string& flag, const std::string& t) {
   return (int)v;
 }
 
-float parse_real(const std::string& flag, const std::string& t) {
+// The decimal's nearest T (float or double: --strength is a double, as Python's float, so that
+// int(steps·strength) counts the steps diffusers counts).
+template <class T>
+T parse_real(const std::string& flag, const std::string& t) {
   if (!is_decimal_real(t)) throw_usage(flag + ": '" + t + "' is not a decimal number");
-  const float v = (float)std::strtod(t.c_str(), nullptr);
+  const T v = (T)std::strtod(t.c_str(), nullptr);
   if (!std::isfinite(v)) throw_usage(flag + ": '" + t + "' is out of range");
   return v;
 }
@@ -98,15 +103,16 @@ Setting integer(const char* flags, const char* key, Field<int> f, int lo, int hi
   return s;
 }
 
-Setting real(const char* flags, const char* key, Field<float> f, double lo, double hi, const char* help) {
+template <class T>
+Setting real(const char* flags, const char* key, Field<T> f, double lo, double hi, const char* help) {
   Setting s = base(flags, key, SettingType::Real, key, help);
   s.min = lo, s.max = hi;
   const std::string flag = s.option();
-  s.parse = [f, flag](Job& j, const std::string& t) { f(j) = parse_real(flag, t); };
-  s.from_json = [f](Job& j, const Json& v) { f(j) = v.get<float>(); };
+  s.parse = [f, flag](Job& j, const std::string& t) { f(j) = parse_real<T>(flag, t); };
+  s.from_json = [f](Job& j, const Json& v) { f(j) = v.get<T>(); };
   s.identity = [f](const Job& j, const Ctx&) { return Json(get(f, j)); };
   s.problem = [f, flag, lo, hi](const Job& j) -> std::string {
-    const float v = get(f, j);
+    const T v = get(f, j);
     if (v >= lo && v <= hi) return "";
     return flag + " must be between " + number_text(lo) + " and " + number_text(hi);
   };
@@ -223,7 +229,46 @@ void add_image_settings(std::vector<Setting>& t) {
                   [](const Job& j, const Ctx&) { return std::to_string(j.width) + "x" + std::to_string(j.height); }));
   t.push_back(integer("-H,--height", "height", +[](Job& j) -> int& { return j.height; }, 64, kMaxSide,
                       "Image height, a multiple of 64", side));
+}
 
+// The settings of a picture to start from (img2img), in --help order.
+void add_input_settings(std::vector<Setting>& t) {
+  Setting init = text("--init-image", "init_image", "init_image", +[](Job& j) -> std::string& { return j.init_image; },
+                      "Start from this picture (img2img): PNG, JPEG, BMP, GIF, TGA, PSD or PNM, resized to "
+                      "--width x --height by --resize-mode");
+  // The picture's content belongs to the job: a resumed job with another picture is another job.
+  init.identity = [](const Job& j, const Ctx&) {
+    return j.init_image.empty() ? Json() : Json({{"file", j.init_image}, {"sha256", sha256_file(j.init_image)}});
+  };
+  init.record = [](const Job& j, const Ctx&) { return j.init_image.empty() ? Json() : Json(j.init_image); };
+  // Read now, so a bad picture stops the run before any model loads.
+  init.problem = [](const Job& j) -> std::string {
+    if (j.init_image.empty()) return "";
+    try {
+      read_image(j.init_image, "--init-image");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  t.push_back(init);
+  Setting strength = real("--strength", "strength", +[](Job& j) -> double& { return j.strength; }, 0, 1,
+                          "img2img: how much of the picture is redrawn, 0..1 (diffusers' strength, A1111's denoising "
+                          "strength): the first steps - int(steps*strength) steps are skipped");
+  auto range = strength.problem;
+  strength.problem = [range](const Job& j) -> std::string {
+    if (std::string why = range(j); !why.empty() || j.init_image.empty()) return why;
+    if (j.steps * j.strength < 1.0)
+      return "--strength " + number_text(j.strength) + " with --steps " + std::to_string(j.steps) +
+             " leaves no step to run (int(steps*strength) = 0); raise either";
+    return "";
+  };
+  t.push_back(png(strength, "Denoising strength", 65,
+                  [](const Job& j, const Ctx&) { return j.init_image.empty() ? "" : number_text(j.strength); }));
+  t.push_back(word("--resize-mode", "resize_mode", +[](Job& j) -> ResizeMode& { return j.resize_mode; },
+                   {{"just", ResizeMode::Just}, {"crop", ResizeMode::Crop}, {"fill", ResizeMode::Fill}},
+                   "img2img: how a picture of another size becomes --width x --height: just (stretch), crop (cover "
+                   "and cut), fill (fit and extend the edges), as A1111 and diffusers"));
 }
 
 // The settings of the sampler and the noise source, in --help order.
@@ -379,6 +424,7 @@ std::vector<Setting> make_settings() {
   std::vector<Setting> t;
   add_prompt_settings(t);
   add_image_settings(t);
+  add_input_settings(t);
   add_sampler_settings(t);
   add_model_settings(t);
   add_extension_settings(t);

@@ -140,6 +140,11 @@ std::vector<float> LatentNoise::draw(size_t per_image) {
   return out;
 }
 
+std::vector<float> LatentNoise::draw_shared(size_t per_image) {
+  if (mode_ == SeedMode::PerImage) return draw(per_image);
+  return kind_ == RngKind::TorchCpu ? cpu_[0].randn(per_image) : philox_[0].randn(per_image);
+}
+
 uint64_t LatentNoise::image_seed(int i) const {
   return mode_ == SeedMode::PerImage ? seed_ + (uint64_t)i : seed_;
 }

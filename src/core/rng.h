@@ -83,6 +83,11 @@ class LatentNoise {
   // per_image values for image i (diffusers' randn_tensor with a list of generators). Successive calls
   // continue the generators' streams.
   std::vector<float> draw(size_t per_image);
+  // A draw for something all images share (img2img's one picture, encoded once: diffusers samples
+  // its latent distribution with the generator before the initial noise): Batch mode = one
+  // torch.randn of per_image values; PerImage mode = as draw(), each generator per_image values
+  // (each image has its own sample, as when it is generated alone with its seed).
+  std::vector<float> draw_shared(size_t per_image);
   // The seed that regenerates image i alone: seed+i in PerImage mode, seed in Batch mode.
   uint64_t image_seed(int i) const;
   RngKind kind() const { return kind_; }

@@ -20,6 +20,7 @@
 #include "text/tokenizer.h"
 #include "unet/unet.h"
 #include "vae/vae.h"
+#include "vae/vae_encoder.h"
 
 namespace sdgen {
 
@@ -206,7 +207,8 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
   const SamplerOptions& sampler_opts = p.sampler;
   const SchedulerConfig& sched = checkpoint_->config().scheduler;
-  const SamplerPlan plan = plan_sampler(sampler_opts, sched, p.steps);  // checks the options
+  const int begin = p.init_image ? img2img_begin(p.steps, p.strength) : 0;
+  const SamplerPlan plan = plan_sampler(sampler_opts, sched, p.steps, begin);  // checks the options
   const auto t_start = Clock::now();
   const std::vector<std::string> positive = p.prompts.empty() ? std::vector<std::string>{p.prompt} : p.prompts;
   const int P = (int)positive.size();
@@ -236,10 +238,15 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   // then each stochastic unit's noise, in diffusers' order.
   LatentNoise noise_source(p.rng, p.seed_mode, p.seed, B);
   const size_t latent_numel = (size_t)B * lc * lh * lw;
-  std::vector<float> noise = noise_source.draw((size_t)lc * lh * lw);
+  std::vector<float> init;  // the initial latents, NCHW
+  if (p.init_image) {
+    init = init_latents(p, plan, noise_source, B);
+  } else {
+    init = noise_source.draw((size_t)lc * lh * lw);
+    if (plan.init_sigma != 1.0f)
+      for (float& v : init) v *= plan.init_sigma;
+  }
   for (int i = 0; i < B; ++i) out.seeds.push_back(noise_source.image_seed(i));
-  if (plan.init_sigma != 1.0f)
-    for (float& v : noise) v *= plan.init_sigma;
   std::vector<float> unit_noise;  // [units, B, h, w, c] NHWC, zeros where a unit draws none
   if (plan.stochastic()) {
     unit_noise.assign((size_t)plan.units * latent_numel, 0.0f);
@@ -249,7 +256,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
         std::copy(z.f32(), z.f32() + latent_numel, unit_noise.begin() + (ptrdiff_t)(u * latent_numel));
       }
   }
-  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, p.guidance, sampler_opts};
+  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, begin, p.guidance, sampler_opts};
   const int units = plan.units;
   const std::vector<float> zero_state((size_t)plan.state * latent_numel, 0.0f);
   Backend& backend = backend_for(device_);
@@ -257,7 +264,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   if (reuse) {
     // The recorded step reads these buffers by address: refill them, leave the schedule as it is
     // (same steps, same scheduler config).
-    loop_->x.copy_from(to_nhwc_host(noise, B, lc, lh, lw));
+    loop_->x.copy_from(to_nhwc_host(init, B, lc, lh, lw));
     const CrossContext fresh = unet_->prepare_context(context);
     loop_->cross.hidden.copy_from(fresh.hidden);
     for (const auto& [attention, kv] : fresh.kv) {
@@ -271,7 +278,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     loop_.reset();  // its graph's buffers go back to the pool before the new ones are planned
     loop_ = std::make_unique<LoopState>();
     loop_->key = key;
-    loop_->x = to_device_f32(noise, B, lc, lh, lw);
+    loop_->x = to_device_f32(init, B, lc, lh, lw);
     // The cross-attentions' keys and values of the context: once here, not in every step.
     loop_->cross = unet_->prepare_context(context);
     loop_->timesteps = Tensor::from_floats({units}, plan.timesteps).to(device_);

@@ -1,4 +1,4 @@
-// Text to image: tokenizer → CLIP, 77 tokens per chunk (negative/empty prompt and prompt) → initial noise (torch CPU
+// Text to image (and img2img, from a picture's latents; pipeline/img2img.cpp): tokenizer → CLIP, 77 tokens per chunk (negative/empty prompt and prompt) → initial noise (torch CPU
 // randn, NCHW order, so a seed gives diffusers' images) → sampler steps with classifier-free guidance
 // as one UNet call on a batch of 2B (uncond first) → VAE decode → uint8 RGB.
 // Models are loaded once per Pipeline and reused for every generate() call.
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "io/image_read.h"
 #include "pipeline/model_options.h"
 #include "sdgen/config.h"
 #include "sampler/sampler.h"
@@ -22,6 +23,7 @@ class ClipTokenizer;
 class ClipTextEncoder;
 class UNet;
 class VaeDecoder;
+class VaeEncoder;
 
 struct GenerateParams {
   std::string prompt;
@@ -63,6 +65,12 @@ struct GenerateParams {
   bool check_finite = true;
   // Tests: download the latents after every unit (UNet evaluation) into unit_latents.
   bool record_unit_latents = false;
+  // img2img (diffusers' StableDiffusionImg2ImgPipeline): the picture to start from, width × height
+  // 8-bit RGB, encoded by the VAE and noised to the step where `strength` starts: the first
+  // steps − int(steps·strength) steps of the schedule are skipped (strength 1 runs them all, from
+  // the picture's latents fully noised). Null: text to image.
+  std::shared_ptr<const RgbImage> init_image;
+  double strength = 0.75;
 };
 
 struct StageTimes {
@@ -123,12 +131,13 @@ class Pipeline {
   // graph reads these buffers by address, so a call with the same key refills them in place
   // (noise, context, step index) and replays the same graph.
   struct StepGraphKey {
-    int images, rows, latent_h, latent_w, context_len, steps;
+    int images, rows, latent_h, latent_w, context_len, steps, begin;
     float guidance;
     SamplerOptions sampler;  // the step's ops and tables
     bool operator==(const StepGraphKey& o) const {
       return images == o.images && rows == o.rows && latent_h == o.latent_h && latent_w == o.latent_w &&
-             context_len == o.context_len && steps == o.steps && guidance == o.guidance && sampler == o.sampler;
+             context_len == o.context_len && steps == o.steps && begin == o.begin && guidance == o.guidance &&
+             sampler == o.sampler;
     }
   };
   struct LoopState;
@@ -142,6 +151,10 @@ class Pipeline {
     int64_t tokens = 0;
   };
   TextContext encode_context(const GenerateParams& p, const std::vector<std::string>& positive, bool guided);
+  // img2img's initial latents, NCHW [B, 4, h, w] host floats (pipeline/img2img.cpp): the picture
+  // encoded, its latent distribution sampled with the generator(s), scaled, repeated per image and
+  // noised by the plan's add_noise mix.
+  std::vector<float> init_latents(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
   // The images of `latents` (B of them, on the device) into out.images, out.not_finite.
   void decode_images(const GenerateParams& p, const Tensor& latents, int B, GeneratedBatch& out);
   int step_graphs_recorded_ = 0;
@@ -152,6 +165,7 @@ class Pipeline {
   std::unique_ptr<UNet> unet_;
   std::unique_ptr<VaeDecoder> vae_;
   std::unique_ptr<VaeDecoder> vae_fp32_;  // fp16 pipelines: loaded on the first non-finite decode
+  std::unique_ptr<VaeEncoder> vae_encoder_;  // img2img: loaded by the first generation that needs it
   std::unique_ptr<Checkpoint> vae_weights_;  // --vae's (the decoder holds copies; kept for diagnostics)
   std::string vae_name_;
   DType precision_;

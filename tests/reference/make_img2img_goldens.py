@@ -7,7 +7,9 @@
    scheduler.add_noise(x0, noise, timesteps[:1])), with the stand-in UNet of make_sampler_goldens.py:
    the UNet timesteps, input divisors, the noised initial latents and the latents after every unit.
 2. tests/data/golden/img2img.safetensors: StableDiffusionImg2ImgPipeline on the tiny model
-   (tests/data/tiny_sd/diffusers) — see pipelines() below.
+   (tests/data/tiny_sd/diffusers), the runs of PIPE_RUNS: strengths 0.3, 0.75 and 1.0, DDIM, Euler
+   ancestral and DPM++ 2M, batch 2, non-square sizes, a picture resized by the crop mode, two prompts
+   in one call: the latents after every unit and the images.
 
 Usage (from the repository root; diffusers' current release, requirements-current.txt, plus scipy
 for LMS):
@@ -92,10 +94,78 @@ def tables():
     return len(runs)
 
 
+# The pipeline runs: (key, sampler, strength, steps, guidance, picture, resize, batch, prompts, seed). The
+# pictures are tests/data/images/init_96x64.png (96 wide, 64 high: used as it is) and init_101x70.png
+# (resized to 64 wide x 96 high by VaeImageProcessor.resize with resize_mode "crop", as sd-gen's
+# --resize-mode crop, whose bytes tests/test_image_input.cpp holds equal to it).
+PIPE_RUNS = [
+    ("ddim_s03", "ddim", 0.3, 10, 7.5, "init_96x64.png", None, 2, ["a red fox in the snow"], 7),
+    ("euler_a_s075", "euler_a", 0.75, 8, 5.0, "init_101x70.png", (64, 96), 2, ["a castle on a hill"], 11),
+    ("dpmpp_2m_s1", "dpmpp_2m", 1.0, 6, 7.5, "init_96x64.png", None, 1, ["an old oak tree"], 13),
+    ("euler_a_s1_prompts", "euler_a", 1.0, 5, 3.0, "init_96x64.png", None, 1,
+     ["a lighthouse at dusk", "a bowl of fruit"], 17),
+]
+NEGATIVE = "blurry"
+
+
+def pictures():
+    y, x = np.mgrid[0:64, 0:96]
+    a = np.stack([128 + 100 * np.sin(x / 9.0), 128 + 90 * np.cos(y / 7.0 + x / 13.0),
+                  np.where((x - 48) ** 2 + (y - 32) ** 2 < 400, 220, 40)], -1)
+    from PIL import Image
+    Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(os.path.join(ROOT, "tests/data/images/init_96x64.png"))
+    y, x = np.mgrid[0:70, 0:101]
+    b = np.stack([255 * x / 100.0, 255 * y / 69.0, 128 + 120 * np.sin((x + y) / 6.0)], -1)
+    Image.fromarray(np.clip(b, 0, 255).astype(np.uint8)).save(os.path.join(ROOT, "tests/data/images/init_101x70.png"))
+
+
+def pipelines():
+    from PIL import Image
+    from diffusers import StableDiffusionImg2ImgPipeline
+    pictures()
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(MODEL, local_files_only=True, safety_checker=None,
+                                                          requires_safety_checker=False)
+    base_cfg = pipe.scheduler.config
+    tensors, runs = {}, []
+    for key, name, strength, steps, guidance, picture, resize, batch, prompts, seed in PIPE_RUNS:
+        cls, extra, _ = SAMPLERS[name]
+        pipe.scheduler = cls.from_config(dict(base_cfg, **extra))
+        image = Image.open(os.path.join(ROOT, "tests/data/images", picture)).convert("RGB")
+        if resize:
+            image = pipe.image_processor.resize(image, resize[1], resize[0], resize_mode="crop")
+        lat = []
+
+        def cb(_p, i, t, kw):
+            lat.append(kw["latents"].clone())
+            return kw
+        out = pipe(prompt=prompts, negative_prompt=[NEGATIVE] * len(prompts), image=image, strength=strength,
+                   num_inference_steps=steps, guidance_scale=guidance, num_images_per_prompt=batch,
+                   generator=torch.Generator("cpu").manual_seed(seed), output_type="np",
+                   callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+        tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float().contiguous()
+        tensors[f"{key}.image_uint8"] = torch.from_numpy(
+            np.ascontiguousarray((out.images * 255).round().astype("uint8"))).to(torch.float16)
+        w, h = image.size
+        runs.append({"key": key, "sampler": name, "strength": strength, "steps": steps, "guidance": guidance,
+                     "picture": picture, "resize_mode": "crop" if resize else "just", "width": w, "height": h,
+                     "batch": batch, "prompts": prompts, "negative_prompt": NEGATIVE, "seed": seed,
+                     "units": len(lat)})
+        print(key, len(lat), "units", w, "x", h)
+    save_file(tensors, os.path.join(GOLDEN, "img2img.safetensors"),
+              metadata={"made_by": "tests/reference/make_img2img_goldens.py", "diffusers": diffusers.__version__,
+                        "runs": json.dumps(runs),
+                        "how": "StableDiffusionImg2ImgPipeline.from_pretrained(tests/data/tiny_sd/diffusers), "
+                               "scheduler = Class.from_config(its config + the sampler's settings), prompt list, "
+                               "negative prompt per prompt, num_images_per_prompt=batch, "
+                               "Generator('cpu').manual_seed(seed); latents_per_unit [units,B,4,h,w] NCHW from "
+                               "callback_on_step_end; image_uint8 NHWC (output_type='np' * 255).round(), "
+                               "stored as float16"})
+
+
 if __name__ == "__main__":
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     if os.environ.get("SKIP_TABLES") is None:
         print(tables(), "table runs")
-    if os.environ.get("SKIP_PIPELINES") is None and "pipelines" in globals():
-        pipelines()  # noqa: F821
+    if os.environ.get("SKIP_PIPELINES") is None:
+        pipelines()
