@@ -11,7 +11,10 @@
 //
 //   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
 //               --precision fp16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
-//               [--keep-step-graph] [--json]
+//               [--keep-step-graph] [--encode] [--json]
+// --encode: the pipeline loads the VAE encoder too (ModelOptions::need_encoder), and after the
+// generation encodes a batch of `--batch` images of the same size (phase vae_encode), as images in
+// will. Without it every figure is text-to-image's.
 // One generation, as `sd-gen --prompt` makes it: the recorded step is dropped before the VAE
 // (--keep-step-graph keeps it, as for a next prompt with the same settings).
 #include <cstdio>
@@ -25,6 +28,7 @@
 #include "io/checkpoint.h"
 #include "pipeline/flops.h"
 #include "pipeline/pipeline.h"
+#include "vae/vae_encoder.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
 #include "simt_census.h"
@@ -158,7 +162,7 @@ void print_table(const std::vector<std::pair<std::string, census::Phase>>& rows,
 int usage(const char* msg) {
   std::fprintf(stderr, "cuda_census: %s\nusage: cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 "
                        "--height 512 --precision fp16|fp32 [--guidance G] [--cuda-graphs on|off] [--sampler NAME] "
-                       "[--schedule default|karras] [--json]\n", msg);
+                       "[--schedule default|karras] [--encode] [--json]\n", msg);
   return 2;
 }
 
@@ -173,7 +177,8 @@ int main(int argc, char** argv) {
   gp.batch = 3;
   gp.steps = 25;
   gp.seed = 42;
-  bool json = false;
+  bool json = false, encode = false;
+  double encode_flops = 0;
   for (int i = 1; i < argc; ++i) {
     auto val = [&](const char* flag) -> const char* {
       if (i + 1 >= argc) {
@@ -194,6 +199,7 @@ int main(int argc, char** argv) {
     else if (a == "--schedule") schedule = val("--schedule");
     else if (a == "--keep-step-graph") gp.keep_step_graph = true;
     else if (a == "--json") json = true;
+    else if (a == "--encode") encode = true;
     else if (a == "--cuda-graphs") {
       const std::string v = val("--cuda-graphs");
       if (v != "on" && v != "off") return usage("--cuda-graphs must be on or off");
@@ -218,9 +224,16 @@ int main(int argc, char** argv) {
   trace::set_phase_hook(on_phase);
   WorkloadFlops analytic;
   try {
-    Pipeline pipe(model, dt, Device::CUDA);
+    ModelOptions options;
+    options.need_encoder = encode;
+    Pipeline pipe(model, dt, Device::CUDA, nullptr, options);
     pipe.generate(gp);
     analytic = workload_flops(pipe.checkpoint().config(), gp.batch, gp.width, gp.height, gp.steps, gp.guidance);
+    if (encode) {
+      census::set_phase("vae_encode");
+      (void)pipe.vae_encoder()->moments(Tensor::zeros({gp.batch, gp.height, gp.width, 3}));
+      encode_flops = vae_encoder_flops(pipe.checkpoint().config().vae, gp.batch, gp.height, gp.width);
+    }
   } catch (const Error& e) {
     std::fprintf(stderr, "cuda_census: %s\n", e.what());
     return 1;
@@ -246,18 +259,20 @@ int main(int argc, char** argv) {
   int units = first;
   while (ph.count("unet_step." + std::to_string(units))) merge(loop, get("unet_step." + std::to_string(units++)));
   const int loop_units = units - first;
-  const std::vector<std::pair<std::string, census::Phase>> rows = {
+  std::vector<std::pair<std::string, census::Phase>> rows = {
       {"weight_load", get("weight_load")}, {"text_encoder", get("text_encoder")},
       {"sampling_setup", get("sampling_setup")}, {"unet_warmup", get("unet_warmup")},
       {"step_recording", get("step_recording")}, {"unet_step", get(units > first ? "unet_step." + std::to_string(units - 1) : "unet_warmup")},
       {"sampling_loop", loop}, {"vae_decode", get("vae_decode")}, {"run", get("run")}};
-  const census::Phase& run = rows.back().second;
+  if (encode) rows.emplace_back("vae_encode", get("vae_encode"));  // after the run, not part of it
+  const census::Phase& run = get("run");
   // The analytic count per reported phase (dense work only: convs, linears, attention products).
-  const std::map<std::string, double> analytic_by_phase = {
+  std::map<std::string, double> analytic_by_phase = {
       {"weight_load", 0.0}, {"text_encoder", analytic.clip}, {"sampling_setup", 0.0},
       {"unet_warmup", first * analytic.unet_per_step}, {"step_recording", 0.0},
       {"unet_step", analytic.unet_per_step}, {"sampling_loop", loop_units * analytic.unet_per_step},
-      {"vae_decode", analytic.vae}, {"run", analytic.total + (units - gp.steps) * analytic.unet_per_step}};
+      {"vae_decode", analytic.vae}, {"run", analytic.total + (units - gp.steps) * analytic.unet_per_step},
+      {"vae_encode", encode_flops}};
   if (json) {
     nlohmann::json j;
     j["model"] = model;

@@ -35,6 +35,10 @@ void cast(const void* x, DType from, void* y, DType to, int64_t n, cudaStream_t 
 void embedding(const int* ids, const void* table, void* y, int64_t count, int64_t dim, DType dt,
                cudaStream_t s);
 
+// pad.cu: NHWC x [n, h, w, c] -> y [n, top+h+bottom, left+w+right, c], zeros around (ops::pad).
+void pad(const void* x, void* y, int64_t n, int64_t h, int64_t w, int64_t c, int top, int bottom, int left,
+         int right, DType dt, cudaStream_t s);
+
 // image.cu: the decoder's image x [n] (dt) as 8-bit pixels y [n] (ops::image_to_u8).
 void image_to_u8(const void* x, DType dt, uint8_t* y, int64_t n, cudaStream_t s);
 

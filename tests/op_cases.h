@@ -93,7 +93,7 @@ inline Op op_of(const std::string& name) {
       {"embedding", Op::kEmbedding}, {"timestep_embedding_at", Op::kTimestepEmbedding},
       {"timestep_embedding", Op::kTimestepEmbedding}, {"cast", Op::kCast},
       {"scale_repeat", Op::kRepeatBatch},
-      {"sampler_step", Op::kSamplerStep}, {"image_u8", Op::kImageToU8}};
+      {"sampler_step", Op::kSamplerStep}, {"image_u8", Op::kImageToU8}, {"pad_", Op::kPad}};
   for (const auto& [prefix, op] : kPrefixes)
     if (name.rfind(prefix, 0) == 0) return op;
   throw std::logic_error("op_of: no op for case " + name);
@@ -565,6 +565,23 @@ inline const std::vector<OpCase>& op_cases() {
             },
             tol::kExact});
     one_fn({"concat_c12_3x5x12_8", {{{3, 5, 12}}, {{3, 5, 8}}}, cat, tol::kExact});
+    // Zero padding (the VAE encoder's downsampler: (0, 1, 0, 1)). The CPU's plain path writes
+    // element by element, the fast one row runs, so the CPU table compares two functions. The VAE
+    // levels' channel counts at smaller sizes (the SD sizes are perf rows, tests/op_work.h); all four
+    // sides; odd channels and 12 (fp16 takes the scalar kernel); an unaligned view; no padding.
+    auto pad = [](int t, int b, int l, int r) {
+      return [=](Backend& be, const Ins& in, DType) { return be.pad(in[0], t, b, l, r); };
+    };
+    t.push_back({"pad_1x64x64x128_b1r1", {{{1, 64, 64, 128}}}, pad(0, 1, 0, 1), tol::kExact});
+    t.push_back({"pad_2x32x32x256_b1r1", {{{2, 32, 32, 256}}}, pad(0, 1, 0, 1), tol::kExact});
+    t.push_back({"pad_1x16x16x512_b1r1", {{{1, 16, 16, 512}}}, pad(0, 1, 0, 1), tol::kExact});
+    t.push_back({"pad_odd_3x7x5x9_t2b1l0r3", {{{3, 7, 5, 9}}}, pad(2, 1, 0, 3), tol::kExact});
+    t.push_back({"pad_c12_2x3x5x12_t1b0l1r0", {{{2, 3, 5, 12}}}, pad(1, 0, 1, 0), tol::kExact});
+    t.push_back({"pad_none_2x3x5x8", {{{2, 3, 5, 8}}}, pad(0, 0, 0, 0), tol::kExact});
+    t.push_back({"pad_unaligned_2x3x5x16_b1r1",
+                 {{{2 * 3 * 5 * 16 + 1}}},
+                 [](Backend& b, const Ins& in, DType) { return b.pad(unaligned(in[0], {2, 3, 5, 16}), 0, 1, 0, 1); },
+                 tol::kExact});
     one_fn({"embedding_unaligned_2x7_from_50x64",
             {{{50 * 64 + 1}}},
             [](Backend& b, const Ins& in, DType) {

@@ -39,7 +39,7 @@ inline double flops_per_element(const OpCase& c) {
     case Op::kTimestepEmbedding: return 2;
     case Op::kSamplerStep: return 10;
     case Op::kImageToU8: return 4;
-    default: return 0;  // upsample, concat, embedding, cast, repeat: data movement
+    default: return 0;  // upsample, pad, concat, embedding, cast, repeat: data movement
   }
 }
 
@@ -98,6 +98,13 @@ inline const std::vector<OpCase>& perf_cases() {
                    return b.layer_norm(unaligned(in[0], {2, 4096, 320}), in[1], in[2], 1e-5f);
                  },
                  tol::kNorm});
+    // The VAE encoder's downsampler pads at the SD 512² levels' shapes (one image).
+    for (const Shape& sh : {Shape{1, 512, 512, 128}, Shape{1, 256, 256, 256}, Shape{1, 128, 128, 512}})
+      t.push_back({"pad_" + std::to_string(sh[0]) + "x" + std::to_string(sh[1]) + "x" + std::to_string(sh[2]) + "x" +
+                       std::to_string(sh[3]) + "_b1r1",
+                   {{sh}},
+                   [](Backend& b, const Ins& in, DType) { return b.pad(in[0], 0, 1, 0, 1); },
+                   tol::kExact});
     for (OpCase& c : t) c.op = op_of(c.name);
     return t;
   }();

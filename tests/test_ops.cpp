@@ -244,6 +244,21 @@ TEST(OpsHand, UpsampleConcatEmbeddingAddChannel) {
   }
 }
 
+// Padding (0, 1, 0, 1) as the VAE encoder's downsampler does, and all four sides at once: the input
+// lands shifted by (top, left), every other element is zero.
+TEST(OpsHand, PadPlacesInputAndZeroes) {
+  Tensor x = T({1, 2, 2, 1}, {1, 2, 3, 4});
+  Tensor x2 = T({1, 1, 1, 2}, {5, 6});
+  for (Backend* b : cpu_backends()) {
+    SCOPED_TRACE(b->name());
+    expect_values(b->pad(x, 0, 1, 0, 1), {1, 3, 3, 1}, {1, 2, 0, 3, 4, 0, 0, 0, 0}, 0);
+    expect_values(b->pad(x, 1, 0, 1, 0), {1, 3, 3, 1}, {0, 0, 0, 0, 1, 2, 0, 3, 4}, 0);
+    expect_values(b->pad(x2, 1, 1, 0, 2), {1, 3, 3, 2},
+                  {0, 0, 0, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0);
+    expect_values(b->pad(x, 0, 0, 0, 0), {1, 2, 2, 1}, {1, 2, 3, 4}, 0);
+  }
+}
+
 TEST(OpsHand, Activations) {
   const std::vector<float> xs = {0, 1, -1, 2, -3, 10};
   for (Backend* b : cpu_backends()) {
@@ -434,6 +449,8 @@ TEST(OpsChecks, RejectBadShapesWithNamedMessages) {
         ops::upsample_nearest2x(Tensor::zeros({4, 4, 3}));
       },
       "upsample_nearest2x", "NHWC");
+  expect_rejected([&] { ops::pad(Tensor::zeros({4, 4, 3}), 0, 1, 0, 1); }, "pad", "NHWC");
+  expect_rejected([&] { ops::pad(Tensor::zeros({1, 4, 4, 3}), 0, -1, 0, 1); }, "pad", "negative padding");
   expect_rejected(
       [&] {
         ops::concat_channels(Tensor::zeros({1, 4, 4, 3}), Tensor::zeros({1, 4, 5, 3}));

@@ -16,7 +16,7 @@ namespace sdgen {
 enum class Op {
   kConv2d, kLinear, kGroupNorm, kLayerNorm, kAttention, kSoftmax, kUnary, kGeglu, kAdd, kAddChannel,
   kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kSamplerStep,
-  kImageToU8
+  kImageToU8, kPad
 };
 
 // A recorded sequence of a backend's ops (a CUDA graph), replayed as one launch.
@@ -76,6 +76,7 @@ class Backend {
   virtual Tensor add_channel(const Tensor& x, const Tensor& b) = 0;
   virtual Tensor scale(const Tensor& x, float s) = 0;
   virtual Tensor upsample_nearest2x(const Tensor& x) = 0;
+  virtual Tensor pad(const Tensor& x, int top, int bottom, int left, int right) = 0;
   virtual Tensor concat_channels(const Tensor& a, const Tensor& b) = 0;
   virtual Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table) = 0;
   virtual Tensor timestep_embedding(const std::vector<float>& t, int dim, DType dtype) = 0;

@@ -31,8 +31,9 @@ struct UNetConfig {  // diffusers UNet2DConditionModel, SD v1
   int time_embed_dim() const { return block_channels[0] * 4; }
 };
 
-struct VaeConfig {  // diffusers AutoencoderKL, decoder half
+struct VaeConfig {  // diffusers AutoencoderKL (the encoder is loaded only for images in)
   int latent_channels = 4;
+  int in_channels = 3;  // the encoder's image channels
   int out_channels = 3;
   std::vector<int> block_channels{128, 256, 512, 512};  // encoder order; the decoder reverses it
   int layers_per_block = 2;                             // decoder up blocks have one more

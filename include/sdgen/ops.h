@@ -46,6 +46,10 @@ Tensor add_channel(const Tensor& x, const Tensor& b);
 Tensor scale(const Tensor& x, float s);
 // Nearest-neighbour upsampling ×2: [N, H, W, C] -> [N, 2H, 2W, C].
 Tensor upsample_nearest2x(const Tensor& x);
+// Zero padding of an NHWC image: [N, H, W, C] -> [N, top+H+bottom, left+W+right, C], the new rows
+// and columns zero (every count >= 0). The VAE encoder's downsampler pads (0, 1, 0, 1): one row at
+// the bottom and one column at the right, before its stride-2 convolution without padding.
+Tensor pad(const Tensor& x, int top, int bottom, int left, int right);
 // Concatenation along the last dim: [..., Ca] ++ [..., Cb] -> [..., Ca+Cb].
 Tensor concat_channels(const Tensor& a, const Tensor& b);
 // Rows of table [V, D] for ids (host, n * L of them) -> [n, L, D] in the table's dtype.

@@ -58,6 +58,9 @@ class MetaBackend final : public Backend {
   Tensor upsample_nearest2x(const Tensor& x) override {
     return make({x.dim(0), 2 * x.dim(1), 2 * x.dim(2), x.dim(3)}, x.dtype());
   }
+  Tensor pad(const Tensor& x, int top, int bottom, int left, int right) override {
+    return make({x.dim(0), x.dim(1) + top + bottom, x.dim(2) + left + right, x.dim(3)}, x.dtype());
+  }
   Tensor concat_channels(const Tensor& a, const Tensor& b) override {
     Shape out = a.shape();
     out.back() += b.dim(-1);

@@ -191,6 +191,15 @@ Tensor upsample_nearest2x(const Tensor& x) {
   return backend_for(x.device()).upsample_nearest2x(x);
 }
 
+Tensor pad(const Tensor& x, int top, int bottom, int left, int right) {
+  check_same("pad", {{"x", &x}});
+  SDGEN_CHECK(x.ndim() == 4, msg("pad", {{"x", &x}}, "x must be NHWC"));
+  SDGEN_CHECK(top >= 0 && bottom >= 0 && left >= 0 && right >= 0,
+              msg("pad", {{"x", &x}}, "negative padding (" + std::to_string(top) + ", " + std::to_string(bottom) +
+                                          ", " + std::to_string(left) + ", " + std::to_string(right) + ")"));
+  return backend_for(x.device()).pad(x, top, bottom, left, right);
+}
+
 Tensor concat_channels(const Tensor& a, const Tensor& b) {
   auto ts = {std::pair{"a", &a}, std::pair{"b", &b}};
   check_same("concat_channels", ts);

@@ -160,6 +160,7 @@ void apply_unet_json(const json& j, UNetConfig& c, const std::string& where) {
 void apply_vae_json(const json& j, VaeConfig& c, const std::string& where) {
   if (!j.is_object()) throw_model(where + ": VAE config is not a JSON object");
   get_int(j, "latent_channels", c.latent_channels, where);
+  get_int(j, "in_channels", c.in_channels, where);
   get_int(j, "out_channels", c.out_channels, where);
   get_int_list(j, "block_out_channels", c.block_channels, where);
   get_int(j, "layers_per_block", c.layers_per_block, where);
@@ -305,6 +306,9 @@ ModelConfig infer_ldm_config(const std::vector<std::string>& names, const ShapeO
     VaeConfig& v = cfg.vae;
     v.latent_channels = (int)sh.need(V + "conv_in.weight", 4)[1];
     v.out_channels = (int)sh.need(V + "conv_out.weight", 4)[0];
+    // The encoder's input channels where it is stored (a decoder-only file keeps the default 3).
+    if (std::optional<Shape> e = sh.shape_of("first_stage_model.encoder.conv_in.weight"); e && e->size() == 4)
+      v.in_channels = (int)(*e)[1];
     const int levels = sh.count(V + "up.", "VAE decoder blocks");
     v.layers_per_block = sh.count(V + "up.0.block.", "VAE decoder resnets") - 1;
     v.block_channels.assign(levels, 0);
@@ -340,6 +344,8 @@ ModelConfig infer_diffusers_config(const std::vector<std::string>& names, const 
     const std::string V = "vae.decoder.";
     v.latent_channels = (int)sh.need(V + "conv_in.weight", 4)[1];
     v.out_channels = (int)sh.need(V + "conv_out.weight", 4)[0];
+    if (std::optional<Shape> e = sh.shape_of("vae.encoder.conv_in.weight"); e && e->size() == 4)
+      v.in_channels = (int)(*e)[1];
     const int levels = sh.count(V + "up_blocks.", "VAE decoder blocks");
     v.layers_per_block = sh.count(V + "up_blocks.0.resnets.", "VAE decoder resnets") - 1;
     v.block_channels.assign(levels, 0);
@@ -393,6 +399,7 @@ void validate_model_config(const ModelConfig& cfg, const std::string& where) {
   in("vae levels (block_out_channels)", (int)v.block_channels.size(), 1, kMaxLevels);
   in("vae layers_per_block", v.layers_per_block, 1, kMaxLayersPerBlock);
   in("vae latent_channels", v.latent_channels, 1, kMaxWidth);
+  in("vae in_channels", v.in_channels, 1, kMaxWidth);
   in("vae out_channels", v.out_channels, 1, kMaxWidth);
   for (int ch : v.block_channels) in("vae width", ch, 1, kMaxWidth);
   eps_ok("vae norm_eps", v.norm_eps);

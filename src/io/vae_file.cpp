@@ -23,13 +23,21 @@ Shape strip_trailing_ones(Shape s) {
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
+// The tensors kept: the decoder's, which every VAE file must have, and the encoder's where the file
+// has them (indexed only: read when an encoder is asked for, ModelOptions::need_encoder).
+bool is_decoder(const std::string& c) { return starts_with(c, "vae.decoder.") || starts_with(c, "vae.post_quant_conv."); }
+bool is_encoder(const std::string& c) { return starts_with(c, "vae.encoder.") || starts_with(c, "vae.quant_conv."); }
+
 // The VAE tensors of one safetensors file under canonical names; everything else refused.
 class VaeCheckpoint : public Checkpoint {
  public:
   VaeCheckpoint(std::string path, std::unique_ptr<SafetensorsFile> file, ModelConfig cfg)
       : path_(std::move(path)), file_(std::move(file)), config_(std::move(cfg)) {}
-  void add(const std::string& canonical, const StTensorInfo* t) { entries_[canonical] = t; }
-  size_t size() const { return entries_.size(); }
+  void add(const std::string& canonical, const StTensorInfo* t) {
+    entries_[canonical] = t;
+    decoder_tensors_ += is_decoder(canonical);
+  }
+  size_t decoder_tensors() const { return decoder_tensors_; }
 
   const ModelConfig& config() const override { return config_; }
   std::string name() const override { return fs::path(path_).filename().string(); }
@@ -73,6 +81,7 @@ class VaeCheckpoint : public Checkpoint {
   std::unique_ptr<SafetensorsFile> file_;
   ModelConfig config_;
   std::map<std::string, const StTensorInfo*> entries_;
+  size_t decoder_tensors_ = 0;
 };
 
 std::unique_ptr<SafetensorsFile> open_st(const std::string& path) {
@@ -113,9 +122,9 @@ VaeFile open_vae_file(const std::string& path, const ModelConfig& base) {
     for (const StTensorInfo& t : raw->tensors()) {
       std::string canon = "vae." + t.name;
       if (auto renamed = CheckpointNames::canonical_from_legacy(canon)) canon = *renamed;
-      if (starts_with(canon, "vae.decoder.") || starts_with(canon, "vae.post_quant_conv.")) ck->add(canon, &t);
+      if (is_decoder(canon) || is_encoder(canon)) ck->add(canon, &t);
     }
-    if (ck->size() == 0) throw_model("--vae " + path + ": no decoder.* tensors in " + file);
+    if (ck->decoder_tensors() == 0) throw_model("--vae " + path + ": no decoder.* tensors in " + file);
     out.weights = std::move(ck);
   } else if (fs::is_regular_file(path, ec)) {
     auto f = open_st(path);
@@ -136,10 +145,9 @@ VaeFile open_vae_file(const std::string& path, const ModelConfig& base) {
       } else {
         canon = names.to_canonical(starts_with(t.name, "first_stage_model.") ? t.name : "first_stage_model." + t.name);
       }
-      if (canon && (starts_with(*canon, "vae.decoder.") || starts_with(*canon, "vae.post_quant_conv.")))
-        ck->add(*canon, &t);
+      if (canon && (is_decoder(*canon) || is_encoder(*canon))) ck->add(*canon, &t);
     }
-    if (ck->size() == 0)
+    if (ck->decoder_tensors() == 0)
       throw_model("--vae " + path + ": no VAE decoder tensors (LDM decoder.* or first_stage_model.decoder.*, or "
                   "diffusers decoder.up_blocks.*)");
     out.weights = std::move(ck);

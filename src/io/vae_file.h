@@ -4,7 +4,8 @@
 //     checkpoint, or a whole SD v1 checkpoint, whose VAE is then taken); fp32, fp16 or bf16;
 //   - a diffusers AutoencoderKL folder (config.json + diffusion_pytorch_model[.fp16].safetensors),
 //     or a pipeline folder holding one as vae/.
-// Served under the canonical names ("vae.decoder.*", "vae.post_quant_conv.*") to VaeDecoder.
+// Served under the canonical names ("vae.decoder.*", "vae.post_quant_conv.*") to VaeDecoder, and
+// where the file has them "vae.encoder.*", "vae.quant_conv.*" to VaeEncoder (read only when asked).
 #pragma once
 #include <memory>
 #include <string>

@@ -10,6 +10,7 @@
 #include "text/clip.h"
 #include "unet/unet.h"
 #include "vae/vae.h"
+#include "vae/vae_encoder.h"
 
 namespace sdgen {
 
@@ -103,9 +104,23 @@ PassCost vae_decoder_pass(const VaeConfig& c, int images, int height, int width,
   return p.end();
 }
 
+PassCost vae_encoder_pass(const VaeConfig& c, int images, int height, int width, DType dtype) {
+  Pass p(dtype);
+  const VaeEncoder model = p.build<VaeEncoder>(c);
+  const Tensor x = p.input({images, height, width, c.in_channels});
+  p.begin();
+  const Tensor out = model.moments(x);
+  return p.end();
+}
+
 int64_t clip_parameters(const ClipConfig& c) { return Pass(DType::F32).parameters<ClipTextEncoder>(c); }
 int64_t unet_parameters(const UNetConfig& c) { return Pass(DType::F32).parameters<UNet>(c); }
 int64_t vae_decoder_parameters(const VaeConfig& c) { return Pass(DType::F32).parameters<VaeDecoder>(c); }
+int64_t vae_encoder_parameters(const VaeConfig& c) { return Pass(DType::F32).parameters<VaeEncoder>(c); }
+
+double vae_encoder_flops(const VaeConfig& c, int images, int height, int width) {
+  return vae_encoder_pass(c, images, height, width).flops;
+}
 
 double clip_flops(const ClipConfig& c, int sequences) { return clip_pass(c, sequences).flops; }
 

@@ -30,5 +30,7 @@ PassCost unet_pass(const UNetConfig& c, int batch, int latent_h, int latent_w, i
                    DType dtype = DType::F32);
 // The VAE decoder on `images` latents, decoding to height × width pixels (latents 1/8 the side).
 PassCost vae_decoder_pass(const VaeConfig& c, int images, int height, int width, DType dtype = DType::F32);
+// The VAE encoder (images in) on `images` images of height × width pixels, to their moments.
+PassCost vae_encoder_pass(const VaeConfig& c, int images, int height, int width, DType dtype = DType::F32);
 
 }  // namespace sdgen

@@ -18,6 +18,8 @@ double clip_flops(const ClipConfig& c, int sequences);
 double unet_flops(const UNetConfig& c, int batch, int latent_h, int latent_w, int context_len);
 // The VAE decoder on `images` latents decoding to height × width pixels (latents are 1/8 the side).
 double vae_decoder_flops(const VaeConfig& c, int images, int height, int width);
+// The VAE encoder (images in) on `images` images of height × width pixels, to their moments.
+double vae_encoder_flops(const VaeConfig& c, int images, int height, int width);
 
 struct WorkloadFlops {
   int text_sequences = 0;  // CLIP sequences: the negative and the positive prompt with guidance

@@ -12,7 +12,8 @@
 namespace sdgen {
 
 uint64_t MemoryEstimate::activations() const {
-  return (stages_add ? unet + vae : std::max(unet, vae)) + other;
+  // The encode runs before the denoising loop, alone.
+  return std::max(stages_add ? unet + vae : std::max(unet, vae), vae_encode) + other;
 }
 
 MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
@@ -27,6 +28,15 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   const PassCost unet = unet_pass(m.unet, rows, r.height / 8, r.width / 8, m.clip.max_positions);
   const PassCost vae = vae_decoder_pass(m.vae, std::max(1, std::min(r.vae_batch, r.batch)), r.height, r.width);
   e.weights = (uint64_t)((double)(clip.parameters + unet.parameters + vae.parameters) * esize);
+  // Images in: the encoder's weights, and its pass on as many images as a decode pass takes. Its
+  // live set is a VAE's (the same blocks at the same sizes, run in the other direction): the
+  // decoder's factors apply.
+  double encode_live = 0;
+  if (r.encoder) {
+    const PassCost enc = vae_encoder_pass(m.vae, std::max(1, std::min(r.vae_batch, r.batch)), r.height, r.width);
+    e.weights += (uint64_t)((double)enc.parameters * esize);
+    encode_live = (double)enc.live_bytes / 4;
+  }
   const double latent_px = (double)(r.width / 8) * (r.height / 8);
   const double unet_live = (double)unet.live_bytes / 4;
   const double vae_live = (double)vae.live_bytes / 4;
@@ -42,6 +52,7 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   if (cuda) {
     e.unet = (uint64_t)(2.5 * esize * unet_live);
     e.vae = (uint64_t)(2.0 * esize * vae_live);
+    e.vae_encode = (uint64_t)(2.0 * esize * encode_live);
     // Library workspaces (cuBLASLt and cuDNN are each capped at 32 MiB a call, kConvWorkspaceCap
     // in src/backend/cuda/cuda_backend.h), the text encoder's activations.
     e.other = (uint64_t)(latents + 64 * MiB);
@@ -49,6 +60,7 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   } else {
     e.unet = (uint64_t)((f16 ? 1.6 : 1.5) * 4 * unet_live);
     e.vae = (uint64_t)((f16 ? 1.6 : 1.5) * 4 * vae_live);
+    e.vae_encode = (uint64_t)((f16 ? 1.6 : 1.5) * 4 * encode_live);
     e.other = (uint64_t)(2 * latents + images + process + 48 * MiB * std::max(1, r.threads));
   }
   return e;
@@ -68,8 +80,8 @@ std::string format_bytes(uint64_t bytes) {
 
 std::string describe(const MemoryEstimate& e) {
   return format_bytes(e.total()) + " (weights " + format_bytes(e.weights) + ", UNet " + format_bytes(e.unet) +
-         ", VAE decode " + format_bytes(e.vae) + (e.stages_add ? " held together" : "") + ", other " +
-         format_bytes(e.other) + ")";
+         ", VAE decode " + format_bytes(e.vae) + (e.stages_add ? " held together" : "") +
+         (e.vae_encode ? ", VAE encode " + format_bytes(e.vae_encode) : "") + ", other " + format_bytes(e.other) + ")";
 }
 
 uint64_t parse_byte_size(const std::string& text, const std::string& what) {

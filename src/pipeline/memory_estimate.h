@@ -2,7 +2,8 @@
 // can refuse a size or batch that cannot fit before it loads a weight or draws a latent (exit code
 // 5 with the estimate and the limit), instead of failing an allocation halfway through a run.
 //
-// weights: the parameters the pipeline keeps (CLIP text encoder, UNet, VAE decoder), as the models
+// weights: the parameters the pipeline keeps (CLIP text encoder, UNet, VAE decoder; the VAE encoder
+//   too for images in, MemoryRequest::encoder), as the models
 //   constructed from the config on the meta device hold them (dry_run.h), times the precision's size.
 // UNet and VAE working sets: the most activation bytes alive at once in a dry pass of the model
 //   code itself at the request's shapes (dry_run.h): one UNet call on its 2×batch latents with
@@ -42,6 +43,8 @@ namespace sdgen {
 int64_t clip_parameters(const ClipConfig& c);
 int64_t unet_parameters(const UNetConfig& c);
 int64_t vae_decoder_parameters(const VaeConfig& c);
+// The VAE encoder's (loaded only for images in: MemoryRequest::encoder, ModelOptions::need_encoder).
+int64_t vae_encoder_parameters(const VaeConfig& c);
 
 struct MemoryRequest {
   DType precision = DType::F32;
@@ -54,12 +57,14 @@ struct MemoryRequest {
   int vae_batch = 1;               // images per VAE pass (GenerateParams::vae_batch)
   int threads = 1;                 // CPU: threads that keep scratch buffers
   bool cuda_libraries_loaded = false;  // CPU: the process has the CUDA libraries mapped (220 MiB)
+  bool encoder = false;  // images in: the VAE encoder's weights, and one encode pass of vae_batch images
 };
 
 struct MemoryEstimate {
   uint64_t weights = 0;
   uint64_t unet = 0;     // one UNet call's working set, with the backend's factor
   uint64_t vae = 0;      // one VAE pass (of vae_batch images)
+  uint64_t vae_encode = 0;  // one VAE encoder pass (of vae_batch images); 0 without MemoryRequest::encoder
   uint64_t other = 0;    // latents and sampler state, images, the process (CPU), workspaces (CUDA)
   uint64_t activations() const;  // what a generation adds to the loaded weights at its peak
   uint64_t total() const { return weights + activations(); }

@@ -17,6 +17,9 @@ struct ModelOptions {
   std::vector<LoraSpec> loras;
   // A single file's UNet from its EMA copies (io/checkpoint.h, OpenOptions).
   bool ema = false;
+  // Load the VAE's encoder too (images in: img2img, inpainting), from where the decoder comes (the
+  // checkpoint, or --vae). Text-to-image leaves it off and holds no encoder weights.
+  bool need_encoder = false;
 };
 
 }  // namespace sdgen

@@ -67,9 +67,11 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   unet_ = std::make_unique<UNet>(weights, cfg.unet, precision, device);
   if (options.vae.empty()) {
     vae_ = std::make_unique<VaeDecoder>(*checkpoint_, cfg.vae, precision, device);
+    if (options.need_encoder) vae_encoder_ = std::make_unique<VaeEncoder>(*checkpoint_, cfg.vae, precision, device);
   } else {
     VaeFile vf = open_vae_file(options.vae, cfg);
     vae_ = std::make_unique<VaeDecoder>(*vf.weights, vf.config, precision, device);
+    if (options.need_encoder) vae_encoder_ = std::make_unique<VaeEncoder>(*vf.weights, vf.config, precision, device);
     vae_weights_ = std::move(vf.weights);
     vae_name_ = vf.name;
   }

@@ -21,12 +21,7 @@ VaeDecoder::VaeDecoder(const Checkpoint& ckpt, const VaeConfig& config, DType dt
   post_quant_conv = nn::Conv2d(w, "vae.post_quant_conv", c.latent_channels, c.latent_channels, 1);
   conv_in = nn::Conv2d(w, "vae.decoder.conv_in", c.latent_channels, ch[0], 3);
 
-  const std::string mid = "vae.decoder.mid_block";
-  mid_block.resnets.push_back(resnet(mid + ".resnets.0", ch[0], ch[0]));
-  mid_block.attentions.push_back(MidAttention{
-      nn::GroupNorm(w, mid + ".attentions.0.group_norm", ch[0], c.norm_groups, c.norm_eps),
-      Attention(w, mid + ".attentions.0", ch[0], ch[0], /*heads=*/1, /*qkv_bias=*/true)});
-  mid_block.resnets.push_back(resnet(mid + ".resnets.1", ch[0], ch[0]));
+  mid_block = MidBlock::load(w, "vae.decoder.mid_block", ch[0], c);
 
   int64_t prev = ch[0];
   for (size_t i = 0; i < ch.size(); ++i) {
@@ -42,6 +37,27 @@ VaeDecoder::VaeDecoder(const Checkpoint& ckpt, const VaeConfig& config, DType dt
   conv_norm_out =
       nn::GroupNorm(w, "vae.decoder.conv_norm_out", ch.back(), c.norm_groups, c.norm_eps);
   conv_out = nn::Conv2d(w, "vae.decoder.conv_out", ch.back(), c.out_channels, 3);
+}
+
+VaeDecoder::MidBlock VaeDecoder::MidBlock::load(const nn::WeightLoader& w, const std::string& name, int64_t ch,
+                                                const VaeConfig& c) {
+  MidBlock m;
+  m.resnets.emplace_back(w, name + ".resnets.0", ch, ch, /*temb_channels=*/0, c.norm_groups, c.norm_eps);
+  m.attentions.push_back(MidAttention{
+      nn::GroupNorm(w, name + ".attentions.0.group_norm", ch, c.norm_groups, c.norm_eps),
+      Attention(w, name + ".attentions.0", ch, ch, /*heads=*/1, /*qkv_bias=*/true)});
+  m.resnets.emplace_back(w, name + ".resnets.1", ch, ch, /*temb_channels=*/0, c.norm_groups, c.norm_eps);
+  return m;
+}
+
+Tensor VaeDecoder::MidAttention::operator()(const Tensor& x) const {
+  const Shape image = x.shape();
+  Tensor seq = group_norm(x).reshape({image[0], image[1] * image[2], image[3]});
+  return attn(seq, Tensor(), /*residual=*/x.reshape(seq.shape())).reshape(image);
+}
+
+Tensor VaeDecoder::MidBlock::operator()(const Tensor& x) const {
+  return resnets[1](attentions[0](resnets[0](x)));
 }
 
 Tensor VaeDecoder::decode(const Tensor& latents, const Probe& probe) const {
@@ -65,14 +81,7 @@ Tensor VaeDecoder::decode_unscaled(const Tensor& z_in, const Probe& probe) const
   h = conv_in(h);
   show("decoder.conv_in", h);
 
-  h = mid_block.resnets[0](h);
-  {
-    const MidAttention& a = mid_block.attentions[0];
-    const Shape image = h.shape();
-    Tensor seq = a.group_norm(h).reshape({image[0], image[1] * image[2], image[3]});
-    h = a.attn(seq, Tensor(), /*residual=*/h.reshape(seq.shape())).reshape(image);
-  }
-  h = mid_block.resnets[1](h);
+  h = mid_block(h);
   show("decoder.mid_block", h);
 
   for (size_t i = 0; i < up_blocks.size(); ++i) {

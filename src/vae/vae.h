@@ -1,5 +1,5 @@
-// The decoder half of diffusers' AutoencoderKL: latents -> image. Encoding is not needed for
-// text-to-image and is not loaded.
+// The decoder half of diffusers' AutoencoderKL: latents -> image. The encoder (vae_encoder.h) is
+// not needed for text-to-image and is loaded only on request.
 #pragma once
 #include <functional>
 #include <string>
@@ -36,10 +36,15 @@ class VaeDecoder {
   struct MidAttention {
     nn::GroupNorm group_norm;
     Attention attn;  // to_q, to_k, to_v, to_out.0, one head, biases on all four
+    // x [N,H,W,C] -> x + attention over the H·W pixels of group_norm(x).
+    Tensor operator()(const Tensor& x) const;
   };
-  struct MidBlock {  // UNetMidBlock2D
+  struct MidBlock {  // UNetMidBlock2D, the encoder's too
     std::vector<ResnetBlock2D> resnets;  // 2
     std::vector<MidAttention> attentions;  // 1
+    // name: "vae.decoder.mid_block" or "vae.encoder.mid_block"; ch: the widest level's channels.
+    static MidBlock load(const nn::WeightLoader& w, const std::string& name, int64_t ch, const VaeConfig& c);
+    Tensor operator()(const Tensor& x) const;
   };
   struct UpBlock {  // UpDecoderBlock2D
     std::vector<ResnetBlock2D> resnets;

@@ -56,6 +56,9 @@ class CpuBackend final : public Backend {
   Tensor upsample_nearest2x(const Tensor& x) override {
     return cpu::upsample_nearest2x(host(x), plain_);
   }
+  Tensor pad(const Tensor& x, int top, int bottom, int left, int right) override {
+    return cpu::pad(host(x), top, bottom, left, right, plain_);
+  }
   Tensor concat_channels(const Tensor& a, const Tensor& b) override {
     return cpu::concat_channels(host(a), host(b), plain_);
   }

@@ -104,6 +104,9 @@ Tensor concat_channels(const Tensor& a, const Tensor& b, bool plain);
 Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table);
 Tensor timestep_embedding(const std::vector<float>& t, int dim);  // fp32 [n, dim]
 
+// pad.cpp: zero padding of an NHWC image (ops::pad), any dtype, elements copied unconverted.
+Tensor pad(const Tensor& x, int top, int bottom, int left, int right, bool plain);
+
 // image.cpp: the decoder's image as 8-bit pixels (ops::image_to_u8), x fp32.
 void image_to_u8(const Tensor& x, Tensor& out);
 

@@ -192,6 +192,14 @@ Tensor CudaBackend::upsample_nearest2x(const Tensor& x) {
   return y;
 }
 
+Tensor CudaBackend::pad(const Tensor& x, int top, int bottom, int left, int right) {
+  Tensor y = Tensor::empty({x.dim(0), x.dim(1) + top + bottom, x.dim(2) + left + right, x.dim(3)}, x.dtype(),
+                           Device::CUDA);
+  kernels::pad(x.data(), y.data(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), top, bottom, left, right, x.dtype(),
+               stream_);
+  return y;
+}
+
 Tensor CudaBackend::concat_channels(const Tensor& a, const Tensor& b) {
   Shape s = a.shape();
   int64_t ca = a.dim(-1), cb = b.dim(-1);

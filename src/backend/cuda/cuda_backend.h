@@ -75,6 +75,7 @@ class CudaBackend : public Backend {
   Tensor add_channel(const Tensor& x, const Tensor& b) override;
   Tensor scale(const Tensor& x, float s) override;
   Tensor upsample_nearest2x(const Tensor& x) override;
+  Tensor pad(const Tensor& x, int top, int bottom, int left, int right) override;
   Tensor concat_channels(const Tensor& a, const Tensor& b) override;
   Tensor embedding(const std::vector<int>& ids, int n, const Tensor& table) override;
   Tensor timestep_embedding(const std::vector<float>& t, int dim, DType dtype) override;
