@@ -166,8 +166,8 @@ TEST(Img2ImgCli, OptionsAndPromptFileGiveDiffusersImages) {
       unsigned char* px = stbi_load(png.c_str(), &w, &h, &c, 3);
       ASSERT_NE(px, nullptr) << png;
       ASSERT_EQ(w, 64);
-      ASSERT_EQ(h, 96);
-      const test_helpers::ImageDiff d = test_helpers::compare_u8(px, ref.data() + b * 64 * 96 * 3, 64 * 96 * 3);
+      ASSERT_EQ(h, 128);
+      const test_helpers::ImageDiff d = test_helpers::compare_u8(px, ref.data() + b * 64 * 128 * 3, 64 * 128 * 3);
       stbi_image_free(px);
       EXPECT_GE(d.within1, 0.999) << what << " " << png;
       EXPECT_NE(test_helpers::slurp(png).find("Denoising strength: 0.75"), std::string::npos) << png;
@@ -176,7 +176,7 @@ TEST(Img2ImgCli, OptionsAndPromptFileGiveDiffusersImages) {
   const std::string picture = kData + "/images/" + r["picture"].get<std::string>();
   const test_helpers::CliRun a = test_helpers::run_cli(
       model + "--prompt 'a castle on a hill' --negative-prompt blurry --seed 11 --batch 2 --steps 8 -g 5 "
-              "-W 64 -H 96 --sampler euler_a --init-image '" + picture + "' --strength 0.75 --resize-mode crop "
+              "-W 64 -H 128 --sampler euler_a --init-image '" + picture + "' --strength 0.75 --resize-mode crop "
               "--name 'img-{i}' --out '" + (dir / "cli").string() + "'");
   ASSERT_EQ(a.code, 0) << a.err;
   check(dir / "cli", "options");
@@ -184,7 +184,7 @@ TEST(Img2ImgCli, OptionsAndPromptFileGiveDiffusersImages) {
   const fs::path prompts = dir / "prompts.jsonl";
   std::ofstream(prompts) << nlohmann::json({{"prompt", "a castle on a hill"}, {"negative_prompt", "blurry"},
                                             {"seed", 11}, {"batch", 2}, {"steps", 8}, {"guidance", 5}, {"width", 64},
-                                            {"height", 96}, {"sampler", "euler_a"}, {"init_image", picture},
+                                            {"height", 128}, {"sampler", "euler_a"}, {"init_image", picture},
                                             {"strength", 0.75}, {"resize_mode", "crop"}})
                                 .dump()
                          << "\n";
@@ -200,7 +200,7 @@ TEST(Img2ImgCli, BadInputsAreOneLineAndWriteNothing) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::ofstream(dir / "text.png") << "not a picture";
-  const std::string picture = kData + "/images/init_96x64.png";
+  const std::string picture = kData + "/images/init_128x64.png";
   const std::string base = "--model '" + kData + "/tiny_sd/tiny_sd.safetensors' --prompt cat -W 64 -H 64 --steps 10 "
                            "--out '" + (dir / "out").string() + "' ";
   struct Case {

@@ -216,6 +216,7 @@ std::string memory_refusal(const ModelConfig& cfg, const MemoryLimit& limit, con
   r.vae_batch = job.vae_batch;
   r.threads = omp_get_max_threads();  // the CPU ops' team: OMP_NUM_THREADS, else the CPUs this process may use
   r.cuda_libraries_loaded = cuda_plugin_loaded();
+  r.encoder = !job.init_image.empty();
   const MemoryEstimate e = estimate_memory(cfg, r);
   if (e.total() <= limit.bytes) return "";
   return std::to_string(job.width) + "x" + std::to_string(job.height) + ", batch " + std::to_string(batch) + ", " +

@@ -278,10 +278,15 @@ class GenerationRun {
       }
     };
     std::vector<EmbeddingSpec> embeddings = loaded_key_->embeddings;
+    // The VAE encoder is loaded (and estimated) when a job on this pipeline starts from a picture.
+    bool need_encoder = false;
+    for (size_t d = c; d < calls_.size() && key_of_call(d) == loaded_key_; ++d)
+      need_encoder = need_encoder || !opt_.jobs[calls_[d].job].init_image.empty();
     pipe_ = at_line(j, [&] {
       return std::make_unique<Pipeline>(model_paths_[calls_[c].job], j.precision, device,
                                         [this](const std::string& m) { log(m); },
-                                        ModelOptions{j.vae, embeddings, job_loras(j), j.ema}, check_memory);
+                                        ModelOptions{j.vae, embeddings, job_loras(j), j.ema, need_encoder},
+                                        check_memory);
     });
   }
 

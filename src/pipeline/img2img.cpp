@@ -22,7 +22,7 @@ std::vector<float> Pipeline::init_latents(const GenerateParams& p, const Sampler
     throw_usage("the init image is " + std::to_string(im.width) + "x" + std::to_string(im.height) +
                 ", the generation " + std::to_string(p.width) + "x" + std::to_string(p.height) +
                 ": resize it first (io/image_resize.h)");
-  const VaeConfig& vc = checkpoint_->config().vae;
+  const VaeConfig& vc = vae_->config();  // --vae's when given
   const int lc = vc.latent_channels, lh = p.height / 8, lw = p.width / 8;
   const size_t per = (size_t)lc * lh * lw;
 
@@ -34,6 +34,7 @@ std::vector<float> Pipeline::init_latents(const GenerateParams& p, const Sampler
   if (!vae_encoder_) {
     const Checkpoint& weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
     vae_encoder_ = std::make_unique<VaeEncoder>(weights, vc, precision_, device_);
+    if (log_) log_("loaded the VAE encoder for the init image");
   }
   const Tensor moments = vae_encoder_->moments(Tensor::from_floats({1, im.height, im.width, 3}, pixels));
 

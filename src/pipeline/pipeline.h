@@ -108,7 +108,8 @@ class Pipeline {
   const std::string& vae_name() const { return vae_name_; }
   DType precision() const { return precision_; }
   Device device() const { return device_; }
-  // The VAE encoder, loaded when ModelOptions::need_encoder was set; nullptr otherwise.
+  // The VAE encoder: loaded when ModelOptions::need_encoder was set or an img2img generation needed
+  // it; nullptr otherwise.
   const VaeEncoder* vae_encoder() const { return vae_encoder_.get(); }
 
   GeneratedBatch generate(const GenerateParams& p, const StepCallback& on_step = nullptr);
@@ -166,9 +167,9 @@ class Pipeline {
   std::unique_ptr<ClipTextEncoder> clip_;
   std::unique_ptr<UNet> unet_;
   std::unique_ptr<VaeDecoder> vae_;
-  std::unique_ptr<VaeEncoder> vae_encoder_;  // ModelOptions::need_encoder only
   std::unique_ptr<VaeDecoder> vae_fp32_;  // fp16 pipelines: loaded on the first non-finite decode
-  std::unique_ptr<VaeEncoder> vae_encoder_;  // img2img: loaded by the first generation that needs it
+  // ModelOptions::need_encoder's; otherwise loaded by the first img2img generation (pipeline/img2img.cpp).
+  std::unique_ptr<VaeEncoder> vae_encoder_;
   std::unique_ptr<Checkpoint> vae_weights_;  // --vae's (the decoder holds copies; kept for diagnostics)
   std::string vae_name_;
   DType precision_;

@@ -95,25 +95,25 @@ def tables():
 
 
 # The pipeline runs: (key, sampler, strength, steps, guidance, picture, resize, batch, prompts, seed). The
-# pictures are tests/data/images/init_96x64.png (96 wide, 64 high: used as it is) and init_101x70.png
-# (resized to 64 wide x 96 high by VaeImageProcessor.resize with resize_mode "crop", as sd-gen's
+# pictures are tests/data/images/init_128x64.png (128 wide, 64 high: used as it is) and init_101x70.png
+# (resized to 64 wide x 128 high by VaeImageProcessor.resize with resize_mode "crop", as sd-gen's
 # --resize-mode crop, whose bytes tests/test_image_input.cpp holds equal to it).
 PIPE_RUNS = [
-    ("ddim_s03", "ddim", 0.3, 10, 7.5, "init_96x64.png", None, 2, ["a red fox in the snow"], 7),
-    ("euler_a_s075", "euler_a", 0.75, 8, 5.0, "init_101x70.png", (64, 96), 2, ["a castle on a hill"], 11),
-    ("dpmpp_2m_s1", "dpmpp_2m", 1.0, 6, 7.5, "init_96x64.png", None, 1, ["an old oak tree"], 13),
-    ("euler_a_s1_prompts", "euler_a", 1.0, 5, 3.0, "init_96x64.png", None, 1,
+    ("ddim_s03", "ddim", 0.3, 10, 7.5, "init_128x64.png", None, 2, ["a red fox in the snow"], 7),
+    ("euler_a_s075", "euler_a", 0.75, 8, 5.0, "init_101x70.png", (64, 128), 2, ["a castle on a hill"], 11),
+    ("dpmpp_2m_s1", "dpmpp_2m", 1.0, 6, 7.5, "init_128x64.png", None, 1, ["an old oak tree"], 13),
+    ("euler_a_s1_prompts", "euler_a", 1.0, 5, 3.0, "init_128x64.png", None, 1,
      ["a lighthouse at dusk", "a bowl of fruit"], 17),
 ]
 NEGATIVE = "blurry"
 
 
 def pictures():
-    y, x = np.mgrid[0:64, 0:96]
+    y, x = np.mgrid[0:64, 0:128]
     a = np.stack([128 + 100 * np.sin(x / 9.0), 128 + 90 * np.cos(y / 7.0 + x / 13.0),
-                  np.where((x - 48) ** 2 + (y - 32) ** 2 < 400, 220, 40)], -1)
+                  np.where((x - 64) ** 2 + (y - 32) ** 2 < 400, 220, 40)], -1)
     from PIL import Image
-    Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(os.path.join(ROOT, "tests/data/images/init_96x64.png"))
+    Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(os.path.join(ROOT, "tests/data/images/init_128x64.png"))
     y, x = np.mgrid[0:70, 0:101]
     b = np.stack([255 * x / 100.0, 255 * y / 69.0, 128 + 120 * np.sin((x + y) / 6.0)], -1)
     Image.fromarray(np.clip(b, 0, 255).astype(np.uint8)).save(os.path.join(ROOT, "tests/data/images/init_101x70.png"))
