@@ -11,10 +11,12 @@
 //
 //   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
 //               --precision fp16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
-//               [--keep-step-graph] [--encode] [--json]
+//               [--keep-step-graph] [--encode] [--strength S] [--json]
 // --encode: the pipeline loads the VAE encoder too (ModelOptions::need_encoder), and after the
 // generation encodes a batch of `--batch` images of the same size (phase vae_encode), as images in
-// will. Without it every figure is text-to-image's.
+// will. --strength S: an img2img generation instead (a grey picture of the run's size, encoded
+// once in phase vae_encode of the run, then the steps that strength S leaves). Without either every
+// figure is text-to-image's.
 // One generation, as `sd-gen --prompt` makes it: the recorded step is dropped before the VAE
 // (--keep-step-graph keeps it, as for a next prompt with the same settings).
 #include <cstdio>
@@ -178,6 +180,7 @@ int main(int argc, char** argv) {
   gp.steps = 25;
   gp.seed = 42;
   bool json = false, encode = false;
+  double strength = -1;  // img2img's, when given
   double encode_flops = 0;
   for (int i = 1; i < argc; ++i) {
     auto val = [&](const char* flag) -> const char* {
@@ -200,6 +203,7 @@ int main(int argc, char** argv) {
     else if (a == "--keep-step-graph") gp.keep_step_graph = true;
     else if (a == "--json") json = true;
     else if (a == "--encode") encode = true;
+    else if (a == "--strength") strength = std::atof(val("--strength"));
     else if (a == "--cuda-graphs") {
       const std::string v = val("--cuda-graphs");
       if (v != "on" && v != "off") return usage("--cuda-graphs must be on or off");
@@ -212,6 +216,14 @@ int main(int argc, char** argv) {
   if (gp.batch < 1 || gp.steps < 1 || gp.width % 64 || gp.height % 64 || gp.width < 64 || gp.height < 64)
     return usage("batch and steps must be >= 1, width and height multiples of 64");
   const DType dt = precision == "fp16" ? DType::F16 : DType::F32;
+  if (strength >= 0) {
+    if (strength > 1) return usage("--strength must be between 0 and 1");
+    auto grey = std::make_shared<RgbImage>();
+    grey->width = gp.width, grey->height = gp.height;
+    grey->pixels.assign((size_t)gp.width * gp.height * 3, 128);
+    gp.init_image = grey;
+    gp.strength = strength;
+  }
   try {
     gp.sampler = parse_sampler_options(sampler, schedule);
   } catch (const Error& e) {
@@ -225,10 +237,14 @@ int main(int argc, char** argv) {
   WorkloadFlops analytic;
   try {
     ModelOptions options;
-    options.need_encoder = encode;
+    options.need_encoder = encode || gp.init_image;
     Pipeline pipe(model, dt, Device::CUDA, nullptr, options);
     pipe.generate(gp);
     analytic = workload_flops(pipe.checkpoint().config(), gp.batch, gp.width, gp.height, gp.steps, gp.guidance);
+    if (gp.init_image) {  // one picture encoded inside the run
+      encode_flops = vae_encoder_flops(pipe.checkpoint().config().vae, 1, gp.height, gp.width);
+      analytic.total += encode_flops;
+    }
     if (encode) {
       census::set_phase("vae_encode");
       (void)pipe.vae_encoder()->moments(Tensor::zeros({gp.batch, gp.height, gp.width, 3}));
@@ -265,6 +281,7 @@ int main(int argc, char** argv) {
       {"step_recording", get("step_recording")}, {"unet_step", get(units > first ? "unet_step." + std::to_string(units - 1) : "unet_warmup")},
       {"sampling_loop", loop}, {"vae_decode", get("vae_decode")}, {"run", get("run")}};
   if (encode) rows.emplace_back("vae_encode", get("vae_encode"));  // after the run, not part of it
+  else if (gp.init_image) rows.insert(rows.begin() + 2, {"vae_encode", get("vae_encode")});  // inside the run
   const census::Phase& run = get("run");
   // The analytic count per reported phase (dense work only: convs, linears, attention products).
   std::map<std::string, double> analytic_by_phase = {

@@ -242,7 +242,11 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   const size_t latent_numel = (size_t)B * lc * lh * lw;
   std::vector<float> init;  // the initial latents, NCHW
   if (p.init_image) {
+    trace::phase("vae_encode");
     init = init_latents(p, plan, noise_source, B);
+    // The encoder's buffers differ in size from the UNet's: handed back, they do not add to its peak.
+    backend_for(device_).release_cached_memory();
+    trace::phase("sampling_setup");
   } else {
     init = noise_source.draw((size_t)lc * lh * lw);
     if (plan.init_sigma != 1.0f)
