@@ -70,6 +70,9 @@ void scale_repeat_batch(const float* x, const float* divisors, const float* step
 // [n] in eps_dt, table [S, (1+K)(3+K)], noise [S, n] or null; advances step.
 void sampler_step(float* x, float* state, int K, const void* eps, DType eps_dt, const float* table,
                   const float* noise, float* step, int64_t n, bool guided, float guidance, cudaStream_t s);
+// ops::inpaint_blend: x [n] ← (1 − mask)·(a·x0 + b·noise) + mask·x with (a, b) = table[*step − 1].
+void inpaint_blend(float* x, const float* mask, const float* x0, const float* noise, const float* table,
+                   const float* step, int64_t n, cudaStream_t s);
 
 }  // namespace kernels
 }  // namespace sdgen

@@ -4,7 +4,8 @@
 // √(σ²+1) for the sigma-space samplers and 1 for the others, repeated for guidance and cast to the
 // model's dtype), and one unit of the sampler's plan with the guidance combine fused in (a small
 // per-step matrix over the latents, the guided output, up to four state buffers and the step's
-// noise; sampler.h). Layout: flat arrays (the latents are NHWC, but every op here is elementwise).
+// noise; sampler.h), and inpainting's blend of the known region back to the picture's latents
+// renoised to the unit's level (ops::inpaint_blend). Layout: flat arrays (the latents are NHWC, but every op here is elementwise).
 // Math in fp32 in the order of the CPU backend (src/backend/cpu/sampler.cpp), so the emulated run
 // reproduces the CPU's latents bit for bit (a GPU may contract into FMAs).
 // Versions: one grid-stride kernel each. Test: simt_tests --gtest_filter='*Sampler*' and the
@@ -82,7 +83,28 @@ __global__ void sampler_step_kernel(float* __restrict__ x, float* __restrict__ s
   }
 }
 
+// Inpainting's blend, each product and sum rounded as torch evaluates it (no contraction into an
+// FMA: the known region must equal the picture's renoised latents to the bit, as the CPU's).
+__global__ void inpaint_blend_kernel(float* __restrict__ x, const float* __restrict__ mask,
+                                     const float* __restrict__ x0, const float* __restrict__ noise,
+                                     const float* __restrict__ table, const float* __restrict__ step, int64_t n) {
+  const int u = (int)step[0] - 1;
+  const float a = table[2 * u], b = table[2 * u + 1];
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float proper = __fadd_rn(__fmul_rn(a, x0[i]), __fmul_rn(b, noise[i]));
+    const float m = mask[i];
+    x[i] = __fadd_rn(__fmul_rn(1.0f - m, proper), __fmul_rn(m, x[i]));
+  }
+}
+
 }  // namespace
+
+void inpaint_blend(float* x, const float* mask, const float* x0, const float* noise, const float* table,
+                   const float* step, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  cuda::note_traffic(20.0 * n + 12);
+  SDGEN_LAUNCH(inpaint_blend_kernel, grid_for(n), dim3(kThreads), 0, s, x, mask, x0, noise, table, step, n);
+}
 
 void timestep_embedding_at(const float* timesteps, const float* step, void* y, int64_t n, int64_t dim,
                            DType dt, cudaStream_t s) {

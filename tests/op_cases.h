@@ -93,7 +93,7 @@ inline Op op_of(const std::string& name) {
       {"embedding", Op::kEmbedding}, {"timestep_embedding_at", Op::kTimestepEmbedding},
       {"timestep_embedding", Op::kTimestepEmbedding}, {"cast", Op::kCast},
       {"scale_repeat", Op::kRepeatBatch},
-      {"sampler_step", Op::kSamplerStep}, {"image_u8", Op::kImageToU8}, {"pad_", Op::kPad}};
+      {"sampler_step", Op::kSamplerStep}, {"inpaint_blend", Op::kInpaintBlend}, {"image_u8", Op::kImageToU8}, {"pad_", Op::kPad}};
   for (const auto& [prefix, op] : kPrefixes)
     if (name.rfind(prefix, 0) == 0) return op;
   throw std::logic_error("op_of: no op for case " + name);
@@ -672,6 +672,19 @@ inline const std::vector<OpCase>& op_cases() {
     t.push_back(cpu_one_function({"sampler_step_k0_noise_guided_1x5x7x4",
                  {{{1, 5, 7, 4}}, {{2, 5, 7, 4}}, {{2, 3}, 0.5f}, {{1}, 1, 0, {0.0f}}, {{1}}, {{2, 1, 5, 7, 4}}},
                  plan_step(0, true), tol::kPointwise, false}, "SamplerPlans.MatchDiffusersSchedulers"));
+    // Inpainting's blend after unit 1 (step = 2 reads table row 1 of 3): a mask of 0s and 1s made
+    // from a random input's sign, so both regions show; a wrong row, column or mask sense shows.
+    t.push_back(cpu_one_function({"inpaint_blend_2x5x7x4",
+                 {{{2, 5, 7, 4}}, {{2, 5, 7, 4}}, {{2, 5, 7, 4}}, {{2, 5, 7, 4}}, {{3, 2}, 0.8f}, {{1}, 1, 0, {2.0f}}},
+                 [](Backend& b, const Ins& in, DType) {
+                   Tensor x = in[0].clone();
+                   std::vector<float> m = in[1].to_floats();
+                   for (float& v : m) v = v > 0 ? 1.0f : 0.0f;
+                   const Tensor mask = Tensor::from_floats(in[1].shape(), m).to(b.device());
+                   b.inpaint_blend(x, mask, in[2], in[3], in[4], in[5]);
+                   return x;
+                 },
+                 tol::kPointwise, false}, "Inpaint.LatentsAndImagesMatchDiffusers"));
     // x / divisors[step], repeated: divisor row 2 of 3 (the input of the sigma-space samplers).
     t.push_back(cpu_one_function({"scale_repeat_2x8x8x4_x2",
                  {{{2, 8, 8, 4}, 5.0f}, {{3}, 1, 0, {14.6f, 3.7f, 1.02f}}, {{1}, 1, 0, {1.0f}}},

@@ -25,6 +25,7 @@ struct Work {
 //   group/layer norm sum, sum of squares (2), subtract mean, × rstd, × gamma, + beta: 7 (+4 SiLU)
 //   timestep embedding: scale and sin/cos: 2
 //   sampler steps (guidance, x0, direction, update; a sampler's history terms left out): 10
+//   inpaint blend (a·x0, b·noise, their sum, 1 − m, two products, the sum): 7
 //   image_u8 (scale, offset, clamp, round): 4
 inline double flops_per_element(const OpCase& c) {
   const std::string& n = c.name;
@@ -38,6 +39,7 @@ inline double flops_per_element(const OpCase& c) {
     case Op::kLayerNorm: return 7;
     case Op::kTimestepEmbedding: return 2;
     case Op::kSamplerStep: return 10;
+    case Op::kInpaintBlend: return 7;
     case Op::kImageToU8: return 4;
     default: return 0;  // upsample, pad, concat, embedding, cast, repeat: data movement
   }

@@ -139,7 +139,7 @@ TEST(SamplerPlans, MatchDiffusersSchedulers) {
 // img2img: every sampler started after its first steps as StableDiffusionImg2ImgPipeline starts it
 // (tests/reference/make_img2img_goldens.py): the steps skipped for a strength, the timesteps and
 // divisors of the units left, the noised initial latents (the scheduler's add_noise at the begin
-// step) and the latents after every unit.
+// step), the latents after every unit, and inpainting's renoised known region after every unit.
 TEST(SamplerPlans, Img2ImgMatchDiffusers) {
   const Golden g("img2img_tables.safetensors");
   ASSERT_GT(g.runs.size(), 200u) << "every sampler, schedule, step count and strength";
@@ -174,6 +174,16 @@ TEST(SamplerPlans, Img2ImgMatchDiffusers) {
       EXPECT_NEAR(x[i], init[i], 4e-7f * std::max(1.0f, std::fabs(init[i]))) << i;
       worst_init = std::max(worst_init, std::fabs(x[i] - init[i]));
     }
+    // Inpainting's known region after every unit: the picture's latents renoised to the next level.
+    const std::vector<float> renoised = g.floats(key + ".renoised");
+    ASSERT_EQ(plan.renoise.size(), 2 * (size_t)plan.units);
+    ASSERT_EQ(renoised.size(), (size_t)plan.units * n);
+    for (int u = 0; u < plan.units; ++u)
+      for (int i = 0; i < n; ++i) {
+        const float proper = plan.renoise[2 * u] * x0[i] + plan.renoise[2 * u + 1] * noise[i];
+        const float ref = renoised[(size_t)u * n + i];
+        ASSERT_NEAR(proper, ref, 4e-7f * std::max(1.0f, std::fabs(ref))) << "unit " << u << " element " << i;
+      }
     worst_rel = std::max(worst_rel, check_trajectory(plan, init, rng, g.floats(key + ".latents")));
     if (HasFatalFailure()) return;
     ++checked;

@@ -15,7 +15,7 @@ namespace sdgen {
 // The ops of the interface, for Backend::supports.
 enum class Op {
   kConv2d, kLinear, kGroupNorm, kLayerNorm, kAttention, kSoftmax, kUnary, kGeglu, kAdd, kAddChannel,
-  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kSamplerStep,
+  kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kSamplerStep, kInpaintBlend,
   kImageToU8, kPad
 };
 
@@ -90,6 +90,8 @@ class Backend {
                                     DType dtype) = 0;
   virtual void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table,
                             const Tensor& noise, Tensor& step, float guidance) = 0;
+  virtual void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise,
+                             const Tensor& table, const Tensor& step) = 0;
 };
 
 // The CPU backend. plain=true: straightforward fp32 loops, the numeric truth. plain=false: the

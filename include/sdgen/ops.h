@@ -81,5 +81,13 @@ Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor&
 // [S, (1+K)·(3+K)] fp32.
 void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
                   Tensor& step, float guidance);
+// Inpainting with a regular (4-channel) model, after a sampler_step (which advanced step to u + 1):
+// the known region goes back to the picture's latents noised to the level after unit u, as
+// diffusers' StableDiffusionInpaintPipeline does each step. With (a, b) = table row u = step − 1:
+//   proper = a·x0 + b·noise ;  x ← (1 − mask)·proper + mask·x      (each product and sum in fp32)
+// mask 1 where the picture is repainted. x, mask, x0, noise: the same shape, fp32, one device;
+// table [S, 2] fp32, step [1].
+void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
+                   const Tensor& step);
 
 }  // namespace sdgen::ops

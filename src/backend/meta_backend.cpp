@@ -84,6 +84,7 @@ class MetaBackend final : public Backend {
     return make(out, dtype);
   }
   void sampler_step(Tensor&, Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&, float) override {}
+  void inpaint_blend(Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) override {}
 
  private:
   static void count(double flops) { meta_tally().flops += flops; }

@@ -291,4 +291,19 @@ void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& tab
   backend_for(x.device()).sampler_step(x, state, eps, table, noise, step, guidance);
 }
 
+void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
+                   const Tensor& step) {
+  const Tensor& cx = x;
+  auto ts = {std::pair{"x", &cx}, std::pair{"mask", &mask}, std::pair{"x0", &x0}, std::pair{"noise", &noise},
+             std::pair{"table", &table}, std::pair{"step", &step}};
+  check_same("inpaint_blend", ts);
+  for (const Tensor* t : {&cx, &mask, &x0, &noise})
+    SDGEN_CHECK(t->dtype() == DType::F32 && t->shape() == x.shape(),
+                msg("inpaint_blend", ts, "x, mask, x0 and noise must be fp32 of one shape"));
+  SDGEN_CHECK(table.dtype() == DType::F32 && table.ndim() == 2 && table.dim(1) == 2 && step.ndim() == 1 &&
+                  step.dim(0) == 1 && step.dtype() == DType::F32,
+              msg("inpaint_blend", ts, "table must be [S, 2] fp32, step [1] fp32"));
+  backend_for(x.device()).inpaint_blend(x, mask, x0, noise, table, step);
+}
+
 }  // namespace sdgen::ops

@@ -43,6 +43,7 @@ class PlanBuilder {
   void unit(double timestep, float divisor, const Lin& x, std::vector<std::pair<int, Lin>> state = {},
             bool noise = false) {
     const int u = p_.units++;
+    p_.renoise.insert(p_.renoise.end(), {1.0f, 0.0f});  // the sampler sets it (renoise_after)
     p_.timesteps.push_back((float)timestep);
     p_.in_divisor.push_back(divisor);
     p_.draws_noise.push_back(noise);
@@ -54,6 +55,11 @@ class PlanBuilder {
       for (int j = 0; j < 2 + p_.state; ++j) p_.at(u, r, j) = (float)rows[(size_t)r].c[j];
       p_.at(u, r, 2 + p_.state) = (float)rows[(size_t)r].c[Lin::kCols - 1];
     }
+  }
+  // The last unit's add_noise mix for inpainting (SamplerPlan::renoise).
+  void renoise_after(float x0, float noise) {
+    p_.renoise[2 * (size_t)(p_.units - 1)] = x0;
+    p_.renoise[2 * (size_t)(p_.units - 1) + 1] = noise;
   }
 
  private:

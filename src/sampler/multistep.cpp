@@ -87,12 +87,22 @@ void set_alpha_start(SamplerPlan& p, const std::vector<float>& ac, int t) {
   p.init_x0 = std::sqrt(ac[(size_t)t]);
   p.init_noise = std::sqrt(1.0f - ac[(size_t)t]);
 }
+// The same mix after a unit, for inpainting (SamplerPlan::renoise): at the next timestep, or the
+// picture itself after the last unit.
+void renoise_alpha(PlanBuilder& b, const std::vector<float>& ac, const std::vector<int>& ts, size_t next) {
+  if (next < ts.size()) b.renoise_after(std::sqrt(ac[(size_t)ts[next]]), std::sqrt(1.0f - ac[(size_t)ts[next]]));
+}
 // DPM-Solver's and UniPC's add_noise at σ = sigmas[begin] (float32): α_t·x0 + σ_t·noise with
 // α_t = 1/√(σ² + 1), σ_t = σ·α_t.
 void set_sigma_start(SamplerPlan& p, double sigma_value) {
   const float sigma = (float)sigma_value;
   p.init_x0 = 1.0f / std::sqrt(sigma * sigma + 1.0f);
   p.init_noise = sigma * p.init_x0;
+}
+void renoise_sigma(PlanBuilder& b, double sigma_value) {
+  const float sigma = (float)sigma_value;
+  const float alpha = 1.0f / std::sqrt(sigma * sigma + 1.0f);
+  b.renoise_after(alpha, sigma * alpha);
 }
 }  // namespace
 
@@ -115,6 +125,7 @@ SamplerPlan plan_ddim(const SchedulerConfig& cfg, int n, float eta, int begin) {
     const double sd = eta * std::sqrt(var);
     const Lin x0 = (X - std::sqrt(1 - a_t) * E) / std::sqrt(a_t);
     b.unit(t, 1.0f, std::sqrt(a_p) * x0 + std::sqrt(1 - a_p - sd * sd) * E + sd * Z, {}, eta > 0);
+    renoise_alpha(b, ac, ts, i + 1);
   }
   return p;
 }
@@ -149,6 +160,7 @@ SamplerPlan plan_pndm(const SchedulerConfig& cfg, int n, int begin) {
     const int t = plms[(size_t)c];
     if (c == 1) {  // no new output kept; the first step again from the kept sample
       b.unit(t, 1.0f, prev_sample(S(3), t + ratio, t, (E + S(0)) / 2));
+      renoise_alpha(b, ac, plms, (size_t)c + 1);
       continue;
     }
     Lin e;
@@ -160,6 +172,7 @@ SamplerPlan plan_pndm(const SchedulerConfig& cfg, int n, int begin) {
     std::vector<std::pair<int, Lin>> st{{0, E}, {1, S(0)}, {2, S(1)}};
     if (c == 0) st.push_back({3, X});
     b.unit(t, 1.0f, prev_sample(X, t, t - ratio, e), st);
+    renoise_alpha(b, ac, plms, (size_t)c + 1);
     kept = have;
   }
   return p;
@@ -194,6 +207,7 @@ SamplerPlan plan_dpmpp_2m(const SchedulerConfig& cfg, int n, bool karras, bool s
       if (second) x = x + 0.5 * (a_t * (1 - e2)) * d1;
     }
     b.unit(m.t[i], 1.0f, x, {{0, m0}}, sde);
+    renoise_sigma(b, m.sigma[i + 1]);
   }
   return p;
 }
@@ -270,6 +284,7 @@ SamplerPlan plan_unipc(const SchedulerConfig& cfg, int n, bool karras, int begin
       x = x - (a_t * std::expm1(hh)) * (0.5 * ((S(1) - mi) / rk));
     }
     b.unit(m.t[i], 1.0f, x, {{0, xc}, {1, mi}, {2, S(1)}});
+    renoise_sigma(b, m.sigma[i + 1]);
     prev_order = order;
   }
   return p;

@@ -68,6 +68,10 @@ struct SamplerPlan {
   // x0·init_x0 + noise·init_noise, each product and the sum in float32 as torch computes them.
   float init_x0 = 1.0f;
   float init_noise = 1.0f;
+  // Inpainting with a regular model: after unit u the known region is the picture's latents x0
+  // mixed with the start's noise by the scheduler's add_noise at the level the next unit starts
+  // from, (renoise[2u], renoise[2u+1]) as (init_x0, init_noise) are; (1, 0) after the last unit.
+  std::vector<float> renoise;  // [units, 2]
   std::vector<float> timesteps;     // [units] the UNet's t
   std::vector<float> in_divisor;    // [units] UNet input = x / this
   std::vector<float> table;         // [units, (1+K)·(3+K)] rows x, s_0..; columns x, ε, s_0.., z

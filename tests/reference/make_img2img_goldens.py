@@ -46,21 +46,27 @@ def table_run(name, karras, steps, strength, seed, eta):
     noise = torch.randn((2, 4, 2, 2), generator=gen)
     x = s.add_noise(x0, noise, timesteps[:1].repeat(2))
     init = x.clone()
-    ts, div, lat = [], [], []
+    ts, div, lat, renoised = [], [], [], []
     kw = {"generator": gen} if name in ("euler_a", "dpmpp_2m_sde", "ddim") else {}
     if name == "ddim":
         kw["eta"] = eta
-    for t in timesteps:
+    for i, t in enumerate(timesteps):
         x_in = s.scale_model_input(x, t)
         ts.append(float(t))
         div.append(float((x[0, 0, 0, 0] / x_in[0, 0, 0, 0]).item()) if x_in[0, 0, 0, 0] != 0 else 1.0)
         x = s.step(fake_eps(x_in, t), t, x, **kw).prev_sample
         lat.append(x.clone())
+        # StableDiffusionInpaintPipeline's known region after this step (a 4-channel model)
+        proper = x0
+        if i < len(timesteps) - 1:
+            proper = s.add_noise(x0, noise, torch.tensor([timesteps[i + 1]]))
+        renoised.append(proper.clone())
     return t_start, {
         "timesteps": torch.tensor(ts, dtype=torch.float32),
         "divisors": torch.tensor(div, dtype=torch.float32),
         "init_latents": init.float(),
         "latents": torch.stack(lat).float(),
+        "renoised": torch.stack(renoised).float(),
     }
 
 
@@ -90,7 +96,9 @@ def tables():
                         "fake_unet": "eps = 0.9*x_in + 0.1*sin(x_in + t/100), x_in = scale_model_input(x, t)",
                         "draws": "gen = Generator('cpu').manual_seed(seed); x0 = randn((2,4,2,2), gen); "
                                  "noise = randn((2,4,2,2), gen); then the stochastic steps' draws from gen",
-                        "latents": "[units, 2, 4, 2, 2] NCHW after each step()"})
+                        "latents": "[units, 2, 4, 2, 2] NCHW after each step()",
+                        "renoised": "[units, 2, 4, 2, 2]: after each step, add_noise(x0, noise, timesteps[i+1]) "
+                                    "as the inpainting pipeline renoises its known region (x0 after the last)"})
     return len(runs)
 
 

@@ -86,6 +86,10 @@ class CpuBackend final : public Backend {
                     Tensor& step, float guidance) override {
     cpu::sampler_step(x, state, f32(eps), host(table), host(noise), step, guidance);
   }
+  void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
+                     const Tensor& step) override {
+    cpu::inpaint_blend(x, mask, x0, noise, table, step);
+  }
 
  private:
   static const Tensor& host(const Tensor& t) {

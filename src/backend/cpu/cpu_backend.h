@@ -115,5 +115,7 @@ Tensor timestep_embedding_at(const Tensor& timesteps, const Tensor& step, int n,
 Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor& step, int times);
 void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
                   Tensor& step, float guidance);
+void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
+                   const Tensor& step);
 
 }  // namespace sdgen::cpu

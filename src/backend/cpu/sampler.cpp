@@ -55,4 +55,20 @@ void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& tab
   step.f32()[0] += 1.0f;
 }
 
+void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
+                   const Tensor& step) {
+  const int u = step_index(step) - 1;
+  const float a = table.f32()[2 * u], b = table.f32()[2 * u + 1];
+  const float *m = mask.f32(), *p = x0.f32(), *z = noise.f32();
+  float* xp = x.f32();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const float ax = a * p[i];
+    const float bz = b * z[i];
+    const float proper = ax + bz;
+    const float keep = (1.0f - m[i]) * proper;
+    const float paint = m[i] * xp[i];
+    xp[i] = keep + paint;
+  }
+}
+
 }  // namespace sdgen::cpu

@@ -87,6 +87,8 @@ class CudaBackend : public Backend {
                             DType dtype) override;
   void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
                     Tensor& step, float guidance) override;
+  void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
+                     const Tensor& step) override;
 
   bool supports(Op op, DType dtype) const override;
   std::unique_ptr<Graph> capture(const std::function<void()>& body) override;

@@ -33,6 +33,12 @@ void CudaBackend::sampler_step(Tensor& x, Tensor& state, const Tensor& eps, cons
                         eps.dim(0) == 2 * x.dim(0), guidance, stream_);
 }
 
+void CudaBackend::inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise,
+                                const Tensor& table, const Tensor& step) {
+  kernels::inpaint_blend(x.data_as<float>(), mask.data_as<float>(), x0.data_as<float>(), noise.data_as<float>(),
+                         table.data_as<float>(), step.data_as<float>(), x.numel(), stream_);
+}
+
 }  // namespace cuda
 }  // namespace sdgen
 #endif  // SDGEN_CUDA_BACKEND_TU
