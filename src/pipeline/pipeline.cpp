@@ -39,6 +39,8 @@ std::string find_bpe_vocab() {
 Pipeline::Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log,
                    const ModelOptions& options, const std::function<void(const ModelConfig&)>& before_weights)
     : precision_(precision), device_(device), log_(std::move(log)) {
+  if (precision == DType::BF16 && device == Device::CUDA)
+    throw_runtime("--precision bf16 runs on the CPU only (the CUDA backend has no bf16 kernels yet); use fp16 on CUDA");
   trace::phase("weight_load");
   checkpoint_ = Checkpoint::open(model_path, OpenOptions{options.ema});
   if (log_)
@@ -180,8 +182,8 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
     const size_t per = host.size() / (size_t)(e - b);
     for (int i = b; i < e; ++i) {
       if (!out.not_finite[i].empty() || finite(host.data() + (size_t)(i - b) * per, per)) continue;
-      if (precision_ == DType::F16) {
-        if (log_) log_("image " + std::to_string(i) + ": the fp16 VAE decode is not finite (NaN/Inf); decoding it again in fp32");
+      if (is_half_dtype(precision_)) {
+        if (log_) log_("image " + std::to_string(i) + ": the " + dtype_name(precision_) + " VAE decode is not finite (NaN/Inf); decoding it again in fp32");
         if (!vae_fp32_)
           vae_fp32_ = std::make_unique<VaeDecoder>(*checkpoint_, checkpoint_->config().vae, DType::F32, device_);
         const Tensor again = vae_fp32_->decode(latents.slice0(i, i + 1));
@@ -192,7 +194,9 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
           continue;
         }
       }
-      out.not_finite[i] = precision_ == DType::F16 ? "the decoded image (fp16, and again in fp32)" : "the decoded image";
+      out.not_finite[i] = is_half_dtype(precision_)
+                              ? std::string("the decoded image (") + dtype_name(precision_) + ", and again in fp32)"
+                              : "the decoded image";
     }
   }
   const Tensor host_pixels = pixels.to(Device::CPU);

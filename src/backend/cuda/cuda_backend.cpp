@@ -69,7 +69,8 @@ CudaBackend::~CudaBackend() {
 #endif
 }
 
-bool CudaBackend::supports(Op op, DType) const {
+bool CudaBackend::supports(Op op, DType dtype) const {
+  if (dtype == DType::BF16) return false;  // no bf16 kernels yet (Pipeline refuses bf16 on CUDA)
 #if SDGEN_HAVE_CUDNN
   (void)op;
   return true;
