@@ -364,6 +364,7 @@ void cast_as(const void* x, void* y, int64_t n, cudaStream_t s) {
 void cast(const void* x, DType from, void* y, DType to, int64_t n, cudaStream_t s) {
   if (n == 0) return;
   check_fits(n, "cast");
+  SDGEN_CHECK(from != DType::BF16 && to != DType::BF16, "cast: the CUDA kernels have no bf16 yet");
   cuda::note_traffic((double)n * (dtype_size(from) + dtype_size(to)));
   if (from == DType::F32 && to == DType::F16)
     cast_as<float, __half>(x, y, n, s);

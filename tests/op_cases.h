@@ -93,6 +93,9 @@ struct OpCase {
   // FLOPs of one run where the family counts them by hand (the matrix products: conv, linear,
   // attention); -1: flops_per_element × output elements (tests/op_work.h).
   double flops = -1;
+  // Converts to bf16 inside whatever the pass's dtype (the bf16 cast rows, set from the name): a
+  // backend runs it only where it supports (kCast, BF16).
+  bool casts_bf16 = false;
 };
 
 // The op a case exercises, from its name's prefix (one list; a name that matches none is a bug).
@@ -731,7 +734,10 @@ inline const std::vector<OpCase>& op_cases() {
     odd = cpu_one_function(odd, "OpsHand.ImageToU8RoundsLikeNumpy");
     odd.u8_out = true;
     t.push_back(odd);
-    for (OpCase& c : t) c.op = op_of(c.name);
+    for (OpCase& c : t) {
+      c.op = op_of(c.name);
+      c.casts_bf16 = c.op == Op::kCast && c.name.find("bf16") != std::string::npos;
+    }
     return t;
   }();
   return table;
