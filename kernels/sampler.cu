@@ -93,6 +93,9 @@ void timestep_embedding_at(const float* timesteps, const float* step, void* y, i
   if (dt == DType::F32)
     SDGEN_LAUNCH(timestep_embedding_at_kernel<float>, grid_for(n * half), dim3(kThreads), 0, s, timesteps, step,
                  static_cast<float*>(y), (int)n, half, neg_log);
+  else if (dt == DType::BF16)
+    SDGEN_LAUNCH(timestep_embedding_at_kernel<__nv_bfloat16>, grid_for(n * half), dim3(kThreads), 0, s, timesteps,
+                 step, static_cast<__nv_bfloat16*>(y), (int)n, half, neg_log);
   else
     SDGEN_LAUNCH(timestep_embedding_at_kernel<__half>, grid_for(n * half), dim3(kThreads), 0, s, timesteps, step,
                  static_cast<__half*>(y), (int)n, half, neg_log);

@@ -92,7 +92,7 @@ TEST(CudaEmulatedPipeline, Fp16CloseToDiffusers) {
 // new prompt that does not give what a fresh pipeline gives for it, a new seed that gives the
 // first call's images, or the first call's settings that no longer give its images.
 // bf16 has no CUDA kernels yet: refused up front, in one line naming the precision (exit 5), with
-// no weight loaded; the backend says so to the op table (which then skips its bf16 rows).
+// no weight loaded; the backend says so to the op table (which then skips those bf16 rows).
 TEST(CudaEmulatedPipeline, Bf16IsRefusedOnCuda) {
   set_cuda_backend_factory(&make_cuda_backend);
   const std::string model = std::string(SDGEN_TEST_DATA) + "/tiny_sd/tiny_sd.safetensors";
@@ -104,7 +104,7 @@ TEST(CudaEmulatedPipeline, Bf16IsRefusedOnCuda) {
     EXPECT_NE(std::string(e.what()).find("--precision bf16"), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
   }
-  EXPECT_FALSE(backend_for(Device::CUDA).supports(Op::kCast, DType::BF16));
+  EXPECT_FALSE(backend_for(Device::CUDA).supports(Op::kConv2d, DType::BF16));
 }
 
 TEST(CudaEmulatedPipeline, StepGraphReusedAcrossCalls) {

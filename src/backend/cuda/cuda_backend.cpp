@@ -70,7 +70,13 @@ CudaBackend::~CudaBackend() {
 }
 
 bool CudaBackend::supports(Op op, DType dtype) const {
-  if (dtype == DType::BF16) return false;  // no bf16 kernels yet (Pipeline refuses bf16 on CUDA)
+  // bf16 so far: the elementwise and layout family (kernels/elementwise.cu), the norms and softmax,
+  // the timestep embedding and linear (cuBLASLt, CUDA_R_16BF with fp32 compute); convolutions,
+  // attention, the sampler and image kernels have no bf16 yet (Pipeline refuses bf16 here).
+  if (dtype == DType::BF16)
+    return op == Op::kLinear || op == Op::kGroupNorm || op == Op::kLayerNorm || op == Op::kSoftmax || op == Op::kUnary || op == Op::kGeglu || op == Op::kAdd || op == Op::kAddChannel || op == Op::kScale ||
+           op == Op::kUpsample || op == Op::kConcat || op == Op::kEmbedding || op == Op::kCast ||
+           op == Op::kTimestepEmbedding;
 #if SDGEN_HAVE_CUDNN
   (void)op;
   return true;
@@ -231,10 +237,10 @@ Tensor CudaBackend::timestep_embedding(const std::vector<float>& t, int dim, DTy
       v[b * dim + half + i] = std::sin(arg);
     }
   Tensor host = Tensor::from_floats({n, dim}, v);
-  if (dtype == DType::F16) {
-    Tensor h = Tensor::empty({n, dim}, DType::F16);
+  if (is_half_dtype(dtype)) {
+    Tensor h = Tensor::empty({n, dim}, dtype);
     uint16_t* p = h.data_as<uint16_t>();
-    for (size_t i = 0; i < v.size(); ++i) p[i] = float_to_half_bits(v[i]);
+    for (size_t i = 0; i < v.size(); ++i) p[i] = dtype == DType::F16 ? float_to_half_bits(v[i]) : float_to_bf16_bits(v[i]);
     host = h;
   }
   return host.to(Device::CUDA);
