@@ -39,8 +39,6 @@ std::string find_bpe_vocab() {
 Pipeline::Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log,
                    const ModelOptions& options, const std::function<void(const ModelConfig&)>& before_weights)
     : precision_(precision), device_(device), log_(std::move(log)) {
-  if (precision == DType::BF16 && device == Device::CUDA)
-    throw_runtime("--precision bf16 runs on the CPU only (the CUDA backend has no bf16 kernels yet); use fp16 on CUDA");
   trace::phase("weight_load");
   checkpoint_ = Checkpoint::open(model_path, OpenOptions{options.ema});
   if (log_)

@@ -69,14 +69,7 @@ CudaBackend::~CudaBackend() {
 #endif
 }
 
-bool CudaBackend::supports(Op op, DType dtype) const {
-  // bf16 so far: the elementwise and layout family (kernels/elementwise.cu), the norms and softmax,
-  // the timestep embedding and linear (cuBLASLt, CUDA_R_16BF with fp32 compute); convolutions,
-  // attention, the sampler and image kernels have no bf16 yet (Pipeline refuses bf16 here).
-  if (dtype == DType::BF16)
-    return op == Op::kLinear || op == Op::kGroupNorm || op == Op::kLayerNorm || op == Op::kSoftmax || op == Op::kUnary || op == Op::kGeglu || op == Op::kAdd || op == Op::kAddChannel || op == Op::kScale ||
-           op == Op::kUpsample || op == Op::kConcat || op == Op::kEmbedding || op == Op::kCast ||
-           op == Op::kTimestepEmbedding;
+bool CudaBackend::supports(Op op, DType) const {
 #if SDGEN_HAVE_CUDNN
   (void)op;
   return true;
