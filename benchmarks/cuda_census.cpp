@@ -10,7 +10,7 @@
 // (src/pipeline/flops.h, the one sd-gen bench takes MFU from), so the two cross-check.
 //
 //   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
-//               --precision fp16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
+//               --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
 //               [--keep-step-graph] [--encode] [--strength S] [--json]
 // --encode: the pipeline loads the VAE encoder too (ModelOptions::need_encoder), and after the
 // generation encodes a batch of `--batch` images of the same size (phase vae_encode), as images in
@@ -163,8 +163,8 @@ void print_table(const std::vector<std::pair<std::string, census::Phase>>& rows,
 
 int usage(const char* msg) {
   std::fprintf(stderr, "cuda_census: %s\nusage: cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 "
-                       "--height 512 --precision fp16|fp32 [--guidance G] [--cuda-graphs on|off] [--sampler NAME] "
-                       "[--schedule default|karras] [--encode] [--json]\n", msg);
+                       "--height 512 --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--sampler NAME] "
+                       "[--schedule default|karras] [--encode] [--strength S] [--json]\n", msg);
   return 2;
 }
 
@@ -212,10 +212,10 @@ int main(int argc, char** argv) {
     else if (a == "--help" || a == "-h") return usage("counts the CUDA path of one generation") == 2 ? 0 : 0;
     else return usage(("unknown argument " + a).c_str());
   }
-  if (precision != "fp16" && precision != "fp32") return usage("--precision must be fp16 or fp32");
+  if (precision != "fp16" && precision != "fp32" && precision != "bf16") return usage("--precision must be fp16, bf16 or fp32");
   if (gp.batch < 1 || gp.steps < 1 || gp.width % 64 || gp.height % 64 || gp.width < 64 || gp.height < 64)
     return usage("batch and steps must be >= 1, width and height multiples of 64");
-  const DType dt = precision == "fp16" ? DType::F16 : DType::F32;
+  const DType dt = precision == "fp16" ? DType::F16 : precision == "bf16" ? DType::BF16 : DType::F32;
   if (strength >= 0) {
     if (strength > 1) return usage("--strength must be between 0 and 1");
     auto grey = std::make_shared<RgbImage>();

@@ -256,7 +256,7 @@ int run(const Options& o) {
     if (!selected(o, c->name)) continue;
     for (DType dt : o.dtypes) {
       Row r{c->name, "ok", dt, {}, -1};
-      if (!backend->supports(c->op, dt)) {
+      if (!backend->supports(c->op, dt) || (c->casts_bf16 && !backend->supports(Op::kCast, DType::BF16))) {
         r.status = "n/a: not on this backend";
         print_row(r, peak, o, backend_name);
         continue;

@@ -8,7 +8,7 @@
 //   mma: fp16, D a multiple of 8 up to 160. 64 queries per block, 4 warps × 16 rows; Q·Kᵀ and P·V
 //        on tensor cores (kern::mma_m16n8k16, fp32 accumulation), P rounded to fp16 for P·V;
 //        64-key tiles of K ([key][d]) and Vᵀ ([d][key]) in dynamic shared memory (≤ 44 KiB).
-//   fma: fp32 math on CUDA cores for everything else (fp32, and fp16 heads of other widths such as
+//   fma: fp32 math on CUDA cores for everything else (fp32, bf16 (no bf16 mma yet), and fp16 heads of other widths such as
 //        the VAE's single 512-wide head): Q tile, K-then-V tile and score tile in shared memory,
 //        tile sizes chosen per D (fma_tiling), up to D = 5120.
 // Test: simt_tests --gtest_filter='CudaEmu/*attn*' (emulated, against the CPU backend, fp32 and
@@ -558,6 +558,8 @@ void attention(const void* q, const void* k, const void* v, void* out, int64_t n
   const dim3 grid(cuda::ceil_div(lq, t.bq), (unsigned)(n * heads));
   if (dt == DType::F32)
     launch_fma_chunks<float>(p, t.chunks, t.shared_bytes, grid, s);
+  else if (dt == DType::BF16)  // no bf16 tensor-core (mma) version yet
+    launch_fma_chunks<__nv_bfloat16>(p, t.chunks, t.shared_bytes, grid, s);
   else
     launch_fma_chunks<__half>(p, t.chunks, t.shared_bytes, grid, s);
 }

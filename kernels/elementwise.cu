@@ -1,6 +1,7 @@
 // Elementwise and layout kernels: SiLU, QuickGELU, GELU (erf), scale, add, per-channel add (bias,
 // the resnet's time embedding), GEGLU, nearest 2x upsampling, channel concatenation,
-// fp32<->fp16 cast, embedding gather. Each loads T, computes in fp32, stores T (T = float | __half),
+// fp32<->fp16<->bf16 cast, embedding gather. Each loads T, computes in fp32, stores T
+// (T = float | __half | __nv_bfloat16),
 // so results are bit-identical to the CPU backend (pointwise math: the same fp32 formulas).
 // Layout: NHWC / [rows, channels], contiguous.
 // Versions, one kernel template per op with the vector width N as a parameter:
@@ -14,7 +15,7 @@
 // Index arithmetic is 32-bit (launchers check sizes with SDGEN_CHECK); grid-stride loops over at
 // most 1024 blocks (a 132-SM GPU stays full and the emulator's fiber count stays bounded).
 // Test: simt_tests --gtest_filter='CudaEmu/*' (the emulated op table against the CPU backend,
-// fp32 and fp16, including odd-channel and unaligned-slice rows that take v1); the same table
+// fp32, fp16 and bf16, including odd-channel and unaligned-slice rows that take v1); the same table
 // runs on a GPU build (cuda_ops_tests). Benchmark: the table's perf mode, build/benchmarks/op_perf_gpu
 // --filter geglu,add_,silu,gelu (v2 on the aligned SD rows, v1 on the *_unaligned_* rows; GB/s).
 #include <climits>
@@ -182,6 +183,8 @@ template <class F>
 void by_type(DType dt, F&& f) {
   if (dt == DType::F32)
     f(float{});
+  else if (dt == DType::BF16)
+    f(__nv_bfloat16{});
   else
     f(__half{});
 }
@@ -365,14 +368,9 @@ void cast(const void* x, DType from, void* y, DType to, int64_t n, cudaStream_t 
   if (n == 0) return;
   check_fits(n, "cast");
   cuda::note_traffic((double)n * (dtype_size(from) + dtype_size(to)));
-  if (from == DType::F32 && to == DType::F16)
-    cast_as<float, __half>(x, y, n, s);
-  else if (from == DType::F16 && to == DType::F32)
-    cast_as<__half, float>(x, y, n, s);
-  else if (from == DType::F32)
-    cast_as<float, float>(x, y, n, s);
-  else
-    cast_as<__half, __half>(x, y, n, s);
+  by_type(from, [&](auto in) {
+    by_type(to, [&](auto out) { cast_as<decltype(in), decltype(out)>(x, y, n, s); });
+  });
 }
 
 }  // namespace kernels

@@ -19,7 +19,7 @@
 // convolutions and the transformer's projections).
 // Test: simt_tests --gtest_filter='CudaOps*gn*' (emulated, against the CPU backend; the same test
 // runs on a GPU build). Benchmark: the table's perf mode, build/benchmarks/op_perf_gpu --filter gn_
-// (16-byte path on the aligned SD rows, the scalar one on gn_silu_unaligned_*; fp32 and fp16, GB/s
+// (16-byte path on the aligned SD rows, the scalar one on gn_silu_unaligned_*; fp32, fp16 and bf16 (as fp16: 8 per 16 bytes), GB/s
 // and fraction of peak); benchmarks/bench_emu_groupnorm: the emulator's speed.
 #include "kernels.h"
 
@@ -214,6 +214,7 @@ int width(const void* x, const void* y, int64_t c) {
 
 int64_t group_norm_workspace_floats(int64_t batch, int64_t spatial, int64_t c, int groups, DType dt) {
   // The largest split count any vector width can choose (V = 1 and V = 16/size plan the same splits).
+  // bf16 plans as fp16 does (the plan depends on the element size only).
   const Plan p = dt == DType::F32 ? plan<float, 1>(batch, spatial, c, groups) : plan<__half, 1>(batch, spatial, c, groups);
   return batch * p.splits * groups * 2 + batch * groups * 3;
 }
@@ -226,7 +227,7 @@ void group_norm(const void* x, const void* gamma, const void* beta, void* y, flo
   SDGEN_CHECK(spatial * c < ((int64_t)1 << 31) && batch < 65536 && c <= 6144,
               "group_norm: [" + std::to_string(batch) + ", " + std::to_string(spatial) + ", " + std::to_string(c) +
                   "] is past the kernel's 32-bit per-image indexing, 65535 images or 6144 channels");
-  const int v = dt == DType::F32 ? width<float>(x, y, c) : width<__half>(x, y, c);
+  const int v = dt == DType::F32 ? width<float>(x, y, c) : width<__half>(x, y, c);  // bf16: as fp16
   SDGEN_CHECK(c / v <= kMaxThreads, "group_norm: " + std::to_string(c) +
                                  " channels that are not a multiple of 16 bytes need more than 1024 threads");
   if (dt == DType::F32) {
@@ -234,6 +235,11 @@ void group_norm(const void* x, const void* gamma, const void* beta, void* y, flo
       launch<float, 4>(x, gamma, beta, y, workspace, batch, spatial, c, groups, eps, silu, s);
     else
       launch<float, 1>(x, gamma, beta, y, workspace, batch, spatial, c, groups, eps, silu, s);
+  } else if (dt == DType::BF16) {
+    if (width<__nv_bfloat16>(x, y, c) == 8)
+      launch<__nv_bfloat16, 8>(x, gamma, beta, y, workspace, batch, spatial, c, groups, eps, silu, s);
+    else
+      launch<__nv_bfloat16, 1>(x, gamma, beta, y, workspace, batch, spatial, c, groups, eps, silu, s);
   } else {
     if (width<__half>(x, y, c) == 8)
       launch<__half, 8>(x, gamma, beta, y, workspace, batch, spatial, c, groups, eps, silu, s);

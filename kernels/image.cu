@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "common/launch.cuh"
 
@@ -33,7 +34,7 @@ __global__ void image_u8_kernel(const T* __restrict__ x, uint8_t* __restrict__ y
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = pixel(to_float(x[i]));
 }
 
-// Four values per thread: float4 / four halves in, one uchar4 out.
+// Four values per thread: float4 / four halves (or bf16s) in, one uchar4 out.
 template <class T>
 __global__ void image_u8_vec4_kernel(const T* __restrict__ x, uint8_t* __restrict__ y, int n4) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += gridDim.x * blockDim.x) {
@@ -41,6 +42,11 @@ __global__ void image_u8_vec4_kernel(const T* __restrict__ x, uint8_t* __restric
     if constexpr (sizeof(T) == 4) {
       const float4 q = reinterpret_cast<const float4*>(x)[i];
       v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      const uint2 q = reinterpret_cast<const uint2*>(x)[i];
+      T h[4];
+      memcpy(static_cast<void*>(h), &q, 8);
+      for (int k = 0; k < 4; ++k) v[k] = to_float(h[k]);
     } else {
       const uint2 q = reinterpret_cast<const uint2*>(x)[i];
       __half2 a, b;  // memcpy: no type punning through pointers (a register move once compiled)
@@ -75,6 +81,8 @@ void image_to_u8(const void* x, DType dt, uint8_t* y, int64_t n, cudaStream_t s)
   SDGEN_CHECK(n < (int64_t)1 << 31, "image_to_u8: " + std::to_string(n) + " values need 64-bit indices");
   if (dt == DType::F32)
     launch<float>(x, y, n, s);
+  else if (dt == DType::BF16)
+    launch<__nv_bfloat16>(x, y, n, s);
   else
     launch<__half>(x, y, n, s);
 }

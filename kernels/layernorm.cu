@@ -152,6 +152,8 @@ void layer_norm(const void* x, const void* gamma, const void* beta, void* y, int
   cuda::note_traffic(2.0 * rows * c * dtype_size(dt) + 2.0 * c * dtype_size(dt));
   if (dt == DType::F32)
     launch<float>(x, gamma, beta, y, rows, c, eps, s);
+  else if (dt == DType::BF16)
+    launch<__nv_bfloat16>(x, gamma, beta, y, rows, c, eps, s);
   else
     launch<__half>(x, gamma, beta, y, rows, c, eps, s);
 }

@@ -115,6 +115,9 @@ void timestep_embedding_at(const float* timesteps, const float* step, void* y, i
   if (dt == DType::F32)
     SDGEN_LAUNCH(timestep_embedding_at_kernel<float>, grid_for(n * half), dim3(kThreads), 0, s, timesteps, step,
                  static_cast<float*>(y), (int)n, half, neg_log);
+  else if (dt == DType::BF16)
+    SDGEN_LAUNCH(timestep_embedding_at_kernel<__nv_bfloat16>, grid_for(n * half), dim3(kThreads), 0, s, timesteps,
+                 step, static_cast<__nv_bfloat16*>(y), (int)n, half, neg_log);
   else
     SDGEN_LAUNCH(timestep_embedding_at_kernel<__half>, grid_for(n * half), dim3(kThreads), 0, s, timesteps, step,
                  static_cast<__half*>(y), (int)n, half, neg_log);
@@ -127,6 +130,9 @@ void scale_repeat_batch(const float* x, const float* divisors, const float* step
   const dim3 g = grid_for(n), b(kThreads);
   if (to == DType::F32)
     SDGEN_LAUNCH(scale_repeat_kernel<float>, g, b, 0, s, x, divisors, step, static_cast<float*>(y), n, times);
+  else if (to == DType::BF16)
+    SDGEN_LAUNCH(scale_repeat_kernel<__nv_bfloat16>, g, b, 0, s, x, divisors, step, static_cast<__nv_bfloat16*>(y), n,
+                 times);
   else
     SDGEN_LAUNCH(scale_repeat_kernel<__half>, g, b, 0, s, x, divisors, step, static_cast<__half*>(y), n, times);
 }
@@ -141,6 +147,10 @@ void sampler_step(float* x, float* state, int K, const void* eps, DType eps_dt, 
       SDGEN_LAUNCH(sampler_step_kernel<float>, grid_for(n), dim3(kThreads), 0, s, x, state, K,
                    static_cast<const float*>(eps), table, noise, static_cast<const float*>(step), n, (int)guided,
                    guidance);
+    else if (eps_dt == DType::BF16)
+      SDGEN_LAUNCH(sampler_step_kernel<__nv_bfloat16>, grid_for(n), dim3(kThreads), 0, s, x, state, K,
+                   static_cast<const __nv_bfloat16*>(eps), table, noise, static_cast<const float*>(step), n,
+                   (int)guided, guidance);
     else
       SDGEN_LAUNCH(sampler_step_kernel<__half>, grid_for(n), dim3(kThreads), 0, s, x, state, K,
                    static_cast<const __half*>(eps), table, noise, static_cast<const float*>(step), n, (int)guided,

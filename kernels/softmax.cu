@@ -1,6 +1,6 @@
 // Softmax over the last dim: y = exp(x - max) / sum(exp(x - max)), fp32 math. Layout: x, y
 // [rows, cols] contiguous. Versions: one warp per row, 8 rows per 256-thread block, three passes
-// (max, sum, write) with shuffle reductions; T = float | __half. (Attention does its own softmax
+// (max, sum, write) with shuffle reductions; T = float | __half | __nv_bfloat16. (Attention does its own softmax
 // on chip: attention.cu.) Test: simt_tests --gtest_filter='CudaOps*Softmax*' (emulated, against
 // the CPU backend; the same test runs on a GPU build). Benchmark: op_perf_gpu --filter softmax.
 #include "kernels.h"
@@ -43,6 +43,9 @@ void softmax(const void* x, void* y, int64_t rows, int64_t cols, DType dt, cudaS
   if (dt == DType::F32)
     SDGEN_LAUNCH((softmax_kernel<float>), grid, block, 0, s, static_cast<const float*>(x),
                  static_cast<float*>(y), rows, (int)cols);
+  else if (dt == DType::BF16)
+    SDGEN_LAUNCH((softmax_kernel<__nv_bfloat16>), grid, block, 0, s, static_cast<const __nv_bfloat16*>(x),
+                 static_cast<__nv_bfloat16*>(y), rows, (int)cols);
   else
     SDGEN_LAUNCH((softmax_kernel<__half>), grid, block, 0, s, static_cast<const __half*>(x),
                  static_cast<__half*>(y), rows, (int)cols);

@@ -38,8 +38,21 @@ struct Tolerance {
 //   fp16: inputs are rounded to fp16 before both sides see them, so only the backend's compute
 //         and the final rounding to fp16 (2⁻¹¹ ≈ 4.9e-4 relative) count; a fp16 GPU path may also
 //         round intermediates (attention probabilities, GEMM epilogues) to fp16, hence a few ulp.
+//   bf16: the same reasoning with bf16's 8 significand bits: unit roundoff 2⁻⁸ = 3.9e-3 against
+//         fp16's 2⁻¹¹ = 4.9e-4. Every fp16 term above is a multiple of that unit roundoff (the
+//         final rounding, a few ulp of rounded intermediates), so each bf16 bound is the fp16 one
+//         × 2⁻⁸/2⁻¹¹ = 8 (atol, rtol) and × 64 for the normalized MSE (a squared error): e.g.
+//         GEMMs 4e-3 -> 3.2e-2 (≈ 8 bf16 unit roundoffs), pointwise 2e-3 -> 1.6e-2 (≈ 4). The
+//         fp32 compute error under it (≤ 1e-5) stays negligible. Exact ops stay exact.
+inline constexpr double kBf16OverF16 = 8.0;  // 2⁻⁸ / 2⁻¹¹
 struct Tolerances {
   Tolerance f32, f16;
+  constexpr Tolerance bf16() const {
+    return {f16.atol * kBf16OverF16, f16.rtol * kBf16OverF16, f16.nmse * kBf16OverF16 * kBf16OverF16};
+  }
+  constexpr Tolerance of(DType dt) const {
+    return dt == DType::F32 ? f32 : dt == DType::BF16 ? bf16() : f16;
+  }
 };
 namespace tol {
 // conv, linear: long fp32 dot products.
@@ -70,7 +83,7 @@ struct OpCase {
   // Runs the op on a backend; dtype is the inputs' (for ops that make tensors from nothing).
   std::function<Tensor(Backend&, const std::vector<Tensor>&, DType)> run;
   Tolerances tol;
-  bool fp16 = true;  // also run in fp16 (off for the largest shapes, to keep the suite quick)
+  bool fp16 = true;  // also run in fp16 and bf16 (off for the largest shapes, to keep the suite quick)
   // Set where the CPU backend's plain and fast paths are one function (only an OpenMP pragma or
   // nothing differs): the CPU table would compare a function with itself, so it skips the row and
   // names the test that holds that function to hand-derived values instead. Other backends run it.
@@ -80,6 +93,9 @@ struct OpCase {
   // FLOPs of one run where the family counts them by hand (the matrix products: conv, linear,
   // attention); -1: flops_per_element × output elements (tests/op_work.h).
   double flops = -1;
+  // Converts to bf16 inside whatever the pass's dtype (the bf16 cast rows, set from the name): a
+  // backend runs it only where it supports (kCast, BF16).
+  bool casts_bf16 = false;
 };
 
 // The op a case exercises, from its name's prefix (one list; a name that matches none is a bug).
@@ -118,17 +134,23 @@ inline std::vector<float> make_values(const Input& in, uint32_t seed) {
   return v;
 }
 
-// A tensor of `values` in `dtype` on `device` (fp16 conversion on the host).
+// A tensor of `values` in `dtype` on `device` (fp16/bf16 conversion on the host, half.h's).
 inline Tensor make_tensor(const Shape& shape, const std::vector<float>& values, DType dtype,
                           Device device) {
   Tensor t = Tensor::from_floats(shape, values);
-  if (dtype == DType::F16) {
-    Tensor h = Tensor::empty(shape, DType::F16);
+  if (is_half_dtype(dtype)) {
+    Tensor h = Tensor::empty(shape, dtype);
     uint16_t* p = h.data_as<uint16_t>();
-    for (size_t i = 0; i < values.size(); ++i) p[i] = float_to_half_bits(values[i]);
+    for (size_t i = 0; i < values.size(); ++i)
+      p[i] = dtype == DType::F16 ? float_to_half_bits(values[i]) : float_to_bf16_bits(values[i]);
     t = h;
   }
   return t.to(device);
+}
+
+// `v` rounded to `dtype` (what storing it in a tensor of that dtype does); fp32 unchanged.
+inline float round_to(DType dtype, float v) {
+  return dtype == DType::F16 ? round_to_half(v) : dtype == DType::BF16 ? round_to_bf16(v) : v;
 }
 
 // The inputs of `c` in `dtype` on `device`, seeded by position as run_case seeds them (fp16 values
@@ -196,22 +218,20 @@ inline CaseResult run_case(const OpCase& c, Backend& test, Backend& ref, DType d
   std::vector<Tensor> test_in, ref_in;
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     std::vector<float> v = make_values(c.inputs[i], 1234u + 7919u * (uint32_t)i);
-    if (dtype == DType::F16)
-      for (float& x : v) x = round_to_half(x);
+    for (float& x : v) x = round_to(dtype, x);
     test_in.push_back(make_tensor(c.inputs[i].shape, v, dtype, test.device()));
     ref_in.push_back(make_tensor(c.inputs[i].shape, v, DType::F32, ref.device()));
   }
   CaseResult r;
-  r.tol = dtype == DType::F32 ? c.tol.f32 : c.tol.f16;
+  r.tol = c.tol.of(dtype);
   Tensor out = c.run(test, test_in, dtype);
   Tensor expect = c.run(ref, ref_in, DType::F32);
   r.out = out.to_floats();
   r.ref = expect.to_floats();
   r.guard_intact = out.guard_intact() && expect.guard_intact();
-  // An fp16 result can at best be the exact result rounded to fp16: compare against that, so
-  // exact ops stay exact and the tolerances count only the backend's own error.
-  if (dtype == DType::F16)
-    for (float& v : r.ref) v = round_to_half(v);
+  // A 16-bit result can at best be the exact result rounded to its dtype: compare against that,
+  // so exact ops stay exact and the tolerances count only the backend's own error.
+  for (float& v : r.ref) v = round_to(dtype, v);
   r.cmp = compare(r.out, r.ref, r.tol);
   r.cmp.shape_ok = r.cmp.shape_ok && out.shape() == expect.shape() &&
                    out.dtype() == (c.u8_out ? DType::U8 : dtype);
@@ -219,9 +239,9 @@ inline CaseResult run_case(const OpCase& c, Backend& test, Backend& ref, DType d
 }
 
 // Runs `c` (see run_case) and asserts shape/dtype, NaN/Inf agreement, normalized MSE and the
-// per-element bound; prints one summary line per case. fp16 cases marked off are skipped.
+// per-element bound; prints one summary line per case. 16-bit cases marked off are skipped.
 inline void expect_case_matches(const OpCase& c, Backend& test, Backend& ref, DType dtype) {
-  if (dtype == DType::F16 && !c.fp16) GTEST_SKIP() << "fp16 pass off for this case";
+  if (is_half_dtype(dtype) && !c.fp16) GTEST_SKIP() << dtype_name(dtype) << " pass off for this case";
   CaseResult r = run_case(c, test, ref, dtype);
   const Comparison& m = r.cmp;
   std::printf("[ op ] %-38s %s %s max_abs %.3g  nmse %.3g  err/bound %.3g\n", c.name.c_str(),
@@ -644,6 +664,34 @@ inline const std::vector<OpCase>& op_cases() {
             },
             tol::kExact,
             false});
+    // fp32 -> bf16 -> fp32 and fp16 -> bf16 -> fp32 (fp32 pass only, as above). bf16 keeps fp32's
+    // exponent: 65520 and 1e-30 survive, 3.4e38 rounds to inf, subnormals round like the rest.
+    one_fn({"cast_roundtrip_bf16_special",
+            {{{12},
+              1,
+              0,
+              {1.0f, 1.00390625f, 1.01171875f, 65520.0f, 3.4e38f, 1e-30f, 1e-40f, -INFINITY, NAN,
+               -2.5f, 3.0e-39f, 1.00390634f}}},
+            [](Backend& b, const Ins& in, DType) {
+              return b.cast(b.cast(in[0], DType::BF16), DType::F32);
+            },
+            tol::kExact,
+            false});
+    one_fn({"cast_roundtrip_bf16_2x64x64x320",
+            {{{2, 64, 64, 320}, 100.0f}},
+            [](Backend& b, const Ins& in, DType) {
+              return b.cast(b.cast(in[0], DType::BF16), DType::F32);
+            },
+            tol::kExact,
+            false});
+    one_fn({"cast_roundtrip_f16_bf16_unaligned_5x67",
+            {{{5 * 67 + 1}, 100.0f}},
+            [](Backend& b, const Ins& in, DType) {
+              Tensor h = b.cast(unaligned(in[0], {5, 67}), DType::F16);
+              return b.cast(b.cast(h, DType::BF16), DType::F32);
+            },
+            tol::kExact,
+            false});
     // One unit of a sampler plan (ops::sampler_step): x, state and the noise table are copied
     // first (x and state are updated in place) and the result is x and state side by side. The
     // table's rows are random (every coefficient counts), row 1 of 2 is picked by step = 1, so a
@@ -716,7 +764,10 @@ inline const std::vector<OpCase>& op_cases() {
     odd = cpu_one_function(odd, "OpsHand.ImageToU8RoundsLikeNumpy");
     odd.u8_out = true;
     t.push_back(odd);
-    for (OpCase& c : t) c.op = op_of(c.name);
+    for (OpCase& c : t) {
+      c.op = op_of(c.name);
+      c.casts_bf16 = c.op == Op::kCast && c.name.find("bf16") != std::string::npos;
+    }
     return t;
   }();
   return table;

@@ -48,13 +48,13 @@ void expect_stats(const nlohmann::json& j, const char* field) {
 }
 
 TEST(BenchCli, JsonOnTheCpuHasEveryFieldInItsUnit) {
-  const Result r = run_cli("bench --device cpu --json --repeats 1 --precision fp32,fp16" + kSmall);
+  const Result r = run_cli("bench --device cpu --json --repeats 1 --precision fp32,fp16,bf16" + kSmall);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("bench: fp32: warm-up"), std::string::npos) << "progress goes to stderr";
-  ASSERT_EQ(lines(r.out), 2) << r.out;  // one object per configuration, nothing else on stdout
+  ASSERT_EQ(lines(r.out), 3) << r.out;  // one object per configuration, nothing else on stdout
   std::istringstream in(r.out);
   std::string line;
-  const char* expected_precision[] = {"fp32", "fp16"};
+  const char* expected_precision[] = {"fp32", "fp16", "bf16"};
   for (int k = 0; std::getline(in, line); ++k) {
     SCOPED_TRACE(line);
     const nlohmann::json j = nlohmann::json::parse(line);
@@ -115,7 +115,7 @@ TEST(BenchCli, TableOnStdout) {
 // Each bad argument: exit 2 (usage), one line "sd-gen: error: ...", nothing on stdout.
 TEST(BenchCli, BadArgumentsAreUsageErrorsOfOneLine) {
   const std::string m = " --model '" + kTiny + "'";
-  for (const std::string& args : {"bench --precision fp8" + m, "bench --precision fp32,bf16" + m,
+  for (const std::string& args : {"bench --precision fp8" + m, "bench --precision fp32,fp8" + m,
                                  "bench --device cpu --cuda-graphs on" + m, "bench --batch 0" + m,
                                  "bench --repeats 0" + m, "bench --steps 0" + m, "bench --width 100" + m,
                                  "bench --no-such-option" + m, "bench --device tpu" + m}) {

@@ -18,6 +18,7 @@
 #include "io/model_config_load.h"
 #include "io/safetensors.h"
 #include "sdgen/error.h"
+#include "sdgen/ops.h"
 #include "test_helpers.h"
 #include "text/clip.h"
 
@@ -436,6 +437,17 @@ TEST(Checkpoint, HalfAndBfloatConvertOnLoad) {
   EXPECT_EQ(ck->get("unet.conv_in.bias", {8}).to_floats(), std::vector<float>(8, 1638.0f / 16384.0f));
   EXPECT_EQ(ck->get("unet.conv_out.bias", {4}).to_floats(), std::vector<float>(4, 205.0f / 2048.0f));
   EXPECT_EQ(ck->get("unet.conv_in.weight", {8, 4, 3, 3}).to_floats(), identity_fill("unet.conv_in.weight", 288));
+  // A bf16 run takes bf16 tensors as stored (the file's bits, no round trip through fp32) and fp16
+  // ones as fp32 values (exact), which the model's loader then rounds to bf16 once: 0x2E66 is
+  // 0x3DCCC000 in fp32, whose low half 0xC000 rounds the bf16 up to 0x3DCD.
+  const Tensor b = ck->get_stored("unet.conv_out.bias", {4}, DType::BF16);
+  ASSERT_EQ(b.dtype(), DType::BF16);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(b.data_as<uint16_t>()[i], 0x3DCD) << i;
+  const Tensor h = ck->get_stored("unet.conv_in.bias", {8}, DType::BF16);
+  ASSERT_EQ(h.dtype(), DType::F32);
+  const Tensor hb = ops::cast(h, DType::BF16);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(hb.data_as<uint16_t>()[i], 0x3DCD) << i;
+  EXPECT_EQ(ck->get_stored("unet.conv_out.bias", {4}, DType::F32).to_floats(), std::vector<float>(4, 205.0f / 2048.0f));
   fs::remove_all(dir);
 }
 

@@ -1,5 +1,5 @@
 // Op tests: (1) the table of tests/op_cases.h, every case run on the fast CPU backend against the
-// plain one, in fp32 and fp16; (2) hand-derived values for small inputs (delta kernels, closed-form
+// plain one, in fp32, fp16 and bf16; (2) hand-derived values for small inputs (delta kernels, closed-form
 // norms and softmaxes, visible-key patterns), checked on both CPU backends so the plain path is
 // held to math, not only to itself; (3) the op layer's precondition checks.
 #include <gtest/gtest.h>
@@ -43,6 +43,7 @@ void expect_fast_matches_plain(const optest::OpCase& c, DType dtype) {
 }
 TEST_P(OpsTable, Fp32) { expect_fast_matches_plain(optest::op_cases()[GetParam()], DType::F32); }
 TEST_P(OpsTable, Fp16) { expect_fast_matches_plain(optest::op_cases()[GetParam()], DType::F16); }
+TEST_P(OpsTable, Bf16) { expect_fast_matches_plain(optest::op_cases()[GetParam()], DType::BF16); }
 
 INSTANTIATE_TEST_SUITE_P(OpsCpuFast, OpsTable, testing::Range<size_t>(0, optest::op_cases().size()),
                          optest::case_name);
@@ -300,6 +301,40 @@ TEST(OpsHand, CastRoundsToNearestEven) {
                   {1, 1, 1 + std::ldexp(1.0, -9), 65504, INFINITY, -2, std::ldexp(1.0, -24), 0,
                    std::ldexp(1.0, -23)},
                   0);
+  }
+}
+
+TEST(OpsHand, CastRoundsToNearestEvenBf16) {
+  // bf16 has 7 fraction bits: spacing 2^-7 at 1; fp32's exponent range, so no overflow below
+  // 2^128·(1 - 2^-9) and subnormals down to 2^-133.
+  const std::vector<float> in = {1.0f,
+                                 1.0f + std::ldexp(1.0f, -8),      // tie -> even (1)
+                                 1.0f + 3 * std::ldexp(1.0f, -8),  // tie -> even (1 + 2^-6)
+                                 1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20),  // above the tie: up
+                                 bf16_bits_to_float(0x7F7F) + std::ldexp(1.0f, 119),  // tie 0x7F7F|inf -> inf (even)
+                                 -2.0f,
+                                 std::ldexp(1.0f, -133),  // smallest bf16 subnormal, exact
+                                 std::ldexp(1.0f, -134),  // tie between 0 and 2^-133 -> 0
+                                 65520.0f,                // 0x477FF000 -> 0x4780 (above the tie)
+                                 NAN};
+  const std::vector<uint16_t> bits = {0x3F80, 0x3F80, 0x3F82, 0x3F81, 0x7F80,
+                                      0xC000, 0x0001, 0x0000, 0x4780};
+  for (Backend* b : cpu_backends()) {
+    SCOPED_TRACE(b->name());
+    Tensor h = b->cast(T({10}, in), DType::BF16);
+    ASSERT_EQ(h.dtype(), DType::BF16);
+    for (size_t i = 0; i < bits.size(); ++i) EXPECT_EQ(h.data_as<uint16_t>()[i], bits[i]) << i;
+    const uint16_t nan_bits = h.data_as<uint16_t>()[9];
+    EXPECT_TRUE((nan_bits & 0x7F80) == 0x7F80 && (nan_bits & 0x7F) != 0) << "NaN stays NaN: " << nan_bits;
+    const std::vector<float> back = b->cast(h, DType::F32).to_floats();
+    const std::vector<double> want = {1, 1, 1 + std::ldexp(1.0, -6), 1 + std::ldexp(1.0, -7), INFINITY, -2,
+                                      std::ldexp(1.0, -133), 0, 65536};
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(back[i], want[i]) << i;
+    EXPECT_TRUE(std::isnan(back[9]));
+    // fp16 -> bf16 is one rounding of the exact value: 1 + 2^-10 (below half a bf16 ulp) -> 1,
+    // 1 + 3·2^-8 (exact in fp16, a bf16 tie) -> even.
+    Tensor f16 = b->cast(T({2}, {1.0f + std::ldexp(1.0f, -10), 1.0f + 3 * std::ldexp(1.0f, -8)}), DType::F16);
+    expect_values(b->cast(b->cast(f16, DType::BF16), DType::F32), {2}, {1, 1 + std::ldexp(1.0, -6)}, 0);
   }
 }
 

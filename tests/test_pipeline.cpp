@@ -235,6 +235,99 @@ TEST(Pipeline, Fp16OnCpuIsCloseToDiffusers) {
   }
 }
 
+// ---- bf16 ----
+// Against diffusers' own bf16 run (tests/data/golden/bf16.safetensors, made by
+// tests/reference/make_bf16_goldens.py: StableDiffusionPipeline with torch_dtype=torch.bfloat16 on
+// the CPU, runs 0 and 1, from the same noise). Neither side is the truth: both differ from the fp32
+// images by their bf16 roundings (unit roundoff 2^-8, 8x fp16's, so the fp16 rule's ~0.65 level of
+// decoder error alone becomes ~5 levels). The rule is derived from the reference's own spread, which
+// the script measures (diffusers bf16 vs diffusers fp32, per channel, worst of the two runs):
+// within ±4: 86.6%, within ±8: 98.3%, worst 16 (latents: max|d| 4.7% of max|ref|).
+// sd-gen's bf16 rounds no more than diffusers' does (once per op output, like our fp16 path; fp32
+// inside each op, and fp32 latents and sampler, where diffusers keeps bf16 latents and rounds
+// inside ops too), so its own distance to fp32 is taken to be at most the reference's: at each
+// level k a share p(k) of channels within ±k. Then, by the union bound:
+//   - to diffusers' fp32 image: ≥ 1 - 2·(1 - p(k)) of channels within ±k (a factor-2 allowance on
+//     the reference's miss share): within ±4 ≥ 73%, within ±8 ≥ 96%; worst ≤ 2·16;
+//   - to diffusers' bf16 image (the difference of two such errors): within ±2k ≥ 1 - 2·(1 - p(k)):
+//     within ±8 ≥ 73%, within ±16 ≥ 96%; worst ≤ 16 + 16.
+// A structural bf16 slip (fp16 bits read as bf16, a truncating rounding, a lost scale) moves most
+// channels by tens of levels. Latents: within 2 × 4.7% ≈ 0.1 of max|ref| of diffusers' bf16 ones.
+struct SpreadRule {
+  int k1;
+  double share1;  // least share of channels within ±k1
+  int k2;
+  double share2;  // least share within ±k2
+  int max_diff;
+};
+constexpr SpreadRule kBf16VsFp32{4, 0.73, 8, 0.96, 32};
+constexpr SpreadRule kBf16VsBf16{8, 0.73, 16, 0.96, 32};
+constexpr float kLatentRelBf16 = 0.1f;
+
+const SafetensorsFile& bf16_golden() {
+  static auto f = SafetensorsFile::open(kData + "/golden/bf16.safetensors");
+  return *f;
+}
+const uint8_t* bf16_golden_u8(const std::string& name, size_t* n) {
+  const StTensorInfo* t = bf16_golden().find(name);
+  EXPECT_NE(t, nullptr) << name;
+  *n = t ? (size_t)t->numel() : 0;
+  return t ? bf16_golden().data(*t) : nullptr;
+}
+
+void expect_spread(const uint8_t* got, const uint8_t* ref, size_t n, const SpreadRule& rule, const std::string& what) {
+  size_t in1 = 0, in2 = 0;
+  int worst = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int d = std::abs((int)got[i] - (int)ref[i]);
+    in1 += d <= rule.k1;
+    in2 += d <= rule.k2;
+    worst = std::max(worst, d);
+  }
+  const double s1 = n ? (double)in1 / n : 0, s2 = n ? (double)in2 / n : 0;
+  EXPECT_GE(s1, rule.share1) << what << ": share within ±" << rule.k1;
+  EXPECT_GE(s2, rule.share2) << what << ": share within ±" << rule.k2;
+  EXPECT_LE(worst, rule.max_diff) << what << ": largest channel difference";
+  std::printf("[ image ] %s: %.2f%% within ±%d, %.2f%% within ±%d, worst %d\n", what.c_str(), 100 * s1, rule.k1,
+              100 * s2, rule.k2, worst);
+}
+
+// One bf16 image (image b of run r) against both references.
+void expect_bf16_image(const uint8_t* got, const GoldenRun& r, int b, const std::string& what) {
+  size_t n = 0, n32 = 0;
+  const uint8_t* ref = bf16_golden_u8(r.name + ".image_uint8", &n);
+  const uint8_t* ref32 = golden_u8(r.name + ".image_uint8", &n32);
+  const size_t per = (size_t)r.width * r.height * 3;
+  ASSERT_EQ(n, per * r.images());
+  ASSERT_EQ(n32, n);
+  expect_spread(got, ref + b * per, per, kBf16VsBf16, what + " vs diffusers bf16");
+  expect_spread(got, ref32 + b * per, per, kBf16VsFp32, what + " vs diffusers fp32");
+}
+
+TEST(Pipeline, Bf16OnCpuIsCloseToDiffusersBf16) {
+  // The fp32 LDM file (rounded to bf16 on load) and the diffusers folder (fp32 files likewise).
+  for (const char* form : {"/tiny_sd/tiny_sd.safetensors", "/tiny_sd/diffusers"}) {
+    Pipeline pipe(kData + form, DType::BF16, Device::CPU);
+    for (const GoldenRun* r : {&kRun0, &kRun1}) {
+      const GeneratedBatch out = pipe.generate(params(*r));
+      const StTensorInfo* lt = bf16_golden().find(r->name + ".latents_final");
+      ASSERT_NE(lt, nullptr);
+      const std::vector<float> ref = bf16_golden().to_floats(*lt);
+      ASSERT_EQ(ref.size(), out.latents.size());
+      float max_ref = 0, max_err = 0;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        max_ref = std::max(max_ref, std::fabs(ref[i]));
+        max_err = std::max(max_err, std::fabs(ref[i] - out.latents[i]));
+      }
+      EXPECT_LE(max_err, kLatentRelBf16 * max_ref) << form << " " << r->name << " bf16 final latents";
+      std::printf("[ latents ] %s %s bf16: max|d| %.3g (max|ref| %.3g)\n", form, r->name.c_str(), max_err, max_ref);
+      ASSERT_EQ((int)out.images.size(), r->images());
+      for (size_t b = 0; b < out.images.size(); ++b)
+        expect_bf16_image(out.images[b].data(), *r, (int)b, std::string(form) + " " + r->name + " bf16 image " + std::to_string(b));
+    }
+  }
+}
+
 // Runs the sd-gen binary; returns its exit code.
 int run_cli(const std::string& args) {
   const std::string cmd = std::string("'") + SDGEN_CLI_PATH + "' --device cpu --quiet " + args;
@@ -276,6 +369,33 @@ TEST_P(PipelineCli, WritesDiffusersImages) {
             "' --name 'img-{i}'");
     for (int b = 0; b < r->batch; ++b) expect_png_is_golden(out + "/img-" + std::to_string(b) + ".png", *r, b);
   }
+  fs::remove_all(dir);
+}
+
+// The binary in bf16 (run 0 from the LDM file): its PNGs against both references, and its --json
+// record names the precision.
+TEST(Pipeline, CliBf16WritesDiffusersBf16Images) {
+  const fs::path dir = fs::temp_directory_path() / ("sdgen_bf16_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const GoldenRun& r = kRun0;
+  run_cli("--json --precision bf16 --model '" + kData + "/tiny_sd/tiny_sd.safetensors' --prompt '" + r.prompts[0] +
+          "' --seed " + std::to_string(r.seed) + " --batch " + std::to_string(r.batch) + " --steps " +
+          std::to_string(r.steps) + " --guidance 7.5 --sampler ddim -W 64 -H 64 --out '" + (dir / "out").string() +
+          "' --name 'img-{i}' > '" + (dir / "out.jsonl").string() + "'");
+  std::ifstream in(dir / "out.jsonl");
+  int k = 0;
+  for (std::string line; std::getline(in, line); ++k) {
+    const nlohmann::json rec = nlohmann::json::parse(line);
+    EXPECT_EQ(rec["settings"]["precision"], "bf16");
+    int w = 0, h = 0, c = 0;
+    unsigned char* px = stbi_load(rec["path"].get<std::string>().c_str(), &w, &h, &c, 3);
+    ASSERT_NE(px, nullptr);
+    ASSERT_EQ(w * h, r.width * r.height);
+    expect_bf16_image(px, r, k, "sd-gen --precision bf16 image " + std::to_string(k));
+    stbi_image_free(px);
+  }
+  EXPECT_EQ(k, r.batch);
   fs::remove_all(dir);
 }
 

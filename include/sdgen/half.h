@@ -1,5 +1,6 @@
 // IEEE binary16 <-> binary32 conversion on the host, bit exact (round to nearest even, subnormals,
-// inf/nan kept). Used for fp16 weights on load, fp16 tensors on the CPU side and the test tables.
+// inf/nan kept), and bfloat16 <-> binary32 (likewise). Used for 16-bit weights on load, 16-bit
+// tensors on the CPU side and the test tables.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -64,7 +65,20 @@ inline float bf16_bits_to_float(uint16_t b) {
   return f;
 }
 
+// fp32 -> bfloat16, round to nearest even on the 16 dropped bits (subnormals round like any other
+// value: bf16 has fp32's exponent range). NaN stays NaN, made quiet (the dropped payload bits could
+// be all of it: a signalling NaN truncated could read as inf); inf stays inf, overflow gives inf.
+inline uint16_t float_to_bf16_bits(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x40u);
+  x += 0x7FFFu + ((x >> 16) & 1u);
+  return (uint16_t)(x >> 16);
+}
+
 // Rounds a float to the nearest fp16 value (what storing it in an fp16 tensor does).
 inline float round_to_half(float f) { return half_bits_to_float(float_to_half_bits(f)); }
+// Rounds a float to the nearest bf16 value (what storing it in a bf16 tensor does).
+inline float round_to_bf16(float f) { return bf16_bits_to_float(float_to_bf16_bits(f)); }
 
 }  // namespace sdgen

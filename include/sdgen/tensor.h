@@ -11,8 +11,11 @@
 
 namespace sdgen {
 
-// U8 holds finished 8-bit images only (ops::image_to_u8); every other op takes F32 or F16.
-enum class DType : uint8_t { F32, F16, U8 };
+// U8 holds finished 8-bit images only (ops::image_to_u8); every other op takes F32, F16 or BF16
+// (the 16-bit formats are storage: ops widen them to fp32, compute and round the result once).
+enum class DType : uint8_t { F32, F16, U8, BF16 };
+// F16 or BF16: a 16-bit float storage format.
+inline bool is_half_dtype(DType dt) { return dt == DType::F16 || dt == DType::BF16; }
 // Meta: tensors with a shape and a dtype but no bytes, on which ops only make outputs of the right
 // shape and count their work (src/backend/meta_backend.cpp): how the model code itself is run dry to
 // count FLOPs, parameters and live sets (src/pipeline/dry_run.h). Its data() is null.

@@ -2,10 +2,12 @@
 // compiled by the host compiler (the emulated build, SDGEN_SIMT) it brings in the SIMT emulator
 // (tests/simt/simt_runtime.h), which defines the same names on the host. Kernel sources use only
 // what both sides provide: __global__/__device__, __shared__, threadIdx & co, __syncthreads, the
-// *_sync warp operations, atomics, __half from cuda_fp16.h, and the helpers below.
+// *_sync warp operations, atomics, __half from cuda_fp16.h, __nv_bfloat16 from cuda_bf16.h, and the
+// helpers below.
 #pragma once
 
 #if defined(__CUDACC__)
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 // Dynamic shared memory as a T array `name` (one extern declaration of bytes, so template
@@ -22,15 +24,19 @@
 namespace sdgen {
 namespace kern {
 
-// Kernels load T, compute in float, store T, for T = float and __half.
+// Kernels load T, compute in float, store T, for T = float, __half and (where a family has it)
+// __nv_bfloat16; both 16-bit conversions round to nearest even.
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 template <class T>
 __device__ __forceinline__ T from_float(float v);
 template <>
 __device__ __forceinline__ float from_float<float>(float v) { return v; }
 template <>
 __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // Sum over the 32 lanes of a warp; every lane gets the total.
 __device__ __forceinline__ float warp_sum(float v) {

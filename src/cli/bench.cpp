@@ -48,9 +48,10 @@ std::vector<DType> parse_precisions(const std::string& s) {
   for (const std::string& p : split_list(s)) {
     if (p == "fp32") out.push_back(DType::F32);
     else if (p == "fp16") out.push_back(DType::F16);
-    else throw_usage("--precision '" + p + "' is not one of fp32, fp16 (a comma-separated list)");
+    else if (p == "bf16") out.push_back(DType::BF16);
+    else throw_usage("--precision '" + p + "' is not one of fp32, fp16, bf16 (a comma-separated list)");
   }
-  if (out.empty()) throw_usage("--precision is empty: give fp32, fp16 or fp32,fp16");
+  if (out.empty()) throw_usage("--precision is empty: give fp32, fp16, bf16 or a list such as fp32,fp16");
   return out;
 }
 
@@ -181,7 +182,7 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   job.prompt = "a lighthouse at dusk, oil painting";
   job.batch = 3;
   job.seed = 42;
-  std::string precisions = "fp32,fp16", graphs;
+  std::string precisions = "fp32,fp16,bf16", graphs;
   int repeats = 0;
   std::string max_memory_text;
   bool json = false, quiet = false;
@@ -191,7 +192,7 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
                 {"--batch", "Images per generation (default 3)"},
                 {"--prompt", "Prompt (default: a lighthouse at dusk, oil painting)"},
                 {"--seed", "Noise seed 0..2^64-1 (default 42; a benchmark's is never random)"}});
-  app.add_option("--precision", precisions, "Comma-separated: fp32, fp16")->capture_default_str();
+  app.add_option("--precision", precisions, "Comma-separated: fp32, fp16, bf16")->capture_default_str();
   auto* graphs_opt = app.add_option("--cuda-graphs", graphs, "Comma-separated on, off (CUDA only; default on,off)");
   app.add_option("--repeats", repeats, "Timed generations after one warm-up (default 3; 1 on the CPU)")
       ->check(decimal_integer().description(""));
@@ -245,7 +246,7 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   if (q.device != Device::CPU)
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return (configs[a].precision == DType::F16) > (configs[b].precision == DType::F16);
+      return is_half_dtype(configs[a].precision) > is_half_dtype(configs[b].precision);
     });
 
   // Generation's memory check (cli/options.h), for every configuration at once, before the first

@@ -19,7 +19,7 @@ nlohmann::json or_null(const std::optional<T>& v) {
 }
 
 std::string precision_label(const BenchConfig& c) {
-  std::string s = c.precision == DType::F16 ? "fp16" : "fp32";
+  std::string s = dtype_name(c.precision);
   if (c.cuda_graphs) s += *c.cuda_graphs ? ", graphs" : ", no graphs";
   return s;
 }
@@ -46,7 +46,7 @@ nlohmann::json to_json(const BenchResult& r) {
   j["cpu"] = cpu_features().model_name;
   j["cpu_extensions"] = cpu_features().extensions();
   j["gemm_kernels"] = blas_description();
-  j["precision"] = r.config.precision == DType::F16 ? "fp16" : "fp32";
+  j["precision"] = dtype_name(r.config.precision);
   j["cuda_graphs"] = or_null(r.config.cuda_graphs);
   j["model"] = r.model;
   j["batch"] = r.batch;

@@ -308,10 +308,10 @@ void add_sampler_settings(std::vector<Setting>& t) {
 // The settings of how the model runs (precision, device, text-encoder depth, VAE), in --help order.
 void add_model_settings(std::vector<Setting>& t) {
   t.push_back(png(word("--precision", "precision", +[](Job& j) -> DType& { return j.precision; },
-                       {{"fp32", DType::F32}, {"fp16", DType::F16}},
-                       "fp32 or fp16 (mixed: fp16 storage, fp32 accumulation)"),
+                       {{"fp32", DType::F32}, {"fp16", DType::F16}, {"bf16", DType::BF16}},
+                       "fp32, fp16 or bf16 (mixed: 16-bit storage, fp32 accumulation)"),
                   "Precision", 70,
-                  [](const Job& j, const Ctx&) { return j.precision == DType::F16 ? "fp16" : "fp32"; }));
+                  [](const Job& j, const Ctx&) { return std::string(dtype_name(j.precision)); }));
 
   Setting device = base("--device", "device", SettingType::Word, "device", "auto, cpu, cuda or cuda:N (GPU N)");
   device.words = {"auto", "cpu", "cuda", "cuda:N"};

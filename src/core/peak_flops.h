@@ -13,7 +13,9 @@ struct PeakFlops {
   double fp32 = 0;   // FLOP/s, fp32 math (no TF32 on GPUs)
   double fp16 = 0;   // FLOP/s, fp16 operands with fp32 accumulation (tensor cores on GPUs)
   std::string how;   // e.g. "H100 SXM: 989 / 67 TFLOP/s fp16 / fp32 dense (vendor datasheet)"
-  double for_precision(DType precision) const { return precision == DType::F16 ? fp16 : fp32; }
+  // bf16 counts as fp16: tensor cores that have bf16 (A100 and later) run both at one rate, and the
+  // CPU widens both to fp32.
+  double for_precision(DType precision) const { return is_half_dtype(precision) ? fp16 : fp32; }
 };
 
 // The GPU whose name (as cudaGetDeviceProperties reports it, e.g. "NVIDIA H100 80GB HBM3") matches

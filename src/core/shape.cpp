@@ -6,8 +6,10 @@
 
 namespace sdgen {
 
-size_t dtype_size(DType dt) { return dt == DType::F32 ? 4 : dt == DType::F16 ? 2 : 1; }
-const char* dtype_name(DType dt) { return dt == DType::F32 ? "fp32" : dt == DType::F16 ? "fp16" : "u8"; }
+size_t dtype_size(DType dt) { return dt == DType::F32 ? 4 : is_half_dtype(dt) ? 2 : 1; }
+const char* dtype_name(DType dt) {
+  return dt == DType::F32 ? "fp32" : dt == DType::F16 ? "fp16" : dt == DType::BF16 ? "bf16" : "u8";
+}
 const char* device_name(Device d) { return d == Device::CPU ? "cpu" : d == Device::CUDA ? "cuda" : "meta"; }
 
 std::string shape_str(const Shape& s) {

@@ -141,6 +141,9 @@ std::vector<float> Tensor::to_floats() const {
   } else if (dtype_ == DType::U8) {
     const uint8_t* p = h.data_as<uint8_t>();
     for (size_t i = 0; i < out.size(); ++i) out[i] = p[i];
+  } else if (dtype_ == DType::BF16) {
+    const uint16_t* p = h.data_as<uint16_t>();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_bits_to_float(p[i]);
   } else {
     const uint16_t* p = h.data_as<uint16_t>();
     for (size_t i = 0; i < out.size(); ++i) out[i] = half_bits_to_float(p[i]);

@@ -69,7 +69,7 @@ class StoredCheckpoint : public Checkpoint {
   }
   Tensor get_stored(const std::string& n, const Shape& expected, DType dtype) const override {
     const Entry& e = entry(n, expected);
-    const StDType want = dtype == DType::F16 ? StDType::F16 : StDType::F32;
+    const StDType want = dtype == DType::F16 ? StDType::F16 : dtype == DType::BF16 ? StDType::BF16 : StDType::F32;
     if (e.info->dtype != want) return get(n, expected);
     Tensor t = Tensor::empty(expected, dtype);
     e.file->copy_bytes(*e.info, t.data());

@@ -41,14 +41,6 @@ const DTypeInfo& info(StDType dt) {
   return kDTypes[0];
 }
 
-uint16_t float_to_bf16_bits(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x40u);  // quiet nan
-  x += 0x7FFFu + ((x >> 16) & 1u);  // round to nearest even
-  return (uint16_t)(x >> 16);
-}
-
 // The format's own bound on the header (huggingface/safetensors, safetensors/src/tensor.rs:
 // MAX_HEADER_SIZE = 100_000_000, HeaderTooLarge); files past it load nowhere else either.
 constexpr uint64_t kMaxHeaderBytes = 100000000;

@@ -59,7 +59,7 @@ class VaeCheckpoint : public Checkpoint {
   }
   Tensor get_stored(const std::string& n, const Shape& expected, DType dtype) const override {
     const StTensorInfo& t = entry(n, expected);
-    const StDType want = dtype == DType::F16 ? StDType::F16 : StDType::F32;
+    const StDType want = dtype == DType::F16 ? StDType::F16 : dtype == DType::BF16 ? StDType::BF16 : StDType::F32;
     if (t.dtype != want) return get(n, expected);
     Tensor out = Tensor::empty(expected, dtype);
     file_->copy_bytes(t, out.data());

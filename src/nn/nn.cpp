@@ -30,6 +30,9 @@ const Tensor& checked(const std::string& name, const Tensor& t) {
   if (t.dtype() == DType::F16) {
     const uint16_t* p = t.data_as<uint16_t>();
     for (int64_t i = 0; i < n; ++i) bad += (p[i] & 0x7c00) == 0x7c00;  // exponent all ones: Inf or NaN
+  } else if (t.dtype() == DType::BF16) {
+    const uint16_t* p = t.data_as<uint16_t>();
+    for (int64_t i = 0; i < n; ++i) bad += (p[i] & 0x7f80) == 0x7f80;  // likewise
   } else if (t.dtype() == DType::F32) {
     const float* p = t.data_as<float>();
     for (int64_t i = 0; i < n; ++i) bad += !std::isfinite(p[i]);
@@ -60,7 +63,7 @@ Tensor WeightLoader::load_conv(const std::string& name, int64_t cout, int64_t ci
   if (k == 1 || oihw.device() == Device::Meta) return finish(oihw.reshape({cout, k, k, cin}));
   Tensor ohwi = Tensor::empty({cout, k, k, cin}, oihw.dtype());
   const int64_t kk = (int64_t)k * k;
-  if (oihw.dtype() == DType::F16) {
+  if (is_half_dtype(oihw.dtype())) {
     oihw_to_ohwi(oihw.data_as<uint16_t>(), ohwi.data_as<uint16_t>(), cout, cin, kk);
   } else {
     oihw_to_ohwi(oihw.f32(), ohwi.f32(), cout, cin, kk);

@@ -18,7 +18,7 @@ uint64_t MemoryEstimate::activations() const {
 
 MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   const bool cuda = r.device == Device::CUDA;
-  const bool f16 = r.precision == DType::F16;
+  const bool f16 = is_half_dtype(r.precision);  // fp16 or bf16: 2-byte storage alike
   const double esize = f16 ? 2 : 4;
   MemoryEstimate e;
   // Dry passes of the models at this request's shapes (dry_run.h), in fp32: their live sets in

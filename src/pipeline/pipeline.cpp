@@ -183,8 +183,8 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
     const size_t per = host.size() / (size_t)(e - b);
     for (int i = b; i < e; ++i) {
       if (!out.not_finite[i].empty() || finite(host.data() + (size_t)(i - b) * per, per)) continue;
-      if (precision_ == DType::F16) {
-        if (log_) log_("image " + std::to_string(i) + ": the fp16 VAE decode is not finite (NaN/Inf); decoding it again in fp32");
+      if (is_half_dtype(precision_)) {
+        if (log_) log_("image " + std::to_string(i) + ": the " + dtype_name(precision_) + " VAE decode is not finite (NaN/Inf); decoding it again in fp32");
         if (!vae_fp32_)
           vae_fp32_ = std::make_unique<VaeDecoder>(*checkpoint_, checkpoint_->config().vae, DType::F32, device_);
         const Tensor again = vae_fp32_->decode(latents.slice0(i, i + 1));
@@ -195,7 +195,9 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
           continue;
         }
       }
-      out.not_finite[i] = precision_ == DType::F16 ? "the decoded image (fp16, and again in fp32)" : "the decoded image";
+      out.not_finite[i] = is_half_dtype(precision_)
+                              ? std::string("the decoded image (") + dtype_name(precision_) + ", and again in fp32)"
+                              : "the decoded image";
     }
   }
   const Tensor host_pixels = pixels.to(Device::CPU);

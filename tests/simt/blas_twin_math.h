@@ -1,7 +1,8 @@
 // What the cuBLAS and cuBLASLt twins (cublas_twin.cpp, cublaslt_twin.cpp) compute alike: element
-// loads and stores of fp32/fp16 data, the TF32 rounding of tensor-core inputs, and the fp32 dot
+// loads and stores of fp32/fp16/bf16 data, the TF32 rounding of tensor-core inputs, and the fp32 dot
 // product with reordered partial sums.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <library_types.h>
 
@@ -12,11 +13,14 @@ namespace simt::blas {
 
 inline float load(const void* p, int t, long long i) {
   if (t == CUDA_R_32F) return static_cast<const float*>(p)[i];
+  if (t == CUDA_R_16BF) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
   return __half2float(static_cast<const __half*>(p)[i]);
 }
 inline void store(void* p, int t, long long i, float v) {
   if (t == CUDA_R_32F)
     static_cast<float*>(p)[i] = v;
+  else if (t == CUDA_R_16BF)
+    static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
   else
     static_cast<__half*>(p)[i] = __float2half_rn(v);
 }

@@ -36,7 +36,7 @@ cublasStatus_t gemm(const char* call, cublasHandle_t h, cublasOperation_t ta, cu
                     const void* beta, void* C, cudaDataType ct, int ldc, long long sc, int batch,
                     cublasComputeType_t compute) {
   if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-  auto type_ok = [](cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16F; };
+  auto type_ok = [](cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16F || t == CUDA_R_16BF; };
   if (m < 0 || n < 0 || k < 0 || batch < 0 || !type_ok(at) || !type_ok(bt) || !type_ok(ct))
     return CUBLAS_STATUS_INVALID_VALUE;
   bool tA = ta != CUBLAS_OP_N, tB = tb != CUBLAS_OP_N;
@@ -66,7 +66,7 @@ cublasStatus_t gemm(const char* call, cublasHandle_t h, cublasOperation_t ta, cu
     const double bytes = (double)batch * ((double)m * k * es(at) + (double)k * n * es(bt) +
                                           (double)m * n * es(ct) * (be0 != 0.f ? 2 : 1));
     simt::census::on_library(call, 2.0 * m * n * k * (double)batch, bytes,
-                             at == CUDA_R_16F && bt == CUDA_R_16F, simt::replaying());
+                             (at == CUDA_R_16F || at == CUDA_R_16BF) && (bt == CUDA_R_16F || bt == CUDA_R_16BF), simt::replaying());
     if (simt::census::dry()) return CUBLAS_STATUS_SUCCESS;
   }
   bool half_scalars = compute == CUBLAS_COMPUTE_16F || compute == CUBLAS_COMPUTE_16F_PEDANTIC;

@@ -63,7 +63,8 @@ Layout& layout(cublasLtMatrixLayout_t l) {
 }
 
 
-bool float_type(int t) { return t == CUDA_R_32F || t == CUDA_R_16F; }
+bool float_type(int t) { return t == CUDA_R_32F || t == CUDA_R_16F || t == CUDA_R_16BF; }
+bool half_type(int t) { return t == CUDA_R_16F || t == CUDA_R_16BF; }  // tensor-core operands
 
 // Whether the twin (and so the backend's call) is one it implements; the heuristic and the matmul
 // both ask.
@@ -223,7 +224,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t dsc, cons
                          (bias ? (double)m * es(d.bias_type >= 0 ? d.bias_type : dl.type) : 0.0);
     const char* name = bias ? (be != 0.f ? "cublasLtMatmul(bias+residual)" : "cublasLtMatmul(bias)")
                             : (be != 0.f ? "cublasLtMatmul(residual)" : "cublasLtMatmul");
-    simt::census::on_library(name, 2.0 * m * n * k, bytes, a.type == CUDA_R_16F && b.type == CUDA_R_16F,
+    simt::census::on_library(name, 2.0 * m * n * k, bytes, half_type(a.type) && half_type(b.type),
                              simt::replaying());
     if (simt::census::dry()) return;
     matmul(d, al, A, a, B, b, be, C, c, D, dl);

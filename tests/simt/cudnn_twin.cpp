@@ -17,6 +17,7 @@
 //   cudnn-nondeterministic  engine 0 adds CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC to its notes;
 //   cudnn-workspace         engine 0 needs 1 GiB of workspace (engine config and plan).
 #include <cudnn.h>
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -67,14 +68,17 @@ bool is_device_pointer(const void* p);
 
 namespace {
 
-bool type_ok(cudnnDataType_t t) { return t == CUDNN_DATA_FLOAT || t == CUDNN_DATA_HALF; }
+bool type_ok(cudnnDataType_t t) { return t == CUDNN_DATA_FLOAT || t == CUDNN_DATA_HALF || t == CUDNN_DATA_BFLOAT16; }
 float load(const void* p, cudnnDataType_t t, long long i) {
+  if (t == CUDNN_DATA_BFLOAT16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
   return t == CUDNN_DATA_FLOAT ? static_cast<const float*>(p)[i]
                                : __half2float(static_cast<const __half*>(p)[i]);
 }
 void store(void* p, cudnnDataType_t t, long long i, float v) {
   if (t == CUDNN_DATA_FLOAT)
     static_cast<float*>(p)[i] = v;
+  else if (t == CUDNN_DATA_BFLOAT16)
+    static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
   else
     static_cast<__half*>(p)[i] = __float2half_rn(v);
 }
@@ -121,7 +125,7 @@ bool census_conv(const char* call, const cudnnTensorStruct& xd, const cudnnFilte
   const double y = (double)yd.n * yd.c * yd.h * yd.w;
   const double bytes = es * ((double)xd.n * xd.c * xd.h * xd.w + (double)wd.k * wd.c * wd.r * wd.s +
                              y * (reads_y ? 2 : 1) + extra);
-  simt::census::on_library(call, 2.0 * y * wd.r * wd.s * wd.c, bytes, xd.type == CUDNN_DATA_HALF,
+  simt::census::on_library(call, 2.0 * y * wd.r * wd.s * wd.c, bytes, xd.type == CUDNN_DATA_HALF || xd.type == CUDNN_DATA_BFLOAT16,
                            simt::replaying());
   return simt::census::dry();
 }
@@ -843,6 +847,7 @@ void run_graph(const BGraph& g, int64_t engine, const void* x, const void* w, co
           for (size_t j = 0; j < g.adds.size(); ++j) {
             const BOp& a = g.adds[j];
             if (a.x.type == CUDNN_DATA_HALF) v = __half2float(__float2half_rn(v));
+            if (a.x.type == CUDNN_DATA_BFLOAT16) v = __bfloat162float(__float2bfloat16_rn(v));
             // Broadcast: a unit extent of B reads index 0 there.
             const cudnnTensorStruct& d = bd[j];
             const long long bi = tensor_index(d, d.n == 1 ? 0 : n, d.c == 1 ? 0 : k, d.h == 1 ? 0 : p,

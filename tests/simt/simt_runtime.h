@@ -7,6 +7,7 @@
 // dynamic shared memory, launches beyond sm_75's limits) throw simt::Fault naming the kernel,
 // block and thread.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 #include <vector_functions.h>

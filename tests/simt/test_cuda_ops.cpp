@@ -1,6 +1,6 @@
 // The CUDA backend, through the SIMT emulator (simt_tests) or on a real GPU (cuda_ops_tests, CUDA
 // builds): every case of the op-test table (tests/op_cases.h)
-// run on the emulated CUDA backend against the plain CPU backend, in fp32 and fp16. (The emulated
+// run on the emulated CUDA backend against the plain CPU backend, in fp32, fp16 and bf16. (The emulated
 // launch time of one realistic kernel is benchmarks/bench_emu_groupnorm.) Ops the CUDA backend does not implement yet are
 // reported as skipped, by name.
 #include <gtest/gtest.h>
@@ -30,7 +30,8 @@ class CudaOps : public testing::TestWithParam<size_t> {
   // allocation of these tests carries them.
   void check(DType dtype) {
     const optest::OpCase& c = optest::op_cases()[GetParam()];
-    if (!cuda_emu().supports(c.op, dtype)) GTEST_SKIP() << "the CUDA backend of this build does not run " << c.name;
+    if (!cuda_emu().supports(c.op, dtype) || (c.casts_bf16 && !cuda_emu().supports(Op::kCast, DType::BF16)))
+      GTEST_SKIP() << "the CUDA backend of this build does not run " << c.name;
     set_device_guard_bytes(true);
     optest::expect_case_matches(c, cuda_emu(), plain_cpu(), dtype);
   }
@@ -38,6 +39,7 @@ class CudaOps : public testing::TestWithParam<size_t> {
 
 TEST_P(CudaOps, Fp32) { check(DType::F32); }
 TEST_P(CudaOps, Fp16) { check(DType::F16); }
+TEST_P(CudaOps, Bf16) { check(DType::BF16); }
 
 INSTANTIATE_TEST_SUITE_P(CudaEmu, CudaOps, testing::Range<size_t>(0, optest::op_cases().size()),
                          [](const testing::TestParamInfo<size_t>& info) {

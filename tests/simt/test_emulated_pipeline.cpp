@@ -4,12 +4,15 @@
 // seed 42, 5 DDIM steps, guidance 7.5, batch 2, 64×64), in fp32 and mixed fp16.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "../test_helpers.h"
 #include "io/safetensors.h"
 #include "pipeline/pipeline.h"
 #include "sdgen/backend.h"
+#include "sdgen/error.h"
 
 using namespace sdgen;
 
@@ -82,6 +85,42 @@ TEST(CudaEmulatedPipeline, Fp16CloseToDiffusers) {
     EXPECT_GE(a.exact, 0.60);
     EXPECT_GE(a.within1, 0.99);
     EXPECT_LE(a.worst, 6);
+  }
+}
+
+// bf16 against diffusers' own bf16 run (tests/data/golden/bf16.safetensors) and its fp32 images,
+// with the rule derived in tests/test_pipeline.cpp (kBf16VsBf16, kBf16VsFp32: from the reference's
+// own spread). Here the GEMMs and convolutions also round their outputs to bf16 (as the fp16 GPU
+// path does), which the reference does too; attention runs the FMA kernel (no bf16 mma yet).
+TEST(CudaEmulatedPipeline, Bf16CloseToDiffusersBf16) {
+  const GeneratedBatch on = run_emulated(DType::BF16, true), off = run_emulated(DType::BF16, false);
+  expect_same_with_and_without_graphs(on, off);
+  auto bf16 = SafetensorsFile::open(std::string(SDGEN_TEST_DATA) + "/golden/bf16.safetensors");
+  auto fp32 = SafetensorsFile::open(std::string(SDGEN_TEST_DATA) + "/golden/pipeline.safetensors");
+  const StTensorInfo* r16 = bf16->find("run0.image_uint8");
+  const StTensorInfo* r32 = fp32->find("run0.image_uint8");
+  ASSERT_NE(r16, nullptr);
+  ASSERT_NE(r32, nullptr);
+  ASSERT_EQ(on.images.size(), 2u);
+  for (size_t b = 0; b < on.images.size(); ++b) {
+    const size_t n = on.images[b].size();
+    // {k1, share within ±k1, k2, share within ±k2, worst} as tests/test_pipeline.cpp's SpreadRule.
+    struct { const uint8_t* ref; int k1; double s1; int k2; double s2; int worst; const char* what; } refs[] = {
+        {bf16->data(*r16) + b * n, 8, 0.73, 16, 0.96, 32, "vs diffusers bf16"},
+        {fp32->data(*r32) + b * n, 4, 0.73, 8, 0.96, 32, "vs diffusers fp32"}};
+    for (const auto& r : refs) {
+      size_t in1 = 0, in2 = 0;
+      int worst = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const int d = std::abs((int)on.images[b][i] - (int)r.ref[i]);
+        in1 += d <= r.k1, in2 += d <= r.k2, worst = std::max(worst, d);
+      }
+      std::printf("bf16 emulated image %zu %s: %.2f%% within ±%d, %.2f%% within ±%d, worst %d\n", b, r.what,
+                  100.0 * in1 / n, r.k1, 100.0 * in2 / n, r.k2, worst);
+      EXPECT_GE((double)in1 / n, r.s1) << r.what;
+      EXPECT_GE((double)in2 / n, r.s2) << r.what;
+      EXPECT_LE(worst, r.worst) << r.what;
+    }
   }
 }
 

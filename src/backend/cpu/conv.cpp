@@ -1,5 +1,5 @@
 // CPU 2-D convolution, NHWC input, OHWI weight [Cout, K, K, Cin], zero padding. The fast path also
-// takes fp16 tensors as stored: the weight is widened inside the GEMM a panel at a time
+// takes fp16 and bf16 tensors as stored: the weight is widened inside the GEMM a panel at a time
 // (WeightRows), the input while its columns are built and the output chunk by chunk, so no
 // full-size fp32 copy of any of them is made (at 512×512 the VAE's would be 268 MB each, and
 // allocating and faulting those in cost more than the conversions themselves).
@@ -33,11 +33,19 @@ struct ConvGeom {
   int stride, pad;
 };
 
-// n input values into fp32 columns: a copy, or a widening for fp16 input.
+// A bf16 element, so that the templates below tell it from fp16 (stored as uint16_t).
+struct Bf16 {
+  uint16_t bits;
+};
+const uint16_t* bits(const Bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
+uint16_t* bits(Bf16* p) { return reinterpret_cast<uint16_t*>(p); }
+
+// n input values into fp32 columns: a copy, or a widening for 16-bit input.
 void copy_run(float* dst, const float* src, int64_t n) {
   std::memcpy(dst, src, (size_t)n * sizeof(float));
 }
 void copy_run(float* dst, const uint16_t* src, int64_t n) { widen_f16(src, dst, n); }
+void copy_run(float* dst, const Bf16* src, int64_t n) { widen_bf16(bits(src), dst, n); }
 
 // Column rows [r0, r0 + rows) of the batch's output pixels into col[rows, K·K·C].
 template <class T>
@@ -75,8 +83,10 @@ void im2col_rows(const T* x, const ConvGeom& g, int64_t r0, int64_t rows, float*
 // for fp32 output, else into the thread's scratch, from which store_out rounds them into y.
 float* gemm_out(float* y, int64_t at, int64_t n) { return y + at; }
 float* gemm_out(uint16_t* y, int64_t at, int64_t n) { return thread_scratch(3, (size_t)n); }
+float* gemm_out(Bf16* y, int64_t at, int64_t n) { return thread_scratch(3, (size_t)n); }
 void store_out(const float* src, float* y, int64_t at, int64_t n) {}
 void store_out(const float* src, uint16_t* y, int64_t at, int64_t n) { narrow_f16(src, y + at, n); }
+void store_out(const float* src, Bf16* y, int64_t at, int64_t n) { narrow_bf16(src, bits(y + at), n); }
 
 // Each thread takes chunks of output pixels and does im2col then a single-threaded GEMM on its own
 // buffer: no barrier between the two steps, and the chunk is still in cache when the GEMM reads it.
@@ -160,6 +170,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
     conv_plain(x.f32(), w.f32(), bp, g, y.f32());
   } else if (x.dtype() == DType::F16) {
     conv_fast(x.data_as<uint16_t>(), WeightRows::of(w), bp, g, y.data_as<uint16_t>());
+  } else if (x.dtype() == DType::BF16) {
+    conv_fast(x.data_as<Bf16>(), WeightRows::of(w), bp, g, y.data_as<Bf16>());
   } else {
     conv_fast(x.f32(), WeightRows::of(w), bp, g, y.f32());
   }

@@ -27,17 +27,17 @@ namespace sdgen::cpu {
 // Slot 0: conv columns, slot 1: attention scores, slot 2: widened fp16 weight panels, slot 3: an
 // fp16 conv's output chunk before rounding.
 float* thread_scratch(int slot, size_t n);
-// A weight matrix B[N, K] (row n: output n's K inputs) as the fast GEMMs read it, fp32 or fp16.
-// fp16 rows are widened one panel at a time into the calling thread's scratch right before the
+// A weight matrix B[N, K] (row n: output n's K inputs) as the fast GEMMs read it, fp32, fp16 or
+// bf16. 16-bit rows are widened one panel at a time into the calling thread's scratch right before the
 // sgemm that reads them, so an fp16 weight is never held whole in fp32: the model's weights stay
 // half the memory, and the widening is a small share of each GEMM's work (1/M of it).
 struct WeightRows {
   const void* data = nullptr;
-  bool f16 = false;
+  DType dtype = DType::F32;  // as stored: F32, F16 or BF16
   int64_t K = 0;
   // w [N, ...] as N rows of numel/N values.
   static WeightRows of(const Tensor& w);
-  // Rows per sgemm call: all n for fp32 (read in place), a panel that fits the budget for fp16.
+  // Rows per sgemm call: all n for fp32 (read in place), a panel that fits the budget for 16 bits.
   int64_t panel_rows(int64_t n) const;
   // Rows [n0, n1) as contiguous fp32 (valid until this thread's next call).
   const float* rows(int64_t n0, int64_t n1) const;
@@ -65,9 +65,14 @@ void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const WeightR
 // y = x·wᵀ + bias + residual (bias and residual may be undefined; residual has y's shape).
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual, bool plain);
 
-// f16.cpp: fp16 <-> fp32 over arrays, serial; half.h's conversions, vectorized where the CPU can.
+// f16.cpp: fp16 <-> fp32 and bf16 <-> fp32 over arrays, serial; half.h's conversions, vectorized
+// where the CPU can. widen/narrow pick by dtype (F16 or BF16).
 void widen_f16(const uint16_t* src, float* dst, int64_t n);
 void narrow_f16(const float* src, uint16_t* dst, int64_t n);
+void widen_bf16(const uint16_t* src, float* dst, int64_t n);
+void narrow_bf16(const float* src, uint16_t* dst, int64_t n);
+void widen(DType dt, const uint16_t* src, float* dst, int64_t n);
+void narrow(DType dt, const float* src, uint16_t* dst, int64_t n);
 
 // conv.cpp
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int padding,
@@ -91,7 +96,7 @@ Tensor geglu(const Tensor& x, bool plain);
 Tensor add(const Tensor& a, const Tensor& b, bool plain);
 Tensor add_channel(const Tensor& x, const Tensor& b, bool plain);
 Tensor scale(const Tensor& x, float s, bool plain);
-// fp32 <-> fp16 (any dtype pair; same dtype gives a copy).
+// fp32 <-> fp16 <-> bf16 (any dtype pair; same dtype gives a copy).
 Tensor cast(const Tensor& x, DType dtype, bool plain);
 // The pointwise functions themselves, written once so plain and fast agree bit for bit.
 float silu_f(float x);

@@ -127,10 +127,14 @@ Tensor cast(const Tensor& x, DType dtype, bool plain) {
 #pragma omp parallel for schedule(static) if (!plain && n >= kParallelMin)
   for (int64_t s = 0; s < spans; ++s) {
     const int64_t i0 = s * kSpan, len = std::min(kSpan, n - i0);
-    if (dtype == DType::F16) {
-      narrow_f16(x.data_as<float>() + i0, y.data_as<uint16_t>() + i0, len);
-    } else {
-      widen_f16(x.data_as<uint16_t>() + i0, y.data_as<float>() + i0, len);
+    if (x.dtype() == DType::F32) {
+      narrow(dtype, x.data_as<float>() + i0, y.data_as<uint16_t>() + i0, len);
+    } else if (dtype == DType::F32) {
+      widen(x.dtype(), x.data_as<uint16_t>() + i0, y.data_as<float>() + i0, len);
+    } else {  // fp16 <-> bf16 through fp32 (widening is exact, so one rounding)
+      float buf[kSpan];
+      widen(x.dtype(), x.data_as<uint16_t>() + i0, buf, len);
+      narrow(dtype, buf, y.data_as<uint16_t>() + i0, len);
     }
   }
   return y;

@@ -1,5 +1,5 @@
-// fp16 <-> fp32 over arrays (the cast op, fp16 conv activations and fp16 weight panels in the
-// GEMMs). The fp16 mode converts every activation an op reads or writes and every weight panel a
+// fp16 <-> fp32 and bf16 <-> fp32 over arrays (the cast op, 16-bit conv activations and 16-bit
+// weight panels in the GEMMs). The fp16 mode converts every activation an op reads or writes and every weight panel a
 // GEMM reads; half.h's branchy scalar conversions made that a fifth of the VAE's time, where F16C's
 // vcvtph2ps / vcvtps2ph convert 8 values per instruction. Both are exact IEEE conversions (round to
 // nearest even, subnormals, inf): checked against half.h for every fp16 and every fp32 bit
@@ -53,6 +53,25 @@ void narrow_f16(const float* src, uint16_t* dst, int64_t n) {
   if (cpu_has_f16c()) return narrow_f16c(src, dst, n);
 #endif
   for (int64_t i = 0; i < n; ++i) dst[i] = float_to_half_bits(src[i]);
+}
+
+// bf16 is the upper half of an fp32: widening is a shift, narrowing an integer round to nearest
+// even (half.h's), both branch-free so the clones vectorize them. (AVX512-BF16's vcvtneps2bf16 is
+// not used: it flushes subnormal inputs to zero, which half.h's rounding does not.)
+SDGEN_CPU_CLONES void widen_bf16(const uint16_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_bits_to_float(src[i]);
+}
+
+SDGEN_CPU_CLONES void narrow_bf16(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16_bits(src[i]);
+}
+
+void widen(DType dt, const uint16_t* src, float* dst, int64_t n) {
+  dt == DType::BF16 ? widen_bf16(src, dst, n) : widen_f16(src, dst, n);
+}
+
+void narrow(DType dt, const float* src, uint16_t* dst, int64_t n) {
+  dt == DType::BF16 ? narrow_bf16(src, dst, n) : narrow_f16(src, dst, n);
 }
 
 }  // namespace sdgen::cpu

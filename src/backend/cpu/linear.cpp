@@ -1,7 +1,7 @@
 // CPU GEMM and the linear op. Plain: a triple loop with a double accumulator per output (the
 // truth). Fast: OpenBLAS sgemm on blocks of rows (or of output columns when there are few rows),
 // one block per OpenMP thread, bias pre-filled into the output so the GEMM adds onto it (beta = 1).
-// fp16 weights are read through WeightRows (cpu_backend.h), widened a panel at a time.
+// fp16 and bf16 weights are read through WeightRows (cpu_backend.h), widened a panel at a time.
 //
 // Threading: the fast backend threads with OpenMP only and runs OpenBLAS single-threaded inside
 // its parallel regions (set in make_cpu_backend). With both pools active, OpenBLAS's workers spin
@@ -63,21 +63,21 @@ void gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64
 
 WeightRows WeightRows::of(const Tensor& w) {
   const int64_t N = w.dim(0);
-  return {w.data(), w.dtype() == DType::F16, N ? w.numel() / N : 0};
+  return {w.data(), w.dtype(), N ? w.numel() / N : 0};
 }
 
 int64_t WeightRows::panel_rows(int64_t n) const {
   // Each panel costs a repacking of the sgemm's other operand, so panels must not be thin: 4 M
   // floats (16 MB) keeps every SD weight to at most a few panels (≥ 364 rows at K = 3·3·1280).
   constexpr int64_t kPanelFloats = int64_t(1) << 22;
-  if (!f16 || K == 0) return std::max<int64_t>(n, 1);
+  if (dtype == DType::F32 || K == 0) return std::max<int64_t>(n, 1);
   return std::max<int64_t>(1, std::min(n, kPanelFloats / K));
 }
 
 const float* WeightRows::rows(int64_t n0, int64_t n1) const {
-  if (!f16) return static_cast<const float*>(data) + n0 * K;
+  if (dtype == DType::F32) return static_cast<const float*>(data) + n0 * K;
   float* panel = thread_scratch(2, (size_t)((n1 - n0) * K));
-  widen_f16(static_cast<const uint16_t*>(data) + n0 * K, panel, (n1 - n0) * K);
+  widen(dtype, static_cast<const uint16_t*>(data) + n0 * K, panel, (n1 - n0) * K);
   return panel;
 }
 

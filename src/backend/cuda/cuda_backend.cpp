@@ -238,10 +238,10 @@ Tensor CudaBackend::timestep_embedding(const std::vector<float>& t, int dim, DTy
       v[b * dim + half + i] = std::sin(arg);
     }
   Tensor host = Tensor::from_floats({n, dim}, v);
-  if (dtype == DType::F16) {
-    Tensor h = Tensor::empty({n, dim}, DType::F16);
+  if (is_half_dtype(dtype)) {
+    Tensor h = Tensor::empty({n, dim}, dtype);
     uint16_t* p = h.data_as<uint16_t>();
-    for (size_t i = 0; i < v.size(); ++i) p[i] = float_to_half_bits(v[i]);
+    for (size_t i = 0; i < v.size(); ++i) p[i] = dtype == DType::F16 ? float_to_half_bits(v[i]) : float_to_bf16_bits(v[i]);
     host = h;
   }
   return host.to(Device::CUDA);

@@ -158,7 +158,8 @@ std::unique_ptr<ConvPlan> build_plan(cudnnHandle_t h, const ConvShape& s, bool f
     plan->parts.push_back(std::move(d));
     return *plan->parts.back();
   };
-  const cudnnDataType_t t = s.dt == DType::F32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_HALF;
+  const cudnnDataType_t t =
+      s.dt == DType::F32 ? CUDNN_DATA_FLOAT : s.dt == DType::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
   const cudnnDataType_t fp32 = CUDNN_DATA_FLOAT;
   BackendDesc& x = keep(nhwc_tensor(kUidX, t, {s.N, s.C, s.H, s.W}, s.alignment, false));
   BackendDesc& w = keep(nhwc_tensor(kUidW, t, {s.K, s.C, s.R, s.S}, s.alignment, false));

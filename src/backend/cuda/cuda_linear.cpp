@@ -48,13 +48,17 @@ std::map<LtKey, std::unique_ptr<LtPlan>>& lt_plans() {
   return *plans;
 }
 
+cudaDataType cuda_data_type(DType dt) {
+  return dt == DType::F32 ? CUDA_R_32F : dt == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+}
+
 LtPlan& lt_plan(cublasLtHandle_t h, DType dt, int64_t M, int64_t N, int64_t K, bool bias, bool residual,
                 int alignment) {
   std::unique_ptr<LtPlan>& slot = lt_plans()[LtKey{h, (int)dt, M, N, K, bias, residual, alignment}];
   if (slot) return *slot;
   slot = std::make_unique<LtPlan>();
   LtPlan& p = *slot;
-  const cudaDataType t = dt == DType::F32 ? CUDA_R_32F : CUDA_R_16F;
+  const cudaDataType t = cuda_data_type(dt);
   SDGEN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
   SDGEN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -119,7 +123,7 @@ Tensor CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor& bias,
     }
   }
   // Fallback: GEMM (C = D), then the bias and the residual as passes of their own.
-  cudaDataType t = dt == DType::F32 ? CUDA_R_32F : CUDA_R_16F;
+  cudaDataType t = cuda_data_type(dt);
   if (K == 0) {
     SDGEN_CUDA_CHECK(cudaMemsetAsync(y.data(), 0, y.nbytes(), stream_));
   } else {
