@@ -48,6 +48,7 @@ struct Job {
   std::string init_image;  // --init-image (empty: text to image)
   double strength = 0.75;  // --strength: img2img's share of the schedule (double, as Python's)
   ResizeMode resize_mode = ResizeMode::Just;
+  std::string mask;  // --mask: inpainting (with init_image)
   SamplerOptions sampler;  // --sampler, --schedule, --eta
   RngKind rng = RngKind::TorchCpu;
   SeedMode seed_mode = SeedMode::Batch;

@@ -312,20 +312,21 @@ class GenerationRun {
     // its shapes and settings match); the last job frees it before its VAE decode, for the peak.
     gp.keep_step_graph = keeps_step_graph(c);
     if (!j.init_image.empty()) {
-      gp.init_image = init_picture(j);
+      gp.init_image = init_picture(j, j.init_image, "--init-image");
       gp.strength = j.strength;
+      if (!j.mask.empty()) gp.mask = init_picture(j, j.mask, "--mask");
     }
     return gp;
   }
 
-  // The job's picture at its size, read and resized once per file, size and mode.
-  std::shared_ptr<const RgbImage> init_picture(const Job& j) const {
-    const std::string key = j.init_image + "|" + std::to_string(j.width) + "x" + std::to_string(j.height) + "|" +
+  // A picture of the job (--init-image, --mask) at its size, read and resized once per file, size and mode.
+  std::shared_ptr<const RgbImage> init_picture(const Job& j, const std::string& file, const char* option) const {
+    const std::string key = file + "|" + std::to_string(j.width) + "x" + std::to_string(j.height) + "|" +
                             resize_mode_name(j.resize_mode);
     auto& slot = pictures_[key];
     if (!slot)
       slot = std::make_shared<const RgbImage>(
-          fit_image(read_image(j.init_image, line_prefix(j) + "--init-image"), j.width, j.height, j.resize_mode));
+          fit_image(read_image(file, line_prefix(j) + option), j.width, j.height, j.resize_mode));
     return slot;
   }
 

@@ -265,6 +265,29 @@ void add_input_settings(std::vector<Setting>& t) {
   };
   t.push_back(png(strength, "Denoising strength", 65,
                   [](const Job& j, const Ctx&) { return j.init_image.empty() ? "" : number_text(j.strength); }));
+  Setting mask = text("--mask", "mask", "mask", +[](Job& j) -> std::string& { return j.mask; },
+                      "Inpainting: repaint where this picture is white (>= 128 grey), keep where black; the "
+                      "--init-image's size");
+  mask.identity = [](const Job& j, const Ctx&) {
+    return j.mask.empty() ? Json() : Json({{"file", j.mask}, {"sha256", sha256_file(j.mask)}});
+  };
+  mask.record = [](const Job& j, const Ctx&) { return j.mask.empty() ? Json() : Json(j.mask); };
+  mask.problem = [](const Job& j) -> std::string {
+    if (j.mask.empty()) return "";
+    if (j.init_image.empty()) return "--mask needs --init-image (the picture to repaint)";
+    try {
+      const RgbImage m = read_image(j.mask, "--mask");
+      const RgbImage i = read_image(j.init_image, "--init-image");
+      if (m.width != i.width || m.height != i.height)
+        return "--mask " + j.mask + " is " + std::to_string(m.width) + "x" + std::to_string(m.height) +
+               ", --init-image " + j.init_image + " is " + std::to_string(i.width) + "x" + std::to_string(i.height) +
+               ": they must be the same size";
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  t.push_back(mask);
   t.push_back(word("--resize-mode", "resize_mode", +[](Job& j) -> ResizeMode& { return j.resize_mode; },
                    {{"just", ResizeMode::Just}, {"crop", ResizeMode::Crop}, {"fill", ResizeMode::Fill}},
                    "img2img: how a picture of another size becomes --width x --height: just (stretch), crop (cover "

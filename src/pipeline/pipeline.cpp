@@ -83,6 +83,8 @@ struct Pipeline::LoopState {
   Tensor x, timesteps, coefs, step;
   // The plan's (sampler.h): the UNet input's divisors, the state buffers, the per-unit noise draws.
   Tensor divisors, state, noise;
+  // Inpainting: the picture's latents, the start's noise, the latent mask and the renoise table.
+  Tensor inpaint_x0, inpaint_noise, inpaint_mask, renoise;
   CrossContext cross;  // the text context and its cross-attention keys and values
   std::unique_ptr<Graph> graph;
 };
@@ -243,9 +245,11 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   LatentNoise noise_source(p.rng, p.seed_mode, p.seed, B);
   const size_t latent_numel = (size_t)B * lc * lh * lw;
   std::vector<float> init;  // the initial latents, NCHW
+  Start start;
   if (p.init_image) {
     trace::phase("vae_encode");
-    init = init_latents(p, plan, noise_source, B);
+    start = init_latents(p, plan, noise_source, B);
+    init = start.x;
     // The encoder's buffers differ in size from the UNet's: handed back, they do not add to its peak.
     backend_for(device_).release_cached_memory();
     trace::phase("sampling_setup");
@@ -264,7 +268,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
         std::copy(z.f32(), z.f32() + latent_numel, unit_noise.begin() + (ptrdiff_t)(u * latent_numel));
       }
   }
-  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, begin, p.guidance, sampler_opts};
+  const bool inpaint = start.mask.defined();
+  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, begin, inpaint, p.guidance, sampler_opts};
   const int units = plan.units;
   const std::vector<float> zero_state((size_t)plan.state * latent_numel, 0.0f);
   Backend& backend = backend_for(device_);
@@ -280,6 +285,11 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
       loop_->cross.kv.at(attention).second.copy_from(kv.second);
     }
     loop_->step.copy_from(Tensor::from_floats({1}, {0.0f}));
+    if (inpaint) {
+      loop_->inpaint_x0.copy_from(start.x0);
+      loop_->inpaint_noise.copy_from(start.noise);
+      loop_->inpaint_mask.copy_from(start.mask);
+    }
     if (loop_->state.defined()) loop_->state.copy_from(Tensor::from_floats(loop_->state.shape(), zero_state));
     if (loop_->noise.defined()) loop_->noise.copy_from(Tensor::from_floats(loop_->noise.shape(), unit_noise));
   } else {
@@ -303,6 +313,12 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
       loop_->noise = Tensor::from_floats(s, unit_noise).to(device_);
     }
     loop_->step = Tensor::from_floats({1}, {0.0f}).to(device_);
+    if (inpaint) {
+      loop_->inpaint_x0 = start.x0.to(device_);
+      loop_->inpaint_noise = start.noise.to(device_);
+      loop_->inpaint_mask = start.mask.to(device_);
+      loop_->renoise = Tensor::from_floats({units, 2}, plan.renoise).to(device_);
+    }
   }
   LoopState& st = *loop_;
   const int time_dim = checkpoint_->config().unet.block_channels[0];
@@ -313,6 +329,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     const Tensor time_proj = ops::timestep_embedding_at(st.timesteps, st.step, rows, time_dim, precision_);
     const Tensor eps = unet_->forward(xin, time_proj, st.cross);
     ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);
+    if (st.renoise.defined())
+      ops::inpaint_blend(st.x, st.inpaint_mask, st.inpaint_x0, st.inpaint_noise, st.renoise, st.step);
   };
   // A new loop runs its first step eagerly: every library's first use (cuDNN heuristics and plan
   // finalize, cuBLASLt's algorithm choice, lazy module loading, the pool's first allocation of each

@@ -71,6 +71,11 @@ struct GenerateParams {
   // the picture's latents fully noised). Null: text to image.
   std::shared_ptr<const RgbImage> init_image;
   double strength = 0.75;
+  // Inpainting (with init_image; diffusers' StableDiffusionInpaintPipeline with a regular 4-channel
+  // model): the mask at the picture's size, white (≥ 128 after the grey conversion) repainted,
+  // black kept: after every step the kept region goes back to the picture's latents renoised to the
+  // step's level. Null: img2img.
+  std::shared_ptr<const RgbImage> mask;
 };
 
 struct StageTimes {
@@ -135,11 +140,13 @@ class Pipeline {
   // (noise, context, step index) and replays the same graph.
   struct StepGraphKey {
     int images, rows, latent_h, latent_w, context_len, steps, begin;
+    bool inpaint;
     float guidance;
     SamplerOptions sampler;  // the step's ops and tables
     bool operator==(const StepGraphKey& o) const {
       return images == o.images && rows == o.rows && latent_h == o.latent_h && latent_w == o.latent_w &&
-             context_len == o.context_len && steps == o.steps && begin == o.begin && guidance == o.guidance &&
+             context_len == o.context_len && steps == o.steps && begin == o.begin && inpaint == o.inpaint &&
+             guidance == o.guidance &&
              sampler == o.sampler;
     }
   };
@@ -157,7 +164,13 @@ class Pipeline {
   // img2img's initial latents, NCHW [B, 4, h, w] host floats (pipeline/img2img.cpp): the picture
   // encoded, its latent distribution sampled with the generator(s), scaled, repeated per image and
   // noised by the plan's add_noise mix.
-  std::vector<float> init_latents(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
+  // Inpainting adds the picture's latents, the start's noise and the latent mask (NHWC [B,h,w,C]
+  // host fp32 each) for ops::inpaint_blend.
+  struct Start {
+    std::vector<float> x;  // the initial latents, NCHW
+    Tensor x0, noise, mask;  // inpainting only
+  };
+  Start init_latents(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
   // The images of `latents` (B of them, on the device) into out.images, out.not_finite.
   void decode_images(const GenerateParams& p, const Tensor& latents, int B, GeneratedBatch& out);
   int step_graphs_recorded_ = 0;
