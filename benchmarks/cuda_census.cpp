@@ -11,12 +11,13 @@
 //
 //   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
 //               --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
-//               [--keep-step-graph] [--encode] [--strength S] [--json]
+//               [--keep-step-graph] [--encode] [--strength S [--inpaint]] [--json]
 // --encode: the pipeline loads the VAE encoder too (ModelOptions::need_encoder), and after the
 // generation encodes a batch of `--batch` images of the same size (phase vae_encode), as images in
 // will. --strength S: an img2img generation instead (a grey picture of the run's size, encoded
-// once in phase vae_encode of the run, then the steps that strength S leaves). Without either every
-// figure is text-to-image's.
+// once in phase vae_encode of the run, then the steps that strength S leaves); with --inpaint, an
+// inpainting one (its left half masked: the blend after every unit). Without either every figure
+// is text-to-image's.
 // One generation, as `sd-gen --prompt` makes it: the recorded step is dropped before the VAE
 // (--keep-step-graph keeps it, as for a next prompt with the same settings).
 #include <cstdio>
@@ -164,7 +165,7 @@ void print_table(const std::vector<std::pair<std::string, census::Phase>>& rows,
 int usage(const char* msg) {
   std::fprintf(stderr, "cuda_census: %s\nusage: cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 "
                        "--height 512 --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--sampler NAME] "
-                       "[--schedule default|karras] [--encode] [--strength S] [--json]\n", msg);
+                       "[--schedule default|karras] [--encode] [--strength S [--inpaint]] [--json]\n", msg);
   return 2;
 }
 
@@ -181,6 +182,7 @@ int main(int argc, char** argv) {
   gp.seed = 42;
   bool json = false, encode = false;
   double strength = -1;  // img2img's, when given
+  bool inpaint = false;
   double encode_flops = 0;
   for (int i = 1; i < argc; ++i) {
     auto val = [&](const char* flag) -> const char* {
@@ -204,6 +206,7 @@ int main(int argc, char** argv) {
     else if (a == "--json") json = true;
     else if (a == "--encode") encode = true;
     else if (a == "--strength") strength = std::atof(val("--strength"));
+    else if (a == "--inpaint") inpaint = true;
     else if (a == "--cuda-graphs") {
       const std::string v = val("--cuda-graphs");
       if (v != "on" && v != "off") return usage("--cuda-graphs must be on or off");
@@ -223,6 +226,15 @@ int main(int argc, char** argv) {
     grey->pixels.assign((size_t)gp.width * gp.height * 3, 128);
     gp.init_image = grey;
     gp.strength = strength;
+    if (inpaint) {
+      auto mask = std::make_shared<RgbImage>(*grey);
+      for (int y = 0; y < gp.height; ++y)
+        for (int x = 0; x < gp.width; ++x)
+          for (int c = 0; c < 3; ++c) mask->pixels[((size_t)y * gp.width + x) * 3 + c] = x < gp.width / 2 ? 255 : 0;
+      gp.mask = mask;
+    }
+  } else if (inpaint) {
+    return usage("--inpaint needs --strength");
   }
   try {
     gp.sampler = parse_sampler_options(sampler, schedule);

@@ -2,7 +2,8 @@
 // CUDA backend, the plan from its begin step, the step recorded as a graph (or run eagerly), against
 // diffusers' StableDiffusionImg2ImgPipeline (tests/data/golden/img2img.safetensors): DDIM at
 // strength 0.3 (128×64, batch 2) in fp32, Euler ancestral at 0.75 from a cropped picture (64×128,
-// batch 2) in mixed fp16.
+// batch 2) in mixed fp16; and inpainting against StableDiffusionInpaintPipeline
+// (tests/data/golden/inpaint.safetensors: DDIM at 0.75, batch 2, the blend in the recorded step).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -93,4 +94,33 @@ TEST(CudaEmulatedImg2Img, Fp16CloseToDiffusers) {
   EXPECT_GE(d.exact, 0.60);
   EXPECT_GE(d.within1, 0.99);
   EXPECT_LE(d.worst, 6);
+}
+
+// Inpainting: the known region's blend runs inside the recorded step (ops::inpaint_blend's kernel).
+TEST(CudaEmulatedImg2Img, InpaintFp32MatchesDiffusers) {
+  auto g = SafetensorsFile::open(kData + "/golden/inpaint.safetensors");
+  const nlohmann::json r = nlohmann::json::parse(g->metadata().at("runs"))[0];
+  ASSERT_EQ(r["key"], "ddim_s075");
+  GenerateParams p;
+  p.prompt = r["prompt"];
+  p.negative_prompt = r["negative_prompt"];
+  p.batch = r["batch"];
+  p.steps = r["steps"];
+  p.guidance = r["guidance"];
+  p.seed = r["seed"];
+  p.width = r["width"];
+  p.height = r["height"];
+  p.sampler = parse_sampler_options(r["sampler"]);
+  p.strength = r["strength"];
+  p.init_image = std::make_shared<const RgbImage>(read_image(kData + "/images/" + r["picture"].get<std::string>(), "x"));
+  p.mask = std::make_shared<const RgbImage>(read_image(kData + "/images/" + r["mask"].get<std::string>(), "x"));
+  GenerateParams eager = p;
+  eager.cuda_graphs = false;
+  const GeneratedBatch on = generate(p, DType::F32), off = generate(eager, DType::F32);
+  EXPECT_EQ(on.latents, off.latents) << "the graph replay and the eager steps differ";
+  std::vector<uint8_t> ref;
+  for (float v : g->to_floats(*g->find("ddim_s075.image_uint8"))) ref.push_back((uint8_t)v);
+  const test_helpers::ImageDiff d = worst_of(on, ref, "inpaint fp32 emulated");
+  EXPECT_GE(d.exact, 0.997);
+  EXPECT_LE(d.worst, 1);
 }
