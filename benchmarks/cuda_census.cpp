@@ -14,10 +14,10 @@
 //               [--keep-step-graph] [--encode] [--strength S [--inpaint]] [--json]
 // --encode: the pipeline loads the VAE encoder too (ModelOptions::need_encoder), and after the
 // generation encodes a batch of `--batch` images of the same size (phase vae_encode), as images in
-// will. --strength S: an img2img generation instead (a grey picture of the run's size, encoded
-// once in phase vae_encode of the run, then the steps that strength S leaves); with --inpaint, an
-// inpainting one (its left half masked: the blend after every unit). Without either every figure
-// is text-to-image's.
+// will; weight_load and run then include the encoder. --strength S: an img2img generation instead
+// (a grey picture of the run's size, encoded once in phase vae_encode of the run, then the steps
+// that strength S leaves); with --inpaint, an inpainting one (its left half masked: the blend after
+// every unit). Without either every figure is text-to-image's.
 // One generation, as `sd-gen --prompt` makes it: the recorded step is dropped before the VAE
 // (--keep-step-graph keeps it, as for a next prompt with the same settings).
 #include <cstdio>
@@ -292,15 +292,18 @@ int main(int argc, char** argv) {
       {"sampling_setup", get("sampling_setup")}, {"unet_warmup", get("unet_warmup")},
       {"step_recording", get("step_recording")}, {"unet_step", get(units > first ? "unet_step." + std::to_string(units - 1) : "unet_warmup")},
       {"sampling_loop", loop}, {"vae_decode", get("vae_decode")}, {"run", get("run")}};
-  if (encode) rows.emplace_back("vae_encode", get("vae_encode"));  // after the run, not part of it
-  else if (gp.init_image) rows.insert(rows.begin() + 2, {"vae_encode", get("vae_encode")});  // inside the run
-  const census::Phase& run = get("run");
+  // The census's "run" is everything counted, so with --encode it includes the encode (and
+  // weight_load the encoder's weights); img2img encodes inside the generation.
+  if (encode) rows.insert(rows.end() - 1, {"vae_encode", get("vae_encode")});
+  else if (gp.init_image) rows.insert(rows.begin() + 2, {"vae_encode", get("vae_encode")});
+  const census::Phase& run = rows.back().second;
   // The analytic count per reported phase (dense work only: convs, linears, attention products).
   std::map<std::string, double> analytic_by_phase = {
       {"weight_load", 0.0}, {"text_encoder", analytic.clip}, {"sampling_setup", 0.0},
       {"unet_warmup", first * analytic.unet_per_step}, {"step_recording", 0.0},
       {"unet_step", analytic.unet_per_step}, {"sampling_loop", loop_units * analytic.unet_per_step},
-      {"vae_decode", analytic.vae}, {"run", analytic.total + (units - gp.steps) * analytic.unet_per_step},
+      {"vae_decode", analytic.vae},
+      {"run", analytic.total + (units - gp.steps) * analytic.unet_per_step + encode_flops},
       {"vae_encode", encode_flops}};
   if (json) {
     nlohmann::json j;

@@ -186,6 +186,7 @@ void expect_shape_fields(const ModelConfig& c, const RefModel& m) {
   EXPECT_EQ(c.vae.block_channels, m.vae["block_out_channels"].get<std::vector<int>>());
   EXPECT_EQ(c.vae.layers_per_block, m.vae["layers_per_block"]);
   EXPECT_EQ(c.vae.latent_channels, m.vae["latent_channels"]);
+  EXPECT_EQ(c.vae.in_channels, m.vae["in_channels"]);
   EXPECT_EQ(c.vae.out_channels, m.vae["out_channels"]);
   EXPECT_EQ(c.clip.hidden, m.clip["hidden_size"]);
   EXPECT_EQ(c.clip.layers, m.clip["num_hidden_layers"]);
@@ -654,6 +655,7 @@ TEST(Checkpoint, AbsurdConfigValuesAreModelErrors) {
       {"vae", {{"scaling_factor", -0.18215}}, "scaling_factor"},
       {"vae", {{"layers_per_block", 1000000}}, "layers_per_block"},
       {"vae", {{"latent_channels", 0}}, "latent_channels"},
+      {"vae", {{"in_channels", 0}}, "in_channels"},
       {"text_encoder", {{"num_hidden_layers", 1000000}}, "num_hidden_layers"},
       {"text_encoder", {{"max_position_embeddings", 0}}, "sizes must be positive"},
       {"text_encoder", {{"layer_norm_eps", 0.0}}, "layer_norm_eps"},

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <omp.h>
@@ -47,7 +48,7 @@ ModelConfig config_of(const nlohmann::json& model) {
 TEST(MemoryEstimate, ParameterCountsMatchTheReferenceTensorLists) {
   for (const nlohmann::json& model : name_map().at("models")) {
     const ModelConfig m = config_of(model);
-    int64_t clip = 0, unet = 0, vae = 0;
+    int64_t clip = 0, unet = 0, vae = 0, encoder = 0;
     for (const nlohmann::json& t : model.at("tensors")) {
       const std::string name = t.at(1);
       int64_t n = 1;
@@ -55,17 +56,44 @@ TEST(MemoryEstimate, ParameterCountsMatchTheReferenceTensorLists) {
       if (name.rfind("text_encoder.", 0) == 0) clip += n;
       if (name.rfind("unet.", 0) == 0) unet += n;
       if (name.rfind("vae.decoder.", 0) == 0 || name.rfind("vae.post_quant_conv.", 0) == 0) vae += n;
+      if (name.rfind("vae.encoder.", 0) == 0 || name.rfind("vae.quant_conv.", 0) == 0) encoder += n;
     }
     const std::string what = model.at("name");
     EXPECT_EQ(clip_parameters(m.clip), clip) << what;
     EXPECT_EQ(unet_parameters(m.unet), unet) << what;
     EXPECT_EQ(vae_decoder_parameters(m.vae), vae) << what;
+    EXPECT_EQ(vae_encoder_parameters(m.vae), encoder) << what;
   }
   // SD v1.5: 123.06 M (text encoder), 859.52 M (UNet), 49.49 M (VAE decoder), as published.
   const ModelConfig sd;
   EXPECT_NEAR(clip_parameters(sd.clip) / 1e6, 123.06, 0.01);
   EXPECT_NEAR(unet_parameters(sd.unet) / 1e6, 859.52, 0.01);
   EXPECT_NEAR(vae_decoder_parameters(sd.vae) / 1e6, 49.49, 0.01);
+  // The VAE encoder with quant_conv: the AutoencoderKL's 83.65 M less the decoder's 49.49 M.
+  EXPECT_NEAR(vae_encoder_parameters(sd.vae) / 1e6, 34.16, 0.01);
+}
+
+// Images in (MemoryRequest::encoder) add the encoder's weights and its pass, which runs alone
+// (before the denoising loop); text-to-image's estimate and its description are unchanged.
+TEST(MemoryEstimate, EncoderOnlyWhenAskedFor) {
+  const ModelConfig sd;
+  for (Device dev : {Device::CPU, Device::CUDA})
+    for (DType dt : {DType::F32, DType::F16}) {
+      MemoryRequest r;
+      r.device = dev;
+      r.precision = dt;
+      const MemoryEstimate t2i = estimate_memory(sd, r);
+      EXPECT_EQ(t2i.vae_encode, 0u);
+      EXPECT_EQ(describe(t2i).find("encode"), std::string::npos) << describe(t2i);
+      r.encoder = true;
+      const MemoryEstimate i2i = estimate_memory(sd, r);
+      EXPECT_EQ(i2i.weights - t2i.weights, (uint64_t)(vae_encoder_parameters(sd.vae) * (int64_t)dtype_size(dt)));
+      EXPECT_EQ(i2i.unet, t2i.unet);
+      EXPECT_EQ(i2i.vae, t2i.vae);
+      EXPECT_GT(i2i.vae_encode, 0u);
+      EXPECT_EQ(i2i.activations(), std::max({i2i.unet, i2i.vae, i2i.vae_encode}) + i2i.other);
+      EXPECT_NE(describe(i2i).find("VAE encode"), std::string::npos) << describe(i2i);
+    }
 }
 
 TEST(MemoryEstimate, ScalesWithBatchAndPixelsAndHalvesInFp16OnCuda) {

@@ -20,7 +20,7 @@ nlohmann::json read_json_file(const std::string& path);
 //   unet: in_channels, out_channels, block_out_channels, down_block_types, layers_per_block,
 //         attention_head_dim (SD v1: the head count; int or equal list) or num_attention_heads,
 //         cross_attention_dim, norm_num_groups, norm_eps
-//   vae: latent_channels, out_channels, block_out_channels, layers_per_block, norm_num_groups,
+//   vae: latent_channels, in_channels, out_channels, block_out_channels, layers_per_block, norm_num_groups,
 //        scaling_factor
 //   text_encoder: vocab_size, max_position_embeddings, hidden_size, num_hidden_layers,
 //                 num_attention_heads, intermediate_size, hidden_act, layer_norm_eps

@@ -56,8 +56,11 @@ Tensor VaeDecoder::MidAttention::operator()(const Tensor& x) const {
   return attn(seq, Tensor(), /*residual=*/x.reshape(seq.shape())).reshape(image);
 }
 
-Tensor VaeDecoder::MidBlock::operator()(const Tensor& x) const {
-  return resnets[1](attentions[0](resnets[0](x)));
+Tensor VaeDecoder::MidBlock::operator()(Tensor h) const {
+  // Each output replaces its input, so no activation outlives the block that reads it.
+  h = resnets[0](h);
+  h = attentions[0](h);
+  return resnets[1](h);
 }
 
 Tensor VaeDecoder::decode(const Tensor& latents, const Probe& probe) const {
@@ -81,7 +84,7 @@ Tensor VaeDecoder::decode_unscaled(const Tensor& z_in, const Probe& probe) const
   h = conv_in(h);
   show("decoder.conv_in", h);
 
-  h = mid_block(h);
+  h = mid_block(std::move(h));  // moved: the conv_in output is freed after the first resnet
   show("decoder.mid_block", h);
 
   for (size_t i = 0; i < up_blocks.size(); ++i) {

@@ -44,7 +44,8 @@ class VaeDecoder {
     std::vector<MidAttention> attentions;  // 1
     // name: "vae.decoder.mid_block" or "vae.encoder.mid_block"; ch: the widest level's channels.
     static MidBlock load(const nn::WeightLoader& w, const std::string& name, int64_t ch, const VaeConfig& c);
-    Tensor operator()(const Tensor& x) const;
+    // x by value: a caller that moves its activation in lets it be freed after the first resnet.
+    Tensor operator()(Tensor x) const;
   };
   struct UpBlock {  // UpDecoderBlock2D
     std::vector<ResnetBlock2D> resnets;

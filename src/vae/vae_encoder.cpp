@@ -66,13 +66,13 @@ Tensor VaeEncoder::moments(const Tensor& image, const Probe& probe) const {
     for (const Downsample& d : down_blocks[i].downsamplers) h = d(h);
     show("encoder.down_blocks." + std::to_string(i), h);
   }
-  h = mid_block(h);
+  h = mid_block(std::move(h));
   show("encoder.mid_block", h);
   h = conv_out(conv_norm_out(h, /*silu=*/true));
   h = quant_conv(h);
   show("quant_conv", h);
   if (h.dtype() != DType::F32) h = ops::cast(h, DType::F32);
-  return h.device() == Device::Meta ? h : h.to(Device::CPU);  // a dry run's pass has no values to download
+  return device_ == Device::Meta ? h : h.to(Device::CPU);  // a dry pass (dry_run.h) has no values to download
 }
 
 Tensor vae_latent_sample(const Tensor& moments, const Tensor& noise) {
