@@ -41,6 +41,9 @@ std::string latin1_to_utf8(const std::string& s) {
   return out;
 }
 
+// Our tEXt is UTF-8, the spec's (and Pillow's) Latin-1.
+std::string as_utf8(const std::string& t) { return valid_utf8(t) ? t : latin1_to_utf8(t); }
+
 // zlib data inflated, at most kMaxPngText bytes; false when corrupt or larger.
 bool inflate_text(const uint8_t* data, size_t size, std::string* out) {
   z_stream z{};
@@ -69,11 +72,11 @@ bool chunk_text(const std::string& type, const uint8_t* d, size_t n, const std::
   auto bad = [&](const char* why) { throw_usage(at + type + " chunk \"" + keyword + "\": " + why); };
   if (type == "tEXt") {
     const std::string t(reinterpret_cast<const char*>(p), left);
-    *out = valid_utf8(t) ? t : latin1_to_utf8(t);
+    *out = as_utf8(t);
   } else if (type == "zTXt") {
     std::string t;
     if (left < 1 || p[0] != 0 || !inflate_text(p + 1, left - 1, &t)) bad("corrupt or too large compressed text");
-    *out = valid_utf8(t) ? t : latin1_to_utf8(t);
+    *out = as_utf8(t);
   } else {  // iTXt: compression flag, method, language tag NUL, translated keyword NUL, text
     if (left < 2) bad("cut short");
     const bool compressed = p[0] == 1;
