@@ -109,7 +109,9 @@ const std::vector<std::string>& ignored_a1111_labels() {
 
 void apply_infotext(Job& job, const Infotext& text, const std::string& at) {
   std::map<std::string, std::string> value;  // the last of a repeated label
-  for (const auto& [label, v] : text.fields) {
+  for (const auto& field : text.fields) {
+    const std::string& label = field.first;
+    const std::string& v = field.second;
     const auto& ignored = ignored_a1111_labels();
     const bool known = std::find(ignored.begin(), ignored.end(), label) != ignored.end() ||
                        std::any_of(job_settings().begin(), job_settings().end(),
