@@ -255,7 +255,6 @@ int main(int argc, char** argv) {
     analytic = workload_flops(pipe.checkpoint().config(), gp.batch, gp.width, gp.height, gp.steps, gp.guidance);
     if (gp.init_image) {  // one picture encoded inside the run
       encode_flops = vae_encoder_flops(pipe.checkpoint().config().vae, 1, gp.height, gp.width);
-      analytic.total += encode_flops;
     }
     if (encode) {
       census::set_phase("vae_encode");

@@ -19,21 +19,23 @@ FLAGS=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undef
        -fno-sanitize-recover=undefined -Iinclude -Isrc -I/usr/include/stb -DSDGEN_SOURCE_DIR="\"$PWD\"")
 COMMON=(src/core/error.cpp src/core/shape.cpp)
 # The prompt-file reader and the manifest's job identity walk the settings table (src/cli/settings.cpp),
-# which parses LoRA and embedding specs, sampler names and seeds, and names the PNG hashes.
-SETTINGS="src/cli/prompt_file.cpp src/cli/batch.cpp src/cli/settings.cpp src/io/png_writer.cpp src/io/file_write.cpp src/io/lora_spec.cpp src/io/model_hashes.cpp src/core/sha256.cpp src/core/interrupt.cpp src/text/embedding_spec.cpp src/sampler/registry.cpp src/core/rng.cpp src/core/cephes_math.cpp"
+# which parses LoRA and embedding specs, sampler names and seeds, names the PNG hashes and reads
+# --init-image pictures.
+SETTINGS="src/cli/prompt_file.cpp src/cli/batch.cpp src/cli/settings.cpp src/io/image_read.cpp src/io/png_writer.cpp src/io/file_write.cpp src/io/lora_spec.cpp src/io/model_hashes.cpp src/core/sha256.cpp src/core/interrupt.cpp src/text/embedding_spec.cpp src/sampler/registry.cpp src/core/rng.cpp src/core/cephes_math.cpp"
 declare -A SOURCES=(
   [safetensors]="src/io/safetensors.cpp src/io/file_write.cpp"
   [torch_checkpoint]="src/io/safetensors.cpp src/io/file_write.cpp src/io/torch_checkpoint.cpp"
   [model_config]="src/io/model_config_load.cpp src/io/model_family.cpp src/io/checkpoint_names.cpp"
   [prompt_file]="$SETTINGS"
   [manifest]="src/cli/manifest.cpp $SETTINGS"
+  [png_parameters]="src/io/png_text.cpp src/cli/infotext.cpp $SETTINGS"
   [tokenizer]="src/text/tokenizer.cpp src/text/text_clean.cpp src/text/ftfy_encoding.cpp src/text/ftfy_badness.cpp src/text/prompt_weights.cpp src/text/prompt_chunks.cpp"
 )
-declare -A LIBS=([safetensors]="" [torch_checkpoint]="" [model_config]="" [prompt_file]="-lz" [manifest]="-lz" [tokenizer]="-lz -lutf8proc")
+declare -A LIBS=([safetensors]="" [torch_checkpoint]="" [model_config]="" [prompt_file]="-lz" [manifest]="-lz" [png_parameters]="-lz" [tokenizer]="-lz -lutf8proc")
 # Inputs are cut to this length; the model_config seeds are the tiny model's whole name tables.
-declare -A MAXLEN=([safetensors]=65536 [torch_checkpoint]=65536 [model_config]=131072 [prompt_file]=65536 [manifest]=65536 [tokenizer]=65536)
+declare -A MAXLEN=([safetensors]=65536 [torch_checkpoint]=65536 [model_config]=131072 [prompt_file]=65536 [manifest]=65536 [png_parameters]=65536 [tokenizer]=65536)
 status=0
-for t in safetensors torch_checkpoint model_config prompt_file manifest tokenizer; do
+for t in safetensors torch_checkpoint model_config prompt_file manifest png_parameters tokenizer; do
   bin="$OUT/fuzz_$t"
   # shellcheck disable=SC2086
   "$CXX" "${FLAGS[@]}" "tests/fuzz/fuzz_$t.cpp" ${SOURCES[$t]} "${COMMON[@]}" ${LIBS[$t]} -o "$bin"

@@ -190,6 +190,7 @@ Manifest::Manifest(const std::string& path, const std::function<void(const std::
     if (line.empty()) continue;
     try {
       const nlohmann::json r = nlohmann::json::parse(line);
+      if (r.is_object() && r.contains("grid")) continue;  // a --grid sheet's record, no image of a job
       records_.emplace(key_of(r.at("job"), r.at("index").get<int>()),
                        Record{lossless(r, "path"), r.at("png_sha256").get<std::string>(), lossless(r, "out_dir")});
       if (r.contains("shard") && r["shard"].is_string()) shards_.insert(r["shard"].get<std::string>());

@@ -6,6 +6,8 @@
 // as done when a line with that identity names a file inside the job's output folder that still
 // exists with the recorded SHA-256. One process writes a manifest at a time (an advisory lock).
 // Paths are kept byte for byte: a name that is not UTF-8 is also stored as hex ("path_hex").
+// A --grid sheet has a line of its own ({"grid": path, "images": [...], "png_sha256": ...}), which
+// the resume reading skips: a sheet is no image of a job.
 #pragma once
 #include <functional>
 #include <map>

@@ -22,6 +22,8 @@ struct RunOptions {
   std::string manifest_path;  // --manifest
   bool skip_existing = false; // --skip-existing
   std::string shard_text;     // --shard K/N as given (empty: the whole set)
+  std::string from_png;       // --from-png FILE (its settings are the jobs' defaults)
+  bool grid = false;          // --grid: a contact sheet of each job's images
   uint64_t max_memory = 0;    // --max-memory (0: what the device has)
   std::vector<Job> jobs;
 };

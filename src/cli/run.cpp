@@ -6,7 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -15,16 +18,20 @@
 
 #include "backend/cpu/blas_kernels.h"
 #include "cli/batch.h"
+#include "cli/infotext.h"
 #include "cli/manifest.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "cli/settings.h"
 #include "core/sha256.h"
+#include "io/image_grid.h"
 #include "io/png_writer.h"
 #include "pipeline/memory_estimate.h"
 #include "pipeline/pipeline.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
+
+namespace fs = std::filesystem;
 
 namespace sdgen::cli {
 
@@ -69,6 +76,10 @@ const std::vector<RunOption>& run_options() {
          o.cuda_graphs = t == "on";
        },
        "on"},
+      {"--from-png", "FILE: the prompts and settings of a PNG's parameters (ours or A1111's); options given here win",
+       false, [](RunOptions& o, const std::string& t) { o.from_png = t; }},
+      {"--grid", "Also write a contact sheet of each prompt's images (grid-<first image's name>.png)", true,
+       [](RunOptions& o, const std::string&) { o.grid = true; }},
       {"--json", "Print one JSON object per image on stdout", true, [](RunOptions& o, const std::string&) { o.json = true; }},
       {"--manifest", "Append one JSON line per finished image to FILE (fsync'ed)", false,
        [](RunOptions& o, const std::string& t) { o.manifest_path = t; }},
@@ -94,6 +105,15 @@ std::optional<RunOptions> parse_command_line(int argc, char** argv) {
   RunOptions opt;
   Job job;
   job.origin = "--prompt";
+  // The PNG's settings are the defaults that every option on the command line overrides, before
+  // or after --from-png: applied before the command line is read.
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--from-png" && i + 1 < argc) apply_png_parameters(job, argv[i + 1]);
+    else if (a.rfind("--from-png=", 0) == 0) apply_png_parameters(job, a.substr(11));
+    else continue;
+    break;  // a second --from-png is CLI11's error below
+  }
   add_settings(app, job);
   for (const RunOption& o : run_options()) {
     if (o.is_flag) {
@@ -121,6 +141,7 @@ std::optional<RunOptions> parse_command_line(int argc, char** argv) {
     throw_usage(std::string(e.what()) + " (see sd-gen --help)");
   }
   if (!opt.prompt_file.empty()) {
+    if (!opt.from_png.empty()) throw_usage("give --from-png or --prompt-file, not both");
     if (!job.prompt.empty()) throw_usage("give --prompt or --prompt-file, not both");
     opt.jobs = read_prompt_file(opt.prompt_file, job);
   } else {
@@ -191,6 +212,8 @@ class GenerationRun {
         if (!j.seed)
           throw_usage(j.origin + ": " + (opt_.skip_existing ? "--skip-existing" : "--shard") +
                       " needs a fixed seed (--seed S, or \"seed\" on the line): a random one cannot be resumed or split");
+    // A sheet shows what one run made: a part or a resumed run would show a part of it.
+    if (planned_ && opt_.grid) throw_usage("--grid cannot be combined with --shard or --skip-existing");
     const Shard shard = parse_shard(opt_.shard_text.empty() ? "0/1" : opt_.shard_text);
     shard_spec_ = std::to_string(shard.k) + "/" + std::to_string(shard.n);
     const std::vector<ImageRef> mine = shard_images(opt_.jobs, shard);
@@ -356,6 +379,35 @@ class GenerationRun {
       hooks_.check_interrupted();
       write_image(c, i, out, ctx);
     }
+    if (opt_.grid && (c + 1 == calls_.size() || calls_[c + 1].job != k)) write_grid(j, out.width, out.height);
+  }
+
+  // --grid: the sheet of the job's images this run wrote, beside them, when there are two or more
+  // (A1111's default), with the first image's parameters.
+  void write_grid(const Job& j, int width, int height) {
+    std::vector<GridCell> cells = std::move(grid_cells_);
+    grid_cells_.clear();
+    if (cells.size() < 2) return;
+    std::vector<const uint8_t*> images;
+    for (const GridCell& g : cells) images.push_back(g.pixels.data());
+    const RgbImage sheet = compose_grid(images, width, height);
+    const std::vector<uint8_t> png = encode_png(sheet.pixels.data(), sheet.width, sheet.height, cells[0].parameters);
+    const std::string path = j.out_dir + "/grid-" + fs::path(cells[0].path).filename().string();
+    if (!write_file_exclusive(path, png.data(), png.size())) {
+      std::ifstream f(path, std::ios::binary);
+      const std::vector<uint8_t> have((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      if (have != png) throw_output(path + " exists and holds another image; not overwriting it");
+    }
+    progress_.log("wrote " + path + " (" + std::to_string(sheet.width) + "x" + std::to_string(sheet.height) + ")");
+    if (!opt_.json && !manifest_) return;
+    nlohmann::json rec = {{"grid", path}, {"images", nlohmann::json::array()},
+                          {"rows", grid_shape((int)cells.size()).rows}, {"cols", grid_shape((int)cells.size()).cols}};
+    for (const GridCell& g : cells) rec["images"].push_back(g.path);
+    if (opt_.json) std::cout << rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+    if (!manifest_) return;
+    rec["origin"] = j.origin;
+    rec["png_sha256"] = sha256_hex(png.data(), png.size());
+    manifest_->append(rec);
   }
 
   // Image i of call c: its PNG, and its --json record and manifest line.
@@ -370,13 +422,14 @@ class GenerationRun {
       return;
     }
     const uint64_t image_seed = out.seeds[x];  // seed+i in per-image mode
-    const std::vector<uint8_t> png =
-        encode_png(out.images[x].data(), out.width, out.height, parameters_text(j, image_seed, i, ctx.model_name));
+    const std::string parameters = parameters_text(j, image_seed, i, ctx.model_name);
+    const std::vector<uint8_t> png = encode_png(out.images[x].data(), out.width, out.height, parameters);
     int number = planned_ ? numbers_.at({k, i}) : next_number_[j.out_dir];
     bool already_there = false;
     const std::string path = place_png(j, &number, planned_, image_seed, i, png, &already_there);
     if (!planned_ && pattern_has_number(j.name_pattern)) next_number_[j.out_dir] = number + 1;
     progress_.log(already_there ? "kept " + path + " (already there, identical)" : "wrote " + path);
+    if (opt_.grid) grid_cells_.push_back({path, out.images[x], parameters});
     if (!opt_.json && !manifest_) return;
     nlohmann::json settings = settings_record(j, ctx);
     nlohmann::json rec = {
@@ -417,6 +470,12 @@ class GenerationRun {
   std::random_device rd_;
   std::map<size_t, uint64_t> random_seed_;  // per job without a seed (unplanned runs only)
   std::vector<std::string> not_written_;    // images whose latents or pixels were not finite
+  struct GridCell {
+    std::string path;
+    std::vector<uint8_t> pixels;
+    std::string parameters;
+  };
+  std::vector<GridCell> grid_cells_;  // --grid: the current job's images written so far
 };
 
 }  // namespace

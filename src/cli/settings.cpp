@@ -191,6 +191,10 @@ void add_prompt_settings(std::vector<Setting>& t) {
   t.push_back(png(flag("--no-emphasis", "emphasis", "emphasis", false, +[](Job& j) -> bool& { return j.emphasis; },
                        "Take the prompts literally: no (emphasis), [de-emphasis], (text:weight) or BREAK"),
                   "Emphasis", 110, [](const Job& j, const Ctx&) { return j.emphasis ? "" : "off"; }));
+  t.back().from_a1111 = [](Job& j, const std::string& v) {  // ours "off"; A1111's "None", "Original"
+    if (v != "off" && v != "None" && v != "Original") throw_usage("not one of off, None, Original");
+    j.emphasis = v == "Original";
+  };
 }
 
 // The settings of how many images, of what size, from which noise, in --help order.
@@ -216,6 +220,7 @@ void add_image_settings(std::vector<Setting>& t) {
     return "--seed " + std::to_string(*j.seed) + " with --batch " + std::to_string(j.batch) +
            " and --seed-mode per-image seeds image " + std::to_string(j.batch - 1) + " past 2^64-1";
   };
+  seed.a1111 = "Seed";  // written by parameters_text: the image's own seed
   t.push_back(seed);
 
   auto side = [](int v) {
@@ -227,6 +232,12 @@ void add_image_settings(std::vector<Setting>& t) {
                           "Image width, a multiple of 64", side),
                   "Size", 50,
                   [](const Job& j, const Ctx&) { return std::to_string(j.width) + "x" + std::to_string(j.height); }));
+  t.back().from_a1111 = [](Job& j, const std::string& v) {  // "WxH"
+    const size_t x = v.find('x');
+    if (x == std::string::npos) throw_usage("not WIDTHxHEIGHT");
+    j.width = parse_int("width", v.substr(0, x));
+    j.height = parse_int("height", v.substr(x + 1));
+  };
   t.push_back(integer("-H,--height", "height", +[](Job& j) -> int& { return j.height; }, 64, kMaxSide,
                       "Image height, a multiple of 64", side));
 }
@@ -308,10 +319,20 @@ void add_sampler_settings(std::vector<Setting>& t) {
   };
   // The sampler registry checks the three together (karras offered, η DDIM's).
   sampler.problem = [](const Job& j) { return sampler_problem(j.sampler); };
+  sampler.from_a1111 = [](Job& j, const std::string& v) {  // "DPM++ 2M Karras": sampler and schedule
+    if (!from_a1111_sampler_name(v, &j.sampler)) throw_usage("not a sampler sd-gen has");
+  };
   t.push_back(png(sampler, "Sampler", 20, [](const Job& j, const Ctx&) { return a1111_sampler_name(j.sampler); }));
-  t.push_back(word("--schedule", "schedule", +[](Job& j) -> Schedule& { return j.sampler.schedule; },
-                   {{"default", Schedule::Default}, {"karras", Schedule::Karras}},
-                   "Sigma schedule: default or karras (lms, euler, heun, dpm2, dpmpp_*, unipc)"));
+  Setting schedule = word("--schedule", "schedule", +[](Job& j) -> Schedule& { return j.sampler.schedule; },
+                          {{"default", Schedule::Default}, {"karras", Schedule::Karras}},
+                          "Sigma schedule: default or karras (lms, euler, heun, dpm2, dpmpp_*, unipc)");
+  // A1111 >= 1.8 also writes "Schedule type" (ours is in the Sampler name); read after the sampler.
+  schedule.a1111 = "Schedule type";
+  schedule.from_a1111 = [](Job& j, const std::string& v) {
+    if (v == "Karras") j.sampler.schedule = Schedule::Karras;
+    else if (v != "Automatic") throw_usage("not one of Automatic, Karras");
+  };
+  t.push_back(schedule);
   Setting eta = real("--eta", "eta", +[](Job& j) -> float& { return j.sampler.eta; }, 0, 1,
                      "DDIM's eta: 0 deterministic, 1 as DDPM (ddim only)");
   eta.problem = nullptr;  // sampler_problem's
@@ -322,10 +343,16 @@ void add_sampler_settings(std::vector<Setting>& t) {
                        "Noise: torch-cpu (torch.randn on a CPU generator, as diffusers) or philox (torch.randn "
                        "on CUDA, A1111's NV), on any device"),
                   "RNG", 80, [](const Job& j, const Ctx&) { return j.rng == RngKind::Philox ? "NV" : "CPU"; }));
+  t.back().from_a1111 = [](Job& j, const std::string& v) {  // A1111's GPU is torch's CUDA Philox, NV its CPU copy
+    if (v != "NV" && v != "GPU" && v != "CPU") throw_usage("not one of CPU, GPU, NV");
+    j.rng = v == "CPU" ? RngKind::TorchCpu : RngKind::Philox;
+  };
+  t.back().a1111_absent = "GPU";  // A1111's default, not written
   t.push_back(png(word("--seed-mode", "seed_mode", +[](Job& j) -> SeedMode& { return j.seed_mode; },
                        {{"batch", SeedMode::Batch}, {"per-image", SeedMode::PerImage}},
                        "batch: one generator for the whole batch (diffusers); per-image: image i has seed+i (A1111)"),
                   "Seed mode", 90, [](const Job& j, const Ctx&) { return seed_mode_name(j.seed_mode); }));
+  t.back().a1111_absent = "per-image";  // A1111 seeds image i with seed+i
 }
 
 // The settings of how the model runs (precision, device, text-encoder depth, VAE), in --help order.
@@ -372,6 +399,7 @@ void add_model_settings(std::vector<Setting>& t) {
                     while (v.size() > 1 && v.back() == '/') v.pop_back();
                     return fs::path(v).filename().string();
                   }));
+  t.back().a1111_read = false;  // a file name without its folder: give --vae
 
 }
 
@@ -393,6 +421,7 @@ void add_extension_settings(std::vector<Setting>& t) {
     }
     return list.empty() ? list : "\"" + list + "\"";
   }));
+  t.back().a1111_read = false;  // the prompt names its embeddings; give --embedding
 
   Setting lora = base("--lora", "lora", SettingType::TextList, "loras",
                       "LoRA FILE[:SCALE] (.safetensors, kohya or diffusers/PEFT), merged at load; repeatable");
@@ -416,6 +445,7 @@ void add_extension_settings(std::vector<Setting>& t) {
       list += (list.empty() ? "" : ", ") + clean_name(fs::path(l.file).stem().string()) + ": " + lora_short_hash(l.file);
     return list.empty() ? list : "\"" + list + "\"";
   }));
+  t.back().a1111_read = false;  // the prompt's <lora:> tags name them; --lora ones: give --lora
 
   Setting lora_dir = text("--lora-dir", nullptr, "lora_dir", +[](Job& j) -> std::string& { return j.lora_dir; },
                           "Folder where a prompt's <lora:NAME:SCALE> finds NAME.safetensors");

@@ -52,6 +52,13 @@ struct Setting {
   bool in_record = true;    // in the --json "settings"
   const char* a1111 = nullptr;  // the PNG parameters' label ("Steps", "CFG scale"); nullptr: none
   int png_rank = 0;             // its place in the PNG parameters (A1111's order)
+  // --from-png (cli/infotext.h) reads the label back: its value into the job (default: `parse`, the
+  // command line's text); a1111_read false: the label is informational (names and hashes of the
+  // weights), skipped; a1111_absent: what a PNG without the label means, as A1111 leaves its
+  // defaults out (nullptr: the job's default stands).
+  std::function<void(Job&, const std::string&)> from_a1111;
+  bool a1111_read = true;
+  const char* a1111_absent = nullptr;
 
   // Text (the command line's, or a prompt-file value's) into the job's field. Throws Error(kUsage)
   // naming the option for text that is not a value of it.

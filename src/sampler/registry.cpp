@@ -75,4 +75,15 @@ std::string a1111_sampler_name(const SamplerOptions& o) {
   return s;
 }
 
+bool from_a1111_sampler_name(const std::string& name, SamplerOptions* o) {
+  for (const SamplerInfo& i : samplers()) {
+    const std::string plain = i.a1111;
+    if (name != plain && !(i.karras && name == plain + " Karras")) continue;
+    o->kind = i.kind;
+    o->schedule = name == plain ? Schedule::Default : Schedule::Karras;
+    return true;
+  }
+  return false;
+}
+
 }  // namespace sdgen

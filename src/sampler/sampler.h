@@ -57,6 +57,9 @@ SamplerOptions parse_sampler_options(const std::string& sampler, const std::stri
                                      float eta = 0.0f);
 // The A1111 name for the PNG metadata: "Euler a", "DPM++ 2M Karras", "DDIM".
 std::string a1111_sampler_name(const SamplerOptions& o);
+// Its inverse: "DPM++ 2M Karras" sets kind dpmpp_2m and schedule karras, "Euler a" euler_a and the
+// default schedule (eta untouched); false for a name that is not one of ours.
+bool from_a1111_sampler_name(const std::string& name, SamplerOptions* o);
 
 struct SamplerPlan {
   static constexpr int kMaxState = 4;
