@@ -110,9 +110,9 @@ TEST(Settings, EverySettingIsComplete) {
   // prompt-file line must refuse.
   for (const char* k : {"prompt", "negative_prompt", "batch", "steps", "guidance", "seed", "width", "height", "emphasis",
                         "sampler", "schedule", "eta", "rng", "seed_mode", "name", "model", "clip_skip", "vae", "lora",
-                        "precision", "device", "out", "vae_batch"})
+                        "precision", "device", "out", "vae_batch", "init_image", "strength", "resize_mode", "mask"})
     EXPECT_TRUE(keys.count(k)) << k;
-  EXPECT_EQ(keys.size(), 23u);
+  EXPECT_EQ(keys.size(), 27u);
 }
 
 TEST(Settings, RangesAreTheDocumentedOnes) {

@@ -242,15 +242,24 @@ void add_image_settings(std::vector<Setting>& t) {
                       "Image height, a multiple of 64", side));
 }
 
+// An input picture in the job identity: its file and the SHA-256 of its bytes (a picture the job
+// cannot read is refused before any identity is taken; without its bytes, the name alone).
+Json picture_identity(const std::string& file) {
+  if (file.empty()) return Json();
+  try {
+    return Json({{"file", file}, {"sha256", sha256_file(file)}});
+  } catch (const Error&) {
+    return Json({{"file", file}});
+  }
+}
+
 // The settings of a picture to start from (img2img), in --help order.
 void add_input_settings(std::vector<Setting>& t) {
   Setting init = text("--init-image", "init_image", "init_image", +[](Job& j) -> std::string& { return j.init_image; },
                       "Start from this picture (img2img): PNG, JPEG, BMP, GIF, TGA, PSD or PNM, resized to "
                       "--width x --height by --resize-mode");
   // The picture's content belongs to the job: a resumed job with another picture is another job.
-  init.identity = [](const Job& j, const Ctx&) {
-    return j.init_image.empty() ? Json() : Json({{"file", j.init_image}, {"sha256", sha256_file(j.init_image)}});
-  };
+  init.identity = [](const Job& j, const Ctx&) { return picture_identity(j.init_image); };
   init.record = [](const Job& j, const Ctx&) { return j.init_image.empty() ? Json() : Json(j.init_image); };
   // Read now, so a bad picture stops the run before any model loads.
   init.problem = [](const Job& j) -> std::string {
@@ -266,6 +275,7 @@ void add_input_settings(std::vector<Setting>& t) {
   Setting strength = real("--strength", "strength", +[](Job& j) -> double& { return j.strength; }, 0, 1,
                           "img2img: how much of the picture is redrawn, 0..1 (diffusers' strength, A1111's denoising "
                           "strength): the first steps - int(steps*strength) steps are skipped");
+  strength.identity = [](const Job& j, const Ctx&) { return j.init_image.empty() ? Json() : Json(j.strength); };
   auto range = strength.problem;
   strength.problem = [range](const Job& j) -> std::string {
     if (std::string why = range(j); !why.empty() || j.init_image.empty()) return why;
@@ -279,9 +289,7 @@ void add_input_settings(std::vector<Setting>& t) {
   Setting mask = text("--mask", "mask", "mask", +[](Job& j) -> std::string& { return j.mask; },
                       "Inpainting: repaint where this picture is white (>= 128 grey), keep where black; the "
                       "--init-image's size");
-  mask.identity = [](const Job& j, const Ctx&) {
-    return j.mask.empty() ? Json() : Json({{"file", j.mask}, {"sha256", sha256_file(j.mask)}});
-  };
+  mask.identity = [](const Job& j, const Ctx&) { return picture_identity(j.mask); };
   mask.record = [](const Job& j, const Ctx&) { return j.mask.empty() ? Json() : Json(j.mask); };
   mask.problem = [](const Job& j) -> std::string {
     if (j.mask.empty()) return "";
@@ -299,10 +307,15 @@ void add_input_settings(std::vector<Setting>& t) {
     return "";
   };
   t.push_back(mask);
-  t.push_back(word("--resize-mode", "resize_mode", +[](Job& j) -> ResizeMode& { return j.resize_mode; },
+  Setting resize = word("--resize-mode", "resize_mode", +[](Job& j) -> ResizeMode& { return j.resize_mode; },
                    {{"just", ResizeMode::Just}, {"crop", ResizeMode::Crop}, {"fill", ResizeMode::Fill}},
                    "img2img: how a picture of another size becomes --width x --height: just (stretch), crop (cover "
-                   "and cut), fill (fit and extend the edges), as A1111 and diffusers"));
+                   "and cut), fill (fit and extend the edges), as A1111 and diffusers");
+  auto resize_identity = resize.identity;
+  resize.identity = [resize_identity](const Job& j, const Ctx& c) {
+    return j.init_image.empty() ? Json() : resize_identity(j, c);
+  };
+  t.push_back(resize);
 }
 
 // The settings of the sampler and the noise source, in --help order.
@@ -638,15 +651,19 @@ void check_settings(const Job& job) {
 
 Json settings_record(const Job& job, const RecordContext& ctx) {
   Json r = Json::object();
-  for (const Setting& s : job_settings())
-    if (s.in_record && s.json) r[s.record_name ? s.record_name : s.json] = s.record(job, ctx);
+  for (const Setting& s : job_settings())  // as the identity, a setting not in effect is left out
+    if (s.in_record && s.json)
+      if (Json v = s.record(job, ctx); !v.is_null()) r[s.record_name ? s.record_name : s.json] = std::move(v);
   return r;
 }
 
 Json settings_identity(const Job& job, const RecordContext& ctx) {
   Json r = Json::object();
+  // A setting not in effect (identity null: no --init-image, so no strength either) is left out,
+  // so the identities of manifests written before it existed still match.
   for (const Setting& s : job_settings())
-    if (s.in_identity && s.json) r[s.json] = s.identity(job, ctx);
+    if (s.in_identity && s.json)
+      if (Json v = s.identity(job, ctx); !v.is_null()) r[s.json] = std::move(v);
   return r;
 }
 
