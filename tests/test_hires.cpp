@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli/options.h"
 #include "io/safetensors.h"
 #include "pipeline/hires.h"
 #include "pipeline/latent_upscale.h"
@@ -311,4 +312,30 @@ TEST(HiresCli, BadInputsAreOneLineAndWriteNothing) {
     EXPECT_FALSE(fs::exists(dir / "out")) << c.args;
   }
   fs::remove_all(dir);
+}
+
+// The memory check estimates the hires pass, whose size dominates: the refusal names it, and a
+// limit that fits the first pass's size alone is not enough.
+TEST(HiresCli, MemoryCheckCountsTheHiresPass) {
+  const ModelConfig cfg;  // SD v1.x's
+  cli::Job j;
+  j.width = j.height = 512;
+  cli::MemoryLimit limit;
+  limit.source = "test";
+  limit.bytes = 1;
+  const std::string plain = cli::memory_refusal(cfg, limit, j, 1, DType::F16, Device::CUDA, false);
+  j.hires_scale = 2;
+  const std::string hires = cli::memory_refusal(cfg, limit, j, 1, DType::F16, Device::CUDA, false);
+  EXPECT_NE(plain.find("512x512, batch 1"), std::string::npos) << plain;
+  EXPECT_NE(hires.find("1024x1024, batch 1"), std::string::npos) << hires;
+  // A limit between the two estimates: the text-to-image run fits, its hires run does not.
+  limit.bytes = 1ull << 40;
+  j.hires_scale = 0;
+  for (uint64_t b = 1ull << 20; b < (1ull << 40); b += b / 8) {
+    limit.bytes = b;
+    if (cli::memory_refusal(cfg, limit, j, 1, DType::F16, Device::CUDA, false).empty()) break;
+  }
+  EXPECT_TRUE(cli::memory_refusal(cfg, limit, j, 1, DType::F16, Device::CUDA, false).empty());
+  j.hires_scale = 2;
+  EXPECT_FALSE(cli::memory_refusal(cfg, limit, j, 1, DType::F16, Device::CUDA, false).empty());
 }
