@@ -331,7 +331,7 @@ void add_hires_settings(std::vector<Setting>& t) {
                   }));
   Setting denoise = real("--hires-denoise", "hires_denoise", +[](Job& j) -> double& { return j.hires_denoise; }, 0, 1,
                          "Hires fix: the second pass's strength, 0..1 (as --strength: the first steps - "
-                         "int(steps*S) of its steps are skipped)");
+                         "int(steps*S) of its steps are skipped); default 0.7");
   auto denoise_range = denoise.problem;
   denoise.problem = [denoise_range](const Job& j) -> std::string {
     if (std::string why = denoise_range(j); !why.empty()) return why;
@@ -351,7 +351,7 @@ void add_hires_settings(std::vector<Setting>& t) {
   Setting upscaler = word("--hires-upscaler", "hires_upscaler",
                           +[](Job& j) -> HiresUpscaler& { return j.hires_upscaler; }, upscalers,
                           "Hires fix: latent (bilinear), latent-nearest, latent-bicubic (the first pass's latents "
-                          "interpolated, A1111's Latent modes) or lanczos (its images resized, then encoded)");
+                          "interpolated, A1111's Latent modes) or lanczos (its images resized, then encoded); default latent");
   hires_identity_when_on(upscaler);
   t.push_back(png(upscaler, "Hires upscaler", 117, [](const Job& j, const Ctx&) {
                     return job_hires(j).enabled() ? hires_upscaler_a1111(j.hires_upscaler) : "";
@@ -620,7 +620,8 @@ void add_settings(CLI::App& app, Job& job, const std::vector<std::string>& only,
       o->expected(1, CLI::detail::expected_max_vector_size)->allow_extra_args();
     } else {
       o->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::Throw);
-      if (own == help.end() && s.type != SettingType::Seed && !(shown_default.is_string() && shown_default.get<std::string>().empty()))
+      if (own == help.end() && s.type != SettingType::Seed && !shown_default.is_null() &&
+          !(shown_default.is_string() && shown_default.get<std::string>().empty()))
         o->default_str(shown_default.is_string() ? shown_default.get<std::string>() : shown_default.dump());
     }
   }
