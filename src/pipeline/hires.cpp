@@ -1,7 +1,6 @@
 // The hires fix (pipeline/hires.h): two generate() calls and the upscale between them, and the
 // second pass's initial latents.
 #include <algorithm>
-#include <cmath>
 
 #include "io/checkpoint.h"
 #include "io/image_resize.h"
@@ -12,36 +11,6 @@
 #include "vae/vae_encoder.h"
 
 namespace sdgen {
-
-const char* hires_upscaler_name(HiresUpscaler u) {
-  switch (u) {
-    case HiresUpscaler::Latent: return "latent";
-    case HiresUpscaler::LatentNearest: return "latent-nearest";
-    case HiresUpscaler::LatentBicubic: return "latent-bicubic";
-    case HiresUpscaler::Lanczos: return "lanczos";
-  }
-  return "?";
-}
-
-const char* hires_upscaler_a1111(HiresUpscaler u) {
-  switch (u) {
-    case HiresUpscaler::Latent: return "Latent";
-    case HiresUpscaler::LatentNearest: return "Latent (nearest)";
-    case HiresUpscaler::LatentBicubic: return "Latent (bicubic)";
-    case HiresUpscaler::Lanczos: return "Lanczos";
-  }
-  return "?";
-}
-
-bool is_latent_upscaler(HiresUpscaler u) { return u != HiresUpscaler::Lanczos; }
-
-LatentUpscaleMode latent_upscale_mode(HiresUpscaler u) {
-  if (u == HiresUpscaler::LatentNearest) return LatentUpscaleMode::Nearest;
-  if (u == HiresUpscaler::LatentBicubic) return LatentUpscaleMode::Bicubic;
-  return LatentUpscaleMode::Bilinear;
-}
-
-int hires_side(int side, double scale) { return (int)((double)side * scale); }
 
 GeneratedBatch Pipeline::generate_hires(const GenerateParams& p, const StepCallback& on_step) {
   const HiresParams& h = p.hires;
