@@ -12,12 +12,17 @@
 //   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
 //               --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
 //               [--keep-step-graph] [--encode] [--strength S [--inpaint]] [--json]
+//               [--hires-scale F [--hires-steps N] [--hires-denoise S] [--hires-upscaler U]]
 // --encode: the pipeline loads the VAE encoder too (ModelOptions::need_encoder), and after the
 // generation encodes a batch of `--batch` images of the same size (phase vae_encode), as images in
 // will; weight_load and run then include the encoder. --strength S: an img2img generation instead
 // (a grey picture of the run's size, encoded once in phase vae_encode of the run, then the steps
 // that strength S leaves); with --inpaint, an inpainting one (its left half masked: the blend after
 // every unit). Without either every figure is text-to-image's.
+// --hires-scale F: a hires-fix generation (pipeline/hires.h): the first pass at the run's size, the
+// upscale, the second pass at int(side·F); each phase row sums both passes (the loop rows: the
+// steady steps of both), the analytic count of the run adds the second pass's text encode, units,
+// decode and (lanczos) encode.
 // One generation, as `sd-gen --prompt` makes it: the recorded step is dropped before the VAE
 // (--keep-step-graph keeps it, as for a next prompt with the same settings).
 #include <cstdio>
@@ -183,6 +188,8 @@ int main(int argc, char** argv) {
   bool json = false, encode = false;
   double strength = -1;  // img2img's, when given
   bool inpaint = false;
+  double hires_scale = 0;
+  std::string hires_upscaler = "latent";
   double encode_flops = 0;
   for (int i = 1; i < argc; ++i) {
     auto val = [&](const char* flag) -> const char* {
@@ -207,6 +214,10 @@ int main(int argc, char** argv) {
     else if (a == "--encode") encode = true;
     else if (a == "--strength") strength = std::atof(val("--strength"));
     else if (a == "--inpaint") inpaint = true;
+    else if (a == "--hires-scale") hires_scale = std::atof(val("--hires-scale"));
+    else if (a == "--hires-steps") gp.hires.steps = std::atoi(val("--hires-steps"));
+    else if (a == "--hires-denoise") gp.hires.denoise = std::atof(val("--hires-denoise"));
+    else if (a == "--hires-upscaler") hires_upscaler = val("--hires-upscaler");
     else if (a == "--cuda-graphs") {
       const std::string v = val("--cuda-graphs");
       if (v != "on" && v != "off") return usage("--cuda-graphs must be on or off");
@@ -236,6 +247,17 @@ int main(int argc, char** argv) {
   } else if (inpaint) {
     return usage("--inpaint needs --strength");
   }
+  if (hires_scale > 0) {
+    if (strength >= 0) return usage("--hires-scale starts from text to image, not with --strength");
+    gp.hires.width = hires_side(gp.width, hires_scale);
+    gp.hires.height = hires_side(gp.height, hires_scale);
+    if (gp.hires.width % 64 || gp.hires.height % 64) return usage("the hires size must be multiples of 64");
+    bool known = false;
+    for (HiresUpscaler u : {HiresUpscaler::Latent, HiresUpscaler::LatentNearest, HiresUpscaler::LatentBicubic,
+                            HiresUpscaler::Lanczos})
+      if (hires_upscaler == hires_upscaler_name(u)) gp.hires.upscaler = u, known = true;
+    if (!known) return usage("--hires-upscaler must be latent, latent-nearest, latent-bicubic or lanczos");
+  }
   try {
     gp.sampler = parse_sampler_options(sampler, schedule);
   } catch (const Error& e) {
@@ -249,12 +271,23 @@ int main(int argc, char** argv) {
   WorkloadFlops analytic;
   try {
     ModelOptions options;
-    options.need_encoder = encode || gp.init_image;
+    options.need_encoder = encode || gp.init_image || (gp.hires.enabled() && !is_latent_upscaler(gp.hires.upscaler));
     Pipeline pipe(model, dt, Device::CUDA, nullptr, options);
     pipe.generate(gp);
     analytic = workload_flops(pipe.checkpoint().config(), gp.batch, gp.width, gp.height, gp.steps, gp.guidance);
     if (gp.init_image) {  // one picture encoded inside the run
       encode_flops = vae_encoder_flops(pipe.checkpoint().config().vae, 1, gp.height, gp.width);
+    }
+    if (gp.hires.enabled()) {  // the second pass: its text encode, units, decode; lanczos: its encodes
+      const HiresParams& h = gp.hires;
+      const int steps2 = h.steps > 0 ? h.steps : gp.steps;
+      const int units2 = plan_sampler(gp.sampler, pipe.checkpoint().config().scheduler, steps2,
+                                      img2img_begin(steps2, h.denoise)).units;
+      const WorkloadFlops second =
+          workload_flops(pipe.checkpoint().config(), gp.batch, h.width, h.height, steps2, gp.guidance);
+      analytic.total += second.clip + units2 * second.unet_per_step + second.vae;
+      if (is_latent_upscaler(h.upscaler)) analytic.total -= analytic.vae;  // the first pass decodes nothing
+      else analytic.total += vae_encoder_flops(pipe.checkpoint().config().vae, gp.batch, h.height, h.width);
     }
     if (encode) {
       census::set_phase("vae_encode");
@@ -292,9 +325,10 @@ int main(int argc, char** argv) {
       {"step_recording", get("step_recording")}, {"unet_step", get(units > first ? "unet_step." + std::to_string(units - 1) : "unet_warmup")},
       {"sampling_loop", loop}, {"vae_decode", get("vae_decode")}, {"run", get("run")}};
   // The census's "run" is everything counted, so with --encode it includes the encode (and
-  // weight_load the encoder's weights); img2img encodes inside the generation.
+  // weight_load the encoder's weights); img2img and a lanczos hires pass encode inside the generation.
   if (encode) rows.insert(rows.end() - 1, {"vae_encode", get("vae_encode")});
-  else if (gp.init_image) rows.insert(rows.begin() + 2, {"vae_encode", get("vae_encode")});
+  else if (gp.init_image || (gp.hires.enabled() && !is_latent_upscaler(gp.hires.upscaler)))
+    rows.insert(rows.begin() + 2, {"vae_encode", get("vae_encode")});
   const census::Phase& run = rows.back().second;
   // The analytic count per reported phase (dense work only: convs, linears, attention products).
   std::map<std::string, double> analytic_by_phase = {

@@ -110,9 +110,10 @@ TEST(Settings, EverySettingIsComplete) {
   // prompt-file line must refuse.
   for (const char* k : {"prompt", "negative_prompt", "batch", "steps", "guidance", "seed", "width", "height", "emphasis",
                         "sampler", "schedule", "eta", "rng", "seed_mode", "name", "model", "clip_skip", "vae", "lora",
-                        "precision", "device", "out", "vae_batch", "init_image", "strength", "resize_mode", "mask"})
+                        "precision", "device", "out", "vae_batch", "init_image", "strength", "resize_mode", "mask",
+                        "hires_scale", "hires_width", "hires_height", "hires_steps", "hires_denoise", "hires_upscaler"})
     EXPECT_TRUE(keys.count(k)) << k;
-  EXPECT_EQ(keys.size(), 27u);
+  EXPECT_EQ(keys.size(), 33u);
 }
 
 TEST(Settings, RangesAreTheDocumentedOnes) {
@@ -136,7 +137,8 @@ TEST(Settings, CommandLineAndPromptFileAgree) {
     std::vector<std::pair<std::string, Json>> cases;  // (text, JSON)
     switch (s.type) {
       case SettingType::Int: {
-        const int step = s.option() == "--width" || s.option() == "--height" ? 64 : 1;
+        const std::string o = s.option();
+        const int step = o == "--width" || o == "--height" || o == "--hires-width" || o == "--hires-height" ? 64 : 1;
         for (double v : {s.min - step, s.min, s.max, s.max + step, s.min + step})
           cases.emplace_back(std::to_string((int)v), Json((int)v));
         if (step == 64) cases.emplace_back("100", Json(100));  // in range, not a multiple of 64

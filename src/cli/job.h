@@ -10,6 +10,7 @@
 #include "core/rng.h"
 #include "io/image_resize.h"
 #include "io/lora_spec.h"
+#include "pipeline/hires.h"
 #include "sampler/sampler.h"
 #include "sdgen/tensor.h"
 #include "text/embedding_spec.h"
@@ -49,6 +50,13 @@ struct Job {
   double strength = 0.75;  // --strength: img2img's share of the schedule (double, as Python's)
   ResizeMode resize_mode = ResizeMode::Just;
   std::string mask;  // --mask: inpainting (with init_image)
+  // The hires fix (pipeline/hires.h): --hires-scale, or --hires-width/--hires-height (0: unset);
+  // none of them: no hires pass.
+  double hires_scale = 0;
+  int hires_width = 0, hires_height = 0;
+  int hires_steps = 0;         // 0: --steps
+  double hires_denoise = 0.7;  // the second pass's strength (A1111's default denoising strength)
+  HiresUpscaler hires_upscaler = HiresUpscaler::Latent;
   SamplerOptions sampler;  // --sampler, --schedule, --eta
   RngKind rng = RngKind::TorchCpu;
   SeedMode seed_mode = SeedMode::Batch;
@@ -75,5 +83,9 @@ struct Job {
 
 // Every LoRA the job applies: --lora's in order, then the prompt's tags.
 std::vector<LoraSpec> job_loras(const Job& job);
+// The job's hires pass (HiresParams::enabled() false without one): the size from --hires-scale as
+// A1111's int(side·scale), or from --hires-width/--hires-height, one of them alone keeping the
+// aspect ratio (A1111's other·side // side).
+HiresParams job_hires(const Job& job);
 
 }  // namespace sdgen::cli

@@ -217,9 +217,15 @@ std::string memory_refusal(const ModelConfig& cfg, const MemoryLimit& limit, con
   r.threads = omp_get_max_threads();  // the CPU ops' team: OMP_NUM_THREADS, else the CPUs this process may use
   r.cuda_libraries_loaded = cuda_plugin_loaded();
   r.encoder = !job.init_image.empty();
+  // The hires fix: its second pass, at the larger size, dominates (the first pass's buffers go back
+  // before it runs); lanczos encodes its pictures.
+  if (const HiresParams h = job_hires(job); h.enabled()) {
+    r.width = h.width, r.height = h.height, r.steps = h.steps > 0 ? h.steps : job.steps;
+    r.encoder = !is_latent_upscaler(h.upscaler);
+  }
   const MemoryEstimate e = estimate_memory(cfg, r);
   if (e.total() <= limit.bytes) return "";
-  return std::to_string(job.width) + "x" + std::to_string(job.height) + ", batch " + std::to_string(batch) + ", " +
+  return std::to_string(r.width) + "x" + std::to_string(r.height) + ", batch " + std::to_string(batch) + ", " +
          dtype_name(precision) + " on " + device_name(device) + " needs about " + describe(e) + ", more than the " +
          format_bytes(limit.bytes) + " " + (limit.capped ? "of --max-memory" : "available (" + limit.source + ")") +
          "; use a smaller --batch or size" + (precision == DType::F32 ? ", or --precision fp16" : "");

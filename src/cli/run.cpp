@@ -304,7 +304,9 @@ class GenerationRun {
     // The VAE encoder is loaded (and estimated) when a job on this pipeline starts from a picture.
     bool need_encoder = false;
     for (size_t d = c; d < calls_.size() && key_of_call(d) == loaded_key_; ++d)
-      need_encoder = need_encoder || !opt_.jobs[calls_[d].job].init_image.empty();
+      need_encoder = need_encoder || !opt_.jobs[calls_[d].job].init_image.empty() ||
+                     (job_hires(opt_.jobs[calls_[d].job]).enabled() &&
+                      !is_latent_upscaler(opt_.jobs[calls_[d].job].hires_upscaler));
     pipe_ = at_line(j, [&] {
       return std::make_unique<Pipeline>(model_paths_[calls_[c].job], j.precision, device,
                                         [this](const std::string& m) { log(m); },
@@ -339,6 +341,7 @@ class GenerationRun {
       gp.strength = j.strength;
       if (!j.mask.empty()) gp.mask = init_picture(j, j.mask, "--mask");
     }
+    gp.hires = job_hires(j);
     return gp;
   }
 

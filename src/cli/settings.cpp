@@ -284,8 +284,12 @@ void add_input_settings(std::vector<Setting>& t) {
              " leaves no step to run (int(steps*strength) = 0); raise either";
     return "";
   };
-  t.push_back(png(strength, "Denoising strength", 65,
-                  [](const Job& j, const Ctx&) { return j.init_image.empty() ? "" : number_text(j.strength); }));
+  // A1111 writes the hires pass's denoising strength under the same label.
+  t.push_back(png(strength, "Denoising strength", 65, [](const Job& j, const Ctx&) {
+    return !j.init_image.empty() ? number_text(j.strength)
+           : job_hires(j).enabled() ? number_text(j.hires_denoise)
+                                    : "";
+  }));
   Setting mask = text("--mask", "mask", "mask", +[](Job& j) -> std::string& { return j.mask; },
                       "Inpainting: repaint where this picture is white (>= 128 grey), keep where black; the "
                       "--init-image's size");
@@ -316,6 +320,89 @@ void add_input_settings(std::vector<Setting>& t) {
     return j.init_image.empty() ? Json() : resize_identity(j, c);
   };
   t.push_back(resize);
+}
+
+// A hires setting's identity only for a job with a hires pass (null, left out, otherwise).
+void hires_identity_when_on(Setting& s) {
+  auto id = s.identity;
+  s.identity = [id](const Job& j, const Ctx& c) { return job_hires(j).enabled() ? id(j, c) : Json(); };
+}
+
+// The settings of the hires fix (pipeline/hires.h), in --help order.
+void add_hires_settings(std::vector<Setting>& t) {
+  Setting scale = real("--hires-scale", "hires_scale", +[](Job& j) -> double& { return j.hires_scale; }, 0, 4,
+                       "Hires fix: render at --width x --height, upscale by this factor (A1111's int(side*scale), "
+                       "a multiple of 64), then img2img at that size; 0: none");
+  auto range = scale.problem;
+  scale.problem = [range](const Job& j) -> std::string {
+    if (std::string why = range(j); !why.empty()) return why;
+    const bool by_size = j.hires_width > 0 || j.hires_height > 0;
+    if (j.hires_scale > 0 && by_size) return "--hires-scale and --hires-width/--hires-height: give one of them";
+    if (j.hires_width > 0 && j.hires_height > 0 && (int64_t)j.hires_width * j.height != (int64_t)j.hires_height * j.width)
+      return "--hires-width " + std::to_string(j.hires_width) + " --hires-height " + std::to_string(j.hires_height) +
+             " has another aspect ratio than " + std::to_string(j.width) + "x" + std::to_string(j.height) +
+             "; give one of them (the other follows)";
+    const HiresParams h = job_hires(j);
+    if (!h.enabled()) return "";
+    if (!j.init_image.empty()) return "the hires fix starts from text to image: not with --init-image";
+    auto ok = [](int v) { return v % 64 == 0 && v >= 64 && v <= kMaxSide; };
+    if (!ok(h.width) || !ok(h.height))
+      return "the hires size " + std::to_string(h.width) + "x" + std::to_string(h.height) + " (from " +
+             std::to_string(j.width) + "x" + std::to_string(j.height) +
+             (by_size ? "" : " by --hires-scale " + number_text(j.hires_scale)) +
+             ") must be multiples of 64 between 64 and " + std::to_string(kMaxSide);
+    return "";
+  };
+  hires_identity_when_on(scale);
+  t.push_back(png(scale, "Hires upscale", 115, [](const Job& j, const Ctx&) {
+    return j.hires_scale > 0 ? number_text(j.hires_scale) : "";
+  }));
+  Setting width = integer("--hires-width", "hires_width", +[](Job& j) -> int& { return j.hires_width; }, 0, kMaxSide,
+                          "Hires fix: the second pass's width, a multiple of 64 (0: from --hires-height or none)");
+  hires_identity_when_on(width);
+  t.push_back(png(width, "Hires resize", 115, [](const Job& j, const Ctx&) {
+    return j.hires_width > 0 || j.hires_height > 0
+               ? std::to_string(j.hires_width) + "x" + std::to_string(j.hires_height)
+               : std::string();
+  }));
+  Setting height = integer("--hires-height", "hires_height", +[](Job& j) -> int& { return j.hires_height; }, 0,
+                           kMaxSide, "Hires fix: the second pass's height, a multiple of 64 (0: from --hires-width or none)");
+  hires_identity_when_on(height);
+  t.push_back(height);
+  Setting steps = integer("--hires-steps", "hires_steps", +[](Job& j) -> int& { return j.hires_steps; }, 0, kMaxSteps,
+                          "Hires fix: the second pass's steps (0: as --steps)");
+  hires_identity_when_on(steps);
+  t.push_back(png(steps,
+                  "Hires steps", 116, [](const Job& j, const Ctx&) {
+                    return job_hires(j).enabled() && j.hires_steps > 0 ? std::to_string(j.hires_steps) : "";
+                  }));
+  Setting denoise = real("--hires-denoise", "hires_denoise", +[](Job& j) -> double& { return j.hires_denoise; }, 0, 1,
+                         "Hires fix: the second pass's strength, 0..1 (as --strength: the first steps - "
+                         "int(steps*S) of its steps are skipped); default 0.7");
+  auto denoise_range = denoise.problem;
+  denoise.problem = [denoise_range](const Job& j) -> std::string {
+    if (std::string why = denoise_range(j); !why.empty()) return why;
+    const HiresParams h = job_hires(j);
+    const int steps = h.steps > 0 ? h.steps : j.steps;
+    if (h.enabled() && steps * j.hires_denoise < 1.0)
+      return "--hires-denoise " + number_text(j.hires_denoise) + " with " + std::to_string(steps) +
+             " hires steps leaves no step to run (int(steps*denoise) = 0); raise either";
+    return "";
+  };
+  hires_identity_when_on(denoise);
+  t.push_back(denoise);
+  std::vector<std::pair<std::string, HiresUpscaler>> upscalers;
+  for (HiresUpscaler u : {HiresUpscaler::Latent, HiresUpscaler::LatentNearest, HiresUpscaler::LatentBicubic,
+                          HiresUpscaler::Lanczos})
+    upscalers.emplace_back(hires_upscaler_name(u), u);
+  Setting upscaler = word("--hires-upscaler", "hires_upscaler",
+                          +[](Job& j) -> HiresUpscaler& { return j.hires_upscaler; }, upscalers,
+                          "Hires fix: latent (bilinear), latent-nearest, latent-bicubic (the first pass's latents "
+                          "interpolated, A1111's Latent modes) or lanczos (its images resized, then encoded); default latent");
+  hires_identity_when_on(upscaler);
+  t.push_back(png(upscaler, "Hires upscaler", 117, [](const Job& j, const Ctx&) {
+                    return job_hires(j).enabled() ? hires_upscaler_a1111(j.hires_upscaler) : "";
+                  }));
 }
 
 // The settings of the sampler and the noise source, in --help order.
@@ -491,6 +578,7 @@ std::vector<Setting> make_settings() {
   add_prompt_settings(t);
   add_image_settings(t);
   add_input_settings(t);
+  add_hires_settings(t);
   add_sampler_settings(t);
   add_model_settings(t);
   add_extension_settings(t);
@@ -598,7 +686,8 @@ void add_settings(CLI::App& app, Job& job, const std::vector<std::string>& only,
       o->expected(1, CLI::detail::expected_max_vector_size)->allow_extra_args();
     } else {
       o->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::Throw);
-      if (own == help.end() && s.type != SettingType::Seed && !(shown_default.is_string() && shown_default.get<std::string>().empty()))
+      if (own == help.end() && s.type != SettingType::Seed && !shown_default.is_null() &&
+          !(shown_default.is_string() && shown_default.get<std::string>().empty()))
         o->default_str(shown_default.is_string() ? shown_default.get<std::string>() : shown_default.dump());
     }
   }
@@ -663,6 +752,8 @@ Json settings_identity(const Job& job, const RecordContext& ctx) {
   // so the identities of manifests written before it existed still match.
   for (const Setting& s : job_settings())
     if (s.in_identity && s.json)
+      // A setting that is off (null) is left out: a job without it keeps the identity it had
+      // before the setting existed.
       if (Json v = s.identity(job, ctx); !v.is_null()) r[s.json] = std::move(v);
   return r;
 }
@@ -682,6 +773,21 @@ std::vector<LoraSpec> job_loras(const Job& job) {
   for (const LoraArg& l : job.loras) out.push_back(l.lora);
   out.insert(out.end(), job.prompt_loras.begin(), job.prompt_loras.end());
   return out;
+}
+
+HiresParams job_hires(const Job& j) {
+  HiresParams h;
+  if (j.hires_scale > 0) {
+    h.width = hires_side(j.width, j.hires_scale);
+    h.height = hires_side(j.height, j.hires_scale);
+  } else if (j.hires_width > 0 || j.hires_height > 0) {
+    h.width = j.hires_width > 0 ? j.hires_width : j.hires_height * j.width / j.height;
+    h.height = j.hires_height > 0 ? j.hires_height : j.hires_width * j.height / j.width;
+  }
+  h.steps = j.hires_steps;
+  h.denoise = j.hires_denoise;
+  h.upscaler = j.hires_upscaler;
+  return h;
 }
 
 std::string DeviceSpec::text() const {

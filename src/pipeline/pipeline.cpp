@@ -211,9 +211,11 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
 }
 
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
+  if (p.hires.enabled()) return generate_hires(p, on_step);
   const SamplerOptions& sampler_opts = p.sampler;
   const SchedulerConfig& sched = checkpoint_->config().scheduler;
-  const int begin = p.init_image ? img2img_begin(p.steps, p.strength) : 0;
+  const bool hires_pass = p.init_latents || p.init_pictures;
+  const int begin = p.init_image || hires_pass ? img2img_begin(p.steps, p.strength) : 0;
   const SamplerPlan plan = plan_sampler(sampler_opts, sched, p.steps, begin);  // checks the options
   const auto t_start = Clock::now();
   const std::vector<std::string> positive = p.prompts.empty() ? std::vector<std::string>{p.prompt} : p.prompts;
@@ -251,6 +253,11 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     start = init_latents(p, plan, noise_source, B);
     init = start.x;
     // The encoder's buffers differ in size from the UNet's: handed back, they do not add to its peak.
+    backend_for(device_).release_cached_memory();
+    trace::phase("sampling_setup");
+  } else if (hires_pass) {
+    trace::phase("vae_encode");
+    init = hires_start(p, plan, noise_source, B);
     backend_for(device_).release_cached_memory();
     trace::phase("sampling_setup");
   } else {
@@ -373,7 +380,10 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   backend.release_cached_memory();
 
   t0 = Clock::now();
-  decode_images(p, latents, B, out);
+  if (p.decode)
+    decode_images(p, latents, B, out);
+  else
+    out.not_finite.assign(B, std::string());
   out.times.vae_s = seconds_since(t0);
   trace::phase("");
   out.times.total_s = seconds_since(t_start);

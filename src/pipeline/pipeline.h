@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "io/image_read.h"
+#include "pipeline/hires.h"
 #include "pipeline/model_options.h"
 #include "sdgen/config.h"
 #include "sampler/sampler.h"
@@ -76,6 +77,15 @@ struct GenerateParams {
   // black kept: after every step the kept region goes back to the picture's latents renoised to the
   // step's level. Null: img2img.
   std::shared_ptr<const RgbImage> mask;
+  // The hires fix (pipeline/hires.h): enabled, generate() runs this text-to-image generation, the
+  // upscale and the second pass, and returns the second pass's images and latents.
+  HiresParams hires;
+  // The hires pass's start, set by the hires fix (pipeline/hires.cpp) and read as init_image is (with
+  // `strength`): the clean latents, NCHW [B, 4, h, w] (latent upscalers), or one picture per image,
+  // width × height (lanczos).
+  std::shared_ptr<const std::vector<float>> init_latents;
+  std::shared_ptr<const std::vector<RgbImage>> init_pictures;
+  bool decode = true;  // off: no images (a latent-upscaled hires pass's first pass)
 };
 
 struct StageTimes {
@@ -171,6 +181,10 @@ class Pipeline {
     Tensor x0, noise, mask;  // inpainting only
   };
   Start init_latents(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
+  // The hires fix (pipeline/hires.cpp): both passes; and the second pass's initial latents from
+  // init_latents or init_pictures.
+  GeneratedBatch generate_hires(const GenerateParams& p, const StepCallback& on_step);
+  std::vector<float> hires_start(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
   // The images of `latents` (B of them, on the device) into out.images, out.not_finite.
   void decode_images(const GenerateParams& p, const Tensor& latents, int B, GeneratedBatch& out);
   int step_graphs_recorded_ = 0;
