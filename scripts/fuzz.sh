@@ -20,8 +20,8 @@ FLAGS=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undef
 COMMON=(src/core/error.cpp src/core/shape.cpp)
 # The prompt-file reader and the manifest's job identity walk the settings table (src/cli/settings.cpp),
 # which parses LoRA and embedding specs, sampler names and seeds, names the PNG hashes and reads
-# --init-image pictures.
-SETTINGS="src/cli/prompt_file.cpp src/cli/batch.cpp src/cli/settings.cpp src/io/image_read.cpp src/io/png_writer.cpp src/io/file_write.cpp src/io/lora_spec.cpp src/io/model_hashes.cpp src/core/sha256.cpp src/core/interrupt.cpp src/text/embedding_spec.cpp src/sampler/registry.cpp src/core/rng.cpp src/core/cephes_math.cpp src/pipeline/hires_options.cpp"
+# --init-image pictures (PNG through stb_image, JPEG through libjpeg-turbo).
+SETTINGS="src/cli/prompt_file.cpp src/cli/batch.cpp src/cli/settings.cpp src/io/image_read.cpp src/io/jpeg_read.cpp src/io/png_writer.cpp src/io/file_write.cpp src/io/lora_spec.cpp src/io/model_hashes.cpp src/core/sha256.cpp src/core/interrupt.cpp src/text/embedding_spec.cpp src/sampler/registry.cpp src/core/rng.cpp src/core/cephes_math.cpp src/pipeline/hires_options.cpp"
 declare -A SOURCES=(
   [safetensors]="src/io/safetensors.cpp src/io/file_write.cpp"
   [torch_checkpoint]="src/io/safetensors.cpp src/io/file_write.cpp src/io/torch_checkpoint.cpp"
@@ -29,13 +29,14 @@ declare -A SOURCES=(
   [prompt_file]="$SETTINGS"
   [manifest]="src/cli/manifest.cpp $SETTINGS"
   [png_parameters]="src/io/png_text.cpp src/cli/infotext.cpp $SETTINGS"
+  [image_read]="src/io/image_read.cpp src/io/jpeg_read.cpp src/io/image_resize.cpp"
   [tokenizer]="src/text/tokenizer.cpp src/text/text_clean.cpp src/text/ftfy_encoding.cpp src/text/ftfy_badness.cpp src/text/prompt_weights.cpp src/text/prompt_chunks.cpp"
 )
-declare -A LIBS=([safetensors]="" [torch_checkpoint]="" [model_config]="" [prompt_file]="-lz" [manifest]="-lz" [png_parameters]="-lz" [tokenizer]="-lz -lutf8proc")
+declare -A LIBS=([safetensors]="" [torch_checkpoint]="" [model_config]="" [prompt_file]="-lz -ljpeg" [manifest]="-lz -ljpeg" [png_parameters]="-lz -ljpeg" [image_read]="-ljpeg" [tokenizer]="-lz -lutf8proc")
 # Inputs are cut to this length; the model_config seeds are the tiny model's whole name tables.
-declare -A MAXLEN=([safetensors]=65536 [torch_checkpoint]=65536 [model_config]=131072 [prompt_file]=65536 [manifest]=65536 [png_parameters]=65536 [tokenizer]=65536)
+declare -A MAXLEN=([safetensors]=65536 [torch_checkpoint]=65536 [model_config]=131072 [prompt_file]=65536 [manifest]=65536 [png_parameters]=65536 [image_read]=65536 [tokenizer]=65536)
 status=0
-for t in safetensors torch_checkpoint model_config prompt_file manifest png_parameters tokenizer; do
+for t in safetensors torch_checkpoint model_config prompt_file manifest png_parameters image_read tokenizer; do
   bin="$OUT/fuzz_$t"
   # shellcheck disable=SC2086
   "$CXX" "${FLAGS[@]}" "tests/fuzz/fuzz_$t.cpp" ${SOURCES[$t]} "${COMMON[@]}" ${LIBS[$t]} -o "$bin"

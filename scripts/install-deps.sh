@@ -4,7 +4,7 @@
 # with nvcc on PATH (or at /usr/local/cuda/bin) the CUDA backend is built too, and then cuobjdump
 # is installed as well (below), for the SASS check of tests/kernel_static.
 set -euo pipefail
-PKGS=(cmake g++ make pkg-config zlib1g-dev libcli11-dev nlohmann-json3-dev libstb-dev libgtest-dev
+PKGS=(cmake g++ make pkg-config zlib1g-dev libjpeg-dev libcli11-dev nlohmann-json3-dev libstb-dev libgtest-dev
       libgmock-dev libopenblas-dev libutf8proc-dev libboost-context-dev
       clang-14 libclang-rt-14-dev   # clang and compiler-rt: the fuzz targets (scripts/fuzz.sh)
       munge slurmctld slurmd slurm-client   # a one-node Slurm cluster: the slurm_cluster test

@@ -142,5 +142,22 @@ TEST(ImageInput, BadFilesAreOneClearLine) {
   for (int i = 0; i < 4; ++i) huge[16 + i] = huge[20 + i] = (char)(side >> (24 - 8 * i));
   const std::string m = message([&] { read_image(write("huge.png", huge), "--init-image"); });
   EXPECT_NE(m.find("20000x20000"), std::string::npos) << m;
+  // 9000 × 9000: under the side limit, over the 2^26 pixels in all.
+  std::string wide = png;
+  for (int i = 0; i < 4; ++i) wide[16 + i] = wide[20 + i] = (char)(9000u >> (24 - 8 * i));
+  const std::string m2 = message([&] { read_image(write("wide.png", wide), "--init-image"); });
+  EXPECT_NE(m2.find("9000x9000"), std::string::npos) << m2;
+  // An IDAT that claims 2 GB in a small file: refused before stb_image grows a buffer for it.
+  std::string claims = png;
+  const size_t idat = claims.find("IDAT");
+  ASSERT_NE(idat, std::string::npos);
+  for (int i = 0; i < 4; ++i) claims[idat - 4 + i] = (char)(0x7FFFFFF0u >> (24 - 8 * i));
+  const std::string m3 = message([&] { read_image(write("claims.png", claims), "--init-image"); });
+  EXPECT_NE(m3.find("a chunk runs past the end of the file"), std::string::npos) << m3;
+  // A JPEG cut inside its scan: libjpeg's own words, one line.
+  std::ifstream jin(kImages + "exif3.jpg", std::ios::binary);
+  const std::string jpg((std::istreambuf_iterator<char>(jin)), {});
+  const std::string m4 = message([&] { read_image(write("cut.jpg", jpg.substr(0, 40)), "--init-image"); });
+  EXPECT_NE(m4.find("the JPEG cannot be read"), std::string::npos) << m4;
   fs::remove_all(dir);
 }

@@ -7,11 +7,14 @@
 #include <fstream>
 #include <utility>
 
+#include "io/jpeg_read.h"
 #include "sdgen/error.h"
 
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
-#define STBI_NO_HDR  // radiance .hdr is float light, not a picture to start from
+// stb_image for PNG only: its JPEG decoder writes out of bounds on crafted files (jpeg_read.h), and
+// its other decoders (BMP, GIF, TGA, PSD, PNM, HDR) are not what people start a picture from.
+#define STBI_ONLY_PNG
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -92,6 +95,40 @@ inline uint8_t muldiv255(unsigned a, unsigned b) {
   return (uint8_t)(((t >> 8) + t) >> 8);
 }
 
+// The PNG without its empty IDAT chunks (legal, and carrying nothing): stb_image copies zero bytes
+// from a null buffer for a leading one, which is undefined behaviour. The bytes as they are when
+// there is none.
+std::vector<uint8_t> without_empty_idat(const std::vector<uint8_t>& b) {
+  std::vector<uint8_t> out;
+  size_t i = 8, copied = 0;
+  while (i + 12 <= b.size()) {
+    const uint32_t len = read_u32(b.data() + i, false);
+    if (len > b.size() - i - 12) break;
+    if (len == 0 && std::memcmp(b.data() + i + 4, "IDAT", 4) == 0) {
+      if (out.empty()) out.reserve(b.size());
+      out.insert(out.end(), b.begin() + (ptrdiff_t)copied, b.begin() + (ptrdiff_t)i);
+      copied = i + 12;
+    }
+    i += 12 + (size_t)len;
+  }
+  if (copied == 0) return b;
+  out.insert(out.end(), b.begin() + (ptrdiff_t)copied, b.end());
+  return out;
+}
+
+// Whether every PNG chunk's length fits in the file (stb_image would grow its buffer to a claimed
+// IDAT length, up to 2 GB, before finding the data short).
+bool png_chunks_fit(const std::vector<uint8_t>& b) {
+  size_t i = 8;
+  while (i + 12 <= b.size()) {
+    const uint32_t len = read_u32(b.data() + i, false);
+    if (len > b.size() - i - 12) return false;
+    if (std::memcmp(b.data() + i + 4, "IEND", 4) == 0) return true;
+    i += 12 + (size_t)len;
+  }
+  return true;  // cut short: stb_image reports it
+}
+
 // The size a PNG's IHDR or a JPEG's frame header declares (0 × 0 when neither is found), for the
 // message about a picture too large to decode: stb refuses those without saying its size.
 std::pair<uint32_t, uint32_t> declared_size(const std::vector<uint8_t>& b) {
@@ -149,20 +186,34 @@ RgbImage decode_image(const std::vector<uint8_t>& bytes, const std::string& name
   const std::string where = what + " " + name + ": ";
   if (bytes.empty()) throw_usage(where + "the file is empty");
   if (bytes.size() > kMaxFileBytes) throw_usage(where + "the file is over 1 GiB; not read");
-  int w = 0, h = 0, comp = 0;
-  const auto [dw, dh] = declared_size(bytes);
-  if (dw > (uint32_t)kMaxImageSide || dh > (uint32_t)kMaxImageSide)
-    throw_usage(where + "the image is " + std::to_string(dw) + "x" + std::to_string(dh) + "; at most " +
-                std::to_string(kMaxImageSide) + " pixels on a side are read");
-  if (!stbi_info_from_memory(bytes.data(), (int)bytes.size(), &w, &h, &comp))
-    throw_usage(where + "not an image sd-gen can read (PNG, JPEG, BMP, GIF, TGA, PSD, PNM): " + stbi_failure_reason());
-  if (w < 1 || h < 1 || w > kMaxImageSide || h > kMaxImageSide)
+  auto too_large = [&](uint64_t w, uint64_t h) {
+    return w > (uint64_t)kMaxImageSide || h > (uint64_t)kMaxImageSide || w * h > (uint64_t)kMaxImagePixels;
+  };
+  auto refuse_size = [&](uint64_t w, uint64_t h) {
     throw_usage(where + "the image is " + std::to_string(w) + "x" + std::to_string(h) + "; at most " +
-                std::to_string(kMaxImageSide) + " pixels on a side are read");
+                std::to_string(kMaxImageSide) + " pixels on a side and " + std::to_string(kMaxImagePixels) +
+                " in all are read");
+  };
+  const auto [dw, dh] = declared_size(bytes);
+  if (too_large(dw, dh)) refuse_size(dw, dh);
+  if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
+    RgbImage img;
+    std::string why;
+    if (!decode_jpeg_rgb(bytes, kMaxImageSide, kMaxImagePixels, &img.pixels, &img.width, &img.height, &why))
+      throw_usage(where + "the JPEG cannot be read: " + why);
+    return apply_orientation(img, exif_orientation(bytes));
+  }
+  int w = 0, h = 0, comp = 0;
+  if (!stbi_info_from_memory(bytes.data(), (int)bytes.size(), &w, &h, &comp))
+    throw_usage(where + "not an image sd-gen can read (PNG or JPEG)");
+  if (w < 1 || h < 1) throw_usage(where + "the image is corrupt: it declares no pixels");
+  if (too_large((uint64_t)w, (uint64_t)h)) refuse_size((uint64_t)w, (uint64_t)h);
+  if (!png_chunks_fit(bytes)) throw_usage(where + "the image is corrupt: a chunk runs past the end of the file");
+  const std::vector<uint8_t> png = without_empty_idat(bytes);
   const bool alpha = comp == 2 || comp == 4;
   const int want = alpha ? 4 : 3;
   int w2 = 0, h2 = 0, c2 = 0;
-  stbi_uc* data = stbi_load_from_memory(bytes.data(), (int)bytes.size(), &w2, &h2, &c2, want);
+  stbi_uc* data = stbi_load_from_memory(png.data(), (int)png.size(), &w2, &h2, &c2, want);
   if (!data) throw_usage(where + "the image is corrupt: " + stbi_failure_reason());
   RgbImage img;
   img.width = w2;

@@ -1,5 +1,5 @@
-// Input images (img2img's --init-image and the like): any file stb_image decodes (PNG, JPEG, BMP,
-// GIF's first frame, TGA, PSD, PNM), turned into the 8-bit RGB picture A1111 and diffusers work on:
+// Input images (img2img's --init-image and the like): PNG (stb_image) and JPEG (libjpeg-turbo, as
+// Pillow; jpeg_read.h), turned into the 8-bit RGB picture A1111 and diffusers work on:
 //   - 16-bit samples keep their high byte (as PIL reads 16-bit RGB PNGs; PIL clips 16-bit grey to
 //     255 instead, which whitens such images: we keep the picture);
 //   - grey is repeated into R, G and B;
@@ -23,9 +23,10 @@ struct RgbImage {
   uint8_t at(int x, int y, int c) const { return pixels[((size_t)y * width + x) * 3 + c]; }
 };
 
-// 16384: four times SD's largest common render side per axis; a larger picture is refused before
-// it is decoded (its pixels alone would be over 800 MB).
+// 16384 on a side and 2^26 pixels (67 megapixels, 8192 × 8192) in all: a larger picture is refused
+// before it is decoded, so a header cannot make the decoders allocate gigabytes.
 constexpr int kMaxImageSide = 16384;
+constexpr int64_t kMaxImagePixels = int64_t(1) << 26;
 
 // `what` names the option in messages ("--init-image").
 RgbImage read_image(const std::string& path, const std::string& what);
