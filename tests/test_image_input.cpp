@@ -154,6 +154,11 @@ TEST(ImageInput, BadFilesAreOneClearLine) {
   for (int i = 0; i < 4; ++i) claims[idat - 4 + i] = (char)(0x7FFFFFF0u >> (24 - 8 * i));
   const std::string m3 = message([&] { read_image(write("claims.png", claims), "--init-image"); });
   EXPECT_NE(m3.find("a chunk runs past the end of the file"), std::string::npos) << m3;
+  // The same claim (2^30 + 1 bytes) in a chunk whose 8-byte header is the file's end.
+  std::string header_only = png.substr(0, idat + 4);
+  for (int i = 0; i < 4; ++i) header_only[idat - 4 + i] = (char)(0x40000001u >> (24 - 8 * i));
+  const std::string m5 = message([&] { read_image(write("header_only.png", header_only), "--init-image"); });
+  EXPECT_NE(m5.find("a chunk runs past the end of the file"), std::string::npos) << m5;
   // A JPEG cut inside its scan: libjpeg's own words, one line.
   std::ifstream jin(kImages + "exif3.jpg", std::ios::binary);
   const std::string jpg((std::istreambuf_iterator<char>(jin)), {});

@@ -116,13 +116,14 @@ std::vector<uint8_t> without_empty_idat(const std::vector<uint8_t>& b) {
   return out;
 }
 
-// Whether every PNG chunk's length fits in the file (stb_image would grow its buffer to a claimed
-// IDAT length, up to 2 GB, before finding the data short).
+// Whether every PNG chunk whose length and type are in the file fits in it, CRC included (stb_image
+// would grow its buffer to a claimed IDAT length, up to 2 GB, before finding the data short; a last
+// chunk whose 8-byte header ends the file is enough).
 bool png_chunks_fit(const std::vector<uint8_t>& b) {
   size_t i = 8;
-  while (i + 12 <= b.size()) {
+  while (i + 8 <= b.size()) {
     const uint32_t len = read_u32(b.data() + i, false);
-    if (len > b.size() - i - 12) return false;
+    if (b.size() - i < 12 || len > b.size() - i - 12) return false;
     if (std::memcmp(b.data() + i + 4, "IEND", 4) == 0) return true;
     i += 12 + (size_t)len;
   }
