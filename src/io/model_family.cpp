@@ -10,10 +10,10 @@ bool starts(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
   throw_model(where + " is " + what + "; sd-gen runs Stable Diffusion v1.x (CLIP ViT-L/14 text encoder, "
               "4-channel epsilon-prediction UNet)");
 }
-// The input widths of the known conditioned variants; other widths are left to the pipeline's own
-// check (a UNet must take the 4 latent channels).
+// The input widths of the known conditioned variants sd-gen does not run; other widths are left to
+// the pipeline's own check (a UNet takes the 4 latent channels, or 9 for an inpainting model:
+// latents, mask, masked picture's latents).
 std::string in_channels_family(int c) {
-  if (c == 9) return "an inpainting model (its UNet takes 9 channels: latents, mask, masked image)";
   if (c == 8) return "an InstructPix2Pix-style model (its UNet takes 8 channels: latents and an image)";
   return "";
 }

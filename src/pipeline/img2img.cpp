@@ -11,6 +11,11 @@
 //   5. inpainting: the masked picture's encoding draws its sample next (diffusers encodes it for
 //      9-channel models and draws for every model; a regular model does not use it, so only the
 //      draw is made), and the mask goes to the latent grid by nearest neighbour.
+// A 9-channel inpainting model (sd-v1-5-inpainting) differs in three ways, all diffusers': the
+// picture is encoded (and its sample drawn) only when strength < 1, where add_noise needs it; the
+// masked picture (the picture × (mask < 0.5): repainted pixels 0, mid-grey) is encoded and sampled
+// for real; and the UNet reads [scaled latents, latent mask, masked-picture latents] every step
+// (Start::cond), with no blending.
 #include <algorithm>
 
 #include "io/checkpoint.h"
@@ -35,7 +40,54 @@ std::vector<float> binary_mask(const RgbImage& m) {
   return out;
 }
 
+// The 9-channel UNet's conditioning, NHWC [B, h, w, 1 + C] host fp32: the mask on the latent grid
+// (nearest: diffusers' F.interpolate default) then the masked picture's latents, as diffusers'
+// torch.cat([latents, mask, masked_image_latents], dim=1) puts them after the latents.
+Tensor inpaint_condition(const std::vector<float>& m, const std::vector<float>& masked_latents, int width, int B,
+                         int lc, int lh, int lw) {
+  const int cc = 1 + lc;
+  std::vector<float> cond((size_t)B * lh * lw * cc);
+  for (int b = 0; b < B; ++b)
+    for (int y = 0; y < lh; ++y)
+      for (int x = 0; x < lw; ++x) {
+        float* o = &cond[(((size_t)b * lh + y) * lw + x) * cc];
+        o[0] = m[(size_t)(8 * y) * width + 8 * x];
+        for (int c = 0; c < lc; ++c) o[1 + c] = masked_latents[(((size_t)b * lc + c) * lh + y) * lw + x];
+      }
+  return Tensor::from_floats({B, lh, lw, cc}, cond);
+}
+
 }  // namespace
+
+// diffusers' _encode_vae_image: the picture (NHWC [1, H, W, 3] floats in [-1, 1]) encoded once, its
+// latent distribution sampled with the generator's next draw — one sample per generator: one in
+// batch mode, shared by the images; one per image otherwise — times scaling_factor; NCHW [B, C, h, w].
+std::vector<float> Pipeline::encode_sampled(const std::vector<float>& pixels, int width, int height,
+                                            LatentNoise& noise, int B) {
+  const VaeConfig& vc = vae_->config();
+  const int lc = vc.latent_channels, lh = height / 8, lw = width / 8;
+  const size_t per = (size_t)lc * lh * lw;
+  if (!vae_encoder_) {
+    const Checkpoint& weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
+    vae_encoder_ = std::make_unique<VaeEncoder>(weights, vc, precision_, device_);
+    if (log_) log_("loaded the VAE encoder for the init image");
+  }
+  const Tensor moments = vae_encoder_->moments(Tensor::from_floats({1, height, width, 3}, pixels));
+  const std::vector<float> sample_noise = noise.draw_shared(per);
+  const int samples = (int)(sample_noise.size() / per);
+  std::vector<float> out((size_t)B * per);
+  for (int s = 0; s < samples; ++s) {
+    const std::vector<float> one(sample_noise.begin() + (ptrdiff_t)(s * per), sample_noise.begin() + (ptrdiff_t)((s + 1) * per));
+    std::vector<float> lat = to_nchw(vae_latent_sample(moments, to_nhwc_host(one, 1, lc, lh, lw)));
+    for (float& v : lat) v = vc.scaling_factor * v;
+    if (samples == 1) {
+      for (int b = 0; b < B; ++b) std::copy(lat.begin(), lat.end(), out.begin() + (ptrdiff_t)(b * per));
+    } else {
+      std::copy(lat.begin(), lat.end(), out.begin() + (ptrdiff_t)(s * per));
+    }
+  }
+  return out;
+}
 
 Pipeline::Start Pipeline::init_latents(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B) {
   const RgbImage& im = *p.init_image;
@@ -55,31 +107,14 @@ Pipeline::Start Pipeline::init_latents(const GenerateParams& p, const SamplerPla
     const float v = (float)im.pixels[i] / 255.0f;
     pixels[i] = 2.0f * v - 1.0f;
   }
-  if (!vae_encoder_) {
-    const Checkpoint& weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
-    vae_encoder_ = std::make_unique<VaeEncoder>(weights, vc, precision_, device_);
-    if (log_) log_("loaded the VAE encoder for the init image");
-  }
-  const Tensor moments = vae_encoder_->moments(Tensor::from_floats({1, im.height, im.width, 3}, pixels));
-
-  // One sample per generator: one in batch mode, shared by the images; one per image otherwise.
-  const std::vector<float> sample_noise = noise.draw_shared(per);
-  const int samples = (int)(sample_noise.size() / per);
-  std::vector<float> x0((size_t)B * per);
-  for (int s = 0; s < samples; ++s) {
-    const std::vector<float> one(sample_noise.begin() + (ptrdiff_t)(s * per), sample_noise.begin() + (ptrdiff_t)((s + 1) * per));
-    std::vector<float> lat = to_nchw(vae_latent_sample(moments, to_nhwc_host(one, 1, lc, lh, lw)));
-    for (float& v : lat) v = vc.scaling_factor * v;
-    if (samples == 1) {
-      for (int b = 0; b < B; ++b) std::copy(lat.begin(), lat.end(), x0.begin() + (ptrdiff_t)(b * per));
-    } else {
-      std::copy(lat.begin(), lat.end(), x0.begin() + (ptrdiff_t)(s * per));
-    }
-  }
+  const bool nine = checkpoint_->config().unet.in_channels == 9;
+  const bool pure_noise = p.mask && p.strength == 1.0;  // the inpainting pipeline's is_strength_max
+  // x0: the picture's latents for every image; NCHW. A 9-channel model at strength 1 needs none.
+  std::vector<float> x0((size_t)B * per, 0.0f);
+  if (!(nine && pure_noise)) x0 = encode_sampled(pixels, im.width, im.height, noise, B);
   Start start;
   const std::vector<float> z = noise.draw(per);
   start.x.resize(x0.size());
-  const bool pure_noise = p.mask && p.strength == 1.0;  // the inpainting pipeline's is_strength_max
   for (size_t i = 0; i < start.x.size(); ++i) {
     if (pure_noise) {
       start.x[i] = z[i] * plan.init_sigma;
@@ -92,8 +127,16 @@ Pipeline::Start Pipeline::init_latents(const GenerateParams& p, const SamplerPla
   }
   if (!p.mask) return start;
 
-  (void)noise.draw_shared(per);  // the masked picture's sample (see 5. above)
   const std::vector<float> m = binary_mask(*p.mask);
+  if (nine) {
+    // The masked picture: diffusers' init_image · (mask_condition < 0.5), in [-1, 1].
+    std::vector<float> masked(pixels.size());
+    for (size_t i = 0; i < masked.size(); ++i) masked[i] = m[i / 3] < 0.5f ? pixels[i] : 0.0f;
+    const std::vector<float> masked_latents = encode_sampled(masked, im.width, im.height, noise, B);
+    start.cond = inpaint_condition(m, masked_latents, p.width, B, lc, lh, lw);
+    return start;
+  }
+  (void)noise.draw_shared(per);  // the masked picture's sample (see 5. above)
   std::vector<float> lat_mask((size_t)B * lh * lw * lc);
   for (int b = 0; b < B; ++b)
     for (int y = 0; y < lh; ++y)

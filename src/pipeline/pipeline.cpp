@@ -25,6 +25,18 @@
 namespace sdgen {
 
 namespace {
+
+// A 9-channel model's extra input channels for all UNet rows (the unconditional half, when guided,
+// reads the same ones: diffusers' torch.cat([mask] * 2)), in the model's dtype, on the host.
+Tensor cond_rows(const Tensor& cond, int rows, DType dtype) {
+  const std::vector<float> one = cond.to_floats();
+  std::vector<float> all;
+  for (int r = 0; r < rows; r += cond.dim(0)) all.insert(all.end(), one.begin(), one.end());
+  Shape s = cond.shape();
+  s[0] = rows;
+  const Tensor t = Tensor::from_floats(s, all);
+  return dtype == DType::F32 ? t : ops::cast(t, dtype);
+}
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -83,8 +95,9 @@ struct Pipeline::LoopState {
   Tensor x, timesteps, coefs, step;
   // The plan's (sampler.h): the UNet input's divisors, the state buffers, the per-unit noise draws.
   Tensor divisors, state, noise;
-  // Inpainting: the picture's latents, the start's noise, the latent mask and the renoise table.
-  Tensor inpaint_x0, inpaint_noise, inpaint_mask, renoise;
+  // Inpainting: the picture's latents, the start's noise, the latent mask and the renoise table;
+  // with a 9-channel model instead the UNet's extra input channels, [rows, h, w, 5] in its dtype.
+  Tensor inpaint_x0, inpaint_noise, inpaint_mask, renoise, inpaint_cond;
   CrossContext cross;  // the text context and its cross-attention keys and values
   std::unique_ptr<Graph> graph;
 };
@@ -222,7 +235,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   const int P = (int)positive.size();
   const int B = P * p.batch;  // images in the batch
   const int lh = p.height / 8, lw = p.width / 8;
-  const int lc = checkpoint_->config().unet.in_channels;
+  const int lc = checkpoint_->config().unet.out_channels;  // the latents' channels
+  const bool nine = checkpoint_->config().unet.in_channels == 9;  // an inpainting model (img2img.cpp)
   // diffusers runs the unconditional half only when guidance > 1.
   const bool cfg_guidance = p.guidance > 1.0f;
   GeneratedBatch out;
@@ -241,7 +255,13 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   // latents stay on the device for the whole loop and a step can be recorded once and replayed.
   t0 = Clock::now();
   trace::phase("sampling_setup");
-  if (lc != 4) throw_model("the UNet must take 4 latent channels, this one takes " + std::to_string(lc));
+  const int in_ch = checkpoint_->config().unet.in_channels;
+  if (lc != 4 || (in_ch != 4 && !nine))
+    throw_model("the UNet must take 4 latent channels (9 for an inpainting model) and predict 4, this one takes " +
+                std::to_string(in_ch) + " and predicts " + std::to_string(lc));
+  if (nine && !p.mask)
+    throw_usage(checkpoint_->name() + " is an inpainting model (its UNet takes 9 channels): it needs --init-image "
+                "and --mask");
   // The generator(s) of this generation (core/rng.h): the initial latents are their first draw,
   // then each stochastic unit's noise, in diffusers' order.
   LatentNoise noise_source(p.rng, p.seed_mode, p.seed, B);
@@ -275,7 +295,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
         std::copy(z.f32(), z.f32() + latent_numel, unit_noise.begin() + (ptrdiff_t)(u * latent_numel));
       }
   }
-  const bool inpaint = start.mask.defined();
+  const bool inpaint = start.mask.defined() || start.cond.defined();
   const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, begin, inpaint, p.guidance, sampler_opts};
   const int units = plan.units;
   const std::vector<float> zero_state((size_t)plan.state * latent_numel, 0.0f);
@@ -295,7 +315,10 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     if (inpaint) {
       loop_->inpaint_x0.copy_from(start.x0);
       loop_->inpaint_noise.copy_from(start.noise);
-      loop_->inpaint_mask.copy_from(start.mask);
+      if (nine)
+        loop_->inpaint_cond.copy_from(cond_rows(start.cond, rows, precision_));
+      else
+        loop_->inpaint_mask.copy_from(start.mask);
     }
     if (loop_->state.defined()) loop_->state.copy_from(Tensor::from_floats(loop_->state.shape(), zero_state));
     if (loop_->noise.defined()) loop_->noise.copy_from(Tensor::from_floats(loop_->noise.shape(), unit_noise));
@@ -320,7 +343,9 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
       loop_->noise = Tensor::from_floats(s, unit_noise).to(device_);
     }
     loop_->step = Tensor::from_floats({1}, {0.0f}).to(device_);
-    if (inpaint) {
+    if (nine) {
+      loop_->inpaint_cond = cond_rows(start.cond, rows, precision_).to(device_);
+    } else if (inpaint) {
       loop_->inpaint_x0 = start.x0.to(device_);
       loop_->inpaint_noise = start.noise.to(device_);
       loop_->inpaint_mask = start.mask.to(device_);
@@ -332,7 +357,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   const float guidance = p.guidance;
   auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance] {
     const int times = cfg_guidance ? 2 : 1;
-    const Tensor xin = ops::scale_repeat_batch(st.x, st.divisors, st.step, times, precision_);
+    Tensor xin = ops::scale_repeat_batch(st.x, st.divisors, st.step, times, precision_);
+    if (st.inpaint_cond.defined()) xin = ops::concat_channels(xin, st.inpaint_cond);
     const Tensor time_proj = ops::timestep_embedding_at(st.timesteps, st.step, rows, time_dim, precision_);
     const Tensor eps = unet_->forward(xin, time_proj, st.cross);
     ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);

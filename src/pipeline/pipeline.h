@@ -176,11 +176,16 @@ class Pipeline {
   // noised by the plan's add_noise mix.
   // Inpainting adds the picture's latents, the start's noise and the latent mask (NHWC [B,h,w,C]
   // host fp32 each) for ops::inpaint_blend.
+  // A 9-channel inpainting model instead gets the UNet's extra input channels (NHWC [B,h,w,5] host
+  // fp32: the latent mask, the masked picture's latents) and no blend.
   struct Start {
     std::vector<float> x;  // the initial latents, NCHW
-    Tensor x0, noise, mask;  // inpainting only
+    Tensor x0, noise, mask;  // inpainting with a regular model only
+    Tensor cond;             // inpainting with a 9-channel model only
   };
   Start init_latents(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
+  std::vector<float> encode_sampled(const std::vector<float>& pixels, int width, int height, LatentNoise& noise,
+                                    int B);
   // The hires fix (pipeline/hires.cpp): both passes; and the second pass's initial latents from
   // init_latents or init_pictures.
   GeneratedBatch generate_hires(const GenerateParams& p, const StepCallback& on_step);
