@@ -18,7 +18,8 @@
 // will; weight_load and run then include the encoder. --strength S: an img2img generation instead
 // (a grey picture of the run's size, encoded once in phase vae_encode of the run, then the steps
 // that strength S leaves); with --inpaint, an inpainting one (its left half masked: the blend after
-// every unit). Without either every figure is text-to-image's.
+// every unit; with --model random:sd15-inpainting, the 9-channel UNet's input instead, and the
+// masked picture encoded too). Without either every figure is text-to-image's.
 // --hires-scale F: a hires-fix generation (pipeline/hires.h): the first pass at the run's size, the
 // upscale, the second pass at int(side·F); each phase row sums both passes (the loop rows: the
 // steady steps of both), the analytic count of the run adds the second pass's text encode, units,
@@ -275,8 +276,10 @@ int main(int argc, char** argv) {
     Pipeline pipe(model, dt, Device::CUDA, nullptr, options);
     pipe.generate(gp);
     analytic = workload_flops(pipe.checkpoint().config(), gp.batch, gp.width, gp.height, gp.steps, gp.guidance);
-    if (gp.init_image) {  // one picture encoded inside the run
-      encode_flops = vae_encoder_flops(pipe.checkpoint().config().vae, 1, gp.height, gp.width);
+    if (gp.init_image) {  // one picture encoded inside the run; an inpainting model's masked one too
+      const bool nine = pipe.checkpoint().config().unet.in_channels == 9;
+      const int pictures = nine ? (gp.strength < 1.0 ? 2 : 1) : 1;
+      encode_flops = pictures * vae_encoder_flops(pipe.checkpoint().config().vae, 1, gp.height, gp.width);
     }
     if (gp.hires.enabled()) {  // the second pass: its text encode, units, decode; lanczos: its encodes
       const HiresParams& h = gp.hires;

@@ -112,7 +112,7 @@ BenchResult run_one(const Request& q, const BenchConfig& cfg, Progress& progress
   r.config = cfg;
   r.device = q.device;
   r.device_name = backend_for(q.device).name();
-  r.model = q.model_path == kRandomSd15 ? std::string(kRandomSd15) : pipe->model_name();
+  r.model = is_random_model(q.model_path) ? q.model_path : pipe->model_name();
   r.batch = q.gp.batch, r.steps = q.gp.steps, r.width = q.gp.width, r.height = q.gp.height;
   r.guidance = q.gp.guidance, r.repeats = q.repeats;
 

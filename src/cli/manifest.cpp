@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace sdgen::cli {
 
 std::string model_sha256(const std::string& path) {
-  if (path == kRandomSd15) return "none (random weights)";
+  if (is_random_model(path)) return "none (random weights)";
   std::error_code ec;
   auto hash = [](const std::string& file) {
     try {

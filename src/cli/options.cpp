@@ -114,7 +114,7 @@ std::string resolve_model_path(const std::string& model_option) {
     throw_model("no model given: pass --model PATH (a .safetensors file or a diffusers folder), set "
                 "SDGEN_MODEL, or fetch SD v1.5 with weights/download_sd15.sh");
   }
-  if (path == kRandomSd15) return path;
+  if (is_random_model(path)) return path;
   if (const std::string why = path_problem(path, false); !why.empty()) throw_model(how + " " + path + ": " + why);
   return path;
 }

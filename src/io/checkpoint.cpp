@@ -334,6 +334,11 @@ class DiffusersCheckpoint : public StoredCheckpoint {
 std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path, const OpenOptions& options) {
   // Full-size SD v1.5 shapes with random weights: benchmarks and the census need no download.
   if (path == kRandomSd15) return make_random_checkpoint(ModelConfig{});
+  if (path == kRandomSd15Inpainting) {
+    ModelConfig c;
+    c.unet.in_channels = 9;
+    return make_random_checkpoint(c);
+  }
   if (is_dir(path)) {
     if (options.ema)
       throw_model(path + ": --ema applies to single files with EMA copies; a diffusers folder holds one UNet");

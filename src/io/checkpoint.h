@@ -17,8 +17,11 @@
 
 namespace sdgen {
 
-// The model name that opens full-size SD v1.5 with random weights (io/random_checkpoint.h).
+// The model names that open full-size SD v1.5 with random weights (io/random_checkpoint.h): the
+// regular model and the inpainting one (sd-v1-5-inpainting: a 9-channel UNet).
 inline constexpr const char* kRandomSd15 = "random:sd15";
+inline constexpr const char* kRandomSd15Inpainting = "random:sd15-inpainting";
+inline bool is_random_model(const std::string& path) { return path == kRandomSd15 || path == kRandomSd15Inpainting; }
 
 struct OpenOptions {
   // A single file with both: the UNet from its EMA copy (model_ema.*, LitEma's names: the

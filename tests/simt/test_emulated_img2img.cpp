@@ -3,9 +3,13 @@
 // diffusers' StableDiffusionImg2ImgPipeline (tests/data/golden/img2img.safetensors): DDIM at
 // strength 0.3 (128×64, batch 2) in fp32, Euler ancestral at 0.75 from a cropped picture (64×128,
 // batch 2) in mixed fp16; and inpainting against StableDiffusionInpaintPipeline
-// (tests/data/golden/inpaint.safetensors: DDIM at 0.75, batch 2, the blend in the recorded step).
+// (tests/data/golden/inpaint.safetensors: DDIM at 0.75, batch 2, the blend in the recorded step),
+// with a regular and with a 9-channel inpainting model (tests/data/golden/inpaint9.safetensors).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "../test_helpers.h"
@@ -53,9 +57,9 @@ GoldenRun golden_run(const std::string& key) {
   return {};
 }
 
-GeneratedBatch generate(const GenerateParams& p, DType dtype) {
+GeneratedBatch generate(const GenerateParams& p, DType dtype, const std::string& model = kData + "/tiny_sd/diffusers") {
   set_cuda_backend_factory(&make_cuda_backend);
-  Pipeline pipe(kData + "/tiny_sd/diffusers", dtype, Device::CUDA);
+  Pipeline pipe(model, dtype, Device::CUDA);
   return pipe.generate(p);
 }
 
@@ -70,6 +74,27 @@ test_helpers::ImageDiff worst_of(const GeneratedBatch& out, const std::vector<ui
     w.exact = std::min(w.exact, d.exact), w.within1 = std::min(w.within1, d.within1), w.worst = std::max(w.worst, d.worst);
   }
   return w;
+}
+
+// An inpainting golden run's settings (make_inpaint_goldens.py, make_inpaint9_goldens.py).
+GenerateParams inpaint_params(const nlohmann::json& r) {
+  GenerateParams p;
+  p.prompt = r["prompt"];
+  p.negative_prompt = r["negative_prompt"];
+  p.batch = r["batch"];
+  p.steps = r["steps"];
+  p.guidance = r["guidance"];
+  p.seed = r["seed"];
+  p.width = r["width"];
+  p.height = r["height"];
+  p.sampler = parse_sampler_options(r["sampler"]);
+  p.strength = r["strength"];
+  ResizeMode mode;
+  EXPECT_TRUE(parse_resize_mode(r["resize_mode"], &mode));
+  p.init_image = std::make_shared<const RgbImage>(fit_image(
+      read_image(kData + "/images/" + r["picture"].get<std::string>(), "x"), p.width, p.height, mode));
+  p.mask = std::make_shared<const RgbImage>(read_image(kData + "/images/" + r["mask"].get<std::string>(), "x"));
+  return p;
 }
 
 }  // namespace
@@ -101,19 +126,7 @@ TEST(CudaEmulatedImg2Img, InpaintFp32MatchesDiffusers) {
   auto g = SafetensorsFile::open(kData + "/golden/inpaint.safetensors");
   const nlohmann::json r = nlohmann::json::parse(g->metadata().at("runs"))[0];
   ASSERT_EQ(r["key"], "ddim_s075");
-  GenerateParams p;
-  p.prompt = r["prompt"];
-  p.negative_prompt = r["negative_prompt"];
-  p.batch = r["batch"];
-  p.steps = r["steps"];
-  p.guidance = r["guidance"];
-  p.seed = r["seed"];
-  p.width = r["width"];
-  p.height = r["height"];
-  p.sampler = parse_sampler_options(r["sampler"]);
-  p.strength = r["strength"];
-  p.init_image = std::make_shared<const RgbImage>(read_image(kData + "/images/" + r["picture"].get<std::string>(), "x"));
-  p.mask = std::make_shared<const RgbImage>(read_image(kData + "/images/" + r["mask"].get<std::string>(), "x"));
+  const GenerateParams p = inpaint_params(r);
   GenerateParams eager = p;
   eager.cuda_graphs = false;
   const GeneratedBatch on = generate(p, DType::F32), off = generate(eager, DType::F32);
@@ -123,4 +136,40 @@ TEST(CudaEmulatedImg2Img, InpaintFp32MatchesDiffusers) {
   const test_helpers::ImageDiff d = worst_of(on, ref, "inpaint fp32 emulated");
   EXPECT_GE(d.exact, 0.997);
   EXPECT_LE(d.worst, 1);
+}
+
+// A 9-channel inpainting model: the UNet's input concatenated in the recorded step. The model is the
+// tiny folder with the 9-channel UNet (as tests/test_inpaint9.cpp puts it together).
+TEST(CudaEmulatedImg2Img, Inpaint9MatchesDiffusers) {
+  namespace fs = std::filesystem;
+  const fs::path model = fs::temp_directory_path() / ("sdgen_emu_inpaint9_" + std::to_string(getpid()));
+  fs::remove_all(model);
+  fs::copy(kData + "/tiny_sd/diffusers", model, fs::copy_options::recursive);
+  fs::remove_all(model / "unet");
+  fs::copy(kData + "/tiny_inpaint/unet", model / "unet", fs::copy_options::recursive);
+  auto g = SafetensorsFile::open(kData + "/golden/inpaint9.safetensors");
+  const nlohmann::json runs = nlohmann::json::parse(g->metadata().at("runs"));
+  auto ref = [&](const std::string& key) {
+    std::vector<uint8_t> out;
+    for (float v : g->to_floats(*g->find(key + ".image_uint8"))) out.push_back((uint8_t)v);
+    return out;
+  };
+  // fp32, DDIM at strength 1 (batch 2): graph and eager steps equal, float32 up to summation order.
+  ASSERT_EQ(runs[0]["key"], "ddim_s1");
+  const GenerateParams p = inpaint_params(runs[0]);
+  GenerateParams eager = p;
+  eager.cuda_graphs = false;
+  const GeneratedBatch on = generate(p, DType::F32, model.string()), off = generate(eager, DType::F32, model.string());
+  EXPECT_EQ(on.latents, off.latents) << "the graph replay and the eager steps differ";
+  test_helpers::ImageDiff d = worst_of(on, ref("ddim_s1"), "inpaint9 fp32 emulated");
+  EXPECT_GE(d.exact, 0.997);
+  EXPECT_LE(d.worst, 1);
+  // Mixed fp16, Euler ancestral at 0.75 from a cropped picture: the fp16 rule.
+  ASSERT_EQ(runs[1]["key"], "euler_a_s075");
+  d = worst_of(generate(inpaint_params(runs[1]), DType::F16, model.string()), ref("euler_a_s075"),
+               "inpaint9 fp16 emulated");
+  EXPECT_GE(d.exact, 0.60);
+  EXPECT_GE(d.within1, 0.99);
+  EXPECT_LE(d.worst, 6);
+  fs::remove_all(model);
 }
