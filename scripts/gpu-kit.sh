@@ -77,7 +77,9 @@ chmod 644 "$stage/lib/"*
 
 rm -rf "$KIT"
 mkdir -p "$KIT"
-tar -C "$stage" -cJf "$KIT/payload.tar.xz" bin lib
+# xz's largest window (-9: 64 MiB) sees the CUDA backend's machine code, linked into several of the
+# programs, as repeats: the payload is some 3 MiB smaller than with the default window (8 MiB).
+tar -C "$stage" -cf - bin lib | xz -9e -T1 >"$KIT/payload.tar.xz"
 install -m 755 scripts/gpu-kit-run.sh "$KIT/run.sh"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "+changes" || true)
