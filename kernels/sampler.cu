@@ -4,8 +4,9 @@
 // √(σ²+1) for the sigma-space samplers and 1 for the others, repeated for guidance and cast to the
 // model's dtype), and one unit of the sampler's plan with the guidance combine fused in (a small
 // per-step matrix over the latents, the guided output, up to four state buffers and the step's
-// noise; sampler.h), and inpainting's blend of the known region back to the picture's latents
-// renoised to the unit's level (ops::inpaint_blend). Layout: flat arrays (the latents are NHWC, but every op here is elementwise).
+// noise; sampler.h), inpainting's blend of the known region back to the picture's latents
+// renoised to the unit's level (ops::inpaint_blend), and the unit's denoised estimate for previews
+// (ops::denoised). Layout: flat arrays (the latents are NHWC, but every op here is elementwise).
 // Math in fp32 in the order of the CPU backend (src/backend/cpu/sampler.cpp), so the emulated run
 // reproduces the CPU's latents bit for bit (a GPU may contract into FMAs).
 // Versions: one grid-stride kernel each. Test: simt_tests --gtest_filter='*Sampler*' and the
@@ -97,7 +98,36 @@ __global__ void inpaint_blend_kernel(float* __restrict__ x, const float* __restr
   }
 }
 
+// The denoised estimate a·x + b·ε, rounded as the CPU's (no FMA: the emulated run equals it).
+template <class T>
+__global__ void denoised_kernel(const float* __restrict__ x, const T* __restrict__ eps,
+                                const float* __restrict__ table, const float* __restrict__ step,
+                                float* __restrict__ out, int64_t n, int guided, float guidance) {
+  const int u = (int)step[0];
+  const float a = table[2 * u], b = table[2 * u + 1];
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float eu = to_float(eps[i]);
+    const float eg = guided ? __fadd_rn(eu, __fmul_rn(guidance, __fsub_rn(to_float(eps[n + i]), eu))) : eu;
+    out[i] = __fadd_rn(__fmul_rn(a, x[i]), __fmul_rn(b, eg));
+  }
+}
+
 }  // namespace
+
+void denoised(const float* x, const void* eps, DType eps_dt, const float* table, const float* step, float* out,
+              int64_t n, bool guided, float guidance, cudaStream_t s) {
+  if (n == 0) return;
+  cuda::note_traffic(8.0 * n + (guided ? 2.0 : 1.0) * n * dtype_size(eps_dt) + 12);
+  if (eps_dt == DType::F32)
+    SDGEN_LAUNCH(denoised_kernel<float>, grid_for(n), dim3(kThreads), 0, s, x, static_cast<const float*>(eps), table,
+                 step, out, n, (int)guided, guidance);
+  else if (eps_dt == DType::BF16)
+    SDGEN_LAUNCH(denoised_kernel<__nv_bfloat16>, grid_for(n), dim3(kThreads), 0, s, x,
+                 static_cast<const __nv_bfloat16*>(eps), table, step, out, n, (int)guided, guidance);
+  else
+    SDGEN_LAUNCH(denoised_kernel<__half>, grid_for(n), dim3(kThreads), 0, s, x, static_cast<const __half*>(eps),
+                 table, step, out, n, (int)guided, guidance);
+}
 
 void inpaint_blend(float* x, const float* mask, const float* x0, const float* noise, const float* table,
                    const float* step, int64_t n, cudaStream_t s) {

@@ -109,7 +109,8 @@ inline Op op_of(const std::string& name) {
       {"embedding", Op::kEmbedding}, {"timestep_embedding_at", Op::kTimestepEmbedding},
       {"timestep_embedding", Op::kTimestepEmbedding}, {"cast", Op::kCast},
       {"scale_repeat", Op::kRepeatBatch},
-      {"sampler_step", Op::kSamplerStep}, {"inpaint_blend", Op::kInpaintBlend}, {"image_u8", Op::kImageToU8}, {"pad_", Op::kPad}};
+      {"sampler_step", Op::kSamplerStep}, {"inpaint_blend", Op::kInpaintBlend}, {"image_u8", Op::kImageToU8}, {"pad_", Op::kPad},
+      {"denoised", Op::kDenoised}};
   for (const auto& [prefix, op] : kPrefixes)
     if (name.rfind(prefix, 0) == 0) return op;
   throw std::logic_error("op_of: no op for case " + name);
@@ -733,6 +734,17 @@ inline const std::vector<OpCase>& op_cases() {
                    return x;
                  },
                  tol::kPointwise, false}, "Inpaint.LatentsAndImagesMatchDiffusers"));
+    // The denoised estimate of unit 1 (table row 1 of 3), guided and not: a wrong row, column or
+    // guidance shows.
+    for (const bool guided : {true, false})
+      t.push_back(cpu_one_function({guided ? "denoised_guided_2x5x7x4" : "denoised_unguided_3x5x7x4",
+                   {{{guided ? 2 : 3, 5, 7, 4}}, {{guided ? 4 : 3, 5, 7, 4}}, {{3, 2}, 0.8f}, {{1}, 1, 0, {1.0f}}},
+                   [](Backend& b, const Ins& in, DType) {
+                     Tensor out = Tensor::empty(in[0].shape(), DType::F32, b.device());
+                     b.denoised(in[0], in[1], in[2], in[3], 3.0f, out);
+                     return out;
+                   },
+                   tol::kPointwise, false}, "Previews.DenoisedMatchesDiffusers"));
     // x / divisors[step], repeated: divisor row 2 of 3 (the input of the sigma-space samplers).
     t.push_back(cpu_one_function({"scale_repeat_2x8x8x4_x2",
                  {{{2, 8, 8, 4}, 5.0f}, {{3}, 1, 0, {14.6f, 3.7f, 1.02f}}, {{1}, 1, 0, {1.0f}}},

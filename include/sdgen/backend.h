@@ -16,7 +16,7 @@ namespace sdgen {
 enum class Op {
   kConv2d, kLinear, kGroupNorm, kLayerNorm, kAttention, kSoftmax, kUnary, kGeglu, kAdd, kAddChannel,
   kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kSamplerStep, kInpaintBlend,
-  kImageToU8, kPad
+  kImageToU8, kPad, kDenoised
 };
 
 // A recorded sequence of a backend's ops (a CUDA graph), replayed as one launch.
@@ -92,6 +92,8 @@ class Backend {
                             const Tensor& noise, Tensor& step, float guidance) = 0;
   virtual void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise,
                              const Tensor& table, const Tensor& step) = 0;
+  virtual void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step,
+                        float guidance, Tensor& out) = 0;
 };
 
 // The CPU backend. plain=true: straightforward fp32 loops, the numeric truth. plain=false: the

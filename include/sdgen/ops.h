@@ -81,6 +81,12 @@ Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor&
 // [S, (1+K)·(3+K)] fp32.
 void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
                   Tensor& step, float guidance);
+// The unit's denoised estimate (the x0 a preview shows), before its sampler_step: with (a, b) =
+// table row `step` (sampler.h, SamplerPlan::denoised),
+//   out ← a·x + b·ε     (ε guided as sampler_step guides it; each product and the sum in fp32)
+// x, out [B, ...] fp32 on one device; eps as sampler_step's; table [S, 2] fp32; step [1].
+void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step, float guidance,
+              Tensor& out);
 // Inpainting with a regular (4-channel) model, after a sampler_step (which advanced step to u + 1):
 // the known region goes back to the picture's latents noised to the level after unit u, as
 // diffusers' StableDiffusionInpaintPipeline does each step. With (a, b) = table row u = step − 1:

@@ -85,6 +85,7 @@ class MetaBackend final : public Backend {
   }
   void sampler_step(Tensor&, Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&, float) override {}
   void inpaint_blend(Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) override {}
+  void denoised(const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, Tensor&) override {}
 
  private:
   static void count(double flops) { meta_tally().flops += flops; }

@@ -291,6 +291,24 @@ void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& tab
   backend_for(x.device()).sampler_step(x, state, eps, table, noise, step, guidance);
 }
 
+void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step, float guidance,
+              Tensor& out) {
+  const Tensor& cout = out;
+  auto ts = {std::pair{"x", &x}, std::pair{"eps", &eps}, std::pair{"table", &table}, std::pair{"step", &step},
+             std::pair{"out", &cout}};
+  check_same("denoised", ts);
+  SDGEN_CHECK(x.dtype() == DType::F32 && out.dtype() == DType::F32 && out.shape() == x.shape() && x.ndim() >= 1,
+              msg("denoised", ts, "x and out must be fp32 of one shape"));
+  const int64_t per = x.numel();
+  SDGEN_CHECK(eps.ndim() == x.ndim() && (eps.dim(0) == x.dim(0) || eps.dim(0) == 2 * x.dim(0)) &&
+                  eps.numel() == eps.dim(0) * (x.dim(0) ? per / x.dim(0) : 0),
+              msg("denoised", ts, "eps must be x's shape with B or 2B rows"));
+  SDGEN_CHECK(table.dtype() == DType::F32 && table.ndim() == 2 && table.dim(1) == 2 && step.ndim() == 1 &&
+                  step.dim(0) == 1 && step.dtype() == DType::F32,
+              msg("denoised", ts, "table must be [S, 2] fp32, step [1] fp32"));
+  backend_for(x.device()).denoised(x, eps, table, step, guidance, out);
+}
+
 void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
                    const Tensor& step) {
   const Tensor& cx = x;

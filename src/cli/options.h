@@ -24,6 +24,8 @@ struct RunOptions {
   std::string shard_text;     // --shard K/N as given (empty: the whole set)
   std::string from_png;       // --from-png FILE (its settings are the jobs' defaults)
   bool grid = false;          // --grid: a contact sheet of each job's images
+  std::string preview;        // --preview FILE: the live preview (cli/preview.h)
+  int preview_every = 0;      // --preview-every N (0: not given; 1 with --preview)
   uint64_t max_memory = 0;    // --max-memory (0: what the device has)
   std::vector<Job> jobs;
 };

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -21,6 +22,7 @@
 #include "cli/infotext.h"
 #include "cli/manifest.h"
 #include "cli/options.h"
+#include "cli/preview.h"
 #include "cli/progress.h"
 #include "cli/settings.h"
 #include "core/sha256.h"
@@ -80,6 +82,20 @@ const std::vector<RunOption>& run_options() {
        false, [](RunOptions& o, const std::string& t) { o.from_png = t; }},
       {"--grid", "Also write a contact sheet of each prompt's images (grid-<first image's name>.png)", true,
        [](RunOptions& o, const std::string&) { o.grid = true; }},
+      {"--preview", "FILE: a PNG of the image taking shape (1/8 size), replaced after every --preview-every steps",
+       false, [](RunOptions& o, const std::string& t) {
+         if (t.empty()) throw_usage("--preview needs a file name");
+         o.preview = t;
+       }},
+      {"--preview-every", "N: steps between previews (with --preview)", false,
+       [](RunOptions& o, const std::string& t) {
+         char* end = nullptr;
+         const long n = std::strtol(t.c_str(), &end, 10);
+         if (t.empty() || *end || n < 1 || n > 100000)
+           throw_usage("--preview-every '" + t + "' is not a whole number of steps from 1 to 100000");
+         o.preview_every = (int)n;
+       },
+       "1"},
       {"--json", "Print one JSON object per image on stdout", true, [](RunOptions& o, const std::string&) { o.json = true; }},
       {"--manifest", "Append one JSON line per finished image to FILE (fsync'ed)", false,
        [](RunOptions& o, const std::string& t) { o.manifest_path = t; }},
@@ -140,6 +156,10 @@ std::optional<RunOptions> parse_command_line(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     throw_usage(std::string(e.what()) + " (see sd-gen --help)");
   }
+  if (opt.preview_every && opt.preview.empty()) throw_usage("--preview-every needs --preview FILE");
+  if (!opt.preview.empty() && !opt.preview_every) opt.preview_every = 1;
+  if (!opt.preview.empty() && std::filesystem::is_directory(opt.preview))
+    throw_usage("--preview " + opt.preview + " is a folder; give a file name");
   if (!opt.prompt_file.empty()) {
     if (!opt.from_png.empty()) throw_usage("give --from-png or --prompt-file, not both");
     if (!job.prompt.empty()) throw_usage("give --prompt or --prompt-file, not both");
@@ -342,6 +362,13 @@ class GenerationRun {
       if (!j.mask.empty()) gp.mask = init_picture(j, j.mask, "--mask");
     }
     gp.hires = job_hires(j);
+    if (!opt_.preview.empty()) {
+      gp.preview_every = opt_.preview_every;
+      const std::string path = opt_.preview;
+      gp.preview = [path](int, int, const std::vector<float>& x0, int images, int h, int w) {
+        write_preview(path, x0, images, h, w);
+      };
+    }
     return gp;
   }
 

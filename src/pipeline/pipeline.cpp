@@ -98,6 +98,8 @@ struct Pipeline::LoopState {
   // Inpainting: the picture's latents, the start's noise, the latent mask and the renoise table;
   // with a 9-channel model instead the UNet's extra input channels, [rows, h, w, 5] in its dtype.
   Tensor inpaint_x0, inpaint_noise, inpaint_mask, renoise, inpaint_cond;
+  // Previews: the plan's denoised-estimate table and the estimate of the last unit, [B, h, w, C].
+  Tensor denoised, preview;
   CrossContext cross;  // the text context and its cross-attention keys and values
   std::unique_ptr<Graph> graph;
 };
@@ -296,7 +298,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
       }
   }
   const bool inpaint = start.mask.defined() || start.cond.defined();
-  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, begin, inpaint, p.guidance, sampler_opts};
+  const bool preview = p.preview && p.preview_every > 0;
+  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, begin, inpaint, preview, p.guidance, sampler_opts};
   const int units = plan.units;
   const std::vector<float> zero_state((size_t)plan.state * latent_numel, 0.0f);
   Backend& backend = backend_for(device_);
@@ -351,6 +354,10 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
       loop_->inpaint_mask = start.mask.to(device_);
       loop_->renoise = Tensor::from_floats({units, 2}, plan.renoise).to(device_);
     }
+    if (preview) {
+      loop_->denoised = Tensor::from_floats({units, 2}, plan.denoised).to(device_);
+      loop_->preview = Tensor::zeros(loop_->x.shape()).to(device_);
+    }
   }
   LoopState& st = *loop_;
   const int time_dim = checkpoint_->config().unet.block_channels[0];
@@ -361,6 +368,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     if (st.inpaint_cond.defined()) xin = ops::concat_channels(xin, st.inpaint_cond);
     const Tensor time_proj = ops::timestep_embedding_at(st.timesteps, st.step, rows, time_dim, precision_);
     const Tensor eps = unet_->forward(xin, time_proj, st.cross);
+    if (st.preview.defined()) ops::denoised(st.x, eps, st.denoised, st.step, guidance, st.preview);
     ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);
     if (st.renoise.defined())
       ops::inpaint_blend(st.x, st.inpaint_mask, st.inpaint_x0, st.inpaint_noise, st.renoise, st.step);
@@ -376,6 +384,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     trace::phase("unet_warmup");
     denoise_step();
     if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
+    if (preview && p.preview_every == 1 && units > 1) p.preview(1, units, to_nchw(st.preview), B, lh, lw);
     first = 1;
     if (on_step) on_step(1, units);
     if (p.cuda_graphs && units > 1) {
@@ -394,6 +403,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     else
       denoise_step();
     if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
+    if (preview && (i + 1) % p.preview_every == 0 && i + 1 < units) p.preview(i + 1, units, to_nchw(st.preview), B, lh, lw);
     if (on_step) on_step(i + 1, units);
   }
   trace::phase("vae_decode");

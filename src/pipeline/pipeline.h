@@ -86,6 +86,12 @@ struct GenerateParams {
   std::shared_ptr<const std::vector<float>> init_latents;
   std::shared_ptr<const std::vector<RgbImage>> init_pictures;
   bool decode = true;  // off: no images (a latent-upscaled hires pass's first pass)
+  // Live previews: after every `preview_every` units (not the last), `preview` gets the unit's
+  // denoised estimate (SamplerPlan::denoised), NCHW [images, 4, h, w] host floats. The estimate is one
+  // more kernel in the recorded step; the download happens only after a preview's unit. Off
+  // (preview_every 0 or no callback): the step is what it is without previews.
+  int preview_every = 0;
+  std::function<void(int done, int units, const std::vector<float>& x0, int images, int h, int w)> preview;
 };
 
 struct StageTimes {
@@ -150,12 +156,13 @@ class Pipeline {
   // (noise, context, step index) and replays the same graph.
   struct StepGraphKey {
     int images, rows, latent_h, latent_w, context_len, steps, begin;
-    bool inpaint;
+    bool inpaint, preview;
     float guidance;
     SamplerOptions sampler;  // the step's ops and tables
     bool operator==(const StepGraphKey& o) const {
       return images == o.images && rows == o.rows && latent_h == o.latent_h && latent_w == o.latent_w &&
              context_len == o.context_len && steps == o.steps && begin == o.begin && inpaint == o.inpaint &&
+             preview == o.preview &&
              guidance == o.guidance &&
              sampler == o.sampler;
     }

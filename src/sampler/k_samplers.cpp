@@ -66,6 +66,7 @@ SamplerPlan plan_euler(const SchedulerConfig& cfg, int n, bool karras, int begin
   PlanBuilder b(p, 0);
   for (int i = begin; i < n; ++i) {
     b.unit(s.t[i], input_divisor(s.sigma[i]), X + ((double)s.sigma[i + 1] - s.sigma[i]) * E);
+    b.denoised(X - (double)s.sigma[i] * E);
     b.renoise_after(1.0f, s.sigma[i + 1]);
   }
   return p;
@@ -82,6 +83,7 @@ SamplerPlan plan_euler_ancestral(const SchedulerConfig& cfg, int n, int begin) {
     const float up = std::sqrt(to * to * (from * from - to * to) / (from * from));
     const float down = std::sqrt(to * to - up * up);
     b.unit(s.t[i], input_divisor(from), X + ((double)down - from) * E + (double)up * Z, {}, true);
+    b.denoised(X - (double)from * E);
     b.renoise_after(1.0f, to);
   }
   return p;
@@ -100,9 +102,11 @@ SamplerPlan plan_heun(const SchedulerConfig& cfg, int n, bool karras, int begin)
     const double dt = (double)s.sigma[i + 1] - s.sigma[i];
     // Both units leave the latents at σ_{i+1} (the interleaved sigmas' next entry).
     b.unit(s.t[i], input_divisor(s.sigma[i]), X + dt * E, {{0, X}, {1, E}});
+    b.denoised(X - (double)s.sigma[i] * E);
     b.renoise_after(1.0f, s.sigma[i + 1]);
     if (i + 1 < n) {
       b.unit(s.t[i + 1], input_divisor(s.sigma[i + 1]), S(0) + (dt / 2) * S(1) + (dt / 2) * E);
+      b.denoised(X - (double)s.sigma[i + 1] * E);  // the UNet saw the Euler unit's sample at σ_{i+1}
       b.renoise_after(1.0f, s.sigma[i + 1]);
     }
   }
@@ -125,10 +129,12 @@ SamplerPlan plan_dpm2(const SchedulerConfig& cfg, int n, bool karras, int begin)
   for (int i = begin; i < n; ++i) {
     // add_noise reads the interleaved main sigmas, not the midpoints: σ_{i+1} after both units.
     b.unit(s.t[i], input_divisor(s.sigma[i]), X + ((double)mid[i + 1] - s.sigma[i]) * E, {{0, X}});
+    b.denoised(X - (double)s.sigma[i] * E);
     b.renoise_after(1.0f, s.sigma[i + 1]);
     if (i + 1 < n) {
       b.unit((float)sigma_to_t(mid[i + 1], s.log_train), input_divisor(mid[i + 1]),
              S(0) + ((double)s.sigma[i + 1] - s.sigma[i]) * E);
+      b.denoised(X - (double)mid[i + 1] * E);  // the sample at the midpoint
       b.renoise_after(1.0f, s.sigma[i + 1]);
     }
   }
@@ -172,6 +178,7 @@ SamplerPlan plan_lms(const SchedulerConfig& cfg, int n, bool karras, int begin) 
     Lin x = X;
     for (int j = 0; j < terms; ++j) x = x + lagrange_integral(xs, j, s.sigma[i], s.sigma[i + 1]) * (j == 0 ? E : S(j - 1));
     b.unit(s.t[i], input_divisor(s.sigma[i]), x, {{0, E}, {1, S(0)}, {2, S(1)}});
+    b.denoised(X - (double)s.sigma[i] * E);
     b.renoise_after(1.0f, s.sigma[i + 1]);
   }
   return p;

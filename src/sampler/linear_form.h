@@ -44,6 +44,7 @@ class PlanBuilder {
             bool noise = false) {
     const int u = p_.units++;
     p_.renoise.insert(p_.renoise.end(), {1.0f, 0.0f});  // the sampler sets it (renoise_after)
+    p_.denoised.insert(p_.denoised.end(), {NAN, NAN});  // and this (denoised)
     p_.timesteps.push_back((float)timestep);
     p_.in_divisor.push_back(divisor);
     p_.draws_noise.push_back(noise);
@@ -55,6 +56,11 @@ class PlanBuilder {
       for (int j = 0; j < 2 + p_.state; ++j) p_.at(u, r, j) = (float)rows[(size_t)r].c[j];
       p_.at(u, r, 2 + p_.state) = (float)rows[(size_t)r].c[Lin::kCols - 1];
     }
+  }
+  // The last unit's denoised estimate (SamplerPlan::denoised): a form over x and ε only.
+  void denoised(const Lin& x0) {
+    p_.denoised[2 * (size_t)(p_.units - 1)] = (float)x0.c[0];
+    p_.denoised[2 * (size_t)(p_.units - 1) + 1] = (float)x0.c[1];
   }
   // The last unit's add_noise mix for inpainting (SamplerPlan::renoise).
   void renoise_after(float x0, float noise) {

@@ -125,6 +125,7 @@ SamplerPlan plan_ddim(const SchedulerConfig& cfg, int n, float eta, int begin) {
     const double sd = eta * std::sqrt(var);
     const Lin x0 = (X - std::sqrt(1 - a_t) * E) / std::sqrt(a_t);
     b.unit(t, 1.0f, std::sqrt(a_p) * x0 + std::sqrt(1 - a_p - sd * sd) * E + sd * Z, {}, eta > 0);
+    b.denoised(x0);
     renoise_alpha(b, ac, ts, i + 1);
   }
   return p;
@@ -154,12 +155,15 @@ SamplerPlan plan_pndm(const SchedulerConfig& cfg, int n, int begin) {
     const double denom = a_t * std::sqrt(1 - a_p) + std::sqrt(a_t * (1 - a_t) * a_p);
     return std::sqrt(a_p / a_t) * x - ((a_p - a_t) / denom) * e;
   };
+  // PLMS never forms x0; a preview's is the DDPM one of the UNet's input at t.
+  auto x0_at_t = [&](int t) { return (X - std::sqrt(1.0 - ac[(size_t)t]) * E) / std::sqrt((double)ac[(size_t)t]); };
   PlanBuilder b(p, 4);  // s0, s1, s2: the kept outputs, newest first; s3: the sample of unit 0
   int kept = 0;         // len(ets) before this unit
   for (int c = 0; c < (int)plms.size(); ++c) {
     const int t = plms[(size_t)c];
     if (c == 1) {  // no new output kept; the first step again from the kept sample
       b.unit(t, 1.0f, prev_sample(S(3), t + ratio, t, (E + S(0)) / 2));
+      b.denoised(x0_at_t(t));
       renoise_alpha(b, ac, plms, (size_t)c + 1);
       continue;
     }
@@ -172,6 +176,7 @@ SamplerPlan plan_pndm(const SchedulerConfig& cfg, int n, int begin) {
     std::vector<std::pair<int, Lin>> st{{0, E}, {1, S(0)}, {2, S(1)}};
     if (c == 0) st.push_back({3, X});
     b.unit(t, 1.0f, prev_sample(X, t, t - ratio, e), st);
+    b.denoised(x0_at_t(t));
     renoise_alpha(b, ac, plms, (size_t)c + 1);
     kept = have;
   }
@@ -207,6 +212,7 @@ SamplerPlan plan_dpmpp_2m(const SchedulerConfig& cfg, int n, bool karras, bool s
       if (second) x = x + 0.5 * (a_t * (1 - e2)) * d1;
     }
     b.unit(m.t[i], 1.0f, x, {{0, m0}}, sde);
+    b.denoised(m0);
     renoise_sigma(b, m.sigma[i + 1]);
   }
   return p;
@@ -284,6 +290,7 @@ SamplerPlan plan_unipc(const SchedulerConfig& cfg, int n, bool karras, int begin
       x = x - (a_t * std::expm1(hh)) * (0.5 * ((S(1) - mi) / rk));
     }
     b.unit(m.t[i], 1.0f, x, {{0, xc}, {1, mi}, {2, S(1)}});
+    b.denoised(mi);
     renoise_sigma(b, m.sigma[i + 1]);
     prev_order = order;
   }

@@ -75,6 +75,10 @@ struct SamplerPlan {
   // mixed with the start's noise by the scheduler's add_noise at the level the next unit starts
   // from, (renoise[2u], renoise[2u+1]) as (init_x0, init_noise) are; (1, 0) after the last unit.
   std::vector<float> renoise;  // [units, 2]
+  // The unit's denoised estimate (x0, what a preview shows) from its latents and guided output:
+  // x0 = denoised[2u]·x + denoised[2u+1]·ε, as the sampler's own formulas predict it (diffusers'
+  // pred_original_sample, or the x0 its multistep solvers convert the output to).
+  std::vector<float> denoised;  // [units, 2]
   std::vector<float> timesteps;     // [units] the UNet's t
   std::vector<float> in_divisor;    // [units] UNet input = x / this
   std::vector<float> table;         // [units, (1+K)·(3+K)] rows x, s_0..; columns x, ε, s_0.., z

@@ -90,6 +90,10 @@ class CpuBackend final : public Backend {
                      const Tensor& step) override {
     cpu::inpaint_blend(x, mask, x0, noise, table, step);
   }
+  void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step, float guidance,
+                Tensor& out) override {
+    cpu::denoised(x, f32(eps), host(table), host(step), guidance, out);
+  }
 
  private:
   static const Tensor& host(const Tensor& t) {

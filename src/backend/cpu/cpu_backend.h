@@ -122,5 +122,7 @@ void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& tab
                   Tensor& step, float guidance);
 void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
                    const Tensor& step);
+void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step, float guidance,
+              Tensor& out);
 
 }  // namespace sdgen::cpu

@@ -55,6 +55,23 @@ void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& tab
   step.f32()[0] += 1.0f;
 }
 
+void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step, float guidance,
+              Tensor& out) {
+  const size_t n = (size_t)x.numel();
+  const bool guided = eps.dim(0) == 2 * x.dim(0);
+  const int u = step_index(step);
+  const float a = table.f32()[2 * u], b = table.f32()[2 * u + 1];
+  const float *xp = x.f32(), *e = eps.f32();
+  float* o = out.f32();
+  for (size_t i = 0; i < n; ++i) {
+    const float eu = e[i];
+    const float eg = guided ? eu + guidance * (e[n + i] - eu) : eu;
+    const float ax = a * xp[i];
+    const float be = b * eg;
+    o[i] = ax + be;
+  }
+}
+
 void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
                    const Tensor& step) {
   const int u = step_index(step) - 1;

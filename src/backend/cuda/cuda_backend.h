@@ -89,6 +89,8 @@ class CudaBackend : public Backend {
                     Tensor& step, float guidance) override;
   void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
                      const Tensor& step) override;
+  void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step, float guidance,
+                Tensor& out) override;
 
   bool supports(Op op, DType dtype) const override;
   std::unique_ptr<Graph> capture(const std::function<void()>& body) override;

@@ -39,6 +39,12 @@ void CudaBackend::inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0,
                          table.data_as<float>(), step.data_as<float>(), x.numel(), stream_);
 }
 
+void CudaBackend::denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step,
+                           float guidance, Tensor& out) {
+  kernels::denoised(x.data_as<float>(), eps.data(), eps.dtype(), table.data_as<float>(), step.data_as<float>(),
+                    out.data_as<float>(), x.numel(), eps.dim(0) == 2 * x.dim(0), guidance, stream_);
+}
+
 }  // namespace cuda
 }  // namespace sdgen
 #endif  // SDGEN_CUDA_BACKEND_TU
