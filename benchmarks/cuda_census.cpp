@@ -11,7 +11,7 @@
 //
 //   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
 //               --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
-//               [--keep-step-graph] [--encode] [--strength S [--inpaint]] [--json]
+//               [--keep-step-graph] [--encode] [--strength S [--inpaint]] [--preview-every N] [--json]
 //               [--hires-scale F [--hires-steps N] [--hires-denoise S] [--hires-upscaler U]]
 // --encode: the pipeline loads the VAE encoder too (ModelOptions::need_encoder), and after the
 // generation encodes a batch of `--batch` images of the same size (phase vae_encode), as images in
@@ -20,6 +20,8 @@
 // that strength S leaves); with --inpaint, an inpainting one (its left half masked: the blend after
 // every unit; with --model random:sd15-inpainting, the 9-channel UNet's input instead, and the
 // masked picture encoded too). Without either every figure is text-to-image's.
+// --preview-every N: live previews (GenerateParams::preview): the denoised estimate in the recorded
+// step, and its download after every N units (the PNG itself is the CLI's, on the host).
 // --hires-scale F: a hires-fix generation (pipeline/hires.h): the first pass at the run's size, the
 // upscale, the second pass at int(side·F); each phase row sums both passes (the loop rows: the
 // steady steps of both), the analytic count of the run adds the second pass's text encode, units,
@@ -215,6 +217,10 @@ int main(int argc, char** argv) {
     else if (a == "--encode") encode = true;
     else if (a == "--strength") strength = std::atof(val("--strength"));
     else if (a == "--inpaint") inpaint = true;
+    else if (a == "--preview-every") {
+      gp.preview_every = std::atoi(val("--preview-every"));
+      gp.preview = [](int, int, const std::vector<float>&, int, int, int) {};
+    }
     else if (a == "--hires-scale") hires_scale = std::atof(val("--hires-scale"));
     else if (a == "--hires-steps") gp.hires.steps = std::atoi(val("--hires-steps"));
     else if (a == "--hires-denoise") gp.hires.denoise = std::atof(val("--hires-denoise"));

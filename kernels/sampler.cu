@@ -104,10 +104,10 @@ __global__ void denoised_kernel(const float* __restrict__ x, const T* __restrict
                                 const float* __restrict__ table, const float* __restrict__ step,
                                 float* __restrict__ out, int64_t n, int guided, float guidance) {
   const int u = (int)step[0];
-  const float a = table[2 * u], b = table[2 * u + 1];
+  const float a = table[2 * u], b = table[2 * u + 1];  // row `step`: before the step advances it
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     const float eu = to_float(eps[i]);
-    const float eg = guided ? __fadd_rn(eu, __fmul_rn(guidance, __fsub_rn(to_float(eps[n + i]), eu))) : eu;
+    const float eg = guided ? __fadd_rn(eu, __fmul_rn(guidance, to_float(eps[n + i]) - eu)) : eu;
     out[i] = __fadd_rn(__fmul_rn(a, x[i]), __fmul_rn(b, eg));
   }
 }

@@ -296,7 +296,8 @@ void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Ten
   const Tensor& cout = out;
   auto ts = {std::pair{"x", &x}, std::pair{"eps", &eps}, std::pair{"table", &table}, std::pair{"step", &step},
              std::pair{"out", &cout}};
-  check_same("denoised", ts);
+  check_same("denoised", {{"x", &x}, {"table", &table}, {"step", &step}, {"out", &cout}});
+  SDGEN_CHECK(eps.defined() && eps.device() == x.device(), msg("denoised", ts, "eps must be on x's device"));
   SDGEN_CHECK(x.dtype() == DType::F32 && out.dtype() == DType::F32 && out.shape() == x.shape() && x.ndim() >= 1,
               msg("denoised", ts, "x and out must be fp32 of one shape"));
   const int64_t per = x.numel();
