@@ -11,9 +11,13 @@
 //   5. inpainting: the masked picture's encoding draws its sample next (diffusers encodes it for
 //      9-channel models and draws for every model; a regular model does not use it, so only the
 //      draw is made), and the mask goes to the latent grid by nearest neighbour.
+//   6. --inpaint-fill latent-noise: the generator's next draw (after the masked picture's sample,
+//      before any sampler step's) replaces the picture's latents where that grid mask is 1, and the
+//      start is noised again there (inpaint_area.h, fill_with_latent_noise).
 #include <algorithm>
 
 #include "io/checkpoint.h"
+#include "pipeline/inpaint_area.h"
 #include "pipeline/pipeline.h"
 #include "sdgen/error.h"
 #include "vae/vae.h"
@@ -100,6 +104,11 @@ Pipeline::Start Pipeline::init_latents(const GenerateParams& p, const SamplerPla
       for (int x = 0; x < lw; ++x)
         for (int c = 0; c < lc; ++c)
           lat_mask[(((size_t)b * lh + y) * lw + x) * lc + c] = m[(size_t)(8 * y) * p.width + 8 * x];
+  if (p.inpaint_latent_noise) {
+    std::vector<float> grid((size_t)lh * lw);
+    for (size_t i = 0; i < grid.size(); ++i) grid[i] = lat_mask[i * lc];
+    fill_with_latent_noise(noise.draw(per), z, grid, plan.init_x0, plan.init_noise, pure_noise, x0, start.x);
+  }
   start.x0 = to_nhwc_host(x0, B, lc, lh, lw);
   start.noise = to_nhwc_host(z, B, lc, lh, lw);
   start.mask = Tensor::from_floats({B, lh, lw, lc}, lat_mask);
