@@ -61,8 +61,8 @@ RgbImage crop_image(const RgbImage& im, const CropBox& box) {
   out.width = box.x2 - box.x1, out.height = box.y2 - box.y1;
   out.pixels.resize((size_t)out.width * out.height * 3);
   for (int y = 0; y < out.height; ++y)
-    std::copy_n(im.pixels.begin() + (ptrdiff_t)((((size_t)(y + box.y1) * im.width) + box.x1) * 3), (size_t)out.width * 3,
-                out.pixels.begin() + (ptrdiff_t)((size_t)y * out.width * 3));
+    std::copy_n(im.pixels.begin() + (ptrdiff_t)((((size_t)(y + box.y1) * im.width) + box.x1) * 3),
+                (size_t)out.width * 3, out.pixels.begin() + (ptrdiff_t)((size_t)y * out.width * 3));
   return out;
 }
 
@@ -133,8 +133,11 @@ GeneratedBatch generate_inpaint_area(Pipeline& pipe, const GenerateParams& p, co
   const CropBox box = mask_crop_region(grey, mw, mh, p.width, p.height, p.inpaint_padding);
   if (box.x2 <= box.x1 || box.y2 <= box.y1)
     throw_usage("the mask is all black: --inpaint-area masked has no region to repaint");
-  inner.init_image = std::make_shared<const RgbImage>(fit_image(crop_image(im, box), p.width, p.height, ResizeMode::Fill));
-  inner.mask = std::make_shared<const RgbImage>(fit_image(crop_image(*inner.mask, box), p.width, p.height, ResizeMode::Fill));
+  auto cut = [&](const RgbImage& full) {
+    return std::make_shared<const RgbImage>(fit_image(crop_image(full, box), p.width, p.height, ResizeMode::Fill));
+  };
+  inner.init_image = cut(im);
+  inner.mask = cut(*inner.mask);
   GeneratedBatch out = pipe.generate(inner, on_step);
   for (std::vector<uint8_t>& pixels : out.images) {
     RgbImage g;
