@@ -24,6 +24,15 @@ struct Outcome {
 };
 
 // Every setting's check of the job (η's range is the sampler's), and the setting's value.
+// The inpainting options need a mask (and --inpaint-padding the masked area): a job that has them.
+void add_context(const Setting& s, Job& j) {
+  const std::string o = s.option();
+  if (o != "--mask-blur" && o != "--inpaint-area" && o != "--inpaint-padding" && o != "--inpaint-fill") return;
+  j.init_image = std::string(SDGEN_TEST_DATA) + "/images/init_101x70.png";
+  j.mask = std::string(SDGEN_TEST_DATA) + "/images/mask_101x70.png";
+  j.inpaint_masked = o == "--inpaint-padding";
+}
+
 Outcome checked(const Setting& s, const Job& j) {
   Outcome o;
   try {
@@ -39,6 +48,7 @@ Outcome checked(const Setting& s, const Job& j) {
 Outcome through_cli(const Setting& s, const std::string& text) {
   Outcome o;
   Job j;
+  add_context(s, j);
   try {
     CLI::App app;
     add_settings(app, j, {s.option()});
@@ -60,6 +70,7 @@ Outcome through_cli(const Setting& s, const std::string& text) {
 Outcome through_prompt_file(const Setting& s, const Json& value) {
   Outcome o;
   Job j;
+  add_context(s, j);
   j.origin = "p.txt:1";
   try {
     Json line = {{"prompt", "x"}};
@@ -111,15 +122,17 @@ TEST(Settings, EverySettingIsComplete) {
   for (const char* k : {"prompt", "negative_prompt", "batch", "steps", "guidance", "seed", "width", "height", "emphasis",
                         "sampler", "schedule", "eta", "rng", "seed_mode", "name", "model", "clip_skip", "vae", "lora",
                         "precision", "device", "out", "vae_batch", "init_image", "strength", "resize_mode", "mask",
+                        "mask_blur", "inpaint_area", "inpaint_padding", "inpaint_fill",
                         "hires_scale", "hires_width", "hires_height", "hires_steps", "hires_denoise", "hires_upscaler"})
     EXPECT_TRUE(keys.count(k)) << k;
-  EXPECT_EQ(keys.size(), 33u);
+  EXPECT_EQ(keys.size(), 37u);
 }
 
 TEST(Settings, RangesAreTheDocumentedOnes) {
   const std::map<std::string, std::pair<double, double>> documented = {
       {"--batch", {1, 64}},  {"--steps", {1, 500}}, {"--width", {64, 2048}},   {"--height", {64, 2048}},
-      {"--guidance", {0, 100}}, {"--eta", {0, 1}}, {"--clip-skip", {1, 48}}, {"--vae-batch", {1, 64}}};
+      {"--guidance", {0, 100}}, {"--eta", {0, 1}}, {"--clip-skip", {1, 48}}, {"--vae-batch", {1, 64}},
+      {"--mask-blur", {0, 256}}, {"--inpaint-padding", {0, 16384}}};
   for (const auto& [flag, range] : documented) {
     const Setting* s = find_setting(flag);
     ASSERT_NE(s, nullptr) << flag;

@@ -50,6 +50,10 @@ struct Job {
   double strength = 0.75;  // --strength: img2img's share of the schedule (double, as Python's)
   ResizeMode resize_mode = ResizeMode::Just;
   std::string mask;  // --mask: inpainting (with init_image)
+  int mask_blur = 0;             // --mask-blur: PIL's GaussianBlur radius on the mask (0: none)
+  bool inpaint_masked = false;   // --inpaint-area masked: only the mask's box, pasted back
+  int inpaint_padding = 32;      // --inpaint-padding: pixels around the mask's box
+  bool inpaint_latent_noise = false;  // --inpaint-fill latent-noise (A1111's Masked content)
   // The hires fix (pipeline/hires.h): --hires-scale, or --hires-width/--hires-height (0: unset);
   // none of them: no hires pass.
   double hires_scale = 0;

@@ -360,6 +360,10 @@ class GenerationRun {
       gp.init_image = init_picture(j, j.init_image, "--init-image");
       gp.strength = j.strength;
       if (!j.mask.empty()) gp.mask = init_picture(j, j.mask, "--mask");
+      gp.mask_blur = j.mask_blur;
+      gp.inpaint_masked = j.inpaint_masked;
+      gp.inpaint_padding = j.inpaint_padding;
+      gp.inpaint_latent_noise = j.inpaint_latent_noise;
     }
     gp.hires = job_hires(j);
     if (!opt_.preview.empty()) {
@@ -373,13 +377,17 @@ class GenerationRun {
   }
 
   // A picture of the job (--init-image, --mask) at its size, read and resized once per file, size and mode.
+  // With --inpaint-area masked both keep their own size (pipeline/inpaint_area.h crops them).
   std::shared_ptr<const RgbImage> init_picture(const Job& j, const std::string& file, const char* option) const {
-    const std::string key = file + "|" + std::to_string(j.width) + "x" + std::to_string(j.height) + "|" +
-                            resize_mode_name(j.resize_mode);
+    const bool own_size = j.inpaint_masked && !j.mask.empty();
+    const std::string key = file + "|" + (own_size ? std::string("own") : std::to_string(j.width) + "x" +
+                                          std::to_string(j.height) + "|" + resize_mode_name(j.resize_mode));
     auto& slot = pictures_[key];
-    if (!slot)
-      slot = std::make_shared<const RgbImage>(
-          fit_image(read_image(file, line_prefix(j) + option), j.width, j.height, j.resize_mode));
+    if (!slot) {
+      RgbImage im = read_image(file, line_prefix(j) + option);
+      slot = std::make_shared<const RgbImage>(own_size ? std::move(im)
+                                                       : fit_image(im, j.width, j.height, j.resize_mode));
+    }
     return slot;
   }
 

@@ -13,8 +13,10 @@
 #include "cli/batch.h"
 #include "core/decimal.h"
 #include "core/sha256.h"
+#include "io/image_blur.h"
 #include "io/image_read.h"
 #include "io/model_hashes.h"
+#include "pipeline/inpaint_area.h"
 #include "sdgen/error.h"
 
 namespace fs = std::filesystem;
@@ -253,6 +255,80 @@ Json picture_identity(const std::string& file) {
   }
 }
 
+// A setting that only inpainting uses: its identity left out without --mask or at its default, and
+// a non-default value without --mask refused.
+void inpaint_only(Setting& s, std::function<bool(const Job&)> is_default) {
+  auto id = s.identity;
+  s.identity = [id, is_default](const Job& j, const Ctx& c) {
+    return j.mask.empty() || is_default(j) ? Json() : id(j, c);
+  };
+  auto check = s.problem;
+  const std::string flag = s.option();
+  s.problem = [check, is_default, flag](const Job& j) -> std::string {
+    if (std::string why = check ? check(j) : ""; !why.empty()) return why;
+    if (j.mask.empty() && !is_default(j)) return flag + " needs --mask (it is an inpainting option)";
+    return "";
+  };
+}
+
+// The inpainting options (pipeline/inpaint_area.h), in --help order.
+void add_inpaint_settings(std::vector<Setting>& t) {
+  Setting blur = integer("--mask-blur", "mask_blur", +[](Job& j) -> int& { return j.mask_blur; }, 0, 256,
+                         "Inpainting: blur the mask by this many pixels first (PIL's GaussianBlur, as A1111's Mask "
+                         "blur and diffusers' mask_processor.blur); 0: none");
+  inpaint_only(blur, [](const Job& j) { return j.mask_blur == 0; });
+  t.push_back(png(blur, "Mask blur", 66, [](const Job& j, const Ctx&) {
+    return !j.mask.empty() && j.mask_blur > 0 ? std::to_string(j.mask_blur) : std::string();
+  }));
+  Setting area = word("--inpaint-area", "inpaint_area", +[](Job& j) -> bool& { return j.inpaint_masked; },
+                      {{"whole", false}, {"masked", true}},
+                      "Inpainting: whole (the picture at --width x --height) or masked (only the mask's box plus "
+                      "--inpaint-padding, generated at --width x --height and pasted back; the images keep the "
+                      "picture's size), as A1111's Inpaint area and diffusers' padding_mask_crop");
+  inpaint_only(area, [](const Job& j) { return !j.inpaint_masked; });
+  auto area_check = area.problem;
+  area.problem = [area_check](const Job& j) -> std::string {
+    if (std::string why = area_check(j); !why.empty() || !j.inpaint_masked) return why;
+    try {
+      if (mask_is_empty(grey_of(read_image(j.mask, "--mask"))))
+        return "--mask " + j.mask + " is all black: --inpaint-area masked has no region to repaint";
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  t.push_back(png(area, "Inpaint area", 67,
+                  [](const Job& j, const Ctx&) { return j.inpaint_masked ? "Only masked" : ""; }));
+  t.back().from_a1111 = [](Job& j, const std::string& v) {
+    if (v != "Only masked" && v != "Whole picture") throw_usage("not one of Only masked, Whole picture");
+    j.inpaint_masked = v == "Only masked";
+  };
+  Setting pad = integer("--inpaint-padding", "inpaint_padding", +[](Job& j) -> int& { return j.inpaint_padding; }, 0,
+                        kMaxImageSide, "Inpainting with --inpaint-area masked: pixels added around the mask's box "
+                        "(A1111's Only masked padding); default 32");
+  inpaint_only(pad, [](const Job& j) { return j.inpaint_padding == 32; });
+  auto pad_check = pad.problem;
+  pad.problem = [pad_check](const Job& j) -> std::string {
+    if (std::string why = pad_check(j); !why.empty()) return why;
+    if (j.inpaint_padding != 32 && !j.inpaint_masked) return "--inpaint-padding needs --inpaint-area masked";
+    return "";
+  };
+  t.push_back(png(pad, "Masked area padding", 68, [](const Job& j, const Ctx&) {
+    return j.inpaint_masked ? std::to_string(j.inpaint_padding) : std::string();
+  }));
+  Setting fill = word("--inpaint-fill", "inpaint_fill", +[](Job& j) -> bool& { return j.inpaint_latent_noise; },
+                      {{"original", false}, {"latent-noise", true}},
+                      "Inpainting: what the masked part starts from: original (the picture) or latent-noise (fresh "
+                      "noise in its latents, A1111's Masked content)");
+  inpaint_only(fill, [](const Job& j) { return !j.inpaint_latent_noise; });
+  t.push_back(png(fill, "Masked content", 69,
+                  [](const Job& j, const Ctx&) { return j.inpaint_latent_noise ? "latent noise" : ""; }));
+  t.back().from_a1111 = [](Job& j, const std::string& v) {
+    if (v != "original" && v != "latent noise") throw_usage("not one of original, latent noise");
+    j.inpaint_latent_noise = v == "latent noise";
+  };
+}
+
 // The settings of a picture to start from (img2img), in --help order.
 void add_input_settings(std::vector<Setting>& t) {
   Setting init = text("--init-image", "init_image", "init_image", +[](Job& j) -> std::string& { return j.init_image; },
@@ -311,6 +387,7 @@ void add_input_settings(std::vector<Setting>& t) {
     return "";
   };
   t.push_back(mask);
+  add_inpaint_settings(t);
   Setting resize = word("--resize-mode", "resize_mode", +[](Job& j) -> ResizeMode& { return j.resize_mode; },
                    {{"just", ResizeMode::Just}, {"crop", ResizeMode::Crop}, {"fill", ResizeMode::Fill}},
                    "img2img: how a picture of another size becomes --width x --height: just (stretch), crop (cover "

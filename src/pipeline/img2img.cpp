@@ -16,9 +16,13 @@
 // masked picture (the picture × (mask < 0.5): repainted pixels 0, mid-grey) is encoded and sampled
 // for real; and the UNet reads [scaled latents, latent mask, masked-picture latents] every step
 // (Start::cond), with no blending.
+//   6. --inpaint-fill latent-noise: the generator's next draw (after the masked picture's sample,
+//      before any sampler step's) replaces the picture's latents where that grid mask is 1, and the
+//      start is noised again there (inpaint_area.h, fill_with_latent_noise).
 #include <algorithm>
 
 #include "io/checkpoint.h"
+#include "pipeline/inpaint_area.h"
 #include "pipeline/pipeline.h"
 #include "sdgen/error.h"
 #include "vae/vae.h"
@@ -134,6 +138,12 @@ Pipeline::Start Pipeline::init_latents(const GenerateParams& p, const SamplerPla
     for (size_t i = 0; i < masked.size(); ++i) masked[i] = m[i / 3] < 0.5f ? pixels[i] : 0.0f;
     const std::vector<float> masked_latents = encode_sampled(masked, im.width, im.height, noise, B);
     start.cond = inpaint_condition(m, masked_latents, p.width, B, lc, lh, lw);
+    if (p.inpaint_latent_noise) {  // as for a regular model, after the masked picture's sample
+      std::vector<float> grid((size_t)lh * lw);
+      for (int y = 0; y < lh; ++y)
+        for (int x = 0; x < lw; ++x) grid[(size_t)y * lw + x] = m[(size_t)(8 * y) * p.width + 8 * x];
+      fill_with_latent_noise(noise.draw(per), z, grid, plan.init_x0, plan.init_noise, pure_noise, x0, start.x);
+    }
     return start;
   }
   (void)noise.draw_shared(per);  // the masked picture's sample (see 5. above)
@@ -143,6 +153,11 @@ Pipeline::Start Pipeline::init_latents(const GenerateParams& p, const SamplerPla
       for (int x = 0; x < lw; ++x)
         for (int c = 0; c < lc; ++c)
           lat_mask[(((size_t)b * lh + y) * lw + x) * lc + c] = m[(size_t)(8 * y) * p.width + 8 * x];
+  if (p.inpaint_latent_noise) {
+    std::vector<float> grid((size_t)lh * lw);
+    for (size_t i = 0; i < grid.size(); ++i) grid[i] = lat_mask[i * lc];
+    fill_with_latent_noise(noise.draw(per), z, grid, plan.init_x0, plan.init_noise, pure_noise, x0, start.x);
+  }
   start.x0 = to_nhwc_host(x0, B, lc, lh, lw);
   start.noise = to_nhwc_host(z, B, lc, lh, lw);
   start.mask = Tensor::from_floats({B, lh, lw, lc}, lat_mask);

@@ -10,6 +10,7 @@
 #include "io/lora.h"
 #include "io/vae_file.h"
 #include "io/weights_dir.h"
+#include "pipeline/inpaint_area.h"
 #include "sampler/sampler.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
@@ -227,6 +228,7 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
 
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
   if (p.hires.enabled()) return generate_hires(p, on_step);
+  if (p.mask && (p.mask_blur > 0 || p.inpaint_masked)) return generate_inpaint_area(*this, p, on_step);
   const SamplerOptions& sampler_opts = p.sampler;
   const SchedulerConfig& sched = checkpoint_->config().scheduler;
   const bool hires_pass = p.init_latents || p.init_pictures;
@@ -287,6 +289,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     if (plan.init_sigma != 1.0f)
       for (float& v : init) v *= plan.init_sigma;
   }
+  if (p.record_unit_latents) out.start_latents = init;
   for (int i = 0; i < B; ++i) out.seeds.push_back(noise_source.image_seed(i));
   std::vector<float> unit_noise;  // [units, B, h, w, c] NHWC, zeros where a unit draws none
   if (plan.stochastic()) {

@@ -77,6 +77,16 @@ struct GenerateParams {
   // black kept: after every step the kept region goes back to the picture's latents renoised to the
   // step's level. Null: img2img.
   std::shared_ptr<const RgbImage> mask;
+  // Inpainting options (pipeline/inpaint_area.h): the mask blurred first by PIL's GaussianBlur of
+  // this radius (0: none); with inpaint_masked, only the mask's box plus inpaint_padding pixels is
+  // generated at width × height and pasted back: init_image and mask then keep their own size, and
+  // so do the images.
+  int mask_blur = 0;
+  bool inpaint_masked = false;
+  int inpaint_padding = 32;
+  // A1111's "Masked content: latent noise": the picture's latents replaced by fresh noise where
+  // the mask repaints, before they are noised (pipeline/img2img.cpp, fill_with_latent_noise).
+  bool inpaint_latent_noise = false;
   // The hires fix (pipeline/hires.h): enabled, generate() runs this text-to-image generation, the
   // upscale and the second pass, and returns the second pass's images and latents.
   HiresParams hires;
@@ -103,6 +113,7 @@ struct GeneratedBatch {
   std::vector<std::vector<uint8_t>> images;  // batch × (height·width·3), RGB
   std::vector<float> latents;                // final latents, NCHW [B,4,h,w] like diffusers
   std::vector<std::vector<float>> unit_latents;  // with record_unit_latents: after each unit, NCHW
+  std::vector<float> start_latents;  // with record_unit_latents: the initial latents, NCHW
   std::vector<uint64_t> seeds;               // each image's seed (LatentNoise::image_seed)
   // Per image: empty, or what was not finite (NaN/Inf) — "the final latents", or "the decoded
   // image" (in fp16 after the one retry of its decode in fp32). Such an image must not be written.
