@@ -500,6 +500,11 @@ void add_model_settings(std::vector<Setting>& t) {
                     return fs::path(v).filename().string();
                   }));
   t.back().a1111_read = false;  // a file name without its folder: give --vae
+  // No PNG label: A1111 records no tiny decoder, and its "VAE" names a full VAE to load, which a
+  // TAESD file is not. The record (and with it the image's identity) keeps the path.
+  t.push_back(text("--vae-tiny", "vae_tiny", "vae_tiny", +[](Job& j) -> std::string& { return j.vae_tiny; },
+                   "TAESD (tiny autoencoder) decoding instead of the full VAE: taesd_decoder.safetensors or "
+                   "diffusers AutoencoderTiny folder; fast, slightly softer images"));
 
 }
 

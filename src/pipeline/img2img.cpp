@@ -46,7 +46,7 @@ Pipeline::Start Pipeline::init_latents(const GenerateParams& p, const SamplerPla
   if (p.mask && (p.mask->width != im.width || p.mask->height != im.height))
     throw_usage("the mask is " + std::to_string(p.mask->width) + "x" + std::to_string(p.mask->height) +
                 ", the init image " + std::to_string(im.width) + "x" + std::to_string(im.height));
-  const VaeConfig& vc = vae_->config();  // --vae's when given
+  const VaeConfig& vc = vae_config_;  // --vae's when given
   const int lc = vc.latent_channels, lh = p.height / 8, lw = p.width / 8;
   const size_t per = (size_t)lc * lh * lw;
 
