@@ -305,6 +305,13 @@ int main(int argc, char** argv) {
   try {
     ModelOptions options;
     if (vae_tiny) options.vae_tiny = write_sd_taesd_decoder();
+    struct Remove {  // the temporary TAESD file, whatever the run's outcome
+      std::string path;
+      ~Remove() {
+        std::error_code ec;
+        if (!path.empty()) std::filesystem::remove(path, ec);
+      }
+    } remove_taesd{options.vae_tiny};
     options.need_encoder = encode || gp.init_image || (gp.hires.enabled() && !is_latent_upscaler(gp.hires.upscaler));
     Pipeline pipe(model, dt, Device::CUDA, nullptr, options);
     pipe.generate(gp);
