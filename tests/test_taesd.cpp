@@ -184,6 +184,35 @@ TEST(TaesdPipeline, InProcessMatchesDiffusers) {
   }
 }
 
+// Pictures in with --vae-tiny: the full decoder is not loaded, the picture is encoded by the model's
+// full encoder, and the images are TAESD's decode of the run's final latents (decoded here again
+// by a TaesdDecoder of our own, pixel for pixel).
+TEST(TaesdPipeline, Img2ImgEncodesWithTheFullEncoder) {
+  ModelOptions o;
+  o.vae_tiny = kFolder;
+  Pipeline pipe(kData + "/tiny_sd/diffusers", DType::F32, Device::CPU, nullptr, o);
+  GenerateParams p = golden_run();
+  auto picture = std::make_shared<RgbImage>();
+  picture->width = picture->height = 64;
+  picture->pixels.resize(64 * 64 * 3);
+  for (size_t i = 0; i < picture->pixels.size(); ++i) picture->pixels[i] = (uint8_t)(i * 7 % 256);
+  p.init_image = picture;
+  p.strength = 0.5;
+  const GeneratedBatch out = pipe.generate(p);
+  ASSERT_NE(pipe.vae_encoder(), nullptr);
+  ASSERT_EQ(out.images.size(), 1u);
+  const TaesdFile tf = open_taesd_file(kFolder);
+  const TaesdDecoder dec(*tf.weights, tf.config, DType::F32, Device::CPU);
+  std::vector<float> nhwc(out.latents.size());
+  for (int c = 0; c < 4; ++c)
+    for (int i = 0; i < 64; ++i) nhwc[(size_t)i * 4 + c] = out.latents[(size_t)c * 64 + i];
+  const Tensor image = dec.decode(Tensor::from_floats({1, 8, 8, 4}, nhwc));
+  Tensor u8 = Tensor::empty({1, 64, 64, 3}, DType::U8);
+  ops::image_to_u8(image, u8);
+  const uint8_t* px = u8.data_as<uint8_t>();
+  EXPECT_EQ(std::vector<uint8_t>(px, px + out.images[0].size()), out.images[0]);
+}
+
 // SD's TAESD decoder by hand: conv_in 4→64 (2,368), ten blocks of three 64→64 3x3 convs with bias
 // (110,784 each), three 64→64 convs without bias after the upsamplings (36,864 each), conv_out 64→3
 // (1,731): 1,222,531 parameters. The memory estimate takes them, and the pass's live set, instead of
