@@ -11,8 +11,10 @@
 //
 //   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
 //               --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
-//               [--keep-step-graph] [--encode] [--strength S [--inpaint]] [--preview-every N] [--json]
+//               [--keep-step-graph] [--encode] [--strength S [--inpaint]] [--preview-every N] [--vae-tiny] [--json]
 //               [--hires-scale F [--hires-steps N] [--hires-denoise S] [--hires-upscaler U]]
+// --vae-tiny: SD's TAESD (TaesdConfig's defaults; a zero-valued decoder file written to the temp
+// folder, the census computing no values) decodes instead of the full VAE decoder.
 // --encode: the pipeline loads the VAE encoder too (ModelOptions::need_encoder), and after the
 // generation encodes a batch of `--batch` images of the same size (phase vae_encode), as images in
 // will; weight_load and run then include the encoder. --strength S: an img2img generation instead
@@ -31,12 +33,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <unistd.h>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/trace.h"
 #include "io/checkpoint.h"
+#include "io/safetensors.h"
+#include "pipeline/dry_run.h"
 #include "pipeline/flops.h"
 #include "pipeline/pipeline.h"
 #include "vae/vae_encoder.h"
@@ -173,11 +179,37 @@ void print_table(const std::vector<std::pair<std::string, census::Phase>>& rows,
 int usage(const char* msg) {
   std::fprintf(stderr, "cuda_census: %s\nusage: cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 "
                        "--height 512 --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--sampler NAME] "
-                       "[--schedule default|karras] [--encode] [--strength S [--inpaint]] [--json]\n", msg);
+                       "[--schedule default|karras] [--encode] [--strength S [--inpaint]] [--vae-tiny] [--json]\n", msg);
   return 2;
 }
 
 }  // namespace
+
+// SD's TAESD decoder (TaesdConfig's defaults) under diffusers' names, every value 0, fp16: what
+// --vae-tiny opens (the census runs no values). Returns its path.
+std::string write_sd_taesd_decoder() {
+  const TaesdConfig c;
+  std::vector<StWriteTensor> t;
+  auto conv = [&](const std::string& name, int64_t out, int64_t in, int k, bool bias) {
+    t.push_back(st_tensor_from_floats(name + ".weight", StDType::F16, {out, in, k, k}, std::vector<float>(out * in * k * k)));
+    if (bias) t.push_back(st_tensor_from_floats(name + ".bias", StDType::F16, {out}, std::vector<float>(out)));
+  };
+  const std::string p = "decoder.layers.";
+  conv(p + "0", c.decoder_block_channels[0], c.latent_channels, 3, true);
+  int k = 2;
+  for (size_t i = 0; i < c.decoder_blocks.size(); ++i) {
+    const int64_t ch = c.decoder_block_channels[i];
+    for (int b = 0; b < c.decoder_blocks[i]; ++b, ++k)
+      for (int j : {0, 2, 4}) conv(p + std::to_string(k) + ".conv." + std::to_string(j), ch, ch, 3, true);
+    const bool last = i + 1 == c.decoder_blocks.size();
+    if (!last) ++k;
+    conv(p + std::to_string(k++), last ? c.out_channels : ch, ch, 3, last);
+  }
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("cuda_census_taesd_" + std::to_string(getpid()) + ".safetensors")).string();
+  write_safetensors(path, t);
+  return path;
+}
 
 int main(int argc, char** argv) {
   std::string model = kRandomSd15, precision = "fp16", sampler = "ddim", schedule = "default";
@@ -188,7 +220,7 @@ int main(int argc, char** argv) {
   gp.batch = 3;
   gp.steps = 25;
   gp.seed = 42;
-  bool json = false, encode = false;
+  bool json = false, encode = false, vae_tiny = false;
   double strength = -1;  // img2img's, when given
   bool inpaint = false;
   double hires_scale = 0;
@@ -215,6 +247,7 @@ int main(int argc, char** argv) {
     else if (a == "--keep-step-graph") gp.keep_step_graph = true;
     else if (a == "--json") json = true;
     else if (a == "--encode") encode = true;
+    else if (a == "--vae-tiny") vae_tiny = true;
     else if (a == "--strength") strength = std::atof(val("--strength"));
     else if (a == "--inpaint") inpaint = true;
     else if (a == "--preview-every") {
@@ -278,10 +311,23 @@ int main(int argc, char** argv) {
   WorkloadFlops analytic;
   try {
     ModelOptions options;
+    if (vae_tiny) options.vae_tiny = write_sd_taesd_decoder();
+    struct Remove {  // the temporary TAESD file, whatever the run's outcome
+      std::string path;
+      ~Remove() {
+        std::error_code ec;
+        if (!path.empty()) std::filesystem::remove(path, ec);
+      }
+    } remove_taesd{options.vae_tiny};
     options.need_encoder = encode || gp.init_image || (gp.hires.enabled() && !is_latent_upscaler(gp.hires.upscaler));
     Pipeline pipe(model, dt, Device::CUDA, nullptr, options);
     pipe.generate(gp);
     analytic = workload_flops(pipe.checkpoint().config(), gp.batch, gp.width, gp.height, gp.steps, gp.guidance);
+    if (vae_tiny) {
+      analytic.total -= analytic.vae;
+      analytic.vae = taesd_decoder_pass(TaesdConfig(), gp.batch, gp.height, gp.width).flops;
+      analytic.total += analytic.vae;
+    }
     if (gp.init_image) {  // one picture encoded inside the run; an inpainting model's masked one too
       const bool nine = pipe.checkpoint().config().unet.in_channels == 9;
       const int pictures = nine ? (gp.strength < 1.0 ? 2 : 1) : 1;

@@ -1,4 +1,4 @@
-// Elementwise and layout kernels: SiLU, QuickGELU, GELU (erf), scale, add, per-channel add (bias,
+// Elementwise and layout kernels: SiLU, QuickGELU, GELU (erf), ReLU, tanh, scale, add, per-channel add (bias,
 // the resnet's time embedding), GEGLU, nearest 2x upsampling, channel concatenation,
 // fp32<->fp16<->bf16 cast, embedding gather. Each loads T, computes in fp32, stores T
 // (T = float | __half | __nv_bfloat16),
@@ -68,6 +68,12 @@ struct QuickGeluF {
 };
 struct GeluF {
   __device__ float operator()(float v) const { return kern::gelu_erf(v); }
+};
+struct ReluF {  // torch.relu: NaN passes through
+  __device__ float operator()(float v) const { return v > 0.0f ? v : (v != v ? v : 0.0f); }
+};
+struct TanhF {
+  __device__ float operator()(float v) const { return tanhf(v); }
 };
 struct ScaleF {
   float s;
@@ -224,6 +230,8 @@ void unary(const void* x, void* y, int64_t n, Backend::Unary op, DType dt, cudaS
     case Backend::Unary::kSilu: return map_any(x, y, n, SiluF{}, dt, s);
     case Backend::Unary::kQuickGelu: return map_any(x, y, n, QuickGeluF{}, dt, s);
     case Backend::Unary::kGelu: return map_any(x, y, n, GeluF{}, dt, s);
+    case Backend::Unary::kRelu: return map_any(x, y, n, ReluF{}, dt, s);
+    case Backend::Unary::kTanh: return map_any(x, y, n, TanhF{}, dt, s);
   }
 }
 

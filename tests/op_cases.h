@@ -104,6 +104,7 @@ inline Op op_of(const std::string& name) {
       {"conv", Op::kConv2d},        {"linear", Op::kLinear},         {"gn_", Op::kGroupNorm},
       {"ln_", Op::kLayerNorm},      {"attn_", Op::kAttention},       {"softmax", Op::kSoftmax},
       {"silu", Op::kUnary},         {"quick_gelu", Op::kUnary},      {"gelu", Op::kUnary},
+      {"relu", Op::kUnary},         {"tanh", Op::kUnary},
       {"geglu", Op::kGeglu},        {"add_channel", Op::kAddChannel}, {"add_", Op::kAdd},
       {"scale", Op::kScale},        {"upsample", Op::kUpsample},     {"concat", Op::kConcat},
       {"embedding", Op::kEmbedding}, {"timestep_embedding_at", Op::kTimestepEmbedding},
@@ -510,6 +511,11 @@ inline const std::vector<OpCase>& op_cases() {
     t.push_back(unary("silu_special", U::kSilu, {{20}, 1, 0, special_values()}));
     t.push_back(unary("quick_gelu_special", U::kQuickGelu, {{20}, 1, 0, special_values()}));
     t.push_back(unary("gelu_special", U::kGelu, {{20}, 1, 0, special_values()}));
+    // The tiny autoencoder's (TAESD): ReLU after its convolutions, tanh on its latents.
+    t.push_back(unary("relu_1x64x64x64", U::kRelu, {{1, 64, 64, 64}, 3.0f}));
+    t.push_back(unary("tanh_2x64x64x4", U::kTanh, {{2, 64, 64, 4}, 3.0f}));
+    t.push_back(unary("relu_special", U::kRelu, {{20}, 1, 0, special_values()}));
+    t.push_back(unary("tanh_special", U::kTanh, {{20}, 1, 0, special_values()}));
     auto geglu = [](Backend& b, const Ins& in, DType) { return b.geglu(in[0]); };
     t.push_back({"geglu_2x4096x2560", {{{2, 4096, 2560}, 2.0f}}, geglu, tol::kPointwise});
     t.push_back({"geglu_odd_3x5x2", {{{3, 5, 2}, 2.0f}}, geglu, tol::kPointwise});

@@ -21,6 +21,7 @@ struct Work {
 // one FLOP here, although it costs several instructions; these ops are judged by GB/s, and the
 // FLOP figure only says how much arithmetic sits behind each byte). Data movement counts 0.
 //   silu x/(1+e^-x): 4; quick_gelu x·σ(1.702x): 5; gelu ½x(1+erf(x/√2)): 5; geglu value·gelu(gate): 6
+//   relu (a compare): 1; tanh: 1
 //   softmax max, subtract, exp, sum, divide: 5; add, add_channel, scale: 1
 //   group/layer norm sum, sum of squares (2), subtract mean, × rstd, × gamma, + beta: 7 (+4 SiLU)
 //   timestep embedding: scale and sin/cos: 2
@@ -31,6 +32,7 @@ inline double flops_per_element(const OpCase& c) {
   const std::string& n = c.name;
   switch (c.op) {
     case Op::kUnary:
+      if (n.rfind("relu", 0) == 0 || n.rfind("tanh", 0) == 0) return 1;
       return n.rfind("silu", 0) == 0 ? 4 : 5;
     case Op::kGeglu: return 6;
     case Op::kSoftmax: return 5;

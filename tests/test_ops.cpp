@@ -273,6 +273,14 @@ TEST(OpsHand, Activations) {
     expect_values(b->unary(T({6}, xs), Backend::Unary::kSilu), {6}, s, 1e-6);
     expect_values(b->unary(T({6}, xs), Backend::Unary::kQuickGelu), {6}, q, 1e-6);
     expect_values(b->unary(T({6}, xs), Backend::Unary::kGelu), {6}, g, 1e-6);
+    expect_values(b->unary(T({6}, xs), Backend::Unary::kRelu), {6}, {0, 1, 0, 2, 0, 10}, 0);
+    std::vector<double> th;
+    for (float v : xs) th.push_back(std::tanh((double)v));
+    expect_values(b->unary(T({6}, xs), Backend::Unary::kTanh), {6}, th, 1e-6);
+    // torch.relu and torch.tanh pass a NaN through (a max(x, 0) written as a compare would give 0).
+    const std::vector<float> nan = b->unary(T({1}, {NAN}), Backend::Unary::kRelu).to_floats();
+    EXPECT_TRUE(std::isnan(nan[0]));
+    EXPECT_TRUE(std::isnan(b->unary(T({1}, {NAN}), Backend::Unary::kTanh).to_floats()[0]));
     // geglu: first half value, second half gate.
     expect_values(b->geglu(T({2, 2}, {2, 1, -3, 0.5f})), {2, 1}, {2 * gelu_d(1), -3 * gelu_d(0.5)},
                   1e-6);

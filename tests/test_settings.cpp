@@ -123,9 +123,10 @@ TEST(Settings, EverySettingIsComplete) {
                         "sampler", "schedule", "eta", "rng", "seed_mode", "name", "model", "clip_skip", "vae", "lora",
                         "precision", "device", "out", "vae_batch", "init_image", "strength", "resize_mode", "mask",
                         "mask_blur", "inpaint_area", "inpaint_padding", "inpaint_fill",
-                        "hires_scale", "hires_width", "hires_height", "hires_steps", "hires_denoise", "hires_upscaler"})
+                        "hires_scale", "hires_width", "hires_height", "hires_steps", "hires_denoise", "hires_upscaler",
+                        "vae_tiny"})
     EXPECT_TRUE(keys.count(k)) << k;
-  EXPECT_EQ(keys.size(), 37u);
+  EXPECT_EQ(keys.size(), 38u);
 }
 
 TEST(Settings, RangesAreTheDocumentedOnes) {
@@ -250,6 +251,8 @@ TEST(Settings, IdentityKeepsItsNames) {
   EXPECT_EQ(keys, (std::set<std::string>{"prompt", "negative_prompt", "seed", "batch", "steps", "guidance", "width",
                                           "height", "sampler", "schedule", "eta", "rng", "seed_mode", "precision",
                                           "emphasis", "ema", "clip_skip", "vae", "embeddings", "loras"}));
+  j.vae_tiny = "taesd_decoder.safetensors";  // on, it joins the identity under its prompt-file key
+  EXPECT_EQ(settings_identity(j, ctx)["vae_tiny"], "taesd_decoder.safetensors");
   EXPECT_EQ(id["seed"], 9u);
   EXPECT_EQ(id["loras"], Json::array({"x.safetensors:0.80"}));  // the spec as written
   EXPECT_EQ(id["sampler"], "ddim");

@@ -26,7 +26,9 @@ inline double tol_f16(double max_ref) { return 1e-2 * std::max(1.0, max_ref); }
 
 class Golden {
  public:
-  Golden() : f_(SafetensorsFile::open(std::string(SDGEN_TEST_DATA) + "/golden/vae_encoder.safetensors")) {}
+  // file: under tests/data/golden (the TAESD goldens share this reader).
+  explicit Golden(const std::string& file = "vae_encoder.safetensors")
+      : f_(SafetensorsFile::open(std::string(SDGEN_TEST_DATA) + "/golden/" + file)) {}
   bool has(const std::string& name) const { return f_->find(name) != nullptr; }
   // As a host fp32 tensor, 4-d NCHW permuted to our NHWC.
   Tensor tensor(const std::string& name) const {

@@ -69,7 +69,7 @@ class Backend {
   virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads,
                            float scale, bool causal) = 0;
   virtual Tensor softmax(const Tensor& x) = 0;
-  enum class Unary { kSilu, kQuickGelu, kGelu };
+  enum class Unary { kSilu, kQuickGelu, kGelu, kRelu, kTanh };
   virtual Tensor unary(const Tensor& x, Unary op) = 0;
   virtual Tensor geglu(const Tensor& x) = 0;
   virtual Tensor add(const Tensor& a, const Tensor& b) = 0;

@@ -42,6 +42,26 @@ struct VaeConfig {  // diffusers AutoencoderKL (the encoder is loaded only for i
   float scaling_factor = 0.18215f;
 };
 
+// diffusers AutoencoderTiny (TAESD, madebyollin/taesd): convolutions and ReLUs only. A file's
+// architecture is read from its tensors' shapes (io/taesd_file.h); the defaults are TAESD for SD v1.
+struct TaesdConfig {
+  int latent_channels = 4;
+  int in_channels = 3;   // the encoder's image channels
+  int out_channels = 3;  // the decoder's
+  // Per level, its channels and its AutoencoderTinyBlocks; the decoder upsamples ×2 between levels,
+  // the encoder downsamples by a stride-2 convolution at the start of every level but the first.
+  std::vector<int> decoder_block_channels{64, 64, 64, 64};
+  std::vector<int> decoder_blocks{3, 3, 3, 1};
+  std::vector<int> encoder_block_channels{64, 64, 64, 64};
+  std::vector<int> encoder_blocks{1, 3, 3, 3};
+  // DecoderTiny's soft clamp of its input, tanh(x / m)·m (a constant 3 in diffusers, not read from
+  // the config's latent_magnitude, which only scales latents stored as bytes).
+  float latent_clamp = 3.0f;
+  // The pipeline divides the latents by it before decoding (1 for TAESD: the latents go in as the
+  // sampler leaves them, not divided by the full VAE's 0.18215).
+  float scaling_factor = 1.0f;
+};
+
 struct SchedulerConfig {  // diffusers DDIMScheduler as configured for SD v1.5
   int train_timesteps = 1000;
   double beta_start = 0.00085;  // double: diffusers takes √ of the Python float

@@ -36,6 +36,8 @@ Tensor softmax(const Tensor& x);
 Tensor silu(const Tensor& x);        // x·σ(x)
 Tensor quick_gelu(const Tensor& x);  // x·σ(1.702x)
 Tensor gelu(const Tensor& x);        // exact: x·Φ(x) = 0.5x(1+erf(x/√2))
+Tensor relu(const Tensor& x);        // max(x, 0); NaN stays NaN (as torch.relu)
+Tensor tanh(const Tensor& x);        // tanh(x) (the tiny autoencoder's soft clamp of its latents)
 // x [..., 2C] -> [..., C]: first half value, second half gate, value·gelu(gate) (exact erf).
 Tensor geglu(const Tensor& x);
 // a + b, same shape.

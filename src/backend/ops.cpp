@@ -158,6 +158,16 @@ Tensor gelu(const Tensor& x) {
   return backend_for(x.device()).unary(x, Backend::Unary::kGelu);
 }
 
+Tensor relu(const Tensor& x) {
+  check_same("relu", {{"x", &x}});
+  return backend_for(x.device()).unary(x, Backend::Unary::kRelu);
+}
+
+Tensor tanh(const Tensor& x) {
+  check_same("tanh", {{"x", &x}});
+  return backend_for(x.device()).unary(x, Backend::Unary::kTanh);
+}
+
 Tensor geglu(const Tensor& x) {
   check_same("geglu", {{"x", &x}});
   SDGEN_CHECK(x.ndim() >= 1 && x.dim(-1) % 2 == 0,

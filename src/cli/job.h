@@ -69,6 +69,7 @@ struct Job {
   int clip_skip = 1;     // --clip-skip N (A1111's; diffusers' clip_skip = N - 1)
   int vae_batch = 1;     // --vae-batch N: images per VAE decode pass
   std::string vae;       // --vae FILE|FOLDER (empty: the checkpoint's)
+  std::string vae_tiny;  // --vae-tiny FILE|FOLDER: TAESD decodes (empty: the full VAE)
   std::vector<EmbeddingArg> embeddings;
   std::vector<LoraArg> loras;  // --lora, in order
   std::string lora_dir;        // --lora-dir: where <lora:NAME> finds NAME.safetensors

@@ -88,6 +88,8 @@ void validate_job(const Job& job) {
   const std::string at = job.origin.empty() ? std::string() : job.origin + ": ";
   std::string why;
   if (!job.vae.empty() && !(why = path_problem(job.vae, false)).empty()) throw_model(at + "--vae " + job.vae + ": " + why);
+  if (!job.vae_tiny.empty() && !(why = path_problem(job.vae_tiny, false)).empty())
+    throw_model(at + "--vae-tiny " + job.vae_tiny + ": " + why);
   for (const EmbeddingArg& e : job.embeddings)
     if (!(why = path_problem(e.file, true)).empty()) throw_model(at + "--embedding " + e.file + ": " + why);
   for (const LoraSpec& l : job_loras(job))
@@ -217,6 +219,7 @@ std::string memory_refusal(const ModelConfig& cfg, const MemoryLimit& limit, con
   r.threads = omp_get_max_threads();  // the CPU ops' team: OMP_NUM_THREADS, else the CPUs this process may use
   r.cuda_libraries_loaded = cuda_plugin_loaded();
   r.encoder = !job.init_image.empty();
+  r.vae_tiny = !job.vae_tiny.empty();
   // The hires fix: its second pass, at the larger size, dominates (the first pass's buffers go back
   // before it runs); lanczos encodes its pictures.
   if (const HiresParams h = job_hires(job); h.enabled()) {

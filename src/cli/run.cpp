@@ -178,6 +178,7 @@ struct PipelineKey {
   DType precision;
   Device device;
   std::string vae;
+  std::string vae_tiny;
   std::vector<EmbeddingSpec> embeddings;
   std::vector<LoraSpec> loras;
   bool ema;
@@ -188,8 +189,8 @@ struct PipelineKey {
         if (embeddings[i].file != o.embeddings[i].file || embeddings[i].token != o.embeddings[i].token) return false;
       return true;
     };
-    return std::tie(model_path, precision, device, vae, loras, ema) ==
-               std::tie(o.model_path, o.precision, o.device, o.vae, o.loras, o.ema) &&
+    return std::tie(model_path, precision, device, vae, vae_tiny, loras, ema) ==
+               std::tie(o.model_path, o.precision, o.device, o.vae, o.vae_tiny, o.loras, o.ema) &&
            same_embeddings();
   }
 };
@@ -285,7 +286,7 @@ class GenerationRun {
     const Job& j = opt_.jobs[job];
     std::vector<EmbeddingSpec> embeddings;
     for (const EmbeddingArg& e : j.embeddings) embeddings.push_back({e.file, e.token});
-    return {model_paths_[job], j.precision, device, j.vae, embeddings, job_loras(j), j.ema};
+    return {model_paths_[job], j.precision, device, j.vae, j.vae_tiny, embeddings, job_loras(j), j.ema};
   }
   // Call d's key; none when its device cannot start (reported when that call runs).
   std::optional<PipelineKey> key_of_call(size_t d) const {
@@ -330,7 +331,7 @@ class GenerationRun {
     pipe_ = at_line(j, [&] {
       return std::make_unique<Pipeline>(model_paths_[calls_[c].job], j.precision, device,
                                         [this](const std::string& m) { log(m); },
-                                        ModelOptions{j.vae, embeddings, job_loras(j), j.ema, need_encoder},
+                                        ModelOptions{j.vae, embeddings, job_loras(j), j.ema, need_encoder, j.vae_tiny},
                                         check_memory);
     });
   }

@@ -577,6 +577,14 @@ void add_model_settings(std::vector<Setting>& t) {
                     return fs::path(v).filename().string();
                   }));
   t.back().a1111_read = false;  // a file name without its folder: give --vae
+  // No PNG label: A1111 records no tiny decoder, and its "VAE" names a full VAE to load, which a
+  // TAESD file is not. The record (and with it the image's identity) keeps the path.
+  Setting vae_tiny = text("--vae-tiny", "vae_tiny", "vae_tiny", +[](Job& j) -> std::string& { return j.vae_tiny; },
+                          "TAESD (tiny autoencoder) decoding instead of the full VAE: taesd_decoder.safetensors or "
+                          "diffusers AutoencoderTiny folder; fast, slightly softer images");
+  // Off (no TAESD) it is left out of the identity: a job without it keeps the identity it had before.
+  vae_tiny.identity = [](const Job& j, const Ctx&) { return j.vae_tiny.empty() ? Json() : Json(j.vae_tiny); };
+  t.push_back(vae_tiny);
 
 }
 

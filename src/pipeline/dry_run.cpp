@@ -9,6 +9,7 @@
 #include "pipeline/memory_estimate.h"
 #include "text/clip.h"
 #include "unet/unet.h"
+#include "vae/taesd.h"
 #include "vae/vae.h"
 #include "vae/vae_encoder.h"
 
@@ -110,6 +111,16 @@ PassCost vae_encoder_pass(const VaeConfig& c, int images, int height, int width,
   const Tensor x = p.input({images, height, width, c.in_channels});
   p.begin();
   const Tensor out = model.moments(x);
+  return p.end();
+}
+
+PassCost taesd_decoder_pass(const TaesdConfig& c, int images, int height, int width, DType dtype) {
+  Pass p(dtype);
+  const TaesdDecoder model = p.build<TaesdDecoder>(c);
+  const int f = model.upscale();
+  const Tensor z = p.input({images, height / f, width / f, c.latent_channels});
+  p.begin();
+  const Tensor out = model.decode(z);
   return p.end();
 }
 

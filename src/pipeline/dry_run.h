@@ -32,5 +32,7 @@ PassCost unet_pass(const UNetConfig& c, int batch, int latent_h, int latent_w, i
 PassCost vae_decoder_pass(const VaeConfig& c, int images, int height, int width, DType dtype = DType::F32);
 // The VAE encoder (images in) on `images` images of height × width pixels, to their moments.
 PassCost vae_encoder_pass(const VaeConfig& c, int images, int height, int width, DType dtype = DType::F32);
+// TAESD's decoder (--vae-tiny) on `images` latents, decoding to height × width pixels.
+PassCost taesd_decoder_pass(const TaesdConfig& c, int images, int height, int width, DType dtype = DType::F32);
 
 }  // namespace sdgen

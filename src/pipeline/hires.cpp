@@ -69,7 +69,7 @@ GeneratedBatch Pipeline::generate_hires(const GenerateParams& p, const StepCallb
 }
 
 std::vector<float> Pipeline::hires_start(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B) {
-  const VaeConfig& vc = vae_->config();
+  const VaeConfig& vc = vae_config_;
   const int lc = vc.latent_channels, lh = p.height / 8, lw = p.width / 8;
   const size_t per = (size_t)lc * lh * lw;
   std::vector<float> x0;

@@ -68,7 +68,7 @@ Tensor inpaint_condition(const std::vector<float>& m, const std::vector<float>& 
 // batch mode, shared by the images; one per image otherwise — times scaling_factor; NCHW [B, C, h, w].
 std::vector<float> Pipeline::encode_sampled(const std::vector<float>& pixels, int width, int height,
                                             LatentNoise& noise, int B) {
-  const VaeConfig& vc = vae_->config();
+  const VaeConfig& vc = vae_config_;
   const int lc = vc.latent_channels, lh = height / 8, lw = width / 8;
   const size_t per = (size_t)lc * lh * lw;
   if (!vae_encoder_) {
@@ -102,7 +102,7 @@ Pipeline::Start Pipeline::init_latents(const GenerateParams& p, const SamplerPla
   if (p.mask && (p.mask->width != im.width || p.mask->height != im.height))
     throw_usage("the mask is " + std::to_string(p.mask->width) + "x" + std::to_string(p.mask->height) +
                 ", the init image " + std::to_string(im.width) + "x" + std::to_string(im.height));
-  const VaeConfig& vc = vae_->config();  // --vae's when given
+  const VaeConfig& vc = vae_config_;  // --vae's when given
   const int lc = vc.latent_channels, lh = p.height / 8, lw = p.width / 8;
   const size_t per = (size_t)lc * lh * lw;
 

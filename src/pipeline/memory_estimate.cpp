@@ -26,7 +26,9 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   const int rows = r.batch * (r.guidance ? 2 : 1);
   const PassCost clip = clip_pass(m.clip, 1);
   const PassCost unet = unet_pass(m.unet, rows, r.height / 8, r.width / 8, m.clip.max_positions);
-  const PassCost vae = vae_decoder_pass(m.vae, std::max(1, std::min(r.vae_batch, r.batch)), r.height, r.width);
+  const int vae_images = std::max(1, std::min(r.vae_batch, r.batch));
+  const PassCost vae = r.vae_tiny ? taesd_decoder_pass(TaesdConfig(), vae_images, r.height, r.width)
+                                  : vae_decoder_pass(m.vae, vae_images, r.height, r.width);
   e.weights = (uint64_t)((double)(clip.parameters + unet.parameters + vae.parameters) * esize);
   // Images in: the encoder's weights, and its pass on as many images as a decode pass takes. Its
   // live set is a VAE's (the same blocks at the same sizes, run in the other direction): the

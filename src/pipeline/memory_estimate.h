@@ -58,6 +58,9 @@ struct MemoryRequest {
   int threads = 1;                 // CPU: threads that keep scratch buffers
   bool cuda_libraries_loaded = false;  // CPU: the process has the CUDA libraries mapped (220 MiB)
   bool encoder = false;  // images in: the VAE encoder's weights, and one encode pass of vae_batch images
+  // --vae-tiny: TAESD's decoder (its weights and pass) instead of the full VAE decoder's. The
+  // architecture is SD's TAESD (TaesdConfig's defaults): the check runs before any file is read.
+  bool vae_tiny = false;
 };
 
 struct MemoryEstimate {

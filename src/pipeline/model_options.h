@@ -20,6 +20,9 @@ struct ModelOptions {
   // Load the VAE's encoder too (images in: img2img, inpainting), from where the decoder comes (the
   // checkpoint, or --vae). Text-to-image leaves it off and holds no encoder weights.
   bool need_encoder = false;
+  // A TAESD file or folder (io/taesd_file.h) whose tiny decoder decodes instead of the full VAE's,
+  // which is then not loaded; empty: the full decoder.
+  std::string vae_tiny;
 };
 
 }  // namespace sdgen

@@ -20,6 +20,8 @@
 #include "text/embeddings.h"
 #include "text/tokenizer.h"
 #include "unet/unet.h"
+#include "io/taesd_file.h"
+#include "vae/taesd.h"
 #include "vae/vae.h"
 #include "vae/vae_encoder.h"
 
@@ -68,6 +70,9 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
                       : ClipTokenizer::from_bpe_gz(find_bpe_vocab()));
   const ModelConfig& cfg = checkpoint_->config();
   if (before_weights) before_weights(cfg);
+  // A TAESD file that cannot decode these latents is refused before the big weights load.
+  vae_config_ = cfg.vae;
+  if (!options.vae_tiny.empty()) load_taesd(options.vae_tiny);
   // Embeddings are read (and checked) before any model weight is loaded.
   std::vector<Embedding> embeddings;
   for (const EmbeddingSpec& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
@@ -78,16 +83,15 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   clip_ = std::make_unique<ClipTextEncoder>(weights, cfg.clip, precision, device);
   add_embeddings(embeddings, *tokenizer_, *clip_);
   unet_ = std::make_unique<UNet>(weights, cfg.unet, precision, device);
-  if (options.vae.empty()) {
-    vae_ = std::make_unique<VaeDecoder>(*checkpoint_, cfg.vae, precision, device);
-    if (options.need_encoder) vae_encoder_ = std::make_unique<VaeEncoder>(*checkpoint_, cfg.vae, precision, device);
-  } else {
+  if (!options.vae.empty()) {
     VaeFile vf = open_vae_file(options.vae, cfg);
-    vae_ = std::make_unique<VaeDecoder>(*vf.weights, vf.config, precision, device);
-    if (options.need_encoder) vae_encoder_ = std::make_unique<VaeEncoder>(*vf.weights, vf.config, precision, device);
+    vae_config_ = vf.config;
     vae_weights_ = std::move(vf.weights);
     vae_name_ = vf.name;
   }
+  const Checkpoint& vae_weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
+  if (!taesd_) vae_ = std::make_unique<VaeDecoder>(vae_weights, vae_config_, precision, device);
+  if (options.need_encoder) vae_encoder_ = std::make_unique<VaeEncoder>(vae_weights, vae_config_, precision, device);
   trace::phase("");
 }
 
@@ -106,6 +110,33 @@ struct Pipeline::LoopState {
 };
 
 Pipeline::~Pipeline() = default;
+
+void Pipeline::load_taesd(const std::string& path) {
+  TaesdFile tf = open_taesd_file(path);
+  if (!tf.has_decoder)
+    throw_model("--vae-tiny " + path + ": a TAESD encoder only; decoding needs its decoder (taesd_decoder.safetensors "
+                "beside it, or a diffusers AutoencoderTiny folder)");
+  const int factor = 1 << (int)(tf.config.decoder_blocks.size() - 1);
+  if (factor != 8 || tf.config.latent_channels != vae_config_.latent_channels || tf.config.out_channels != 3)
+    throw_model("--vae-tiny " + path + ": this TAESD decodes " + std::to_string(tf.config.latent_channels) +
+                " latent channels upscaled " + std::to_string(factor) + "x to " + std::to_string(tf.config.out_channels) +
+                " channels; the model's latents need " + std::to_string(vae_config_.latent_channels) + ", 8x, RGB");
+  taesd_ = std::make_unique<TaesdDecoder>(*tf.weights, tf.config, precision_, device_);
+  taesd_weights_ = std::move(tf.weights);
+  taesd_config_ = tf.config;
+  taesd_name_ = tf.name;
+}
+
+Tensor Pipeline::decode_latents(const Tensor& latents, DType dtype) {
+  if (taesd_) {
+    if (dtype == precision_) return taesd_->decode(latents);
+    if (!taesd_fp32_) taesd_fp32_ = std::make_unique<TaesdDecoder>(*taesd_weights_, taesd_config_, dtype, device_);
+    return taesd_fp32_->decode(latents);
+  }
+  if (dtype == precision_) return vae_->decode(latents);
+  if (!vae_fp32_) vae_fp32_ = std::make_unique<VaeDecoder>(*checkpoint_, checkpoint_->config().vae, dtype, device_);
+  return vae_fp32_->decode(latents);
+}
 
 std::string Pipeline::model_name() const { return checkpoint_->name(); }
 
@@ -178,7 +209,7 @@ Pipeline::TextContext Pipeline::encode_context(const GenerateParams& p, const st
 void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int B, GeneratedBatch& out) {
   // Decode vae_batch images per pass into one 8-bit tensor on the device, downloaded once.
   const int per_pass = std::max(1, std::min(B, p.vae_batch));
-  const int oc = checkpoint_->config().vae.out_channels;
+  const int oc = taesd_ ? taesd_config_.out_channels : vae_config_.out_channels;
   Tensor pixels = Tensor::empty({B, p.height, p.width, oc}, DType::U8, device_);
   // Non-finite guard: NaN/Inf latents cannot give an image; a non-finite fp16 decode (overflow) is
   // decoded once more in fp32; what is still not finite is reported, never written as black.
@@ -194,7 +225,7 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
   for (int b = 0; b < B; b += per_pass) {
     const int e = std::min(B, b + per_pass);
     Tensor part = pixels.slice0(b, e);
-    const Tensor decoded = vae_->decode(latents.slice0(b, e));
+    const Tensor decoded = decode_latents(latents.slice0(b, e), precision_);
     ops::image_to_u8(decoded, part);
     if (!p.check_finite) continue;
     const std::vector<float> host = decoded.to_floats();
@@ -203,9 +234,7 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
       if (!out.not_finite[i].empty() || finite(host.data() + (size_t)(i - b) * per, per)) continue;
       if (is_half_dtype(precision_)) {
         if (log_) log_("image " + std::to_string(i) + ": the " + dtype_name(precision_) + " VAE decode is not finite (NaN/Inf); decoding it again in fp32");
-        if (!vae_fp32_)
-          vae_fp32_ = std::make_unique<VaeDecoder>(*checkpoint_, checkpoint_->config().vae, DType::F32, device_);
-        const Tensor again = vae_fp32_->decode(latents.slice0(i, i + 1));
+        const Tensor again = decode_latents(latents.slice0(i, i + 1), DType::F32);
         const std::vector<float> again_host = again.to_floats();
         if (finite(again_host.data(), again_host.size())) {
           Tensor one = pixels.slice0(i, i + 1);

@@ -25,6 +25,7 @@ class ClipTextEncoder;
 class UNet;
 class VaeDecoder;
 class VaeEncoder;
+class TaesdDecoder;
 
 struct GenerateParams {
   std::string prompt;
@@ -138,6 +139,8 @@ class Pipeline {
   std::string model_name() const;
   // The --vae file or folder name; empty when the checkpoint's own VAE decodes.
   const std::string& vae_name() const { return vae_name_; }
+  // The --vae-tiny file or folder name; empty when the full VAE decoder decodes.
+  const std::string& taesd_name() const { return taesd_name_; }
   DType precision() const { return precision_; }
   Device device() const { return device_; }
   // The VAE encoder: loaded when ModelOptions::need_encoder was set or an img2img generation needed
@@ -218,6 +221,16 @@ class Pipeline {
   std::unique_ptr<UNet> unet_;
   std::unique_ptr<VaeDecoder> vae_;
   std::unique_ptr<VaeDecoder> vae_fp32_;  // fp16 pipelines: loaded on the first non-finite decode
+  VaeConfig vae_config_;                  // the checkpoint's, or --vae's
+  // --vae-tiny's decoder, which then replaces vae_ (not loaded), and its fp32 twin for the retry.
+  std::unique_ptr<TaesdDecoder> taesd_, taesd_fp32_;
+  std::unique_ptr<Checkpoint> taesd_weights_;
+  TaesdConfig taesd_config_;
+  std::string taesd_name_;
+  void load_taesd(const std::string& path);
+  // latents through the tiny decoder when there is one, else the full one; in the pipeline's
+  // precision or (the non-finite retry) another dtype, whose decoder is loaded on first use.
+  Tensor decode_latents(const Tensor& latents, DType dtype);
   // ModelOptions::need_encoder's; otherwise loaded by the first img2img generation (pipeline/img2img.cpp).
   std::unique_ptr<VaeEncoder> vae_encoder_;
   std::unique_ptr<Checkpoint> vae_weights_;  // --vae's (the decoder holds copies; kept for diagnostics)

@@ -23,13 +23,14 @@ struct Census {
   const nlohmann::json& phase(const char* name) const { return j.at("phases").at(name); }
 };
 
-Census run_census(const std::string& precision, bool graphs) {
+// extra: more options (" --vae-tiny").
+Census run_census(const std::string& precision, bool graphs, const std::string& extra = "") {
   const std::string out = (std::filesystem::temp_directory_path() /
                            ("sdgen_census_" + std::to_string(getpid()) + "_" + precision + (graphs ? "_g" : "") + ".json"))
                               .string();
   const std::string cmd = std::string("'") + SDGEN_CENSUS_PATH +
                           "' --model random:sd15 --batch 3 --steps 25 --width 512 --height 512 --precision " +
-                          precision + " --cuda-graphs " + (graphs ? "on" : "off") + " --json > '" + out + "'";
+                          precision + " --cuda-graphs " + (graphs ? "on" : "off") + extra + " --json > '" + out + "'";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream f(out);
   Census c;
@@ -95,19 +96,21 @@ TEST(Census, MemoryEstimateBoundsThePoolPeak) {
     const char* precision;
     int batch, size;
     bool keep;
+    bool taesd = false;  // --vae-tiny: SD's TAESD decodes
   };
   const std::string tiny = std::string(SDGEN_TEST_DATA) + "/tiny_sd/tiny_sd.safetensors";
   for (const Case& c : {Case{"random:sd15", "fp16", 1, 512, false}, Case{"random:sd15", "fp16", 3, 512, false},
                         Case{"random:sd15", "fp16", 3, 512, true}, Case{"random:sd15", "fp32", 2, 768, false},
                         Case{"random:sd15", "fp16", 1, 1024, false}, Case{"tiny", "fp16", 2, 512, false},
-                        Case{"tiny", "fp32", 4, 256, true}}) {
+                        Case{"tiny", "fp32", 4, 256, true}, Case{"random:sd15", "fp16", 1, 1024, false, true},
+                        Case{"random:sd15", "fp32", 3, 512, false, true}}) {
     const std::string model = std::string(c.model) == "tiny" ? tiny : c.model;
     const std::string out = (std::filesystem::temp_directory_path() /
                              ("sdgen_census_mem_" + std::to_string(getpid()) + ".json")).string();
     const std::string cmd = std::string("'") + SDGEN_CENSUS_PATH + "' --model '" + model + "' --batch " +
                             std::to_string(c.batch) + " --steps 1 --width " + std::to_string(c.size) +
                             " --height " + std::to_string(c.size) + " --precision " + c.precision +
-                            (c.keep ? " --keep-step-graph" : "") + " --json > '" + out + "'";
+                            (c.keep ? " --keep-step-graph" : "") + (c.taesd ? " --vae-tiny" : "") + " --json > '" + out + "'";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     std::ifstream f(out);
     const nlohmann::json j = nlohmann::json::parse(f);
@@ -120,6 +123,7 @@ TEST(Census, MemoryEstimateBoundsThePoolPeak) {
     r.width = r.height = c.size;
     r.steps = 1;
     r.keep_step_graph = c.keep;
+    r.vae_tiny = c.taesd;
     const sdgen::MemoryEstimate e = sdgen::estimate_memory(sdgen::Checkpoint::open(model)->config(), r);
     const double ratio = (double)e.total() / peak;
     std::printf("[ census ] %s %s batch %d %d² %s: pool peak %.0f MiB, estimate %s (%.2fx)\n", c.model,
@@ -137,5 +141,20 @@ TEST(Census, Fp16LoopWithGraphs) { expect_quiet_loop(run_census("fp16", true), t
 TEST(Census, Fp16LoopWithoutGraphs) { expect_quiet_loop(run_census("fp16", false), false); }
 TEST(Census, Fp32LoopWithGraphs) { expect_quiet_loop(run_census("fp32", true), true); }
 TEST(Census, Fp32LoopWithoutGraphs) { expect_quiet_loop(run_census("fp32", false), false); }
+
+// TAESD decoding (--vae-tiny): the loop as quiet, and its decode's convolutions by hand, per image
+// 2·9·Cin·Cout per output pixel: conv_in 4→64 at 64², per level its blocks' three 64→64 convs each,
+// the conv after each ×2 upsampling, conv_out 64→3 at 512² (141.35 GFLOP; the full decoder's ~2.5 T).
+TEST(Census, TaesdDecode) {
+  const Census c = run_census("fp16", true, " --vae-tiny");
+  expect_quiet_loop(c, true);
+  const double px = 64.0 * 64, conv = 2.0 * 9 * 64 * 64;  // 64² latents; a 64→64 3×3 conv per pixel
+  double per_image = 2.0 * 9 * 4 * 64 * px;                 // conv_in
+  per_image += 3 * 3 * conv * px + conv * 4 * px;          // level 0: 3 blocks at 64², the conv at 128²
+  per_image += 3 * 3 * conv * 4 * px + conv * 16 * px;     // level 1: 3 blocks at 128², conv at 256²
+  per_image += 3 * 3 * conv * 16 * px + conv * 64 * px;    // level 2: 3 blocks at 256², conv at 512²
+  per_image += 1 * 3 * conv * 64 * px + 2.0 * 9 * 64 * 3 * 64 * px;  // level 3: 1 block, conv_out
+  EXPECT_NEAR(c.phase("vae_decode").at("flops").at("total").get<double>(), 3 * per_image, 0.01 * 3 * per_image);
+}
 
 }  // namespace

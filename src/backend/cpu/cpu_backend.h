@@ -102,6 +102,7 @@ Tensor cast(const Tensor& x, DType dtype, bool plain);
 float silu_f(float x);
 float quick_gelu_f(float x);
 float gelu_f(float x);
+float tanh_f(float x);
 
 // layout.cpp (these move elements of any dtype without converting them)
 Tensor upsample_nearest2x(const Tensor& x, bool plain);

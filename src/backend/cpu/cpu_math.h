@@ -59,6 +59,8 @@ inline float gelu_fast(float x) {
   return x * (x >= 0.0f ? 1.0f - 0.5f * e : 0.5f * e);
 }
 
+// torch.relu: a NaN passes through (x > 0 is false for it, so it is tested apart).
+inline float relu_f(float x) { return x > 0.0f ? x : (x != x ? x : 0.0f); }
 inline float silu_fast(float x) { return x / (1.0f + exp_approx(-x)); }
 inline float quick_gelu_fast(float x) { return x * (1.0f / (1.0f + exp_approx(-1.702f * x))); }
 

@@ -29,6 +29,12 @@ void unary_span(const float* x, float* y, int64_t n, Backend::Unary op) {
     case Backend::Unary::kGelu:
       for (int64_t i = 0; i < n; ++i) y[i] = gelu_fast(x[i]);
       break;
+    case Backend::Unary::kRelu:
+      for (int64_t i = 0; i < n; ++i) y[i] = relu_f(x[i]);
+      break;
+    case Backend::Unary::kTanh:  // libm's: no cheaper form is exact enough, and the inputs are few
+      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+      break;
   }
 }
 
@@ -42,6 +48,7 @@ void geglu_row(const float* value, const float* gate, float* y, int64_t n) {
 float silu_f(float x) { return x / (1.0f + std::exp(-x)); }
 float quick_gelu_f(float x) { return x * (1.0f / (1.0f + std::exp(-1.702f * x))); }
 float gelu_f(float x) { return x * 0.5f * (1.0f + std::erf(x * 0.70710678118654752f)); }
+float tanh_f(float x) { return std::tanh(x); }
 
 Tensor unary(const Tensor& x, Backend::Unary op, bool plain) {
   const int64_t n = x.numel();
@@ -56,6 +63,8 @@ Tensor unary(const Tensor& x, Backend::Unary op, bool plain) {
   }
   float (*f)(float) = op == Backend::Unary::kSilu        ? silu_f
                       : op == Backend::Unary::kQuickGelu ? quick_gelu_f
+                      : op == Backend::Unary::kRelu      ? relu_f
+                      : op == Backend::Unary::kTanh      ? tanh_f
                                                          : gelu_f;
   for (int64_t i = 0; i < n; ++i) yp[i] = f(xp[i]);
   return y;
