@@ -14,6 +14,7 @@
 #include "test_helpers.h"
 
 #include "io/checkpoint.h"
+#include "pipeline/model_options.h"
 #include "io/safetensors.h"
 #include "pipeline/pipeline.h"
 #include "sampler/sampler.h"
@@ -169,4 +170,36 @@ TEST(PreviewsCli, WritesThePreviewAndLeavesTheImagesAlone) {
     EXPECT_FALSE(fs::exists(dir / "bad")) << bad;
   }
   fs::remove_all(dir);
+}
+
+// With the tiny autoencoder the pipeline decodes the estimate itself: pictures at the generation's
+// size through preview_pictures (the latents callback is not called), the images unchanged.
+TEST(Previews, TinyAutoencoderDecodesThePreview) {
+  ModelOptions o;
+  o.vae_tiny = kData + "/tiny_taesd";
+  Pipeline pipe(kData + "/tiny_sd/diffusers", DType::F32, Device::CPU, nullptr, o);
+  GenerateParams p;
+  p.prompt = "a red house";
+  p.steps = 3;
+  p.width = 64;
+  p.height = 48;
+  p.batch = 2;
+  const GeneratedBatch plain = pipe.generate(p);
+  int latents_calls = 0;
+  std::vector<int> at;
+  p.preview_every = 1;
+  p.preview = [&](int, int, const std::vector<float>&, int, int, int) { ++latents_calls; };
+  p.preview_pictures = [&](int done, int, const std::vector<RgbImage>& pictures) {
+    at.push_back(done);
+    ASSERT_EQ(pictures.size(), 2u);
+    for (const RgbImage& im : pictures) {
+      EXPECT_EQ(im.width, 64);
+      EXPECT_EQ(im.height, 48);
+      EXPECT_EQ(im.pixels.size(), 64u * 48 * 3);
+    }
+  };
+  const GeneratedBatch with = pipe.generate(p);
+  EXPECT_EQ(latents_calls, 0);
+  EXPECT_EQ(at, (std::vector<int>{1, 2}));
+  EXPECT_EQ(with.images, plain.images);
 }

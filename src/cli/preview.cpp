@@ -29,13 +29,17 @@ RgbImage approx_cheap(const float* x0, int h, int w) {
   return im;
 }
 
+void write_preview(const std::string& path, const std::vector<RgbImage>& pictures) {
+  std::vector<const uint8_t*> cells;
+  for (const RgbImage& im : pictures) cells.push_back(im.pixels.data());
+  const RgbImage sheet = pictures.size() == 1 ? pictures[0] : compose_grid(cells, pictures[0].width, pictures[0].height);
+  write_png(path, sheet.pixels.data(), sheet.width, sheet.height, "");
+}
+
 void write_preview(const std::string& path, const std::vector<float>& x0, int images, int h, int w) {
   std::vector<RgbImage> each;
-  std::vector<const uint8_t*> cells;
   for (int i = 0; i < images; ++i) each.push_back(approx_cheap(x0.data() + (size_t)i * 4 * h * w, h, w));
-  for (const RgbImage& im : each) cells.push_back(im.pixels.data());
-  const RgbImage sheet = images == 1 ? each[0] : compose_grid(cells, w, h);
-  write_png(path, sheet.pixels.data(), sheet.width, sheet.height, "");
+  write_preview(path, each);
 }
 
 }  // namespace sdgen::cli

@@ -373,6 +373,7 @@ class GenerationRun {
       gp.preview = [path](int, int, const std::vector<float>& x0, int images, int h, int w) {
         write_preview(path, x0, images, h, w);
       };
+      gp.preview_pictures = [path](int, int, const std::vector<RgbImage>& pictures) { write_preview(path, pictures); };
     }
     return gp;
   }

@@ -255,6 +255,30 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
   }
 }
 
+// A preview of the unit's estimate x0 (NHWC [B, h, w, 4] fp32 on the device): decoded by TAESD when
+// it is loaded and the caller takes pictures, else handed over as latents.
+void Pipeline::show_preview(const GenerateParams& p, const Tensor& x0, int done, int units) {
+  const int B = (int)x0.dim(0), lh = (int)x0.dim(1), lw = (int)x0.dim(2);
+  if (!taesd_ || !p.preview_pictures) {
+    p.preview(done, units, to_nchw(x0), B, lh, lw);
+    return;
+  }
+  const Tensor decoded = decode_latents(x0, precision_);
+  Tensor pixels = Tensor::empty({B, (int64_t)decoded.dim(1), (int64_t)decoded.dim(2), (int64_t)decoded.dim(3)},
+                                DType::U8, device_);
+  ops::image_to_u8(decoded, pixels);
+  const Tensor host = pixels.to(Device::CPU);
+  std::vector<RgbImage> pictures((size_t)B);
+  const size_t per = (size_t)host.numel() / (size_t)B;
+  for (int b = 0; b < B; ++b) {
+    pictures[(size_t)b].width = (int)decoded.dim(2);
+    pictures[(size_t)b].height = (int)decoded.dim(1);
+    const uint8_t* src = host.data_as<uint8_t>() + (size_t)b * per;
+    pictures[(size_t)b].pixels.assign(src, src + per);
+  }
+  p.preview_pictures(done, units, pictures);
+}
+
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
   if (p.hires.enabled()) return generate_hires(p, on_step);
   if (p.mask && (p.mask_blur > 0 || p.inpaint_masked)) return generate_inpaint_area(*this, p, on_step);
@@ -416,7 +440,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     trace::phase("unet_warmup");
     denoise_step();
     if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
-    if (preview && p.preview_every == 1 && units > 1) p.preview(1, units, to_nchw(st.preview), B, lh, lw);
+    if (preview && p.preview_every == 1 && units > 1) show_preview(p, st.preview, 1, units);
     first = 1;
     if (on_step) on_step(1, units);
     if (p.cuda_graphs && units > 1) {
@@ -435,7 +459,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     else
       denoise_step();
     if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
-    if (preview && (i + 1) % p.preview_every == 0 && i + 1 < units) p.preview(i + 1, units, to_nchw(st.preview), B, lh, lw);
+    if (preview && (i + 1) % p.preview_every == 0 && i + 1 < units) show_preview(p, st.preview, i + 1, units);
     if (on_step) on_step(i + 1, units);
   }
   trace::phase("vae_decode");

@@ -103,6 +103,9 @@ struct GenerateParams {
   // (preview_every 0 or no callback): the step is what it is without previews.
   int preview_every = 0;
   std::function<void(int done, int units, const std::vector<float>& x0, int images, int h, int w)> preview;
+  // With the tiny autoencoder loaded (--vae-tiny) and this set, it gets the estimate decoded by
+  // TAESD instead (one picture per image, the generation's size), and `preview` is not called.
+  std::function<void(int done, int units, const std::vector<RgbImage>& pictures)> preview_pictures;
 };
 
 struct StageTimes {
@@ -211,6 +214,7 @@ class Pipeline {
   // init_latents or init_pictures.
   GeneratedBatch generate_hires(const GenerateParams& p, const StepCallback& on_step);
   std::vector<float> hires_start(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
+  void show_preview(const GenerateParams& p, const Tensor& x0, int done, int units);
   // The images of `latents` (B of them, on the device) into out.images, out.not_finite.
   void decode_images(const GenerateParams& p, const Tensor& latents, int B, GeneratedBatch& out);
   int step_graphs_recorded_ = 0;
