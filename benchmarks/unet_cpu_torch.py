@@ -14,6 +14,8 @@ p = argparse.ArgumentParser()
 p.add_argument("--repeats", type=int, default=3)
 p.add_argument("--threads", type=int, default=0)
 p.add_argument("--batch", type=int, default=2)
+# bf16: the model's weights and inputs in torch.bfloat16 (oneDNN's bf16 kernels: AVX512-BF16, AMX)
+p.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
 args = p.parse_args()
 if args.threads:
     torch.set_num_threads(args.threads)
@@ -29,6 +31,8 @@ unet = UNet2DConditionModel(
 x = torch.randn(args.batch, 4, 64, 64)
 t = torch.tensor([961] * args.batch)
 ctx = torch.randn(args.batch, 77, 768)
+if args.dtype == "bf16":
+    unet, x, ctx = unet.to(torch.bfloat16), x.to(torch.bfloat16), ctx.to(torch.bfloat16)
 runs = []
 with torch.inference_mode():
     unet(x, t, ctx)  # warm-up (allocator, oneDNN primitive caches)
@@ -37,4 +41,4 @@ with torch.inference_mode():
         unet(x, t, ctx)
         runs.append(time.perf_counter() - t0)
 print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-                  "batch": args.batch, "seconds": min(runs), "runs": runs}))
+                  "batch": args.batch, "dtype": args.dtype, "seconds": min(runs), "runs": runs}))

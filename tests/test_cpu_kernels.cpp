@@ -112,6 +112,30 @@ TEST(CpuKernels, SdGenRunsTheWidestKernelsThisCpuHas) {
   EXPECT_NE(v.out.find("CPU: "), std::string::npos) << v.out;
 }
 
+// --version names what bf16 GEMMs run on: oneDNN's bf16 kernels where built in and the CPU has bf16
+// dot products (from /proc/cpuinfo, not from sd-gen's own detection), else the widening; and
+// SDGEN_BF16_GEMM=openblas turns oneDNN off.
+TEST(CpuKernels, VersionNamesTheBf16Gemm) {
+  const CliRun v = run_sdgen("--version");
+  ASSERT_EQ(v.code, 0) << v.err;
+  const size_t at = v.out.find("bf16 GEMM: ");
+  ASSERT_NE(at, std::string::npos) << v.out;
+  const std::string line = v.out.substr(at, v.out.find('\n', at) - at);
+#if defined(SDGEN_TEST_ONEDNN)
+  if (widest_level_from_cpuinfo() >= VectorLevel::Avx512Bf16) {
+    EXPECT_NE(line.find("bf16 GEMM: oneDNN 2."), std::string::npos) << line;
+    EXPECT_NE(line.find("bf16"), line.rfind("bf16")) << line << ": no bf16 kernel named";
+  } else {
+    EXPECT_NE(line.find("widened to fp32 (this CPU"), std::string::npos) << line;
+  }
+#else
+  EXPECT_EQ(line, "bf16 GEMM: widened to fp32 (built without oneDNN)");
+#endif
+  const CliRun off = run_sdgen("--version", "SDGEN_BF16_GEMM=openblas");
+  ASSERT_EQ(off.code, 0) << off.err;
+  EXPECT_EQ(off.out.find("oneDNN"), std::string::npos) << off.out;
+}
+
 // A kernel set the user names is kept; when it is narrower than the CPU's, one warning says so.
 TEST(CpuKernels, NamedNarrowKernelsAreWarnedAboutOnce) {
   if (widest_level_from_cpuinfo() == VectorLevel::Sse) GTEST_SKIP() << "this CPU has no wider set";

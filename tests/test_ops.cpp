@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/cpu_backend.h"
 #include "op_cases.h"
 #include "sdgen/error.h"
 #include "sdgen/half.h"
@@ -44,6 +45,16 @@ void expect_fast_matches_plain(const optest::OpCase& c, DType dtype) {
 TEST_P(OpsTable, Fp32) { expect_fast_matches_plain(optest::op_cases()[GetParam()], DType::F32); }
 TEST_P(OpsTable, Fp16) { expect_fast_matches_plain(optest::op_cases()[GetParam()], DType::F16); }
 TEST_P(OpsTable, Bf16) { expect_fast_matches_plain(optest::op_cases()[GetParam()], DType::BF16); }
+// Where bf16 runs on oneDNN (above), the OpenBLAS path that widens bf16 (CPUs without bf16 dot
+// products, builds without oneDNN) is held to the same table here.
+TEST_P(OpsTable, Bf16Widened) {
+  if (!cpu::bf16_gemm_available()) GTEST_SKIP() << "the Bf16 rows run the widening path already";
+  struct Widen {  // back on however the case ends (a fatal assertion returns early)
+    Widen() { cpu::set_bf16_gemm(false); }
+    ~Widen() { cpu::set_bf16_gemm(true); }
+  } widen;
+  expect_fast_matches_plain(optest::op_cases()[GetParam()], DType::BF16);
+}
 
 INSTANTIATE_TEST_SUITE_P(OpsCpuFast, OpsTable, testing::Range<size_t>(0, optest::op_cases().size()),
                          optest::case_name);

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "backend/cpu/blas_kernels.h"
+#include "backend/cpu/cpu_backend.h"
 #include "cli/batch.h"
 #include "cli/options.h"
 #include "cli/settings.h"
@@ -263,7 +264,7 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   };
   Progress progress(quiet);
   progress.log("bench: CPU " + cpu_features().model_name + " (" + cpu_features().extensions() + "); GEMM " +
-               blas_description());
+               blas_description() + "; bf16 GEMM " + cpu::bf16_gemm_description());
   std::vector<BenchResult> results(configs.size());
   bool checked = false;
   for (size_t i : order) {

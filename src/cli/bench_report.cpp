@@ -5,6 +5,7 @@
 #include <string>
 
 #include "backend/cpu/blas_kernels.h"
+#include "backend/cpu/cpu_backend.h"
 #include "cli/bench.h"
 
 namespace sdgen::cli {
@@ -46,6 +47,7 @@ nlohmann::json to_json(const BenchResult& r) {
   j["cpu"] = cpu_features().model_name;
   j["cpu_extensions"] = cpu_features().extensions();
   j["gemm_kernels"] = blas_description();
+  j["bf16_gemm_kernels"] = cpu::bf16_gemm_description();
   j["precision"] = dtype_name(r.config.precision);
   j["cuda_graphs"] = or_null(r.config.cuda_graphs);
   j["model"] = r.model;

@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "backend/cpu/blas_kernels.h"
+#include "backend/cpu/cpu_backend.h"
 #include "cli/batch.h"
 #include "cli/infotext.h"
 #include "cli/manifest.h"
@@ -151,7 +152,7 @@ std::optional<RunOptions> parse_command_line(int argc, char** argv) {
     const CpuFeatures& cpu = cpu_features();
     std::cout << "sd-gen " << SDGEN_VERSION << "\nCPU: " << cpu.model_name << " (" << cpu.vendor << " family "
               << cpu.family << " model " << cpu.model << "): " << cpu.extensions() << "\nGEMM: " << blas_description()
-              << "\n";
+              << "\nbf16 GEMM: " << cpu::bf16_gemm_description() << "\n";
     return std::nullopt;
   } catch (const CLI::ParseError& e) {
     throw_usage(std::string(e.what()) + " (see sd-gen --help)");

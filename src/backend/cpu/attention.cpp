@@ -4,6 +4,8 @@
 // Fast: per (image, head, block of query rows) two OpenBLAS GEMMs on strided views,
 // S = scale·Q·Kᵀ then O = softmax(S)·V, so the score blocks are bounded (256×4096 per thread for
 // 64×64 latents, never the 8×4096×4096 whole) and softmax runs on rows that are still in cache.
+// bf16 with oneDNN (attention_bf16): the same blocks on bf16 GEMMs (bf16_gemm.cpp), q, k, v read
+// as stored and the probabilities rounded to bf16 for the second GEMM.
 #include <omp.h>
 
 #include <algorithm>
@@ -56,39 +58,97 @@ void attention_plain(const float* q, const float* k, const float* v, int64_t N, 
   }
 }
 
+// The fast paths' work split: one task = one (image, head, block of query rows).
+struct TaskSplit {
+  int64_t Lq, Lk, H, block, blocks, tasks;
+  TaskSplit(int64_t N, int64_t Lq_, int64_t Lk_, int64_t H_) : Lq(Lq_), Lk(Lk_), H(H_) {
+    block = std::min(Lq, std::max<int64_t>(16, kScoreBudget / Lk));
+    blocks = (Lq + block - 1) / block;
+    tasks = N * H * blocks;
+  }
+};
+struct Task {
+  int64_t n, h, i0, rows, keys;
+};
+Task task_at(const TaskSplit& s, int64_t t, bool causal) {
+  Task k;
+  k.n = t / (s.H * s.blocks), k.h = (t / s.blocks) % s.H, k.i0 = (t % s.blocks) * s.block;
+  k.rows = std::min(s.block, s.Lq - k.i0);
+  // Causal: no row of this block sees past key i0+rows-1, so those columns are skipped.
+  k.keys = causal ? std::min(s.Lk, k.i0 + k.rows) : s.Lk;
+  return k;
+}
+
+// Softmax of a score block's rows (query rows i0.., keys columns), causal rows zero past the diagonal.
+void softmax_block(float* sb, int64_t rows, int64_t keys, int64_t i0, bool causal) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = sb + r * keys;
+    const int64_t visible = causal ? std::min(keys, i0 + r + 1) : keys;
+    softmax_row(row, visible);
+    std::fill(row + visible, row + keys, 0.0f);
+  }
+}
+
 void attention_fast(const float* q, const float* k, const float* v, int64_t N, int64_t Lq,
                     int64_t Lk, int64_t H, int64_t D, float scale, bool causal, float* out) {
   const int64_t HD = H * D;
-  const int64_t block = std::min(Lq, std::max<int64_t>(16, kScoreBudget / Lk));
-  const int64_t blocks = (Lq + block - 1) / block, tasks = N * H * blocks;
-  // One task = one (image, head, query block): GEMM, softmax, GEMM on the thread's own score
-  // buffer, so the block never leaves that core's cache between the three steps.
-#pragma omp parallel num_threads((int)std::min <int64_t>(omp_get_max_threads(), tasks))
+  const TaskSplit split(N, Lq, Lk, H);
+  // One task: GEMM, softmax, GEMM on the thread's own score buffer, so the block never leaves
+  // that core's cache between the three steps.
+#pragma omp parallel num_threads((int)std::min <int64_t>(omp_get_max_threads(), split.tasks))
   {
-    float* scores = thread_scratch(1, (size_t)(block * Lk));
+    float* scores = thread_scratch(1, (size_t)(split.block * Lk));
 #pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t n = t / (H * blocks), h = (t / blocks) % H, i0 = (t % blocks) * block;
-      const int64_t rows = std::min(block, Lq - i0);
-      // Causal: no row of this block sees past key i0+rows-1, so those columns are skipped.
-      const int64_t keys = causal ? std::min(Lk, i0 + rows) : Lk;
-      const float* qb = q + (n * Lq + i0) * HD + h * D;
-      const float* kh = k + n * Lk * HD + h * D;
-      const float* vh = v + n * Lk * HD + h * D;
-      float* sb = scores;
-      gemm_nt(rows, keys, D, scale, qb, HD, kh, HD, 0.0f, sb, keys);
-      for (int64_t r = 0; r < rows; ++r) {
-        float* row = sb + r * keys;
-        const int64_t visible = causal ? std::min(keys, i0 + r + 1) : keys;
-        softmax_row(row, visible);
-        std::fill(row + visible, row + keys, 0.0f);
-      }
-      gemm_nn(rows, D, keys, 1.0f, sb, keys, vh, HD, 0.0f, out + (n * Lq + i0) * HD + h * D, HD);
+    for (int64_t t = 0; t < split.tasks; ++t) {
+      const Task w = task_at(split, t, causal);
+      const float* kh = k + w.n * Lk * HD + w.h * D;
+      gemm_nt(w.rows, w.keys, D, scale, q + (w.n * Lq + w.i0) * HD + w.h * D, HD, kh, HD, 0.0f, scores, w.keys);
+      softmax_block(scores, w.rows, w.keys, w.i0, causal);
+      gemm_nn(w.rows, D, w.keys, 1.0f, scores, w.keys, v + w.n * Lk * HD + w.h * D, HD, 0.0f,
+              out + (w.n * Lq + w.i0) * HD + w.h * D, HD);
+    }
+  }
+}
+
+// attention_fast on bf16 q, k, v with oneDNN's bf16 GEMMs (bf16_gemm.cpp): scores and softmax in
+// fp32, the probabilities rounded to bf16 for the second GEMM (as PyTorch's bf16 attention does),
+// both GEMMs accumulating in fp32.
+void attention_bf16_fast(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t N, int64_t Lq,
+                         int64_t Lk, int64_t H, int64_t D, float scale, bool causal, float* out) {
+  const int64_t HD = H * D;
+  const TaskSplit split(N, Lq, Lk, H);
+#pragma omp parallel num_threads((int)std::min <int64_t>(omp_get_max_threads(), split.tasks))
+  {
+    float* scores = thread_scratch(1, (size_t)(split.block * Lk));
+    uint16_t* probs = reinterpret_cast<uint16_t*>(thread_scratch(2, (size_t)(split.block * Lk + 1) / 2));
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < split.tasks; ++t) {
+      const Task w = task_at(split, t, causal);
+      const uint16_t* kh = k + w.n * Lk * HD + w.h * D;
+      gemm_nt_bf16(w.rows, w.keys, D, scale, q + (w.n * Lq + w.i0) * HD + w.h * D, HD, kh, HD, nullptr, 0.0f,
+                   scores, DType::F32, w.keys);
+      softmax_block(scores, w.rows, w.keys, w.i0, causal);
+      narrow_bf16(scores, probs, w.rows * w.keys);
+      gemm_nn_bf16(w.rows, D, w.keys, 1.0f, probs, w.keys, v + w.n * Lk * HD + w.h * D, HD, 0.0f,
+                   out + (w.n * Lq + w.i0) * HD + w.h * D, HD);
     }
   }
 }
 
 }  // namespace
+
+Tensor attention_bf16(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal) {
+  const int64_t N = q.dim(0), Lq = q.dim(1), Lk = k.dim(1), HD = q.dim(2);
+  Tensor out = Tensor::empty(q.shape());
+  if (out.numel() == 0) return out;
+  if (Lk == 0) {  // as attention(): an empty sum is zeros
+    std::memset(out.data(), 0, out.nbytes());
+    return out;
+  }
+  attention_bf16_fast(q.data_as<uint16_t>(), k.data_as<uint16_t>(), v.data_as<uint16_t>(), N, Lq, Lk, heads,
+                      HD / heads, scale, causal, out.f32());
+  return out;
+}
 
 // Reductions run on kLanes independent partial results: an `omp simd reduction(max)` over
 // std::max compiled to a serial chain here (0.5 ns per element, more than the exp).

@@ -46,19 +46,22 @@ void copy_run(float* dst, const float* src, int64_t n) {
 }
 void copy_run(float* dst, const uint16_t* src, int64_t n) { widen_f16(src, dst, n); }
 void copy_run(float* dst, const Bf16* src, int64_t n) { widen_bf16(bits(src), dst, n); }
+// bf16 input into bf16 columns, for oneDNN's bf16 GEMM (bf16_gemm.cpp): a copy.
+void copy_run(Bf16* dst, const Bf16* src, int64_t n) { std::memcpy(dst, src, (size_t)n * sizeof(Bf16)); }
 
-// Column rows [r0, r0 + rows) of the batch's output pixels into col[rows, K·K·C].
-template <class T>
-void im2col_rows(const T* x, const ConvGeom& g, int64_t r0, int64_t rows, float* col) {
+// Column rows [r0, r0 + rows) of the batch's output pixels into col[rows, K·K·C] (fp32, or bf16
+// for bf16 input on oneDNN; zero bits are 0.0 in both).
+template <class T, class Col>
+void im2col_rows(const T* x, const ConvGeom& g, int64_t r0, int64_t rows, Col* col) {
   const int64_t KC = g.K * g.C, KKC = g.K * KC, HWo = g.Ho * g.Wo;
   for (int64_t r = r0; r < r0 + rows; ++r) {
     const int64_t n = r / HWo, oy = (r % HWo) / g.Wo, ox = r % g.Wo;
-    float* dst = col + (r - r0) * KKC;
+    Col* dst = col + (r - r0) * KKC;
     const int64_t ix0 = ox * g.stride - g.pad;
     for (int64_t kh = 0; kh < g.K; ++kh, dst += KC) {
       const int64_t iy = oy * g.stride - g.pad + kh;
       if (iy < 0 || iy >= g.H) {
-        std::memset(dst, 0, (size_t)KC * sizeof(float));
+        std::memset(dst, 0, (size_t)KC * sizeof(Col));
         continue;
       }
       const T* src_row = x + (n * g.H + iy) * g.W * g.C;
@@ -68,9 +71,9 @@ void im2col_rows(const T* x, const ConvGeom& g, int64_t r0, int64_t rows, float*
       }
       for (int64_t kw = 0; kw < g.K; ++kw) {
         const int64_t ix = ix0 + kw;
-        float* d = dst + kw * g.C;
+        Col* d = dst + kw * g.C;
         if (ix < 0 || ix >= g.W) {
-          std::memset(d, 0, (size_t)g.C * sizeof(float));
+          std::memset(d, 0, (size_t)g.C * sizeof(Col));
         } else {
           copy_run(d, src_row + ix * g.C, g.C);
         }
@@ -125,6 +128,41 @@ void conv_fast(const T* x, const WeightRows& w, const float* bias, const ConvGeo
   }
 }
 
+// bf16 on oneDNN: as conv_fast, but the columns stay bf16 (a copy of the input, no widening) and
+// the GEMM writes bf16 output with the bias added, rounded once from its fp32 accumulators.
+void conv_bf16(const Bf16* x, const Tensor& w, const float* bias, const ConvGeom& g, Bf16* y) {
+  const int64_t KKC = g.K * g.K * g.C, total = g.N * g.Ho * g.Wo;
+  const int64_t threads = omp_get_max_threads();
+  const uint16_t* wb = w.data_as<uint16_t>();
+  // Column buffers in bf16 elements, carved from the threads' fp32 scratch (half the floats).
+  auto columns = [](int64_t n) { return reinterpret_cast<Bf16*>(thread_scratch(0, (size_t)(n + 1) / 2)); };
+  if (g.K == 1 && g.stride == 1 && g.pad == 0) {  // x itself is the column matrix
+    gemm_nt_bf16(total, g.Co, g.C, 1.0f, bits(x), g.C, wb, g.C, bias, 0.0f, y, DType::BF16, g.Co);
+    return;
+  }
+  if (total < g.Co) {  // the weight dominates: one GEMM that oneDNN threads itself (see conv_fast)
+    Bf16* col = columns(total * KKC);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < total; ++r) im2col_rows(x, g, r, 1, col + r * KKC);
+    gemm_nt_bf16(total, g.Co, KKC, 1.0f, bits(col), KKC, wb, KKC, bias, 0.0f, y, DType::BF16, g.Co);
+    return;
+  }
+  const int64_t even_share = (total + threads - 1) / threads;
+  const int64_t chunk =
+      std::max<int64_t>(1, std::min(even_share, std::max<int64_t>(64, 2 * kColBudget / KKC)));
+  const int64_t chunks = (total + chunk - 1) / chunk;
+#pragma omp parallel num_threads((int)std::min(threads, chunks))
+  {
+    Bf16* col = columns(chunk * KKC);
+#pragma omp for schedule(dynamic)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t r0 = c * chunk, rows = std::min(chunk, total - r0);
+      im2col_rows(x, g, r0, rows, col);
+      gemm_nt_bf16(rows, g.Co, KKC, 1.0f, bits(col), KKC, wb, KKC, bias, 0.0f, y + r0 * g.Co, DType::BF16, g.Co);
+    }
+  }
+}
+
 void conv_plain(const float* x, const float* w, const float* bias, const ConvGeom& g, float* y) {
   const int64_t HWo = g.Ho * g.Wo;
 #pragma omp parallel for schedule(static)
@@ -170,6 +208,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, 
     conv_plain(x.f32(), w.f32(), bp, g, y.f32());
   } else if (x.dtype() == DType::F16) {
     conv_fast(x.data_as<uint16_t>(), WeightRows::of(w), bp, g, y.data_as<uint16_t>());
+  } else if (x.dtype() == DType::BF16 && w.dtype() == DType::BF16 && bf16_gemm_available()) {
+    conv_bf16(x.data_as<Bf16>(), w, bp, g, y.data_as<Bf16>());
   } else if (x.dtype() == DType::BF16) {
     conv_fast(x.data_as<Bf16>(), WeightRows::of(w), bp, g, y.data_as<Bf16>());
   } else {

@@ -28,6 +28,8 @@ class CpuBackend final : public Backend {
     return out(y, x);
   }
   Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual) override {
+    if (!plain_ && w.dtype() == DType::BF16 && cpu::bf16_gemm_available())  // bf16 x as stored
+      return out(cpu::linear_bf16(host(x), w, f32(bias), f32(residual)), x);
     return out(cpu::linear(f32(x), stored(w), f32(bias), f32(residual), plain_), x);
   }
   Tensor group_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, int groups, float eps,
@@ -39,6 +41,10 @@ class CpuBackend final : public Backend {
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale,
                    bool causal) override {
+    // bf16 with oneDNN: q, k, v as stored, into bf16 GEMMs (attention.cpp).
+    if (!plain_ && q.dtype() == DType::BF16 && k.dtype() == DType::BF16 && v.dtype() == DType::BF16 &&
+        cpu::bf16_gemm_available())
+      return out(cpu::attention_bf16(host(q), host(k), host(v), heads, scale, causal), q);
     return out(cpu::attention(f32(q), f32(k), f32(v), heads, scale, causal, plain_), q);
   }
   Tensor softmax(const Tensor& x) override { return out(cpu::softmax(f32(x), plain_), x); }

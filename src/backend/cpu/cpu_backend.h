@@ -5,6 +5,7 @@
 // `plain`: true runs the straightforward loops that are the numeric truth (double accumulators, no
 // BLAS), false the fast paths (OpenBLAS, OpenMP).
 #pragma once
+#include <string>
 #include <vector>
 
 #include "sdgen/backend.h"
@@ -24,8 +25,9 @@ namespace sdgen::cpu {
 // linear.cpp
 // A scratch buffer of at least n floats owned by the calling thread and kept across calls (OpenMP
 // threads persist), so per-call column and score buffers do not page-fault fresh memory each time.
-// Slot 0: conv columns, slot 1: attention scores, slot 2: widened fp16 weight panels, slot 3: an
-// fp16 conv's output chunk before rounding.
+// Slot 0: conv columns (bf16 ones too) and a bf16 linear's rounded input, slot 1: attention scores,
+// slot 2: widened fp16 weight panels or bf16 attention's probabilities, slot 3: an fp16 conv's
+// output chunk before rounding.
 float* thread_scratch(int slot, size_t n);
 // A weight matrix B[N, K] (row n: output n's K inputs) as the fast GEMMs read it, fp32, fp16 or
 // bf16. 16-bit rows are widened one panel at a time into the calling thread's scratch right before the
@@ -64,6 +66,27 @@ void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const WeightR
                   const float* bias, float* C);
 // y = x·wᵀ + bias + residual (bias and residual may be undefined; residual has y's shape).
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual, bool plain);
+// linear on oneDNN's bf16 GEMM (only when bf16_gemm_available()): w bf16, x bf16 or fp32 (rounded to
+// bf16), bias and residual fp32; fp32 y.
+Tensor linear_bf16(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual);
+
+// bf16_gemm.cpp: bf16 GEMMs on oneDNN (AVX512-BF16 / AMX), where built in and the CPU has them.
+// Whether the bf16 fast paths use gemm_nt_bf16 (else they widen to fp32 for OpenBLAS).
+bool bf16_gemm_available();
+// Tests: false makes bf16_gemm_available() false (the widening path) until set back; returns the
+// previous setting.
+bool set_bf16_gemm(bool on);
+// What bf16 GEMMs run on: "oneDNN 2.6.3 (brg:avx512_core_bf16)" or why they are widened.
+std::string bf16_gemm_description();
+// C[M,N] = alpha · A[M,K] · B[N,K]ᵀ + bias[N] + beta · C, A and B bf16 row-major with leading dims,
+// accumulated in fp32; C fp32 or bf16 (c_dtype, rounded once). bias may be null. Inside an OpenMP
+// region it runs on the calling thread; outside, on all of them. Only when bf16_gemm_available().
+void gemm_nt_bf16(int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A, int64_t lda,
+                  const uint16_t* B, int64_t ldb, const float* bias, float beta, void* C, DType c_dtype,
+                  int64_t ldc);
+// C[M,N] = alpha · A[M,K] · B[K,N] + beta · C, fp32 C, otherwise as gemm_nt_bf16.
+void gemm_nn_bf16(int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A, int64_t lda,
+                  const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // f16.cpp: fp16 <-> fp32 and bf16 <-> fp32 over arrays, serial; half.h's conversions, vectorized
 // where the CPU can. widen/narrow pick by dtype (F16 or BF16).
@@ -87,6 +110,9 @@ Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, floa
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale,
                  bool causal, bool plain);
 Tensor softmax(const Tensor& x, bool plain);
+// The fast attention on bf16 q, k, v as stored, on oneDNN's bf16 GEMMs (only when
+// bf16_gemm_available()); fp32 output.
+Tensor attention_bf16(const Tensor& q, const Tensor& k, const Tensor& v, int heads, float scale, bool causal);
 // In-place softmax of one row of n values (max subtracted first); shared with attention.
 void softmax_row(float* row, int64_t n);
 

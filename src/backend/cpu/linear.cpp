@@ -1,7 +1,8 @@
 // CPU GEMM and the linear op. Plain: a triple loop with a double accumulator per output (the
 // truth). Fast: OpenBLAS sgemm on blocks of rows (or of output columns when there are few rows),
 // one block per OpenMP thread, bias pre-filled into the output so the GEMM adds onto it (beta = 1).
-// fp16 and bf16 weights are read through WeightRows (cpu_backend.h), widened a panel at a time.
+// fp16 and bf16 weights are read through WeightRows (cpu_backend.h), widened a panel at a time;
+// bf16 ones go to oneDNN's bf16 GEMM instead where it is available (linear_bf16, bf16_gemm.cpp).
 //
 // Threading: the fast backend threads with OpenMP only and runs OpenBLAS single-threaded inside
 // its parallel regions (set in make_cpu_backend). With both pools active, OpenBLAS's workers spin
@@ -125,6 +126,27 @@ void gemm_nt_bias(int64_t M, int64_t N, int64_t K, const float* A, const WeightR
       gemm_nt_rows(M, b0, b1, K, A, K, B, 1.0f, C, N);
     }
   }
+}
+
+// The bf16 fast path: x bf16 as stored (or fp32, rounded here), w bf16, on oneDNN.
+Tensor linear_bf16(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual) {
+  const int64_t K = w.dim(1), N = w.dim(0);
+  const int64_t M = K ? x.numel() / K : 0;
+  Shape out_shape = x.shape();
+  out_shape.back() = N;
+  Tensor y = Tensor::empty(out_shape);
+  const uint16_t* xb = x.dtype() == DType::BF16 ? x.data_as<uint16_t>() : nullptr;
+  if (!xb) {
+    uint16_t* rounded = reinterpret_cast<uint16_t*>(thread_scratch(0, (size_t)(M * K + 1) / 2));
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; ++m) narrow_bf16(x.f32() + m * K, rounded + m * K, K);
+    xb = rounded;
+  }
+  // The residual is the GEMM's starting C (beta = 1), so it is added in the same pass.
+  if (residual.defined()) std::memcpy(y.f32(), residual.f32(), (size_t)(M * N) * sizeof(float));
+  gemm_nt_bf16(M, N, K, 1.0f, xb, K, w.data_as<uint16_t>(), K, bias.defined() ? bias.f32() : nullptr,
+               residual.defined() ? 1.0f : 0.0f, y.f32(), DType::F32, N);
+  return y;
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual, bool plain) {
