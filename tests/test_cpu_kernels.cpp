@@ -133,7 +133,7 @@ TEST(CpuKernels, VersionNamesTheBf16Gemm) {
 #endif
   const CliRun off = run_sdgen("--version", "SDGEN_BF16_GEMM=openblas");
   ASSERT_EQ(off.code, 0) << off.err;
-  EXPECT_EQ(off.out.find("oneDNN"), std::string::npos) << off.out;
+  EXPECT_EQ(off.out.find("bf16 GEMM: oneDNN"), std::string::npos) << off.out;
 }
 
 // A kernel set the user names is kept; when it is narrower than the CPU's, one warning says so.

@@ -181,8 +181,8 @@ TEST(Previews, TinyAutoencoderDecodesThePreview) {
   GenerateParams p;
   p.prompt = "a red house";
   p.steps = 3;
-  p.width = 64;
-  p.height = 48;
+  p.width = 128;
+  p.height = 64;
   p.batch = 2;
   const GeneratedBatch plain = pipe.generate(p);
   int latents_calls = 0;
@@ -193,9 +193,9 @@ TEST(Previews, TinyAutoencoderDecodesThePreview) {
     at.push_back(done);
     ASSERT_EQ(pictures.size(), 2u);
     for (const RgbImage& im : pictures) {
-      EXPECT_EQ(im.width, 64);
-      EXPECT_EQ(im.height, 48);
-      EXPECT_EQ(im.pixels.size(), 64u * 48 * 3);
+      EXPECT_EQ(im.width, 128);
+      EXPECT_EQ(im.height, 64);
+      EXPECT_EQ(im.pixels.size(), 128u * 64 * 3);
     }
   };
   const GeneratedBatch with = pipe.generate(p);
