@@ -1,7 +1,8 @@
 // Inpainting with a 9-channel inpainting model (sd-v1-5-inpainting's layout: the UNet reads the
 // latents, the mask and the masked picture's latents) against diffusers' StableDiffusionInpaintPipeline
 // (goldens of tests/reference/make_inpaint9_goldens.py): DDIM at strength 1 with batch 2, Euler
-// ancestral at 0.75 from a cropped picture. The model is put together here from the tiny model's
+// ancestral at 0.75 from a cropped picture, DDIM at 0.75 with the mask blurred and only its box
+// rendered (--inpaint-area masked) and pasted back. The model is put together here from the tiny model's
 // text encoder, tokenizer and VAE and the committed 9-channel UNet, as a diffusers folder and as an
 // LDM single file (fp16, as the UNet is stored); in process (fp32, fp16) and through the binary.
 #include <gtest/gtest.h>
@@ -95,9 +96,17 @@ GenerateParams params(const nlohmann::json& r) {
   p.width = r["width"];
   p.height = r["height"];
   p.sampler = parse_sampler_options(r["sampler"]);
+  p.strength = r["strength"];
+  if (r.contains("padding")) {  // the inpainting options: the pictures as they are, the box rendered
+    p.init_image = std::make_shared<const RgbImage>(read_image(kData + "/images/" + r["picture"].get<std::string>(), "x"));
+    p.mask = std::make_shared<const RgbImage>(read_image(kData + "/images/" + r["mask"].get<std::string>(), "x"));
+    p.mask_blur = r["blur"];
+    p.inpaint_masked = true;
+    p.inpaint_padding = r["padding"];
+    return p;
+  }
   p.init_image = picture(r["picture"], r);
   p.mask = picture(r["mask"], r);
-  p.strength = r["strength"];
   return p;
 }
 
@@ -141,7 +150,7 @@ void expect_latents(const Golden& g, const nlohmann::json& r, const GeneratedBat
 
 TEST(Inpaint9, FolderAndSingleFileMatchDiffusers) {
   const Golden g;
-  ASSERT_EQ(g.runs.size(), 2u);
+  ASSERT_EQ(g.runs.size(), 3u);
   for (const std::string& model : {models().folder, models().single}) {
     SCOPED_TRACE(model);
     Pipeline pipe(model, DType::F32, Device::CPU);

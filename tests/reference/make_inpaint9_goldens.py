@@ -12,8 +12,9 @@ from a regular one only in its UNet.
 
 tests/data/golden/inpaint9.safetensors: the pipeline (the UNet's fp16 weights, run in fp32) on the
 runs of RUNS — DDIM at strength 1 (batch 2: no picture sample is drawn), Euler ancestral at 0.75 (a
-cropped picture, 64 wide x 128 high: the picture's sample is drawn first) — the latents after every
-unit and the images.
+cropped picture, 64 wide x 128 high: the picture's sample is drawn first) — and DDIM at 0.75 with the
+mask blurred (radius 3) and padding_mask_crop=16 (the 101x70 picture's masked box rendered at 128x64
+and pasted back): the latents after every unit and the images.
 
 Usage: /tmp/curenv/bin/python tests/reference/make_inpaint9_goldens.py   (from the repository root)
 """
@@ -115,6 +116,28 @@ def main():
                      "picture": picture, "mask": mask, "resize_mode": resize, "width": w, "height": h,
                      "batch": batch, "prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": seed, "units": len(lat)})
         print(key, len(lat), "units", w, "x", h)
+    # The inpainting options with a 9-channel model: the mask blurred (mask_processor.blur, radius 3)
+    # and only its box plus 16 pixels rendered (padding_mask_crop), pasted back into the 101x70 picture.
+    key = "ddim_s075_masked_blur3_pad16"
+    pipe.scheduler = SAMPLERS["ddim"][0].from_config(dict(base_cfg, **SAMPLERS["ddim"][1]))
+    mask_image = pipe.mask_processor.blur(Image.open(os.path.join(IMAGES, "mask_101x70.png")).convert("L"), 3)
+    image = Image.open(os.path.join(IMAGES, "init_101x70.png")).convert("RGB")
+    lat = []
+
+    def cb2(_p, i, t, kw):
+        lat.append(kw["latents"].clone())
+        return kw
+    out = pipe(prompt=PROMPT, negative_prompt=NEGATIVE, image=image, mask_image=mask_image, height=64, width=128,
+               strength=0.75, num_inference_steps=8, guidance_scale=7.5, padding_mask_crop=16,
+               generator=torch.Generator("cpu").manual_seed(43), output_type="pil",
+               callback_on_step_end=cb2, callback_on_step_end_tensor_inputs=["latents"])
+    tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float().contiguous()
+    tensors[f"{key}.image_uint8"] = torch.from_numpy(np.asarray(out.images[0]).copy()).to(torch.float16)
+    runs.append({"key": key, "sampler": "ddim", "strength": 0.75, "steps": 8, "guidance": 7.5,
+                 "picture": "init_101x70.png", "mask": "mask_101x70.png", "blur": 3, "padding": 16,
+                 "width": 128, "height": 64, "batch": 1, "prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": 43,
+                 "units": len(lat), "out_size": list(out.images[0].size)})
+    print(key, len(lat), "units", out.images[0].size)
     save_file(tensors, os.path.join(GOLDEN, "inpaint9.safetensors"),
               metadata={"made_by": "tests/reference/make_inpaint9_goldens.py", "diffusers": diffusers.__version__,
                         "runs": json.dumps(runs),
