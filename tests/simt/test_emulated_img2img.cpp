@@ -89,11 +89,18 @@ GenerateParams inpaint_params(const nlohmann::json& r) {
   p.height = r["height"];
   p.sampler = parse_sampler_options(r["sampler"]);
   p.strength = r["strength"];
+  p.mask = std::make_shared<const RgbImage>(read_image(kData + "/images/" + r["mask"].get<std::string>(), "x"));
+  if (r.contains("padding")) {  // the inpainting options: the picture as it is, the box rendered
+    p.init_image = std::make_shared<const RgbImage>(read_image(kData + "/images/" + r["picture"].get<std::string>(), "x"));
+    p.mask_blur = r["blur"];
+    p.inpaint_masked = true;
+    p.inpaint_padding = r["padding"];
+    return p;
+  }
   ResizeMode mode;
   EXPECT_TRUE(parse_resize_mode(r["resize_mode"], &mode));
   p.init_image = std::make_shared<const RgbImage>(fit_image(
       read_image(kData + "/images/" + r["picture"].get<std::string>(), "x"), p.width, p.height, mode));
-  p.mask = std::make_shared<const RgbImage>(read_image(kData + "/images/" + r["mask"].get<std::string>(), "x"));
   return p;
 }
 
@@ -171,5 +178,10 @@ TEST(CudaEmulatedImg2Img, Inpaint9MatchesDiffusers) {
   EXPECT_GE(d.exact, 0.60);
   EXPECT_GE(d.within1, 0.99);
   EXPECT_LE(d.worst, 6);
+  // fp32 with the inpainting options: the mask blurred, only its box rendered and pasted back.
+  ASSERT_EQ(runs[2]["key"], "ddim_s075_masked_blur3_pad16");
+  d = worst_of(generate(inpaint_params(runs[2]), DType::F32, model.string()), ref("ddim_s075_masked_blur3_pad16"), "inpaint9 masked emulated");
+  EXPECT_GE(d.exact, 0.997);
+  EXPECT_LE(d.worst, 1);
   fs::remove_all(model);
 }
