@@ -21,9 +21,10 @@ namespace {
 
 const std::string kTiny = std::string(SDGEN_TEST_DATA) + "/tiny_sd/tiny_sd.safetensors";
 
-// A copy of the tiny model at `to` with the F32 tensor `name` multiplied by `factor`.
-void scaled_copy(const std::string& to, const std::string& name, float factor) {
-  std::ifstream in(kTiny, std::ios::binary);
+// A copy of the tiny model (or of `from`, a copy made before) at `to` with the F32 tensor `name`
+// multiplied by `factor`.
+void scaled_copy(const std::string& to, const std::string& name, float factor, const std::string& from = kTiny) {
+  std::ifstream in(from, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   uint64_t header_len = 0;
   std::memcpy(&header_len, bytes.data(), 8);
@@ -103,6 +104,30 @@ TEST(NonFinite, Fp16DecodeOverflowIsRetriedInFp32) {
   for (size_t k = 0; k < want.images[0].size(); ++k)
     worst = std::max(worst, std::abs((int)want.images[0][k] - (int)out.images[0][k]));
   EXPECT_LE(worst, 8);
+}
+
+// With --vae the fp32 retry decodes with that VAE, not the checkpoint's: a --vae file whose decoder
+// overflows fp16 (conv_in ×1e5) and whose output is halved (conv_out ×0.5, which the checkpoint's
+// VAE lacks), against the fp32 pipeline with the same --vae.
+TEST(NonFinite, Fp16RetryDecodesWithTheGivenVae) {
+  TempDir d;
+  const std::string half = (d.path / "half.safetensors").string(), vae = (d.path / "vae.safetensors").string();
+  scaled_copy(half, "first_stage_model.decoder.conv_out.weight", 0.5f);
+  scaled_copy(vae, kVaeConvIn, 1e5f, half);
+  ModelOptions o;
+  o.vae = vae;
+  std::vector<std::string> logs;
+  Pipeline pipe(kTiny, DType::F16, Device::CPU, [&](const std::string& m) { logs.push_back(m); }, o);
+  const GeneratedBatch out = pipe.generate(params());
+  int retries = 0;
+  for (const std::string& m : logs) retries += m.find("decoding it again in fp32") != std::string::npos;
+  ASSERT_EQ(retries, 2) << "the fp16 decode did not overflow, so nothing was retried";
+  Pipeline ref(kTiny, DType::F32, Device::CPU, nullptr, o);
+  const GeneratedBatch want = ref.generate(params());
+  int worst = 0;
+  for (size_t k = 0; k < want.images[0].size(); ++k)
+    worst = std::max(worst, std::abs((int)want.images[0][k] - (int)out.images[0][k]));
+  EXPECT_LE(worst, 8) << "the retry decoded with another VAE than --vae's";
 }
 
 TEST(NonFinite, DecodeOverflowInFp32IsReported) {

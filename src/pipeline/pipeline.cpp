@@ -134,7 +134,8 @@ Tensor Pipeline::decode_latents(const Tensor& latents, DType dtype) {
     return taesd_fp32_->decode(latents);
   }
   if (dtype == precision_) return vae_->decode(latents);
-  if (!vae_fp32_) vae_fp32_ = std::make_unique<VaeDecoder>(*checkpoint_, checkpoint_->config().vae, dtype, device_);
+  if (!vae_fp32_)  // --vae's decoder when given, as vae_'s
+    vae_fp32_ = std::make_unique<VaeDecoder>(vae_weights_ ? *vae_weights_ : *checkpoint_, vae_config_, dtype, device_);
   return vae_fp32_->decode(latents);
 }
 
