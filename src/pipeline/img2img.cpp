@@ -26,6 +26,7 @@
 #include "pipeline/pipeline.h"
 #include "sdgen/error.h"
 #include "vae/vae.h"
+#include "vae/taesd.h"
 #include "vae/vae_encoder.h"
 
 namespace sdgen {
@@ -71,6 +72,16 @@ std::vector<float> Pipeline::encode_sampled(const std::vector<float>& pixels, in
   const VaeConfig& vc = vae_config_;
   const int lc = vc.latent_channels, lh = height / 8, lw = width / 8;
   const size_t per = (size_t)lc * lh * lw;
+  if (taesd_has_encoder_) {
+    // The tiny autoencoder's encoder gives latents, not a distribution: diffusers' retrieve_latents
+    // takes them as they are and draws nothing from the generator (× its scaling factor, 1).
+    if (!taesd_encoder_) taesd_encoder_ = std::make_unique<TaesdEncoder>(*taesd_weights_, taesd_config_, precision_, device_);
+    std::vector<float> lat = to_nchw(taesd_encoder_->encode(Tensor::from_floats({1, height, width, 3}, pixels)));
+    for (float& v : lat) v = taesd_config_.scaling_factor * v;
+    std::vector<float> out((size_t)B * per);
+    for (int b = 0; b < B; ++b) std::copy(lat.begin(), lat.end(), out.begin() + (ptrdiff_t)(b * per));
+    return out;
+  }
   if (!vae_encoder_) {
     const Checkpoint& weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
     vae_encoder_ = std::make_unique<VaeEncoder>(weights, vc, precision_, device_);
@@ -146,7 +157,7 @@ Pipeline::Start Pipeline::init_latents(const GenerateParams& p, const SamplerPla
     }
     return start;
   }
-  (void)noise.draw_shared(per);  // the masked picture's sample (see 5. above)
+  if (!taesd_has_encoder_) (void)noise.draw_shared(per);  // the masked picture's sample (see 5. above)
   std::vector<float> lat_mask((size_t)B * lh * lw * lc);
   for (int b = 0; b < B; ++b)
     for (int y = 0; y < lh; ++y)

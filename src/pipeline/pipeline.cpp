@@ -122,6 +122,7 @@ void Pipeline::load_taesd(const std::string& path) {
                 " latent channels upscaled " + std::to_string(factor) + "x to " + std::to_string(tf.config.out_channels) +
                 " channels; the model's latents need " + std::to_string(vae_config_.latent_channels) + ", 8x, RGB");
   taesd_ = std::make_unique<TaesdDecoder>(*tf.weights, tf.config, precision_, device_);
+  taesd_has_encoder_ = tf.has_encoder;
   taesd_weights_ = std::move(tf.weights);
   taesd_config_ = tf.config;
   taesd_name_ = tf.name;

@@ -26,6 +26,7 @@ class UNet;
 class VaeDecoder;
 class VaeEncoder;
 class TaesdDecoder;
+class TaesdEncoder;
 
 struct GenerateParams {
   std::string prompt;
@@ -228,6 +229,9 @@ class Pipeline {
   VaeConfig vae_config_;                  // the checkpoint's, or --vae's
   // --vae-tiny's decoder, which then replaces vae_ (not loaded), and its fp32 twin for the retry.
   std::unique_ptr<TaesdDecoder> taesd_, taesd_fp32_;
+  // --vae-tiny's encoder, when its file has one: pictures in are encoded with it (img2img.cpp).
+  bool taesd_has_encoder_ = false;
+  std::unique_ptr<TaesdEncoder> taesd_encoder_;
   std::unique_ptr<Checkpoint> taesd_weights_;
   TaesdConfig taesd_config_;
   std::string taesd_name_;
