@@ -16,7 +16,6 @@
 #include "io/image_blur.h"
 #include "io/image_read.h"
 #include "io/model_hashes.h"
-#include "pipeline/inpaint_area.h"
 #include "sdgen/error.h"
 
 namespace fs = std::filesystem;

@@ -73,4 +73,8 @@ RgbImage rgb_of_grey(const std::vector<uint8_t>& grey, int width, int height) {
   return im;
 }
 
+bool mask_is_empty(const std::vector<uint8_t>& mask) {
+  return std::all_of(mask.begin(), mask.end(), [](uint8_t v) { return v == 0; });
+}
+
 }  // namespace sdgen

@@ -23,6 +23,8 @@ std::vector<uint8_t> gaussian_blur_grey(const std::vector<uint8_t>& grey, int wi
 
 // PIL's convert("L"): ITU-R 601 luma in 16-bit fixed point.
 std::vector<uint8_t> grey_of(const RgbImage& im);
+// Whether a grey mask repaints nothing (every byte 0): --inpaint-area masked has no box then.
+bool mask_is_empty(const std::vector<uint8_t>& mask);
 // A grey picture as RGB with r = g = b (its convert("L") gives the grey back).
 RgbImage rgb_of_grey(const std::vector<uint8_t>& grey, int width, int height);
 

@@ -8,10 +8,6 @@
 
 namespace sdgen {
 
-bool mask_is_empty(const std::vector<uint8_t>& mask) {
-  return std::all_of(mask.begin(), mask.end(), [](uint8_t v) { return v == 0; });
-}
-
 namespace {
 
 // Grows [lo, hi) by `grow` (half before, the rest after), then shifts it back inside [0, n) as

@@ -26,7 +26,6 @@ struct CropBox {
 // get_crop_region of a grey mask (mw × mh bytes) for a width × height generation; nullopt-like
 // empty box (x2 <= x1) when no byte is non-zero.
 CropBox mask_crop_region(const std::vector<uint8_t>& mask, int mw, int mh, int width, int height, int pad);
-bool mask_is_empty(const std::vector<uint8_t>& mask);
 
 RgbImage crop_image(const RgbImage& im, const CropBox& box);
 
