@@ -184,12 +184,18 @@ TEST(TaesdPipeline, InProcessMatchesDiffusers) {
   }
 }
 
-// Pictures in with --vae-tiny: the full decoder is not loaded, the picture is encoded by the model's
-// full encoder, and the images are TAESD's decode of the run's final latents (decoded here again
-// by a TaesdDecoder of our own, pixel for pixel).
-TEST(TaesdPipeline, Img2ImgEncodesWithTheFullEncoder) {
+// Pictures in with --vae-tiny whose file has no encoder (a decoder file alone in its folder): the full
+// decoder is not loaded, the picture is encoded by the model's full encoder, and the images are TAESD's
+// decode of the run's final latents (decoded here again by a TaesdDecoder of our own, pixel for pixel).
+// With an encoder beside the decoder TAESD encodes (test_taesd_img2img.cpp).
+TEST(TaesdPipeline, Img2ImgWithoutATaesdEncoderUsesTheFullEncoder) {
+  const fs::path dir = fs::temp_directory_path() / ("sdgen_taesd_alone_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string alone = (dir / "taesd_decoder.safetensors").string();
+  fs::copy_file(kDecoderFile, alone);
   ModelOptions o;
-  o.vae_tiny = kFolder;
+  o.vae_tiny = alone;
   Pipeline pipe(kData + "/tiny_sd/diffusers", DType::F32, Device::CPU, nullptr, o);
   GenerateParams p = golden_run();
   auto picture = std::make_shared<RgbImage>();
@@ -199,6 +205,7 @@ TEST(TaesdPipeline, Img2ImgEncodesWithTheFullEncoder) {
   p.init_image = picture;
   p.strength = 0.5;
   const GeneratedBatch out = pipe.generate(p);
+  fs::remove_all(dir);
   ASSERT_NE(pipe.vae_encoder(), nullptr);
   ASSERT_EQ(out.images.size(), 1u);
   const TaesdFile tf = open_taesd_file(kFolder);
