@@ -76,6 +76,10 @@ void inpaint_blend(float* x, const float* mask, const float* x0, const float* no
 // ops::denoised: out [n] ← a·x + b·ε with (a, b) = table[*step], ε guided (eps [2n]) or not ([n]).
 void denoised(const float* x, const void* eps, DType eps_dt, const float* table, const float* step, float* out,
               int64_t n, bool guided, float guidance, cudaStream_t s);
+// ops::add_scaled_at: out [n] ← base, and out[begin + i] += s·x[i] for i < m, with s = table[*step][column]
+// (table rows of `columns`); base, x, out in dt.
+void add_scaled_at(const void* base, const void* x, DType dt, const float* table, const float* step, int64_t columns,
+                   int64_t column, void* out, int64_t n, int64_t begin, int64_t m, cudaStream_t s);
 
 }  // namespace kernels
 }  // namespace sdgen

@@ -5,8 +5,9 @@
 // model's dtype), and one unit of the sampler's plan with the guidance combine fused in (a small
 // per-step matrix over the latents, the guided output, up to four state buffers and the step's
 // noise; sampler.h), inpainting's blend of the known region back to the picture's latents
-// renoised to the unit's level (ops::inpaint_blend), and the unit's denoised estimate for previews
-// (ops::denoised). Layout: flat arrays (the latents are NHWC, but every op here is elementwise).
+// renoised to the unit's level (ops::inpaint_blend), the unit's denoised estimate for previews
+// (ops::denoised), and a ControlNet residual added to a UNet skip at the unit's conditioning scale
+// (ops::add_scaled_at). Layout: flat arrays (the latents are NHWC, but every op here is elementwise).
 // Math in fp32 in the order of the CPU backend (src/backend/cpu/sampler.cpp), so the emulated run
 // reproduces the CPU's latents bit for bit (a GPU may contract into FMAs).
 // Versions: one grid-stride kernel each. Test: simt_tests --gtest_filter='*Sampler*' and the
@@ -112,7 +113,36 @@ __global__ void denoised_kernel(const float* __restrict__ x, const T* __restrict
   }
 }
 
+// A ControlNet residual at the unit's scale: out = base, plus s·x over [begin, begin + m), s·x and
+// the sum in fp32, rounded once (as the CPU's fp32 sum cast back).
+template <class T>
+__global__ void add_scaled_at_kernel(const T* __restrict__ base, const T* __restrict__ x,
+                                     const float* __restrict__ table, const float* __restrict__ step, int64_t columns,
+                                     int64_t column, T* __restrict__ out, int64_t n, int64_t begin, int64_t m) {
+  const float s = table[(int64_t)step[0] * columns + column];
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const float b = to_float(base[i]);
+    out[i] = i >= begin && i < begin + m ? from_float<T>(__fadd_rn(b, __fmul_rn(s, to_float(x[i - begin])))) : base[i];
+  }
+}
+
 }  // namespace
+
+void add_scaled_at(const void* base, const void* x, DType dt, const float* table, const float* step, int64_t columns,
+                   int64_t column, void* out, int64_t n, int64_t begin, int64_t m, cudaStream_t s) {
+  if (n == 0) return;
+  cuda::note_traffic((2.0 * n + m) * dtype_size(dt) + 8);
+  if (dt == DType::F32)
+    SDGEN_LAUNCH(add_scaled_at_kernel<float>, grid_for(n), dim3(kThreads), 0, s, static_cast<const float*>(base),
+                 static_cast<const float*>(x), table, step, columns, column, static_cast<float*>(out), n, begin, m);
+  else if (dt == DType::BF16)
+    SDGEN_LAUNCH(add_scaled_at_kernel<__nv_bfloat16>, grid_for(n), dim3(kThreads), 0, s,
+                 static_cast<const __nv_bfloat16*>(base), static_cast<const __nv_bfloat16*>(x), table, step, columns,
+                 column, static_cast<__nv_bfloat16*>(out), n, begin, m);
+  else
+    SDGEN_LAUNCH(add_scaled_at_kernel<__half>, grid_for(n), dim3(kThreads), 0, s, static_cast<const __half*>(base),
+                 static_cast<const __half*>(x), table, step, columns, column, static_cast<__half*>(out), n, begin, m);
+}
 
 void denoised(const float* x, const void* eps, DType eps_dt, const float* table, const float* step, float* out,
               int64_t n, bool guided, float guidance, cudaStream_t s) {

@@ -111,7 +111,7 @@ inline Op op_of(const std::string& name) {
       {"timestep_embedding", Op::kTimestepEmbedding}, {"cast", Op::kCast},
       {"scale_repeat", Op::kRepeatBatch},
       {"sampler_step", Op::kSamplerStep}, {"inpaint_blend", Op::kInpaintBlend}, {"image_u8", Op::kImageToU8}, {"pad_", Op::kPad},
-      {"denoised", Op::kDenoised}};
+      {"denoised", Op::kDenoised}, {"add_scaled_at", Op::kAddScaledAt}};
   for (const auto& [prefix, op] : kPrefixes)
     if (name.rfind(prefix, 0) == 0) return op;
   throw std::logic_error("op_of: no op for case " + name);
@@ -751,6 +751,17 @@ inline const std::vector<OpCase>& op_cases() {
                      return out;
                    },
                    tol::kPointwise, false}, "Previews.DenoisedMatchesDiffusers"));
+    // A ControlNet residual at a unit's scale: table row 1 of 3, column 2 of 4, added to rows 2..3
+    // of 4 (guess mode's conditional half) or to all rows; a wrong row, column or offset shows. The
+    // table and step are fp32 in every pass (cast back from the pass's dtype: 1.0 is exact).
+    for (const int64_t offset : {0, 2})
+      t.push_back(cpu_one_function({offset ? "add_scaled_at_rows2of4_4x5x7x8" : "add_scaled_at_4x5x7x8",
+                   {{{4, 5, 7, 8}}, {{offset ? 2 : 4, 5, 7, 8}}, {{3, 4}, 0.8f}, {{1}, 1, 0, {1.0f}}},
+                   [offset](Backend& b, const Ins& in, DType) {
+                     auto f32 = [&b](const Tensor& t) { return t.dtype() == DType::F32 ? t : b.cast(t, DType::F32); };
+                     return b.add_scaled_at(in[0], in[1], f32(in[2]), f32(in[3]), 2, offset);
+                   },
+                   tol::kPointwise}, "OpsHand.AddScaledAtAddsTheUnitsScaleToItsRows"));
     // x / divisors[step], repeated: divisor row 2 of 3 (the input of the sigma-space samplers).
     t.push_back(cpu_one_function({"scale_repeat_2x8x8x4_x2",
                  {{{2, 8, 8, 4}, 5.0f}, {{3}, 1, 0, {14.6f, 3.7f, 1.02f}}, {{1}, 1, 0, {1.0f}}},

@@ -43,6 +43,7 @@ inline double flops_per_element(const OpCase& c) {
     case Op::kSamplerStep: return 10;
     case Op::kInpaintBlend: return 7;
     case Op::kDenoised: return 6;
+    case Op::kAddScaledAt: return 2;
     case Op::kImageToU8: return 4;
     default: return 0;  // upsample, pad, concat, embedding, cast, repeat: data movement
   }

@@ -271,6 +271,21 @@ TEST(OpsHand, PadPlacesInputAndZeroes) {
   }
 }
 
+// A ControlNet residual at the unit's scale: step 1 reads table row 1, column 1 (0.5); rows 1..2 of
+// three get 0.5·x added, row 0 stays base's. Step 0 reads row 0 (scale 0: guidance not yet started).
+TEST(OpsHand, AddScaledAtAddsTheUnitsScaleToItsRows) {
+  const Tensor base = T({3, 2}, {1, 2, 3, 4, 5, 6});
+  const Tensor x = T({2, 2}, {10, 20, -30, 40});
+  const Tensor table = T({2, 3}, {9, 0, 9, 7, 0.5f, 7});
+  for (Backend* b : cpu_backends()) {
+    SCOPED_TRACE(b->name());
+    expect_values(b->add_scaled_at(base, x, table, T({1}, {1.0f}), 1, 1), {3, 2}, {1, 2, 8, 14, -10, 26}, 0);
+    expect_values(b->add_scaled_at(base, x, table, T({1}, {0.0f}), 1, 1), {3, 2}, {1, 2, 3, 4, 5, 6}, 0);
+    expect_values(b->add_scaled_at(base, T({3, 2}, {2, 2, 2, 2, 2, 2}), table, T({1}, {1.0f}), 2, 0), {3, 2},
+                  {15, 16, 17, 18, 19, 20}, 0);
+  }
+}
+
 TEST(OpsHand, Activations) {
   const std::vector<float> xs = {0, 1, -1, 2, -3, 10};
   for (Backend* b : cpu_backends()) {

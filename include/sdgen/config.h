@@ -62,6 +62,16 @@ struct TaesdConfig {
   float scaling_factor = 1.0f;
 };
 
+// diffusers ControlNetModel (SD v1.x): a copy of the UNet's time embedding, conv_in, down blocks and
+// mid block, plus the hint encoder of the control image (controlnet_cond_embedding: a 3x3 conv,
+// then per level a 3x3 conv and a stride-2 3x3 conv, SiLU after each, and a 3x3 conv out to
+// block_channels[0]) and one 1x1 "zero" conv per residual.
+struct ControlNetConfig {
+  UNetConfig unet;  // the encoder half's architecture (in_channels 4; out_channels unused)
+  int conditioning_channels = 3;
+  std::vector<int> conditioning_embedding_channels{16, 32, 96, 256};
+};
+
 struct SchedulerConfig {  // diffusers DDIMScheduler as configured for SD v1.5
   int train_timesteps = 1000;
   double beta_start = 0.00085;  // double: diffusers takes √ of the Python float

@@ -97,5 +97,12 @@ void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Ten
 // table [S, 2] fp32, step [1].
 void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
                    const Tensor& step);
+// A ControlNet residual added to a UNet skip at the unit's conditioning scale (diffusers'
+// `down_block_res_sample + residual · scale`): with s = table[step][column],
+//   out ← base, then rows [row_offset, row_offset + M) of it += s·x     (s·x and the sum in fp32)
+// base [N, ...], x [M, ...] with the same per-row size and dtype; the other rows stay base's (guess
+// mode's unconditional rows, which diffusers adds zeros to). table [S, C] fp32, step [1] fp32.
+Tensor add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step, int64_t column,
+                     int64_t row_offset);
 
 }  // namespace sdgen::ops

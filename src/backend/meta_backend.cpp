@@ -86,6 +86,9 @@ class MetaBackend final : public Backend {
   void sampler_step(Tensor&, Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&, float) override {}
   void inpaint_blend(Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) override {}
   void denoised(const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, Tensor&) override {}
+  Tensor add_scaled_at(const Tensor& base, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t) override {
+    return like(base);
+  }
 
  private:
   static void count(double flops) { meta_tally().flops += flops; }

@@ -320,6 +320,22 @@ void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Ten
   backend_for(x.device()).denoised(x, eps, table, step, guidance, out);
 }
 
+Tensor add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step, int64_t column,
+                     int64_t row_offset) {
+  auto ts = {std::pair{"base", &base}, std::pair{"x", &x}, std::pair{"table", &table}, std::pair{"step", &step}};
+  check_same("add_scaled_at", {{"base", &base}, {"x", &x}});
+  check_same("add_scaled_at", {{"table", &table}, {"step", &step}});
+  SDGEN_CHECK(table.device() == base.device(), msg("add_scaled_at", ts, "table and step must be on base's device"));
+  SDGEN_CHECK(base.ndim() >= 1 && x.ndim() == base.ndim() && row_offset >= 0 &&
+                  row_offset + x.dim(0) <= base.dim(0) &&
+                  x.numel() == x.dim(0) * (base.dim(0) ? base.numel() / base.dim(0) : 0),
+              msg("add_scaled_at", ts, "x must be rows [row_offset, row_offset + M) of base's shape, in its dtype"));
+  SDGEN_CHECK(table.dtype() == DType::F32 && table.ndim() == 2 && column >= 0 && column < table.dim(1) &&
+                  step.ndim() == 1 && step.dim(0) == 1 && step.dtype() == DType::F32,
+              msg("add_scaled_at", ts, "table must be [S, C > column] fp32, step [1] fp32"));
+  return backend_for(base.device()).add_scaled_at(base, x, table, step, column, row_offset);
+}
+
 void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
                    const Tensor& step) {
   const Tensor& cx = x;

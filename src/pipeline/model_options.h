@@ -23,6 +23,9 @@ struct ModelOptions {
   // A TAESD file or folder (io/taesd_file.h) whose tiny decoder decodes instead of the full VAE's,
   // which is then not loaded; empty: the full decoder.
   std::string vae_tiny;
+  // ControlNet files or folders (io/controlnet_file.h) loaded with the model (GenerateParams::controls
+  // names them; one not listed here is loaded by the first generation that names it).
+  std::vector<std::string> controlnets;
 };
 
 }  // namespace sdgen

@@ -11,6 +11,7 @@
 #include "io/vae_file.h"
 #include "io/weights_dir.h"
 #include "pipeline/inpaint_area.h"
+#include "pipeline/loop_state.h"
 #include "sampler/sampler.h"
 #include "sdgen/backend.h"
 #include "sdgen/error.h"
@@ -19,6 +20,7 @@
 #include "text/conditioning.h"
 #include "text/embeddings.h"
 #include "text/tokenizer.h"
+#include "unet/controlnet.h"
 #include "unet/unet.h"
 #include "io/taesd_file.h"
 #include "vae/taesd.h"
@@ -83,6 +85,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   clip_ = std::make_unique<ClipTextEncoder>(weights, cfg.clip, precision, device);
   add_embeddings(embeddings, *tokenizer_, *clip_);
   unet_ = std::make_unique<UNet>(weights, cfg.unet, precision, device);
+  for (const std::string& path : options.controlnets) controlnet(path);
   if (!options.vae.empty()) {
     VaeFile vf = open_vae_file(options.vae, cfg);
     vae_config_ = vf.config;
@@ -95,19 +98,6 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   trace::phase("");
 }
 
-struct Pipeline::LoopState {
-  StepGraphKey key{};
-  Tensor x, timesteps, coefs, step;
-  // The plan's (sampler.h): the UNet input's divisors, the state buffers, the per-unit noise draws.
-  Tensor divisors, state, noise;
-  // Inpainting: the picture's latents, the start's noise, the latent mask and the renoise table;
-  // with a 9-channel model instead the UNet's extra input channels, [rows, h, w, 5] in its dtype.
-  Tensor inpaint_x0, inpaint_noise, inpaint_mask, renoise, inpaint_cond;
-  // Previews: the plan's denoised-estimate table and the estimate of the last unit, [B, h, w, C].
-  Tensor denoised, preview;
-  CrossContext cross;  // the text context and its cross-attention keys and values
-  std::unique_ptr<Graph> graph;
-};
 
 Pipeline::~Pipeline() = default;
 
@@ -283,6 +273,8 @@ void Pipeline::show_preview(const GenerateParams& p, const Tensor& x0, int done,
 
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
   if (p.hires.enabled()) return generate_hires(p, on_step);
+  if (p.mask && p.inpaint_masked && !p.controls.empty())
+    throw_usage("ControlNet with --inpaint-area masked is not supported: the control image would need the same crop");
   if (p.mask && (p.mask_blur > 0 || p.inpaint_masked)) return generate_inpaint_area(*this, p, on_step);
   const SamplerOptions& sampler_opts = p.sampler;
   const SchedulerConfig& sched = checkpoint_->config().scheduler;
@@ -357,7 +349,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   }
   const bool inpaint = start.mask.defined() || start.cond.defined();
   const bool preview = p.preview && p.preview_every > 0;
-  const StepGraphKey key{B, rows, lh, lw, (int)L, p.steps, begin, inpaint, preview, p.guidance, sampler_opts};
+  const StepGraphKey key{B,       rows,    lh,   lw, (int)L, p.steps, begin, inpaint, preview, control_nets(p),
+                         p.guess_mode, p.guidance, sampler_opts};
   const int units = plan.units;
   const std::vector<float> zero_state((size_t)plan.state * latent_numel, 0.0f);
   Backend& backend = backend_for(device_);
@@ -383,6 +376,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     }
     if (loop_->state.defined()) loop_->state.copy_from(Tensor::from_floats(loop_->state.shape(), zero_state));
     if (loop_->noise.defined()) loop_->noise.copy_from(Tensor::from_floats(loop_->noise.shape(), unit_noise));
+    set_control(p, plan, context, cfg_guidance, /*refill=*/true);
   } else {
     loop_.reset();  // its graph's buffers go back to the pool before the new ones are planned
     loop_ = std::make_unique<LoopState>();
@@ -416,6 +410,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
       loop_->denoised = Tensor::from_floats({units, 2}, plan.denoised).to(device_);
       loop_->preview = Tensor::zeros(loop_->x.shape()).to(device_);
     }
+    set_control(p, plan, context, cfg_guidance, /*refill=*/false);
   }
   LoopState& st = *loop_;
   const int time_dim = checkpoint_->config().unet.block_channels[0];
@@ -423,9 +418,27 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance] {
     const int times = cfg_guidance ? 2 : 1;
     Tensor xin = ops::scale_repeat_batch(st.x, st.divisors, st.step, times, precision_);
-    if (st.inpaint_cond.defined()) xin = ops::concat_channels(xin, st.inpaint_cond);
     const Tensor time_proj = ops::timestep_embedding_at(st.timesteps, st.step, rows, time_dim, precision_);
-    const Tensor eps = unet_->forward(xin, time_proj, st.cross);
+    UNetControl control;
+    if (!st.key.controls.empty()) {
+      // Guess mode with guidance: the nets see the conditional rows alone, and the unconditional rows
+      // get no residuals (diffusers adds zeros there).
+      const bool cond_only = control_cond_only(cfg_guidance);
+      const Tensor cx = cond_only ? ops::scale_repeat_batch(st.x, st.divisors, st.step, 1, precision_) : xin;
+      const Tensor ct = cond_only ? ops::timestep_embedding_at(st.timesteps, st.step, rows / 2, time_dim, precision_)
+                                  : time_proj;
+      const size_t per = st.key.controls[0]->down_residuals() + 1;
+      for (size_t k = 0; k < st.key.controls.size(); ++k) {
+        ControlResiduals r = st.key.controls[k]->forward(cx, ct, st.control_cross[k], st.control_hint[k]);
+        r.row_offset = cond_only ? rows / 2 : 0;
+        r.first_column = (int64_t)(k * per);
+        control.nets.push_back(std::move(r));
+      }
+      control.scales = st.control_scales;
+      control.step = st.step;
+    }
+    if (st.inpaint_cond.defined()) xin = ops::concat_channels(xin, st.inpaint_cond);
+    const Tensor eps = unet_->forward(xin, time_proj, st.cross, nullptr, control.nets.empty() ? nullptr : &control);
     if (st.preview.defined()) ops::denoised(st.x, eps, st.denoised, st.step, guidance, st.preview);
     ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);
     if (st.renoise.defined())

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,17 @@ class VaeDecoder;
 class VaeEncoder;
 class TaesdDecoder;
 class TaesdEncoder;
+class ControlNet;
+
+// One ControlNet of a generation (diffusers' StableDiffusionControlNetPipeline; several are summed as
+// its MultiControlNetModel).
+struct ControlParams {
+  std::string model;  // the ControlNet file or folder (io/controlnet_file.h)
+  // The control image, used as given (already an edge map, depth map, pose, ...): resized to the
+  // generation's size with Lanczos when it differs, as diffusers' control image processor does.
+  std::shared_ptr<const RgbImage> image;
+  float scale = 1.0f;  // controlnet_conditioning_scale
+};
 
 struct GenerateParams {
   std::string prompt;
@@ -107,6 +119,13 @@ struct GenerateParams {
   // With the tiny autoencoder loaded (--vae-tiny) and this set, it gets the estimate decoded by
   // TAESD instead (one picture per image, the generation's size), and `preview` is not called.
   std::function<void(int done, int units, const std::vector<RgbImage>& pictures)> preview_pictures;
+  // ControlNets (pipeline/control.cpp): their residuals are added to the UNet's in every unit u with
+  // control_start <= u/units and (u+1)/units <= control_end (diffusers' control_guidance_start/end).
+  // Guess mode: the ControlNets see the conditional rows only and their residuals are scaled from
+  // 0.1 (the first skip) to 1 (the mid block), as diffusers' guess_mode.
+  std::vector<ControlParams> controls;
+  double control_start = 0.0, control_end = 1.0;
+  bool guess_mode = false;
 };
 
 struct StageTimes {
@@ -175,12 +194,14 @@ class Pipeline {
   struct StepGraphKey {
     int images, rows, latent_h, latent_w, context_len, steps, begin;
     bool inpaint, preview;
+    std::vector<const ControlNet*> controls;  // the step runs these (their weights are in the graph)
+    bool guess_mode;
     float guidance;
     SamplerOptions sampler;  // the step's ops and tables
     bool operator==(const StepGraphKey& o) const {
       return images == o.images && rows == o.rows && latent_h == o.latent_h && latent_w == o.latent_w &&
              context_len == o.context_len && steps == o.steps && begin == o.begin && inpaint == o.inpaint &&
-             preview == o.preview &&
+             preview == o.preview && controls == o.controls && guess_mode == o.guess_mode &&
              guidance == o.guidance &&
              sampler == o.sampler;
     }
@@ -216,6 +237,14 @@ class Pipeline {
   GeneratedBatch generate_hires(const GenerateParams& p, const StepCallback& on_step);
   std::vector<float> hires_start(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
   void show_preview(const GenerateParams& p, const Tensor& x0, int done, int units);
+  // ControlNets (pipeline/control.cpp): the one of a path, loaded on first use; the generation's
+  // control state (hint embeddings, contexts, the units' scales) set into the loop, fresh or refilled;
+  // and the step's residuals.
+  const ControlNet& controlnet(const std::string& path);
+  std::vector<const ControlNet*> control_nets(const GenerateParams& p);
+  void set_control(const GenerateParams& p, const SamplerPlan& plan, const Tensor& context, bool guided, bool refill);
+  bool control_cond_only(bool guided) const;
+  std::map<std::string, std::unique_ptr<ControlNet>> controlnets_;
   // The images of `latents` (B of them, on the device) into out.images, out.not_finite.
   void decode_images(const GenerateParams& p, const Tensor& latents, int B, GeneratedBatch& out);
   int step_graphs_recorded_ = 0;

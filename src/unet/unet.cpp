@@ -31,28 +31,15 @@ UNet::UNet(const Checkpoint& ckpt, const UNetConfig& config, DType dtype, Device
                               c.transformer_norm_eps);
   };
 
-  time_embedding.linear_1 = nn::Linear(w, "unet.time_embedding.linear_1", ch[0], temb, true);
-  time_embedding.linear_2 = nn::Linear(w, "unet.time_embedding.linear_2", temb, temb, true);
+  time_embedding = TimestepEmbedding::load(w, "unet.time_embedding", c);
   conv_in = nn::Conv2d(w, "unet.conv_in", c.in_channels, ch[0], 3);
-
   int64_t out = ch[0];
   for (size_t i = 0; i < levels; ++i) {
-    const std::string name = idx("unet.down_blocks", i);
-    const int64_t in = out;
+    down_blocks.push_back(DownBlock::load(w, idx("unet.down_blocks", i), c, i, out));
     out = ch[i];
-    DownBlock b;
-    for (int j = 0; j < c.layers_per_block; ++j) {
-      b.resnets.push_back(resnet(idx(name + ".resnets", j), j == 0 ? in : out, out));
-      if (c.down_attention[i]) b.attentions.push_back(transformer(idx(name + ".attentions", j), out));
-    }
-    if (i + 1 < levels) b.downsamplers.emplace_back(w, name + ".downsamplers.0", out);
-    down_blocks.push_back(std::move(b));
   }
-
   const int64_t mid = ch.back();
-  mid_block.resnets.push_back(resnet("unet.mid_block.resnets.0", mid, mid));
-  mid_block.attentions.push_back(transformer("unet.mid_block.attentions.0", mid));
-  mid_block.resnets.push_back(resnet("unet.mid_block.resnets.1", mid, mid));
+  mid_block = MidBlock::load(w, "unet.mid_block", c);
 
   // Up level i mirrors down level L-1-i. Its resnet j takes the running path plus one skip: the
   // skips of one down level are its resnets' outputs (channels ch[L-1-i]) and, last popped, the
@@ -77,6 +64,52 @@ UNet::UNet(const Checkpoint& ckpt, const UNetConfig& config, DType dtype, Device
 
   conv_norm_out = nn::GroupNorm(w, "unet.conv_norm_out", ch[0], c.norm_groups, c.norm_eps);
   conv_out = nn::Conv2d(w, "unet.conv_out", ch[0], c.out_channels, 3);
+}
+
+UNet::TimestepEmbedding UNet::TimestepEmbedding::load(const nn::WeightLoader& w, const std::string& name,
+                                                     const UNetConfig& c) {
+  const int64_t temb = c.time_embed_dim();
+  return {nn::Linear(w, name + ".linear_1", c.block_channels[0], temb, true),
+          nn::Linear(w, name + ".linear_2", temb, temb, true)};
+}
+
+UNet::DownBlock UNet::DownBlock::load(const nn::WeightLoader& w, const std::string& name, const UNetConfig& c,
+                                      size_t level, int64_t in) {
+  const int64_t out = c.block_channels[level];
+  DownBlock b;
+  for (int j = 0; j < c.layers_per_block; ++j) {
+    b.resnets.emplace_back(w, idx(name + ".resnets", j), j == 0 ? in : out, out, c.time_embed_dim(), c.norm_groups,
+                           c.norm_eps);
+    if (c.down_attention[level])
+      b.attentions.emplace_back(w, idx(name + ".attentions", j), out, c.cross_attention_dim, c.heads, c.norm_groups,
+                                c.transformer_norm_eps);
+  }
+  if (level + 1 < c.block_channels.size()) b.downsamplers.emplace_back(w, name + ".downsamplers.0", out);
+  return b;
+}
+
+Tensor UNet::DownBlock::operator()(Tensor h, const Tensor& silu_temb, const CrossContext& context,
+                                   std::vector<Tensor>& skips) const {
+  for (size_t j = 0; j < resnets.size(); ++j) {
+    h = resnets[j](h, silu_temb);
+    if (!attentions.empty()) h = attentions[j](h, context);
+    skips.push_back(h);
+  }
+  for (const Downsample2D& d : downsamplers) {
+    h = d(h);
+    skips.push_back(h);
+  }
+  return h;
+}
+
+UNet::MidBlock UNet::MidBlock::load(const nn::WeightLoader& w, const std::string& name, const UNetConfig& c) {
+  const int64_t mid = c.block_channels.back();
+  MidBlock m;
+  m.resnets.emplace_back(w, name + ".resnets.0", mid, mid, c.time_embed_dim(), c.norm_groups, c.norm_eps);
+  m.attentions.emplace_back(w, name + ".attentions.0", mid, c.cross_attention_dim, c.heads, c.norm_groups,
+                            c.transformer_norm_eps);
+  m.resnets.emplace_back(w, name + ".resnets.1", mid, mid, c.time_embed_dim(), c.norm_groups, c.norm_eps);
+  return m;
 }
 
 Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
@@ -106,7 +139,7 @@ CrossContext UNet::prepare_context(const Tensor& context_in) const {
 }
 
 Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const CrossContext& cross_in,
-                     const Probe& probe) const {
+                     const Probe& probe, const UNetControl* control) const {
   const Tensor& context_in = cross_in.hidden;
   auto show = [&](const std::string& name, const Tensor& t) {
     if (probe) probe(name, t);
@@ -135,7 +168,7 @@ Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const CrossCon
   // Every resnet adds time_emb_proj(SiLU(temb)); the SiLU is shared, so it is done once here.
   Tensor temb = prepare(time_proj);
   show("time_proj", temb);
-  temb = time_embedding.linear_2(ops::silu(time_embedding.linear_1(temb)));
+  temb = time_embedding(temb);
   show("time_embedding", temb);
   const Tensor silu_temb = ops::silu(temb);
 
@@ -143,23 +176,24 @@ Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const CrossCon
   show("conv_in", h);
   std::vector<Tensor> skips{h};
   for (size_t i = 0; i < down_blocks.size(); ++i) {
-    const DownBlock& b = down_blocks[i];
-    for (size_t j = 0; j < b.resnets.size(); ++j) {
-      h = b.resnets[j](h, silu_temb);
-      if (!b.attentions.empty()) h = b.attentions[j](h, context);
-      skips.push_back(h);
-    }
-    for (const Downsample2D& d : b.downsamplers) {
-      h = d(h);
-      skips.push_back(h);
-    }
+    h = down_blocks[i](h, silu_temb, context, skips);
     show("down_blocks." + std::to_string(i), h);
   }
-
-  h = mid_block.resnets[0](h, silu_temb);
-  h = mid_block.attentions[0](h, context);
-  h = mid_block.resnets[1](h, silu_temb);
+  h = mid_block(h, silu_temb, context);
   show("mid_block", h);
+  if (control) {
+    // diffusers adds the residuals after the down path and the mid block have run (the path itself
+    // goes on from the plain values).
+    for (const ControlResiduals& r : control->nets) {
+      SDGEN_CHECK(r.down.size() == skips.size(), "UNet: a ControlNet gives " + std::to_string(r.down.size()) +
+                                                     " residuals for " + std::to_string(skips.size()) + " skips");
+      for (size_t i = 0; i < skips.size(); ++i)
+        skips[i] = ops::add_scaled_at(skips[i], r.down[i], control->scales, control->step,
+                                      r.first_column + (int64_t)i, r.row_offset);
+      h = ops::add_scaled_at(h, r.mid, control->scales, control->step, r.first_column + (int64_t)skips.size(),
+                             r.row_offset);
+    }
+  }
 
   for (size_t i = 0; i < up_blocks.size(); ++i) {
     const UpBlock& b = up_blocks[i];

@@ -11,6 +11,22 @@
 
 namespace sdgen {
 
+// ControlNet residuals for one UNet call (unet/controlnet.h): per net, one tensor per skip connection
+// (in the order the down path pushes them) and one for the mid block's output, each added at its unit's
+// scale (ops::add_scaled_at: column first_column + i of `scales`, the mid block's after the skips')
+// to the UNet's rows from row_offset on (guess mode: the conditional half only).
+struct ControlResiduals {
+  std::vector<Tensor> down;
+  Tensor mid;
+  int64_t row_offset = 0;
+  int64_t first_column = 0;
+};
+struct UNetControl {
+  std::vector<ControlResiduals> nets;
+  Tensor scales;  // [S, columns] fp32: the units' conditioning scales
+  Tensor step;    // [1] fp32: the unit
+};
+
 class UNet {
  public:
   // Loads every "unet.*" tensor of the checkpoint, converted to dtype, onto device.
@@ -31,8 +47,9 @@ class UNet {
                  const Probe& probe = nullptr) const;
   // The same with a prepared context (prepare_context): the cross-attentions' keys and values
   // computed once, outside the denoising loop.
+  // With control (optional), ControlNet residuals are added to the skips and the mid block's output.
   Tensor forward(const Tensor& x, const Tensor& time_proj, const CrossContext& context,
-                 const Probe& probe = nullptr) const;
+                 const Probe& probe = nullptr, const UNetControl* control = nullptr) const;
   // context [N, L, cross_attention_dim] in the model's dtype and on its device, with every
   // cross-attention's to_k and to_v of it.
   CrossContext prepare_context(const Tensor& context) const;
@@ -42,17 +59,31 @@ class UNet {
   Device device() const { return device_; }
 
   // The parts, named like the checkpoint; public so tests can run one block alone.
+  // The encoder half's parts are shared with ControlNet (unet/controlnet.h), which loads them from its
+  // own names with these loaders.
   struct TimestepEmbedding {
     nn::Linear linear_1, linear_2;
+    static TimestepEmbedding load(const nn::WeightLoader& w, const std::string& name, const UNetConfig& c);
+    Tensor operator()(const Tensor& time_proj) const { return linear_2(ops::silu(linear_1(time_proj))); }
   };
   struct DownBlock {  // CrossAttnDownBlock2D / DownBlock2D
     std::vector<ResnetBlock2D> resnets;
     std::vector<Transformer2DModel> attentions;  // empty in DownBlock2D
     std::vector<Downsample2D> downsamplers;      // empty in the last level
+    // Level `level` of c, its input `in` channels.
+    static DownBlock load(const nn::WeightLoader& w, const std::string& name, const UNetConfig& c, size_t level,
+                          int64_t in);
+    // h through the block; every resnet (+ attention) output and the downsampler's go onto skips.
+    Tensor operator()(Tensor h, const Tensor& silu_temb, const CrossContext& context,
+                      std::vector<Tensor>& skips) const;
   };
   struct MidBlock {  // UNetMidBlock2DCrossAttn
     std::vector<ResnetBlock2D> resnets;  // 2
     std::vector<Transformer2DModel> attentions;  // 1
+    static MidBlock load(const nn::WeightLoader& w, const std::string& name, const UNetConfig& c);
+    Tensor operator()(const Tensor& h, const Tensor& silu_temb, const CrossContext& context) const {
+      return resnets[1](attentions[0](resnets[0](h, silu_temb), context), silu_temb);
+    }
   };
   struct UpBlock {  // CrossAttnUpBlock2D / UpBlock2D
     std::vector<ResnetBlock2D> resnets;

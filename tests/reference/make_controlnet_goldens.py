@@ -116,7 +116,7 @@ RUNS = [
     ("guess", "euler_a", 5, 5.0, 53, 1, [("a", "control_64x96.png", 1.0)], 0.0, 1.0, True),
     ("noguide", "euler", 4, 1.0, 54, 1, [("a", "control_64x96.png", 0.5)], 0.0, 1.0, False),
 ]
-WIDTH, HEIGHT = 96, 64
+WIDTH, HEIGHT = 128, 64  # sd-gen takes multiples of 64; both control pictures are then resized
 
 
 def orig_key(k, cfg):

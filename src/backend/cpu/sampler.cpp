@@ -88,4 +88,20 @@ void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor
   }
 }
 
+Tensor add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step, int64_t column,
+                     int64_t row_offset) {
+  const float s = table.f32()[(size_t)step_index(step) * (size_t)table.dim(1) + (size_t)column];
+  Tensor out = Tensor::empty(base.shape());
+  const size_t n = (size_t)base.numel(), m = (size_t)x.numel();
+  const size_t begin = base.dim(0) ? (size_t)row_offset * (n / (size_t)base.dim(0)) : 0;
+  const float *b = base.f32(), *xp = x.f32();
+  float* o = out.f32();
+  for (size_t i = 0; i < n; ++i) o[i] = b[i];
+  for (size_t i = 0; i < m; ++i) {
+    const float sx = s * xp[i];
+    o[begin + i] = b[begin + i] + sx;
+  }
+  return out;
+}
+
 }  // namespace sdgen::cpu

@@ -91,6 +91,8 @@ class CudaBackend : public Backend {
                      const Tensor& step) override;
   void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step, float guidance,
                 Tensor& out) override;
+  Tensor add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step, int64_t column,
+                       int64_t row_offset) override;
 
   bool supports(Op op, DType dtype) const override;
   std::unique_ptr<Graph> capture(const std::function<void()>& body) override;

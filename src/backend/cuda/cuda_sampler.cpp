@@ -45,6 +45,15 @@ void CudaBackend::denoised(const Tensor& x, const Tensor& eps, const Tensor& tab
                     out.data_as<float>(), x.numel(), eps.dim(0) == 2 * x.dim(0), guidance, stream_);
 }
 
+Tensor CudaBackend::add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step,
+                                  int64_t column, int64_t row_offset) {
+  Tensor out = Tensor::empty(base.shape(), base.dtype(), Device::CUDA);
+  const int64_t per = base.dim(0) ? base.numel() / base.dim(0) : 0;
+  kernels::add_scaled_at(base.data(), x.data(), base.dtype(), table.data_as<float>(), step.data_as<float>(),
+                         table.dim(1), column, out.data(), base.numel(), row_offset * per, x.numel(), stream_);
+  return out;
+}
+
 }  // namespace cuda
 }  // namespace sdgen
 #endif  // SDGEN_CUDA_BACKEND_TU

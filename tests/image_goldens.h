@@ -1,0 +1,93 @@
+// The shared side of the pipeline-run goldens (tests/reference/make_*_goldens.py): a golden file with
+// its "runs" metadata, a run's GenerateParams, the latents after every unit against the reference's,
+// and images by the pixel rule.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "pipeline/pipeline.h"
+#include "sampler/sampler.h"
+#include "test_helpers.h"
+
+namespace sdgen::image_goldens {
+
+struct Golden {
+  explicit Golden(const std::string& path)
+      : f(SafetensorsFile::open(path)), runs(nlohmann::json::parse(f->metadata().at("runs"))) {}
+  std::unique_ptr<SafetensorsFile> f;
+  nlohmann::json runs;
+  std::vector<float> floats(const std::string& key) const { return f->to_floats(*f->find(key)); }
+  // "<key>.image_uint8": 8-bit values stored as floats.
+  std::vector<uint8_t> image(const std::string& key) const {
+    std::vector<uint8_t> out;
+    for (float v : floats(key + ".image_uint8")) out.push_back((uint8_t)v);
+    return out;
+  }
+};
+
+// The fields every run has: prompt, negative_prompt, batch, steps, guidance, seed, width, height, sampler.
+inline GenerateParams run_params(const nlohmann::json& r) {
+  GenerateParams p;
+  p.prompt = r["prompt"];
+  p.negative_prompt = r["negative_prompt"];
+  p.batch = r["batch"];
+  p.steps = r["steps"];
+  p.guidance = r["guidance"];
+  p.seed = r["seed"];
+  p.width = r["width"];
+  p.height = r["height"];
+  p.sampler = parse_sampler_options(r["sampler"]);
+  return p;
+}
+
+// "<key>.latents_per_unit" against out.unit_latents (record_unit_latents): per unit, the largest
+// difference within rel · max(1, max |ref|). Returns the worst such ratio.
+inline float expect_unit_latents(const Golden& g, const nlohmann::json& r, const GeneratedBatch& out, float rel,
+                                 const char* tag) {
+  const std::string key = r["key"];
+  const std::vector<float> ref = g.floats(key + ".latents_per_unit");
+  const int units = r["units"];
+  const size_t n = out.latents.size();
+  EXPECT_EQ((int)out.unit_latents.size(), units) << key;
+  if ((int)out.unit_latents.size() != units || ref.size() != units * n) {
+    ADD_FAILURE() << key << ": " << out.unit_latents.size() << " units of " << n << " values, golden " << ref.size();
+    return INFINITY;
+  }
+  float worst_rel = 0;
+  for (int u = 0; u < units; ++u) {
+    float worst = 0, scale = 1;
+    for (size_t i = 0; i < n; ++i) {
+      worst = std::max(worst, std::fabs(out.unit_latents[u][i] - ref[u * n + i]));
+      scale = std::max(scale, std::fabs(ref[u * n + i]));
+    }
+    EXPECT_LE(worst, rel * scale) << key << " unit " << u;
+    worst_rel = std::max(worst_rel, worst / scale);
+  }
+  std::printf("[ %s ] %-10s latents after %d units: max|d|/max(1,|ref|) %.3g\n", tag, key.c_str(), units, worst_rel);
+  return worst_rel;
+}
+
+// Every image of out against ref (the images back to back): the share of channels within ±1 and
+// exact, and the worst difference.
+inline void expect_images(const GeneratedBatch& out, const std::vector<uint8_t>& ref, double within1, double exact,
+                          int worst, const std::string& what) {
+  ASSERT_FALSE(out.images.empty()) << what;
+  const size_t per = out.images[0].size();
+  ASSERT_EQ(ref.size(), per * out.images.size()) << what;
+  for (size_t b = 0; b < out.images.size(); ++b) {
+    const test_helpers::ImageDiff d = test_helpers::compare_u8(out.images[b].data(), ref.data() + b * per, per);
+    EXPECT_GE(d.within1, within1) << what << " image " << b;
+    EXPECT_GE(d.exact, exact) << what << " image " << b;
+    EXPECT_LE(d.worst, worst) << what << " image " << b;
+  }
+}
+
+}  // namespace sdgen::image_goldens
