@@ -6,6 +6,7 @@
 set -euo pipefail
 PKGS=(cmake g++ make pkg-config zlib1g-dev libjpeg-dev libcli11-dev nlohmann-json3-dev libstb-dev libgtest-dev
       libgmock-dev libopenblas-dev libutf8proc-dev libboost-context-dev
+      libopencv-imgproc-dev   # cv::Canny, ControlNet's canny preprocessor (pulls libopencv-core-dev)
       libdnnl-dev   # oneDNN: the CPU's bf16 GEMMs (optional at build time; see docs/performance.md)
       clang-14 libclang-rt-14-dev   # clang and compiler-rt: the fuzz targets (scripts/fuzz.sh)
       munge slurmctld slurmd slurm-client   # a one-node Slurm cluster: the slurm_cluster test
