@@ -11,8 +11,12 @@
 //
 //   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
 //               --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
-//               [--keep-step-graph] [--encode] [--strength S [--inpaint]] [--preview-every N] [--vae-tiny] [--json]
+//               [--keep-step-graph] [--encode] [--strength S [--inpaint]] [--preview-every N] [--vae-tiny]
+//               [--controlnets N [--guess-mode]] [--json]
 //               [--hires-scale F [--hires-steps N] [--hires-denoise S] [--hires-upscaler U]]
+// --controlnets N: N ControlNets of SD's architecture (random weights, kRandomControlNet) with a
+// control image each, run in every unit; their hint encoders run once, in sampling_setup (not in the
+// analytic count). --guess-mode: they see the conditional rows only (the analytic count assumes all).
 // --vae-tiny: SD's TAESD (TaesdConfig's defaults; a zero-valued decoder file written to the temp
 // folder, the census computing no values) decodes instead of the full VAE decoder.
 // --encode: the pipeline loads the VAE encoder too (ModelOptions::need_encoder), and after the
@@ -41,6 +45,7 @@
 
 #include "core/trace.h"
 #include "io/checkpoint.h"
+#include "io/controlnet_file.h"
 #include "io/safetensors.h"
 #include "pipeline/dry_run.h"
 #include "pipeline/flops.h"
@@ -221,6 +226,7 @@ int main(int argc, char** argv) {
   gp.steps = 25;
   gp.seed = 42;
   bool json = false, encode = false, vae_tiny = false;
+  int controlnets = 0;
   double strength = -1;  // img2img's, when given
   bool inpaint = false;
   double hires_scale = 0;
@@ -248,6 +254,8 @@ int main(int argc, char** argv) {
     else if (a == "--json") json = true;
     else if (a == "--encode") encode = true;
     else if (a == "--vae-tiny") vae_tiny = true;
+    else if (a == "--controlnets") controlnets = std::atoi(val("--controlnets"));
+    else if (a == "--guess-mode") gp.guess_mode = true;
     else if (a == "--strength") strength = std::atof(val("--strength"));
     else if (a == "--inpaint") inpaint = true;
     else if (a == "--preview-every") {
@@ -319,10 +327,27 @@ int main(int argc, char** argv) {
         if (!path.empty()) std::filesystem::remove(path, ec);
       }
     } remove_taesd{options.vae_tiny};
+    // ControlNets: SD's architecture with random weights, one control image each (values unused).
+    if (controlnets < 0 || controlnets > 4) return usage("--controlnets must be 0..4");
+    auto control_image = std::make_shared<RgbImage>();
+    control_image->width = gp.width, control_image->height = gp.height;
+    control_image->pixels.assign((size_t)gp.width * gp.height * 3, 0);
+    for (int k = 0; k < controlnets; ++k) {
+      const std::string path = std::string(kRandomControlNet) + "-" + std::to_string(k);
+      options.controlnets.push_back(path);
+      gp.controls.push_back({path, control_image, 1.0f});
+    }
     options.need_encoder = encode || gp.init_image || (gp.hires.enabled() && !is_latent_upscaler(gp.hires.upscaler));
     Pipeline pipe(model, dt, Device::CUDA, nullptr, options);
     pipe.generate(gp);
     analytic = workload_flops(pipe.checkpoint().config(), gp.batch, gp.width, gp.height, gp.steps, gp.guidance);
+    if (controlnets > 0) {  // the nets run in every unit beside the UNet (their hint encoders once, in setup)
+      const ModelConfig& m = pipe.checkpoint().config();
+      const double with = unet_pass(m.unet, analytic.unet_batch, gp.height / 8, gp.width / 8, m.clip.max_positions,
+                                    DType::F32, controlnets).flops;
+      analytic.total += gp.steps * (with - analytic.unet_per_step);
+      analytic.unet_per_step = with;
+    }
     if (vae_tiny) {
       analytic.total -= analytic.vae;
       analytic.vae = taesd_decoder_pass(TaesdConfig(), gp.batch, gp.height, gp.width).flops;

@@ -8,11 +8,16 @@
 
 #include <cmath>
 
+#include "cli_fixture.h"
 #include "image_goldens.h"
+#include "io/canny.h"
+#include "io/png_text.h"
+#include "io/png_writer.h"
 #include "io/controlnet_file.h"
 #include "io/image_read.h"
 #include "io/image_resize.h"
 #include "io/checkpoint.h"
+#include "pipeline/memory_estimate.h"
 #include "sdgen/error.h"
 #include "sdgen/ops.h"
 #include "unet/controlnet.h"
@@ -185,4 +190,105 @@ TEST(ControlNetFile, BadFilesAreOneLine) {
   expect_line(kNets + "missing", "no such file or folder");
   expect_line(kData + "/tiny_vae_ldm.safetensors", "no ControlNet tensors");
   expect_line(kData + "/tiny_sd/diffusers/unet", "no hint encoder");  // a UNet folder: the encoder's names, no hint
+}
+
+// SD v1.5's ControlNet: diffusers' ControlNetModel(cross_attention_dim=768) holds 361,279,120
+// parameters (counted by torch on the meta device). The estimate adds them per net, and the nets'
+// passes and residuals to the UNet's working set.
+TEST(ControlNetMemory, ParametersAndTheEstimate) {
+  const ModelConfig sd;
+  EXPECT_EQ(controlnet_parameters(sd.unet), 361279120);
+  MemoryRequest r;
+  r.device = Device::CUDA;
+  r.precision = DType::F16;
+  r.batch = 3;
+  const MemoryEstimate plain = estimate_memory(sd, r);
+  r.controlnets = 2;
+  const MemoryEstimate two = estimate_memory(sd, r);
+  EXPECT_EQ(two.weights - plain.weights, (uint64_t)2 * 2 * 361279120);
+  EXPECT_GT(two.unet, plain.unet);
+}
+
+class ControlNetCli : public cli_test::CliTest {};
+
+// Run "one" through the binary (net a from the original-naming file, the diffusers folder's values):
+// the images by the pixel rule, and the PNG parameters as A1111's ControlNet extension writes them.
+TEST_F(ControlNetCli, BinaryMatchesDiffusersAndRecordsTheUnit) {
+  const nlohmann::json& r = golden().runs[0];
+  ASSERT_EQ(r["key"], "one");
+  const auto run = run_raw("--device cpu -m '" + kModel + "' -p '" + r["prompt"].get<std::string>() +
+                           "' -n blurry --sampler ddim --seed 51 --batch 2 --steps 5 -W 128 -H 64 --control '" + kNets +
+                           "a_orig.safetensors' --control-image '" + kData +
+                           "/images/control_64x96.png' --name 'img-{i}' -o out");
+  ASSERT_EQ(run.code, 0) << run.err;
+  const std::vector<uint8_t> ref = golden().image("one");
+  for (int b = 0; b < 2; ++b) {
+    const fs::path png = dir_ / "out" / ("img-" + std::to_string(b) + ".png");
+    const RgbImage im = read_image(png.string(), "output");
+    const test_helpers::ImageDiff d = test_helpers::compare_u8(im.pixels.data(), ref.data() + b * im.pixels.size(),
+                                                               im.pixels.size());
+    EXPECT_GE(d.within1, 0.999) << png;
+    const std::string text = read_png_text(png.string(), "parameters", "test");
+    EXPECT_NE(text.find("ControlNet 0: \"Module: none, Model: a_orig, Weight: 1, Guidance Start: 0, Guidance End: 1\""),
+              std::string::npos)
+        << text;
+  }
+}
+
+// Two nets from a prompt file's keys, with the window and a scale in the spec: both units in the PNG.
+TEST_F(ControlNetCli, PromptFileKeysAndTwoUnits) {
+  write("p.jsonl", "{\"prompt\": \"a house\", \"control\": [\"" + kNets + "a:0.5\", \"" + kNets +
+                       "b\"], \"control_image\": [\"" + kData + "/images/control_64x96.png\", \"" + kData +
+                       "/images/control_48x40.png\"], \"control_start\": 0.2, \"control_end\": 0.8}\n");
+  const auto run = run_raw("--device cpu -m '" + kModel + "' --steps 2 -W 128 -H 64 --prompt-file p.jsonl --name x -o out");
+  ASSERT_EQ(run.code, 0) << run.err;
+  const std::string text = read_png_text((dir_ / "out" / "x.png").string(), "parameters", "test");
+  EXPECT_NE(text.find("ControlNet 0: \"Module: none, Model: a, Weight: 0.5, Guidance Start: 0.2, Guidance End: 0.8\", "
+                      "ControlNet 1: \"Module: none, Model: b, Weight: 1, Guidance Start: 0.2, Guidance End: 0.8\""),
+            std::string::npos)
+      << text;
+}
+
+// Bad combinations: one line each, the usage exit code, nothing written.
+TEST_F(ControlNetCli, BadOptionsAreOneLine) {
+  const std::string a = "--control '" + kNets + "a' ";
+  const std::string img = "--control-image '" + kData + "/images/control_64x96.png' ";
+  for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+           {a, "--control needs one --control-image each, in order: 1 --control, 0 --control-image"},
+           {a + img + "--control-start 0.8 --control-end 0.5", "--control-start 0.8 must be below --control-end 0.5"},
+           {a + img + "--control-end 1.5", "--control-end must be between 0 and 1"},
+           {a + "--control-image nowhere.png", "nowhere.png"},
+           {a + img + "--control-preprocess sobel", "--control-preprocess 'sobel' is not one of none, canny"},
+           {"--control '" + kNets + "a:x' " + img, "SCALE 'x' is not a number"}}) {
+    const auto run = this->run("-p x " + args + " -o out");
+    EXPECT_EQ(run.code, (int)ExitCode::kUsage) << args << "\n" << run.err;
+    EXPECT_NE(run.err.find(says), std::string::npos) << args << "\n" << run.err;
+    EXPECT_EQ(lines(run.err), 1) << run.err;
+    EXPECT_FALSE(fs::exists(dir_ / "out")) << args;
+  }
+  const auto missing = run("-p x --control nowhere " + img + " -o out");
+  EXPECT_EQ(missing.code, (int)ExitCode::kModel) << missing.err;
+  EXPECT_NE(missing.err.find("--control nowhere: no such file or folder"), std::string::npos) << missing.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+}
+
+// --control-preprocess canny: the net gets OpenCV's edges of the picture (what a run given those edges
+// as its control image makes, byte for byte), and the PNG names the module.
+TEST_F(ControlNetCli, CannyPreprocessGivesTheEdgesRun) {
+  const std::string photo = kData + "/images/init_128x64.png";
+  const RgbImage edges = canny_edges(read_image(photo, "x"), 50, 150);
+  write_png((dir_ / "edges.png").string(), edges.pixels.data(), edges.width, edges.height, "");
+  const std::string common = "--device cpu -m '" + kModel + "' -p house --seed 3 --steps 2 -W 128 -H 64 --control '" +
+                             kNets + "a' ";
+  const auto a = run_raw(common + "--control-image '" + photo +
+                         "' --control-preprocess canny --canny-low 50 --canny-high 150 --name x -o a");
+  ASSERT_EQ(a.code, 0) << a.err;
+  const auto b = run_raw(common + "--control-image edges.png --name x -o b");
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(read_image((dir_ / "a" / "x.png").string(), "a").pixels, read_image((dir_ / "b" / "x.png").string(), "b").pixels);
+  const auto plain = run_raw(common + "--control-image '" + photo + "' --name x -o c");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  EXPECT_NE(read_image((dir_ / "a" / "x.png").string(), "a").pixels, read_image((dir_ / "c" / "x.png").string(), "c").pixels);
+  EXPECT_NE(read_png_text((dir_ / "a" / "x.png").string(), "parameters", "test").find("Module: canny, Model: a,"),
+            std::string::npos);
 }

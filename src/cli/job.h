@@ -37,6 +37,16 @@ struct EmbeddingArg {
   std::string file, token;  // token empty: the file's name
 };
 
+// A "FILE[:SCALE]" of --control as given, with what it names.
+struct ControlArg {
+  std::string spec;
+  std::string file;
+  float scale = 1.0f;
+};
+
+// --control-preprocess: what is done to the control images before the ControlNet reads them.
+enum class ControlPreprocess { None, Canny };
+
 struct Job {
   std::string prompt;  // as given, <lora:...> tags included
   std::string negative_prompt;
@@ -72,6 +82,14 @@ struct Job {
   std::string vae_tiny;  // --vae-tiny FILE|FOLDER: TAESD decodes (empty: the full VAE)
   std::vector<EmbeddingArg> embeddings;
   std::vector<LoraArg> loras;  // --lora, in order
+  // ControlNets (pipeline.h, ControlParams): --control FILE[:SCALE] and --control-image IMG, paired in
+  // order; the guidance window (diffusers' control_guidance_start/end), guess mode, the preprocessing.
+  std::vector<ControlArg> controls;
+  std::vector<std::string> control_images;
+  double control_start = 0.0, control_end = 1.0;
+  bool guess_mode = false;
+  ControlPreprocess control_preprocess = ControlPreprocess::None;
+  int canny_low = 100, canny_high = 200;
   std::string lora_dir;        // --lora-dir: where <lora:NAME> finds NAME.safetensors
   std::string model;           // file or diffusers folder (empty: $SDGEN_MODEL, then weights/)
   DType precision = DType::F32;

@@ -220,6 +220,7 @@ std::string memory_refusal(const ModelConfig& cfg, const MemoryLimit& limit, con
   r.cuda_libraries_loaded = cuda_plugin_loaded();
   r.encoder = !job.init_image.empty();
   r.vae_tiny = !job.vae_tiny.empty();
+  r.controlnets = (int)job.controls.size();
   // The hires fix: its second pass, at the larger size, dominates (the first pass's buffers go back
   // before it runs); lanczos encodes its pictures.
   if (const HiresParams h = job_hires(job); h.enabled()) {

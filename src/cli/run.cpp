@@ -20,6 +20,7 @@
 #include "backend/cpu/blas_kernels.h"
 #include "backend/cpu/cpu_backend.h"
 #include "cli/batch.h"
+#include "cli/control_images.h"
 #include "cli/infotext.h"
 #include "cli/manifest.h"
 #include "cli/options.h"
@@ -329,10 +330,16 @@ class GenerationRun {
       need_encoder = need_encoder || !opt_.jobs[calls_[d].job].init_image.empty() ||
                      (job_hires(opt_.jobs[calls_[d].job]).enabled() &&
                       !is_latent_upscaler(opt_.jobs[calls_[d].job].hires_upscaler));
+    // The ControlNets of the jobs on this pipeline load with it (and are in its memory check).
+    std::vector<std::string> controlnets;
+    for (size_t d = c; d < calls_.size() && key_of_call(d) == loaded_key_; ++d)
+      for (const ControlArg& a : opt_.jobs[calls_[d].job].controls)
+        if (std::find(controlnets.begin(), controlnets.end(), a.file) == controlnets.end()) controlnets.push_back(a.file);
     pipe_ = at_line(j, [&] {
       return std::make_unique<Pipeline>(model_paths_[calls_[c].job], j.precision, device,
                                         [this](const std::string& m) { log(m); },
-                                        ModelOptions{j.vae, embeddings, job_loras(j), j.ema, need_encoder, j.vae_tiny},
+                                        ModelOptions{j.vae, embeddings, job_loras(j), j.ema, need_encoder, j.vae_tiny,
+                                                     controlnets},
                                         check_memory);
     });
   }
@@ -368,6 +375,11 @@ class GenerationRun {
       gp.inpaint_latent_noise = j.inpaint_latent_noise;
     }
     gp.hires = job_hires(j);
+    for (size_t i = 0; i < j.controls.size(); ++i)
+      gp.controls.push_back({j.controls[i].file, control_picture(j, j.control_images[i]), j.controls[i].scale});
+    gp.control_start = j.control_start;
+    gp.control_end = j.control_end;
+    gp.guess_mode = j.guess_mode;
     if (!opt_.preview.empty()) {
       gp.preview_every = opt_.preview_every;
       const std::string path = opt_.preview;
@@ -391,6 +403,15 @@ class GenerationRun {
       slot = std::make_shared<const RgbImage>(own_size ? std::move(im)
                                                        : fit_image(im, j.width, j.height, j.resize_mode));
     }
+    return slot;
+  }
+
+  // A control image as the ControlNet gets it (preprocessed when asked; the pipeline resizes it), read
+  // once per file and preprocessing.
+  std::shared_ptr<const RgbImage> control_picture(const Job& j, const std::string& file) const {
+    const std::string key = "control|" + file + "|" + control_preprocess_key(j);
+    auto& slot = pictures_[key];
+    if (!slot) slot = std::make_shared<const RgbImage>(preprocess_control(j, read_image(file, line_prefix(j) + "--control-image")));
     return slot;
   }
 

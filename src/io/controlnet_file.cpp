@@ -3,10 +3,12 @@
 #include "io/controlnet_file.h"
 
 #include <filesystem>
+#include <functional>
 
 #include "io/checkpoint_names.h"
 #include "io/mapped_checkpoint.h"
 #include "io/model_config_load.h"
+#include "io/random_checkpoint.h"
 #include "io/torch_checkpoint.h"
 #include "sdgen/error.h"
 
@@ -139,6 +141,11 @@ ControlNetFile open_controlnet_file(const std::string& path, const ModelConfig& 
   ControlNetFile out;
   out.config.unet = base.unet;
   out.config.unet.in_channels = 4;  // also beside a 9-channel inpainting UNet: it reads the latents alone
+  if (path.rfind(kRandomControlNet, 0) == 0) {
+    out.weights = make_random_checkpoint(base, std::hash<std::string>{}(path));
+    out.name = path;
+    return out;
+  }
   auto ck = std::make_unique<MappedCheckpoint>("--control", path, base);
   size_t added = 0;
   if (fs::is_directory(path, ec)) {

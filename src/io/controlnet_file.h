@@ -28,6 +28,9 @@ struct ControlNetFile {
 // no ControlNet tensors, a config.json for another UNet than the model's, a ControlNet kind the
 // pipeline does not run (global_pool_conditions: the shuffle model). Mis-shaped tensors fail when
 // the ControlNet loads them, naming the tensor.
+// A path starting with kRandomControlNet ("random:controlnet", "random:controlnet-2", ...) is SD's
+// ControlNet for the model with random weights, seeded by the path (benchmarks, the census).
 ControlNetFile open_controlnet_file(const std::string& path, const ModelConfig& base);
+inline constexpr const char* kRandomControlNet = "random:controlnet";
 
 }  // namespace sdgen

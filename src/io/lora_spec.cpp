@@ -29,18 +29,20 @@ bool parse_scale(const std::string& s, float* out) {
 
 }  // namespace
 
-LoraSpec parse_lora_spec(const std::string& spec) {
+LoraSpec parse_file_scale(const std::string& option, const std::string& spec) {
   LoraSpec out{spec, 1.0f};
   std::error_code ec;
   const size_t colon = spec.rfind(':');
-  if (fs::is_regular_file(spec, ec) || colon == std::string::npos) return out;
+  if (fs::exists(spec, ec) || colon == std::string::npos) return out;
   float v = 0;
   if (!parse_scale(spec.substr(colon + 1), &v))
-    throw_usage("--lora " + spec + ": SCALE '" + spec.substr(colon + 1) + "' is not a number (FILE[:SCALE])");
+    throw_usage(option + " " + spec + ": SCALE '" + spec.substr(colon + 1) + "' is not a number (FILE[:SCALE])");
   out.file = spec.substr(0, colon);
   out.scale = v;
   return out;
 }
+
+LoraSpec parse_lora_spec(const std::string& spec) { return parse_file_scale("--lora", spec); }
 
 std::string extract_lora_tags(const std::string& prompt, const std::string& lora_dir, std::vector<LoraSpec>* found) {
   std::string out;

@@ -16,6 +16,8 @@ struct LoraSpec {
 // "FILE[:SCALE]": the whole spec when it names an existing file or has no ':' followed by a number.
 // Error(kUsage) for a SCALE that is not a finite number.
 LoraSpec parse_lora_spec(const std::string& spec);
+// The same for another option's FILE[:SCALE] (--control: FILE may be a folder), `option` in messages.
+LoraSpec parse_file_scale(const std::string& option, const std::string& spec);
 // Removes A1111's <lora:NAME> and <lora:NAME:SCALE> tags from a prompt, appending each as
 // dir/NAME.safetensors (NAME as given when it ends in .safetensors) to *found. Error(kUsage) for a
 // malformed tag.

@@ -8,6 +8,7 @@
 #include "pipeline/flops.h"
 #include "pipeline/memory_estimate.h"
 #include "text/clip.h"
+#include "unet/controlnet.h"
 #include "unet/unet.h"
 #include "vae/taesd.h"
 #include "vae/vae.h"
@@ -45,6 +46,14 @@ class Pass {
     const uint64_t before = meta_tally().live;
     Model model(ShapeOnlyCheckpoint(), c, dtype_, Device::Meta);
     cost_.parameters = (int64_t)((meta_tally().live - before) / dtype_size(dtype_));
+    return model;
+  }
+  // One more model held through the pass (a ControlNet beside the UNet): its parameters add up.
+  template <class Model, class Config>
+  Model build_more(const Config& c) {
+    const int64_t before = cost_.parameters;
+    Model model = build<Model>(c);
+    cost_.parameters += before;
     return model;
   }
   template <class Model, class Config>
@@ -85,14 +94,34 @@ PassCost clip_pass(const ClipConfig& c, int sequences, DType dtype) {
   return p.end();
 }
 
-PassCost unet_pass(const UNetConfig& c, int batch, int latent_h, int latent_w, int context_len, DType dtype) {
+PassCost unet_pass(const UNetConfig& c, int batch, int latent_h, int latent_w, int context_len, DType dtype,
+                   int controlnets) {
   Pass p(dtype);
   const UNet model = p.build<UNet>(c);
+  ControlNetConfig cc;
+  cc.unet = c;
+  cc.unet.in_channels = 4;
+  std::vector<ControlNet> nets;
+  for (int k = 0; k < controlnets; ++k) nets.push_back(p.build_more<ControlNet>(cc));
   const Tensor x = p.input({batch, latent_h, latent_w, c.in_channels});
-  const Tensor context = p.input({batch, context_len, c.cross_attention_dim});
-  const std::vector<float> timesteps((size_t)batch, 1.0f);
+  const Tensor x4 = p.input({batch, latent_h, latent_w, 4});
+  const CrossContext context{p.input({batch, context_len, c.cross_attention_dim}), {}};
+  // The control images' hint embeddings are made once per generation and held through the loop.
+  std::vector<Tensor> hints;
+  for (int k = 0; k < controlnets; ++k) hints.push_back(p.input({batch, latent_h, latent_w, c.block_channels[0]}));
+  const Tensor scales = Tensor::empty({1, (int64_t)controlnets * 64}, DType::F32, Device::Meta);
+  const Tensor step = Tensor::empty({1}, DType::F32, Device::Meta);
   p.begin();
-  const Tensor out = model.forward(x, timesteps, context);
+  const Tensor time_proj = ops::timestep_embedding(std::vector<float>((size_t)batch, 1.0f), c.block_channels[0],
+                                                   dtype, Device::Meta);
+  UNetControl control{{}, scales, step};
+  // Every net's residuals are alive together when the UNet adds them (the step runs the nets first).
+  for (size_t k = 0; k < nets.size(); ++k) {
+    ControlResiduals r = nets[k].forward(x4, time_proj, context, hints[k]);
+    r.first_column = (int64_t)(k * (nets[k].down_residuals() + 1));
+    control.nets.push_back(std::move(r));
+  }
+  const Tensor out = model.forward(x, time_proj, context, nullptr, nets.empty() ? nullptr : &control);
   return p.end();
 }
 
@@ -126,6 +155,12 @@ PassCost taesd_decoder_pass(const TaesdConfig& c, int images, int height, int wi
 
 int64_t clip_parameters(const ClipConfig& c) { return Pass(DType::F32).parameters<ClipTextEncoder>(c); }
 int64_t unet_parameters(const UNetConfig& c) { return Pass(DType::F32).parameters<UNet>(c); }
+int64_t controlnet_parameters(const UNetConfig& c) {
+  ControlNetConfig cc;
+  cc.unet = c;
+  cc.unet.in_channels = 4;
+  return Pass(DType::F32).parameters<ControlNet>(cc);
+}
 int64_t vae_decoder_parameters(const VaeConfig& c) { return Pass(DType::F32).parameters<VaeDecoder>(c); }
 int64_t vae_encoder_parameters(const VaeConfig& c) { return Pass(DType::F32).parameters<VaeEncoder>(c); }
 

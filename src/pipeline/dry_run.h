@@ -26,8 +26,10 @@ PassCost clip_pass(const ClipConfig& c, int sequences, DType dtype = DType::F32)
 // One UNet call on `batch` latents of latent_h × latent_w (multiples of 2^(levels-1)) with a text
 // context of context_len tokens per latent (its cross-attention keys and values computed in the
 // call, as UNet::forward does without a prepared context).
+// With controlnets > 0, that many ControlNets of SD's architecture (ControlNetConfig's defaults over
+// c) run first and their residuals are added (their parameters count too).
 PassCost unet_pass(const UNetConfig& c, int batch, int latent_h, int latent_w, int context_len,
-                   DType dtype = DType::F32);
+                   DType dtype = DType::F32, int controlnets = 0);
 // The VAE decoder on `images` latents, decoding to height × width pixels (latents 1/8 the side).
 PassCost vae_decoder_pass(const VaeConfig& c, int images, int height, int width, DType dtype = DType::F32);
 // The VAE encoder (images in) on `images` images of height × width pixels, to their moments.

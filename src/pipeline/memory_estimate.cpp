@@ -25,7 +25,8 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   // elements, the factors below turning them into bytes per backend.
   const int rows = r.batch * (r.guidance ? 2 : 1);
   const PassCost clip = clip_pass(m.clip, 1);
-  const PassCost unet = unet_pass(m.unet, rows, r.height / 8, r.width / 8, m.clip.max_positions);
+  const PassCost unet =
+      unet_pass(m.unet, rows, r.height / 8, r.width / 8, m.clip.max_positions, DType::F32, r.controlnets);
   const int vae_images = std::max(1, std::min(r.vae_batch, r.batch));
   const PassCost vae = r.vae_tiny ? taesd_decoder_pass(TaesdConfig(), vae_images, r.height, r.width)
                                   : vae_decoder_pass(m.vae, vae_images, r.height, r.width);

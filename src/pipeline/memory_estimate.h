@@ -45,6 +45,8 @@ int64_t unet_parameters(const UNetConfig& c);
 int64_t vae_decoder_parameters(const VaeConfig& c);
 // The VAE encoder's (loaded only for images in: MemoryRequest::encoder, ModelOptions::need_encoder).
 int64_t vae_encoder_parameters(const VaeConfig& c);
+// A ControlNet's beside a UNet of config c (SD's hint encoder).
+int64_t controlnet_parameters(const UNetConfig& c);
 
 struct MemoryRequest {
   DType precision = DType::F32;
@@ -61,6 +63,9 @@ struct MemoryRequest {
   // --vae-tiny: TAESD's decoder (its weights and pass) instead of the full VAE decoder's. The
   // architecture is SD's TAESD (TaesdConfig's defaults): the check runs before any file is read.
   bool vae_tiny = false;
+  // ControlNets (SD's architecture over the model's UNet): their weights, and in the UNet's working set
+  // their passes and residuals.
+  int controlnets = 0;
 };
 
 struct MemoryEstimate {
