@@ -6,7 +6,10 @@
 // mode, no guidance — in fp32 (latents after every unit, images by the pixel rule) and fp16.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 
 #include "cli_fixture.h"
 #include "image_goldens.h"
@@ -73,6 +76,33 @@ ModelRun run_model(const ControlNet& net) {
   return r;
 }
 
+// Net a in the original naming (control_model.*), written once per test program from folder a's
+// fp16 tensors under the names the reference script recorded (orig_names_a, proven there by
+// diffusers' convert_controlnet_checkpoint and from_single_file).
+const std::string& orig_file() {
+  static const std::string path = [] {
+    const nlohmann::json names = nlohmann::json::parse(golden().f->metadata().at("orig_names_a"));
+    auto folder = SafetensorsFile::open(kNets + "a/diffusion_pytorch_model.safetensors");
+    std::vector<StWriteTensor> out;
+    for (const StTensorInfo& t : folder->tensors())
+      out.push_back(st_tensor_from_floats(names.at(t.name).get<std::string>(), StDType::F16, t.shape,
+                                          folder->to_floats(t)));
+    static const struct TempDir {  // removed when the test program ends
+      fs::path path = fs::temp_directory_path() / ("sdgen_controlnet_" + std::to_string(::getpid()));
+      ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+      }
+    } dir_holder;
+    const fs::path& dir = dir_holder.path;
+    fs::create_directories(dir);
+    const std::string file = (dir / "a_orig.safetensors").string();
+    write_safetensors(file, out);
+    return file;
+  }();
+  return path;
+}
+
 GenerateParams control_params(const nlohmann::json& r) {
   GenerateParams p = run_params(r);
   for (const auto& c : r["controls"]) {
@@ -111,7 +141,7 @@ TEST(ControlNetModel, ResidualsMatchDiffusers) {
 // middle_block_out) holds the folder's fp16 values: the same residuals, bit for bit.
 TEST(ControlNetModel, OriginalNamingEqualsTheFolder) {
   ControlNetFile folder = open_controlnet_file(kNets + "a", base_config());
-  ControlNetFile orig = open_controlnet_file(kNets + "a_orig.safetensors", base_config());
+  ControlNetFile orig = open_controlnet_file(orig_file(), base_config());
   EXPECT_EQ(orig.config.conditioning_embedding_channels, folder.config.conditioning_embedding_channels);
   EXPECT_EQ(orig.weights->names(), folder.weights->names());
   const ModelRun a = run_model(ControlNet(*folder.weights, folder.config, DType::F32, Device::CPU));
@@ -217,8 +247,8 @@ TEST_F(ControlNetCli, BinaryMatchesDiffusersAndRecordsTheUnit) {
   const nlohmann::json& r = golden().runs[0];
   ASSERT_EQ(r["key"], "one");
   const auto run = run_raw("--device cpu -m '" + kModel + "' -p '" + r["prompt"].get<std::string>() +
-                           "' -n blurry --sampler ddim --seed 51 --batch 2 --steps 5 -W 128 -H 64 --control '" + kNets +
-                           "a_orig.safetensors' --control-image '" + kData +
+                           "' -n blurry --sampler ddim --seed 51 --batch 2 --steps 5 -W 128 -H 64 --control '" + orig_file() +
+                           "' --control-image '" + kData +
                            "/images/control_64x96.png' --name 'img-{i}' -o out");
   ASSERT_EQ(run.code, 0) << run.err;
   const std::vector<uint8_t> ref = golden().image("one");

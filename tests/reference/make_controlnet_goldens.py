@@ -42,8 +42,9 @@ Files written:
    conditioning_embedding_out_channels a: (4,8,8,8), b: (4,4,8,8). Every parameter random (make_goldens.reinit,
    seeds 7001 / 7002), the zero convolutions included (else nothing could be tested), the hint encoder's conv
    weights x 1.85 / 1.7 (see NETS: else the control picture has no visible effect), rounded to fp16.
- * tests/data/tiny_controlnet/a_orig.safetensors: net a under the original ControlNet (lllyasviel cldm / A1111)
-   names, fp16, prefix control_model. The map (built below, from the layout): time_embedding.linear_{1,2} ->
+ * the metadata key orig_names_a of the golden: net a's names in the original ControlNet (lllyasviel cldm /
+   A1111) naming, prefix control_model., proven by writing net a under them (fp16, a temporary file the tests
+   write again from folder a and this map) and reading it back with diffusers' converter and from_single_file. The map (built below, from the layout): time_embedding.linear_{1,2} ->
    time_embed.{0,2}; conv_in -> input_blocks.0.0; down_blocks/mid_block as the UNet (ldm_names.unet_key);
    controlnet_down_blocks.i -> zero_convs.i.0; controlnet_mid_block -> middle_block_out.0; hint block
    (index = position in the original nn.Sequential, SiLUs at the odd indices have no tensors):
@@ -69,6 +70,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import sys
 
 import numpy as np
@@ -160,7 +162,9 @@ def write_orig(net):
     want = net.state_dict()
     orig = {PREFIX + orig_key(k, cfg): v.detach().half().contiguous().clone() for k, v in want.items()}
     assert len(orig) == len(want), "name collision"
-    path = os.path.join(OUT, "a_orig.safetensors")
+    # Not committed (the GPU machine takes 64 MiB of tree and kit): the tests write it from folder a
+    # and the map recorded in the golden's metadata (orig_names_a), which is proven here.
+    path = os.path.join(tempfile.mkdtemp(), "a_orig.safetensors")
     save_file(orig, path, metadata={"format": "pt"})
     # The names, proven by diffusers' own converter ...
     back = convert_controlnet_checkpoint(load_file(path), cfg)
