@@ -1,5 +1,5 @@
 // ControlNets in the denoising loop (diffusers' StableDiffusionControlNetPipeline and its Multi form):
-// the control images encoded once per generation by each net's hint encoder, each net's context keys
+// the control images encoded once per generation by each net's hint encoder (one row, copied), each net's context keys
 // and values prepared once, and a table of the units' conditioning scales on the device, so that the
 // recorded step reads no host value. In the step each net runs on the UNet's input (guess mode with
 // guidance: the conditional rows alone) and its residuals are added to the UNet's skips at the
@@ -38,15 +38,25 @@ bool Pipeline::control_cond_only(bool guided) const { return guided && loop_->ke
 namespace {
 
 // The control image as the net reads it: resized to width × height (Lanczos) when it differs, values
-// x/255 in [0, 1], NHWC, repeated for `rows` rows.
-Tensor control_image(const RgbImage& picture, int width, int height, int rows) {
+// x/255 in [0, 1], NHWC [1, height, width, 3].
+Tensor control_image(const RgbImage& picture, int width, int height) {
   const RgbImage sized =
       picture.width == width && picture.height == height ? picture : resize_lanczos(picture, width, height);
-  const size_t per = (size_t)width * height * 3;
-  std::vector<float> v(per * (size_t)rows);
-  for (size_t i = 0; i < per; ++i) v[i] = (float)sized.pixels[i] / 255.0f;
-  for (int r = 1; r < rows; ++r) std::copy(v.begin(), v.begin() + (ptrdiff_t)per, v.begin() + (ptrdiff_t)(r * per));
-  return Tensor::from_floats({rows, height, width, 3}, v);
+  std::vector<float> v(sized.pixels.size());
+  for (size_t i = 0; i < v.size(); ++i) v[i] = (float)sized.pixels[i] / 255.0f;
+  return Tensor::from_floats({1, height, width, 3}, v);
+}
+
+// The hint embedding of one control image for `rows` UNet rows: encoded once and copied, where
+// diffusers encodes the repeated image (the same values per row; 1/rows of the work and memory).
+Tensor hint_rows(const ControlNet& net, const RgbImage& picture, int width, int height, int rows) {
+  const Tensor one = net.embed_condition(control_image(picture, width, height));
+  if (rows == 1) return one;
+  Shape s = one.shape();
+  s[0] = rows;
+  Tensor all = Tensor::empty(s, one.dtype(), one.device());
+  for (int r = 0; r < rows; ++r) all.slice0(r, r + 1).copy_from(one);
+  return all;
 }
 
 }  // namespace
@@ -76,7 +86,7 @@ void Pipeline::set_control(const GenerateParams& p, const SamplerPlan& plan, con
     st.control_cross.clear();
   }
   for (size_t k = 0; k < nets.size(); ++k) {
-    const Tensor hint = nets[k]->embed_condition(control_image(*p.controls[k].image, p.width, p.height, crows));
+    const Tensor hint = hint_rows(*nets[k], *p.controls[k].image, p.width, p.height, crows);
     CrossContext cross = nets[k]->prepare_context(ctx);
     if (!refill) {
       st.control_hint.push_back(hint);
