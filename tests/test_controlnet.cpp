@@ -285,7 +285,7 @@ TEST_F(ControlNetCli, BadOptionsAreOneLine) {
   const std::string img = "--control-image '" + kData + "/images/control_64x96.png' ";
   for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
            {a, "--control needs one --control-image each, in order: 1 --control, 0 --control-image"},
-           {a + img + "--control-start 0.8 --control-end 0.5", "--control-start 0.8 must be below --control-end 0.5"},
+           {a + img + "--control-start 0.8 --control-end 0.5", "--control-start 0.8 must not be above --control-end 0.5"},
            {a + img + "--control-end 1.5", "--control-end must be between 0 and 1"},
            {a + "--control-image nowhere.png", "nowhere.png"},
            {a + img + "--control-preprocess sobel", "--control-preprocess 'sobel' is not one of none, canny"},

@@ -111,8 +111,8 @@ void add_control_settings(std::vector<Setting>& t) {
   auto range = start.problem;
   start.problem = [range](const Job& j) -> std::string {
     if (std::string why = range(j); !why.empty()) return why;
-    if (j.control_start < j.control_end) return "";
-    return "--control-start " + number_text(j.control_start) + " must be below --control-end " +
+    if (j.control_start <= j.control_end) return "";
+    return "--control-start " + number_text(j.control_start) + " must not be above --control-end " +
            number_text(j.control_end);
   };
   control_only(start);

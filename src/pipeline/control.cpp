@@ -66,9 +66,10 @@ void Pipeline::set_control(const GenerateParams& p, const SamplerPlan& plan, con
   LoopState& st = *loop_;
   const std::vector<const ControlNet*>& nets = st.key.controls;
   if (nets.empty()) return;
-  if (!(p.control_start >= 0 && p.control_start < p.control_end && p.control_end <= 1))
+  // start == end is allowed (A1111's sliders allow it): the nets then guide no unit.
+  if (!(p.control_start >= 0 && p.control_start <= p.control_end && p.control_end <= 1))
     throw_usage("control guidance start " + std::to_string(p.control_start) + " and end " +
-                std::to_string(p.control_end) + ": need 0 <= start < end <= 1");
+                std::to_string(p.control_end) + ": need 0 <= start <= end <= 1");
   const bool cond_only = control_cond_only(guided);
   const int rows = (int)context.dim(0), crows = cond_only ? rows / 2 : rows;
   const Tensor ctx = cond_only ? context.slice0(rows / 2, rows) : context;

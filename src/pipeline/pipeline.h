@@ -120,7 +120,8 @@ struct GenerateParams {
   // TAESD instead (one picture per image, the generation's size), and `preview` is not called.
   std::function<void(int done, int units, const std::vector<RgbImage>& pictures)> preview_pictures;
   // ControlNets (pipeline/control.cpp): their residuals are added to the UNet's in every unit u with
-  // control_start <= u/units and (u+1)/units <= control_end (diffusers' control_guidance_start/end).
+  // control_start <= u/units and (u+1)/units <= control_end (diffusers' control_guidance_start/end;
+  // diffusers refuses start == end, which here guides no unit, as A1111 allows).
   // Guess mode: the ControlNets see the conditional rows only and their residuals are scaled from
   // 0.1 (the first skip) to 1 (the mid block), as diffusers' guess_mode.
   std::vector<ControlParams> controls;
