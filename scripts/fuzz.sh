@@ -21,7 +21,7 @@ COMMON=(src/core/error.cpp src/core/shape.cpp)
 # The prompt-file reader and the manifest's job identity walk the settings table (src/cli/settings.cpp),
 # which parses LoRA and embedding specs, sampler names and seeds, names the PNG hashes and reads
 # --init-image pictures (PNG through stb_image, JPEG through libjpeg-turbo).
-SETTINGS="src/cli/prompt_file.cpp src/cli/batch.cpp src/cli/settings.cpp src/io/image_read.cpp src/io/image_blur.cpp src/io/jpeg_read.cpp src/io/png_writer.cpp src/io/file_write.cpp src/io/lora_spec.cpp src/io/model_hashes.cpp src/core/sha256.cpp src/core/interrupt.cpp src/text/embedding_spec.cpp src/sampler/registry.cpp src/core/rng.cpp src/core/cephes_math.cpp src/pipeline/hires_options.cpp"
+SETTINGS="src/cli/prompt_file.cpp src/cli/batch.cpp src/cli/settings.cpp src/cli/settings_control.cpp src/io/image_read.cpp src/io/image_blur.cpp src/io/jpeg_read.cpp src/io/png_writer.cpp src/io/file_write.cpp src/io/lora_spec.cpp src/io/model_hashes.cpp src/core/sha256.cpp src/core/interrupt.cpp src/text/embedding_spec.cpp src/sampler/registry.cpp src/core/rng.cpp src/core/cephes_math.cpp src/pipeline/hires_options.cpp"
 declare -A SOURCES=(
   [safetensors]="src/io/safetensors.cpp src/io/file_write.cpp"
   [torch_checkpoint]="src/io/safetensors.cpp src/io/file_write.cpp src/io/torch_checkpoint.cpp"
