@@ -68,6 +68,33 @@ GeneratedBatch Pipeline::generate_hires(const GenerateParams& p, const StepCallb
   return b;
 }
 
+// Each picture encoded by the VAE, and all the distributions sampled by one draw of the
+// generator(s); NCHW [B, C, h, w] latents × scaling_factor.
+std::vector<float> Pipeline::vae_sampled(const std::vector<std::vector<float>>& pictures, int width, int height,
+                                         LatentNoise& noise) {
+  const VaeConfig& vc = vae_config_;
+  const int lc = vc.latent_channels, lh = height / 8, lw = width / 8;
+  const size_t per = (size_t)lc * lh * lw;
+  if (!vae_encoder_) {
+    const Checkpoint& weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
+    vae_encoder_ = std::make_unique<VaeEncoder>(weights, vc, precision_, device_);
+    if (log_) log_("loaded the VAE encoder for the hires pass");
+  }
+  std::vector<Tensor> moments;
+  for (const std::vector<float>& px : pictures)
+    moments.push_back(vae_encoder_->moments(Tensor::from_floats({1, height, width, 3}, px)));
+  const std::vector<float> sample_noise = noise.draw(per);
+  std::vector<float> x0;
+  for (size_t b = 0; b < pictures.size(); ++b) {
+    const std::vector<float> one(sample_noise.begin() + (ptrdiff_t)(b * per),
+                                 sample_noise.begin() + (ptrdiff_t)((b + 1) * per));
+    std::vector<float> lat = to_nchw(vae_latent_sample(moments[b], to_nhwc_host(one, 1, lc, lh, lw)));
+    for (float& v : lat) v = vc.scaling_factor * v;
+    x0.insert(x0.end(), lat.begin(), lat.end());
+  }
+  return x0;
+}
+
 std::vector<float> Pipeline::hires_start(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B) {
   const VaeConfig& vc = vae_config_;
   const int lc = vc.latent_channels, lh = p.height / 8, lw = p.width / 8;
@@ -76,28 +103,24 @@ std::vector<float> Pipeline::hires_start(const GenerateParams& p, const SamplerP
   if (p.init_latents) {
     x0 = *p.init_latents;
   } else {
-    // Each image's own picture, encoded; the batch's latent distributions sampled by one draw of
-    // the generator(s), as diffusers encodes and samples a batch of pictures.
+    // Each image's own picture, encoded: by TAESD where its file has an encoder (latents as they
+    // are, no draw, as img2img's), else by the VAE, the batch's latent distributions sampled by one
+    // draw of the generator(s), as diffusers encodes and samples a batch of pictures.
     if ((int)p.init_pictures->size() != B) throw_usage("the hires pass needs one picture per image");
-    if (!vae_encoder_) {
-      const Checkpoint& weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
-      vae_encoder_ = std::make_unique<VaeEncoder>(weights, vc, precision_, device_);
-      if (log_) log_("loaded the VAE encoder for the hires pass");
-    }
-    std::vector<Tensor> moments;
+    std::vector<std::vector<float>> pictures;
     for (const RgbImage& im : *p.init_pictures) {
       if (im.width != p.width || im.height != p.height) throw_usage("a hires picture is not the hires size");
       std::vector<float> pixels(im.pixels.size());
       for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = 2.0f * ((float)im.pixels[i] / 255.0f) - 1.0f;
-      moments.push_back(vae_encoder_->moments(Tensor::from_floats({1, im.height, im.width, 3}, pixels)));
+      pictures.push_back(std::move(pixels));
     }
-    const std::vector<float> sample_noise = noise.draw(per);
-    for (int b = 0; b < B; ++b) {
-      const std::vector<float> one(sample_noise.begin() + (ptrdiff_t)(b * per),
-                                   sample_noise.begin() + (ptrdiff_t)((b + 1) * per));
-      std::vector<float> lat = to_nchw(vae_latent_sample(moments[(size_t)b], to_nhwc_host(one, 1, lc, lh, lw)));
-      for (float& v : lat) v = vc.scaling_factor * v;
-      x0.insert(x0.end(), lat.begin(), lat.end());
+    if (taesd_has_encoder_) {
+      for (const std::vector<float>& px : pictures) {
+        const std::vector<float> lat = taesd_latents(px, p.width, p.height);
+        x0.insert(x0.end(), lat.begin(), lat.end());
+      }
+    } else {
+      x0 = vae_sampled(pictures, p.width, p.height, noise);
     }
   }
   if (x0.size() != (size_t)B * per) throw_usage("the hires pass's latents do not have the hires size");

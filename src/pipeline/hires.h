@@ -5,7 +5,8 @@
 //     the second pass's clean latents (diffusers' StableDiffusionImg2ImgPipeline given 4-channel
 //     latents as its image: no encode), noised by the plan's add_noise at the denoise's begin step;
 //   lanczos: the first pass's 8-bit images, each resized by resize_lanczos (PIL's LANCZOS), start the
-//     second pass as --init-image pictures do (encoded, sampled, scaled, noised).
+//     second pass as --init-image pictures do (encoded, sampled, scaled, noised; with --vae-tiny and
+//     a TAESD encoder, encoded by it and not sampled, as diffusers' pipelines with AutoencoderTiny).
 // Both passes: the same prompts, negative prompt, guidance and sampler; the second pass is seeded
 // again with the run's seed (a fresh generator, as A1111 reseeds its hires pass).
 #pragma once

@@ -64,6 +64,16 @@ Tensor inpaint_condition(const std::vector<float>& m, const std::vector<float>& 
 
 }  // namespace
 
+// The tiny autoencoder's encoder gives latents, not a distribution: diffusers' retrieve_latents
+// takes them as they are and draws nothing from the generator (× its scaling factor, 1). One
+// picture (NHWC [1, H, W, 3] floats in [-1, 1]) in, NCHW [1, C, h, w] out.
+std::vector<float> Pipeline::taesd_latents(const std::vector<float>& pixels, int width, int height) {
+  if (!taesd_encoder_) taesd_encoder_ = std::make_unique<TaesdEncoder>(*taesd_weights_, taesd_config_, precision_, device_);
+  std::vector<float> lat = to_nchw(taesd_encoder_->encode(Tensor::from_floats({1, height, width, 3}, pixels)));
+  for (float& v : lat) v = taesd_config_.scaling_factor * v;
+  return lat;
+}
+
 // diffusers' _encode_vae_image: the picture (NHWC [1, H, W, 3] floats in [-1, 1]) encoded once, its
 // latent distribution sampled with the generator's next draw — one sample per generator: one in
 // batch mode, shared by the images; one per image otherwise — times scaling_factor; NCHW [B, C, h, w].
@@ -73,11 +83,7 @@ std::vector<float> Pipeline::encode_sampled(const std::vector<float>& pixels, in
   const int lc = vc.latent_channels, lh = height / 8, lw = width / 8;
   const size_t per = (size_t)lc * lh * lw;
   if (taesd_has_encoder_) {
-    // The tiny autoencoder's encoder gives latents, not a distribution: diffusers' retrieve_latents
-    // takes them as they are and draws nothing from the generator (× its scaling factor, 1).
-    if (!taesd_encoder_) taesd_encoder_ = std::make_unique<TaesdEncoder>(*taesd_weights_, taesd_config_, precision_, device_);
-    std::vector<float> lat = to_nchw(taesd_encoder_->encode(Tensor::from_floats({1, height, width, 3}, pixels)));
-    for (float& v : lat) v = taesd_config_.scaling_factor * v;
+    const std::vector<float> lat = taesd_latents(pixels, width, height);
     std::vector<float> out((size_t)B * per);
     for (int b = 0; b < B; ++b) std::copy(lat.begin(), lat.end(), out.begin() + (ptrdiff_t)(b * per));
     return out;

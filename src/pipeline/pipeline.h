@@ -233,10 +233,13 @@ class Pipeline {
   Start init_latents(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
   std::vector<float> encode_sampled(const std::vector<float>& pixels, int width, int height, LatentNoise& noise,
                                     int B);
+  std::vector<float> taesd_latents(const std::vector<float>& pixels, int width, int height);
   // The hires fix (pipeline/hires.cpp): both passes; and the second pass's initial latents from
   // init_latents or init_pictures.
   GeneratedBatch generate_hires(const GenerateParams& p, const StepCallback& on_step);
   std::vector<float> hires_start(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
+  std::vector<float> vae_sampled(const std::vector<std::vector<float>>& pictures, int width, int height,
+                                 LatentNoise& noise);
   void show_preview(const GenerateParams& p, const Tensor& x0, int done, int units);
   // ControlNets (pipeline/control.cpp): the one of a path, loaded on first use; the generation's
   // control state (hint embeddings, contexts, the units' scales) set into the loop, fresh or refilled;
