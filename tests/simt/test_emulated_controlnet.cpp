@@ -3,11 +3,12 @@
 // embeddings made once, the nets and the residuals' scaled adds (ops::add_scaled_at's kernel) inside
 // the recorded step. fp32: two nets in a guidance window, and guess mode, with the step recorded and
 // run eagerly (equal latents); a replayed step refilled with another scale and control image; mixed
-// fp16 by the fp16 rule.
+// fp16 by the fp16 rule; img2img and inpainting with ControlNets in fp32.
 #include <gtest/gtest.h>
 
 #include "../image_goldens.h"
 #include "io/image_read.h"
+#include "pipeline/model_options.h"
 #include "sdgen/backend.h"
 
 using namespace sdgen;
@@ -86,4 +87,32 @@ TEST(CudaEmulatedControlNet, ReplayedStepTakesTheNewScaleAndImage) {
 TEST(CudaEmulatedControlNet, Fp16CloseToDiffusers) {
   const nlohmann::json& r = run_of("one");
   expect_images(pipeline(DType::F16)->generate(control_params(r)), golden().image("one"), 0.99, 0.60, 6, "one fp16");
+}
+
+// With pictures in (tests/data/golden/controlnet_img2img.safetensors,
+// tests/reference/make_controlnet_img2img_goldens.py): img2img with one net in a window of the cut
+// schedule, and inpainting with two nets (the blend op after the step's residual adds); fp32.
+TEST(CudaEmulatedControlNet, Img2ImgAndInpaintFp32MatchDiffusers) {
+  const Golden g(kData + "/golden/controlnet_img2img.safetensors");
+  ASSERT_EQ(g.runs.size(), 2u);
+  set_cuda_backend_factory(&make_cuda_backend);
+  ModelOptions o;
+  o.need_encoder = true;
+  Pipeline pipe(kData + "/tiny_sd/diffusers", DType::F32, Device::CUDA, nullptr, o);
+  for (const auto& r : g.runs) {
+    const std::string key = r["key"];
+    SCOPED_TRACE(key);
+    GenerateParams p = run_params(r);
+    p.strength = r["strength"];
+    p.init_image = picture(r["picture"]);
+    if (!r["mask"].is_null()) p.mask = picture(r["mask"]);
+    for (const auto& c : r["controls"])
+      p.controls.push_back({kData + "/tiny_controlnet/" + c["model"].get<std::string>(), picture(c["image"]), c["scale"]});
+    p.control_start = r["control_start"];
+    p.control_end = r["control_end"];
+    p.record_unit_latents = true;
+    const GeneratedBatch out = pipe.generate(p);
+    expect_unit_latents(g, r, out, 2e-5f, "controlnet img2img emulated");
+    expect_images(out, g.image(key), 0.999, 0.99, 1, key);
+  }
 }
