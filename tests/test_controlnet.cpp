@@ -1,6 +1,6 @@
 // ControlNet against diffusers 0.42.1 (goldens of tests/reference/make_controlnet_goldens.py, two tiny
 // ControlNets shaped like the tiny UNet, every weight random including the zero convs): the model's
-// hint embedding and residuals, the original-naming single file against the folder, the units'
+// hint embedding and residuals, the original-naming single file (.safetensors and .pth) against the folder, the units'
 // scales (guidance window, guess mode), the control image's resize, and StableDiffusionControlNetPipeline
 // runs — one net with batch 2, two nets summed with scales 0.5/1.0 inside a 0.2–0.8 window, guess
 // mode, no guidance — in fp32 (latents after every unit, images by the pixel rule) and fp16.
@@ -23,6 +23,7 @@
 #include "pipeline/memory_estimate.h"
 #include "sdgen/error.h"
 #include "sdgen/ops.h"
+#include "torch_save_twin.h"
 #include "unet/controlnet.h"
 
 using namespace sdgen;
@@ -78,29 +79,46 @@ ModelRun run_model(const ControlNet& net) {
 
 // Net a in the original naming (control_model.*), written once per test program from folder a's
 // fp16 tensors under the names the reference script recorded (orig_names_a, proven there by
-// diffusers' convert_controlnet_checkpoint and from_single_file).
+// diffusers' convert_controlnet_checkpoint and from_single_file): as .safetensors, and as a .pth in
+// torch.save's format (the released ControlNets' form; tests/torch_save_twin.h).
+const fs::path& orig_dir() {
+  static const struct TempDir {  // removed when the test program ends
+    fs::path path = fs::temp_directory_path() / ("sdgen_controlnet_" + std::to_string(::getpid()));
+    TempDir() { fs::create_directories(path); }
+    ~TempDir() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  } dir;
+  return dir.path;
+}
+
+std::vector<StWriteTensor> orig_tensors() {
+  const nlohmann::json names = nlohmann::json::parse(golden().f->metadata().at("orig_names_a"));
+  auto folder = SafetensorsFile::open(kNets + "a/diffusion_pytorch_model.safetensors");
+  std::vector<StWriteTensor> out;
+  for (const StTensorInfo& t : folder->tensors())
+    out.push_back(st_tensor_from_floats(names.at(t.name).get<std::string>(), StDType::F16, t.shape,
+                                        folder->to_floats(t)));
+  return out;
+}
+
 const std::string& orig_file() {
-  static const std::string path = [] {
-    const nlohmann::json names = nlohmann::json::parse(golden().f->metadata().at("orig_names_a"));
-    auto folder = SafetensorsFile::open(kNets + "a/diffusion_pytorch_model.safetensors");
-    std::vector<StWriteTensor> out;
-    for (const StTensorInfo& t : folder->tensors())
-      out.push_back(st_tensor_from_floats(names.at(t.name).get<std::string>(), StDType::F16, t.shape,
-                                          folder->to_floats(t)));
-    static const struct TempDir {  // removed when the test program ends
-      fs::path path = fs::temp_directory_path() / ("sdgen_controlnet_" + std::to_string(::getpid()));
-      ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-      }
-    } dir_holder;
-    const fs::path& dir = dir_holder.path;
-    fs::create_directories(dir);
-    const std::string file = (dir / "a_orig.safetensors").string();
-    write_safetensors(file, out);
-    return file;
+  static const std::string file = [] {
+    const std::string f = (orig_dir() / "a_orig.safetensors").string();
+    write_safetensors(f, orig_tensors());
+    return f;
   }();
-  return path;
+  return file;
+}
+
+const std::string& orig_pth() {
+  static const std::string file = [] {
+    const std::string f = (orig_dir() / "control_a_orig.pth").string();
+    torch_save_twin::write(f, orig_tensors());
+    return f;
+  }();
+  return file;
 }
 
 GenerateParams control_params(const nlohmann::json& r) {
@@ -146,6 +164,24 @@ TEST(ControlNetModel, OriginalNamingEqualsTheFolder) {
   EXPECT_EQ(orig.weights->names(), folder.weights->names());
   const ModelRun a = run_model(ControlNet(*folder.weights, folder.config, DType::F32, Device::CPU));
   const ModelRun b = run_model(ControlNet(*orig.weights, orig.config, DType::F32, Device::CPU));
+  EXPECT_EQ(a.residuals.mid.to_floats(), b.residuals.mid.to_floats());
+  for (size_t i = 0; i < a.residuals.down.size(); ++i)
+    EXPECT_EQ(a.residuals.down[i].to_floats(), b.residuals.down[i].to_floats()) << i;
+}
+
+// The original naming in a torch.save file (.pth, through the restricted unpickler): the folder's
+// tensors, and the same residuals bit for bit.
+TEST(ControlNetModel, OriginalPthEqualsTheFolder) {
+  ControlNetFile folder = open_controlnet_file(kNets + "a", base_config());
+  ControlNetFile pth = open_controlnet_file(orig_pth(), base_config());
+  EXPECT_EQ(pth.config.conditioning_embedding_channels, folder.config.conditioning_embedding_channels);
+  ASSERT_EQ(pth.weights->names(), folder.weights->names());
+  for (const std::string& n : folder.weights->names()) {
+    const Shape shape = *folder.weights->stored_shape(n);
+    EXPECT_EQ(pth.weights->get(n, shape).to_floats(), folder.weights->get(n, shape).to_floats()) << n;
+  }
+  const ModelRun a = run_model(ControlNet(*folder.weights, folder.config, DType::F32, Device::CPU));
+  const ModelRun b = run_model(ControlNet(*pth.weights, pth.config, DType::F32, Device::CPU));
   EXPECT_EQ(a.residuals.mid.to_floats(), b.residuals.mid.to_floats());
   for (size_t i = 0; i < a.residuals.down.size(); ++i)
     EXPECT_EQ(a.residuals.down[i].to_floats(), b.residuals.down[i].to_floats()) << i;
