@@ -27,7 +27,8 @@
 // every unit; with --model random:sd15-inpainting, the 9-channel UNet's input instead, and the
 // masked picture encoded too). Without either every figure is text-to-image's.
 // --preview-every N: live previews (GenerateParams::preview): the denoised estimate in the recorded
-// step, and its download after every N units (the PNG itself is the CLI's, on the host).
+// step, and its asynchronous download after every N units, waited for once the next unit is queued
+// (the PNG itself is the CLI's, on the host).
 // --hires-scale F: a hires-fix generation (pipeline/hires.h): the first pass at the run's size, the
 // upscale, the second pass at int(side·F); each phase row sums both passes (the loop rows: the
 // steady steps of both), the analytic count of the run adds the second pass's text encode, units,

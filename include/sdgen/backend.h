@@ -26,6 +26,14 @@ class Graph {
   virtual void launch() = 0;
 };
 
+// A copy to the host that the caller does not wait for (Backend::download_async): it is queued
+// after the work issued so far; wait() blocks until it has landed and returns the host tensor.
+class Download {
+ public:
+  virtual ~Download() = default;
+  virtual Tensor wait() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -46,6 +54,10 @@ class Backend {
   }
   // Waits until the work issued so far has finished (host reads of results do this themselves).
   virtual void synchronize() {}
+  // x (on this backend) copied to the host without waiting: the host can queue more work before
+  // it waits for the copy. One at a time: a second call waits for the first copy. The host's is
+  // a finished copy.
+  virtual std::unique_ptr<Download> download_async(const Tensor& x);
   // Returns cached free memory to the system (between stages whose buffers differ in size).
   virtual void release_cached_memory() {}
   // Device memory held from the driver at its highest so far; 0 for the host.

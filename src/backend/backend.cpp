@@ -18,6 +18,22 @@ Backend::Available Backend::available_memory() {
   return {m.bytes, m.source};
 }
 
+namespace {
+class FinishedDownload final : public Download {
+ public:
+  explicit FinishedDownload(Tensor t) : t_(std::move(t)) {}
+  Tensor wait() override { return t_; }
+
+ private:
+  Tensor t_;
+};
+}  // namespace
+
+std::unique_ptr<Download> Backend::download_async(const Tensor& x) {
+  // A copy, not a view, on the host too: the caller queues more work that may overwrite x.
+  return std::make_unique<FinishedDownload>(x.device() == Device::CPU ? x.clone() : x.to(Device::CPU));
+}
+
 void set_cuda_device_ordinal(int ordinal) {
   if (g_cuda_created && ordinal != g_cuda_ordinal)
     throw_usage("one process drives one GPU: the CUDA backend already runs on cuda:" +

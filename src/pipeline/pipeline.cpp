@@ -248,27 +248,44 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
 }
 
 // A preview of the unit's estimate x0 (NHWC [B, h, w, 4] fp32 on the device): decoded by TAESD when
-// it is loaded and the caller takes pictures, else handed over as latents.
-void Pipeline::show_preview(const GenerateParams& p, const Tensor& x0, int done, int units) {
-  const int B = (int)x0.dim(0), lh = (int)x0.dim(1), lw = (int)x0.dim(2);
-  if (!taesd_ || !p.preview_pictures) {
-    p.preview(done, units, to_nchw(x0), B, lh, lw);
-    return;
+// it is loaded and the caller takes pictures, else handed over as latents. The copy to the host is
+// queued behind the unit and not waited for here: the caller queues the next unit first, so the
+// device does not stand idle while the host waits for the copy and writes the preview.
+Pipeline::PendingPreview Pipeline::start_preview(const GenerateParams& p, const Tensor& x0, int done, int units) {
+  PendingPreview pending;
+  pending.done = done;
+  pending.units = units;
+  pending.pictures = taesd_ && p.preview_pictures;
+  Backend& backend = backend_for(device_);
+  if (!pending.pictures) {
+    pending.copy = backend.download_async(x0);
+    return pending;
   }
   const Tensor decoded = decode_latents(x0, precision_);
-  Tensor pixels = Tensor::empty({B, (int64_t)decoded.dim(1), (int64_t)decoded.dim(2), (int64_t)decoded.dim(3)},
-                                DType::U8, device_);
+  Tensor pixels = Tensor::empty({x0.dim(0), decoded.dim(1), decoded.dim(2), decoded.dim(3)}, DType::U8, device_);
   ops::image_to_u8(decoded, pixels);
-  const Tensor host = pixels.to(Device::CPU);
+  pending.copy = backend.download_async(pixels);
+  return pending;
+}
+
+void Pipeline::show_preview(const GenerateParams& p, PendingPreview& pending) {
+  if (!pending.copy) return;
+  const Tensor host = pending.copy->wait();
+  pending.copy.reset();
+  const int B = (int)host.dim(0);
+  if (!pending.pictures) {
+    p.preview(pending.done, pending.units, to_nchw(host), B, (int)host.dim(1), (int)host.dim(2));
+    return;
+  }
   std::vector<RgbImage> pictures((size_t)B);
   const size_t per = (size_t)host.numel() / (size_t)B;
   for (int b = 0; b < B; ++b) {
-    pictures[(size_t)b].width = (int)decoded.dim(2);
-    pictures[(size_t)b].height = (int)decoded.dim(1);
+    pictures[(size_t)b].width = (int)host.dim(2);
+    pictures[(size_t)b].height = (int)host.dim(1);
     const uint8_t* src = host.data_as<uint8_t>() + (size_t)b * per;
     pictures[(size_t)b].pixels.assign(src, src + per);
   }
-  p.preview_pictures(done, units, pictures);
+  p.preview_pictures(pending.done, pending.units, pictures);
 }
 
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
@@ -450,12 +467,13 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   // the step recorded, from the warm caches, and replayed for the other steps. Without graphs
   // nothing is ever captured. A reused graph replays every step.
   int first = 0;
+  PendingPreview pending_preview;
   if (on_step) on_step(0, units);
   if (!reuse) {
     trace::phase("unet_warmup");
     denoise_step();
     if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
-    if (preview && p.preview_every == 1 && units > 1) show_preview(p, st.preview, 1, units);
+    if (preview && p.preview_every == 1 && units > 1) pending_preview = start_preview(p, st.preview, 1, units);
     first = 1;
     if (on_step) on_step(1, units);
     if (p.cuda_graphs && units > 1) {
@@ -473,10 +491,13 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
       st.graph->launch();
     else
       denoise_step();
+    show_preview(p, pending_preview);  // the previous unit's, while this one runs
     if (p.record_unit_latents) out.unit_latents.push_back(to_nchw(st.x));
-    if (preview && (i + 1) % p.preview_every == 0 && i + 1 < units) show_preview(p, st.preview, i + 1, units);
+    if (preview && (i + 1) % p.preview_every == 0 && i + 1 < units)
+      pending_preview = start_preview(p, st.preview, i + 1, units);
     if (on_step) on_step(i + 1, units);
   }
+  show_preview(p, pending_preview);
   trace::phase("vae_decode");
   const Tensor latents = st.x;
   out.latents = to_nchw(latents);  // the one download of the latents; waits for the last step

@@ -21,6 +21,7 @@
 namespace sdgen {
 
 class Checkpoint;
+class Download;
 class ClipTokenizer;
 class ClipTextEncoder;
 class UNet;
@@ -240,7 +241,15 @@ class Pipeline {
   std::vector<float> hires_start(const GenerateParams& p, const SamplerPlan& plan, LatentNoise& noise, int B);
   std::vector<float> vae_sampled(const std::vector<std::vector<float>>& pictures, int width, int height,
                                  LatentNoise& noise);
-  void show_preview(const GenerateParams& p, const Tensor& x0, int done, int units);
+  // A live preview: started after its unit (the estimate, or TAESD's pictures of it, copied to the
+  // host without waiting), shown once the next unit is queued (pipeline.cpp).
+  struct PendingPreview {
+    std::unique_ptr<Download> copy;
+    bool pictures = false;
+    int done = 0, units = 0;
+  };
+  PendingPreview start_preview(const GenerateParams& p, const Tensor& x0, int done, int units);
+  void show_preview(const GenerateParams& p, PendingPreview& pending);
   // ControlNets (pipeline/control.cpp): the one of a path, loaded on first use; the generation's
   // control state (hint embeddings, contexts, the units' scales) set into the loop, fresh or refilled;
   // and the step's residuals.

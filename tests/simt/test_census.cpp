@@ -157,4 +157,21 @@ TEST(Census, TaesdDecode) {
   EXPECT_NEAR(c.phase("vae_decode").at("flops").at("total").get<double>(), 3 * per_image, 0.01 * 3 * per_image);
 }
 
+// Live previews every 5 units (the estimate kernel in the recorded step): each preview is one
+// asynchronous copy into pinned memory, queued behind its unit, and one wait on that copy's event,
+// made once the next unit is queued; no other synchronization, allocation or copy in the loop.
+TEST(Census, PreviewsWaitOnlyForTheirCopies) {
+  const Census c = run_census("fp16", true, " --preview-every 5");
+  const nlohmann::json& loop = c.phase("sampling_loop");
+  EXPECT_EQ(loop.at("allocs"), 0) << loop.dump();
+  EXPECT_EQ(loop.at("frees"), 0);
+  EXPECT_EQ(loop.at("h2d"), 0);
+  EXPECT_EQ(loop.at("d2d"), 0);
+  EXPECT_EQ(loop.at("d2h"), 4);  // after units 5, 10, 15 and 20 of 25
+  EXPECT_EQ(loop.at("syncs"), 4);
+  EXPECT_EQ(loop.at("sync_calls"), nlohmann::json({{"cudaEventSynchronize", 4}})) << loop.at("sync_calls").dump();
+  EXPECT_EQ(loop.at("graph_launches"), 24);
+  EXPECT_EQ(loop.at("launches"), 0);
+}
+
 }  // namespace

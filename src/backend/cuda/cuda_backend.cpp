@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "common/check.h"
@@ -107,6 +109,82 @@ class CudaGraph final : public Graph {
   int blocks_;
 };
 }  // namespace
+
+namespace {
+// A copy to the host in flight: what it will hold, and the host tensor once it has landed.
+struct PendingCopy {
+  Shape shape;
+  DType dtype = DType::F32;
+  size_t bytes = 0;
+  Tensor host;
+  bool landed = false;
+};
+
+// The one pinned buffer of the asynchronous downloads (grown to the largest asked; pinned, so the
+// copy is asynchronous), the event recorded after its last copy, and that copy.
+struct AsyncHost {
+  std::mutex mu;
+  void* buffer = nullptr;
+  size_t capacity = 0;
+  cudaEvent_t copied = nullptr;
+  std::shared_ptr<PendingCopy> pending;
+
+  // Waits for the pending copy and moves it into its own host tensor, freeing the buffer.
+  void land() {
+    if (!pending) return;
+    SDGEN_CUDA_CHECK(cudaEventSynchronize(copied));
+    pending->host = Tensor::empty(pending->shape, pending->dtype, Device::CPU);
+    std::memcpy(pending->host.data(), buffer, pending->bytes);
+    pending->landed = true;
+    pending.reset();
+  }
+};
+
+AsyncHost& async_host() {
+  static AsyncHost* a = new AsyncHost;  // never destroyed, as the pool and the staging buffers
+  return *a;
+}
+
+class CudaDownload final : public Download {
+ public:
+  explicit CudaDownload(std::shared_ptr<PendingCopy> c) : c_(std::move(c)) {}
+  Tensor wait() override {
+    AsyncHost& a = async_host();
+    std::lock_guard<std::mutex> lock(a.mu);
+    if (!c_->landed) {
+      SDGEN_CHECK(a.pending == c_, "an asynchronous download lost its buffer");
+      a.land();
+    }
+    return c_->host;
+  }
+
+ private:
+  std::shared_ptr<PendingCopy> c_;
+};
+}  // namespace
+
+std::unique_ptr<Download> CudaBackend::download_async(const Tensor& x) {
+  if (x.device() != Device::CUDA || x.nbytes() == 0) return Backend::download_async(x);
+  AsyncHost& a = async_host();
+  std::lock_guard<std::mutex> lock(a.mu);
+  a.land();  // the previous copy, when its caller has not waited for it yet
+  if (!a.copied) SDGEN_CUDA_CHECK(cudaEventCreateWithFlags(&a.copied, cudaEventDisableTiming));
+  if (x.nbytes() > a.capacity) {
+    if (a.buffer) SDGEN_CUDA_CHECK(cudaFreeHost(a.buffer));
+    a.buffer = nullptr;
+    a.capacity = 0;
+    SDGEN_CUDA_CHECK(cudaMallocHost(&a.buffer, x.nbytes()));
+    a.capacity = x.nbytes();
+  }
+  SDGEN_CUDA_CHECK(cudaMemcpyAsync(a.buffer, x.data(), x.nbytes(), cudaMemcpyDeviceToHost, stream_));
+  SDGEN_CUDA_CHECK(cudaEventRecord(a.copied, stream_));
+  auto c = std::make_shared<PendingCopy>();
+  c->shape = x.shape();
+  c->dtype = x.dtype();
+  c->bytes = x.nbytes();
+  a.pending = c;
+  return std::make_unique<CudaDownload>(std::move(c));
+}
 
 std::unique_ptr<Graph> CudaBackend::capture(const std::function<void()>& body) {
   begin_graph_allocations();

@@ -97,6 +97,7 @@ class CudaBackend : public Backend {
   bool supports(Op op, DType dtype) const override;
   std::unique_ptr<Graph> capture(const std::function<void()>& body) override;
   void synchronize() override;
+  std::unique_ptr<Download> download_async(const Tensor& x) override;
   void release_cached_memory() override { cuda::release_cached_memory(); }
   size_t peak_memory_bytes() const override { return cuda::pool_peak_reserved_bytes(); }
   Available available_memory() override;
