@@ -79,8 +79,8 @@ ModelRun run_model(const ControlNet& net) {
 
 // Net a in the original naming (control_model.*), written once per test program from folder a's
 // fp16 tensors under the names the reference script recorded (orig_names_a, proven there by
-// diffusers' convert_controlnet_checkpoint and from_single_file): as .safetensors, and as a .pth in
-// torch.save's format (the released ControlNets' form; tests/torch_save_twin.h).
+// diffusers' convert_controlnet_checkpoint and from_single_file): as fp16 .safetensors, and as an
+// fp32 .pth in torch.save's format (the released ControlNets' form; tests/torch_save_twin.h).
 const fs::path& orig_dir() {
   static const struct TempDir {  // removed when the test program ends
     fs::path path = fs::temp_directory_path() / ("sdgen_controlnet_" + std::to_string(::getpid()));
@@ -93,20 +93,20 @@ const fs::path& orig_dir() {
   return dir.path;
 }
 
-std::vector<StWriteTensor> orig_tensors() {
+// In `dtype`: F16 as stored, or F32 (the released .pth files' dtype), which holds the same values.
+std::vector<StWriteTensor> orig_tensors(StDType dtype) {
   const nlohmann::json names = nlohmann::json::parse(golden().f->metadata().at("orig_names_a"));
   auto folder = SafetensorsFile::open(kNets + "a/diffusion_pytorch_model.safetensors");
   std::vector<StWriteTensor> out;
   for (const StTensorInfo& t : folder->tensors())
-    out.push_back(st_tensor_from_floats(names.at(t.name).get<std::string>(), StDType::F16, t.shape,
-                                        folder->to_floats(t)));
+    out.push_back(st_tensor_from_floats(names.at(t.name).get<std::string>(), dtype, t.shape, folder->to_floats(t)));
   return out;
 }
 
 const std::string& orig_file() {
   static const std::string file = [] {
     const std::string f = (orig_dir() / "a_orig.safetensors").string();
-    write_safetensors(f, orig_tensors());
+    write_safetensors(f, orig_tensors(StDType::F16));
     return f;
   }();
   return file;
@@ -115,7 +115,7 @@ const std::string& orig_file() {
 const std::string& orig_pth() {
   static const std::string file = [] {
     const std::string f = (orig_dir() / "control_a_orig.pth").string();
-    torch_save_twin::write(f, orig_tensors());
+    torch_save_twin::write(f, orig_tensors(StDType::F32));
     return f;
   }();
   return file;
@@ -169,8 +169,8 @@ TEST(ControlNetModel, OriginalNamingEqualsTheFolder) {
     EXPECT_EQ(a.residuals.down[i].to_floats(), b.residuals.down[i].to_floats()) << i;
 }
 
-// The original naming in a torch.save file (.pth, through the restricted unpickler): the folder's
-// tensors, and the same residuals bit for bit.
+// The original naming in a torch.save file (.pth, through the restricted unpickler), in fp32 as the
+// released ControlNet .pth files are: the folder's tensors, and the same residuals bit for bit.
 TEST(ControlNetModel, OriginalPthEqualsTheFolder) {
   ControlNetFile folder = open_controlnet_file(kNets + "a", base_config());
   ControlNetFile pth = open_controlnet_file(orig_pth(), base_config());
