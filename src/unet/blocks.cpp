@@ -95,4 +95,15 @@ Tensor Transformer2DModel::operator()(const Tensor& x, const CrossContext& conte
   return proj_out(h, /*residual=*/x.reshape(h.shape())).reshape(image);
 }
 
+CrossContext make_cross_context(const Tensor& context, Device device, DType dtype,
+                                const std::vector<const std::vector<Transformer2DModel>*>& groups) {
+  CrossContext c{context.to(device), {}};
+  if (c.hidden.dtype() != dtype) c.hidden = ops::cast(c.hidden, dtype);
+  for (const std::vector<Transformer2DModel>* ts : groups)
+    for (const Transformer2DModel& t : *ts)
+      for (const BasicTransformerBlock& b : t.transformer_blocks)
+        c.kv[&b.attn2] = {b.attn2.to_k(c.hidden), b.attn2.to_v(c.hidden)};
+  return c;
+}
+
 }  // namespace sdgen

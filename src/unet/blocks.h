@@ -104,4 +104,9 @@ struct Transformer2DModel {
   Tensor operator()(const Tensor& x, const CrossContext& context) const;
 };
 
+// The text context on `device` in `dtype`, with the keys and values of every cross-attention of
+// the transformers in `groups` made from it once (the UNet's and a ControlNet's prepare_context).
+CrossContext make_cross_context(const Tensor& context, Device device, DType dtype,
+                                const std::vector<const std::vector<Transformer2DModel>*>& groups);
+
 }  // namespace sdgen

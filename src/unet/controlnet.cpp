@@ -63,16 +63,10 @@ Tensor ControlNet::embed_condition(const Tensor& image_in) const {
 }
 
 CrossContext ControlNet::prepare_context(const Tensor& context_in) const {
-  CrossContext c{context_in.to(device_), {}};
-  if (c.hidden.dtype() != dtype_) c.hidden = ops::cast(c.hidden, dtype_);
-  auto add = [&](const std::vector<Transformer2DModel>& ts) {
-    for (const Transformer2DModel& t : ts)
-      for (const BasicTransformerBlock& b : t.transformer_blocks)
-        c.kv[&b.attn2] = {b.attn2.to_k(c.hidden), b.attn2.to_v(c.hidden)};
-  };
-  for (const UNet::DownBlock& b : down_blocks) add(b.attentions);
-  add(mid_block.attentions);
-  return c;
+  std::vector<const std::vector<Transformer2DModel>*> groups;
+  for (const UNet::DownBlock& b : down_blocks) groups.push_back(&b.attentions);
+  groups.push_back(&mid_block.attentions);
+  return make_cross_context(context_in, device_, dtype_, groups);
 }
 
 ControlResiduals ControlNet::forward(const Tensor& x, const Tensor& time_proj, const CrossContext& context,

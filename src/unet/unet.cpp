@@ -125,17 +125,11 @@ Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const Tensor& 
 }
 
 CrossContext UNet::prepare_context(const Tensor& context_in) const {
-  CrossContext c{context_in.to(device_), {}};
-  if (c.hidden.dtype() != dtype_) c.hidden = ops::cast(c.hidden, dtype_);
-  auto add = [&](const std::vector<Transformer2DModel>& ts) {
-    for (const Transformer2DModel& t : ts)
-      for (const BasicTransformerBlock& b : t.transformer_blocks)
-        c.kv[&b.attn2] = {b.attn2.to_k(c.hidden), b.attn2.to_v(c.hidden)};
-  };
-  for (const DownBlock& b : down_blocks) add(b.attentions);
-  add(mid_block.attentions);
-  for (const UpBlock& b : up_blocks) add(b.attentions);
-  return c;
+  std::vector<const std::vector<Transformer2DModel>*> groups;
+  for (const DownBlock& b : down_blocks) groups.push_back(&b.attentions);
+  groups.push_back(&mid_block.attentions);
+  for (const UpBlock& b : up_blocks) groups.push_back(&b.attentions);
+  return make_cross_context(context_in, device_, dtype_, groups);
 }
 
 Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const CrossContext& cross_in,
