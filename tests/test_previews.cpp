@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli/preview.h"
 #include "io/image_read.h"
@@ -202,4 +204,48 @@ TEST(Previews, TinyAutoencoderDecodesThePreview) {
   EXPECT_EQ(latents_calls, 0);
   EXPECT_EQ(at, (std::vector<int>{1, 2}));
   EXPECT_EQ(with.images, plain.images);
+}
+
+// The preview file is replaced, never rewritten in place: a reader polling it while previews are
+// written finds no file (before the first) or a whole PNG of one preview — never a truncated PNG,
+// never a mix of two. Each of the 60 previews is a uniform picture of its own value.
+TEST(Previews, PollingReaderNeverSeesAPartialFile) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("sdgen_preview_poll_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = (dir / "now.png").string();
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int k = 0; k < 60; ++k) {
+      RgbImage im;
+      im.width = 96;
+      im.height = 64;
+      im.pixels.assign((size_t)96 * 64 * 3, (uint8_t)(4 * k));
+      cli::write_preview(path, std::vector<RgbImage>{im, im});
+    }
+    done = true;
+  });
+  int reads = 0, bad = 0;
+  std::string first_bad;
+  while (!done) {
+    if (!fs::exists(path)) continue;
+    try {
+      const RgbImage p = read_image(path, "preview");
+      const bool uniform = p.width == 192 && p.height == 64 &&
+                           std::all_of(p.pixels.begin(), p.pixels.end(), [&](uint8_t v) { return v == p.pixels[0]; });
+      if (!uniform && bad++ == 0) first_bad = "a mixed or mis-sized picture";
+      ++reads;
+    } catch (const std::exception& e) {
+      if (bad++ == 0) first_bad = e.what();
+    }
+  }
+  writer.join();
+  EXPECT_EQ(bad, 0) << first_bad;
+  EXPECT_GT(reads, 0);
+  EXPECT_EQ(read_image(path, "preview").pixels[0], 4 * 59);  // the last one stays
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir)) left.push_back(e.path().filename().string());
+  EXPECT_EQ(left, std::vector<std::string>{"now.png"}) << "a temporary file was left behind";
+  fs::remove_all(dir);
 }
