@@ -14,6 +14,7 @@
 #include "sampler/sampler.h"
 #include "sdgen/tensor.h"
 #include "text/embedding_spec.h"
+#include "text/tokenizer.h"
 
 namespace sdgen::cli {
 
@@ -77,6 +78,7 @@ struct Job {
   bool emphasis = true;  // --no-emphasis, or "emphasis": false in a prompt file
   bool ema = false;      // --ema: a single file's UNet from its model_ema.* copies
   int clip_skip = 1;     // --clip-skip N (A1111's; diffusers' clip_skip = N - 1)
+  TextCleanup text_cleanup = TextCleanup::Ftfy;  // --text-cleanup ftfy|basic
   int vae_batch = 1;     // --vae-batch N: images per VAE decode pass
   std::string vae;       // --vae FILE|FOLDER (empty: the checkpoint's)
   std::string vae_tiny;  // --vae-tiny FILE|FOLDER: TAESD decodes (empty: the full VAE)

@@ -357,6 +357,7 @@ class GenerationRun {
     gp.height = j.height;
     gp.sampler = j.sampler;
     gp.clip_skip = j.clip_skip;
+    gp.text_cleanup = j.text_cleanup;
     gp.vae_batch = j.vae_batch;
     gp.rng = j.rng;
     gp.seed_mode = j.seed_mode;

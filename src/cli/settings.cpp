@@ -401,6 +401,19 @@ void add_model_settings(std::vector<Setting>& t) {
                           }),
                   "Clip skip", 120,
                   [](const Job& j, const Ctx&) { return j.clip_skip > 1 ? std::to_string(j.clip_skip) : ""; }));
+  Setting cleanup = word("--text-cleanup", "text_cleanup", +[](Job& j) -> TextCleanup& { return j.text_cleanup; },
+                         {{"ftfy", TextCleanup::Ftfy}, {"basic", TextCleanup::Basic}},
+                         "Prompt cleanup before tokenizing: ftfy (transformers 4 with ftfy, A1111: mojibake, HTML "
+                         "entities, curly quotes, full-width text fixed) or basic (transformers 5, current diffusers: "
+                         "NFC, whitespace, lowercase only)");
+  // Recorded only when basic: jobs made before the option existed keep their identity.
+  cleanup.identity = [](const Job& j, const Ctx&) {
+    return j.text_cleanup == TextCleanup::Basic ? Json("basic") : Json();
+  };
+  cleanup.record = cleanup.identity;
+  // Not an A1111 label (A1111 always runs ftfy); written for basic so --from-png repeats the run.
+  t.push_back(png(cleanup, "Text cleanup", 121,
+                  [](const Job& j, const Ctx&) { return j.text_cleanup == TextCleanup::Basic ? "basic" : ""; }));
   Setting vae_batch = integer("--vae-batch", "vae_batch", +[](Job& j) -> int& { return j.vae_batch; }, 1, kMaxBatch,
                               "Images per VAE decode pass: 1 keeps the memory peak lowest, more is faster on a GPU");
   vae_batch.in_identity = false;  // how the images are decoded, not which

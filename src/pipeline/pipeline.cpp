@@ -184,6 +184,7 @@ Pipeline::TextContext Pipeline::encode_context(const GenerateParams& p, const st
   // Clip skip applies to the prompts alone, as diffusers' clip_skip: the rows after the negatives.
   copt.clip_skip = p.clip_skip;
   copt.clip_skip_from_row = guided ? P : 0;
+  copt.text_cleanup = p.text_cleanup;
   const Conditioning cond = encode_prompts(*tokenizer_, *clip_, prompts, copt, log_);
   const int64_t L = cond.tokens(), D = cond.dim;
   const std::vector<float>& hv = cond.hidden;

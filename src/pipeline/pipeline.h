@@ -17,6 +17,7 @@
 #include "sdgen/config.h"
 #include "sampler/sampler.h"
 #include "sdgen/tensor.h"
+#include "text/tokenizer.h"
 
 namespace sdgen {
 
@@ -58,6 +59,9 @@ struct GenerateParams {
   // A1111's "Clip skip" (ClipTextEncoder::forward): 1 the last layer, 2 the one before, ... Applied
   // to the prompts; the negative prompt keeps the last layer, as diffusers' clip_skip does.
   int clip_skip = 1;
+  // How prompts are cleaned before tokenizing: as transformers 4 with ftfy and A1111 (Ftfy), or as
+  // transformers 5 and current diffusers (Basic) (text/tokenizer.h).
+  TextCleanup text_cleanup = TextCleanup::Ftfy;
   // Noise source and seeding (core/rng.h): torch-cpu draws as torch.randn with a CPU generator
   // (diffusers' default), philox as torch.randn on a CUDA generator (A1111's "NV"), on any backend.
   // Batch: the whole batch is one draw of one generator seeded `seed` (diffusers); PerImage: image i

@@ -33,6 +33,7 @@ Conditioning encode_prompts(const ClipTokenizer& tokenizer, const ClipTextEncode
                             const std::function<void(const std::string&)>& log) {
   ChunkOptions chunking;
   chunking.emphasis = options.emphasis;
+  chunking.cleanup = options.text_cleanup;
   std::vector<std::vector<PromptChunk>> per_prompt;
   int count = 1;
   for (const std::string& p : prompts) {

@@ -9,9 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "text/tokenizer.h"
+
 namespace sdgen {
 
-class ClipTokenizer;
 class ClipTextEncoder;
 
 struct ConditioningOptions {
@@ -23,6 +24,7 @@ struct ConditioningOptions {
   // before it keep the last layer (diffusers applies clip_skip to the prompt, not the negative).
   int clip_skip = 1;
   int clip_skip_from_row = 0;
+  TextCleanup text_cleanup = TextCleanup::Ftfy;  // --text-cleanup (tokenizer.h)
 };
 
 struct Conditioning {

@@ -84,7 +84,7 @@ std::vector<PromptChunk> chunk_prompt(const ClipTokenizer& tokenizer, const std:
   const std::vector<PromptPiece> pieces =
       options.emphasis ? parse_prompt_attention(prompt) : std::vector<PromptPiece>{{prompt, 1.0, false}};
   // The comma's id from the vocabulary itself (267 in CLIP's), so the rule follows the tokenizer.
-  const std::vector<int> comma = tokenizer.encode(",");
+  const std::vector<int> comma = tokenizer.encode(",", options.cleanup);
   ChunkBuilder b(comma.size() == 1 ? comma[0] : -1, options.comma_backtrack);
   for (const PromptPiece& p : pieces) {
     if (p.is_break) {
@@ -92,7 +92,7 @@ std::vector<PromptChunk> chunk_prompt(const ClipTokenizer& tokenizer, const std:
       continue;
     }
     // Each piece is tokenized alone, as A1111 does: "a(b)" is "a" then "b", never "ab".
-    for (int id : tokenizer.encode(p.text)) b.add(id, (float)p.weight);
+    for (int id : tokenizer.encode(p.text, options.cleanup)) b.add(id, (float)p.weight);
   }
   return b.finish();
 }

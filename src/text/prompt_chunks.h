@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-namespace sdgen {
+#include "text/tokenizer.h"
 
-class ClipTokenizer;
+namespace sdgen {
 
 struct PromptChunk {
   static constexpr int kTokens = 75;  // text tokens per chunk, between BOS and EOS
@@ -26,6 +26,7 @@ struct PromptChunk {
 struct ChunkOptions {
   bool emphasis = true;       // off: the whole prompt is literal text of weight 1 (BREAK too), as A1111
   int comma_backtrack = 20;   // 0: never split at a comma
+  TextCleanup cleanup = TextCleanup::Ftfy;  // how each piece is cleaned before BPE (tokenizer.h)
 };
 
 std::vector<PromptChunk> chunk_prompt(const ClipTokenizer& tokenizer, const std::string& prompt,

@@ -322,6 +322,28 @@ std::u32string clip_clean(const std::u32string& text) {
   return python_lower(whitespace_clean(ftfy_fix_text(text)));
 }
 
+std::u32string basic_clean(const std::u32string& text) {
+  const std::u32string composed = nfc(text);
+  std::u32string out;
+  out.reserve(composed.size());
+  for (size_t i = 0; i < composed.size();) {
+    const char32_t c = composed[i];
+    if (is_regex_space(c)) {  // Replace(\s+, " ")
+      out.push_back(' ');
+      while (i < composed.size() && is_regex_space(composed[i])) ++i;
+      continue;
+    }
+    ++i;
+    if (c == 0x130)
+      out += U"i\u0307";
+    else if (c <= 0x10FFFF)
+      out.push_back(static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
+    else
+      out.push_back(c);
+  }
+  return out;
+}
+
 void utf8_append(std::string& out, char32_t c) {
   if (c < 0x80) {
     out.push_back(static_cast<char>(c));

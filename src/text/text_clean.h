@@ -40,6 +40,10 @@ std::u32string whitespace_clean(const std::u32string& text);
 std::u32string python_lower(const std::u32string& text);
 // The whole cleanup: python_lower(whitespace_clean(ftfy_fix_text(text))).
 std::u32string clip_clean(const std::u32string& text);
+// transformers 5's CLIPTokenizer cleanup (its tokenizers normalizer: NFC, runs of \s to one space,
+// Lowercase), what current diffusers gives: no ftfy, no HTML unescaping, nothing stripped, and a
+// per-character lowercase (Rust's char::to_lowercase: U+0130 -> "i\u0307", no Final_Sigma rule).
+std::u32string basic_clean(const std::u32string& text);
 
 // UTF-8 <-> UTF-32. Invalid input bytes decode to U+FFFD, one per maximal invalid subsequence.
 std::u32string utf8_decode(const std::string& s);

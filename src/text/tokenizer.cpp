@@ -105,22 +105,22 @@ bool is_number(char32_t c) {
   auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
   return cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO;
 }
-// [^\s\p{L}\p{N}] under IGNORECASE: `regex` also rejects a character whose case variant is a letter
+// [^\s\p{L}\p{N}]. Under IGNORECASE `regex` also rejects a character whose case variant is a letter
 // or number; of the assigned characters only U+0345 (which folds to iota) is affected.
-bool is_other(char32_t c) {
-  return !text::is_regex_space(c) && !is_letter(c) && !is_number(c) && c != 0x345;
+bool is_other(char32_t c, bool ignore_case) {
+  return !text::is_regex_space(c) && !is_letter(c) && !is_number(c) && !(ignore_case && c == 0x345);
 }
 
-// Case-insensitive match of an ASCII literal at text[i] (`regex` simple case folding; on lowercased
-// text the only non-ASCII character folding to these letters is U+017F, long s).
-size_t match_ci(const std::u32string& t, size_t i, const char* lit) {
+// Match of an ASCII literal at text[i]; with ignore_case as `regex` IGNORECASE (simple case folding;
+// on lowercased text the only non-ASCII character folding to these letters is U+017F, long s).
+size_t match_literal(const std::u32string& t, size_t i, const char* lit, bool ignore_case) {
   size_t k = 0;
   for (; lit[k]; ++k) {
     if (i + k >= t.size()) return 0;
     char32_t c = t[i + k], l = static_cast<unsigned char>(lit[k]);
     if (c == l) continue;
-    if (l >= 'a' && l <= 'z' && c == l - 32) continue;
-    if (l == 's' && c == 0x17F) continue;
+    if (ignore_case && l >= 'a' && l <= 'z' && c == l - 32) continue;
+    if (ignore_case && l == 's' && c == 0x17F) continue;
     return 0;
   }
   return k;
@@ -128,7 +128,8 @@ size_t match_ci(const std::u32string& t, size_t i, const char* lit) {
 
 // CLIP's pre-tokenizer regex, findall semantics:
 // <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
-std::vector<std::u32string> pre_tokenize(const std::u32string& t) {
+// transformers 4 compiles it with IGNORECASE; transformers 5's Split pre-tokenizer does not.
+std::vector<std::u32string> pre_tokenize(const std::u32string& t, bool ignore_case) {
   static const char* const kLiterals[] = {"<|startoftext|>", "<|endoftext|>", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
   std::vector<std::u32string> out;
   const size_t n = t.size();
@@ -136,16 +137,16 @@ std::vector<std::u32string> pre_tokenize(const std::u32string& t) {
   while (i < n) {
     size_t len = 0;
     for (const char* lit : kLiterals)
-      if ((len = match_ci(t, i, lit)) != 0) break;
+      if ((len = match_literal(t, i, lit, ignore_case)) != 0) break;
     if (len == 0) {
       if (is_letter(t[i])) {
         len = 1;
         while (i + len < n && is_letter(t[i + len])) ++len;
       } else if (is_number(t[i])) {
         len = 1;
-      } else if (is_other(t[i])) {
+      } else if (is_other(t[i], ignore_case)) {
         len = 1;
-        while (i + len < n && is_other(t[i + len])) ++len;
+        while (i + len < n && is_other(t[i + len], ignore_case)) ++len;
       }
     }
     if (len == 0) { ++i; continue; }
@@ -334,18 +335,26 @@ void ClipTokenizer::bpe_word(const std::string& word, std::vector<int>& out) con
   for (int s : w) out.push_back(sym_vocab_id_[s]);
 }
 
-void ClipTokenizer::encode_chunk(const std::u32string& raw, std::vector<int>& out) const {
-  for (const std::u32string& token : pre_tokenize(text::clip_clean(raw))) {
+void ClipTokenizer::encode_chunk(const std::u32string& raw, TextCleanup cleanup, std::vector<int>& out) const {
+  const bool ftfy = cleanup == TextCleanup::Ftfy;
+  for (const std::u32string& token : pre_tokenize(ftfy ? text::clip_clean(raw) : text::basic_clean(raw), ftfy)) {
     const std::string utf8 = text::utf8_encode(token);
-    if (utf8 == kBosText || utf8 == kEosText) {  // the reference's BPE cache returns these whole
-      out.push_back(sym_vocab_id_[sym_index_.at(utf8)]);
+    if (utf8 == kBosText || utf8 == kEosText) {
+      if (ftfy) {  // the reference's BPE cache returns these whole
+        out.push_back(sym_vocab_id_[sym_index_.at(utf8)]);
+      } else {  // GPT-2's regex: " ?[^\s\p{L}\p{N}]+", " ?\p{L}+", " ?[^\s\p{L}\p{N}]+"
+        const size_t name = utf8.size() - 4;
+        bpe_word(utf8.substr(0, 2), out);
+        bpe_word(utf8.substr(2, name), out);
+        bpe_word(utf8.substr(2 + name), out);
+      }
       continue;
     }
     bpe_word(utf8, out);
   }
 }
 
-std::vector<int> ClipTokenizer::encode(const std::string& text) const {
+std::vector<int> ClipTokenizer::encode(const std::string& text, TextCleanup cleanup) const {
   // transformers first splits the raw text on the literal special tokens (its added-token trie) and
   // cleans and tokenizes each piece on its own. Added (textual-inversion) tokens split it the same way.
   const std::u32string raw = text::utf8_decode(text);
@@ -368,7 +377,7 @@ std::vector<int> ClipTokenizer::encode(const std::string& text) const {
       if (same) added = (int)a, len = t.size();
     }
     if (hit < 0 && added < 0) { ++i; continue; }
-    if (i > start) encode_chunk(raw.substr(start, i - start), out);
+    if (i > start) encode_chunk(raw.substr(start, i - start), cleanup, out);
     if (added >= 0)
       out.insert(out.end(), added_[(size_t)added].second.begin(), added_[(size_t)added].second.end());
     else
@@ -376,7 +385,7 @@ std::vector<int> ClipTokenizer::encode(const std::string& text) const {
     i += len;
     start = i;
   }
-  if (start < raw.size()) encode_chunk(raw.substr(start), out);
+  if (start < raw.size()) encode_chunk(raw.substr(start), cleanup, out);
   return out;
 }
 
@@ -398,8 +407,8 @@ void ClipTokenizer::add_token(const std::string& token, const std::vector<int>& 
   added_.emplace_back(std::move(t), ids);
 }
 
-std::vector<int> ClipTokenizer::encode_padded(const std::string& text, bool* truncated) const {
-  std::vector<int> ids = encode(text);
+std::vector<int> ClipTokenizer::encode_padded(const std::string& text, bool* truncated, TextCleanup cleanup) const {
+  std::vector<int> ids = encode(text, cleanup);
   const size_t room = kContext - 2;
   if (truncated) *truncated = ids.size() > room;
   if (ids.size() > room) ids.resize(room);

@@ -1,6 +1,6 @@
 // The CLIP BPE tokenizer, exact to transformers' CLIPTokenizer with ftfy installed (the spec is
 // theirs; tests/test_tokenizer.cpp holds us to it): ftfy-style cleanup, whitespace collapse, lowercase, the CLIP
-// pre-tokenizer regex, byte-level BPE by merge rank.
+// pre-tokenizer regex, byte-level BPE by merge rank. TextCleanup::Basic is transformers 5's instead.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -9,6 +9,12 @@
 #include <vector>
 
 namespace sdgen {
+
+// How a prompt is cleaned before BPE (--text-cleanup).
+enum class TextCleanup {
+  Ftfy,   // transformers' CLIPTokenizer with ftfy installed (transformers 4, OpenAI CLIP, A1111)
+  Basic,  // transformers 5's CLIPTokenizer, what current diffusers runs: text_clean.h's basic_clean
+};
 
 class ClipTokenizer {
  public:
@@ -28,10 +34,16 @@ class ClipTokenizer {
   static ClipTokenizer from_tokenizer_json(const std::string& path);
 
   // Token ids of the text, without BOS/EOS, untruncated.
-  std::vector<int> encode(const std::string& text) const;
+  //   Ftfy: the cleanup of text_clean.h, then CLIP's pre-tokenizer regex with IGNORECASE.
+  //   Basic: transformers 5's pipeline: basic_clean, the same regex without IGNORECASE, then the
+  //   byte-level pre-tokenizer's GPT-2 regex, which splits the one kind of piece the CLIP regex
+  //   keeps whole and GPT-2's does not: "<|endoftext|>" from text that was not the literal special
+  //   token ("<|ENDOFTEXT|>", lowercased) becomes "<|", "endoftext", "|>".
+  std::vector<int> encode(const std::string& text, TextCleanup cleanup = TextCleanup::Ftfy) const;
   // [BOS] + ids + [EOS], truncated to 77 (keeping the final EOS) and padded with EOS.
   // *truncated (when given) says whether tokens were dropped.
-  std::vector<int> encode_padded(const std::string& text, bool* truncated = nullptr) const;
+  std::vector<int> encode_padded(const std::string& text, bool* truncated = nullptr,
+                                 TextCleanup cleanup = TextCleanup::Ftfy) const;
   int vocab_size() const;
 
   // Textual inversion (diffusers' tokenizer.add_tokens for a loaded embedding): `token` in a prompt
@@ -50,7 +62,7 @@ class ClipTokenizer {
   // Byte symbols and special ids; throws (naming the file at fault) when either part is incomplete.
   void finish(const std::string& vocab_source, const std::string& merges_source);
   void bpe_word(const std::string& utf8_word, std::vector<int>& out) const;
-  void encode_chunk(const std::u32string& raw, std::vector<int>& out) const;
+  void encode_chunk(const std::u32string& raw, TextCleanup cleanup, std::vector<int>& out) const;
 
   std::unordered_map<std::string, int> sym_index_;
   std::vector<int> sym_vocab_id_;  // symbol -> token id (unk_ when not in the vocabulary)

@@ -1,5 +1,5 @@
-// libFuzzer target: the CLIP tokenizer with its text cleanup (ftfy-style repair, HTML entities,
-// whitespace, BPE) on any bytes as a prompt, and the A1111 prompt parser and chunker on the same
+// libFuzzer target: the CLIP tokenizer with both text cleanups (ftfy-style repair, HTML entities,
+// whitespace, BPE; and transformers 5's basic one) on any bytes as a prompt, and the A1111 prompt parser and chunker on the same
 // text. The vocabulary is weights/bpe_simple_vocab_16e6.txt.gz, loaded once.
 #include <cstdlib>
 #include <string>
@@ -15,6 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   try {
     tok.encode_padded(text);
+    tok.encode_padded(text, nullptr, sdgen::TextCleanup::Basic);  // --text-cleanup basic
     sdgen::chunk_prompt(tok, text);  // parse_prompt_attention, tokenizing each piece, chunks of 75
   } catch (const sdgen::Error&) {
   }
