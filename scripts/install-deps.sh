@@ -8,6 +8,7 @@ PKGS=(cmake g++ make pkg-config zlib1g-dev libjpeg-dev libcli11-dev nlohmann-jso
       libgmock-dev libopenblas-dev libutf8proc-dev libboost-context-dev
       libopencv-imgproc-dev   # cv::Canny, ControlNet's canny preprocessor (pulls libopencv-core-dev)
       libdnnl-dev   # oneDNN: the CPU's bf16 GEMMs (optional at build time; see docs/performance.md)
+      ocl-icd-opencl-dev   # Debian's oneDNN CMake package requires OpenCL (only recommended by libdnnl-dev)
       clang-14 libclang-rt-14-dev   # clang and compiler-rt: the fuzz targets (scripts/fuzz.sh)
       munge slurmctld slurmd slurm-client   # a one-node Slurm cluster: the slurm_cluster test
       xz-utils)                             # the GPU kit's payload (scripts/gpu-kit.sh)
