@@ -79,6 +79,10 @@ done
 # cuda is one line naming the missing library (exit 5); --device auto says so once and uses the CPU.
 mkdir -p "$root/repo"
 git ls-files -z | tar --null -T - -cf - | tar -C "$root/repo" -xf -
+# The tiny model's single files are not in the tree: the kit's derive_test_models writes them (and
+# run.sh does below, after they are removed again).
+chroot "$root" /usr/bin/env -i PATH=/usr/bin LD_LIBRARY_PATH=/kitcheck/lib /kitcheck/bin/derive_test_models /repo/tests/data ||
+  { echo "rehearse: derive_test_models failed in the clean root" >&2; exit 1; }
 # (from the tree's root: sd-gen finds the CLIP vocabulary in ./weights or in the source folder it
 # was built in, which this root does not have)
 cli() {
@@ -113,6 +117,7 @@ for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcudnn.so.9; do
   fi
 done
 cp -a "$KIT" "$root/repo/gpu-kit"
+rm -f "$root"/repo/tests/data/tiny_sd/tiny_sd.safetensors "$root"/repo/tests/data/tiny_sd/tiny_sd_fp16.safetensors
 set +e
 chroot "$root" /usr/bin/env -i PATH=/usr/bin HOME=/tmp SDGEN_CUDA_LIBS=/opt/cuda-libs OUT=/tmp/kit-out \
   KIT_BUDGET_S=600 bash /repo/gpu-kit/run.sh --dry

@@ -140,6 +140,9 @@ fi
 mkdir -p "$KIT_BUILD_DIR/benchmarks" || { echo "kit: cannot make $KIT_BUILD_DIR" >&2; exit 1; }
 ln -sf "$BIN/sd-gen" "$KIT_BUILD_DIR/sd-gen"
 ln -sf "$BIN/cuda_census" "$KIT_BUILD_DIR/benchmarks/cuda_census"
+# The tiny model's single files are not in the tree (the build writes them from its folders).
+derive_test_models "$REPO/tests/data" >"$LOG/derive_test_models.log" 2>&1 ||
+  { echo "kit: cannot write the tiny model's single files: $(tail -1 "$LOG/derive_test_models.log")" >&2; exit 1; }
 
 # --- the steps ---------------------------------------------------------------------------------
 # The libraries a program or a plugin loads, as ldd lists them (the loader runs nothing).

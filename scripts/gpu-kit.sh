@@ -25,7 +25,7 @@ JOBS=${JOBS:-$(nproc)}
 
 # Programs in the kit: path in the build folder.
 PROGRAMS=(sd-gen libsdgen_cuda.so tests/sdgen_tests tests/simt/cuda_ops_tests tests/simt/cuda_pipeline_tests
-          benchmarks/cuda_census benchmarks/op_perf_gpu)
+          benchmarks/cuda_census benchmarks/op_perf_gpu tests/derive_test_models)
 
 missing=0
 for p in "${PROGRAMS[@]}"; do [ -f "$BUILD_DIR/$p" ] || missing=1; done

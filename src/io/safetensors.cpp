@@ -316,7 +316,8 @@ StWriteTensor st_tensor_from_floats(const std::string& name, StDType dtype, cons
 
 void write_safetensors(const std::string& path, const std::vector<StWriteTensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
-  nlohmann::json header = nlohmann::json::object();
+  // Keys in the order the data is laid out, after "__metadata__", as the safetensors library writes.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& t : tensors) {

@@ -27,6 +27,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clip_vocab  # noqa: E402
+import derived_models  # noqa: E402
 import ldm_names  # noqa: E402
 import randn_ref  # noqa: E402
 
@@ -166,6 +167,9 @@ def save_ldm(pipe):
     save_file(sd, p32, metadata={"format": "pt"})
     sd16 = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
     save_file(sd16, p16, metadata={"format": "pt"})
+    # Not committed: the build writes both again from the folder and checks these hashes.
+    derived_models.record(p32)
+    derived_models.record(p16)
     # What tensor shapes cannot tell (heads, GroupNorm groups), for sd-gen's loader: a sidecar
     # "<file>.json" as weights/README.md describes. Real SD v1 files need none.
     sidecar = {

@@ -38,6 +38,7 @@ from diffusers import StableDiffusionPipeline
 from transformers import CLIPTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import derived_models  # noqa: E402
 import ldm_names  # noqa: E402
 import make_goldens as mg  # noqa: E402  (configs, seeds, reinit, build_models, PIPE_RUNS)
 
@@ -81,6 +82,8 @@ def save_folder(pipe):
     shutil.rmtree(FOLDER, ignore_errors=True)
     pipe.save_pretrained(FOLDER, safe_serialization=True)
     te = load_file(os.path.join(FOLDER, "text_encoder", "model.safetensors"))
+    # Not committed: the build writes it again from tiny_sd's text encoder (derived_models.py).
+    derived_models.record(os.path.join(FOLDER, "text_encoder", "model.safetensors"))
     assert not any(k.startswith("text_model.") for k in te), "expected transformers 5's prefix-less names"
     tok_files = sorted(os.listdir(os.path.join(FOLDER, "tokenizer")))
     assert "tokenizer.json" in tok_files and "vocab.json" not in tok_files and "merges.txt" not in tok_files, tok_files
@@ -120,6 +123,7 @@ def save_single_file(pipe):
         sd["cond_stage_model.transformer." + k] = v
     sd = {k: v.detach().half().contiguous().clone() for k, v in sd.items()}
     save_file(sd, SINGLE)  # the script passes no metadata
+    derived_models.record(SINGLE)  # not committed: the build writes it again (derived_models.py)
     # What shapes cannot tell, for sd-gen: the sidecar weights/README.md describes (as make_goldens.py).
     sidecar = {
         "unet": {"attention_head_dim": pipe.unet.config.attention_head_dim,
