@@ -1,6 +1,6 @@
 // Files of other Stable Diffusion families are named as such (io/model_family.h): SDXL and SD 2.x
 // single files by their text encoders' names, inpainting and InstructPix2Pix models by the UNet's
-// input channels, v-prediction models by their scheduler config; one line, the model exit code.
+// input channels, x0-predicting schedulers by their config; one line, the model exit code.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,16 +77,20 @@ TEST(ModelFamily, FoldersOfOtherFamiliesAreNamed) {
     std::ofstream(root / file) << j.dump();
     return root.string();
   };
-  std::string msg = error_of([&] { Checkpoint::open(variant("scheduler/scheduler_config.json", "prediction_type", "v_prediction")); });
-  EXPECT_NE(msg.find("is a v-prediction model"), std::string::npos) << msg;
+  // v_prediction runs (test_v_prediction.cpp); an x0-predicting ("sample") scheduler is named.
+  std::string msg = error_of([&] { Checkpoint::open(variant("scheduler/scheduler_config.json", "prediction_type", "sample")); });
+  EXPECT_NE(msg.find("predicts \"sample\", not epsilon or v"), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "in_channels", 8)); });
   EXPECT_NE(msg.find("is an InstructPix2Pix-style model"), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "cross_attention_dim", 2048)); });
   EXPECT_NE(msg.find("is an SDXL model"), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(variant("text_encoder/config.json", "hidden_size", 1024)); });
   EXPECT_NE(msg.find("is an SD 2.x model"), std::string::npos) << msg;
-  // prediction_type epsilon, as diffusers writes it: loads.
+  // prediction_type epsilon, as diffusers writes it, and v_prediction: load.
   EXPECT_NO_THROW(Checkpoint::open(variant("scheduler/scheduler_config.json", "prediction_type", "epsilon")));
+  EXPECT_EQ(Checkpoint::open(variant("scheduler/scheduler_config.json", "prediction_type", "v_prediction"))
+                ->config().scheduler.prediction_type,
+            "v_prediction");
   fs::remove_all(d);
 }
 

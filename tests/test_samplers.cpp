@@ -22,6 +22,7 @@
 #include "sampler/sampler.h"
 #include "sdgen/ops.h"
 #include "stb_image_static.h"
+#include "sampler_goldens.h"
 #include "test_helpers.h"
 
 using namespace sdgen;
@@ -30,75 +31,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kData = SDGEN_TEST_DATA;
-
-struct Golden {
-  std::unique_ptr<SafetensorsFile> f;
-  nlohmann::json runs;
-  explicit Golden(const std::string& name) {
-    f = SafetensorsFile::open(kData + "/golden/" + name);
-    runs = nlohmann::json::parse(f->metadata().at("runs"));
-  }
-  std::vector<float> floats(const std::string& key) const {
-    const StTensorInfo* t = f->find(key);
-    if (!t) throw std::runtime_error("golden tensor " + key + " missing");
-    return f->to_floats(*t);
-  }
-};
-
-float max_abs(const std::vector<float>& v, size_t from, size_t n) {
-  float m = 0;
-  for (size_t i = from; i < from + n; ++i) m = std::max(m, std::fabs(v[i]));
-  return m;
-}
-
-// The stand-in UNet of the reference script, in float32 as torch computes it.
-float fake_eps(float x_in, float t) { return 0.9f * x_in + 0.1f * std::sin(x_in + t / 100.0f); }
-
-// Timesteps: integer schedules must agree exactly; the fractional ones (Karras sigmas mapped back,
-// DPM2's midpoints) go through logs and interpolation that numpy does in float32 and float64 and we
-// in double: 2e-3 of a timestep is far below what moves the UNet (the embedding's fastest frequency
-// is 1 per unit) and far above the ~1e-4 seen.
-constexpr double kTimestepTol = 2e-3;
-// The plans' coefficients are composed in double and rounded to float once; diffusers rounds each
-// float32 operation. Over 25 units of the stand-in model (Lipschitz ~1) the latents agree to a few
-// float ulps of their largest value (measured: ≤ 3e-6 relative); 2e-5 of max(1, max|ref|) keeps a
-// margin and fails on any wrong coefficient (those move the latents at the 1e-2 level).
-constexpr float kPlanLatentRel = 2e-5f;
-
-// Runs a plan from the initial latents x (NCHW [2,4,2,2]) with the stand-in UNet and the op the
-// pipeline runs (the CPU backend's sampler_step), the stochastic units drawing from rng, and holds
-// the latents after every unit to ref. Returns the worst error relative to max(1, max|ref|).
-float check_trajectory(const SamplerPlan& plan, const std::vector<float>& x_init, TorchCpuRandn& rng,
-                       const std::vector<float>& ref) {
-  const int n = 2 * 4 * 2 * 2;
-  Tensor x = Tensor::from_floats({2, 4, 2, 2}, x_init);
-  Tensor state = plan.state ? Tensor::from_floats({plan.state, 2, 4, 2, 2}, std::vector<float>(plan.state * n, 0.0f))
-                            : Tensor();
-  std::vector<float> z;
-  for (int u = 0; u < plan.units; ++u) {
-    std::vector<float> d = plan.draws_noise[u] ? rng.randn(n) : std::vector<float>(n, 0.0f);
-    z.insert(z.end(), d.begin(), d.end());
-  }
-  const Tensor noise = plan.stochastic() ? Tensor::from_floats({plan.units, 2, 4, 2, 2}, z) : Tensor();
-  const Tensor table = Tensor::from_floats({plan.units, plan.row_width()}, plan.table);
-  Tensor step = Tensor::from_floats({1}, {0.0f});
-  EXPECT_EQ(ref.size(), (size_t)plan.units * n);
-  if (ref.size() != (size_t)plan.units * n) return INFINITY;
-  float worst_rel = 0;
-  for (int u = 0; u < plan.units; ++u) {
-    std::vector<float> xv = x.to_floats(), e(n);
-    for (int i = 0; i < n; ++i) e[i] = fake_eps(xv[i] / plan.in_divisor[u], plan.timesteps[u]);
-    ops::sampler_step(x, state, Tensor::from_floats({2, 4, 2, 2}, e), table, noise, step, 7.5f);
-    xv = x.to_floats();
-    float worst = 0;
-    for (int i = 0; i < n; ++i) worst = std::max(worst, std::fabs(xv[i] - ref[(size_t)u * n + i]));
-    const float scale = std::max(1.0f, max_abs(ref, (size_t)u * n, n));
-    EXPECT_LE(worst, kPlanLatentRel * scale) << "unit " << u;
-    if (worst > kPlanLatentRel * scale) return worst / scale;
-    worst_rel = std::max(worst_rel, worst / scale);
-  }
-  return worst_rel;
-}
+using namespace sampler_goldens;
 
 }  // namespace
 

@@ -125,9 +125,9 @@ TEST(Settings, EverySettingIsComplete) {
                         "mask_blur", "inpaint_area", "inpaint_padding", "inpaint_fill",
                         "hires_scale", "hires_width", "hires_height", "hires_steps", "hires_denoise", "hires_upscaler",
                         "vae_tiny", "control", "control_image", "control_start", "control_end", "guess_mode",
-                        "control_preprocess", "canny_low", "canny_high", "text_cleanup"})
+                        "control_preprocess", "canny_low", "canny_high", "text_cleanup", "prediction_type"})
     EXPECT_TRUE(keys.count(k)) << k;
-  EXPECT_EQ(keys.size(), 47u);
+  EXPECT_EQ(keys.size(), 48u);
 }
 
 TEST(Settings, RangesAreTheDocumentedOnes) {

@@ -79,6 +79,7 @@ struct Job {
   bool ema = false;      // --ema: a single file's UNet from its model_ema.* copies
   int clip_skip = 1;     // --clip-skip N (A1111's; diffusers' clip_skip = N - 1)
   TextCleanup text_cleanup = TextCleanup::Ftfy;  // --text-cleanup ftfy|basic
+  std::string prediction_type;  // --prediction-type epsilon|v_prediction (empty: the model's config)
   int vae_batch = 1;     // --vae-batch N: images per VAE decode pass
   std::string vae;       // --vae FILE|FOLDER (empty: the checkpoint's)
   std::string vae_tiny;  // --vae-tiny FILE|FOLDER: TAESD decodes (empty: the full VAE)

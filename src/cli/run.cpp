@@ -358,6 +358,7 @@ class GenerationRun {
     gp.sampler = j.sampler;
     gp.clip_skip = j.clip_skip;
     gp.text_cleanup = j.text_cleanup;
+    gp.prediction_type = j.prediction_type;
     gp.vae_batch = j.vae_batch;
     gp.rng = j.rng;
     gp.seed_mode = j.seed_mode;

@@ -412,6 +412,11 @@ void add_model_settings(std::vector<Setting>& t) {
   };
   cleanup.record = cleanup.identity;
   // Not an A1111 label (A1111 always runs ftfy); written for basic so --from-png repeats the run.
+  // Not in the PNG parameters: A1111 reads it from the model's config file, not the image.
+  t.push_back(word("--prediction-type", "prediction_type", +[](Job& j) -> std::string& { return j.prediction_type; },
+                   {{"epsilon", "epsilon"}, {"v_prediction", "v_prediction"}},
+                   "What the UNet predicts, as diffusers' prediction_type: epsilon (SD 1.x, SD 2.x 512-base) or "
+                   "v_prediction (SD 2.x 768-v); default: the model's scheduler config, epsilon when it says nothing"));
   t.push_back(png(cleanup, "Text cleanup", 121,
                   [](const Job& j, const Ctx&) { return j.text_cleanup == TextCleanup::Basic ? "basic" : ""; }));
   Setting vae_batch = integer("--vae-batch", "vae_batch", +[](Job& j) -> int& { return j.vae_batch; }, 1, kMaxBatch,

@@ -8,7 +8,7 @@ namespace {
 bool starts(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 [[noreturn]] void refuse(const std::string& where, const std::string& what) {
   throw_model(where + " is " + what + "; sd-gen runs Stable Diffusion v1.x (CLIP ViT-L/14 text encoder, "
-              "4-channel epsilon-prediction UNet)");
+              "4-channel UNet predicting epsilon or v)");
 }
 // The input widths of the known conditioned variants sd-gen does not run; other widths are left to
 // the pipeline's own check (a UNet takes the 4 latent channels, or 9 for an inpainting model:
@@ -41,10 +41,9 @@ void reject_other_families(const ModelConfig& cfg, const std::string& prediction
     refuse(where, "an SDXL model (cross-attention over " + std::to_string(cfg.unet.cross_attention_dim) +
                       "-wide text features)");
   if (const std::string f = in_channels_family(cfg.unet.in_channels); !f.empty()) refuse(where, f);
-  if (prediction_type == "v_prediction")
-    refuse(where, "a v-prediction model (scheduler prediction_type \"v_prediction\", as SD 2.x 768-v)");
-  if (!prediction_type.empty() && prediction_type != "epsilon")
-    refuse(where, "a model whose scheduler predicts \"" + prediction_type + "\", not epsilon");
+  // v_prediction runs (sampler/linear_form.h's model_eps); x0 ("sample") models are left out.
+  if (!prediction_type.empty() && prediction_type != "epsilon" && prediction_type != "v_prediction")
+    refuse(where, "a model whose scheduler predicts \"" + prediction_type + "\", not epsilon or v");
 }
 
 }  // namespace sdgen

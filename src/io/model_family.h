@@ -1,6 +1,6 @@
 // Checkpoints of the other Stable Diffusion families, named as such: sd-gen runs SD v1.x
-// (CLIP ViT-L/14 text encoder, 4-channel epsilon-prediction UNet), and a file of SD 2.x, SDXL, an
-// inpainting or a v-prediction model is refused with what it is rather than a missing tensor.
+// (CLIP ViT-L/14 text encoder, 4-channel UNet predicting epsilon or v), and a file of SD 2.x,
+// SDXL or another conditioned variant is refused with what it is rather than a missing tensor.
 #pragma once
 #include <functional>
 #include <optional>

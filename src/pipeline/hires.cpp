@@ -18,7 +18,7 @@ GeneratedBatch Pipeline::generate_hires(const GenerateParams& p, const StepCallb
   if (h.width % 8 || h.height % 8)
     throw_usage("the hires size " + std::to_string(h.width) + "x" + std::to_string(h.height) +
                 " is not a multiple of 8 (the latents' 1/8)");
-  const SchedulerConfig& sched = checkpoint_->config().scheduler;
+  const SchedulerConfig sched = scheduler_config(p);
   const int steps2 = h.steps > 0 ? h.steps : p.steps;
   // Both plans before any work: a denoise that leaves no step is refused here, not after a pass.
   const int units1 = plan_sampler(p.sampler, sched, p.steps, 0).units;

@@ -289,13 +289,19 @@ void Pipeline::show_preview(const GenerateParams& p, PendingPreview& pending) {
   p.preview_pictures(pending.done, pending.units, pictures);
 }
 
+SchedulerConfig Pipeline::scheduler_config(const GenerateParams& p) const {
+  SchedulerConfig s = checkpoint_->config().scheduler;
+  if (!p.prediction_type.empty()) s.prediction_type = p.prediction_type;
+  return s;
+}
+
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
   if (p.hires.enabled()) return generate_hires(p, on_step);
   if (p.mask && p.inpaint_masked && !p.controls.empty())
     throw_usage("ControlNet with --inpaint-area masked is not supported: the control image would need the same crop");
   if (p.mask && (p.mask_blur > 0 || p.inpaint_masked)) return generate_inpaint_area(*this, p, on_step);
   const SamplerOptions& sampler_opts = p.sampler;
-  const SchedulerConfig& sched = checkpoint_->config().scheduler;
+  const SchedulerConfig sched = scheduler_config(p);
   const bool hires_pass = p.init_latents || p.init_pictures;
   const int begin = p.init_image || hires_pass ? img2img_begin(p.steps, p.strength) : 0;
   const SamplerPlan plan = plan_sampler(sampler_opts, sched, p.steps, begin);  // checks the options

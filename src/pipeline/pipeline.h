@@ -62,6 +62,9 @@ struct GenerateParams {
   // How prompts are cleaned before tokenizing: as transformers 4 with ftfy and A1111 (Ftfy), or as
   // transformers 5 and current diffusers (Basic) (text/tokenizer.h).
   TextCleanup text_cleanup = TextCleanup::Ftfy;
+  // What the UNet predicts, overriding the model's scheduler config: "epsilon" or "v_prediction"
+  // (SD 2.x 768-v single files say nothing of it); empty: as the config says (epsilon when silent).
+  std::string prediction_type;
   // Noise source and seeding (core/rng.h): torch-cpu draws as torch.randn with a CPU generator
   // (diffusers' default), philox as torch.randn on a CUDA generator (A1111's "NV"), on any backend.
   // Batch: the whole batch is one draw of one generator seeded `seed` (diffusers); PerImage: image i
@@ -165,6 +168,8 @@ class Pipeline {
            const std::function<void(const ModelConfig&)>& before_weights = nullptr);
   ~Pipeline();
   const Checkpoint& checkpoint() const { return *checkpoint_; }
+  // The model's scheduler config with the generation's overrides (GenerateParams::prediction_type).
+  SchedulerConfig scheduler_config(const GenerateParams& p) const;
   std::string model_name() const;
   // The --vae file or folder name; empty when the checkpoint's own VAE decodes.
   const std::string& vae_name() const { return vae_name_; }

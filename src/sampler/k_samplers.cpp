@@ -65,8 +65,9 @@ SamplerPlan plan_euler(const SchedulerConfig& cfg, int n, bool karras, int begin
   set_start(p, cfg, "linspace", s, begin);
   PlanBuilder b(p, 0);
   for (int i = begin; i < n; ++i) {
-    b.unit(s.t[i], input_divisor(s.sigma[i]), X + ((double)s.sigma[i + 1] - s.sigma[i]) * E);
-    b.denoised(X - (double)s.sigma[i] * E);
+    const Lin e = k_eps(v_prediction(cfg), s.sigma[i]);
+    b.unit(s.t[i], input_divisor(s.sigma[i]), X + ((double)s.sigma[i + 1] - s.sigma[i]) * e);
+    b.denoised(X - (double)s.sigma[i] * e);
     b.renoise_after(1.0f, s.sigma[i + 1]);
   }
   return p;
@@ -82,8 +83,9 @@ SamplerPlan plan_euler_ancestral(const SchedulerConfig& cfg, int n, int begin) {
     const float from = s.sigma[i], to = s.sigma[i + 1];
     const float up = std::sqrt(to * to * (from * from - to * to) / (from * from));
     const float down = std::sqrt(to * to - up * up);
-    b.unit(s.t[i], input_divisor(from), X + ((double)down - from) * E + (double)up * Z, {}, true);
-    b.denoised(X - (double)from * E);
+    const Lin e = k_eps(v_prediction(cfg), from);
+    b.unit(s.t[i], input_divisor(from), X + ((double)down - from) * e + (double)up * Z, {}, true);
+    b.denoised(X - (double)from * e);
     b.renoise_after(1.0f, to);
   }
   return p;
@@ -101,12 +103,15 @@ SamplerPlan plan_heun(const SchedulerConfig& cfg, int n, bool karras, int begin)
   for (int i = begin; i < n; ++i) {
     const double dt = (double)s.sigma[i + 1] - s.sigma[i];
     // Both units leave the latents at σ_{i+1} (the interleaved sigmas' next entry).
-    b.unit(s.t[i], input_divisor(s.sigma[i]), X + dt * E, {{0, X}, {1, E}});
-    b.denoised(X - (double)s.sigma[i] * E);
+    const Lin e = k_eps(v_prediction(cfg), s.sigma[i]);
+    b.unit(s.t[i], input_divisor(s.sigma[i]), X + dt * e, {{0, X}, {1, e}});
+    b.denoised(X - (double)s.sigma[i] * e);
     b.renoise_after(1.0f, s.sigma[i + 1]);
     if (i + 1 < n) {
-      b.unit(s.t[i + 1], input_divisor(s.sigma[i + 1]), S(0) + (dt / 2) * S(1) + (dt / 2) * E);
-      b.denoised(X - (double)s.sigma[i + 1] * E);  // the UNet saw the Euler unit's sample at σ_{i+1}
+      // The UNet saw the Euler unit's sample at σ_{i+1} (diffusers' sigma_input: σ_next).
+      const Lin e2 = k_eps(v_prediction(cfg), s.sigma[i + 1]);
+      b.unit(s.t[i + 1], input_divisor(s.sigma[i + 1]), S(0) + (dt / 2) * S(1) + (dt / 2) * e2);
+      b.denoised(X - (double)s.sigma[i + 1] * e2);
       b.renoise_after(1.0f, s.sigma[i + 1]);
     }
   }
@@ -128,13 +133,15 @@ SamplerPlan plan_dpm2(const SchedulerConfig& cfg, int n, bool karras, int begin)
   PlanBuilder b(p, 1);  // s0: the sample before the first half
   for (int i = begin; i < n; ++i) {
     // add_noise reads the interleaved main sigmas, not the midpoints: σ_{i+1} after both units.
-    b.unit(s.t[i], input_divisor(s.sigma[i]), X + ((double)mid[i + 1] - s.sigma[i]) * E, {{0, X}});
-    b.denoised(X - (double)s.sigma[i] * E);
+    const Lin e = k_eps(v_prediction(cfg), s.sigma[i]);
+    b.unit(s.t[i], input_divisor(s.sigma[i]), X + ((double)mid[i + 1] - s.sigma[i]) * e, {{0, X}});
+    b.denoised(X - (double)s.sigma[i] * e);
     b.renoise_after(1.0f, s.sigma[i + 1]);
     if (i + 1 < n) {
+      const Lin e2 = k_eps(v_prediction(cfg), mid[i + 1]);  // the sample at the midpoint
       b.unit((float)sigma_to_t(mid[i + 1], s.log_train), input_divisor(mid[i + 1]),
-             S(0) + ((double)s.sigma[i + 1] - s.sigma[i]) * E);
-      b.denoised(X - (double)mid[i + 1] * E);  // the sample at the midpoint
+             S(0) + ((double)s.sigma[i + 1] - s.sigma[i]) * e2);
+      b.denoised(X - (double)mid[i + 1] * e2);
       b.renoise_after(1.0f, s.sigma[i + 1]);
     }
   }
@@ -175,10 +182,11 @@ SamplerPlan plan_lms(const SchedulerConfig& cfg, int n, bool karras, int begin) 
     const int terms = std::min(order, i - begin + 1);
     std::vector<double> xs;
     for (int k = 0; k < order; ++k) xs.push_back(s.sigma[i - k]);
+    const Lin e = k_eps(v_prediction(cfg), s.sigma[i]);  // the derivative (x − x0)/σ
     Lin x = X;
-    for (int j = 0; j < terms; ++j) x = x + lagrange_integral(xs, j, s.sigma[i], s.sigma[i + 1]) * (j == 0 ? E : S(j - 1));
-    b.unit(s.t[i], input_divisor(s.sigma[i]), x, {{0, E}, {1, S(0)}, {2, S(1)}});
-    b.denoised(X - (double)s.sigma[i] * E);
+    for (int j = 0; j < terms; ++j) x = x + lagrange_integral(xs, j, s.sigma[i], s.sigma[i + 1]) * (j == 0 ? e : S(j - 1));
+    b.unit(s.t[i], input_divisor(s.sigma[i]), x, {{0, e}, {1, S(0)}, {2, S(1)}});
+    b.denoised(X - (double)s.sigma[i] * e);
     b.renoise_after(1.0f, s.sigma[i + 1]);
   }
   return p;

@@ -75,4 +75,23 @@ class PlanBuilder {
 // σ → the UNet input's divisor √(σ² + 1), in float32 as torch computes it.
 inline float input_divisor(float sigma) { return std::sqrt(sigma * sigma + 1.0f); }
 
+// The UNet's output as the ε the samplers' formulas are written in. An epsilon model predicts it;
+// a v-prediction model (diffusers' prediction_type "v_prediction": SD 2.x 768-v and its kin)
+// predicts v = α·ε − σ·x0 of the sample x_t = α·x0 + σ·ε, whence ε = α·v + σ·x_t, linear in the
+// unit's columns like everything else. `x_t` is that sample as a form of the unit's latents.
+inline Lin model_eps(bool v_prediction, double alpha, double sigma, const Lin& x_t) {
+  return v_prediction ? alpha * E + sigma * x_t : E;
+}
+// ... for the ᾱ-space samplers (DDIM, PNDM), whose latents are x_t at ᾱ = alpha_cumprod.
+inline Lin vp_eps(bool v_prediction, double alpha_cumprod) {
+  return model_eps(v_prediction, std::sqrt(alpha_cumprod), std::sqrt(1 - alpha_cumprod), X);
+}
+// ... for the σ-space samplers, whose latents are x_t·√(σ² + 1): α = 1/√(σ² + 1), σ_t = σ·α.
+inline Lin k_eps(bool v_prediction, double sigma) {
+  const double alpha = 1 / std::sqrt(sigma * sigma + 1);
+  return model_eps(v_prediction, alpha, sigma * alpha, X * alpha);
+}
+// Whether the model's scheduler config asks for v-prediction.
+inline bool v_prediction(const SchedulerConfig& cfg) { return cfg.prediction_type == "v_prediction"; }
+
 }  // namespace sdgen::sampling

@@ -79,7 +79,11 @@ MultistepSchedule multistep_schedule(const SchedulerConfig& cfg, int n, bool kar
 double alpha_of(double sigma) { return 1.0 / std::sqrt(sigma * sigma + 1.0); }
 double lambda_of(double sigma) { return sigma > 0 ? -std::log(sigma) : INFINITY; }
 // x0 = (x − σ_t·ε)/α_t at σ.
-Lin x0_at(double sigma) { return (X - sigma * alpha_of(sigma) * E) / alpha_of(sigma); }
+// DPM-Solver's convert_model_output: x0 = (x − σ_t·ε)/α_t (for v: α_t·x − σ_t·v).
+Lin x0_at(double sigma, bool v) {
+  const double a = alpha_of(sigma), s = sigma * a;
+  return (X - s * model_eps(v, a, s, X)) / a;
+}
 
 // img2img's start (k_samplers.h): DDIM's and PNDM's add_noise (DDPM's form) at
 // timestep t, √ᾱ_t·x0 + √(1 − ᾱ_t)·noise with both factors in float32 as torch forms them.
@@ -123,8 +127,9 @@ SamplerPlan plan_ddim(const SchedulerConfig& cfg, int n, float eta, int begin) {
     const double a_t = ac[(size_t)t], a_p = prev >= 0 ? ac[(size_t)prev] : final_ac;
     const double var = (1 - a_p) / (1 - a_t) * (1 - a_t / a_p);
     const double sd = eta * std::sqrt(var);
-    const Lin x0 = (X - std::sqrt(1 - a_t) * E) / std::sqrt(a_t);
-    b.unit(t, 1.0f, std::sqrt(a_p) * x0 + std::sqrt(1 - a_p - sd * sd) * E + sd * Z, {}, eta > 0);
+    const Lin e = vp_eps(v_prediction(cfg), a_t);
+    const Lin x0 = (X - std::sqrt(1 - a_t) * e) / std::sqrt(a_t);
+    b.unit(t, 1.0f, std::sqrt(a_p) * x0 + std::sqrt(1 - a_p - sd * sd) * e + sd * Z, {}, eta > 0);
     b.denoised(x0);
     renoise_alpha(b, ac, ts, i + 1);
   }
@@ -149,14 +154,21 @@ SamplerPlan plan_pndm(const SchedulerConfig& cfg, int n, int begin) {
   set_alpha_start(p, ac, plms.front());
   const int ratio = cfg.train_timesteps / n;
   const float final_ac = cfg.set_alpha_to_one ? 1.0f : ac[0];
-  // _get_prev_sample: x_prev = √(ᾱ_prev/ᾱ_t)·x − (ᾱ_prev − ᾱ_t)·e / (ᾱ_t·√(1−ᾱ_prev) + √(ᾱ_t(1−ᾱ_t)ᾱ_prev))
-  auto prev_sample = [&](const Lin& x, int t, int prev, const Lin& e) {
+  // _get_prev_sample: x_prev = √(ᾱ_prev/ᾱ_t)·x − (ᾱ_prev − ᾱ_t)·e / (ᾱ_t·√(1−ᾱ_prev) + √(ᾱ_t(1−ᾱ_t)ᾱ_prev)).
+  // PLMS keeps and combines the raw outputs; a v-prediction model's combination becomes ε only
+  // here, with this call's sample and ᾱ_t (as diffusers converts it).
+  const bool v = v_prediction(cfg);
+  auto prev_sample = [&](const Lin& x, int t, int prev, const Lin& out) {
     const double a_t = ac[(size_t)t], a_p = prev >= 0 ? ac[(size_t)prev] : final_ac;
     const double denom = a_t * std::sqrt(1 - a_p) + std::sqrt(a_t * (1 - a_t) * a_p);
+    const Lin e = v ? std::sqrt(a_t) * out + std::sqrt(1 - a_t) * x : out;
     return std::sqrt(a_p / a_t) * x - ((a_p - a_t) / denom) * e;
   };
   // PLMS never forms x0; a preview's is the DDPM one of the UNet's input at t.
-  auto x0_at_t = [&](int t) { return (X - std::sqrt(1.0 - ac[(size_t)t]) * E) / std::sqrt((double)ac[(size_t)t]); };
+  auto x0_at_t = [&](int t) {
+    const double a = ac[(size_t)t];
+    return (X - std::sqrt(1.0 - a) * vp_eps(v, a)) / std::sqrt(a);
+  };
   PlanBuilder b(p, 4);  // s0, s1, s2: the kept outputs, newest first; s3: the sample of unit 0
   int kept = 0;         // len(ets) before this unit
   for (int c = 0; c < (int)plms.size(); ++c) {
@@ -195,7 +207,7 @@ SamplerPlan plan_dpmpp_2m(const SchedulerConfig& cfg, int n, bool karras, bool s
     const double a_t = alpha_of(s_t), sig_t = s_t * a_t, sig_s = s_s * alpha_of(s_s);
     const double h = lambda_of(s_t) - lambda_of(s_s);
     const double emh = s_t / s_s;  // e^{−h}
-    const Lin m0 = x0_at(s_s);
+    const Lin m0 = x0_at(s_s, v_prediction(cfg));
     Lin d = m0, d1;
     const bool second = i > begin && i < n - 1;  // lower_order_nums ≥ 1, not the final step
     if (second) {
@@ -252,7 +264,7 @@ SamplerPlan plan_unipc(const SchedulerConfig& cfg, int n, bool karras, int begin
   int prev_order = 0;
   for (int i = begin; i < n; ++i) {
     const double s_i = m.sigma[i];
-    const Lin mi = x0_at(s_i);
+    const Lin mi = x0_at(s_i, v_prediction(cfg));
     Lin xc = X;
     if (i > begin) {  // corrector: from last_sample over σ_{i−1} → σ_i (none before a first output)
       const double a_t = alpha_of(s_i), sig_t = s_i * a_t;

@@ -1,5 +1,6 @@
-// The samplers, each as diffusers' scheduler of that name computes it (epsilon prediction, the
-// model's scheduler config), turned into a plan the device runs without a host value per step.
+// The samplers, each as diffusers' scheduler of that name computes it (the model's scheduler
+// config; epsilon or v-prediction: linear_form.h's model_eps), turned into a plan the device runs
+// without a host value per step.
 //
 // Every sampler here is linear in what it keeps: per UNet evaluation ("unit") it reads the
 // latents x, the guided model output ε, K state buffers s_k (earlier outputs, a saved sample) and,
