@@ -15,6 +15,7 @@
 
 #include "core/rng.h"
 #include "io/safetensors.h"
+#include "pipeline/pipeline.h"
 #include "sampler/sampler.h"
 #include "sdgen/ops.h"
 #include "sdgen/tensor.h"
@@ -58,6 +59,29 @@ constexpr double kTimestepTol = 2e-3;
 // float ulps of their largest value (measured: ≤ 3e-6 relative); 2e-5 of max(1, max|ref|) keeps a
 // margin and fails on any wrong coefficient (those move the latents at the 1e-2 level).
 constexpr float kPlanLatentRel = 2e-5f;
+
+// The tiny model's latents through a few steps of fp32 UNet calls: both sides compute the same
+// float32 expressions up to summation order and float rounding of the plans' coefficients
+// (measured ≤ 7e-6 of max(1, max|ref|) after any unit); 2e-5 keeps a margin and fails on any wrong
+// coefficient, timestep or noise draw (those move the latents at the 1e-2 level).
+constexpr float kPipeLatentRel = 2e-5f;
+
+// A reference script's pipeline call (its "call" metadata: prompt, steps, size, seed, ...) with a
+// sampler.
+inline GenerateParams call_params(const nlohmann::json& call, const std::string& sampler, const std::string& schedule,
+                                  float eta = 0.0f) {
+  GenerateParams p;
+  p.prompt = call["prompt"];
+  p.negative_prompt = call["negative_prompt"];
+  p.steps = call["steps"];
+  p.guidance = call["guidance"];
+  p.width = call["width"];
+  p.height = call["height"];
+  p.batch = call["images"];
+  p.seed = call["seed"];
+  p.sampler = parse_sampler_options(sampler, schedule, eta);
+  return p;
+}
 
 // Called before each unit's update with the unit, its latents and the stand-in's output.
 using UnitHook = std::function<void(int unit, const std::vector<float>& x, const std::vector<float>& out)>;

@@ -147,28 +147,6 @@ struct PipeRun {
   float eta;
 };
 
-// The tiny model's latents through 10 steps (19 units for Heun and DPM2) of fp32 UNet calls: both
-// sides compute the same float32 expressions up to summation order (≤ 3e-6 relative per UNet call,
-// test_models.cpp) and the plans' coefficients differ from diffusers' float32 arithmetic by float
-// rounding (SamplerPlans above: ≤ 2.1e-6). Measured: at most 3.7e-6 of max(1, max|ref|) after any
-// unit (dpmpp_2m_sde); 2e-5, as for the DDIM goldens, keeps a margin of 5 and fails on any wrong
-// coefficient, timestep or noise draw (those move the latents at the 1e-2 level).
-constexpr float kPipeLatentRel = 2e-5f;
-
-GenerateParams pipe_params(const nlohmann::json& call, const PipeRun& r) {
-  GenerateParams p;
-  p.prompt = call["prompt"];
-  p.negative_prompt = call["negative_prompt"];
-  p.steps = call["steps"];
-  p.guidance = call["guidance"];
-  p.width = call["width"];
-  p.height = call["height"];
-  p.batch = call["images"];
-  p.seed = call["seed"];
-  p.sampler = parse_sampler_options(r.sampler, r.schedule, r.eta);
-  return p;
-}
-
 // Images: ±1 per channel on at least 99.9% of values (what the DDIM goldens hold to).
 void expect_image_close(const uint8_t* got, const uint8_t* ref, size_t n, const std::string& what) {
   const test_helpers::ImageDiff d = test_helpers::compare_u8(got, ref, n);
@@ -187,7 +165,7 @@ TEST(SamplerPipeline, LatentsAndImagesMatchDiffusers) {
     const std::string key = r["key"];
     SCOPED_TRACE(key);
     const PipeRun run{r["sampler"], r["schedule"], r["eta"].get<float>()};
-    GenerateParams p = pipe_params(call, run);
+    GenerateParams p = call_params(call, run.sampler, run.schedule, run.eta);
     p.record_unit_latents = true;
     GeneratedBatch out = pipe.generate(p);
     const std::vector<float> ref = g.floats(key + ".latents_per_unit");

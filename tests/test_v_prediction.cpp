@@ -43,23 +43,6 @@ const std::string& v_folder() {
   return path;
 }
 
-// As the sampler pipeline goldens (test_samplers.cpp): the latents to 2e-5 of max(1, max|ref|).
-constexpr float kPipeLatentRel = 2e-5f;
-
-GenerateParams params(const nlohmann::json& call, const std::string& sampler, const std::string& schedule) {
-  GenerateParams p;
-  p.prompt = call["prompt"];
-  p.negative_prompt = call["negative_prompt"];
-  p.steps = call["steps"];
-  p.guidance = call["guidance"];
-  p.width = call["width"];
-  p.height = call["height"];
-  p.batch = call["images"];
-  p.seed = call["seed"];
-  p.sampler = parse_sampler_options(sampler, schedule);
-  return p;
-}
-
 void expect_images(const Golden& g, const std::string& key, const std::vector<std::vector<uint8_t>>& images) {
   const StTensorInfo* img = g.f->find("pipe." + key + ".image_uint8");
   ASSERT_NE(img, nullptr) << key;
@@ -126,7 +109,7 @@ TEST(VPrediction, PipelineMatchesDiffusers) {
   for (const auto& r : g.runs) {
     const std::string key = r["key"];
     SCOPED_TRACE(key);
-    GenerateParams p = params(call, r["sampler"], r["schedule"]);
+    GenerateParams p = call_params(call, r["sampler"], r["schedule"]);
     p.record_unit_latents = true;
     const GeneratedBatch out = pipe.generate(p);
     const std::vector<float> ref = g.floats("pipe." + key + ".latents_per_unit");
@@ -147,7 +130,7 @@ TEST(VPrediction, PipelineMatchesDiffusers) {
     expect_images(g, key, out.images);
   }
   // The same model read as epsilon (the override) gives other images: the setting is in effect.
-  GenerateParams eps = params(call, "euler", "default");
+  GenerateParams eps = call_params(call, "euler", "default");
   eps.prediction_type = "epsilon";
   const GeneratedBatch e = pipe.generate(eps);
   const StTensorInfo* img = g.f->find("pipe.euler|default.image_uint8");
