@@ -485,13 +485,13 @@ TEST(Checkpoint, DiffusersConfigFiles) {
   EXPECT_EQ(s.set_alpha_to_one, ref["set_alpha_to_one"]);
   EXPECT_EQ(s.train_timesteps, ref["num_train_timesteps"]);
 
-  // Per-level heads that differ are refused by name; a broken config.json names its file.
+  // Heads per level (SD 2.x) must be one per level; a broken config.json names its file.
   json u = m.unet;
-  u["attention_head_dim"] = {4, 8, 4};
+  u["attention_head_dim"] = {4, 8, 4, 8, 4, 8, 4};
   write_json(folder + "/unet/config.json", u);
   std::string msg = error_of([&] { Checkpoint::open(folder); });
-  EXPECT_HAS(msg, "unet/config.json");
-  EXPECT_HAS(msg, "'attention_head_dim' differs between levels");
+  EXPECT_HAS(msg, folder);
+  EXPECT_HAS(msg, "levels but 7 head counts");
   std::ofstream(folder + "/unet/config.json") << "{\"block_out_channels\": [8, 16";
   msg = error_of([&] { Checkpoint::open(folder); });
   EXPECT_HAS(msg, "unet/config.json is not valid JSON");

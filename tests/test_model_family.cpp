@@ -1,6 +1,7 @@
-// Files of other Stable Diffusion families are named as such (io/model_family.h): SDXL and SD 2.x
-// single files by their text encoders' names, inpainting and InstructPix2Pix models by the UNet's
-// input channels, x0-predicting schedulers by their config; one line, the model exit code.
+// Files of other Stable Diffusion families are named as such (io/model_family.h): SDXL and SD 2 unCLIP
+// and depth single files by their tensors' names, InstructPix2Pix models by the UNet's input
+// channels, extra conditioning inputs (unCLIP, x4 upscaler, SDXL) and x0-predicting schedulers by
+// their config; one line, the model exit code. SD 2.x itself runs (tests/test_sd2.cpp).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,14 +53,26 @@ TEST(ModelFamily, SingleFilesOfOtherFamiliesAreNamed) {
   EXPECT_NE(msg.find("is an SDXL checkpoint (conditioner.embedders.*"), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(ldm_file(d, {kConvIn4, {"model.diffusion_model.label_emb.0.0.weight", {4, 4}}})); });
   EXPECT_NE(msg.find("is an SDXL checkpoint"), std::string::npos) << msg;
+  // label_emb beside OpenCLIP's text encoder is SD 2 unCLIP's image embedding, not SDXL.
+  msg = error_of([&] {
+    Checkpoint::open(ldm_file(d, {kConvIn4, {"cond_stage_model.model.ln_final.weight", {4}},
+                                  {"model.diffusion_model.label_emb.0.0.weight", {4, 4}}}));
+  });
+  EXPECT_NE(msg.find("is an SD 2 unCLIP or x4-upscaler checkpoint (model.diffusion_model.label_emb.*"), std::string::npos)
+      << msg;
+  msg = error_of([&] { Checkpoint::open(ldm_file(d, {kConvIn4, {"embedder.model.ln_final.weight", {4}}})); });
+  EXPECT_NE(msg.find("is an SD 2 unCLIP checkpoint (embedder.*"), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(ldm_file(d, {kConvIn4, {"depth_model.model.pretrained.layer1.0.weight", {4}}})); });
+  EXPECT_NE(msg.find("is an SD 2 depth model (depth_model.*"), std::string::npos) << msg;
+  // An OpenCLIP file is SD 2.x, which loads: this one fails for its missing tensors, not its family.
   msg = error_of([&] { Checkpoint::open(ldm_file(d, {kConvIn4, {"cond_stage_model.model.ln_final.weight", {4}}})); });
-  EXPECT_NE(msg.find("is an SD 2.x checkpoint (cond_stage_model.model.*"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("sd-gen runs Stable Diffusion"), std::string::npos) << msg;
   // A 9-channel UNet is an inpainting model, which runs (tests/test_inpaint9.cpp): this file fails
   // for its missing tensors, not its family.
   msg = error_of([&] { Checkpoint::open(ldm_file(d, {{"model.diffusion_model.input_blocks.0.0.weight", {8, 9, 3, 3}}})); });
   EXPECT_EQ(msg.find("sd-gen runs Stable Diffusion v1.x"), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(ldm_file(d, {{"model.diffusion_model.input_blocks.0.0.weight", {8, 8, 3, 3}}})); });
-  EXPECT_NE(msg.find("sd-gen runs Stable Diffusion v1.x"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("sd-gen runs Stable Diffusion v1.x and 2.x"), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(ldm_file(d, {{"model.diffusion_model.input_blocks.0.0.weight", {8, 8, 3, 3}}})); });
   EXPECT_NE(msg.find("InstructPix2Pix"), std::string::npos) << msg;
   fs::remove_all(d);
@@ -84,8 +97,17 @@ TEST(ModelFamily, FoldersOfOtherFamiliesAreNamed) {
   EXPECT_NE(msg.find("is an InstructPix2Pix-style model"), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "cross_attention_dim", 2048)); });
   EXPECT_NE(msg.find("is an SDXL model"), std::string::npos) << msg;
-  msg = error_of([&] { Checkpoint::open(variant("text_encoder/config.json", "hidden_size", 1024)); });
-  EXPECT_NE(msg.find("is an SD 2.x model"), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "class_embed_type", "projection")); });
+  EXPECT_NE(msg.find("class_embed_type \"projection\": the UNet takes an extra conditioning input (an image "
+                     "embedding, as SD 2 unCLIP)"),
+            std::string::npos)
+      << msg;
+  msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "addition_embed_type", "text_time")); });
+  EXPECT_NE(msg.find("addition_embed_type \"text_time\""), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "num_class_embeds", 1000)); });
+  EXPECT_NE(msg.find("num_class_embeds 1000: the UNet takes an extra conditioning input (a class label"),
+            std::string::npos)
+      << msg;
   // prediction_type epsilon, as diffusers writes it, and v_prediction: load.
   EXPECT_NO_THROW(Checkpoint::open(variant("scheduler/scheduler_config.json", "prediction_type", "epsilon")));
   EXPECT_EQ(Checkpoint::open(variant("scheduler/scheduler_config.json", "prediction_type", "v_prediction"))

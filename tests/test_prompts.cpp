@@ -207,7 +207,7 @@ TEST(PromptChunks, BreakAndWeights) {
   // BREAK first closes an empty chunk; BREAK last adds none.
   auto b = chunk_prompt(tokenizer(), "BREAK cat BREAK");
   ASSERT_EQ(b.size(), 2u);
-  EXPECT_EQ(b[0].ids, empty_chunk().ids);
+  EXPECT_EQ(b[0].ids, empty_chunk(tokenizer()).ids);
   EXPECT_EQ(b[1].ids, chunk_ids({kCat}));
   // Weights follow their tokens; BOS, EOS and padding weigh 1.
   auto w = chunk_prompt(tokenizer(), "a (cat) [cat] (cat:0.5)");

@@ -17,18 +17,26 @@ struct ClipConfig {  // CLIP ViT-L/14 text tower (transformers CLIPTextModel)
   std::string act = "quick_gelu";  // or "gelu" (exact)
 };
 
-struct UNetConfig {  // diffusers UNet2DConditionModel, SD v1
+struct UNetConfig {  // diffusers UNet2DConditionModel, SD v1 and 2.x
   int in_channels = 4;
   int out_channels = 4;
   std::vector<int> block_channels{320, 640, 1280, 1280};
   std::vector<bool> down_attention{true, true, true, false};  // up path uses the reverse
   int layers_per_block = 2;                                   // up blocks have one more
   int heads = 8;                    // attention heads in every transformer (head dim = C / heads)
+  // Heads per level where the config lists them (SD 2.x: 5, 10, 20, 20, i.e. 64 wide); empty: `heads`
+  // everywhere. The mid block takes the last level's, up block i level L-1-i's.
+  std::vector<int> level_heads;
+  // SD 2.1's upcast_attention: scores and softmax in fp32 under fp16 weights. Every attention here
+  // already accumulates and normalises in fp32 (docs/numerics.md), so it is read and changes nothing,
+  // as in diffusers 0.42's scaled-dot-product processor.
+  bool upcast_attention = false;
   int cross_attention_dim = 768;
   int norm_groups = 32;
   float norm_eps = 1e-5f;           // resnets and conv_norm_out
   float transformer_norm_eps = 1e-6f;  // the transformer's GroupNorm (its LayerNorms use 1e-5)
   int time_embed_dim() const { return block_channels[0] * 4; }
+  int heads_at(size_t level) const { return level < level_heads.size() ? level_heads[level] : heads; }
 };
 
 struct VaeConfig {  // diffusers AutoencoderKL (the encoder is loaded only for images in)
@@ -86,11 +94,40 @@ struct SchedulerConfig {  // diffusers DDIMScheduler as configured for SD v1.5
   std::string prediction_type;  // as the config says ("" when it does not): epsilon is what runs
 };
 
+// The tokenizer's padding after the end token: SD v1 pads with <|endoftext|>, SD 2.x with "!" (id 0,
+// OpenCLIP's padding). A folder whose tokenizer declares "!" its pad token also splits every "!" of a
+// prompt out as that special token, as transformers does (pad_special); single files tokenize "!"
+// as text, as OpenCLIP and ComfyUI do.
+struct TokenizerConfig {
+  std::string pad_token = "<|endoftext|>";
+  bool pad_special = false;
+};
+
 struct ModelConfig {
   ClipConfig clip;
+  TokenizerConfig tokenizer;
   UNetConfig unet;
   VaeConfig vae;
   SchedulerConfig scheduler;
 };
+
+// Stable Diffusion 2.1 768-v (stabilityai/stable-diffusion-2-1): OpenCLIP ViT-H/14's text tower to
+// its penultimate layer (23 of 24), 64-wide UNet heads over a 1024-wide context, "!" padding,
+// v-prediction. Its VAE is SD v1's.
+inline ModelConfig sd21_config() {
+  ModelConfig m;
+  m.clip.hidden = 1024;
+  m.clip.layers = 23;
+  m.clip.heads = 16;
+  m.clip.intermediate = 4096;
+  m.clip.act = "gelu";
+  m.tokenizer.pad_token = "!";
+  m.unet.cross_attention_dim = 1024;
+  m.unet.level_heads = {5, 10, 20, 20};
+  m.unet.heads = 5;
+  m.unet.upcast_attention = true;
+  m.scheduler.prediction_type = "v_prediction";
+  return m;
+}
 
 }  // namespace sdgen

@@ -53,7 +53,7 @@ class StoredCheckpoint : public Checkpoint {
   }
   std::optional<Shape> stored_shape(const std::string& n) const override {
     if (!has(n)) return std::nullopt;
-    return entries_.at(n).info->shape;
+    return entries_.at(n).shape();
   }
   std::vector<std::string> names() const override {
     std::vector<std::string> out;
@@ -64,7 +64,13 @@ class StoredCheckpoint : public Checkpoint {
   Tensor get(const std::string& n, const Shape& expected) const override {
     const Entry& e = entry(n, expected);
     Tensor t = Tensor::empty(expected);
-    e.file->to_floats(*e.info, t.f32());  // throws for integer dtypes, naming them
+    if (e.rows < 0) {
+      e.file->to_floats(*e.info, t.f32());  // throws for integer dtypes, naming them
+    } else {
+      std::vector<float> all((size_t)e.info->numel());
+      e.file->to_floats(*e.info, all.data());
+      std::copy_n(all.begin() + (ptrdiff_t)(e.row0 * e.row_elements()), t.numel(), t.f32());
+    }
     return t;
   }
   Tensor get_stored(const std::string& n, const Shape& expected, DType dtype) const override {
@@ -72,7 +78,14 @@ class StoredCheckpoint : public Checkpoint {
     const StDType want = dtype == DType::F16 ? StDType::F16 : dtype == DType::BF16 ? StDType::BF16 : StDType::F32;
     if (e.info->dtype != want) return get(n, expected);
     Tensor t = Tensor::empty(expected, dtype);
-    e.file->copy_bytes(*e.info, t.data());
+    if (e.rows < 0) {
+      e.file->copy_bytes(*e.info, t.data());
+    } else {
+      std::vector<uint8_t> all(e.info->end - e.info->begin);
+      e.file->copy_bytes(*e.info, all.data());
+      const size_t row_bytes = all.size() / (size_t)e.info->shape[0];
+      std::memcpy(t.data(), all.data() + e.row0 * row_bytes, (size_t)e.rows * row_bytes);
+    }
     return t;
   }
   std::optional<std::string> tokenizer_vocab_json() const override { return vocab_; }
@@ -83,6 +96,18 @@ class StoredCheckpoint : public Checkpoint {
   struct Entry {
     const SafetensorsFile* file;
     const StTensorInfo* info;
+    // A block of rows of the stored tensor (OpenCLIP's packed q/k/v), or rows -1: all of it.
+    int64_t row0 = 0, rows = -1;
+    Shape shape() const {
+      Shape s = info->shape;
+      if (rows >= 0) s[0] = rows;
+      return s;
+    }
+    int64_t row_elements() const {
+      int64_t n = 1;
+      for (size_t i = 1; i < info->shape.size(); ++i) n *= info->shape[i];
+      return n;
+    }
   };
   // The entry of `n`, checked against the expected shape.
   const Entry& entry(const std::string& n, const Shape& expected) const {
@@ -92,9 +117,9 @@ class StoredCheckpoint : public Checkpoint {
     }
     const Entry& e = it->second;
     const std::string stored = e.info->name != n ? " (stored as '" + printable_tensor_name(e.info->name) + "')" : "";
-    if (strip_trailing_ones(e.info->shape) != strip_trailing_ones(expected))
+    if (strip_trailing_ones(e.shape()) != strip_trailing_ones(expected))
       throw_model("checkpoint " + path_ + ": tensor '" + n + "'" + stored + " has shape " +
-                  shape_str(e.info->shape) + ", expected " + shape_str(expected));
+                  shape_str(e.shape()) + ", expected " + shape_str(expected));
     return e;
   }
 
@@ -179,6 +204,18 @@ class LdmCheckpoint : public StoredCheckpoint {
     ldm_names_.emplace(config_);
     for (const auto& [n, t] : by_name)
       if (auto canon = ldm_names_->to_canonical(n)) entries_[*canon] = Entry{&f, t};
+    if (shape_of(std::string(CheckpointNames::kLdmOpenClipRoot) + ".token_embedding.weight"))
+      for (const auto& o : CheckpointNames::open_clip_tensors(config_.clip.layers, config_.clip.hidden)) {
+        open_clip_[o.canonical] = o.stored;
+        auto it = by_name.find(o.stored);
+        if (it == by_name.end()) continue;
+        // A packed projection must hold q, k and v whole: its rows are split by the hidden width.
+        if (o.rows >= 0 && (it->second->shape.empty() || it->second->shape[0] != 3 * o.rows))
+          throw_model(path + ": tensor '" + o.stored + "' has shape " + shape_str(it->second->shape) +
+                      ", expected " + std::to_string(3 * o.rows) + " rows (q, k and v of width " +
+                      std::to_string(o.rows) + ")");
+        entries_[o.canonical] = Entry{&f, it->second, o.row0, o.rows};
+      }
     if (options.ema) use_ema_unet(by_name, f, path);
   }
 
@@ -214,12 +251,15 @@ class LdmCheckpoint : public StoredCheckpoint {
   }
 
   std::string where_missing(const std::string& canonical) const override {
+    if (auto o = open_clip_.find(canonical); o != open_clip_.end())
+      return " (looked for the OpenCLIP name '" + o->second + "')";
     auto ldm = ldm_names_->to_ldm(canonical);
     if (!ldm) return " (no LDM name corresponds to it)";
     if (clip_flat_) ldm = CheckpointNames::clip_drop_text_model(*ldm, CheckpointNames::kLdmClipRoot);
     return " (looked for the LDM name '" + *ldm + "')";
   }
   std::optional<CheckpointNames> ldm_names_;
+  std::map<std::string, std::string> open_clip_;  // SD 2.x: canonical -> stored OpenCLIP name
   bool clip_flat_ = false;  // the text encoder is stored without "text_model."
 };
 
@@ -281,6 +321,9 @@ class DiffusersCheckpoint : public StoredCheckpoint {
     } else if (is_file(root + "tokenizer/tokenizer.json")) {
       tokenizer_json_ = root + "tokenizer/tokenizer.json";
     }
+    // The padding after the end token (SD 2.x: "!"); transformers 5 writes only tokenizer_config.json.
+    for (const char* f : {"tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json"})
+      if (is_file(root + f) && apply_tokenizer_json(read_json_file(root + f), config_.tokenizer, root + f)) break;
   }
 
   std::vector<std::string> notes() const override { return notes_; }
@@ -334,6 +377,7 @@ class DiffusersCheckpoint : public StoredCheckpoint {
 std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path, const OpenOptions& options) {
   // Full-size SD v1.5 shapes with random weights: benchmarks and the census need no download.
   if (path == kRandomSd15) return make_random_checkpoint(ModelConfig{});
+  if (path == kRandomSd21) return make_random_checkpoint(sd21_config());
   if (path == kRandomSd15Inpainting) {
     ModelConfig c;
     c.unet.in_channels = 9;

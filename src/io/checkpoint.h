@@ -21,7 +21,10 @@ namespace sdgen {
 // regular model and the inpainting one (sd-v1-5-inpainting: a 9-channel UNet).
 inline constexpr const char* kRandomSd15 = "random:sd15";
 inline constexpr const char* kRandomSd15Inpainting = "random:sd15-inpainting";
-inline bool is_random_model(const std::string& path) { return path == kRandomSd15 || path == kRandomSd15Inpainting; }
+inline constexpr const char* kRandomSd21 = "random:sd21";  // SD 2.1 768-v (sd21_config)
+inline bool is_random_model(const std::string& path) {
+  return path == kRandomSd15 || path == kRandomSd15Inpainting || path == kRandomSd21;
+}
 
 struct OpenOptions {
   // A single file with both: the UNet from its EMA copy (model_ema.*, LitEma's names: the
@@ -31,7 +34,7 @@ struct OpenOptions {
 
 class Checkpoint {
  public:
-  // path: a .safetensors file, a diffusers folder, or kRandomSd15. Throws Error(kModel) naming what
+  // path: a .safetensors file, a diffusers folder, or a random model (kRandomSd15...). Throws Error(kModel) naming what
   // is wrong.
   static std::unique_ptr<Checkpoint> open(const std::string& path, const OpenOptions& options = {});
   virtual ~Checkpoint() = default;

@@ -158,6 +158,30 @@ std::optional<std::string> CheckpointNames::to_ldm(const std::string& canonical)
   return map(canonical, false);
 }
 
+std::vector<CheckpointNames::OpenClipTensor> CheckpointNames::open_clip_tensors(int layers, int64_t hidden) {
+  const std::string L = std::string(kLdmOpenClipRoot) + ".", C = "text_encoder.text_model.";
+  std::vector<OpenClipTensor> out{{C + "embeddings.token_embedding.weight", L + "token_embedding.weight"},
+                                  {C + "embeddings.position_embedding.weight", L + "positional_embedding"},
+                                  {C + "final_layer_norm.weight", L + "ln_final.weight"},
+                                  {C + "final_layer_norm.bias", L + "ln_final.bias"}};
+  const std::pair<const char*, const char*> plain[] = {{"layer_norm1", "ln_1"},
+                                                       {"layer_norm2", "ln_2"},
+                                                       {"self_attn.out_proj", "attn.out_proj"},
+                                                       {"mlp.fc1", "mlp.c_fc"},
+                                                       {"mlp.fc2", "mlp.c_proj"}};
+  for (int i = 0; i < layers; ++i) {
+    const std::string c = C + "encoder.layers." + S(i) + ".", l = L + "transformer.resblocks." + S(i) + ".";
+    for (const auto& [canon, ldm] : plain)
+      for (const char* leaf : {".weight", ".bias"}) out.push_back({c + canon + leaf, l + ldm + leaf});
+    const char* qkv[] = {"q_proj", "k_proj", "v_proj"};
+    for (int p = 0; p < 3; ++p) {
+      out.push_back({c + "self_attn." + qkv[p] + ".weight", l + "attn.in_proj_weight", p * hidden, hidden});
+      out.push_back({c + "self_attn." + qkv[p] + ".bias", l + "attn.in_proj_bias", p * hidden, hidden});
+    }
+  }
+  return out;
+}
+
 bool CheckpointNames::clip_has_text_model(const std::vector<std::string>& stored, const std::string& root) {
   bool any = false;
   for (const auto& n : stored) {

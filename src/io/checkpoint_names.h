@@ -3,6 +3,7 @@
 // config's level count, resnets per level and attention levels, so a tiny model maps like the real
 // one) and, per module kind, the renaming of the parameters inside it.
 #pragma once
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -37,6 +38,18 @@ class CheckpointNames {
   static std::string clip_add_text_model(const std::string& stored, const std::string& root);
   // The inverse, for naming the stored tensor in errors about a prefix-less file.
   static std::string clip_drop_text_model(const std::string& name, const std::string& root);
+
+  // SD 2.x's text encoder in an LDM file: OpenCLIP's names under "cond_stage_model.model." (open_clip's
+  // TextTransformer: resblocks with one packed q/k/v projection, ln_final, positional_embedding).
+  // Each canonical CLIPTextModel tensor and the stored tensor it reads: for q/k/v, `rows` rows of
+  // the packed in_proj_weight/in_proj_bias from row0 (rows -1: the whole tensor). `layers` are the
+  // blocks that run (SD 2 stores one more, never run: checkpoint.cpp).
+  static constexpr const char* kLdmOpenClipRoot = "cond_stage_model.model";
+  struct OpenClipTensor {
+    std::string canonical, stored;
+    int64_t row0 = 0, rows = -1;
+  };
+  static std::vector<OpenClipTensor> open_clip_tensors(int layers, int64_t hidden);
 
   // Older diffusers folders (before 0.14) name the VAE's attention parameters query/key/value/
   // proj_attn: the stored name to try when the canonical diffusers name is absent.

@@ -89,6 +89,28 @@ void get_uniform_int(const json& j, const char* key, int& out, const std::string
   }
 }
 
+bool as_bool(const json& v, const char* key, const std::string& where) {
+  if (!v.is_boolean()) bad(where, key, "is not true/false");
+  return v.get<bool>();
+}
+void get_bool(const json& j, const char* key, const std::string& where) {
+  if (const json* v = field(j, key)) as_bool(*v, key, where);
+}
+// The UNet's heads: one number for every level, or a list with one per level.
+void get_heads(const json& j, const char* key, UNetConfig& c, const std::string& where) {
+  const json* v = field(j, key);
+  if (!v) return;
+  if (v->is_number_integer()) {
+    c.heads = as_int(*v, key, where, "is not an integer");
+    c.level_heads.clear();
+    return;
+  }
+  std::vector<int> l;
+  get_int_list(j, key, l, where);
+  c.heads = l[0];
+  c.level_heads = l;
+}
+
 // Indices N of names "<prefix>N..." (the prefix ends with '.'). SD v1 counts blocks and layers in
 // ones and tens; an index past kMaxBlockIndex is a damaged or hostile name table (it would make
 // the name table and the loops over it as large as the number), refused naming the tensor.
@@ -145,16 +167,41 @@ void apply_unet_json(const json& j, UNetConfig& c, const std::string& where) {
     }
   }
   get_uniform_int(j, "layers_per_block", c.layers_per_block, where);
-  // SD v1 configs name the head count attention_head_dim (a historical misnomer); newer ones may
-  // set num_attention_heads, which then wins.
-  get_uniform_int(j, "attention_head_dim", c.heads, where);
-  get_uniform_int(j, "num_attention_heads", c.heads, where);
+  // SD v1 and 2.x configs name the head count attention_head_dim (a historical misnomer), one number
+  // or one per level (SD 2.x: [5, 10, 20, 20]); newer ones may set num_attention_heads, which then wins.
+  get_heads(j, "attention_head_dim", c, where);
+  get_heads(j, "num_attention_heads", c, where);
   get_uniform_int(j, "cross_attention_dim", c.cross_attention_dim, where);
+  // SD 2.x's linear proj_in/proj_out: the loader takes either stored shape (unet/blocks.h).
+  get_bool(j, "use_linear_projection", where);
+  if (const json* v = field(j, "upcast_attention")) c.upcast_attention = as_bool(*v, "upcast_attention", where);
+  // Extra conditioning inputs of other families (SD 2 unCLIP's image embedding, SDXL's size
+  // conditioning): named, not ignored.
+  for (const char* key : {"class_embed_type", "addition_embed_type", "num_class_embeds"})
+    if (const json* v = field(j, key))
+      throw_model(where + ": " + key + " " + v->dump() + ": the UNet takes an extra conditioning input (" +
+                  (std::string(key) == "class_embed_type"     ? "an image embedding, as SD 2 unCLIP"
+                   : std::string(key) == "num_class_embeds" ? "a class label, as the SD x4 upscaler's noise level"
+                                                            : "size and pooled text conditioning, as SDXL") +
+                  "), which sd-gen does not run");
   get_int(j, "norm_num_groups", c.norm_groups, where);
   get_float(j, "norm_eps", c.norm_eps, where);
   int depth = 1;
   get_uniform_int(j, "transformer_layers_per_block", depth, where);
   if (depth != 1) bad(where, "transformer_layers_per_block", "is not 1 (SD v1 has one transformer block per attention)");
+}
+
+bool apply_tokenizer_json(const json& j, TokenizerConfig& c, const std::string& where) {
+  if (!j.is_object()) throw_model(where + ": tokenizer config is not a JSON object");
+  const json* v = field(j, "pad_token");
+  if (!v) return false;
+  // A string, or transformers' AddedToken form {"content": "!", ...}.
+  const json* content = v->is_object() ? field(*v, "content") : v;
+  if (!content || !content->is_string() || content->get<std::string>().empty())
+    bad(where, "pad_token", v->dump() + " is not a token");
+  c.pad_token = content->get<std::string>();
+  c.pad_special = true;
+  return true;
 }
 
 void apply_vae_json(const json& j, VaeConfig& c, const std::string& where) {
@@ -268,6 +315,20 @@ struct Shapes {
     c.intermediate = (int)need(prefix + "encoder.layers.0.mlp.fc1.weight", 2)[0];
     c.heads = std::max(1, c.hidden / 64);  // ViT-L/14's head width
   }
+  // OpenCLIP's text tower below `prefix` ("cond_stage_model.model."), as SD 2.x files store it. SD 2
+  // runs it to the penultimate block (LDM's FrozenOpenCLIPEmbedder, layer "penultimate"): the last
+  // block is stored and never run.
+  void open_clip(const std::string& prefix, ClipConfig& c) const {
+    Shape tok = need(prefix + "token_embedding.weight", 2);
+    c.vocab_size = (int)tok[0];
+    c.hidden = (int)tok[1];
+    c.max_positions = (int)need(prefix + "positional_embedding", 2)[0];
+    c.layers = count(prefix + "transformer.resblocks.", "OpenCLIP blocks") - 1;
+    if (c.layers < 1) throw_model(where + ": the OpenCLIP text encoder has one block; SD 2 runs all but the last");
+    c.intermediate = (int)need(prefix + "transformer.resblocks.0.mlp.c_fc.weight", 2)[0];
+    c.heads = std::max(1, c.hidden / 64);  // ViT-H/14's head width
+    c.act = "gelu";
+  }
 };
 
 }  // namespace
@@ -315,7 +376,15 @@ ModelConfig infer_ldm_config(const std::vector<std::string>& names, const ShapeO
     for (int i = 0; i < levels; ++i)
       v.block_channels[i] = (int)sh.need(V + "up." + std::to_string(i) + ".block.0.conv2.weight", 1)[0];
   }
-  sh.clip("cond_stage_model.transformer.text_model.", cfg.clip);
+  if (any_with_prefix(names, "cond_stage_model.model.")) {
+    // SD 2.x: OpenCLIP ViT-H, 64-wide heads at every level (num_head_channels 64), "!" padding.
+    sh.open_clip("cond_stage_model.model.", cfg.clip);
+    for (int ch : cfg.unet.block_channels) cfg.unet.level_heads.push_back(std::max(1, ch / 64));
+    cfg.unet.heads = cfg.unet.level_heads[0];
+    cfg.tokenizer.pad_token = "!";
+  } else {
+    sh.clip("cond_stage_model.transformer.text_model.", cfg.clip);
+  }
   return cfg;
 }
 
@@ -386,13 +455,18 @@ void validate_model_config(const ModelConfig& cfg, const std::string& where) {
     fail("unet has " + std::to_string(u.block_channels.size()) + " levels but " +
          std::to_string(u.down_attention.size()) + " down_block_types");
   if (u.layers_per_block < 1) fail("unet layers_per_block < 1");
-  if (u.heads < 1 || u.norm_groups < 1) fail("unet heads and norm_num_groups must be positive");
+  if (u.norm_groups < 1) fail("unet norm_num_groups must be positive");
+  if (!u.level_heads.empty() && u.level_heads.size() != u.block_channels.size())
+    fail("unet has " + std::to_string(u.block_channels.size()) + " levels but " +
+         std::to_string(u.level_heads.size()) + " head counts");
   for (size_t i = 0; i < u.block_channels.size(); ++i) {
     int ch = u.block_channels[i];
     if (ch < 1 || ch % u.norm_groups != 0)
       fail("unet width " + std::to_string(ch) + " is not a multiple of norm_num_groups " + std::to_string(u.norm_groups));
-    if ((u.down_attention[i] || i + 1 == u.block_channels.size()) && ch % u.heads != 0)
-      fail("unet width " + std::to_string(ch) + " is not a multiple of the head count " + std::to_string(u.heads));
+    const int heads = u.heads_at(i);
+    if (heads < 1) fail("unet head count " + std::to_string(heads) + " must be positive");
+    if ((u.down_attention[i] || i + 1 == u.block_channels.size()) && ch % heads != 0)
+      fail("unet width " + std::to_string(ch) + " is not a multiple of the head count " + std::to_string(heads));
   }
   const VaeConfig& v = cfg.vae;
   if (v.block_channels.empty() || v.layers_per_block < 1) fail("vae needs at least one level and one resnet per level");

@@ -26,6 +26,9 @@ nlohmann::json read_json_file(const std::string& path);
 //                 num_attention_heads, intermediate_size, hidden_act, layer_norm_eps
 //   scheduler: num_train_timesteps, beta_start, beta_end, beta_schedule, steps_offset, set_alpha_to_one
 void apply_unet_json(const nlohmann::json& j, UNetConfig& cfg, const std::string& where);
+// A tokenizer folder's tokenizer_config.json or special_tokens_map.json: its pad token, when it
+// names one (returns whether it did).
+bool apply_tokenizer_json(const nlohmann::json& j, TokenizerConfig& c, const std::string& where);
 void apply_vae_json(const nlohmann::json& j, VaeConfig& cfg, const std::string& where);
 void apply_clip_json(const nlohmann::json& j, ClipConfig& cfg, const std::string& where);
 void apply_scheduler_json(const nlohmann::json& j, SchedulerConfig& cfg, const std::string& where);

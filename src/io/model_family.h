@@ -1,6 +1,7 @@
-// Checkpoints of the other Stable Diffusion families, named as such: sd-gen runs SD v1.x
-// (CLIP ViT-L/14 text encoder, 4-channel UNet predicting epsilon or v), and a file of SD 2.x,
-// SDXL or another conditioned variant is refused with what it is rather than a missing tensor.
+// Checkpoints of the other Stable Diffusion families, named as such: sd-gen runs SD v1.x and 2.x
+// (CLIP ViT-L/14 or OpenCLIP ViT-H text encoder, 4-channel UNet predicting epsilon or v), and a file
+// of SDXL, SD 2 unCLIP/depth/x4-upscaler or another conditioned variant is refused with what it is
+// rather than a missing tensor.
 #pragma once
 #include <functional>
 #include <optional>

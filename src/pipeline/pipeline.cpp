@@ -71,6 +71,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
       : tok_json      ? ClipTokenizer::from_tokenizer_json(*tok_json)
                       : ClipTokenizer::from_bpe_gz(find_bpe_vocab()));
   const ModelConfig& cfg = checkpoint_->config();
+  tokenizer_->set_padding(cfg.tokenizer.pad_token, cfg.tokenizer.pad_special);
   if (before_weights) before_weights(cfg);
   // A TAESD file that cannot decode these latents is refused before the big weights load.
   vae_config_ = cfg.vae;

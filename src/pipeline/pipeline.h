@@ -184,6 +184,8 @@ class Pipeline {
   GeneratedBatch generate(const GenerateParams& p, const StepCallback& on_step = nullptr);
 
   // Stages, public for tests and benchmarks.
+  const ClipTokenizer& tokenizer() const { return *tokenizer_; }
+  const ClipTextEncoder& text_encoder() const { return *clip_; }
   // Initial latents for a batch: torch.randn((B,4,h,w), Generator("cpu").manual_seed(seed)), NCHW
   // (rng torch-cpu, seed mode batch); the other sources and modes: the second form, which is the
   // first draw of LatentNoise(rng, mode, seed, batch) and what generate() starts from.

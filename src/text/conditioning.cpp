@@ -50,7 +50,7 @@ Conditioning encode_prompts(const ClipTokenizer& tokenizer, const ClipTextEncode
   // Row-major (prompt, chunk): CLIP's [rows·count, 77, D] output is then already [rows, count·77, D].
   std::vector<int> ids;
   std::vector<const PromptChunk*> order;
-  const PromptChunk pad = empty_chunk();
+  const PromptChunk pad = empty_chunk(tokenizer);
   for (const auto& chunks : per_prompt)
     for (int c = 0; c < count; ++c) {
       const PromptChunk& chunk = c < (int)chunks.size() ? chunks[c] : pad;

@@ -13,10 +13,11 @@ bool PromptChunk::all_ones() const {
   return true;
 }
 
-PromptChunk empty_chunk() {
+PromptChunk empty_chunk(const ClipTokenizer& tokenizer) {
   PromptChunk c;
-  c.ids.assign(ClipTokenizer::kContext, ClipTokenizer::kEos);
-  c.ids[0] = ClipTokenizer::kBos;
+  c.ids.assign(ClipTokenizer::kContext, tokenizer.pad());
+  c.ids[0] = tokenizer.bos();
+  c.ids[1] = tokenizer.eos();
   c.weights.assign(ClipTokenizer::kContext, 1.0f);
   return c;
 }
@@ -25,7 +26,8 @@ namespace {
 
 class ChunkBuilder {
  public:
-  explicit ChunkBuilder(int comma_id, int backtrack) : comma_(comma_id), backtrack_(backtrack) {}
+  ChunkBuilder(const ClipTokenizer& tokenizer, int comma_id, int backtrack)
+      : bos_(tokenizer.bos()), eos_(tokenizer.eos()), pad_(tokenizer.pad()), comma_(comma_id), backtrack_(backtrack) {}
 
   void add(int id, float weight) {
     const int n = (int)ids_.size();
@@ -51,10 +53,10 @@ class ChunkBuilder {
   void close() {
     PromptChunk c;
     c.ids.reserve(ClipTokenizer::kContext);
-    c.ids.push_back(ClipTokenizer::kBos);
+    c.ids.push_back(bos_);
     c.ids.insert(c.ids.end(), ids_.begin(), ids_.end());
-    c.ids.resize(ClipTokenizer::kContext - 1, ClipTokenizer::kEos);
-    c.ids.push_back(ClipTokenizer::kEos);
+    c.ids.push_back(eos_);
+    c.ids.resize(ClipTokenizer::kContext, pad_);
     c.weights.push_back(1.0f);
     c.weights.insert(c.weights.end(), weights_.begin(), weights_.end());
     c.weights.resize(ClipTokenizer::kContext, 1.0f);
@@ -70,7 +72,7 @@ class ChunkBuilder {
   }
 
  private:
-  int comma_, backtrack_;
+  int bos_, eos_, pad_, comma_, backtrack_;
   int last_comma_ = -1;  // index in the open chunk of its last comma
   std::vector<int> ids_;
   std::vector<float> weights_;
@@ -85,7 +87,7 @@ std::vector<PromptChunk> chunk_prompt(const ClipTokenizer& tokenizer, const std:
       options.emphasis ? parse_prompt_attention(prompt) : std::vector<PromptPiece>{{prompt, 1.0, false}};
   // The comma's id from the vocabulary itself (267 in CLIP's), so the rule follows the tokenizer.
   const std::vector<int> comma = tokenizer.encode(",", options.cleanup);
-  ChunkBuilder b(comma.size() == 1 ? comma[0] : -1, options.comma_backtrack);
+  ChunkBuilder b(tokenizer, comma.size() == 1 ? comma[0] : -1, options.comma_backtrack);
   for (const PromptPiece& p : pieces) {
     if (p.is_break) {
       b.close();

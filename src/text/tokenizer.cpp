@@ -184,6 +184,7 @@ void ClipTokenizer::finish(const std::string& vocab_source, const std::string& m
   };
   bos_ = id_of(kBosText);
   eos_ = id_of(kEosText);
+  pad_ = eos_;
   unk_ = eos_;  // CLIPTokenizer's unk_token is <|endoftext|>
   for (int& id : sym_vocab_id_)
     if (id < 0) id = unk_;
@@ -417,8 +418,27 @@ std::vector<int> ClipTokenizer::encode_padded(const std::string& text, bool* tru
   out.push_back(bos_);
   out.insert(out.end(), ids.begin(), ids.end());
   out.push_back(eos_);
-  out.resize(kContext, eos_);
+  out.resize(kContext, pad_);
   return out;
+}
+
+void ClipTokenizer::set_padding(const std::string& token, bool special) {
+  int id = -1;
+  if (token == kEosText) {
+    id = eos_;
+  } else if (token == kBosText) {
+    id = bos_;
+  } else if (in_vocabulary(token)) {
+    id = sym_vocab_id_[(size_t)sym_index_.at(token)];
+  } else {
+    throw_model("the tokenizer's pad token '" + token + "' is not in its vocabulary");
+  }
+  pad_ = id;
+  if (!special || id == eos_ || id == bos_) return;
+  std::u32string t = text::utf8_decode(token);
+  for (char32_t& ch : t)
+    if (ch >= 'A' && ch <= 'Z') ch += 'a' - 'A';
+  added_.emplace_back(std::move(t), std::vector<int>{id});
 }
 
 int ClipTokenizer::vocab_size() const { return vocab_size_; }

@@ -40,11 +40,20 @@ class ClipTokenizer {
   //   keeps whole and GPT-2's does not: "<|endoftext|>" from text that was not the literal special
   //   token ("<|ENDOFTEXT|>", lowercased) becomes "<|", "endoftext", "|>".
   std::vector<int> encode(const std::string& text, TextCleanup cleanup = TextCleanup::Ftfy) const;
-  // [BOS] + ids + [EOS], truncated to 77 (keeping the final EOS) and padded with EOS.
+  // [BOS] + ids + [EOS], truncated to 77 (keeping the final EOS) and padded with the pad id.
   // *truncated (when given) says whether tokens were dropped.
   std::vector<int> encode_padded(const std::string& text, bool* truncated = nullptr,
                                  TextCleanup cleanup = TextCleanup::Ftfy) const;
   int vocab_size() const;
+  int bos() const { return bos_; }
+  int eos() const { return eos_; }
+  int pad() const { return pad_; }
+
+  // The id that fills a sequence after its end token (ModelConfig's TokenizerConfig): <|endoftext|>
+  // unless set; SD 2.x's is "!". special: the token is also split out of prompt text as a special
+  // token, before cleanup and BPE (transformers does so for every special token of the tokenizer).
+  // Throws Error(kModel) when the vocabulary has no such token.
+  void set_padding(const std::string& token, bool special);
 
   // Textual inversion (diffusers' tokenizer.add_tokens for a loaded embedding): `token` in a prompt
   // becomes `ids` (one per vector, as diffusers expands "<t>" to "<t> <t>_1 ..."). Matched like
@@ -70,7 +79,7 @@ class ClipTokenizer {
   std::unordered_map<uint64_t, std::pair<int, int>> merges_;
   int byte_sym_[256] = {};      // symbol of each byte (GPT-2 byte table)
   int byte_sym_end_[256] = {};  // the same with "</w>" (last symbol of a word)
-  int bos_ = kBos, eos_ = kEos, unk_ = kEos;
+  int bos_ = kBos, eos_ = kEos, unk_ = kEos, pad_ = kEos;
   int vocab_size_ = 0;
   std::vector<std::pair<std::u32string, std::vector<int>>> added_;  // lowercased token -> ids
 };

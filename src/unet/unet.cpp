@@ -26,8 +26,8 @@ UNet::UNet(const Checkpoint& ckpt, const UNetConfig& config, DType dtype, Device
   auto resnet = [&](const std::string& name, int64_t in, int64_t out) {
     return ResnetBlock2D(w, name, in, out, temb, c.norm_groups, c.norm_eps);
   };
-  auto transformer = [&](const std::string& name, int64_t channels) {
-    return Transformer2DModel(w, name, channels, cross, c.heads, c.norm_groups,
+  auto transformer = [&](const std::string& name, size_t level) {
+    return Transformer2DModel(w, name, c.block_channels[level], cross, c.heads_at(level), c.norm_groups,
                               c.transformer_norm_eps);
   };
 
@@ -55,7 +55,7 @@ UNet::UNet(const Checkpoint& ckpt, const UNetConfig& config, DType dtype, Device
       const int64_t skip = j == c.layers_per_block ? below : out_ch;
       const int64_t in = (j == 0 ? prev : out_ch) + skip;
       b.resnets.push_back(resnet(idx(name + ".resnets", j), in, out_ch));
-      if (c.down_attention[level]) b.attentions.push_back(transformer(idx(name + ".attentions", j), out_ch));
+      if (c.down_attention[level]) b.attentions.push_back(transformer(idx(name + ".attentions", j), level));
     }
     if (i + 1 < levels) b.upsamplers.emplace_back(w, name + ".upsamplers.0", out_ch);
     up_blocks.push_back(std::move(b));
@@ -81,7 +81,7 @@ UNet::DownBlock UNet::DownBlock::load(const nn::WeightLoader& w, const std::stri
     b.resnets.emplace_back(w, idx(name + ".resnets", j), j == 0 ? in : out, out, c.time_embed_dim(), c.norm_groups,
                            c.norm_eps);
     if (c.down_attention[level])
-      b.attentions.emplace_back(w, idx(name + ".attentions", j), out, c.cross_attention_dim, c.heads, c.norm_groups,
+      b.attentions.emplace_back(w, idx(name + ".attentions", j), out, c.cross_attention_dim, c.heads_at(level), c.norm_groups,
                                 c.transformer_norm_eps);
   }
   if (level + 1 < c.block_channels.size()) b.downsamplers.emplace_back(w, name + ".downsamplers.0", out);
@@ -106,7 +106,7 @@ UNet::MidBlock UNet::MidBlock::load(const nn::WeightLoader& w, const std::string
   const int64_t mid = c.block_channels.back();
   MidBlock m;
   m.resnets.emplace_back(w, name + ".resnets.0", mid, mid, c.time_embed_dim(), c.norm_groups, c.norm_eps);
-  m.attentions.emplace_back(w, name + ".attentions.0", mid, c.cross_attention_dim, c.heads, c.norm_groups,
+  m.attentions.emplace_back(w, name + ".attentions.0", mid, c.cross_attention_dim, c.heads_at(c.block_channels.size() - 1), c.norm_groups,
                             c.transformer_norm_eps);
   m.resnets.emplace_back(w, name + ".resnets.1", mid, mid, c.time_embed_dim(), c.norm_groups, c.norm_eps);
   return m;

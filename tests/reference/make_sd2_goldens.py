@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""The tiny SD 2.x test model (tests/data/tiny_sd2/) and its goldens (tests/data/golden/sd2.safetensors),
+from the current releases (diffusers 0.42.1, transformers 5; see requirements-current.txt).
+
+What makes it SD 2.x rather than SD v1 (each is a code path of sd-gen that SD v1 never takes):
+- text encoder: transformers' CLIPTextModel with hidden_act "gelu" (OpenCLIP ViT-H), the tokenizer
+  padding with "!" (id 0) as SD 2's tokenizer does, not with <|endoftext|>;
+- UNet: use_linear_projection (proj_in/proj_out are linears), attention_head_dim as a per-level list
+  (heads 1, 2, 4, 4: head widths 8, 8, 4, 4), upcast_attention (2.1's config);
+- the v-prediction variant (768-v) through the same weights with the scheduler's prediction_type.
+The LDM single file (fp16, as most SD 2 files people download) holds the text encoder under OpenCLIP's names (cond_stage_model.model.*: packed
+in_proj_weight/in_proj_bias, ln_final, positional_embedding, text_projection) with one residual
+block more than the pipeline runs, as the SD 2 files do (24 blocks, "penultimate" layer: 23 run).
+
+Goldens (sd2.safetensors):
+- cond.<name>: encode_prompt's prompt_embeds [n,77,8] for the prompts of COND (the pad id shows in
+  every position after the end token), with diffusers' clip_skip None and 1;
+- <key>.latents_per_unit / <key>.image_uint8 for the pipeline runs of RUNS (epsilon and v, batch 2,
+  128x64) as make_image_goldens.py stores them; each run's metadata also holds fp16_spread, how far
+  diffusers' own fp16 run (torch_dtype float16 on the CPU) lands from those fp32 images.
+
+Usage (from the repository root):
+    /tmp/curenv/bin/python tests/reference/make_sd2_goldens.py
+"""
+import json
+import math
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+import diffusers
+import transformers
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import derived_models  # noqa: E402,F401
+import ldm_names  # noqa: E402
+import make_sampler_goldens as msg  # noqa: E402  (SAMPLERS)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TOKENIZER = os.path.join(ROOT, "tests", "data", "tiny_sd_tf5", "diffusers", "tokenizer")
+MODEL_DIR = os.path.join(ROOT, "tests", "data", "tiny_sd2")
+FOLDER = os.path.join(MODEL_DIR, "diffusers")
+LDM = os.path.join(MODEL_DIR, "tiny_sd2.safetensors")
+GOLDEN = os.path.join(ROOT, "tests", "data", "golden", "sd2.safetensors")
+
+MODEL_SEED, INIT_SEED = 2222, 3333
+CLIP_HIDDEN = 8
+CLIP_CONFIG = dict(vocab_size=49408, hidden_size=CLIP_HIDDEN, intermediate_size=4 * CLIP_HIDDEN, num_hidden_layers=3,
+                   num_attention_heads=2, max_position_embeddings=77, hidden_act="gelu", layer_norm_eps=1e-5,
+                   attention_dropout=0.0, dropout=0.0, projection_dim=CLIP_HIDDEN,
+                   bos_token_id=0, eos_token_id=2, pad_token_id=1)  # as SD 2's text_encoder/config.json
+UNET_CONFIG = dict(
+    sample_size=16, in_channels=4, out_channels=4, flip_sin_to_cos=True, freq_shift=0,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(8, 16, 16, 16), layers_per_block=2, norm_num_groups=4, norm_eps=1e-5,
+    cross_attention_dim=CLIP_HIDDEN, attention_head_dim=(1, 2, 4, 4),  # heads per level, as SD 2's [5,10,20,20]
+    use_linear_projection=True, upcast_attention=True,
+)
+VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 16, 16, 16), layers_per_block=2,
+    act_fn="silu", latent_channels=4, norm_num_groups=8, sample_size=128, scaling_factor=0.18215,
+)
+SCHED_CONFIG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                    clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading",
+                    prediction_type="epsilon")
+
+COND = [("plain", "a castle on a hill", None), ("empty", "", None),
+        ("skip", "a castle on a hill, watercolor", 1)]
+CALL = dict(prompt="a castle on a hill, watercolor", negative_prompt="blurry", steps=6, guidance=7.0, width=128,
+            height=64, batch=2, seed=91)
+# (key, sampler, schedule, prediction)
+RUNS = [("eps_ddim", "ddim", "default", "epsilon"), ("eps_dpmpp_2m_karras", "dpmpp_2m", "karras", "epsilon"),
+        ("v_ddim", "ddim", "default", "v_prediction"), ("v_euler", "euler", "default", "v_prediction"),
+        ("v_dpmpp_2m_karras", "dpmpp_2m", "karras", "v_prediction")]
+
+
+def reinit(model, gen):  # as make_goldens.py: nothing identity, nothing zero
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            r = torch.randn(p.shape, generator=gen, dtype=torch.float32)
+            if p.ndim >= 2:
+                p.copy_(r / math.sqrt(p.numel() // p.shape[0]))
+            elif name.endswith("weight"):
+                p.copy_(1.0 + 0.2 * r)
+            else:
+                p.copy_(0.1 * r)
+
+
+def build():
+    torch.manual_seed(MODEL_SEED)
+    gen = torch.Generator().manual_seed(INIT_SEED)
+    te = CLIPTextModel(CLIPTextConfig(**CLIP_CONFIG)).eval()
+    unet = UNet2DConditionModel(**UNET_CONFIG).eval()
+    vae = AutoencoderKL(**VAE_CONFIG).eval()
+    for m in (te, unet, vae):
+        reinit(m, gen)
+    tok = CLIPTokenizer.from_pretrained(TOKENIZER, pad_token="!")  # SD 2's tokenizer pads with "!"
+    assert tok.pad_token_id == 0, tok.pad_token_id
+    # One more residual block in the LDM file than the pipeline runs (the file's last one is never used).
+    extra = CLIPTextModel(CLIPTextConfig(**dict(CLIP_CONFIG, num_hidden_layers=1))).eval()
+    reinit(extra, gen)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet,
+                                   scheduler=DDIMScheduler(**SCHED_CONFIG), safety_checker=None,
+                                   feature_extractor=None, image_encoder=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, extra
+
+
+def openclip_names(clip_sd, extra_sd, layers):
+    """transformers' CLIPTextModel -> LDM's FrozenOpenCLIPEmbedder names (cond_stage_model.model.*)."""
+    P = "cond_stage_model.model."
+    sd = {}
+    def g(k):
+        return clip_sd.get("text_model." + k, clip_sd.get(k))
+    sd[P + "token_embedding.weight"] = g("embeddings.token_embedding.weight")
+    sd[P + "positional_embedding"] = g("embeddings.position_embedding.weight")
+    sd[P + "ln_final.weight"] = g("final_layer_norm.weight")
+    sd[P + "ln_final.bias"] = g("final_layer_norm.bias")
+    def block(get, i, out_i):
+        b = f"{P}transformer.resblocks.{out_i}."
+        L = f"encoder.layers.{i}."
+        sd[b + "ln_1.weight"], sd[b + "ln_1.bias"] = get(L + "layer_norm1.weight"), get(L + "layer_norm1.bias")
+        sd[b + "ln_2.weight"], sd[b + "ln_2.bias"] = get(L + "layer_norm2.weight"), get(L + "layer_norm2.bias")
+        sd[b + "attn.in_proj_weight"] = torch.cat([get(L + f"self_attn.{x}_proj.weight") for x in "qkv"], 0)
+        sd[b + "attn.in_proj_bias"] = torch.cat([get(L + f"self_attn.{x}_proj.bias") for x in "qkv"], 0)
+        sd[b + "attn.out_proj.weight"] = get(L + "self_attn.out_proj.weight")
+        sd[b + "attn.out_proj.bias"] = get(L + "self_attn.out_proj.bias")
+        sd[b + "mlp.c_fc.weight"], sd[b + "mlp.c_fc.bias"] = get(L + "mlp.fc1.weight"), get(L + "mlp.fc1.bias")
+        sd[b + "mlp.c_proj.weight"], sd[b + "mlp.c_proj.bias"] = get(L + "mlp.fc2.weight"), get(L + "mlp.fc2.bias")
+    for i in range(layers):
+        block(g, i, i)
+    block(lambda k: extra_sd.get("text_model." + k, extra_sd.get(k)), 0, layers)
+    gen = torch.Generator().manual_seed(77)
+    sd[P + "text_projection"] = torch.randn((CLIP_HIDDEN, CLIP_HIDDEN), generator=gen)  # unused by SD
+    sd[P + "logit_scale"] = torch.tensor(4.6052)
+    return sd
+
+
+def save(pipe, extra):
+    shutil.rmtree(MODEL_DIR, ignore_errors=True)
+    pipe.save_pretrained(FOLDER, safe_serialization=True)
+    # The same JSON value without transformers' indentation (3.6 MB -> 1.7 MB).
+    tj = os.path.join(FOLDER, "tokenizer", "tokenizer.json")
+    with open(tj) as f:
+        value = json.load(f)
+    with open(tj, "w") as f:
+        json.dump(value, f, ensure_ascii=False, separators=(",", ":"))
+    clip_sd = pipe.text_encoder.state_dict()
+    sd = ldm_names.to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config), pipe.vae.state_dict(),
+                          dict(pipe.vae.config), clip_sd)
+    sd = {k: v for k, v in sd.items() if not k.startswith(ldm_names.CLIP_PREFIX)}
+    sd.update(openclip_names(clip_sd, extra.state_dict(), CLIP_CONFIG["num_hidden_layers"]))
+    sd = {k: v.detach().contiguous().clone() for k, v in sd.items()}
+    save_file({k: v.half() for k, v in sd.items()}, LDM, metadata={"format": "pt"})
+    # What the tensors cannot tell: the heads (SD 2's files have 64-wide heads, this tiny one not),
+    # the GroupNorm groups and the text encoder's heads; the prediction type is given per run.
+    with open(LDM + ".json", "w") as f:
+        json.dump({"unet": {"attention_head_dim": list(UNET_CONFIG["attention_head_dim"]), "norm_num_groups": 4},
+                   "vae": {"norm_num_groups": 8}, "text_encoder": {"num_attention_heads": 2}}, f, indent=1)
+    # Independent proof of the OpenCLIP names: diffusers' own converters give the weights back
+    # (its SD 2 converter skips block 23 by name; here the unused block is the last of a tiny file).
+    from diffusers.loaders.single_file_utils import (convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint,
+                                                     convert_open_clip_checkpoint)
+    ckpt = sd  # the fp32 values; the file holds them rounded to fp16
+    assert all(torch.equal(load_file(LDM)[k], v.half()) for k, v in sd.items())
+    last = f"cond_stage_model.model.transformer.resblocks.{CLIP_CONFIG['num_hidden_layers']}."
+    te_conv = convert_open_clip_checkpoint(pipe.text_encoder, {k: v for k, v in ckpt.items() if not k.startswith(last)})
+    te_conv.pop("text_projection.weight", None)
+    want = {("text_model." + k if not k.startswith("text_model.") else k): v for k, v in clip_sd.items()}
+    got = {("text_model." + k if not k.startswith("text_model.") else k): v for k, v in te_conv.items()}
+    assert set(got) == set(want), sorted(set(got) ^ set(want))[:8]
+    assert all(torch.equal(got[k], want[k]) for k in want), "OpenCLIP names give other weights"
+    for name, conv, ref in (("unet", convert_ldm_unet_checkpoint(ckpt, dict(pipe.unet.config)), pipe.unet.state_dict()),
+                            ("vae", convert_ldm_vae_checkpoint(ckpt, dict(pipe.vae.config)), pipe.vae.state_dict())):
+        assert set(conv) == set(ref) and all(torch.equal(conv[k], ref[k]) for k in ref), name
+    print("LDM file verified against diffusers' converters")
+
+
+def cond_goldens(pipe, tensors):
+    out = []
+    for name, prompt, skip in COND:
+        ids = pipe.tokenizer(prompt, padding="max_length", max_length=77, truncation=True).input_ids
+        if skip is None:
+            emb, _ = pipe.encode_prompt(prompt, "cpu", 1, False)
+        else:
+            # encode_prompt's clip_skip branch, written out: diffusers 0.42.1 reaches for
+            # text_encoder.text_model, which transformers 5's CLIPTextModel no longer has.
+            with torch.no_grad():
+                hs = pipe.text_encoder(torch.tensor([ids]), output_hidden_states=True).hidden_states
+                emb = pipe.text_encoder.final_layer_norm(hs[-(skip + 1)])
+        tensors[f"cond.{name}"] = emb.float()
+        tensors[f"cond.{name}.ids"] = torch.tensor(ids, dtype=torch.int32)
+        out.append({"name": name, "prompt": prompt, "clip_skip": skip})
+    return out
+
+
+def run_goldens(pipe, tensors):
+    runs = []
+    base = dict(pipe.scheduler.config)
+    for key, sampler, schedule, pred in RUNS:
+        cls, extra, _ = msg.SAMPLERS[sampler]
+        cfg = dict(base, **extra, prediction_type=pred)
+        if schedule == "karras":
+            cfg["use_karras_sigmas"] = True
+        pipe.scheduler = cls.from_config(cfg)
+        lat = []
+
+        def cb(_p, i, t, kw):
+            lat.append(kw["latents"].clone())
+            return kw
+        out = pipe(prompt=CALL["prompt"], negative_prompt=CALL["negative_prompt"], height=CALL["height"],
+                   width=CALL["width"], num_inference_steps=CALL["steps"], guidance_scale=CALL["guidance"],
+                   num_images_per_prompt=CALL["batch"], generator=torch.Generator("cpu").manual_seed(CALL["seed"]),
+                   output_type="np", callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+        tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
+        tensors[f"{key}.image_uint8"] = torch.from_numpy(
+            np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+        runs.append(dict(CALL, key=key, sampler=sampler, schedule=schedule, prediction_type=pred, units=len(lat)))
+        print(key, len(lat), "units")
+    pipe.scheduler = DDIMScheduler(**SCHED_CONFIG)
+    return runs
+
+
+def fp16_spread(tensors, runs):
+    """diffusers' own fp16 run (on the CPU) against its fp32 images, per run: the share of channels
+    within ±1 and exact (the least over the batch) and the worst difference. The tests derive the
+    fp16 bound of runs whose spread is wider than SD v1's fp16 rule allows (the v runs) from it."""
+    pipe = StableDiffusionPipeline.from_pretrained(FOLDER, local_files_only=True, torch_dtype=torch.float16,
+                                                   safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    base = dict(pipe.scheduler.config)
+    for r in runs:
+        cls, extra, _ = msg.SAMPLERS[r["sampler"]]
+        cfg = dict(base, **extra, prediction_type=r["prediction_type"])
+        if r["schedule"] == "karras":
+            cfg["use_karras_sigmas"] = True
+        pipe.scheduler = cls.from_config(cfg)
+        out = pipe(prompt=CALL["prompt"], negative_prompt=CALL["negative_prompt"], height=CALL["height"],
+                   width=CALL["width"], num_inference_steps=CALL["steps"], guidance_scale=CALL["guidance"],
+                   num_images_per_prompt=CALL["batch"], generator=torch.Generator("cpu").manual_seed(CALL["seed"]),
+                   output_type="np")
+        im = (out.images.astype(np.float32) * 255).round().astype(np.int64)
+        ref = tensors[r["key"] + ".image_uint8"].numpy().astype(np.int64)
+        d = [np.abs(im[b] - ref[b]) for b in range(len(im))]
+        r["fp16_spread"] = {"within1": float(min((x <= 1).mean() for x in d)),
+                            "exact": float(min((x == 0).mean() for x in d)), "worst": int(max(x.max() for x in d))}
+        print(r["key"], "diffusers fp16 vs fp32:", r["fp16_spread"])
+
+
+if __name__ == "__main__":
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    pipe, extra = build()
+    save(pipe, extra)
+    # Everything from the saved files, as a user's diffusers would read them.
+    pipe = StableDiffusionPipeline.from_pretrained(FOLDER, local_files_only=True, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.tokenizer.pad_token_id == 0 and pipe.text_encoder.config.hidden_act == "gelu"
+    assert pipe.unet.config.use_linear_projection and pipe.unet.config.upcast_attention
+    tensors = {}
+    cond = cond_goldens(pipe, tensors)
+    runs = run_goldens(pipe, tensors)
+    fp16_spread(tensors, runs)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, GOLDEN,
+              metadata={"made_by": "tests/reference/make_sd2_goldens.py", "diffusers": diffusers.__version__,
+                        "transformers": transformers.__version__, "torch": torch.__version__,
+                        "cond": json.dumps(cond), "runs": json.dumps(runs),
+                        "how": "cond.<name>: pipe.encode_prompt(prompt, clip_skip) [1,77,8]; cond.<name>.ids the "
+                               "tokenizer's padded ids. <key>: StableDiffusionPipeline.from_pretrained("
+                               "tests/data/tiny_sd2/diffusers), scheduler Class.from_config(its config + the "
+                               "run's prediction_type and sampler settings); latents_per_unit [units,B,4,8,16], "
+                               "image_uint8 NHWC [B,64,128,3]"})
+    print(len(cond), "conditionings,", len(runs), "runs ->", GOLDEN)
