@@ -73,6 +73,9 @@ void sampler_step(float* x, float* state, int K, const void* eps, DType eps_dt, 
 // ops::inpaint_blend: x [n] ← (1 − mask)·(a·x0 + b·noise) + mask·x with (a, b) = table[*step − 1].
 void inpaint_blend(float* x, const float* mask, const float* x0, const float* noise, const float* table,
                    const float* step, int64_t n, cudaStream_t s);
+// ops::guidance_rescale: out [rows·per] fp32 from eps [2·rows·per] (unconditional rows first).
+void guidance_rescale(const void* eps, DType eps_dt, float* out, int64_t rows, int64_t per, float guidance, float phi,
+                      cudaStream_t s);
 // ops::denoised: out [n] ← a·x + b·ε with (a, b) = table[*step], ε guided (eps [2n]) or not ([n]).
 void denoised(const float* x, const void* eps, DType eps_dt, const float* table, const float* step, float* out,
               int64_t n, bool guided, float guidance, cudaStream_t s);

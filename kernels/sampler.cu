@@ -6,13 +6,16 @@
 // per-step matrix over the latents, the guided output, up to four state buffers and the step's
 // noise; sampler.h), inpainting's blend of the known region back to the picture's latents
 // renoised to the unit's level (ops::inpaint_blend), the unit's denoised estimate for previews
-// (ops::denoised), and a ControlNet residual added to a UNet skip at the unit's conditioning scale
-// (ops::add_scaled_at). Layout: flat arrays (the latents are NHWC, but every op here is elementwise).
+// (ops::denoised), a ControlNet residual added to a UNet skip at the unit's conditioning scale
+// (ops::add_scaled_at), and guidance rescale (ops::guidance_rescale: the guided output scaled toward
+// the conditional output's standard deviation, one block per sample). Layout: flat arrays (the
+// latents are NHWC; every op here is elementwise but guidance rescale's per-sample reductions).
 // Math in fp32 in the order of the CPU backend (src/backend/cpu/sampler.cpp), so the emulated run
 // reproduces the CPU's latents bit for bit (a GPU may contract into FMAs).
-// Versions: one grid-stride kernel each. Test: simt_tests --gtest_filter='*Sampler*' and the
-// emulated pipeline goldens. Benchmark: op_perf_gpu --filter ddim,sampler_step,timestep,repeat (a few
-// thousand values per step: launch-bound).
+// Versions: one grid-stride kernel each (guidance rescale: one block per sample). Test: simt_tests
+// --gtest_filter='*Sampler*', the op table's guidance_rescale rows and the emulated pipeline goldens.
+// Benchmark: op_perf_gpu --filter ddim,sampler_step,timestep,repeat,guidance_rescale (a few thousand
+// values per step: launch-bound).
 #include "kernels.h"
 
 #include <cmath>
@@ -113,6 +116,53 @@ __global__ void denoised_kernel(const float* __restrict__ x, const T* __restrict
   }
 }
 
+// Block-wide sum of one double per thread in a fixed tree order (blockDim.x a power of two); every
+// thread gets the total. red: blockDim.x doubles of shared memory (a pointer, or the emulator's).
+template <class P>
+__device__ double block_sum_fixed(double v, P red) {
+  red[threadIdx.x] = v;
+  __syncthreads();
+  for (int width = blockDim.x / 2; width > 0; width /= 2) {
+    if ((int)threadIdx.x < width) red[threadIdx.x] += red[threadIdx.x + width];
+    __syncthreads();
+  }
+  const double total = red[0];
+  __syncthreads();
+  return total;
+}
+
+// Guidance rescale of sample blockIdx.x: g written to out, the means and the sums of squared
+// deviations of g and ε_c accumulated in double (two passes, as the CPU's), then out ← φ·(g·r) +
+// (1 − φ)·g with r = std(ε_c)/std(g), rounded as the CPU's (no FMA).
+template <class T>
+__global__ void guidance_rescale_kernel(const T* __restrict__ eps, float* __restrict__ out, int64_t rows, int64_t per,
+                                        float guidance, float phi) {
+  SDGEN_DYNAMIC_SHARED(double, red);
+  const int64_t b = blockIdx.x;
+  const T* u = eps + b * per;
+  const T* c = eps + (rows + b) * per;
+  float* g = out + b * per;
+  double sum_g = 0, sum_c = 0;
+  for (int64_t i = threadIdx.x; i < per; i += blockDim.x) {
+    const float eu = to_float(u[i]), ec = to_float(c[i]);
+    g[i] = __fadd_rn(eu, __fmul_rn(guidance, ec - eu));
+    sum_g += g[i];
+    sum_c += ec;
+  }
+  const double mean_g = block_sum_fixed(sum_g, red) / (double)per, mean_c = block_sum_fixed(sum_c, red) / (double)per;
+  double ss_g = 0, ss_c = 0;
+  for (int64_t i = threadIdx.x; i < per; i += blockDim.x) {
+    const double dg = g[i] - mean_g, dc = to_float(c[i]) - mean_c;
+    ss_g += dg * dg;
+    ss_c += dc * dc;
+  }
+  const double var_g = block_sum_fixed(ss_g, red) / (double)(per - 1);
+  const double var_c = block_sum_fixed(ss_c, red) / (double)(per - 1);
+  const float r = (float)(sqrt(var_c) / sqrt(var_g));
+  for (int64_t i = threadIdx.x; i < per; i += blockDim.x)
+    g[i] = __fadd_rn(__fmul_rn(phi, __fmul_rn(g[i], r)), __fmul_rn(1.0f - phi, g[i]));
+}
+
 // A ControlNet residual at the unit's scale: out = base, plus s·x over [begin, begin + m), s·x and
 // the sum in fp32, rounded once (as the CPU's fp32 sum cast back).
 template <class T>
@@ -142,6 +192,22 @@ void add_scaled_at(const void* base, const void* x, DType dt, const float* table
   else
     SDGEN_LAUNCH(add_scaled_at_kernel<__half>, grid_for(n), dim3(kThreads), 0, s, static_cast<const __half*>(base),
                  static_cast<const __half*>(x), table, step, columns, column, static_cast<__half*>(out), n, begin, m);
+}
+
+void guidance_rescale(const void* eps, DType eps_dt, float* out, int64_t rows, int64_t per, float guidance, float phi,
+                      cudaStream_t s) {
+  if (rows == 0) return;
+  cuda::note_traffic(rows * per * (2.0 * dtype_size(eps_dt) + 8.0 + 2.0 * dtype_size(eps_dt) + 8.0));
+  const size_t shared = kThreads * sizeof(double);
+  if (eps_dt == DType::F32)
+    SDGEN_LAUNCH(guidance_rescale_kernel<float>, dim3((unsigned)rows), dim3(kThreads), shared, s,
+                 static_cast<const float*>(eps), out, rows, per, guidance, phi);
+  else if (eps_dt == DType::BF16)
+    SDGEN_LAUNCH(guidance_rescale_kernel<__nv_bfloat16>, dim3((unsigned)rows), dim3(kThreads), shared, s,
+                 static_cast<const __nv_bfloat16*>(eps), out, rows, per, guidance, phi);
+  else
+    SDGEN_LAUNCH(guidance_rescale_kernel<__half>, dim3((unsigned)rows), dim3(kThreads), shared, s,
+                 static_cast<const __half*>(eps), out, rows, per, guidance, phi);
 }
 
 void denoised(const float* x, const void* eps, DType eps_dt, const float* table, const float* step, float* out,

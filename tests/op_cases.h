@@ -111,7 +111,7 @@ inline Op op_of(const std::string& name) {
       {"timestep_embedding", Op::kTimestepEmbedding}, {"cast", Op::kCast},
       {"scale_repeat", Op::kRepeatBatch},
       {"sampler_step", Op::kSamplerStep}, {"inpaint_blend", Op::kInpaintBlend}, {"image_u8", Op::kImageToU8}, {"pad_", Op::kPad},
-      {"denoised", Op::kDenoised}, {"add_scaled_at", Op::kAddScaledAt}};
+      {"denoised", Op::kDenoised}, {"add_scaled_at", Op::kAddScaledAt}, {"guidance_rescale", Op::kGuidanceRescale}};
   for (const auto& [prefix, op] : kPrefixes)
     if (name.rfind(prefix, 0) == 0) return op;
   throw std::logic_error("op_of: no op for case " + name);
@@ -751,6 +751,19 @@ inline const std::vector<OpCase>& op_cases() {
                      return out;
                    },
                    tol::kPointwise, false}, "Previews.DenoisedMatchesDiffusers"));
+    // Guidance rescale of 2 and 3 samples (eps 2B rows): a wrong half, sample stride, mean, Bessel
+    // correction or mix shows; values of scale 3 about an offset 0.5, so the means count.
+    // 2×16×16×4: more values per sample than a block has threads.
+    for (const Shape& s : {Shape{2, 5, 7, 4}, Shape{3, 5, 7, 4}, Shape{2, 16, 16, 4}})
+      t.push_back(cpu_one_function({"guidance_rescale_" + std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" +
+                                        std::to_string(s[2]) + "x" + std::to_string(s[3]),
+                   {{{2 * s[0], s[1], s[2], s[3]}, 3.0f, 0.5f}},
+                   [](Backend& b, const Ins& in, DType dt) {
+                     // fp32 out whatever eps's dtype; cast to the pass's dtype for the comparison.
+                     const Tensor out = b.guidance_rescale(in[0], 7.5f, 0.7f);
+                     return dt == DType::F32 ? out : b.cast(out, dt);
+                   },
+                   tol::kPointwise}, "Sd2.FolderMatchesDiffusers"));
     // A ControlNet residual at a unit's scale: table row 1 of 3, column 2 of 4, added to rows 2..3
     // of 4 (guess mode's conditional half) or to all rows; a wrong row, column or offset shows. The
     // table and step are fp32 in every pass (cast back from the pass's dtype: 1.0 is exact).

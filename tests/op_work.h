@@ -44,6 +44,7 @@ inline double flops_per_element(const OpCase& c) {
     case Op::kInpaintBlend: return 7;
     case Op::kDenoised: return 6;
     case Op::kAddScaledAt: return 2;
+    case Op::kGuidanceRescale: return 15;  // guide (3), two means and squared deviations (8), the mix (4)
     case Op::kImageToU8: return 4;
     default: return 0;  // upsample, pad, concat, embedding, cast, repeat: data movement
   }

@@ -17,6 +17,7 @@
 #include "io/checkpoint.h"
 #include "io/image_read.h"
 #include "io/model_config_load.h"
+#include "io/png_text.h"
 #include "sdgen/half.h"
 #include "pipeline/pipeline.h"
 #include "text/clip.h"
@@ -47,6 +48,7 @@ GenerateParams run_params(const nlohmann::json& r) {
   GenerateParams p = image_goldens::run_params(r);
   p.sampler = parse_sampler_options(r["sampler"], r["schedule"]);
   p.prediction_type = r["prediction_type"];
+  p.guidance_rescale = r["guidance_rescale"];
   return p;
 }
 
@@ -202,11 +204,13 @@ TEST(Sd2, ConditioningMatchesDiffusers) {
   }
 }
 
-// Whole runs, epsilon and v: the latents after every unit, and the images by the pixel rule.
+// Whole runs, epsilon and v, two with diffusers' guidance_rescale (ops::guidance_rescale): the
+// latents after every unit, and the images by the pixel rule.
 TEST(Sd2, FolderMatchesDiffusers) {
   const Golden& g = golden();
   Pipeline pipe(kFolder, DType::F32, Device::CPU);
-  ASSERT_GE(g.runs.size(), 5u);
+  ASSERT_GE(g.runs.size(), 7u);
+  int rescaled = 0;
   for (const auto& r : g.runs) {
     SCOPED_TRACE(r["key"].get<std::string>());
     GenerateParams p = run_params(r);
@@ -214,7 +218,9 @@ TEST(Sd2, FolderMatchesDiffusers) {
     const GeneratedBatch out = pipe.generate(p);
     image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sd2");
     expect_images(out, r["key"], 0.999, 0.0, 255);
+    rescaled += r["guidance_rescale"].get<float>() > 0;
   }
+  EXPECT_EQ(rescaled, 2);
 }
 
 // The fp16 bound of a run. SD v1's fp16 rule (tests/test_pipeline.cpp: ≥ 60% exact, ≥ 99% within ±1,
@@ -261,28 +267,55 @@ TEST(Sd2, Fp16SingleFileEqualsFolderWithinTheFp16Rule) {
   EXPECT_GE(sd1_rule, 2);  // the epsilon runs
 }
 
+// The binary: sd-gen with `extra` on `model`, the run's images (and the first one's PNG parameters).
+GeneratedBatch run_binary(const std::string& model, const nlohmann::json& r, const std::string& extra,
+                          std::string* parameters = nullptr) {
+  const std::filesystem::path d = std::filesystem::temp_directory_path() / ("sdgen_sd2_cli_" + std::to_string(getpid()));
+  std::filesystem::remove_all(d);
+  const std::string args = "--model '" + model + "' -p '" + r["prompt"].get<std::string>() + "' -n '" +
+                           r["negative_prompt"].get<std::string>() + "' -b 2 --steps 6 -g 7 -W 128 -H 64 -s 91 " +
+                           extra + " --out '" + d.string() + "'";
+  const test_helpers::CliRun run = test_helpers::run_cli(args);
+  EXPECT_EQ(run.code, 0) << run.err;
+  GeneratedBatch out;
+  for (int b = 0; b < 2 && run.code == 0; ++b) {
+    const std::string png = (d / ("0000" + std::to_string(b) + "-91-" + std::to_string(b) + ".png")).string();
+    out.images.push_back(read_image(png, "x").pixels);
+    if (b == 0 && parameters) *parameters = read_png_text(png, "parameters", "x");
+  }
+  std::filesystem::remove_all(d);
+  return out;
+}
+
 // The binary on both forms: v-prediction given on the command line (single files do not say what
-// they predict) gives diffusers' v images.
+// they predict) gives diffusers' v images; --guidance-rescale gives diffusers' guidance_rescale
+// images and is written in the PNG parameters as A1111's CFG Rescale extension writes it.
 TEST(Sd2, ThroughTheBinary) {
   const Golden& g = golden();
+  int runs = 0;
   for (const auto& r : g.runs) {
-    if (r["key"] != "v_dpmpp_2m_karras") continue;
-    for (const std::string& model : {kFolder, kLdm}) {
-      const std::filesystem::path d = std::filesystem::temp_directory_path() / ("sdgen_sd2_cli_" + std::to_string(getpid()));
-      std::filesystem::remove_all(d);
-      const std::string args = "--model '" + model + "' -p '" + r["prompt"].get<std::string>() + "' -n '" +
-                               r["negative_prompt"].get<std::string>() + "' -b 2 --steps 6 -g 7 -W 128 -H 64 -s 91 " +
-                               "--sampler dpmpp_2m --schedule karras --prediction-type v_prediction --out '" +
-                               d.string() + "'";
-      const test_helpers::CliRun run = test_helpers::run_cli(args);
-      ASSERT_EQ(run.code, 0) << run.err;
-      GeneratedBatch out;
-      for (int b = 0; b < 2; ++b)
-        out.images.push_back(
-            read_image((d / ("0000" + std::to_string(b) + "-91-" + std::to_string(b) + ".png")).string(), "x").pixels);
-      std::filesystem::remove_all(d);
-      // The single file holds fp16-rounded weights: within ±1 of diffusers', not closer.
-      expect_images(out, r["key"], model == kFolder ? 0.999 : 0.99, 0.0, model == kFolder ? 255 : 6);
+    if (r["key"] == "v_dpmpp_2m_karras") {
+      for (const std::string& model : {kFolder, kLdm}) {
+        const GeneratedBatch out =
+            run_binary(model, r, "--sampler dpmpp_2m --schedule karras --prediction-type v_prediction");
+        ASSERT_EQ(out.images.size(), 2u);
+        // The single file holds fp16-rounded weights: within ±1 of diffusers', not closer.
+        expect_images(out, r["key"], model == kFolder ? 0.999 : 0.99, 0.0, model == kFolder ? 255 : 6);
+        ++runs;
+      }
+    } else if (r["key"] == "v_ddim_rescale") {
+      std::string parameters;
+      const GeneratedBatch out =
+          run_binary(kFolder, r, "--sampler ddim --prediction-type v_prediction --guidance-rescale 0.7", &parameters);
+      ASSERT_EQ(out.images.size(), 2u);
+      expect_images(out, r["key"], 0.999, 0.0, 255);
+      EXPECT_NE(parameters.find("CFG scale: 7, CFG Rescale phi: 0.7,"), std::string::npos) << parameters;
+      ++runs;
     }
   }
+  EXPECT_EQ(runs, 3);
+  // Out of range: one line, the usage exit code, nothing written.
+  const test_helpers::CliRun bad = test_helpers::run_cli("--model '" + kFolder + "' -p x --guidance-rescale 1.5 --out /nonexistent");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("--guidance-rescale must be between 0 and 1"), std::string::npos) << bad.err;
 }

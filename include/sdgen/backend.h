@@ -16,7 +16,7 @@ namespace sdgen {
 enum class Op {
   kConv2d, kLinear, kGroupNorm, kLayerNorm, kAttention, kSoftmax, kUnary, kGeglu, kAdd, kAddChannel,
   kScale, kUpsample, kConcat, kEmbedding, kTimestepEmbedding, kCast, kRepeatBatch, kSamplerStep, kInpaintBlend,
-  kImageToU8, kPad, kDenoised, kAddScaledAt
+  kImageToU8, kPad, kDenoised, kAddScaledAt, kGuidanceRescale
 };
 
 // A recorded sequence of a backend's ops (a CUDA graph), replayed as one launch.
@@ -106,6 +106,7 @@ class Backend {
                              const Tensor& table, const Tensor& step) = 0;
   virtual void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step,
                         float guidance, Tensor& out) = 0;
+  virtual Tensor guidance_rescale(const Tensor& eps, float guidance, float phi) = 0;
   virtual Tensor add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step,
                                int64_t column, int64_t row_offset) = 0;
 };

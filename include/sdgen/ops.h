@@ -83,6 +83,14 @@ Tensor scale_repeat_batch(const Tensor& x, const Tensor& divisors, const Tensor&
 // [S, (1+K)·(3+K)] fp32.
 void sampler_step(Tensor& x, Tensor& state, const Tensor& eps, const Tensor& table, const Tensor& noise,
                   Tensor& step, float guidance);
+// diffusers' guidance_rescale (rescale_noise_cfg, "Common Diffusion Noise Schedules and Sample Steps
+// are Flawed" §3.4): eps [2B, ...] (unconditional rows first) in any dtype; returns [B, ...] fp32 on
+// eps's device, per sample b, with g = ε_u + guidance·(ε_c − ε_u) as sampler_step guides and
+// r = std(ε_c[b]) / std(g[b]) (standard deviations over the sample's values, n − 1 in the denominator,
+// accumulated in double):
+//   out ← phi·(g·r) + (1 − phi)·g      (each product and the sum in fp32)
+// sampler_step and denoised then take it as ε itself (B rows: no guidance).
+Tensor guidance_rescale(const Tensor& eps, float guidance, float phi);
 // The unit's denoised estimate (the x0 a preview shows), before its sampler_step: with (a, b) =
 // table row `step` (sampler.h, SamplerPlan::denoised),
 //   out ← a·x + b·ε     (ε guided as sampler_step guides it; each product and the sum in fp32)

@@ -86,6 +86,11 @@ class MetaBackend final : public Backend {
   void sampler_step(Tensor&, Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&, float) override {}
   void inpaint_blend(Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) override {}
   void denoised(const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, Tensor&) override {}
+  Tensor guidance_rescale(const Tensor& eps, float, float) override {
+    Shape out = eps.shape();
+    out[0] /= 2;
+    return make(out, DType::F32);
+  }
   Tensor add_scaled_at(const Tensor& base, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t) override {
     return like(base);
   }

@@ -320,6 +320,14 @@ void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Ten
   backend_for(x.device()).denoised(x, eps, table, step, guidance, out);
 }
 
+Tensor guidance_rescale(const Tensor& eps, float guidance, float phi) {
+  auto ts = {std::pair{"eps", &eps}};
+  SDGEN_CHECK(eps.defined() && eps.ndim() >= 1 && eps.dim(0) >= 2 && eps.dim(0) % 2 == 0 && eps.numel() >= 2 * eps.dim(0),
+              msg("guidance_rescale", ts, "eps must be [2B, ...] with at least 2 values per sample"));
+  SDGEN_CHECK(phi >= 0.0f && phi <= 1.0f, msg("guidance_rescale", ts, "phi must be in [0, 1]"));
+  return backend_for(eps.device()).guidance_rescale(eps, guidance, phi);
+}
+
 Tensor add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step, int64_t column,
                      int64_t row_offset) {
   auto ts = {std::pair{"base", &base}, std::pair{"x", &x}, std::pair{"table", &table}, std::pair{"step", &step}};

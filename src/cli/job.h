@@ -54,6 +54,7 @@ struct Job {
   int batch = 1;
   int steps = 25;
   float guidance = 7.5f;
+  float guidance_rescale = 0.0f;  // --guidance-rescale (diffusers' guidance_rescale φ; 0: off)
   std::optional<uint64_t> seed;  // random when absent, then printed
   int width = 512;
   int height = 512;

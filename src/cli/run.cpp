@@ -352,6 +352,7 @@ class GenerationRun {
     gp.batch = calls_[c].count;
     gp.steps = j.steps;
     gp.guidance = j.guidance;
+    gp.guidance_rescale = j.guidance_rescale;
     gp.seed = base_seed + (uint64_t)calls_[c].first;  // per-image: image first+x has seed S+first+x
     gp.width = j.width;
     gp.height = j.height;

@@ -55,6 +55,19 @@ void add_image_settings(std::vector<Setting>& t) {
   t.push_back(png(real("-g,--guidance", "guidance", +[](Job& j) -> float& { return j.guidance; }, 0, 100,
                        "Classifier-free guidance scale"),
                   "CFG scale", 30, [](const Job& j, const Ctx&) { return number_text(j.guidance); }));
+  Setting rescale = real("--guidance-rescale", "guidance_rescale", +[](Job& j) -> float& { return j.guidance_rescale; },
+                         0, 1,
+                         "diffusers' guidance_rescale: pull the guided output toward the conditional one's spread, "
+                         "0..1 (0.7 for v-prediction models; 0: off)");
+  // Recorded only when used: jobs made before the option existed keep their identity.
+  rescale.identity = [](const Job& j, const Ctx&) {
+    return j.guidance_rescale != 0.0f ? Json(j.guidance_rescale) : Json();
+  };
+  rescale.record = rescale.identity;
+  // The label A1111's CFG Rescale extension writes.
+  t.push_back(png(rescale, "CFG Rescale phi", 35, [](const Job& j, const Ctx&) {
+    return j.guidance_rescale != 0.0f ? number_text(j.guidance_rescale) : std::string();
+  }));
 
   Setting seed = base("-s,--seed", "seed", SettingType::Seed, "seed",
                       "Random seed 0..2^64-1 (random when absent or -1, then printed)");

@@ -375,7 +375,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   const bool inpaint = start.mask.defined() || start.cond.defined();
   const bool preview = p.preview && p.preview_every > 0;
   const StepGraphKey key{B,       rows,    lh,   lw, (int)L, p.steps, begin, inpaint, preview, control_nets(p),
-                         p.guess_mode, p.guidance, sampler_opts};
+                         p.guess_mode, p.guidance, cfg_guidance ? p.guidance_rescale : 0.0f, sampler_opts,
+                         sched.prediction_type};
   const int units = plan.units;
   const std::vector<float> zero_state((size_t)plan.state * latent_numel, 0.0f);
   Backend& backend = backend_for(device_);
@@ -439,8 +440,8 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   }
   LoopState& st = *loop_;
   const int time_dim = checkpoint_->config().unet.block_channels[0];
-  const float guidance = p.guidance;
-  auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance] {
+  const float guidance = p.guidance, rescale = cfg_guidance ? p.guidance_rescale : 0.0f;
+  auto denoise_step = [&st, this, cfg_guidance, rows, time_dim, guidance, rescale] {
     const int times = cfg_guidance ? 2 : 1;
     Tensor xin = ops::scale_repeat_batch(st.x, st.divisors, st.step, times, precision_);
     const Tensor time_proj = ops::timestep_embedding_at(st.timesteps, st.step, rows, time_dim, precision_);
@@ -463,7 +464,9 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
       control.step = st.step;
     }
     if (st.inpaint_cond.defined()) xin = ops::concat_channels(xin, st.inpaint_cond);
-    const Tensor eps = unet_->forward(xin, time_proj, st.cross, nullptr, control.nets.empty() ? nullptr : &control);
+    Tensor eps = unet_->forward(xin, time_proj, st.cross, nullptr, control.nets.empty() ? nullptr : &control);
+    // Rescaled, the guided output has the batch's rows: the ops below take it as ε itself.
+    if (rescale > 0.0f) eps = ops::guidance_rescale(eps, guidance, rescale);
     if (st.preview.defined()) ops::denoised(st.x, eps, st.denoised, st.step, guidance, st.preview);
     ops::sampler_step(st.x, st.state, eps, st.coefs, st.noise, st.step, guidance);
     if (st.renoise.defined())

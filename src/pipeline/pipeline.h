@@ -52,6 +52,10 @@ struct GenerateParams {
   int batch = 1;  // images per prompt
   int steps = 25;
   float guidance = 7.5f;
+  // diffusers' guidance_rescale φ in [0, 1] (ops::guidance_rescale): the guided output pulled toward
+  // the conditional output's standard deviation, against over-exposure with v-prediction and
+  // zero-terminal-SNR models; 0: off. Only with guidance (> 1), as diffusers.
+  float guidance_rescale = 0.0f;
   uint64_t seed = 0;
   int width = 512;
   int height = 512;
@@ -209,13 +213,17 @@ class Pipeline {
     bool inpaint, preview;
     std::vector<const ControlNet*> controls;  // the step runs these (their weights are in the graph)
     bool guess_mode;
-    float guidance;
+    float guidance, guidance_rescale;
     SamplerOptions sampler;  // the step's ops and tables
+    // The plan's tables (not refilled on a replay) also follow what the UNet predicts, which a
+    // generation may override (GenerateParams::prediction_type).
+    std::string prediction_type;
     bool operator==(const StepGraphKey& o) const {
       return images == o.images && rows == o.rows && latent_h == o.latent_h && latent_w == o.latent_w &&
              context_len == o.context_len && steps == o.steps && begin == o.begin && inpaint == o.inpaint &&
              preview == o.preview && controls == o.controls && guess_mode == o.guess_mode &&
-             guidance == o.guidance &&
+             guidance == o.guidance && guidance_rescale == o.guidance_rescale &&
+             prediction_type == o.prediction_type &&
              sampler == o.sampler;
     }
   };

@@ -15,8 +15,8 @@ block more than the pipeline runs, as the SD 2 files do (24 blocks, "penultimate
 Goldens (sd2.safetensors):
 - cond.<name>: encode_prompt's prompt_embeds [n,77,8] for the prompts of COND (the pad id shows in
   every position after the end token), with diffusers' clip_skip None and 1;
-- <key>.latents_per_unit / <key>.image_uint8 for the pipeline runs of RUNS (epsilon and v, batch 2,
-  128x64) as make_image_goldens.py stores them; each run's metadata also holds fp16_spread, how far
+- <key>.latents_per_unit / <key>.image_uint8 for the pipeline runs of RUNS (epsilon and v, two with
+  guidance_rescale, batch 2, 128x64) as make_image_goldens.py stores them; each run's metadata also holds fp16_spread, how far
   diffusers' own fp16 run (torch_dtype float16 on the CPU) lands from those fp32 images.
 
 Usage (from the repository root):
@@ -76,10 +76,14 @@ COND = [("plain", "a castle on a hill", None), ("empty", "", None),
         ("skip", "a castle on a hill, watercolor", 1)]
 CALL = dict(prompt="a castle on a hill, watercolor", negative_prompt="blurry", steps=6, guidance=7.0, width=128,
             height=64, batch=2, seed=91)
-# (key, sampler, schedule, prediction)
-RUNS = [("eps_ddim", "ddim", "default", "epsilon"), ("eps_dpmpp_2m_karras", "dpmpp_2m", "karras", "epsilon"),
-        ("v_ddim", "ddim", "default", "v_prediction"), ("v_euler", "euler", "default", "v_prediction"),
-        ("v_dpmpp_2m_karras", "dpmpp_2m", "karras", "v_prediction")]
+# (key, sampler, schedule, prediction, guidance_rescale)
+RUNS = [("eps_ddim", "ddim", "default", "epsilon", 0.0),
+        ("eps_dpmpp_2m_karras", "dpmpp_2m", "karras", "epsilon", 0.0),
+        ("v_ddim", "ddim", "default", "v_prediction", 0.0), ("v_euler", "euler", "default", "v_prediction", 0.0),
+        ("v_dpmpp_2m_karras", "dpmpp_2m", "karras", "v_prediction", 0.0),
+        # diffusers' guidance_rescale (rescale_noise_cfg), as people use it with v models, and with epsilon
+        ("v_ddim_rescale", "ddim", "default", "v_prediction", 0.7),
+        ("eps_euler_a_rescale", "euler_a", "default", "epsilon", 0.5)]
 
 
 def reinit(model, gen):  # as make_goldens.py: nothing identity, nothing zero
@@ -205,7 +209,7 @@ def cond_goldens(pipe, tensors):
 def run_goldens(pipe, tensors):
     runs = []
     base = dict(pipe.scheduler.config)
-    for key, sampler, schedule, pred in RUNS:
+    for key, sampler, schedule, pred, rescale in RUNS:
         cls, extra, _ = msg.SAMPLERS[sampler]
         cfg = dict(base, **extra, prediction_type=pred)
         if schedule == "karras":
@@ -219,11 +223,13 @@ def run_goldens(pipe, tensors):
         out = pipe(prompt=CALL["prompt"], negative_prompt=CALL["negative_prompt"], height=CALL["height"],
                    width=CALL["width"], num_inference_steps=CALL["steps"], guidance_scale=CALL["guidance"],
                    num_images_per_prompt=CALL["batch"], generator=torch.Generator("cpu").manual_seed(CALL["seed"]),
-                   output_type="np", callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+                   guidance_rescale=rescale, output_type="np", callback_on_step_end=cb,
+                   callback_on_step_end_tensor_inputs=["latents"])
         tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
         tensors[f"{key}.image_uint8"] = torch.from_numpy(
             np.ascontiguousarray((out.images * 255).round().astype("uint8")))
-        runs.append(dict(CALL, key=key, sampler=sampler, schedule=schedule, prediction_type=pred, units=len(lat)))
+        runs.append(dict(CALL, key=key, sampler=sampler, schedule=schedule, prediction_type=pred,
+                         guidance_rescale=rescale, units=len(lat)))
         print(key, len(lat), "units")
     pipe.scheduler = DDIMScheduler(**SCHED_CONFIG)
     return runs
@@ -246,7 +252,7 @@ def fp16_spread(tensors, runs):
         out = pipe(prompt=CALL["prompt"], negative_prompt=CALL["negative_prompt"], height=CALL["height"],
                    width=CALL["width"], num_inference_steps=CALL["steps"], guidance_scale=CALL["guidance"],
                    num_images_per_prompt=CALL["batch"], generator=torch.Generator("cpu").manual_seed(CALL["seed"]),
-                   output_type="np")
+                   guidance_rescale=r["guidance_rescale"], output_type="np")
         im = (out.images.astype(np.float32) * 255).round().astype(np.int64)
         ref = tensors[r["key"] + ".image_uint8"].numpy().astype(np.int64)
         d = [np.abs(im[b] - ref[b]) for b in range(len(im))]

@@ -351,7 +351,8 @@ TEST(CudaEmulatedPipeline, LongPromptContext) {
 
 // SD 2.x (tests/data/tiny_sd2, tests/test_sd2.cpp): heads per level (head widths 8 and 4), linear
 // proj_in/proj_out, the gelu text encoder and "!" padding on the CUDA backend. fp32 from the folder,
-// epsilon DDIM: the latents after every unit within 2e-5 of diffusers' and the images within ±1.
+// DDIM predicting epsilon, v, and v with guidance rescale 0.7, one pipeline: the latents after every
+// unit within 2e-5 of diffusers' and the images within ±1.
 // Mixed fp16 from the fp16 single file (OpenCLIP names), v-prediction DDIM: the step replayed as a
 // graph equals the eager steps bit for bit, and the images keep the bound tests/test_sd2.cpp derives
 // from diffusers' own fp16 spread of that run (fp16_spread in the golden).
@@ -378,31 +379,36 @@ TEST(CudaEmulatedPipeline, Sd2MatchesDiffusers) {
     p.seed = r["seed"];
     p.sampler = parse_sampler_options(r["sampler"], r["schedule"]);
     p.prediction_type = r["prediction_type"];
+    p.guidance_rescale = r["guidance_rescale"];
     return p;
   };
-  const nlohmann::json eps = run_of("eps_ddim");
   Pipeline pipe(data + "/tiny_sd2/diffusers", DType::F32, Device::CUDA);
-  GenerateParams p = params(eps);
-  p.record_unit_latents = true;
-  const GeneratedBatch out = pipe.generate(p);
-  const std::vector<float> want = golden->to_floats(*golden->find("eps_ddim.latents_per_unit"));
-  const size_t n = out.latents.size();
-  ASSERT_EQ(want.size(), out.unit_latents.size() * n);
-  float worst_rel = 0;
-  for (size_t u = 0; u < out.unit_latents.size(); ++u) {
-    float worst = 0, scale = 1;
-    for (size_t i = 0; i < n; ++i) {
-      worst = std::max(worst, std::fabs(out.unit_latents[u][i] - want[u * n + i]));
-      scale = std::max(scale, std::fabs(want[u * n + i]));
+  // v_ddim after eps_ddim: the same recorded step but for what the UNet predicts, so the step is
+  // recorded again with the v plan's tables (a replay would keep epsilon's). v_ddim_rescale: guidance
+  // rescale's per-sample reductions in their kernel.
+  for (const char* key : {"eps_ddim", "v_ddim", "v_ddim_rescale"}) {
+    GenerateParams p = params(run_of(key));
+    p.record_unit_latents = true;
+    const GeneratedBatch out = pipe.generate(p);
+    const std::vector<float> want = golden->to_floats(*golden->find(std::string(key) + ".latents_per_unit"));
+    const size_t n = out.latents.size();
+    ASSERT_EQ(want.size(), out.unit_latents.size() * n) << key;
+    float worst_rel = 0;
+    for (size_t u = 0; u < out.unit_latents.size(); ++u) {
+      float worst = 0, scale = 1;
+      for (size_t i = 0; i < n; ++i) {
+        worst = std::max(worst, std::fabs(out.unit_latents[u][i] - want[u * n + i]));
+        scale = std::max(scale, std::fabs(want[u * n + i]));
+      }
+      EXPECT_LE(worst, 2e-5f * scale) << key << " unit " << u;
+      worst_rel = std::max(worst_rel, worst / scale);
     }
-    EXPECT_LE(worst, 2e-5f * scale) << "unit " << u;
-    worst_rel = std::max(worst_rel, worst / scale);
+    std::printf("SD 2 %s emulated fp32: %zu units, max|d|/max(1,|ref|) %.3g\n", key, out.unit_latents.size(), worst_rel);
+    const StTensorInfo* ref = golden->find(std::string(key) + ".image_uint8");
+    ASSERT_NE(ref, nullptr);
+    for (size_t b = 0; b < out.images.size(); ++b)
+      EXPECT_GE(compare(out.images[b], golden->data(*ref) + b * out.images[b].size()).within1, 0.999) << key << b;
   }
-  std::printf("SD 2 eps ddim emulated fp32: %zu units, max|d|/max(1,|ref|) %.3g\n", out.unit_latents.size(), worst_rel);
-  const StTensorInfo* ref = golden->find("eps_ddim.image_uint8");
-  ASSERT_NE(ref, nullptr);
-  for (size_t b = 0; b < out.images.size(); ++b)
-    EXPECT_GE(compare(out.images[b], golden->data(*ref) + b * out.images[b].size()).within1, 0.999) << b;
 
   const nlohmann::json v = run_of("v_ddim");
   Pipeline half(data + "/tiny_sd2/tiny_sd2.safetensors", DType::F16, Device::CUDA);

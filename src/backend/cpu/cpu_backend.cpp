@@ -100,6 +100,9 @@ class CpuBackend final : public Backend {
                 Tensor& out) override {
     cpu::denoised(x, f32(eps), host(table), host(step), guidance, out);
   }
+  Tensor guidance_rescale(const Tensor& eps, float guidance, float phi) override {
+    return cpu::guidance_rescale(f32(eps), guidance, phi);
+  }
   Tensor add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step, int64_t column,
                        int64_t row_offset) override {
     return out(cpu::add_scaled_at(f32(base), f32(x), host(table), host(step), column, row_offset), base);

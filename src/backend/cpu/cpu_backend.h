@@ -151,6 +151,7 @@ void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor
                    const Tensor& step);
 void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step, float guidance,
               Tensor& out);
+Tensor guidance_rescale(const Tensor& eps, float guidance, float phi);
 Tensor add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step, int64_t column,
                      int64_t row_offset);
 

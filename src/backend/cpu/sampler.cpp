@@ -72,6 +72,38 @@ void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Ten
   }
 }
 
+Tensor guidance_rescale(const Tensor& eps, float guidance, float phi) {
+  Shape s = eps.shape();
+  s[0] /= 2;
+  Tensor out = Tensor::empty(s);
+  const size_t rows = (size_t)s[0], per = (size_t)(eps.numel() / eps.dim(0)), n = rows * per;
+  const float* e = eps.f32();
+  float* o = out.f32();
+  for (size_t b = 0; b < rows; ++b) {
+    const float *u = e + b * per, *c = e + n + b * per;
+    float* g = o + b * per;
+    double sum_g = 0, sum_c = 0;
+    for (size_t i = 0; i < per; ++i) {
+      g[i] = u[i] + guidance * (c[i] - u[i]);
+      sum_g += g[i];
+      sum_c += c[i];
+    }
+    const double mean_g = sum_g / (double)per, mean_c = sum_c / (double)per;
+    double ss_g = 0, ss_c = 0;
+    for (size_t i = 0; i < per; ++i) {
+      ss_g += (g[i] - mean_g) * (g[i] - mean_g);
+      ss_c += (c[i] - mean_c) * (c[i] - mean_c);
+    }
+    const float r = (float)(std::sqrt(ss_c / (double)(per - 1)) / std::sqrt(ss_g / (double)(per - 1)));
+    for (size_t i = 0; i < per; ++i) {
+      const float rescaled = g[i] * r;
+      const float a = phi * rescaled, bg = (1.0f - phi) * g[i];
+      g[i] = a + bg;
+    }
+  }
+  return out;
+}
+
 void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
                    const Tensor& step) {
   const int u = step_index(step) - 1;

@@ -89,6 +89,7 @@ class CudaBackend : public Backend {
                     Tensor& step, float guidance) override;
   void inpaint_blend(Tensor& x, const Tensor& mask, const Tensor& x0, const Tensor& noise, const Tensor& table,
                      const Tensor& step) override;
+  Tensor guidance_rescale(const Tensor& eps, float guidance, float phi) override;
   void denoised(const Tensor& x, const Tensor& eps, const Tensor& table, const Tensor& step, float guidance,
                 Tensor& out) override;
   Tensor add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step, int64_t column,

@@ -45,6 +45,15 @@ void CudaBackend::denoised(const Tensor& x, const Tensor& eps, const Tensor& tab
                     out.data_as<float>(), x.numel(), eps.dim(0) == 2 * x.dim(0), guidance, stream_);
 }
 
+Tensor CudaBackend::guidance_rescale(const Tensor& eps, float guidance, float phi) {
+  Shape s = eps.shape();
+  s[0] /= 2;
+  Tensor out = Tensor::empty(s, DType::F32, Device::CUDA);
+  kernels::guidance_rescale(eps.data(), eps.dtype(), out.data_as<float>(), s[0], eps.numel() / eps.dim(0), guidance,
+                            phi, stream_);
+  return out;
+}
+
 Tensor CudaBackend::add_scaled_at(const Tensor& base, const Tensor& x, const Tensor& table, const Tensor& step,
                                   int64_t column, int64_t row_offset) {
   Tensor out = Tensor::empty(base.shape(), base.dtype(), Device::CUDA);
