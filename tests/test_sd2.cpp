@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 
@@ -42,6 +43,32 @@ const uint8_t* golden_u8(const std::string& key, size_t* n) {
   EXPECT_NE(t, nullptr) << key;
   *n = t ? (size_t)t->numel() : 0;
   return t ? golden().f->data(*t) : nullptr;
+}
+
+// The folder with a run's scheduler-config changes (make_sd2_goldens.py's SCHED_EXTRA: the
+// zero-terminal-SNR run), copied once per process and removed at its end; the folder itself when none.
+struct FolderCopies {
+  std::map<std::string, std::filesystem::path> dirs;
+  ~FolderCopies() {
+    for (const auto& [k, d] : dirs) std::filesystem::remove_all(d);
+  }
+};
+std::string folder_for(const nlohmann::json& r) {
+  static FolderCopies copies;
+  const nlohmann::json& extra = r["scheduler_config"];
+  if (extra.empty()) return kFolder;
+  auto it = copies.dirs.find(extra.dump());
+  if (it != copies.dirs.end()) return it->second.string();
+  const std::filesystem::path d = std::filesystem::temp_directory_path() /
+                                  ("sdgen_sd2_" + std::to_string(getpid()) + "_" + std::to_string(copies.dirs.size()));
+  std::filesystem::remove_all(d);
+  std::filesystem::copy(kFolder, d, std::filesystem::copy_options::recursive);
+  const std::string cfg = (d / "scheduler" / "scheduler_config.json").string();
+  nlohmann::json j = nlohmann::json::parse(std::ifstream(cfg));
+  j.update(extra);
+  std::ofstream(cfg) << j.dump();
+  copies.dirs[extra.dump()] = d;
+  return d.string();
 }
 
 GenerateParams run_params(const nlohmann::json& r) {
@@ -209,18 +236,22 @@ TEST(Sd2, ConditioningMatchesDiffusers) {
 TEST(Sd2, FolderMatchesDiffusers) {
   const Golden& g = golden();
   Pipeline pipe(kFolder, DType::F32, Device::CPU);
-  ASSERT_GE(g.runs.size(), 7u);
-  int rescaled = 0;
+  ASSERT_GE(g.runs.size(), 8u);
+  int rescaled = 0, variants = 0;
   for (const auto& r : g.runs) {
     SCOPED_TRACE(r["key"].get<std::string>());
     GenerateParams p = run_params(r);
     p.record_unit_latents = true;
-    const GeneratedBatch out = pipe.generate(p);
+    std::unique_ptr<Pipeline> variant;
+    if (folder_for(r) != kFolder) variant = std::make_unique<Pipeline>(folder_for(r), DType::F32, Device::CPU);
+    variants += variant != nullptr;
+    const GeneratedBatch out = (variant ? *variant : pipe).generate(p);
     image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sd2");
     expect_images(out, r["key"], 0.999, 0.0, 255);
     rescaled += r["guidance_rescale"].get<float>() > 0;
   }
-  EXPECT_EQ(rescaled, 2);
+  EXPECT_EQ(rescaled, 3);
+  EXPECT_EQ(variants, 1);  // zero terminal SNR
 }
 
 // The fp16 bound of a run. SD v1's fp16 rule (tests/test_pipeline.cpp: ≥ 60% exact, ≥ 99% within ±1,
@@ -257,8 +288,10 @@ TEST(Sd2, Fp16SingleFileEqualsFolderWithinTheFp16Rule) {
     SCOPED_TRACE(key);
     GenerateParams p = run_params(r);
     p.record_unit_latents = true;
-    const GeneratedBatch a = folder.generate(p);
-    if (r["sampler"] == "ddim") EXPECT_EQ(a.latents, single.generate(p).latents);
+    std::unique_ptr<Pipeline> variant;
+    if (folder_for(r) != kFolder) variant = std::make_unique<Pipeline>(folder_for(r), DType::F16, Device::CPU);
+    const GeneratedBatch a = (variant ? *variant : folder).generate(p);
+    if (r["sampler"] == "ddim" && !variant) EXPECT_EQ(a.latents, single.generate(p).latents);
     image_goldens::expect_unit_latents(g, r, a, 0.02f, "sd2 fp16");
     const Fp16Bound b = fp16_bound(r["fp16_spread"]);
     sd1_rule += b.within1 == kSd1Fp16Rule.within1 && b.worst == kSd1Fp16Rule.worst;
@@ -318,4 +351,23 @@ TEST(Sd2, ThroughTheBinary) {
   const test_helpers::CliRun bad = test_helpers::run_cli("--model '" + kFolder + "' -p x --guidance-rescale 1.5 --out /nonexistent");
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.err.find("--guidance-rescale must be between 0 and 1"), std::string::npos) << bad.err;
+}
+
+// Zero terminal SNR (rescale_betas_zero_snr) runs with DDIM only, on a v model: the other samplers and
+// an epsilon model (whose x0 at ᾱ = 0 is undefined) are refused with one line, exit 2.
+TEST(Sd2, ZeroTerminalSnrRefusals) {
+  const Golden& g = golden();
+  for (const auto& r : g.runs) {
+    if (r["key"] != "v_ddim_zero_snr") continue;
+    const std::string folder = folder_for(r);
+    test_helpers::CliRun run = test_helpers::run_cli("--model '" + folder + "' -p x -W 64 -H 64 --steps 2 --sampler euler --out /nonexistent");
+    EXPECT_EQ(run.code, 2);
+    EXPECT_NE(run.err.find("rescale_betas_zero_snr, which sd-gen runs with --sampler ddim only"), std::string::npos)
+        << run.err;
+    run = test_helpers::run_cli("--model '" + folder + "' -p x -W 64 -H 64 --steps 2 --prediction-type epsilon --out /nonexistent");
+    EXPECT_EQ(run.code, 2);
+    EXPECT_NE(run.err.find("where an epsilon model's x0 is undefined"), std::string::npos) << run.err;
+    return;
+  }
+  FAIL() << "no zero-SNR run in the golden";
 }

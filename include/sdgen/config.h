@@ -92,6 +92,9 @@ struct SchedulerConfig {  // diffusers DDIMScheduler as configured for SD v1.5
   // from_config does with SD v1.5's scheduler_config.json, which predates the key.
   std::string timestep_spacing;
   std::string prediction_type;  // as the config says ("" when it does not): epsilon is what runs
+  // "Common Diffusion Noise Schedules and Sample Steps are Flawed" (diffusers' rescale_zero_terminal_snr):
+  // the betas rescaled so that the last ᾱ is 0, for v-prediction models trained so. DDIM only.
+  bool rescale_betas_zero_snr = false;
 };
 
 // The tokenizer's padding after the end token: SD v1 pads with <|endoftext|>, SD 2.x with "!" (id 0,

@@ -244,6 +244,7 @@ void apply_scheduler_json(const json& j, SchedulerConfig& c, const std::string& 
   }
   get_string(j, "timestep_spacing", c.timestep_spacing, where);
   get_string(j, "prediction_type", c.prediction_type, where);
+  if (const json* v = field(j, "rescale_betas_zero_snr")) c.rescale_betas_zero_snr = as_bool(*v, "rescale_betas_zero_snr", where);
   if (!c.timestep_spacing.empty() && c.timestep_spacing != "linspace" && c.timestep_spacing != "leading" &&
       c.timestep_spacing != "trailing")
     bad(where, "timestep_spacing", "'" + c.timestep_spacing + "' is not linspace, leading or trailing");

@@ -127,8 +127,14 @@ SamplerPlan plan_ddim(const SchedulerConfig& cfg, int n, float eta, int begin) {
     const double a_t = ac[(size_t)t], a_p = prev >= 0 ? ac[(size_t)prev] : final_ac;
     const double var = (1 - a_p) / (1 - a_t) * (1 - a_t / a_p);
     const double sd = eta * std::sqrt(var);
-    const Lin e = vp_eps(v_prediction(cfg), a_t);
-    const Lin x0 = (X - std::sqrt(1 - a_t) * e) / std::sqrt(a_t);
+    // A v model's x0 and ε straight from v (diffusers' own formulas), without dividing by √ᾱ_t,
+    // which is 0 at the last timestep of a zero-terminal-SNR schedule.
+    const bool v = v_prediction(cfg);
+    if (!v && a_t <= 0)
+      throw_usage("ddim: the schedule reaches ᾱ = 0 (rescale_betas_zero_snr) at timestep " + std::to_string(t) +
+                  ", where an epsilon model's x0 is undefined; such schedules are for v-prediction models");
+    const Lin e = vp_eps(v, a_t);
+    const Lin x0 = v ? std::sqrt(a_t) * X - std::sqrt(1 - a_t) * E : (X - std::sqrt(1 - a_t) * e) / std::sqrt(a_t);
     b.unit(t, 1.0f, std::sqrt(a_p) * x0 + std::sqrt(1 - a_p - sd * sd) * e + sd * Z, {}, eta > 0);
     b.denoised(x0);
     renoise_alpha(b, ac, ts, i + 1);

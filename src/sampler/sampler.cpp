@@ -29,6 +29,8 @@ SamplerPlan plan_sampler(const SamplerOptions& o, const SchedulerConfig& cfg, in
     throw_usage("img2img would skip " + std::to_string(begin) + " of " + std::to_string(steps) +
                 " steps and run none; raise --strength or --steps");
   using namespace sampling;
+  if (cfg.rescale_betas_zero_snr && o.kind != SamplerKind::Ddim)
+    throw_usage("the model's scheduler config sets rescale_betas_zero_snr, which sd-gen runs with --sampler ddim only");
   const bool k = o.karras();
   switch (o.kind) {
     case SamplerKind::Ddim: return plan_ddim(cfg, steps, o.eta, begin);

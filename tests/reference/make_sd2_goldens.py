@@ -83,7 +83,12 @@ RUNS = [("eps_ddim", "ddim", "default", "epsilon", 0.0),
         ("v_dpmpp_2m_karras", "dpmpp_2m", "karras", "v_prediction", 0.0),
         # diffusers' guidance_rescale (rescale_noise_cfg), as people use it with v models, and with epsilon
         ("v_ddim_rescale", "ddim", "default", "v_prediction", 0.7),
-        ("eps_euler_a_rescale", "euler_a", "default", "epsilon", 0.5)]
+        ("eps_euler_a_rescale", "euler_a", "default", "epsilon", 0.5),
+        # the paper's recipe for zero-terminal-SNR v models: rescaled betas, trailing timesteps (the
+        # first at ᾱ = 0), guidance rescale 0.7 (the tests run it from a copy of the folder whose
+        # scheduler config says so: SCHED_EXTRA)
+        ("v_ddim_zero_snr", "ddim", "default", "v_prediction", 0.7)]
+SCHED_EXTRA = {"v_ddim_zero_snr": {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}}
 
 
 def reinit(model, gen):  # as make_goldens.py: nothing identity, nothing zero
@@ -211,10 +216,12 @@ def run_goldens(pipe, tensors):
     base = dict(pipe.scheduler.config)
     for key, sampler, schedule, pred, rescale in RUNS:
         cls, extra, _ = msg.SAMPLERS[sampler]
-        cfg = dict(base, **extra, prediction_type=pred)
+        cfg = dict(base, **extra, **SCHED_EXTRA.get(key, {}), prediction_type=pred)
         if schedule == "karras":
             cfg["use_karras_sigmas"] = True
         pipe.scheduler = cls.from_config(cfg)
+        if key in SCHED_EXTRA:
+            assert pipe.scheduler.alphas_cumprod[-1] == 0 and pipe.scheduler.timesteps[0] == 999
         lat = []
 
         def cb(_p, i, t, kw):
@@ -229,7 +236,7 @@ def run_goldens(pipe, tensors):
         tensors[f"{key}.image_uint8"] = torch.from_numpy(
             np.ascontiguousarray((out.images * 255).round().astype("uint8")))
         runs.append(dict(CALL, key=key, sampler=sampler, schedule=schedule, prediction_type=pred,
-                         guidance_rescale=rescale, units=len(lat)))
+                         guidance_rescale=rescale, scheduler_config=SCHED_EXTRA.get(key, {}), units=len(lat)))
         print(key, len(lat), "units")
     pipe.scheduler = DDIMScheduler(**SCHED_CONFIG)
     return runs
@@ -245,7 +252,7 @@ def fp16_spread(tensors, runs):
     base = dict(pipe.scheduler.config)
     for r in runs:
         cls, extra, _ = msg.SAMPLERS[r["sampler"]]
-        cfg = dict(base, **extra, prediction_type=r["prediction_type"])
+        cfg = dict(base, **extra, **r["scheduler_config"], prediction_type=r["prediction_type"])
         if r["schedule"] == "karras":
             cfg["use_karras_sigmas"] = True
         pipe.scheduler = cls.from_config(cfg)
