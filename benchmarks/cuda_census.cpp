@@ -9,8 +9,9 @@
 // counted from the recorded calls it reports the analytic count of the same work
 // (src/pipeline/flops.h, the one sd-gen bench takes MFU from), so the two cross-check.
 //
-//   cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 --height 512
-//               --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--vae-batch N]
+//   cuda_census --model random:sd15|random:sd21 --batch 3 --steps 25 --width 512 --height 512
+//               --precision fp16|bf16|fp32 [--guidance G] [--guidance-rescale PHI]
+//               [--prediction-type epsilon|v_prediction] [--cuda-graphs on|off] [--vae-batch N]
 //               [--keep-step-graph] [--encode] [--strength S [--inpaint]] [--preview-every N] [--vae-tiny]
 //               [--controlnets N [--guess-mode]] [--json]
 //               [--hires-scale F [--hires-steps N] [--hires-denoise S] [--hires-upscaler U]]
@@ -184,7 +185,7 @@ void print_table(const std::vector<std::pair<std::string, census::Phase>>& rows,
 
 int usage(const char* msg) {
   std::fprintf(stderr, "cuda_census: %s\nusage: cuda_census --model random:sd15 --batch 3 --steps 25 --width 512 "
-                       "--height 512 --precision fp16|bf16|fp32 [--guidance G] [--cuda-graphs on|off] [--sampler NAME] "
+                       "--height 512 --precision fp16|bf16|fp32 [--guidance G] [--guidance-rescale PHI] [--prediction-type T] [--cuda-graphs on|off] [--sampler NAME] "
                        "[--schedule default|karras] [--encode] [--strength S [--inpaint]] [--vae-tiny] [--json]\n", msg);
   return 2;
 }
@@ -247,6 +248,8 @@ int main(int argc, char** argv) {
     else if (a == "--width") gp.width = std::atoi(val("--width"));
     else if (a == "--height") gp.height = std::atoi(val("--height"));
     else if (a == "--guidance") gp.guidance = (float)std::atof(val("--guidance"));
+    else if (a == "--guidance-rescale") gp.guidance_rescale = (float)std::atof(val("--guidance-rescale"));
+    else if (a == "--prediction-type") gp.prediction_type = val("--prediction-type");
     else if (a == "--precision") precision = val("--precision");
     else if (a == "--vae-batch") gp.vae_batch = std::atoi(val("--vae-batch"));
     else if (a == "--sampler") sampler = val("--sampler");
