@@ -125,16 +125,17 @@ TEST(Settings, EverySettingIsComplete) {
                         "mask_blur", "inpaint_area", "inpaint_padding", "inpaint_fill",
                         "hires_scale", "hires_width", "hires_height", "hires_steps", "hires_denoise", "hires_upscaler",
                         "vae_tiny", "control", "control_image", "control_start", "control_end", "guess_mode",
-                        "control_preprocess", "canny_low", "canny_high", "text_cleanup", "prediction_type"})
+                        "control_preprocess", "canny_low", "canny_high", "text_cleanup", "prediction_type",
+                        "guidance_rescale"})
     EXPECT_TRUE(keys.count(k)) << k;
-  EXPECT_EQ(keys.size(), 48u);
+  EXPECT_EQ(keys.size(), 49u);
 }
 
 TEST(Settings, RangesAreTheDocumentedOnes) {
   const std::map<std::string, std::pair<double, double>> documented = {
       {"--batch", {1, 64}},  {"--steps", {1, 500}}, {"--width", {64, 2048}},   {"--height", {64, 2048}},
       {"--guidance", {0, 100}}, {"--eta", {0, 1}}, {"--clip-skip", {1, 48}}, {"--vae-batch", {1, 64}},
-      {"--mask-blur", {0, 256}}, {"--inpaint-padding", {0, 16384}}, {"--control-start", {0, 1}},
+      {"--guidance-rescale", {0, 1}}, {"--mask-blur", {0, 256}}, {"--inpaint-padding", {0, 16384}}, {"--control-start", {0, 1}},
       {"--control-end", {0, 1}}, {"--canny-low", {0, 1000}}, {"--canny-high", {0, 1000}}};
   for (const auto& [flag, range] : documented) {
     const Setting* s = find_setting(flag);
