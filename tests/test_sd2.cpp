@@ -116,7 +116,6 @@ TEST(Sd2, ConfigFromFolderAndSingleFile) {
 // Real SD 2 single files carry no sidecar: 64-wide heads at every level and in the text encoder
 // (OpenCLIP ViT-H: 1024 wide, 16 heads), read from the shapes alone.
 TEST(Sd2, SingleFileWithoutSidecarHas64WideHeads) {
-  const std::vector<std::string> names = {"model.diffusion_model.input_blocks.0.0.weight"};
   std::map<std::string, Shape> shapes;
   auto unet = [&](const std::string& n, const Shape& s) { shapes["model.diffusion_model." + n] = s; };
   unet("input_blocks.0.0.weight", {320, 4, 3, 3});
