@@ -28,7 +28,7 @@ struct UNetConfig {  // diffusers UNet2DConditionModel, SD v1 and 2.x
   // everywhere. The mid block takes the last level's, up block i level L-1-i's.
   std::vector<int> level_heads;
   // SD 2.1's upcast_attention: scores and softmax in fp32 under fp16 weights. Every attention here
-  // already accumulates and normalises in fp32 (docs/numerics.md), so it is read and changes nothing,
+  // already accumulates and normalises in fp32 (kernels/attention.cu), so it is read and changes nothing,
   // as in diffusers 0.42's scaled-dot-product processor.
   bool upcast_attention = false;
   int cross_attention_dim = 768;
