@@ -23,7 +23,6 @@ Usage (from the repository root):
     /tmp/curenv/bin/python tests/reference/make_sd2_goldens.py
 """
 import json
-import math
 import os
 import shutil
 import sys
@@ -40,6 +39,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import derived_models  # noqa: E402,F401
 import ldm_names  # noqa: E402
+import make_goldens as mg  # noqa: E402  (reinit: nothing identity, nothing zero)
 import make_sampler_goldens as msg  # noqa: E402  (SAMPLERS)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -91,18 +91,6 @@ RUNS = [("eps_ddim", "ddim", "default", "epsilon", 0.0),
 SCHED_EXTRA = {"v_ddim_zero_snr": {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}}
 
 
-def reinit(model, gen):  # as make_goldens.py: nothing identity, nothing zero
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=gen, dtype=torch.float32)
-            if p.ndim >= 2:
-                p.copy_(r / math.sqrt(p.numel() // p.shape[0]))
-            elif name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * r)
-            else:
-                p.copy_(0.1 * r)
-
-
 def build():
     torch.manual_seed(MODEL_SEED)
     gen = torch.Generator().manual_seed(INIT_SEED)
@@ -110,12 +98,12 @@ def build():
     unet = UNet2DConditionModel(**UNET_CONFIG).eval()
     vae = AutoencoderKL(**VAE_CONFIG).eval()
     for m in (te, unet, vae):
-        reinit(m, gen)
+        mg.reinit(m, gen)
     tok = CLIPTokenizer.from_pretrained(TOKENIZER, pad_token="!")  # SD 2's tokenizer pads with "!"
     assert tok.pad_token_id == 0, tok.pad_token_id
     # One more residual block in the LDM file than the pipeline runs (the file's last one is never used).
     extra = CLIPTextModel(CLIPTextConfig(**dict(CLIP_CONFIG, num_hidden_layers=1))).eval()
-    reinit(extra, gen)
+    mg.reinit(extra, gen)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet,
                                    scheduler=DDIMScheduler(**SCHED_CONFIG), safety_checker=None,
                                    feature_extractor=None, image_encoder=None, requires_safety_checker=False)

@@ -25,6 +25,27 @@ Agreement compare(const std::vector<uint8_t>& ours, const uint8_t* ref) {
   return test_helpers::compare_u8(ours.data(), ref, ours.size());
 }
 
+// The latents after every unit (record_unit_latents) against the reference's ([units, ...] back to
+// back): per unit, the largest difference within 2e-5 · max(1, max |ref|). Prints and returns the
+// worst such ratio.
+float expect_unit_latents(const GeneratedBatch& out, const std::vector<float>& ref, const std::string& what) {
+  const size_t n = out.latents.size();
+  EXPECT_EQ(ref.size(), out.unit_latents.size() * n) << what;
+  if (ref.size() != out.unit_latents.size() * n) return INFINITY;
+  float worst_rel = 0;
+  for (size_t u = 0; u < out.unit_latents.size(); ++u) {
+    float worst = 0, scale = 1;
+    for (size_t i = 0; i < n; ++i) {
+      worst = std::max(worst, std::fabs(out.unit_latents[u][i] - ref[u * n + i]));
+      scale = std::max(scale, std::fabs(ref[u * n + i]));
+    }
+    EXPECT_LE(worst, 2e-5f * scale) << what << " unit " << u;
+    worst_rel = std::max(worst_rel, worst / scale);
+  }
+  std::printf("%s emulated: %zu units, max|d|/max(1,|ref|) %.3g\n", what.c_str(), out.unit_latents.size(), worst_rel);
+  return worst_rel;
+}
+
 // run0 of the pipeline golden on the emulated CUDA backend, the step replayed as a CUDA graph or
 // run eagerly.
 GeneratedBatch run_emulated(DType dtype, bool graphs) {
@@ -193,20 +214,7 @@ TEST(CudaEmulatedPipeline, SamplersMatchDiffusers) {
     p.cuda_graphs = false;
     const GeneratedBatch off = pipe.generate(p);
     EXPECT_EQ(on.unit_latents, off.unit_latents) << "the graph replay and the eager steps differ";
-    const std::vector<float> ref = golden->to_floats(*golden->find(key + ".latents_per_unit"));
-    const size_t n = on.latents.size();
-    ASSERT_EQ(ref.size(), on.unit_latents.size() * n);
-    float worst_rel = 0;
-    for (size_t u = 0; u < on.unit_latents.size(); ++u) {
-      float worst = 0, scale = 1;
-      for (size_t i = 0; i < n; ++i) {
-        worst = std::max(worst, std::fabs(on.unit_latents[u][i] - ref[u * n + i]));
-        scale = std::max(scale, std::fabs(ref[u * n + i]));
-      }
-      EXPECT_LE(worst, 2e-5f * scale) << "unit " << u;
-      worst_rel = std::max(worst_rel, worst / scale);
-    }
-    std::printf("%s emulated: %zu units, max|d|/max(1,|ref|) %.3g\n", key.c_str(), on.unit_latents.size(), worst_rel);
+    expect_unit_latents(on, golden->to_floats(*golden->find(key + ".latents_per_unit")), key);
   }
 }
 
@@ -236,20 +244,7 @@ TEST(CudaEmulatedPipeline, VPredictionMatchesDiffusers) {
   GenerateParams p = params("pndm");
   p.record_unit_latents = true;
   const GeneratedBatch on = pipe.generate(p);
-  const std::vector<float> want = golden->to_floats(*golden->find("pipe.pndm|default.latents_per_unit"));
-  const size_t n = on.latents.size();
-  ASSERT_EQ(want.size(), on.unit_latents.size() * n);
-  float worst_rel = 0;
-  for (size_t u = 0; u < on.unit_latents.size(); ++u) {
-    float worst = 0, scale = 1;
-    for (size_t i = 0; i < n; ++i) {
-      worst = std::max(worst, std::fabs(on.unit_latents[u][i] - want[u * n + i]));
-      scale = std::max(scale, std::fabs(want[u * n + i]));
-    }
-    EXPECT_LE(worst, 2e-5f * scale) << "unit " << u;
-    worst_rel = std::max(worst_rel, worst / scale);
-  }
-  std::printf("v-prediction pndm emulated: %zu units, max|d|/max(1,|ref|) %.3g\n", on.unit_latents.size(), worst_rel);
+  expect_unit_latents(on, golden->to_floats(*golden->find("pipe.pndm|default.latents_per_unit")), "v-prediction pndm");
   Pipeline half(data + "/tiny_sd/diffusers", DType::F16, Device::CUDA);
   const GeneratedBatch out = half.generate(params("euler"));
   const StTensorInfo* ref = golden->find("pipe.euler|default.image_uint8");
@@ -390,20 +385,8 @@ TEST(CudaEmulatedPipeline, Sd2MatchesDiffusers) {
     GenerateParams p = params(run_of(key));
     p.record_unit_latents = true;
     const GeneratedBatch out = pipe.generate(p);
-    const std::vector<float> want = golden->to_floats(*golden->find(std::string(key) + ".latents_per_unit"));
-    const size_t n = out.latents.size();
-    ASSERT_EQ(want.size(), out.unit_latents.size() * n) << key;
-    float worst_rel = 0;
-    for (size_t u = 0; u < out.unit_latents.size(); ++u) {
-      float worst = 0, scale = 1;
-      for (size_t i = 0; i < n; ++i) {
-        worst = std::max(worst, std::fabs(out.unit_latents[u][i] - want[u * n + i]));
-        scale = std::max(scale, std::fabs(want[u * n + i]));
-      }
-      EXPECT_LE(worst, 2e-5f * scale) << key << " unit " << u;
-      worst_rel = std::max(worst_rel, worst / scale);
-    }
-    std::printf("SD 2 %s emulated fp32: %zu units, max|d|/max(1,|ref|) %.3g\n", key, out.unit_latents.size(), worst_rel);
+    expect_unit_latents(out, golden->to_floats(*golden->find(std::string(key) + ".latents_per_unit")),
+                        std::string("SD 2 ") + key + " fp32");
     const StTensorInfo* ref = golden->find(std::string(key) + ".image_uint8");
     ASSERT_NE(ref, nullptr);
     for (size_t b = 0; b < out.images.size(); ++b)
