@@ -375,16 +375,21 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
   const bool inpaint = start.mask.defined() || start.cond.defined();
   const bool preview = p.preview && p.preview_every > 0;
   const StepGraphKey key{B,       rows,    lh,   lw, (int)L, p.steps, begin, inpaint, preview, control_nets(p),
-                         p.guess_mode, p.guidance, cfg_guidance ? p.guidance_rescale : 0.0f, sampler_opts,
-                         sched.prediction_type};
+                         p.guess_mode, p.guidance, cfg_guidance ? p.guidance_rescale : 0.0f, sampler_opts};
   const int units = plan.units;
   const std::vector<float> zero_state((size_t)plan.state * latent_numel, 0.0f);
   Backend& backend = backend_for(device_);
   const bool reuse = loop_ && loop_->graph && p.cuda_graphs && loop_->key == key;
   if (reuse) {
-    // The recorded step reads these buffers by address: refill them, leave the schedule as it is
-    // (same steps, same scheduler config).
+    // The recorded step reads these buffers by address: refill them, the plan's tables too (the key
+    // fixes the plan's shape; its values follow the scheduler config, which a generation may
+    // override: GenerateParams::prediction_type).
     loop_->x.copy_from(to_nhwc_host(init, B, lc, lh, lw));
+    loop_->timesteps.copy_from(Tensor::from_floats({units}, plan.timesteps));
+    loop_->divisors.copy_from(Tensor::from_floats({units}, plan.in_divisor));
+    loop_->coefs.copy_from(Tensor::from_floats({units, plan.row_width()}, plan.table));
+    if (loop_->renoise.defined()) loop_->renoise.copy_from(Tensor::from_floats({units, 2}, plan.renoise));
+    if (loop_->denoised.defined()) loop_->denoised.copy_from(Tensor::from_floats({units, 2}, plan.denoised));
     const CrossContext fresh = unet_->prepare_context(context);
     loop_->cross.hidden.copy_from(fresh.hidden);
     for (const auto& [attention, kv] : fresh.kv) {

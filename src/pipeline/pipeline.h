@@ -214,16 +214,12 @@ class Pipeline {
     std::vector<const ControlNet*> controls;  // the step runs these (their weights are in the graph)
     bool guess_mode;
     float guidance, guidance_rescale;
-    SamplerOptions sampler;  // the step's ops and tables
-    // The plan's tables (not refilled on a replay) also follow what the UNet predicts, which a
-    // generation may override (GenerateParams::prediction_type).
-    std::string prediction_type;
+    SamplerOptions sampler;  // the step's ops and the shape of its tables (refilled on a replay)
     bool operator==(const StepGraphKey& o) const {
       return images == o.images && rows == o.rows && latent_h == o.latent_h && latent_w == o.latent_w &&
              context_len == o.context_len && steps == o.steps && begin == o.begin && inpaint == o.inpaint &&
              preview == o.preview && controls == o.controls && guess_mode == o.guess_mode &&
              guidance == o.guidance && guidance_rescale == o.guidance_rescale &&
-             prediction_type == o.prediction_type &&
              sampler == o.sampler;
     }
   };

@@ -378,9 +378,9 @@ TEST(CudaEmulatedPipeline, Sd2MatchesDiffusers) {
     return p;
   };
   Pipeline pipe(data + "/tiny_sd2/diffusers", DType::F32, Device::CUDA);
-  // v_ddim after eps_ddim: the same recorded step but for what the UNet predicts, so the step is
-  // recorded again with the v plan's tables (a replay would keep epsilon's). v_ddim_rescale: guidance
-  // rescale's per-sample reductions in their kernel.
+  // v_ddim after eps_ddim: the same recorded step, replayed with the v plan's tables refilled (a
+  // replay that kept them would run epsilon's). v_ddim_rescale: guidance rescale's per-sample
+  // reductions in their kernel.
   for (const char* key : {"eps_ddim", "v_ddim", "v_ddim_rescale"}) {
     GenerateParams p = params(run_of(key));
     p.record_unit_latents = true;
