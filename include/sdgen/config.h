@@ -15,9 +15,20 @@ struct ClipConfig {  // CLIP ViT-L/14 text tower (transformers CLIPTextModel)
   int intermediate = 3072;
   float eps = 1e-5f;
   std::string act = "quick_gelu";  // or "gelu" (exact)
+  // SDXL's encoders: the context is the hidden state before the last layer as it leaves that layer
+  // (transformers' hidden_states[-2], no final LayerNorm); SD v1/2 take the final LayerNorm's output.
+  bool penultimate = false;
+  // CLIPTextModelWithProjection (SDXL's second encoder): the pooled output, the final LayerNorm's
+  // row at the end token, projected to this width (text_projection, no bias); 0: none.
+  int projection_dim = 0;
+  static ClipConfig none() {
+    ClipConfig c;
+    c.layers = 0;
+    return c;
+  }
 };
 
-struct UNetConfig {  // diffusers UNet2DConditionModel, SD v1 and 2.x
+struct UNetConfig {  // diffusers UNet2DConditionModel, SD v1, 2.x and SDXL
   int in_channels = 4;
   int out_channels = 4;
   std::vector<int> block_channels{320, 640, 1280, 1280};
@@ -27,6 +38,15 @@ struct UNetConfig {  // diffusers UNet2DConditionModel, SD v1 and 2.x
   // Heads per level where the config lists them (SD 2.x: 5, 10, 20, 20, i.e. 64 wide); empty: `heads`
   // everywhere. The mid block takes the last level's, up block i level L-1-i's.
   std::vector<int> level_heads;
+  // Transformer blocks per attention, per level (transformer_layers_per_block; SDXL: 1, 2, 10); empty:
+  // one everywhere. The mid block takes the last level's, up block i level L-1-i's, as diffusers.
+  std::vector<int> level_depth;
+  // SDXL's added conditioning (addition_embed_type "text_time"): each of the six size ids
+  // sinusoidally embedded addition_time_embed_dim wide, after the pooled text embedding, through
+  // add_embedding (linear_1 from projection_class_embeddings_input_dim, SiLU, linear_2), added to
+  // the time embedding. 0: none (SD v1/2).
+  int addition_time_embed_dim = 0;
+  int addition_embed_input_dim = 0;  // projection_class_embeddings_input_dim: pooled + 6·time dim
   // SD 2.1's upcast_attention: scores and softmax in fp32 under fp16 weights. Every attention here
   // already accumulates and normalises in fp32 (kernels/attention.cu), so it is read and changes nothing,
   // as in diffusers 0.42's scaled-dot-product processor.
@@ -37,6 +57,8 @@ struct UNetConfig {  // diffusers UNet2DConditionModel, SD v1 and 2.x
   float transformer_norm_eps = 1e-6f;  // the transformer's GroupNorm (its LayerNorms use 1e-5)
   int time_embed_dim() const { return block_channels[0] * 4; }
   int heads_at(size_t level) const { return level < level_heads.size() ? level_heads[level] : heads; }
+  int depth_at(size_t level) const { return level < level_depth.size() ? level_depth[level] : 1; }
+  bool text_time() const { return addition_time_embed_dim > 0; }
 };
 
 struct VaeConfig {  // diffusers AutoencoderKL (the encoder is loaded only for images in)
@@ -48,6 +70,9 @@ struct VaeConfig {  // diffusers AutoencoderKL (the encoder is loaded only for i
   int norm_groups = 32;
   float norm_eps = 1e-6f;
   float scaling_factor = 0.18215f;
+  // The config's force_upcast (SDXL's VAE overflows fp16): in fp16 or bf16 runs the decoder runs
+  // in fp32, as diffusers upcasts it.
+  bool force_upcast = false;
 };
 
 // diffusers AutoencoderTiny (TAESD, madebyollin/taesd): convolutions and ReLUs only. A file's
@@ -109,9 +134,18 @@ struct TokenizerConfig {
 struct ModelConfig {
   ClipConfig clip;
   TokenizerConfig tokenizer;
+  // SDXL's second text encoder (OpenCLIP ViT-bigG) and its tokenizer: its context is concatenated
+  // after the first's along the width, and its pooled output feeds the UNet's added conditioning.
+  // clip2.layers 0: none (SD v1/2).
+  ClipConfig clip2 = ClipConfig::none();
+  TokenizerConfig tokenizer2;
   UNetConfig unet;
   VaeConfig vae;
   SchedulerConfig scheduler;
+  // diffusers' SDXL pipeline's force_zeros_for_empty_prompt: an empty negative prompt is zero
+  // embeddings (and a zero pooled embedding), not the encoded empty text.
+  bool force_zeros_for_empty_prompt = false;
+  bool sdxl() const { return clip2.layers > 0; }
 };
 
 // Stable Diffusion 2.1 768-v (stabilityai/stable-diffusion-2-1): OpenCLIP ViT-H/14's text tower to
@@ -130,6 +164,38 @@ inline ModelConfig sd21_config() {
   m.unet.heads = 5;
   m.unet.upcast_attention = true;
   m.scheduler.prediction_type = "v_prediction";
+  return m;
+}
+
+// Stable Diffusion XL base 1.0 (stabilityai/stable-diffusion-xl-base-1.0): CLIP ViT-L/14 and OpenCLIP
+// ViT-bigG/14 (each to its penultimate layer, 768 + 1280 = 2048 wide), the pooled bigG embedding and
+// the six size ids as added conditioning, three UNet levels (no attention at the first; 2 and 10
+// transformer blocks), 64-wide heads, its VAE's scaling factor 0.13025 and fp32 decode.
+inline ModelConfig sdxl_config() {
+  ModelConfig m;
+  m.clip.penultimate = true;
+  m.clip2.vocab_size = 49408;
+  m.clip2.hidden = 1280;
+  m.clip2.layers = 32;
+  m.clip2.heads = 20;
+  m.clip2.intermediate = 5120;
+  m.clip2.act = "gelu";
+  m.clip2.penultimate = true;
+  m.clip2.projection_dim = 1280;
+  m.tokenizer2.pad_token = "!";
+  m.tokenizer2.pad_special = true;
+  m.unet.block_channels = {320, 640, 1280};
+  m.unet.down_attention = {false, true, true};
+  m.unet.level_heads = {5, 10, 20};
+  m.unet.heads = 5;
+  m.unet.level_depth = {1, 2, 10};
+  m.unet.cross_attention_dim = 2048;
+  m.unet.addition_time_embed_dim = 256;
+  m.unet.addition_embed_input_dim = 2816;
+  m.vae.scaling_factor = 0.13025f;
+  m.vae.force_upcast = true;
+  m.scheduler.timestep_spacing = "leading";
+  m.force_zeros_for_empty_prompt = true;
   return m;
 }
 

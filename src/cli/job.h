@@ -2,6 +2,7 @@
 // line's text and a prompt file's JSON into these fields, and checks them, before anything runs.
 // Past that boundary no setting is a string that still has to be compared or parsed.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -58,6 +59,11 @@ struct Job {
   std::optional<uint64_t> seed;  // random when absent, then printed
   int width = 512;
   int height = 512;
+  // SDXL's size conditioning (pipeline.h, SizeConditioning): --original-size, --crop-coords,
+  // --target-size and their --negative-* twins as {a, b}: sizes {width, height}, crops {top, left};
+  // unset: {-1, -1}.
+  std::array<int, 2> original_size{-1, -1}, crop_coords{-1, -1}, target_size{-1, -1};
+  std::array<int, 2> negative_original_size{-1, -1}, negative_crop_coords{-1, -1}, negative_target_size{-1, -1};
   std::string init_image;  // --init-image (empty: text to image)
   double strength = 0.75;  // --strength: img2img's share of the schedule (double, as Python's)
   ResizeMode resize_mode = ResizeMode::Just;

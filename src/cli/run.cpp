@@ -46,6 +46,25 @@ struct LineError : Error {
   using Error::Error;
 };
 // "p.txt:2: " for a prompt-file line; a --prompt run has no line to name.
+// The job's SDXL size conditioning (Job: sizes {width, height}, crops {top, left}; -1 unset).
+SizeConditioning size_conditioning(const Job& j) {
+  SizeConditioning c;
+  auto size = [](const std::array<int, 2>& v, int& h, int& w) {
+    if (v[0] > 0) w = v[0], h = v[1];
+  };
+  auto crop = [](const std::array<int, 2>& v, int& top, int& left) {
+    if (v[0] >= 0) top = v[0], left = v[1];
+  };
+  size(j.original_size, c.original_h, c.original_w);
+  crop(j.crop_coords, c.crop_top, c.crop_left);
+  size(j.target_size, c.target_h, c.target_w);
+  c.negative_own = j.negative_original_size[0] > 0 || j.negative_crop_coords[0] >= 0 || j.negative_target_size[0] > 0;
+  size(j.negative_original_size, c.neg_original_h, c.neg_original_w);
+  crop(j.negative_crop_coords, c.neg_crop_top, c.neg_crop_left);
+  size(j.negative_target_size, c.neg_target_h, c.neg_target_w);
+  return c;
+}
+
 std::string line_prefix(const Job& j) { return j.origin.empty() || j.origin == "--prompt" ? "" : j.origin + ": "; }
 // Errors about a prompt-file line's model, output folder or model files name the line
 // ("p.txt:2: --model m: no such file or folder").
@@ -356,6 +375,7 @@ class GenerationRun {
     gp.seed = base_seed + (uint64_t)calls_[c].first;  // per-image: image first+x has seed S+first+x
     gp.width = j.width;
     gp.height = j.height;
+    gp.size_cond = size_conditioning(j);
     gp.sampler = j.sampler;
     gp.clip_skip = j.clip_skip;
     gp.text_cleanup = j.text_cleanup;

@@ -45,6 +45,60 @@ void add_prompt_settings(std::vector<Setting>& t) {
   };
 }
 
+// SDXL's micro-conditioning, diffusers' original_size, crops_coords_top_left, target_size and their
+// negative_* twins: sizes as WIDTHxHEIGHT (sd-gen's order, as --width/--height and A1111's Size),
+// crops as TOP,LEFT (diffusers' order). Recorded only when given; other models ignore them.
+void add_size_conditioning(std::vector<Setting>& t) {
+  struct Pair {
+    const char* flags;
+    const char* key;
+    Field<std::array<int, 2>> field;
+    bool crop;
+    const char* help;
+  };
+  const Pair pairs[] = {
+      {"--original-size", "original_size", +[](Job& j) -> std::array<int, 2>& { return j.original_size; }, false,
+       "SDXL: the size the model is told the picture had before any crop, WIDTHxHEIGHT (default: --width x --height)"},
+      {"--crop-coords", "crop_coords", +[](Job& j) -> std::array<int, 2>& { return j.crop_coords; }, true,
+       "SDXL: the crop's top-left corner the model is told of, TOP,LEFT (default: 0,0)"},
+      {"--target-size", "target_size", +[](Job& j) -> std::array<int, 2>& { return j.target_size; }, false,
+       "SDXL: the target size the model is told of, WIDTHxHEIGHT (default: --width x --height)"},
+      {"--negative-original-size", "negative_original_size",
+       +[](Job& j) -> std::array<int, 2>& { return j.negative_original_size; }, false,
+       "SDXL: --original-size of the negative prompt's rows (default: the negative rows take the prompt's sizes)"},
+      {"--negative-crop-coords", "negative_crop_coords",
+       +[](Job& j) -> std::array<int, 2>& { return j.negative_crop_coords; }, true,
+       "SDXL: --crop-coords of the negative prompt's rows (default 0,0 when a negative size is given)"},
+      {"--negative-target-size", "negative_target_size",
+       +[](Job& j) -> std::array<int, 2>& { return j.negative_target_size; }, false,
+       "SDXL: --target-size of the negative prompt's rows"},
+  };
+  for (const Pair& p : pairs) {
+    Setting s = base(p.flags, p.key, SettingType::Text, p.key, p.help);
+    const Field<std::array<int, 2>> f = p.field;
+    const bool crop = p.crop;
+    const std::string flag = std::string(p.flags);
+    s.parse = [f, crop, flag](Job& j, const std::string& t) {
+      const char sep = crop ? ',' : 'x';
+      const size_t at = t.find(sep);
+      if (at == std::string::npos)
+        throw_usage(flag + ": '" + t + "' is not " + (crop ? "TOP,LEFT" : "WIDTHxHEIGHT"));
+      const int a = parse_int(flag, t.substr(0, at)), b = parse_int(flag, t.substr(at + 1));
+      const int lo = crop ? 0 : 1;
+      if (a < lo || b < lo || a > 16384 || b > 16384)
+        throw_usage(flag + ": '" + t + "' must be two numbers in " + std::to_string(lo) + "..16384");
+      f(j) = {a, b};
+    };
+    // Given only when set: jobs made before the option existed keep their identity.
+    s.identity = [f, crop](const Job& j, const Ctx&) {
+      const std::array<int, 2>& v = get(f, j);
+      if (v[0] < 0) return Json();
+      return Json(std::to_string(v[0]) + (crop ? "," : "x") + std::to_string(v[1]));
+    };
+    t.push_back(s);
+  }
+}
+
 // The settings of how many images, of what size, from which noise, in --help order.
 void add_image_settings(std::vector<Setting>& t) {
   t.push_back(png(integer("-b,--batch", "batch", +[](Job& j) -> int& { return j.batch; }, 1, kMaxBatch, "Images per prompt"),
@@ -101,6 +155,7 @@ void add_image_settings(std::vector<Setting>& t) {
   };
   t.push_back(integer("-H,--height", "height", +[](Job& j) -> int& { return j.height; }, 64, kMaxSide,
                       "Image height, a multiple of 64", side));
+  add_size_conditioning(t);
 }
 
 // An input picture in the job identity: its file and the SHA-256 of its bytes (a picture the job

@@ -64,7 +64,13 @@ class StoredCheckpoint : public Checkpoint {
   Tensor get(const std::string& n, const Shape& expected) const override {
     const Entry& e = entry(n, expected);
     Tensor t = Tensor::empty(expected);
-    if (e.rows < 0) {
+    if (e.transpose) {
+      std::vector<float> all((size_t)e.info->numel());
+      e.file->to_floats(*e.info, all.data());
+      const int64_t r = e.info->shape[0], c = e.info->shape[1];
+      for (int64_t i = 0; i < r; ++i)
+        for (int64_t j = 0; j < c; ++j) t.f32()[j * r + i] = all[(size_t)(i * c + j)];
+    } else if (e.rows < 0) {
       e.file->to_floats(*e.info, t.f32());  // throws for integer dtypes, naming them
     } else {
       std::vector<float> all((size_t)e.info->numel());
@@ -76,7 +82,7 @@ class StoredCheckpoint : public Checkpoint {
   Tensor get_stored(const std::string& n, const Shape& expected, DType dtype) const override {
     const Entry& e = entry(n, expected);
     const StDType want = dtype == DType::F16 ? StDType::F16 : dtype == DType::BF16 ? StDType::BF16 : StDType::F32;
-    if (e.info->dtype != want) return get(n, expected);
+    if (e.info->dtype != want || e.transpose) return get(n, expected);
     Tensor t = Tensor::empty(expected, dtype);
     if (e.rows < 0) {
       e.file->copy_bytes(*e.info, t.data());
@@ -98,9 +104,12 @@ class StoredCheckpoint : public Checkpoint {
     const StTensorInfo* info;
     // A block of rows of the stored tensor (OpenCLIP's packed q/k/v), or rows -1: all of it.
     int64_t row0 = 0, rows = -1;
+    // The transpose of a stored 2-D tensor (OpenCLIP's text_projection, applied as x @ P).
+    bool transpose = false;
     Shape shape() const {
       Shape s = info->shape;
       if (rows >= 0) s[0] = rows;
+      if (transpose && s.size() == 2) std::swap(s[0], s[1]);
       return s;
     }
     int64_t row_elements() const {
@@ -204,8 +213,14 @@ class LdmCheckpoint : public StoredCheckpoint {
     ldm_names_.emplace(config_);
     for (const auto& [n, t] : by_name)
       if (auto canon = ldm_names_->to_canonical(n)) entries_[*canon] = Entry{&f, t};
+    std::vector<CheckpointNames::OpenClipTensor> open_clip;
     if (shape_of(std::string(CheckpointNames::kLdmOpenClipRoot) + ".token_embedding.weight"))
-      for (const auto& o : CheckpointNames::open_clip_tensors(config_.clip.layers, config_.clip.hidden)) {
+      open_clip = CheckpointNames::open_clip_tensors(config_.clip.layers, config_.clip.hidden);
+    if (config_.sdxl())
+      open_clip = CheckpointNames::open_clip_tensors(config_.clip2.layers, config_.clip2.hidden,
+                                                     CheckpointNames::kSdxlOpenClipRoot, "text_encoder_2", true);
+    {
+      for (const auto& o : open_clip) {
         open_clip_[o.canonical] = o.stored;
         auto it = by_name.find(o.stored);
         if (it == by_name.end()) continue;
@@ -214,8 +229,9 @@ class LdmCheckpoint : public StoredCheckpoint {
           throw_model(path + ": tensor '" + o.stored + "' has shape " + shape_str(it->second->shape) +
                       ", expected " + std::to_string(3 * o.rows) + " rows (q, k and v of width " +
                       std::to_string(o.rows) + ")");
-        entries_[o.canonical] = Entry{&f, it->second, o.row0, o.rows};
+        entries_[o.canonical] = Entry{&f, it->second, o.row0, o.rows, o.transpose};
       }
+    }
     if (options.ema) use_ema_unet(by_name, f, path);
   }
 
@@ -282,11 +298,29 @@ class DiffusersCheckpoint : public StoredCheckpoint {
     const std::string root = ends_with(dir, "/") ? dir : dir + "/";
     if (!is_file(root + "model_index.json"))
       throw_model(dir + " is a folder without model_index.json, so not a diffusers pipeline folder");
-    read_json_file(root + "model_index.json");  // must at least parse
+    const nlohmann::json index = read_json_file(root + "model_index.json");
+    const bool index_object = index.is_object();
+    // SDXL: a second text encoder and tokenizer; the refiner (text_encoder_2 alone, an aesthetic score
+    // among the size ids) is named, not run.
+    const bool second = is_dir(root + "text_encoder_2") || (index_object && index.contains("text_encoder_2") &&
+                                                            !index["text_encoder_2"].is_null() &&
+                                                            index["text_encoder_2"] != nlohmann::json::array({nullptr, nullptr}));
+    const bool first = is_dir(root + "text_encoder") || !second;
+    if (second && (!first || (index_object && index.value("requires_aesthetics_score", false))))
+      throw_model(dir + " is an SDXL refiner (" +
+                  std::string(!first ? "text_encoder_2 without text_encoder" : "requires_aesthetics_score") +
+                  "); sd-gen runs SDXL base models, not the refiner");
+    if (index_object && index.contains("force_zeros_for_empty_prompt") && index["force_zeros_for_empty_prompt"].is_boolean())
+      config_.force_zeros_for_empty_prompt = index["force_zeros_for_empty_prompt"].get<bool>();
 
     add_component(root, "unet", "diffusion_pytorch_model");
     add_component(root, "vae", "diffusion_pytorch_model");
     add_component(root, "text_encoder", "model");
+    if (second) {
+      if (!is_dir(root + "text_encoder_2"))
+        throw_model("diffusers folder " + root + ": model_index.json lists text_encoder_2 but the folder has none");
+      add_component(root, "text_encoder_2", "model");
+    }
 
     // Each component's config.json; a component without one is inferred from its shapes.
     const std::string unet_cfg = root + "unet/config.json", vae_cfg = root + "vae/config.json",
@@ -305,6 +339,7 @@ class DiffusersCheckpoint : public StoredCheckpoint {
     if (is_file(unet_cfg)) apply_unet_json(read_json_file(unet_cfg), config_.unet, unet_cfg);
     if (is_file(vae_cfg)) apply_vae_json(read_json_file(vae_cfg), config_.vae, vae_cfg);
     if (is_file(clip_cfg)) apply_clip_json(read_json_file(clip_cfg), config_.clip, clip_cfg);
+    if (second) read_second_encoder(root);
     const std::string sched = root + "scheduler/scheduler_config.json";
     if (is_file(sched))
       apply_scheduler_json(read_json_file(sched), config_.scheduler, sched);
@@ -330,6 +365,21 @@ class DiffusersCheckpoint : public StoredCheckpoint {
 
  private:
   std::vector<std::string> notes_;
+
+  // SDXL: text_encoder_2 (CLIPTextModelWithProjection) from its config.json, tokenizer_2's padding;
+  // both encoders' contexts are their penultimate layers.
+  void read_second_encoder(const std::string& root) {
+    const std::string cfg = root + "text_encoder_2/config.json";
+    config_.clip2 = ClipConfig();
+    apply_clip_json(read_json_file(cfg), config_.clip2, cfg, /*with_projection=*/true);
+    if (config_.clip2.projection_dim <= 0 || !has("text_encoder_2.text_projection.weight"))
+      throw_model(cfg + ": the second text encoder has no text projection (projection_dim and "
+                  "text_projection.weight), which SDXL's pooled embedding needs");
+    config_.clip.penultimate = config_.clip2.penultimate = true;
+    config_.tokenizer2 = TokenizerConfig();
+    for (const char* f : {"tokenizer_2/tokenizer_config.json", "tokenizer_2/special_tokens_map.json"})
+      if (is_file(root + f) && apply_tokenizer_json(read_json_file(root + f), config_.tokenizer2, root + f)) break;
+  }
 
   void add_component(const std::string& root, const std::string& comp, const std::string& stem) {
     const std::string base = root + comp + "/" + stem;

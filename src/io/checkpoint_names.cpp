@@ -69,6 +69,10 @@ CheckpointNames::CheckpointNames(const ModelConfig& cfg) {
     auto attn = [&](int level) { return level < (int)cfg.unet.down_attention.size() && cfg.unet.down_attention[level]; };
     add(L + "time_embed.0", C + "time_embedding.linear_1", Kind::Plain);
     add(L + "time_embed.2", C + "time_embedding.linear_2", Kind::Plain);
+    if (cfg.unet.text_time()) {  // SDXL's added conditioning
+      add(L + "label_emb.0.0", C + "add_embedding.linear_1", Kind::Plain);
+      add(L + "label_emb.0.2", C + "add_embedding.linear_2", Kind::Plain);
+    }
     add(L + "input_blocks.0.0", C + "conv_in", Kind::Plain);
     for (int i = 0; i < levels; ++i) {
       const std::string d = C + "down_blocks." + S(i);
@@ -123,7 +127,7 @@ CheckpointNames::CheckpointNames(const ModelConfig& cfg) {
     add(L + "post_quant_conv", C + "post_quant_conv", Kind::Plain);
   }
   // ---- CLIP: transformers' names under a prefix.
-  add(kClip, "text_encoder.text_model", Kind::Clip);
+  add(cfg.sdxl() ? std::string(kSdxlClipRoot) + ".text_model" : kClip, "text_encoder.text_model", Kind::Clip);
 }
 
 std::optional<std::string> CheckpointNames::map(const std::string& name, bool from_ldm) const {
@@ -158,8 +162,11 @@ std::optional<std::string> CheckpointNames::to_ldm(const std::string& canonical)
   return map(canonical, false);
 }
 
-std::vector<CheckpointNames::OpenClipTensor> CheckpointNames::open_clip_tensors(int layers, int64_t hidden) {
-  const std::string L = std::string(kLdmOpenClipRoot) + ".", C = "text_encoder.text_model.";
+std::vector<CheckpointNames::OpenClipTensor> CheckpointNames::open_clip_tensors(int layers, int64_t hidden,
+                                                                               const std::string& root,
+                                                                               const std::string& component,
+                                                                               bool projection) {
+  const std::string L = root + ".", C = component + ".text_model.";
   std::vector<OpenClipTensor> out{{C + "embeddings.token_embedding.weight", L + "token_embedding.weight"},
                                   {C + "embeddings.position_embedding.weight", L + "positional_embedding"},
                                   {C + "final_layer_norm.weight", L + "ln_final.weight"},
@@ -169,6 +176,7 @@ std::vector<CheckpointNames::OpenClipTensor> CheckpointNames::open_clip_tensors(
                                                        {"self_attn.out_proj", "attn.out_proj"},
                                                        {"mlp.fc1", "mlp.c_fc"},
                                                        {"mlp.fc2", "mlp.c_proj"}};
+  if (projection) out.push_back({component + ".text_projection.weight", L + "text_projection", 0, -1, true});
   for (int i = 0; i < layers; ++i) {
     const std::string c = C + "encoder.layers." + S(i) + ".", l = L + "transformer.resblocks." + S(i) + ".";
     for (const auto& [canon, ldm] : plain)

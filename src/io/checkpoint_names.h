@@ -45,11 +45,20 @@ class CheckpointNames {
   // the packed in_proj_weight/in_proj_bias from row0 (rows -1: the whole tensor). `layers` are the
   // blocks that run (SD 2 stores one more, never run: checkpoint.cpp).
   static constexpr const char* kLdmOpenClipRoot = "cond_stage_model.model";
+  // SDXL's: CLIP ViT-L as transformers names it under kSdxlClipRoot, OpenCLIP bigG under
+  // kSdxlOpenClipRoot for the canonical "text_encoder_2", its text_projection ([hidden, projection],
+  // applied as x @ P) the transpose of transformers' text_projection.weight.
+  static constexpr const char* kSdxlClipRoot = "conditioner.embedders.0.transformer";
+  static constexpr const char* kSdxlOpenClipRoot = "conditioner.embedders.1.model";
   struct OpenClipTensor {
     std::string canonical, stored;
     int64_t row0 = 0, rows = -1;
+    bool transpose = false;
   };
-  static std::vector<OpenClipTensor> open_clip_tensors(int layers, int64_t hidden);
+  // root: the stored root; component: the canonical one; projection: with text_projection.
+  static std::vector<OpenClipTensor> open_clip_tensors(int layers, int64_t hidden, const std::string& root = kLdmOpenClipRoot,
+                                                       const std::string& component = "text_encoder",
+                                                       bool projection = false);
 
   // Older diffusers folders (before 0.14) name the VAE's attention parameters query/key/value/
   // proj_attn: the stored name to try when the canonical diffusers name is absent.

@@ -175,20 +175,37 @@ void apply_unet_json(const json& j, UNetConfig& c, const std::string& where) {
   // SD 2.x's linear proj_in/proj_out: the loader takes either stored shape (unet/blocks.h).
   get_bool(j, "use_linear_projection", where);
   if (const json* v = field(j, "upcast_attention")) c.upcast_attention = as_bool(*v, "upcast_attention", where);
-  // Extra conditioning inputs of other families (SD 2 unCLIP's image embedding, SDXL's size
-  // conditioning): named, not ignored.
-  for (const char* key : {"class_embed_type", "addition_embed_type", "num_class_embeds"})
+  // SDXL's added conditioning (pooled text and size ids); other extra conditioning inputs (SD 2
+  // unCLIP's image embedding, the x4 upscaler's noise level) are named, not ignored.
+  if (const json* v = field(j, "addition_embed_type")) {
+    if (*v != "text_time")
+      bad(where, "addition_embed_type", v->dump() + " is not \"text_time\" (SDXL's; other added conditioning is not run)");
+    get_int(j, "addition_time_embed_dim", c.addition_time_embed_dim, where);
+    get_int(j, "projection_class_embeddings_input_dim", c.addition_embed_input_dim, where);
+    if (c.addition_time_embed_dim <= 0 || c.addition_time_embed_dim % 2 || c.addition_embed_input_dim <= 0)
+      bad(where, "addition_time_embed_dim", "must be positive and even, with projection_class_embeddings_input_dim "
+                                            "positive, for addition_embed_type \"text_time\"");
+  }
+  for (const char* key : {"class_embed_type", "num_class_embeds"})
     if (const json* v = field(j, key))
       throw_model(where + ": " + key + " " + v->dump() + ": the UNet takes an extra conditioning input (" +
-                  (std::string(key) == "class_embed_type"     ? "an image embedding, as SD 2 unCLIP"
-                   : std::string(key) == "num_class_embeds" ? "a class label, as the SD x4 upscaler's noise level"
-                                                            : "size and pooled text conditioning, as SDXL") +
+                  (std::string(key) == "class_embed_type" ? "an image embedding, as SD 2 unCLIP"
+                                                          : "a class label, as the SD x4 upscaler's noise level") +
                   "), which sd-gen does not run");
   get_int(j, "norm_num_groups", c.norm_groups, where);
   get_float(j, "norm_eps", c.norm_eps, where);
-  int depth = 1;
-  get_uniform_int(j, "transformer_layers_per_block", depth, where);
-  if (depth != 1) bad(where, "transformer_layers_per_block", "is not 1 (SD v1 has one transformer block per attention)");
+  // Transformer blocks per attention: one number, or one per level (SDXL: 1, 2, 10).
+  if (const json* v = field(j, "transformer_layers_per_block")) {
+    if (v->is_number_integer()) {
+      c.level_depth.assign(c.block_channels.size(), as_int(*v, "transformer_layers_per_block", where, "is not an integer"));
+    } else {
+      get_int_list(j, "transformer_layers_per_block", c.level_depth, where);
+      for (const auto& e : *v)
+        if (!e.is_number_integer()) bad(where, "transformer_layers_per_block", "is not a list of integers (nested lists are not run)");
+    }
+  }
+  if (const json* v = field(j, "reverse_transformer_layers_per_block"))
+    bad(where, "reverse_transformer_layers_per_block", v->dump() + " is set: up blocks deeper than their down blocks are not run");
 }
 
 bool apply_tokenizer_json(const json& j, TokenizerConfig& c, const std::string& where) {
@@ -213,9 +230,10 @@ void apply_vae_json(const json& j, VaeConfig& c, const std::string& where) {
   get_int(j, "layers_per_block", c.layers_per_block, where);
   get_int(j, "norm_num_groups", c.norm_groups, where);
   get_float(j, "scaling_factor", c.scaling_factor, where);
+  if (const json* v = field(j, "force_upcast")) c.force_upcast = as_bool(*v, "force_upcast", where);
 }
 
-void apply_clip_json(const json& j, ClipConfig& c, const std::string& where) {
+void apply_clip_json(const json& j, ClipConfig& c, const std::string& where, bool with_projection) {
   if (!j.is_object()) throw_model(where + ": text encoder config is not a JSON object");
   get_int(j, "vocab_size", c.vocab_size, where);
   get_int(j, "max_position_embeddings", c.max_positions, where);
@@ -225,6 +243,9 @@ void apply_clip_json(const json& j, ClipConfig& c, const std::string& where) {
   get_int(j, "intermediate_size", c.intermediate, where);
   get_string(j, "hidden_act", c.act, where);
   get_float(j, "layer_norm_eps", c.eps, where);
+  // Read for CLIPTextModelWithProjection only (the caller says which): CLIPTextModel configs carry an
+  // unused projection_dim too.
+  if (with_projection) get_int(j, "projection_dim", c.projection_dim, where);
 }
 
 void apply_scheduler_json(const json& j, SchedulerConfig& c, const std::string& where) {
@@ -268,9 +289,10 @@ void apply_sdgen_config_json(const json& j, ModelConfig& cfg, const std::string&
     if (it.key() == "unet") apply_unet_json(*it, cfg.unet, w);
     else if (it.key() == "vae") apply_vae_json(*it, cfg.vae, w);
     else if (it.key() == "text_encoder") apply_clip_json(*it, cfg.clip, w);
+    else if (it.key() == "text_encoder_2" && cfg.sdxl()) apply_clip_json(*it, cfg.clip2, w, true);
     else if (it.key() == "scheduler") apply_scheduler_json(*it, cfg.scheduler, w);
     else throw_model(where + ": unknown sdgen_config section '" + it.key() +
-                     "' (expected unet, vae, text_encoder, scheduler)");
+                     "' (expected unet, vae, text_encoder, text_encoder_2 (SDXL), scheduler)");
   }
 }
 
@@ -319,12 +341,13 @@ struct Shapes {
   // OpenCLIP's text tower below `prefix` ("cond_stage_model.model."), as SD 2.x files store it. SD 2
   // runs it to the penultimate block (LDM's FrozenOpenCLIPEmbedder, layer "penultimate"): the last
   // block is stored and never run.
-  void open_clip(const std::string& prefix, ClipConfig& c) const {
+  // SDXL's bigG (all_blocks) runs every block: its pooled output is the last block's.
+  void open_clip(const std::string& prefix, ClipConfig& c, bool all_blocks = false) const {
     Shape tok = need(prefix + "token_embedding.weight", 2);
     c.vocab_size = (int)tok[0];
     c.hidden = (int)tok[1];
     c.max_positions = (int)need(prefix + "positional_embedding", 2)[0];
-    c.layers = count(prefix + "transformer.resblocks.", "OpenCLIP blocks") - 1;
+    c.layers = count(prefix + "transformer.resblocks.", "OpenCLIP blocks") - (all_blocks ? 0 : 1);
     if (c.layers < 1) throw_model(where + ": the OpenCLIP text encoder has one block; SD 2 runs all but the last");
     c.intermediate = (int)need(prefix + "transformer.resblocks.0.mlp.c_fc.weight", 2)[0];
     c.heads = std::max(1, c.hidden / 64);  // ViT-H/14's head width
@@ -377,7 +400,37 @@ ModelConfig infer_ldm_config(const std::vector<std::string>& names, const ShapeO
     for (int i = 0; i < levels; ++i)
       v.block_channels[i] = (int)sh.need(V + "up." + std::to_string(i) + ".block.0.conv2.weight", 1)[0];
   }
-  if (any_with_prefix(names, "cond_stage_model.model.")) {
+  {  // Transformer blocks per attention level (SDXL: 2 and 10); the mid block's must be the last level's.
+    UNetConfig& u = cfg.unet;
+    std::vector<int> depth(u.block_channels.size(), 1);
+    for (size_t i = 0; i < depth.size(); ++i)
+      if (u.down_attention[i]) {
+        const std::string b = U + "input_blocks." + std::to_string((u.layers_per_block + 1) * (int)i + 1) + ".1.";
+        depth[i] = sh.count(b + "transformer_blocks.", "transformer blocks");
+      }
+    if (std::any_of(depth.begin(), depth.end(), [](int d) { return d != 1; })) u.level_depth = depth;
+  }
+  if (any_with_prefix(names, "conditioner.embedders.")) {
+    // SDXL base (model_family.cpp refused the rest): CLIP ViT-L and OpenCLIP bigG, both to their
+    // penultimate layer, bigG's pooled and projected end token with the six size ids as label_emb's input.
+    sh.clip("conditioner.embedders.0.transformer.text_model.", cfg.clip);
+    cfg.clip.penultimate = true;
+    const std::string G = "conditioner.embedders.1.model.";
+    cfg.clip2 = ClipConfig();
+    sh.open_clip(G, cfg.clip2, /*all_blocks=*/true);
+    cfg.clip2.penultimate = true;
+    cfg.clip2.projection_dim = (int)sh.need(G + "text_projection", 2)[1];
+    cfg.tokenizer2.pad_token = "!";
+    UNetConfig& u = cfg.unet;
+    for (int ch : u.block_channels) u.level_heads.push_back(std::max(1, ch / 64));
+    u.heads = u.level_heads[0];
+    u.addition_embed_input_dim = (int)sh.need(U + "label_emb.0.0.weight", 2)[1];
+    u.addition_time_embed_dim = (u.addition_embed_input_dim - cfg.clip2.projection_dim) / 6;
+    cfg.vae.scaling_factor = 0.13025f;
+    cfg.vae.force_upcast = true;
+    cfg.scheduler.timestep_spacing = "leading";
+    cfg.force_zeros_for_empty_prompt = true;
+  } else if (any_with_prefix(names, "cond_stage_model.model.")) {
     // SD 2.x: OpenCLIP ViT-H, 64-wide heads at every level (num_head_channels 64), "!" padding.
     sh.open_clip("cond_stage_model.model.", cfg.clip);
     for (int ch : cfg.unet.block_channels) cfg.unet.level_heads.push_back(std::max(1, ch / 64));
@@ -427,6 +480,36 @@ ModelConfig infer_diffusers_config(const std::vector<std::string>& names, const 
   return cfg;
 }
 
+namespace {
+// SDXL's parts fit together: a UNet with added conditioning has the second encoder (and only then),
+// its context is both encoders' widths, its add_embedding input the pooled width and six size ids.
+template <class Fail>
+void validate_sdxl(const ModelConfig& cfg, const Fail& fail) {
+  const UNetConfig& u = cfg.unet;
+  if (!u.text_time()) {
+    if (cfg.sdxl()) fail("a second text encoder (text_encoder_2) beside a UNet without SDXL's added conditioning");
+    return;
+  }
+  if (!cfg.sdxl() || cfg.clip2.projection_dim <= 0)
+    fail("the UNet takes SDXL's added conditioning (addition_embed_type text_time) but there is no second text "
+         "encoder with a projection (text_encoder_2)");
+  if (u.cross_attention_dim != cfg.clip.hidden + cfg.clip2.hidden)
+    fail("unet cross_attention_dim " + std::to_string(u.cross_attention_dim) + " is not the two text encoders' " +
+         std::to_string(cfg.clip.hidden) + " + " + std::to_string(cfg.clip2.hidden));
+  if (u.addition_embed_input_dim != cfg.clip2.projection_dim + 6 * u.addition_time_embed_dim)
+    fail("unet projection_class_embeddings_input_dim " + std::to_string(u.addition_embed_input_dim) +
+         " is not the pooled text width " + std::to_string(cfg.clip2.projection_dim) + " + 6 size ids × " +
+         std::to_string(u.addition_time_embed_dim) + " (a refiner's 5 ids with an aesthetic score are not run)");
+  const ClipConfig& c = cfg.clip2;
+  if (c.heads < 1 || c.hidden % c.heads != 0 || (c.act != "gelu" && c.act != "quick_gelu") || c.layers > 256 ||
+      c.hidden > (1 << 14) || c.intermediate < 1 || c.intermediate > (1 << 16) || c.vocab_size < 1 ||
+      c.vocab_size > (1 << 22) || c.max_positions < 1 || c.max_positions > (1 << 16) || c.projection_dim > (1 << 14) ||
+      !(c.eps > 0.0f && c.eps < 1.0f))
+    fail("text_encoder_2's sizes (hidden " + std::to_string(c.hidden) + ", heads " + std::to_string(c.heads) +
+         ", layers " + std::to_string(c.layers) + ", act " + c.act + ") do not form a CLIP text encoder");
+}
+}  // namespace
+
 void validate_model_config(const ModelConfig& cfg, const std::string& where) {
   auto fail = [&](const std::string& m) {
     throw_model(where + ": " + m + " (a model of other than SD v1 size needs its config: a sidecar for a single "
@@ -469,6 +552,11 @@ void validate_model_config(const ModelConfig& cfg, const std::string& where) {
     if ((u.down_attention[i] || i + 1 == u.block_channels.size()) && ch % heads != 0)
       fail("unet width " + std::to_string(ch) + " is not a multiple of the head count " + std::to_string(heads));
   }
+  if (!u.level_depth.empty() && u.level_depth.size() != u.block_channels.size())
+    fail("unet has " + std::to_string(u.block_channels.size()) + " levels but " +
+         std::to_string(u.level_depth.size()) + " transformer_layers_per_block");
+  for (int d : u.level_depth) in("unet transformer_layers_per_block", d, 1, kMaxLayersPerBlock);
+  validate_sdxl(cfg, fail);
   const VaeConfig& v = cfg.vae;
   if (v.block_channels.empty() || v.layers_per_block < 1) fail("vae needs at least one level and one resnet per level");
   in("vae levels (block_out_channels)", (int)v.block_channels.size(), 1, kMaxLevels);

@@ -30,7 +30,8 @@ void apply_unet_json(const nlohmann::json& j, UNetConfig& cfg, const std::string
 // names one (returns whether it did).
 bool apply_tokenizer_json(const nlohmann::json& j, TokenizerConfig& c, const std::string& where);
 void apply_vae_json(const nlohmann::json& j, VaeConfig& cfg, const std::string& where);
-void apply_clip_json(const nlohmann::json& j, ClipConfig& cfg, const std::string& where);
+// with_projection: also projection_dim (CLIPTextModelWithProjection, SDXL's text_encoder_2).
+void apply_clip_json(const nlohmann::json& j, ClipConfig& cfg, const std::string& where, bool with_projection = false);
 void apply_scheduler_json(const nlohmann::json& j, SchedulerConfig& cfg, const std::string& where);
 // {"unet": {...}, "vae": {...}, "text_encoder": {...}, "scheduler": {...}}, every part optional.
 void apply_sdgen_config_json(const nlohmann::json& j, ModelConfig& cfg, const std::string& where);

@@ -9,8 +9,9 @@ namespace sdgen {
 namespace {
 bool starts(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 [[noreturn]] void refuse(const std::string& where, const std::string& what) {
-  throw_model(where + " is " + what + "; sd-gen runs Stable Diffusion v1.x and 2.x (a CLIP ViT-L/14 or OpenCLIP "
-              "ViT-H text encoder, a UNet on 4 latent channels, or 9 for inpainting, predicting epsilon or v)");
+  throw_model(where + " is " + what + "; sd-gen runs Stable Diffusion v1.x, 2.x and SDXL base (CLIP ViT-L/14, "
+              "OpenCLIP ViT-H or both SDXL encoders, a UNet on 4 latent channels, or 9 for inpainting, predicting epsilon "
+              "or v)");
 }
 // The input widths of the known conditioned variants sd-gen does not run; other widths are left to
 // the pipeline's own check (a UNet takes the 4 latent channels, or 9 for an inpainting model:
@@ -24,16 +25,24 @@ std::string in_channels_family(int c) {
 void reject_other_ldm_families(const std::vector<std::string>& names,
                                const std::function<std::optional<Shape>(const std::string&)>& shape_of,
                                const std::string& where) {
-  const bool open_clip = std::any_of(names.begin(), names.end(),
-                                     [](const std::string& n) { return starts(n, "cond_stage_model.model."); });
+  auto any = [&](const char* prefix) {
+    return std::any_of(names.begin(), names.end(), [&](const std::string& n) { return starts(n, prefix); });
+  };
+  const bool open_clip = any("cond_stage_model.model.");
+  // SDXL base: CLIP ViT-L as embedders.0, OpenCLIP bigG as embedders.1; the refiner has bigG alone.
+  const bool sdxl = any("conditioner.embedders.0.transformer.") && any("conditioner.embedders.1.model.");
   for (const std::string& n : names) {
-    if (starts(n, "conditioner.embedders."))
-      refuse(where, "an SDXL checkpoint (" + n.substr(0, n.find('.', 12)) +
-                        ".*: two text encoders and size conditioning)");
-    if (starts(n, "model.diffusion_model.label_emb."))
+    if (starts(n, "conditioner.embedders.") && !sdxl)
+      refuse(where, starts(n, "conditioner.embedders.0.model.")
+                        ? "an SDXL refiner checkpoint (conditioner.embedders.0.model.*: OpenCLIP bigG alone, an aesthetic "
+                          "score among the size ids); SDXL base runs, the refiner not"
+                        : "an SDXL-like checkpoint whose text encoders (conditioner.embedders.*) are not SDXL base's "
+                          "CLIP ViT-L (embedders.0.transformer) and OpenCLIP bigG (embedders.1.model)");
+    if (starts(n, "model.diffusion_model.label_emb.") && !sdxl)
       refuse(where, open_clip ? "an SD 2 unCLIP or x4-upscaler checkpoint (model.diffusion_model.label_emb.*: an extra "
                                 "conditioning input)"
-                              : "an SDXL checkpoint (model.diffusion_model.label_emb.*: size conditioning)");
+                              : "an SDXL-style UNet (model.diffusion_model.label_emb.*: size conditioning) without SDXL's "
+                                "two text encoders (conditioner.embedders.0/1.*)");
     if (starts(n, "embedder.") || starts(n, "noise_augmentor."))
       refuse(where, "an SD 2 unCLIP checkpoint (" + n.substr(0, n.find('.')) + ".*: an image encoder)");
     if (starts(n, "depth_model."))
@@ -44,7 +53,8 @@ void reject_other_ldm_families(const std::vector<std::string>& names,
 }
 
 void reject_other_families(const ModelConfig& cfg, const std::string& prediction_type, const std::string& where) {
-  if (cfg.unet.cross_attention_dim == 2048 || cfg.unet.cross_attention_dim == 1280)
+  if (!cfg.sdxl() && !cfg.unet.text_time() &&
+      (cfg.unet.cross_attention_dim == 2048 || cfg.unet.cross_attention_dim == 1280))
     refuse(where, "an SDXL model (cross-attention over " + std::to_string(cfg.unet.cross_attention_dim) +
                       "-wide text features)");
   if (const std::string f = in_channels_family(cfg.unet.in_channels); !f.empty()) refuse(where, f);

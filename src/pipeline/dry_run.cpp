@@ -105,7 +105,9 @@ PassCost unet_pass(const UNetConfig& c, int batch, int latent_h, int latent_w, i
   for (int k = 0; k < controlnets; ++k) nets.push_back(p.build_more<ControlNet>(cc));
   const Tensor x = p.input({batch, latent_h, latent_w, c.in_channels});
   const Tensor x4 = p.input({batch, latent_h, latent_w, 4});
-  const CrossContext context{p.input({batch, context_len, c.cross_attention_dim}), {}};
+  CrossContext context{p.input({batch, context_len, c.cross_attention_dim}), {}, {}};
+  // SDXL's added conditioning, made once per generation and held through the loop.
+  if (c.text_time()) context.added = p.input({batch, c.time_embed_dim()});
   // The control images' hint embeddings are made once per generation and held through the loop.
   std::vector<Tensor> hints;
   for (int k = 0; k < controlnets; ++k) hints.push_back(p.input({batch, latent_h, latent_w, c.block_channels[0]}));

@@ -72,6 +72,12 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
                       : ClipTokenizer::from_bpe_gz(find_bpe_vocab()));
   const ModelConfig& cfg = checkpoint_->config();
   tokenizer_->set_padding(cfg.tokenizer.pad_token, cfg.tokenizer.pad_special);
+  if (cfg.sdxl()) {
+    refuse_sdxl_options(options);
+    // SDXL's two tokenizers share the BPE vocabulary; the second pads with its own token ("!").
+    tokenizer2_ = std::make_unique<ClipTokenizer>(*tokenizer_);
+    tokenizer2_->set_padding(cfg.tokenizer2.pad_token, cfg.tokenizer2.pad_special);
+  }
   if (before_weights) before_weights(cfg);
   // A TAESD file that cannot decode these latents is refused before the big weights load.
   vae_config_ = cfg.vae;
@@ -84,6 +90,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   if (!options.loras.empty()) merged = apply_loras(*checkpoint_, options.loras, log_);
   const Checkpoint& weights = merged ? *merged : *checkpoint_;
   clip_ = std::make_unique<ClipTextEncoder>(weights, cfg.clip, precision, device);
+  if (cfg.sdxl()) clip2_ = std::make_unique<ClipTextEncoder>(weights, cfg.clip2, precision, device, "text_encoder_2");
   add_embeddings(embeddings, *tokenizer_, *clip_);
   unet_ = std::make_unique<UNet>(weights, cfg.unet, precision, device);
   for (const std::string& path : options.controlnets) controlnet(path);
@@ -94,13 +101,33 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
     vae_name_ = vf.name;
   }
   const Checkpoint& vae_weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
-  if (!taesd_) vae_ = std::make_unique<VaeDecoder>(vae_weights, vae_config_, precision, device);
-  if (options.need_encoder) vae_encoder_ = std::make_unique<VaeEncoder>(vae_weights, vae_config_, precision, device);
+  // force_upcast (SDXL's VAE, which overflows fp16): the autoencoder runs in fp32, as diffusers does.
+  vae_dtype_ = vae_config_.force_upcast ? DType::F32 : precision;
+  if (!taesd_) vae_ = std::make_unique<VaeDecoder>(vae_weights, vae_config_, vae_dtype_, device);
+  if (options.need_encoder) vae_encoder_ = std::make_unique<VaeEncoder>(vae_weights, vae_config_, vae_dtype_, device);
   trace::phase("");
 }
 
 
+std::vector<float> SizeConditioning::time_ids(int width, int height, bool negative) const {
+  auto size = [](int v, int generation) { return (float)(v > 0 ? v : generation); };
+  if (negative && negative_own)
+    return {size(neg_original_h, height), size(neg_original_w, width), (float)neg_crop_top, (float)neg_crop_left,
+            size(neg_target_h, height),   size(neg_target_w, width)};
+  return {size(original_h, height), size(original_w, width), (float)crop_top, (float)crop_left,
+          size(target_h, height),   size(target_w, width)};
+}
+
 Pipeline::~Pipeline() = default;
+
+void Pipeline::refuse_sdxl_options(const ModelOptions& options) const {
+  const std::string what = !options.loras.empty()        ? "LoRAs (--lora)"
+                           : !options.embeddings.empty()  ? "textual-inversion embeddings (--embedding)"
+                           : !options.controlnets.empty() ? "ControlNets (--controlnet)"
+                           : !options.vae_tiny.empty()    ? "a tiny autoencoder (--vae-tiny)"
+                                                          : "";
+  if (!what.empty()) throw_usage(checkpoint_->name() + " is an SDXL model: " + what + " with SDXL is not supported yet");
+}
 
 void Pipeline::load_taesd(const std::string& path) {
   TaesdFile tf = open_taesd_file(path);
@@ -125,7 +152,7 @@ Tensor Pipeline::decode_latents(const Tensor& latents, DType dtype) {
     if (!taesd_fp32_) taesd_fp32_ = std::make_unique<TaesdDecoder>(*taesd_weights_, taesd_config_, dtype, device_);
     return taesd_fp32_->decode(latents);
   }
-  if (dtype == precision_) return vae_->decode(latents);
+  if (dtype == precision_ || dtype == vae_dtype_) return vae_->decode(latents);
   if (!vae_fp32_)  // --vae's decoder when given, as vae_'s
     vae_fp32_ = std::make_unique<VaeDecoder>(vae_weights_ ? *vae_weights_ : *checkpoint_, vae_config_, dtype, device_);
   return vae_fp32_->decode(latents);
@@ -186,18 +213,62 @@ Pipeline::TextContext Pipeline::encode_context(const GenerateParams& p, const st
   copt.clip_skip = p.clip_skip;
   copt.clip_skip_from_row = guided ? P : 0;
   copt.text_cleanup = p.text_cleanup;
-  const Conditioning cond = encode_prompts(*tokenizer_, *clip_, prompts, copt, log_);
+  Conditioning cond = encode_prompts(*tokenizer_, *clip_, prompts, copt, log_);
+  if (clip2_) cond = encode_second(p, prompts, copt, std::move(cond), guided ? P : 0);
   const int64_t L = cond.tokens(), D = cond.dim;
   const std::vector<float>& hv = cond.hidden;
-  std::vector<float> ctx;
+  std::vector<float> ctx, pooled, time_ids;
   const int rows = (int)prompts.size() * p.batch;
+  const std::vector<float> negative_ids = p.size_cond.time_ids(p.width, p.height, true);
+  const std::vector<float> positive_ids = p.size_cond.time_ids(p.width, p.height, false);
   for (int r = 0; r < rows; ++r) {
     const int64_t which = r / p.batch;
     ctx.insert(ctx.end(), hv.begin() + which * L * D, hv.begin() + (which + 1) * L * D);
+    if (cond.pooled.empty()) continue;
+    pooled.insert(pooled.end(), cond.pooled.begin() + which * cond.pooled_dim,
+                  cond.pooled.begin() + (which + 1) * cond.pooled_dim);
+    const std::vector<float>& ids = guided && which < P ? negative_ids : positive_ids;
+    time_ids.insert(time_ids.end(), ids.begin(), ids.end());
   }
   Tensor context = Tensor::from_floats({rows, L, D}, ctx);
   if (precision_ != DType::F32) context = ops::cast(context, precision_);
-  return {context.to(device_), rows, L};
+  TextContext out{context.to(device_), rows, L, {}, {}};
+  if (!pooled.empty()) {
+    out.pooled = Tensor::from_floats({rows, cond.pooled_dim}, pooled);
+    out.time_ids = std::move(time_ids);
+  }
+  return out;
+}
+
+Conditioning Pipeline::encode_second(const GenerateParams& p, const std::vector<std::string>& prompts,
+                                     ConditioningOptions copt, Conditioning first, int negatives) {
+  // SDXL: the second encoder's context after the first's along the width, and its pooled output. Both
+  // chunk a prompt alike but for "!" (a special token to the second tokenizer of a folder), so the
+  // chunk counts are matched before the two are joined.
+  copt.min_chunks = first.chunks;
+  Conditioning second = encode_prompts(*tokenizer2_, *clip2_, prompts, copt, nullptr);
+  if (second.chunks > first.chunks) {
+    copt.min_chunks = second.chunks;
+    first = encode_prompts(*tokenizer_, *clip_, prompts, copt, nullptr);
+  }
+  const int64_t L = first.tokens(), D1 = first.dim, D2 = second.dim;
+  Conditioning out;
+  out.rows = first.rows;
+  out.chunks = first.chunks;
+  out.dim = D1 + D2;
+  out.hidden.resize((size_t)(out.rows * L * out.dim));
+  for (int64_t t = 0; t < out.rows * L; ++t) {
+    std::copy_n(first.hidden.begin() + t * D1, D1, out.hidden.begin() + t * out.dim);
+    std::copy_n(second.hidden.begin() + t * D2, D2, out.hidden.begin() + t * out.dim + D1);
+  }
+  out.pooled = std::move(second.pooled);
+  out.pooled_dim = second.pooled_dim;
+  // diffusers' force_zeros_for_empty_prompt: an empty negative prompt is zeros, not the empty text.
+  if (checkpoint_->config().force_zeros_for_empty_prompt && p.negative_prompt.empty()) {
+    std::fill_n(out.hidden.begin(), (size_t)(negatives * L * out.dim), 0.0f);
+    std::fill_n(out.pooled.begin(), (size_t)(negatives * out.pooled_dim), 0.0f);
+  }
+  return out;
 }
 
 void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int B, GeneratedBatch& out) {
@@ -392,6 +463,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     if (loop_->denoised.defined()) loop_->denoised.copy_from(Tensor::from_floats({units, 2}, plan.denoised));
     const CrossContext fresh = unet_->prepare_context(context);
     loop_->cross.hidden.copy_from(fresh.hidden);
+    if (text.pooled.defined()) loop_->cross.added.copy_from(unet_->prepare_added(text.pooled, text.time_ids));
     for (const auto& [attention, kv] : fresh.kv) {
       loop_->cross.kv.at(attention).first.copy_from(kv.first);
       loop_->cross.kv.at(attention).second.copy_from(kv.second);
@@ -415,6 +487,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     loop_->x = to_device_f32(init, B, lc, lh, lw);
     // The cross-attentions' keys and values of the context: once here, not in every step.
     loop_->cross = unet_->prepare_context(context);
+    if (text.pooled.defined()) loop_->cross.added = unet_->prepare_added(text.pooled, text.time_ids);
     loop_->timesteps = Tensor::from_floats({units}, plan.timesteps).to(device_);
     loop_->divisors = Tensor::from_floats({units}, plan.in_divisor).to(device_);
     loop_->coefs = Tensor::from_floats({units, plan.row_width()}, plan.table).to(device_);

@@ -17,6 +17,7 @@
 #include "sdgen/config.h"
 #include "sampler/sampler.h"
 #include "sdgen/tensor.h"
+#include "text/conditioning.h"
 #include "text/tokenizer.h"
 
 namespace sdgen {
@@ -42,6 +43,17 @@ struct ControlParams {
   float scale = 1.0f;  // controlnet_conditioning_scale
 };
 
+// SDXL's micro-conditioning: the six size ids of each row, in diffusers' order (original height,
+// width; crop top, left; target height, width). Sizes 0 mean the generation's height and width, as
+// diffusers' defaults. The negative rows take the positive ids unless negative_own, as diffusers
+// takes its negative_* arguments (given, their unset sizes are the generation's, the crop 0, 0).
+struct SizeConditioning {
+  int original_h = 0, original_w = 0, crop_top = 0, crop_left = 0, target_h = 0, target_w = 0;
+  bool negative_own = false;
+  int neg_original_h = 0, neg_original_w = 0, neg_crop_top = 0, neg_crop_left = 0, neg_target_h = 0, neg_target_w = 0;
+  std::vector<float> time_ids(int width, int height, bool negative) const;
+};
+
 struct GenerateParams {
   std::string prompt;
   // Several prompts in one batch, as diffusers takes a list: images are prompt-major (batch images of
@@ -60,6 +72,9 @@ struct GenerateParams {
   int width = 512;
   int height = 512;
   SamplerOptions sampler;  // sampler.h: the sampler, its sigma schedule and DDIM's η
+  // SDXL's size conditioning (diffusers' original_size, crops_coords_top_left, target_size and
+  // their negative_* twins); ignored by other models.
+  SizeConditioning size_cond;
   // A1111's "Clip skip" (ClipTextEncoder::forward): 1 the last layer, 2 the one before, ... Applied
   // to the prompts; the negative prompt keeps the last layer, as diffusers' clip_skip does.
   int clip_skip = 1;
@@ -190,6 +205,9 @@ class Pipeline {
   // Stages, public for tests and benchmarks.
   const ClipTokenizer& tokenizer() const { return *tokenizer_; }
   const ClipTextEncoder& text_encoder() const { return *clip_; }
+  // SDXL's second tokenizer and text encoder; nullptr for other models.
+  const ClipTokenizer* tokenizer2() const { return tokenizer2_.get(); }
+  const ClipTextEncoder* text_encoder2() const { return clip2_.get(); }
   // Initial latents for a batch: torch.randn((B,4,h,w), Generator("cpu").manual_seed(seed)), NCHW
   // (rng torch-cpu, seed mode batch); the other sources and modes: the second form, which is the
   // first draw of LatentNoise(rng, mode, seed, batch) and what generate() starts from.
@@ -228,12 +246,20 @@ class Pipeline {
 
   // The text context of a generation on the model's device, [rows, tokens, D] in its dtype: the
   // negative prompts' rows first when `guided`, each prompt's row repeated per image.
+  // SDXL adds each row's pooled text embedding (host fp32 [rows, width]) and size ids (rows × 6).
   struct TextContext {
     Tensor context;
     int rows = 0;
     int64_t tokens = 0;
+    Tensor pooled;
+    std::vector<float> time_ids;
   };
   TextContext encode_context(const GenerateParams& p, const std::vector<std::string>& positive, bool guided);
+  // SDXL: `first` (the first encoder's) joined with the second encoder's context and pooled output;
+  // the first `negatives` rows zeroed where the model asks for zeros for an empty negative prompt.
+  Conditioning encode_second(const GenerateParams& p, const std::vector<std::string>& prompts,
+                             ConditioningOptions copt, Conditioning first, int negatives);
+  void refuse_sdxl_options(const ModelOptions& options) const;
   // img2img's initial latents, NCHW [B, 4, h, w] host floats (pipeline/img2img.cpp): the picture
   // encoded, its latent distribution sampled with the generator(s), scaled, repeated per image and
   // noised by the plan's add_noise mix.
@@ -280,10 +306,13 @@ class Pipeline {
   std::unique_ptr<Checkpoint> checkpoint_;
   std::unique_ptr<ClipTokenizer> tokenizer_;
   std::unique_ptr<ClipTextEncoder> clip_;
+  std::unique_ptr<ClipTokenizer> tokenizer2_;  // SDXL's second tokenizer and text encoder
+  std::unique_ptr<ClipTextEncoder> clip2_;
   std::unique_ptr<UNet> unet_;
   std::unique_ptr<VaeDecoder> vae_;
   std::unique_ptr<VaeDecoder> vae_fp32_;  // fp16 pipelines: loaded on the first non-finite decode
   VaeConfig vae_config_;                  // the checkpoint's, or --vae's
+  DType vae_dtype_ = DType::F32;          // the precision, or fp32 where the VAE's config forces it
   // --vae-tiny's decoder, which then replaces vae_ (not loaded), and its fp32 twin for the retry.
   std::unique_ptr<TaesdDecoder> taesd_, taesd_fp32_;
   // --vae-tiny's encoder, when its file has one: pictures in are encoded with it (img2img.cpp).

@@ -2,23 +2,25 @@
 // layers with causal self-attention and a quick_gelu MLP, final LayerNorm.
 #include "text/clip.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "sdgen/error.h"
+#include "text/tokenizer.h"
 
 namespace sdgen {
 
 using nn::join;
 
 ClipTextEncoder::ClipTextEncoder(const Checkpoint& ckpt, const ClipConfig& config, DType dtype,
-                                 Device device)
+                                 Device device, const std::string& component)
     : config_(config), dtype_(dtype), device_(device) {
   const nn::WeightLoader w{ckpt, dtype, device};
   const ClipConfig& c = config_;
   SDGEN_CHECK(c.hidden % c.heads == 0, "CLIP config: hidden not divisible by heads");
   if (c.act != "quick_gelu" && c.act != "gelu")
     throw_model("CLIP activation '" + c.act + "' is not supported (quick_gelu or gelu)");
-  const std::string root = "text_encoder.text_model";
+  const std::string root = component + ".text_model";
   const int64_t d = c.hidden;
   // Prompts are encoded in chunks of 77 tokens (BOS, 75, EOS): a shorter position table cannot
   // hold one, and is refused here, at load, rather than at the first prompt. A dry pass (on the meta
@@ -44,6 +46,7 @@ ClipTextEncoder::ClipTextEncoder(const Checkpoint& ckpt, const ClipConfig& confi
             nn::Linear(w, p + ".mlp.fc2", c.intermediate, d, true)}});
   }
   final_layer_norm = nn::LayerNorm(w, root + ".final_layer_norm", d, c.eps);
+  if (c.projection_dim > 0) text_projection = nn::Linear(w, component + ".text_projection", d, c.projection_dim, false);
 }
 
 int ClipTextEncoder::append_token_rows(const Tensor& rows) {
@@ -61,7 +64,7 @@ int ClipTextEncoder::append_token_rows(const Tensor& rows) {
   return first;
 }
 
-Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n, int clip_skip) const {
+Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n, int clip_skip, Tensor* pooled) const {
   const ClipConfig& c = config_;
   const int n_layers = (int)layers.size();
   if (clip_skip < 1 || clip_skip > n_layers)
@@ -83,18 +86,45 @@ Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n, int clip_ski
 
   const float scale = 1.0f / std::sqrt((float)(c.hidden / c.heads));
   const bool quick = c.act == "quick_gelu";
-  // Clip skip N stops N - 1 layers before the last.
-  for (int i = 0; i + (clip_skip - 1) < n_layers; ++i) {
-    const EncoderLayer& l = layers[(size_t)i];
-    Tensor x = l.layer_norm1(h);
+  auto layer = [&](const EncoderLayer& l, const Tensor& in) {
+    Tensor x = l.layer_norm1(in);
     const SelfAttention& a = l.self_attn;
     x = ops::attention(a.q_proj(x), a.k_proj(x), a.v_proj(x), c.heads, scale, /*causal=*/true);
-    h = a.out_proj(x, /*residual=*/h);
-    x = l.mlp.fc1(l.layer_norm2(h));
+    Tensor h1 = a.out_proj(x, /*residual=*/in);
+    x = l.mlp.fc1(l.layer_norm2(h1));
     x = quick ? ops::quick_gelu(x) : ops::gelu(x);
-    h = l.mlp.fc2(x, /*residual=*/h);
+    return l.mlp.fc2(x, /*residual=*/h1);
+  };
+  // Clip skip N stops N - 1 layers before the last (before the penultimate with ClipConfig::penultimate).
+  const int stop = n_layers - (clip_skip - 1) - (c.penultimate ? 1 : 0);
+  if (stop < 1)
+    throw_usage("--clip-skip " + std::to_string(clip_skip) + ": this model's text encoder has " +
+                std::to_string(n_layers) + " layers and its context is the penultimate's, so clip skip is between 1 and " +
+                std::to_string(n_layers - 1));
+  int i = 0;
+  for (; i < stop; ++i) h = layer(layers[(size_t)i], h);
+  Tensor context = c.penultimate ? h : final_layer_norm(h);
+  if (!pooled) return context;
+  SDGEN_CHECK(c.projection_dim > 0, "CLIP: a pooled output needs a text projection");
+  for (; i < n_layers; ++i) h = layer(layers[(size_t)i], h);
+  // transformers' pooled output: the final LayerNorm's row at each sequence's end token (the first
+  // <|endoftext|>; with "!" padding the only one).
+  const Tensor normed = final_layer_norm(h);
+  const std::vector<float> all = normed.to(Device::CPU).to_floats();
+  std::vector<float> rows((size_t)n * c.hidden);
+  for (int s = 0; s < n; ++s) {
+    int at = len - 1;
+    for (int t = 0; t < len; ++t)
+      if (ids[(size_t)s * len + t] == ClipTokenizer::kEos) {
+        at = t;
+        break;
+      }
+    std::copy_n(all.begin() + ((int64_t)s * len + at) * c.hidden, c.hidden, rows.begin() + (int64_t)s * c.hidden);
   }
-  return final_layer_norm(h);
+  Tensor picked = Tensor::from_floats({n, (int64_t)c.hidden}, rows);
+  if (dtype_ != DType::F32) picked = ops::cast(picked, dtype_);
+  *pooled = text_projection(picked.to(device_));
+  return context;
 }
 
 }  // namespace sdgen

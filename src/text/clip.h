@@ -1,6 +1,9 @@
-// The CLIP ViT-L/14 text tower (transformers' CLIPTextModel) that turns token ids into the UNet's
-// cross-attention context: the last hidden state after the final LayerNorm.
+// The CLIP text towers (transformers' CLIPTextModel, CLIPTextModelWithProjection) that turn token ids
+// into the UNet's cross-attention context: the last hidden state after the final LayerNorm (SD v1,
+// 2.x), or the penultimate layer's hidden state (SDXL's two encoders), and for SDXL's second encoder
+// the pooled, projected embedding of the end token.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "nn/nn.h"
@@ -11,15 +14,21 @@ namespace sdgen {
 
 class ClipTextEncoder {
  public:
-  // Loads "text_encoder.text_model.*", converted to dtype, onto device.
-  ClipTextEncoder(const Checkpoint& ckpt, const ClipConfig& config, DType dtype, Device device);
+  // Loads "<root>.text_model.*" (and "<root>.text_projection.weight" with a projection), converted
+  // to dtype, onto device. root: "text_encoder", or SDXL's "text_encoder_2".
+  ClipTextEncoder(const Checkpoint& ckpt, const ClipConfig& config, DType dtype, Device device,
+                  const std::string& root = "text_encoder");
 
   // ids: n sequences of L = ids.size()/n tokens each (L <= max_positions; 77 from the tokenizer).
   // Returns [n, L, hidden] in the model's dtype on its device.
   // clip_skip (A1111's "Clip skip"): the hidden state clip_skip - 1 layers before the last, then
   // the final LayerNorm, as diffusers' clip_skip = clip_skip - 1 (hidden_states[-clip_skip]);
   // 1 is the last layer. Between 1 and the layer count, else Error(kUsage).
-  Tensor forward(const std::vector<int>& ids, int n, int clip_skip = 1) const;
+  // With ClipConfig::penultimate (SDXL), clip skip 1 is the penultimate layer's hidden state without
+  // the final LayerNorm (diffusers' hidden_states[-2]), N the one N - 1 layers before it.
+  // pooled (with a projection; optional): text_projection(final_layer_norm(last layer)) at each
+  // sequence's first end token, [n, projection_dim], from the full depth whatever the clip skip.
+  Tensor forward(const std::vector<int>& ids, int n, int clip_skip = 1, Tensor* pooled = nullptr) const;
 
   // Textual inversion: appends rows ([k, hidden] host fp32) to the token table, as new token ids
   // after the last one (diffusers' resize_token_embeddings + add_tokens). Returns the first new id.
@@ -55,6 +64,7 @@ class ClipTextEncoder {
   Embeddings embeddings;
   std::vector<EncoderLayer> layers;  // text_model.encoder.layers
   nn::LayerNorm final_layer_norm;
+  nn::Linear text_projection;  // CLIPTextModelWithProjection (ClipConfig::projection_dim), no bias
 };
 
 }  // namespace sdgen

@@ -35,7 +35,7 @@ Conditioning encode_prompts(const ClipTokenizer& tokenizer, const ClipTextEncode
   chunking.emphasis = options.emphasis;
   chunking.cleanup = options.text_cleanup;
   std::vector<std::vector<PromptChunk>> per_prompt;
-  int count = 1;
+  int count = std::max(1, options.min_chunks);
   for (const std::string& p : prompts) {
     std::vector<PromptChunk> chunks = chunk_prompt(tokenizer, p, chunking);
     if ((int)chunks.size() > options.max_chunks) {
@@ -68,11 +68,20 @@ Conditioning encode_prompts(const ClipTokenizer& tokenizer, const ClipTextEncode
     const std::vector<int> part_ids(ids.begin() + (part ? (ptrdiff_t)split : 0),
                                     part ? ids.end() : ids.begin() + (ptrdiff_t)split);
     if (part_ids.empty()) continue;
-    const Tensor hidden = clip.forward(part_ids, (int)(part_ids.size() / ClipTokenizer::kContext),
-                                       part ? options.clip_skip : 1);
+    const int sequences = (int)(part_ids.size() / ClipTokenizer::kContext);
+    Tensor pooled;
+    const bool pool = clip.config().projection_dim > 0;
+    const Tensor hidden = clip.forward(part_ids, sequences, part ? options.clip_skip : 1, pool ? &pooled : nullptr);
     out.dim = hidden.dim(2);
     const std::vector<float> v = hidden.to_floats();
     out.hidden.insert(out.hidden.end(), v.begin(), v.end());
+    if (!pool) continue;
+    // A prompt's pooled embedding is its first chunk's (diffusers has only one; A1111 takes the first).
+    out.pooled_dim = pooled.dim(1);
+    const std::vector<float> pv = pooled.to_floats();
+    for (int s = 0; s < sequences; s += count)
+      out.pooled.insert(out.pooled.end(), pv.begin() + (int64_t)s * out.pooled_dim,
+                        pv.begin() + (int64_t)(s + 1) * out.pooled_dim);
   }
   const int64_t per_chunk = (int64_t)ClipTokenizer::kContext * out.dim;
   for (size_t i = 0; i < order.size(); ++i) apply_emphasis(out.hidden.data() + i * per_chunk, order[i]->weights, out.dim);

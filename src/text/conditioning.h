@@ -20,6 +20,8 @@ struct ConditioningOptions {
   // Chunks kept per prompt (1200 tokens); more are dropped with a warning. Cross-attention cost
   // grows with the keys, and no SD v1 prompt needs this many; A1111 sets no bound.
   int max_chunks = 16;
+  // At least this many chunks per row (SDXL matches its two encoders' counts with it).
+  int min_chunks = 1;
   // A1111's Clip skip (ClipTextEncoder::forward) for the rows from clip_skip_from_row on; the rows
   // before it keep the last layer (diffusers applies clip_skip to the prompt, not the negative).
   int clip_skip = 1;
@@ -31,6 +33,10 @@ struct Conditioning {
   std::vector<float> hidden;  // [rows, chunks·77, dim], fp32 on the host
   int rows = 0, chunks = 0;
   int64_t dim = 0;
+  // With a projecting encoder (SDXL's second): each prompt's pooled embedding (its first chunk's),
+  // [rows, pooled_dim] fp32; empty otherwise.
+  std::vector<float> pooled;
+  int64_t pooled_dim = 0;
   int64_t tokens() const { return (int64_t)chunks * 77; }
 };
 

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "sdgen/error.h"
+
 namespace sdgen {
 
 using nn::join;
@@ -75,16 +77,14 @@ Tensor BasicTransformerBlock::operator()(const Tensor& x, const CrossContext& co
 
 Transformer2DModel::Transformer2DModel(const nn::WeightLoader& w, const std::string& name,
                                        int64_t channels, int64_t cross_dim, int heads, int groups,
-                                       float norm_eps)
+                                       float norm_eps, int depth)
     : norm(w, join(name, "norm"), channels, groups, norm_eps),
       proj_in(w, join(name, "proj_in"), channels, channels, true),
       proj_out(w, join(name, "proj_out"), channels, channels, true) {
-  // SD v1 has one block per transformer; deeper checkpoints (SDXL-style) simply list more.
-  for (int i = 0;; ++i) {
-    std::string b = join(name, "transformer_blocks." + std::to_string(i));
-    if (i > 0 && !w.ckpt.has(join(b, "norm1.weight"))) break;
-    transformer_blocks.emplace_back(w, b, channels, cross_dim, heads);
-  }
+  // The depth comes from the config (SD v1/2: 1; SDXL: 1, 2 or 10), so a missing block is named.
+  SDGEN_CHECK(depth >= 1, "Transformer2DModel: depth < 1");
+  for (int i = 0; i < depth; ++i)
+    transformer_blocks.emplace_back(w, join(name, "transformer_blocks." + std::to_string(i)), channels, cross_dim, heads);
 }
 
 Tensor Transformer2DModel::operator()(const Tensor& x, const CrossContext& context) const {

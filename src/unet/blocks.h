@@ -48,6 +48,9 @@ struct Attention;
 // per generation instead of once per denoising step (the context does not change between steps).
 struct CrossContext {
   Tensor hidden;  // [N, L, cross_dim]
+  // SDXL: UNet::prepare_added's embedding of the pooled text and size ids, [N, time_embed_dim],
+  // added to the time embedding; undefined for SD v1/2.
+  Tensor added;
   std::map<const Attention*, std::pair<Tensor, Tensor>> kv;  // to_k(hidden), to_v(hidden)
 };
 
@@ -97,8 +100,9 @@ struct Transformer2DModel {
   nn::Linear proj_in;
   std::vector<BasicTransformerBlock> transformer_blocks;
   nn::Linear proj_out;
+  // depth: transformer blocks (transformer_layers_per_block).
   Transformer2DModel(const nn::WeightLoader& w, const std::string& name, int64_t channels,
-                     int64_t cross_dim, int heads, int groups, float norm_eps);
+                     int64_t cross_dim, int heads, int groups, float norm_eps, int depth = 1);
   // x [N,H,W,C], context [N,L,cross_dim]
   Tensor operator()(const Tensor& x, const Tensor& context) const { return (*this)(x, CrossContext{context, {}}); }
   Tensor operator()(const Tensor& x, const CrossContext& context) const;

@@ -28,10 +28,13 @@ UNet::UNet(const Checkpoint& ckpt, const UNetConfig& config, DType dtype, Device
   };
   auto transformer = [&](const std::string& name, size_t level) {
     return Transformer2DModel(w, name, c.block_channels[level], cross, c.heads_at(level), c.norm_groups,
-                              c.transformer_norm_eps);
+                              c.transformer_norm_eps, c.depth_at(level));
   };
 
   time_embedding = TimestepEmbedding::load(w, "unet.time_embedding", c);
+  if (c.text_time())
+    add_embedding = {nn::Linear(w, "unet.add_embedding.linear_1", c.addition_embed_input_dim, temb, true),
+                     nn::Linear(w, "unet.add_embedding.linear_2", temb, temb, true)};
   conv_in = nn::Conv2d(w, "unet.conv_in", c.in_channels, ch[0], 3);
   int64_t out = ch[0];
   for (size_t i = 0; i < levels; ++i) {
@@ -82,7 +85,7 @@ UNet::DownBlock UNet::DownBlock::load(const nn::WeightLoader& w, const std::stri
                            c.norm_eps);
     if (c.down_attention[level])
       b.attentions.emplace_back(w, idx(name + ".attentions", j), out, c.cross_attention_dim, c.heads_at(level), c.norm_groups,
-                                c.transformer_norm_eps);
+                                c.transformer_norm_eps, c.depth_at(level));
   }
   if (level + 1 < c.block_channels.size()) b.downsamplers.emplace_back(w, name + ".downsamplers.0", out);
   return b;
@@ -106,8 +109,9 @@ UNet::MidBlock UNet::MidBlock::load(const nn::WeightLoader& w, const std::string
   const int64_t mid = c.block_channels.back();
   MidBlock m;
   m.resnets.emplace_back(w, name + ".resnets.0", mid, mid, c.time_embed_dim(), c.norm_groups, c.norm_eps);
-  m.attentions.emplace_back(w, name + ".attentions.0", mid, c.cross_attention_dim, c.heads_at(c.block_channels.size() - 1), c.norm_groups,
-                            c.transformer_norm_eps);
+  const size_t last = c.block_channels.size() - 1;
+  m.attentions.emplace_back(w, name + ".attentions.0", mid, c.cross_attention_dim, c.heads_at(last), c.norm_groups,
+                            c.transformer_norm_eps, c.depth_at(last));
   m.resnets.emplace_back(w, name + ".resnets.1", mid, mid, c.time_embed_dim(), c.norm_groups, c.norm_eps);
   return m;
 }
@@ -122,6 +126,30 @@ Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
 Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const Tensor& context_in,
                      const Probe& probe) const {
   return forward(x_in, time_proj, CrossContext{context_in, {}}, probe);
+}
+
+Tensor UNet::prepare_added(const Tensor& pooled, const std::vector<float>& time_ids) const {
+  const UNetConfig& c = config_;
+  SDGEN_CHECK(c.text_time(), "UNet: this model takes no added conditioning");
+  const int64_t n = pooled.dim(0), ids = (int64_t)time_ids.size() / std::max<int64_t>(n, 1);
+  const int64_t want = c.addition_embed_input_dim - ids * c.addition_time_embed_dim;
+  if (pooled.ndim() != 2 || ids * n != (int64_t)time_ids.size() || pooled.dim(1) != want)
+    throw_model("UNet add_embedding takes " + std::to_string(c.addition_embed_input_dim) + " values per row: " +
+                "a pooled text embedding of " + std::to_string(want) + " and " + std::to_string(ids) + " size ids × " +
+                std::to_string(c.addition_time_embed_dim) + "; the text encoder gives " + shape_str(pooled.shape()));
+  // diffusers' add_time_proj (Timesteps, flip_sin_to_cos, shift 0) over the flattened ids, [n·ids, D]
+  // -> [n, ids·D], after the pooled embedding.
+  const Tensor t = ops::timestep_embedding(time_ids, c.addition_time_embed_dim, DType::F32, Device::CPU);
+  const std::vector<float> tv = t.to_floats(), pv = pooled.to(Device::CPU).to_floats();
+  const int64_t row = c.addition_embed_input_dim, tw = ids * c.addition_time_embed_dim;
+  std::vector<float> all((size_t)(n * row));
+  for (int64_t r = 0; r < n; ++r) {
+    std::copy_n(pv.begin() + r * want, want, all.begin() + r * row);
+    std::copy_n(tv.begin() + r * tw, tw, all.begin() + r * row + want);
+  }
+  Tensor in = Tensor::from_floats({n, row}, all);
+  if (dtype_ != DType::F32) in = ops::cast(in, dtype_);
+  return add_embedding(in.to(device_));
 }
 
 CrossContext UNet::prepare_context(const Tensor& context_in) const {
@@ -164,6 +192,13 @@ Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const CrossCon
   show("time_proj", temb);
   temb = time_embedding(temb);
   show("time_embedding", temb);
+  // SDXL: + add_embedding(pooled text, size ids), prepared once per generation (prepare_added).
+  if (config_.text_time()) {
+    SDGEN_CHECK(cross_in.added.defined() && cross_in.added.dim(0) == n,
+                "UNet: this model takes added conditioning (pooled text and size ids) for every row");
+    temb = ops::add(temb, prepare(cross_in.added));
+    show("add_embedding", cross_in.added);
+  }
   const Tensor silu_temb = ops::silu(temb);
 
   Tensor h = conv_in(x);

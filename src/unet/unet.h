@@ -1,4 +1,5 @@
-// The SD v1 denoiser, diffusers' UNet2DConditionModel: eps = UNet(x_t, t, text context).
+// The denoiser of SD v1, 2.x and SDXL, diffusers' UNet2DConditionModel: eps = UNet(x_t, t, text context
+// [, SDXL's added conditioning]).
 // Written once against ops.h; runs in the dtype and on the device its weights were loaded to.
 #pragma once
 #include <functional>
@@ -53,6 +54,11 @@ class UNet {
   // context [N, L, cross_attention_dim] in the model's dtype and on its device, with every
   // cross-attention's to_k and to_v of it.
   CrossContext prepare_context(const Tensor& context) const;
+  // SDXL's added conditioning of every row ([n, time_embed_dim] in the model's dtype on its device,
+  // CrossContext::added): add_embedding of the pooled text embedding ([n, pooled width]) followed by
+  // the sinusoidal embeddings of the row's size ids (time_ids: n × 6, diffusers' add_time_ids:
+  // original size h, w; crop top, left; target size h, w).
+  Tensor prepare_added(const Tensor& pooled, const std::vector<float>& time_ids) const;
 
   const UNetConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }
@@ -92,6 +98,7 @@ class UNet {
   };
 
   TimestepEmbedding time_embedding;
+  TimestepEmbedding add_embedding;  // SDXL (UNetConfig::text_time), else empty
   nn::Conv2d conv_in;
   std::vector<DownBlock> down_blocks;
   MidBlock mid_block;

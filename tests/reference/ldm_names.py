@@ -1,4 +1,5 @@
-"""diffusers -> original LDM (CompVis) tensor names for SD v1 single-file checkpoints.
+"""diffusers -> original LDM (CompVis) tensor names for SD v1 single-file checkpoints (and SD 2's and
+SDXL's UNet and VAE, which keep that layout; SDXL adds label_emb).
 
 Written from the documented layout of the LDM modules (ldm/modules/diffusionmodules/openaimodel.py and
 model.py); make_goldens.py proves the table independently by loading the result back with diffusers'
@@ -40,6 +41,9 @@ def unet_key(k, cfg):
     simple = {
         "time_embedding.linear_1.": "time_embed.0.",
         "time_embedding.linear_2.": "time_embed.2.",
+        # SDXL's "text_time" embedding (pooled text + size/crop ids): sgm's label_emb, a Sequential in a Sequential
+        "add_embedding.linear_1.": "label_emb.0.0.",
+        "add_embedding.linear_2.": "label_emb.0.2.",
         "conv_in.": "input_blocks.0.0.",
         "conv_norm_out.": "out.0.",
         "conv_out.": "out.2.",

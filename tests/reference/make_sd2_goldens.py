@@ -111,9 +111,14 @@ def build():
     return pipe, extra
 
 
-def openclip_names(clip_sd, extra_sd, layers):
-    """transformers' CLIPTextModel -> LDM's FrozenOpenCLIPEmbedder names (cond_stage_model.model.*)."""
-    P = "cond_stage_model.model."
+def openclip_names(clip_sd, extra_sd, layers, prefix="cond_stage_model.model."):
+    """transformers' CLIP text model -> OpenCLIP's text-tower names under `prefix` (LDM's
+    FrozenOpenCLIPEmbedder: cond_stage_model.model.*; SDXL's conditioner.embedders.1.model.*).
+    extra_sd: one residual block more after the model's `layers` (SD 2's files carry one the pipeline
+    never runs), or None. text_projection is OpenCLIP's [hidden, projection] matrix, used as
+    x @ text_projection: the transpose of transformers' text_projection.weight; a model without one
+    (CLIPTextModel) gets a random one, which SD 2 never uses."""
+    P = prefix
     sd = {}
     def g(k):
         return clip_sd.get("text_model." + k, clip_sd.get(k))
@@ -134,9 +139,13 @@ def openclip_names(clip_sd, extra_sd, layers):
         sd[b + "mlp.c_proj.weight"], sd[b + "mlp.c_proj.bias"] = get(L + "mlp.fc2.weight"), get(L + "mlp.fc2.bias")
     for i in range(layers):
         block(g, i, i)
-    block(lambda k: extra_sd.get("text_model." + k, extra_sd.get(k)), 0, layers)
-    gen = torch.Generator().manual_seed(77)
-    sd[P + "text_projection"] = torch.randn((CLIP_HIDDEN, CLIP_HIDDEN), generator=gen)  # unused by SD
+    if extra_sd is not None:
+        block(lambda k: extra_sd.get("text_model." + k, extra_sd.get(k)), 0, layers)
+    if "text_projection.weight" in clip_sd:
+        sd[P + "text_projection"] = clip_sd["text_projection.weight"].T
+    else:
+        gen = torch.Generator().manual_seed(77)
+        sd[P + "text_projection"] = torch.randn((CLIP_HIDDEN, CLIP_HIDDEN), generator=gen)  # unused by SD
     sd[P + "logit_scale"] = torch.tensor(4.6052)
     return sd
 

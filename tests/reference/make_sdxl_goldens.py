@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""The tiny SDXL base test model (tests/data/tiny_sdxl/) and its goldens (tests/data/golden/sdxl.safetensors),
+from the current releases (diffusers 0.42.1, transformers 5; see requirements-current.txt).
+
+The model is SDXL base's layout in small, random weights (make_goldens.reinit), stored as fp16:
+- text_encoder: CLIPTextModel (CLIP ViT-L's kind: quick_gelu), hidden 8, 3 layers, 2 heads;
+- text_encoder_2: CLIPTextModelWithProjection (OpenCLIP bigG's kind: gelu), hidden 16, 3 layers, 2 heads,
+  projection 12 (not 16, so a transposed text_projection cannot pass); its tokenizer pads with "!" (id 0);
+- UNet: levels 8/16/16 channels (SDXL: 320/640/1280), the first without attention, transformer depths
+  1/2/3 (SDXL: 1/2/10), heads 1/2/4 (SDXL: 5/10/20), linear projections, cross-attention 24 = 8 + 16
+  (both encoders' penultimate layers side by side), the "text_time" added embedding: the pooled 12 and
+  six size/crop ids of Fourier width 4 -> 36 (SDXL: 1280 + 6 * 256 = 2816);
+- VAE: the SD 2 script's tiny VAE with SDXL's scaling_factor 0.13025 and force_upcast;
+- EulerDiscreteScheduler as SDXL base ships it; the pipeline with force_zeros_for_empty_prompt.
+The diffusers folder (tiny_sdxl/diffusers) holds no vocabulary files (sd-gen's bundled BPE is the same
+vocabulary), only each tokenizer's tokenizer_config.json (pad token), so diffusers reads it with the
+tokenizers passed in. The LDM single file tiny_sdxl.safetensors (fp16) uses sd_xl_base_1.0's names:
+model.diffusion_model.* (label_emb.0.0/0.2 for the added embedding), first_stage_model.*,
+conditioner.embedders.0.transformer.text_model.* (transformers' names) and conditioner.embedders.1.model.*
+(OpenCLIP's: packed in_proj, ln_final, positional_embedding, text_projection [hidden, projection]);
+its sidecar .json carries what the tensors cannot tell (heads, GroupNorm groups).
+
+Goldens (sdxl.safetensors):
+- cond.<name>.prompt_embeds [1,77,24] / .pooled_prompt_embeds [1,12] from pipe.encode_prompt for the
+  entries of COND (prompt_2 = prompt): "plain", "empty", "skip" (diffusers' clip_skip 1) on the prompt
+  side, "neg_blurry" and "neg_zeros" (negative_prompt None with force_zeros_for_empty_prompt) on the
+  negative side; .ids_1 / .ids_2 (int32 [77]) the two tokenizers' padded ids (49407 / 0 after the end);
+- <key>.latents_per_unit [units,2,4,8,16] (after every step) and <key>.image_uint8 [2,64,128,3] (NHWC,
+  round(x * 255) of output_type "np") for the pipeline runs of RUNS (128x64, batch 2, guidance 5);
+  each run's metadata holds every argument passed, the add_time_ids rows in the UNet's batch order
+  (diffusers interleaves them: see RUNS), and fp16_spread: how far diffusers' own fp16 run
+  (torch_dtype float16 on the CPU) lands from those fp32 images.
+
+Usage (from the repository root):
+    /tmp/curenv/bin/python tests/reference/make_sdxl_goldens.py
+"""
+import json
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+import diffusers
+import transformers
+from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ldm_names  # noqa: E402
+import make_goldens as mg  # noqa: E402  (reinit: nothing identity, nothing zero)
+import make_sampler_goldens as msg  # noqa: E402  (SAMPLERS)
+import make_sd2_goldens as sd2  # noqa: E402  (VAE_CONFIG, TOKENIZER, openclip_names)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MODEL_DIR = os.path.join(ROOT, "tests", "data", "tiny_sdxl")
+FOLDER = os.path.join(MODEL_DIR, "diffusers")
+LDM = os.path.join(MODEL_DIR, "tiny_sdxl.safetensors")
+GOLDEN = os.path.join(ROOT, "tests", "data", "golden", "sdxl.safetensors")
+
+MODEL_SEED, INIT_SEED = 4444, 5555
+IDS = dict(bos_token_id=0, eos_token_id=2, pad_token_id=1)  # as SDXL's text encoder configs (legacy ids)
+CLIP_CONFIG = dict(vocab_size=49408, hidden_size=8, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
+                   max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5, attention_dropout=0.0,
+                   dropout=0.0, projection_dim=8, **IDS)
+CLIP2_CONFIG = dict(CLIP_CONFIG, hidden_size=16, intermediate_size=64, hidden_act="gelu", projection_dim=12)
+TIME_DIM = 4  # SDXL: 256
+UNET_CONFIG = dict(
+    sample_size=16, in_channels=4, out_channels=4, flip_sin_to_cos=True, freq_shift=0,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(8, 16, 16), layers_per_block=2, transformer_layers_per_block=(1, 2, 3),
+    attention_head_dim=(1, 2, 4),  # heads per level, as SDXL's [5, 10, 20]
+    norm_num_groups=4, norm_eps=1e-5,
+    cross_attention_dim=CLIP_CONFIG["hidden_size"] + CLIP2_CONFIG["hidden_size"],
+    use_linear_projection=True, upcast_attention=False,
+    addition_embed_type="text_time", addition_time_embed_dim=TIME_DIM,
+    projection_class_embeddings_input_dim=CLIP2_CONFIG["projection_dim"] + 6 * TIME_DIM,
+)
+VAE_CONFIG = dict(sd2.VAE_CONFIG, scaling_factor=0.13025, force_upcast=True)
+SCHED_CONFIG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                    steps_offset=1, timestep_spacing="leading", prediction_type="epsilon", set_alpha_to_one=False,
+                    clip_sample=False, interpolation_type="linear", use_karras_sigmas=False)
+
+# (name, side, prompt, negative_prompt, clip_skip): the prompt side is encode_prompt's prompt_embeds /
+# pooled_prompt_embeds, the negative side its negative_prompt_embeds / negative_pooled_prompt_embeds.
+COND = [("plain", "prompt", "a castle on a hill", None, None), ("empty", "prompt", "", None, None),
+        ("skip", "prompt", "a castle on a hill, watercolor", None, 1),
+        ("neg_blurry", "negative", "a castle on a hill", "blurry", None),
+        ("neg_zeros", "negative", "a castle on a hill", None, None)]
+CALL = dict(prompt="a castle on a hill, watercolor", width=128, height=64, num_images_per_prompt=2,
+            num_inference_steps=6, guidance_scale=5.0)
+SEED = 2468
+# Each run: its key, sampler (msg.SAMPLERS), schedule and the further pipeline arguments. Sizes are
+# diffusers' (height, width), crops (top, left). diffusers 0.42.1 builds the UNet's time ids as
+# cat([negative, positive]).repeat(batch, 1): rows neg, pos, neg, pos against the embeddings' neg, neg,
+# pos, pos. With a batch above 1 and negative micro-conditioning of its own, the second image's
+# unconditional half and the first image's conditional half get the other side's ids, a slip sd-gen
+# does not copy (each row gets its own side's ids, as SDXL's original sampling code does); so the run
+# with negative micro-conditioning (euler_micro) makes one image, where diffusers' rows are right.
+# Each run's metadata add_time_ids holds the rows as the UNet saw them.
+RUNS = [
+    dict(key="euler_micro", sampler="euler", schedule="default",
+         args=dict(num_images_per_prompt=1, negative_prompt="blurry", original_size=(96, 160), crops_coords_top_left=(8, 16),
+                   target_size=(64, 128), negative_original_size=(48, 80), negative_crops_coords_top_left=(0, 4),
+                   negative_target_size=(64, 96))),
+    dict(key="dpmpp_2m_karras_zeros", sampler="dpmpp_2m", schedule="karras",
+         args=dict(negative_prompt=None, original_size=(256, 512), crops_coords_top_left=(0, 0))),
+    dict(key="euler_a_default", sampler="euler_a", schedule="default", args=dict(negative_prompt="blurry")),
+]
+
+
+def tokenizers():
+    """Both tokenizers from the repository's CLIP vocabulary (the folder keeps none): SDXL's first pads
+    with <|endoftext|>, its second (OpenCLIP's) with "!"."""
+    tok = CLIPTokenizer.from_pretrained(sd2.TOKENIZER)
+    tok2 = CLIPTokenizer.from_pretrained(sd2.TOKENIZER, pad_token="!")
+    assert tok.pad_token_id == 49407 and tok2.pad_token_id == 0, (tok.pad_token_id, tok2.pad_token_id)
+    assert tok.model_max_length == tok2.model_max_length == 77
+    return tok, tok2
+
+
+def build():
+    torch.manual_seed(MODEL_SEED)
+    gen = torch.Generator().manual_seed(INIT_SEED)
+    te = CLIPTextModel(CLIPTextConfig(**CLIP_CONFIG)).eval()
+    te2 = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP2_CONFIG)).eval()
+    unet = UNet2DConditionModel(**UNET_CONFIG).eval()
+    vae = AutoencoderKL(**VAE_CONFIG).eval()
+    for m in (te, te2, unet, vae):
+        mg.reinit(m, gen)
+    tok, tok2 = tokenizers()
+    # add_watermarker=False always: the invisible watermark must never touch a golden image.
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=te, text_encoder_2=te2, tokenizer=tok, tokenizer_2=tok2,
+                                     unet=unet, scheduler=EulerDiscreteScheduler.from_config(SCHED_CONFIG),
+                                     force_zeros_for_empty_prompt=True, add_watermarker=False)
+    return pipe
+
+
+def load(dtype):
+    """The pipeline from the folder, as a user's diffusers reads it (the tokenizers passed in: the folder
+    has no vocabulary)."""
+    tok, tok2 = tokenizers()
+    pipe = StableDiffusionXLPipeline.from_pretrained(FOLDER, local_files_only=True, torch_dtype=dtype, tokenizer=tok,
+                                                     tokenizer_2=tok2, add_watermarker=False)
+    assert pipe.watermark is None and pipe.config.force_zeros_for_empty_prompt
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_folder(pipe):
+    shutil.rmtree(MODEL_DIR, ignore_errors=True)
+    # fp16 on disk (repository space); the fp32 reference runs load it back, upcast exactly.
+    pipe.to(torch.float16).save_pretrained(FOLDER, safe_serialization=True)
+    for root, _, files in os.walk(FOLDER):
+        for f in files:
+            if f.endswith(".safetensors"):
+                assert all(v.dtype == torch.float16 for v in load_file(os.path.join(root, f)).values()), f
+
+
+def strip_folder():
+    """The vocabulary files go (tokenizer.json, vocab.json, merges.txt: 60 MiB repository budget; sd-gen
+    falls back to its bundled, identical BPE); tokenizer_config.json stays (the pad token), less the
+    keys transformers records about where it was loaded from."""
+    for sub in ("tokenizer", "tokenizer_2"):
+        d = os.path.join(FOLDER, sub)
+        for name in ("tokenizer.json", "vocab.json", "merges.txt"):
+            if os.path.exists(os.path.join(d, name)):
+                os.remove(os.path.join(d, name))
+        p = os.path.join(d, "tokenizer_config.json")
+        with open(p) as f:
+            cfg = json.load(f)
+        for k in ("is_local", "local_files_only"):
+            cfg.pop(k, None)
+        with open(p, "w") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
+            f.write("\n")
+        assert set(os.listdir(d)) <= {"tokenizer_config.json", "special_tokens_map.json"}, os.listdir(d)
+
+
+def write_ldm(pipe):
+    """sd_xl_base_1.0's names, fp16, checked against diffusers' own single-file converters."""
+    te_sd, te2_sd = pipe.text_encoder.state_dict(), pipe.text_encoder_2.state_dict()
+    sd = ldm_names.to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config), pipe.vae.state_dict(),
+                          dict(pipe.vae.config), {})
+    # CLIP ViT-L: transformers' names under sgm's FrozenCLIPEmbedder (transformers 5 drops "text_model.")
+    for k, v in te_sd.items():
+        sd["conditioner.embedders.0.transformer." + ("" if k.startswith("text_model.") else "text_model.") + k] = v
+    # OpenCLIP bigG: all its layers (SDXL runs all 32 for the pooled output), no extra block
+    sd.update(sd2.openclip_names(te2_sd, None, CLIP2_CONFIG["num_hidden_layers"],
+                                 prefix="conditioner.embedders.1.model."))
+    sd = {k: v.detach().contiguous().clone() for k, v in sd.items()}
+    assert sd["conditioner.embedders.1.model.text_projection"].shape == (16, 12)
+    save_file({k: v.half() for k, v in sd.items()}, LDM, metadata={"format": "pt"})
+    with open(LDM + ".json", "w") as f:
+        json.dump({"unet": {"attention_head_dim": list(UNET_CONFIG["attention_head_dim"]),
+                            "norm_num_groups": UNET_CONFIG["norm_num_groups"]},
+                   "vae": {"norm_num_groups": VAE_CONFIG["norm_num_groups"]},
+                   "text_encoder": {"num_attention_heads": CLIP_CONFIG["num_attention_heads"]},
+                   "text_encoder_2": {"num_attention_heads": CLIP2_CONFIG["num_attention_heads"]}}, f, indent=1)
+    # Independent proof: diffusers' converters read the file back to every weight, exactly (the folder's
+    # fp16 values, so the fp16 file loses nothing).
+    from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
+                                                     convert_ldm_vae_checkpoint, convert_open_clip_checkpoint)
+    ckpt = load_file(LDM)
+    assert set(ckpt) == set(sd) and all(v.dtype == torch.float16 for v in ckpt.values())
+
+    def prefixed(d):
+        return {("text_model." + k if not k.startswith(("text_model.", "text_projection.")) else k): v
+                for k, v in d.items()}
+    checks = (("unet", convert_ldm_unet_checkpoint(ckpt, dict(pipe.unet.config)), pipe.unet.state_dict()),
+              ("vae", convert_ldm_vae_checkpoint(ckpt, dict(pipe.vae.config)), pipe.vae.state_dict()),
+              ("text_encoder", convert_ldm_clip_checkpoint(ckpt, remove_prefix="conditioner.embedders.0.transformer."),
+               prefixed(te_sd)),
+              ("text_encoder_2", convert_open_clip_checkpoint(pipe.text_encoder_2, ckpt,
+                                                              prefix="conditioner.embedders.1.model."), te2_sd))
+    for name, conv, ref in checks:
+        assert set(conv) == set(ref), (name, sorted(set(conv) ^ set(ref))[:8])
+        assert all(torch.equal(conv[k].float(), ref[k]) for k in ref), name
+    print("LDM file verified against diffusers' converters")
+
+
+def save_sorted(tensors, path, metadata):
+    """save_file, then the header's metadata keys sorted: safetensors 0.8 writes them from a Rust HashMap,
+    in an order that changes from run to run, and a re-run should write the same bytes."""
+    save_file(tensors, path, metadata=metadata)
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        raw = f.read(n)
+        header = json.loads(raw)
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        assert len(text) == len(raw.rstrip(b" ")), "header re-serialised differently"
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))
+    back = load_file(path)
+    assert set(back) == set(tensors) and all(torch.equal(back[k], tensors[k]) for k in tensors)
+
+
+def cond_goldens(pipe, tensors):
+    out = []
+    for name, side, prompt, negative, skip in COND:
+        with torch.no_grad():
+            pe, npe, pooled, npooled = pipe.encode_prompt(prompt, prompt, "cpu", 1, True, negative_prompt=negative,
+                                                          clip_skip=skip)
+        emb, pool, text = (pe, pooled, prompt) if side == "prompt" else (npe, npooled, negative)
+        tensors[f"cond.{name}.prompt_embeds"] = emb.float()
+        tensors[f"cond.{name}.pooled_prompt_embeds"] = pool.float()
+        if text is not None:
+            for i, tok in ((1, pipe.tokenizer), (2, pipe.tokenizer_2)):
+                ids = tok(text, padding="max_length", max_length=77, truncation=True).input_ids
+                tensors[f"cond.{name}.ids_{i}"] = torch.tensor(ids, dtype=torch.int32)
+        else:  # negative_prompt None with force_zeros_for_empty_prompt: no text at all
+            assert not emb.any() and not pool.any()
+        out.append({"name": name, "side": side, "prompt": prompt, "prompt_2": prompt, "negative_prompt": negative,
+                    "clip_skip": skip})
+    return out
+
+
+def scheduler(base, run):
+    cls, extra, _ = msg.SAMPLERS[run["sampler"]]
+    cfg = dict(base, **extra)
+    if run["schedule"] == "karras":
+        cfg["use_karras_sigmas"] = True
+    return cls.from_config(cfg)
+
+
+def call(pipe, run, **kw):
+    return pipe(**dict(CALL, **run["args"]), generator=torch.Generator("cpu").manual_seed(SEED), output_type="np", **kw)
+
+
+def run_goldens(pipe, tensors):
+    runs = []
+    base = dict(pipe.scheduler.config)
+    for run in RUNS:
+        pipe.scheduler = scheduler(base, run)
+        lat, time_ids = [], []
+
+        def cb(_p, i, t, kw):
+            lat.append(kw["latents"].clone())
+            if i == 0:
+                time_ids.append(kw["add_time_ids"].clone())
+            return kw
+        out = call(pipe, run, callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents", "add_time_ids"])
+        key = run["key"]
+        tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
+        tensors[f"{key}.image_uint8"] = torch.from_numpy(
+            np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+        runs.append(dict(CALL, **{k: list(v) if isinstance(v, tuple) else v for k, v in run["args"].items()},
+                         seed=SEED, key=key, sampler=run["sampler"], schedule=run["schedule"],
+                         scheduler=type(pipe.scheduler).__name__, units=len(lat),
+                         # the rows in the UNet's batch order (uncond then cond, each repeated as diffusers does)
+                         add_time_ids=time_ids[0].tolist()))
+        print(key, len(lat), "units; add_time_ids", time_ids[0].tolist())
+    pipe.scheduler = EulerDiscreteScheduler.from_config(base)
+    return runs
+
+
+def fp16_spread(tensors, runs):
+    """diffusers' own fp16 run (on the CPU) against its fp32 images, per run: the share of channels
+    within ±1 and exact (the least over the batch) and the worst difference. With force_upcast the
+    VAE decodes in fp32, as diffusers does it."""
+    pipe = load(torch.float16)
+    base = dict(pipe.scheduler.config)
+    for run, r in zip(RUNS, runs):
+        pipe.scheduler = scheduler(base, run)
+        out = call(pipe, run)
+        im = (out.images.astype(np.float32) * 255).round().astype(np.int64)
+        ref = tensors[r["key"] + ".image_uint8"].numpy().astype(np.int64)
+        d = [np.abs(im[b] - ref[b]) for b in range(len(im))]
+        r["fp16_spread"] = {"within1": float(min((x <= 1).mean() for x in d)),
+                            "exact": float(min((x == 0).mean() for x in d)), "worst": int(max(x.max() for x in d))}
+        print(r["key"], "diffusers fp16 vs fp32:", r["fp16_spread"])
+
+
+if __name__ == "__main__":
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    save_folder(build())
+    # Everything from the saved files, in fp32 on exactly the stored fp16 values.
+    pipe = load(torch.float32)
+    assert pipe.text_encoder_2.config.hidden_act == "gelu" and pipe.text_encoder.config.hidden_act == "quick_gelu"
+    assert pipe.unet.config.addition_embed_type == "text_time" and pipe.vae.config.force_upcast
+    write_ldm(pipe)
+    tensors = {}
+    cond = cond_goldens(pipe, tensors)
+    runs = run_goldens(pipe, tensors)
+    fp16_spread(tensors, runs)
+    save_sorted({k: v.contiguous() for k, v in tensors.items()}, GOLDEN,
+                metadata={"made_by": "tests/reference/make_sdxl_goldens.py", "diffusers": diffusers.__version__,
+                          "transformers": transformers.__version__, "torch": torch.__version__,
+                          "cond": json.dumps(cond), "runs": json.dumps(runs),
+                          "how": "cond.<name>: pipe.encode_prompt(prompt, prompt_2=prompt, do_classifier_free_guidance"
+                                 "=True, negative_prompt, clip_skip): side prompt -> prompt_embeds [1,77,24] and "
+                                 "pooled_prompt_embeds [1,12], side negative -> the negative ones; ids_1/ids_2 the "
+                                 "two tokenizers' padded ids. <key>: StableDiffusionXLPipeline.from_pretrained("
+                                 "tests/data/tiny_sdxl/diffusers, tokenizers from tests/data/tiny_sd_tf5, "
+                                 "add_watermarker=False), scheduler Class.from_config(its config + the sampler's "
+                                 "settings), the run's arguments, generator Generator('cpu').manual_seed(seed); "
+                                 "latents_per_unit [units,B,4,8,16] after each step, image_uint8 NHWC [B,64,128,3]"})
+    strip_folder()
+    print(len(cond), "conditionings,", len(runs), "runs ->", GOLDEN, os.path.getsize(GOLDEN), "bytes")

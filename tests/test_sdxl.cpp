@@ -1,0 +1,238 @@
+// SDXL base against diffusers 0.42.1 / transformers 5 (tests/reference/make_sdxl_goldens.py): the tiny
+// SDXL model (tests/data/tiny_sdxl: CLIP ViT-L and OpenCLIP bigG in small, both to their penultimate
+// layer, a pooled and projected end token, the six size ids as added conditioning, three UNet levels
+// with 0/2/3 transformer blocks, the VAE's 0.13025 and force_upcast) as a diffusers folder and as an
+// LDM single file in SDXL's original names, its conditioning, and whole runs with micro-conditioning.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "image_goldens.h"
+#include "io/checkpoint.h"
+#include "io/image_read.h"
+#include "pipeline/pipeline.h"
+#include "sdgen/half.h"
+#include "text/clip.h"
+#include "text/conditioning.h"
+#include "text/tokenizer.h"
+#include "test_helpers.h"
+
+using namespace sdgen;
+using image_goldens::Golden;
+
+namespace {
+const std::string kData = SDGEN_TEST_DATA;
+const std::string kFolder = kData + "/tiny_sdxl/diffusers";
+const std::string kLdm = kData + "/tiny_sdxl/tiny_sdxl.safetensors";  // fp16, SDXL's original names
+
+const Golden& golden() {
+  static const Golden g(kData + "/golden/sdxl.safetensors");
+  return g;
+}
+
+// diffusers' (height, width) / (top, left) pair of a run, or {0, 0} when the run leaves it unset.
+std::pair<int, int> pair_of(const nlohmann::json& r, const char* key) {
+  if (!r.contains(key) || r[key].is_null()) return {0, 0};
+  return {r[key][0].get<int>(), r[key][1].get<int>()};
+}
+
+GenerateParams run_params(const nlohmann::json& r) {
+  GenerateParams p;
+  p.prompt = r["prompt"];
+  p.negative_prompt = r["negative_prompt"].is_null() ? "" : r["negative_prompt"].get<std::string>();
+  p.batch = r["num_images_per_prompt"];
+  p.steps = r["num_inference_steps"];
+  p.guidance = r["guidance_scale"];
+  p.seed = r["seed"];
+  p.width = r["width"];
+  p.height = r["height"];
+  p.sampler = parse_sampler_options(r["sampler"], r["schedule"]);
+  SizeConditioning& s = p.size_cond;
+  std::tie(s.original_h, s.original_w) = pair_of(r, "original_size");
+  std::tie(s.crop_top, s.crop_left) = pair_of(r, "crops_coords_top_left");
+  std::tie(s.target_h, s.target_w) = pair_of(r, "target_size");
+  s.negative_own = r.contains("negative_original_size") && !r["negative_original_size"].is_null();
+  std::tie(s.neg_original_h, s.neg_original_w) = pair_of(r, "negative_original_size");
+  std::tie(s.neg_crop_top, s.neg_crop_left) = pair_of(r, "negative_crops_coords_top_left");
+  std::tie(s.neg_target_h, s.neg_target_w) = pair_of(r, "negative_target_size");
+  return p;
+}
+
+// Images against the golden's: the share of channels within ±1 and exact (the least over the
+// batch), the worst difference.
+void expect_images(const GeneratedBatch& out, const std::string& key, double within1, double exact, int worst) {
+  const StTensorInfo* t = golden().f->find(key + ".image_uint8");
+  ASSERT_NE(t, nullptr) << key;
+  const uint8_t* ref = golden().f->data(*t);
+  ASSERT_EQ((size_t)t->numel(), out.images.size() * out.images[0].size()) << key;
+  for (size_t b = 0; b < out.images.size(); ++b) {
+    const size_t per = out.images[b].size();
+    const test_helpers::ImageDiff d = test_helpers::compare_u8(out.images[b].data(), ref + b * per, per);
+    EXPECT_GE(d.within1, within1) << key << " image " << b;
+    EXPECT_GE(d.exact, exact) << key << " image " << b;
+    EXPECT_LE(d.worst, worst) << key << " image " << b;
+    std::printf("[ sdxl ] %-22s image %zu: %.4f within 1, %.4f exact, worst %d\n", key.c_str(), b, d.within1,
+                d.exact, d.worst);
+  }
+}
+
+std::vector<int> golden_ids(const std::string& key) {
+  const StTensorInfo* t = golden().f->find(key);
+  EXPECT_NE(t, nullptr) << key;
+  if (!t) return {};
+  std::vector<int32_t> ids((size_t)t->numel());
+  golden().f->copy_bytes(*t, ids.data());
+  return {ids.begin(), ids.end()};
+}
+}  // namespace
+
+// What makes the model SDXL, read from each form: the folder's configs, the LDM file's shapes and
+// its sidecar (heads and groups only).
+TEST(Sdxl, ConfigFromFolderAndSingleFile) {
+  for (const std::string& path : {kFolder, kLdm}) {
+    SCOPED_TRACE(path);
+    const ModelConfig c = Checkpoint::open(path)->config();
+    ASSERT_TRUE(c.sdxl());
+    EXPECT_EQ(c.unet.block_channels, (std::vector<int>{8, 16, 16}));
+    EXPECT_EQ(c.unet.down_attention, (std::vector<bool>{false, true, true}));
+    EXPECT_EQ(c.unet.level_heads, (std::vector<int>{1, 2, 4}));
+    EXPECT_EQ(c.unet.depth_at(1), 2);
+    EXPECT_EQ(c.unet.depth_at(2), 3);
+    EXPECT_EQ(c.unet.cross_attention_dim, 24);
+    EXPECT_EQ(c.unet.addition_time_embed_dim, 4);
+    EXPECT_EQ(c.unet.addition_embed_input_dim, 36);
+    EXPECT_TRUE(c.clip.penultimate && c.clip2.penultimate);
+    EXPECT_EQ(c.clip.act, "quick_gelu");
+    EXPECT_EQ(c.clip.hidden, 8);
+    EXPECT_EQ(c.clip2.act, "gelu");
+    EXPECT_EQ(c.clip2.hidden, 16);
+    EXPECT_EQ(c.clip2.layers, 3);  // all of them: the pooled output is the last layer's
+    EXPECT_EQ(c.clip2.projection_dim, 12);
+    EXPECT_EQ(c.tokenizer.pad_token, "<|endoftext|>");
+    EXPECT_EQ(c.tokenizer2.pad_token, "!");
+    EXPECT_FLOAT_EQ(c.vae.scaling_factor, 0.13025f);
+    EXPECT_TRUE(c.vae.force_upcast);
+    EXPECT_TRUE(c.force_zeros_for_empty_prompt);
+  }
+}
+
+// The LDM file's tensors are the folder's (both hold the same fp16 values): CLIP ViT-L under
+// conditioner.embedders.0, OpenCLIP bigG's packed q/k/v split by rows and its text_projection
+// transposed, label_emb as add_embedding; every canonical tensor, none missing.
+TEST(Sdxl, SingleFileHoldsTheFolderWeights) {
+  const auto folder = Checkpoint::open(kFolder);
+  const auto ldm = Checkpoint::open(kLdm);
+  int compared = 0, projections = 0, added = 0;
+  for (const std::string& n : folder->names()) {
+    SCOPED_TRACE(n);
+    ASSERT_TRUE(ldm->has(n));
+    const Shape s = *folder->stored_shape(n);
+    Shape stored = *ldm->stored_shape(n);
+    while (stored.size() > s.size() && stored.back() == 1) stored.pop_back();
+    ASSERT_EQ(stored, s);
+    ASSERT_EQ(ldm->get(n, s).to_floats(), folder->get(n, s).to_floats());
+    ++compared;
+    projections += n == "text_encoder_2.text_projection.weight";
+    added += n.rfind("unet.add_embedding.", 0) == 0;
+  }
+  EXPECT_EQ(projections, 1);
+  EXPECT_EQ(added, 4);
+  EXPECT_GT(compared, 900);
+}
+
+// Both tokenizers' padded ids, each encoder's conditioning and the pooled embedding against
+// encode_prompt's (clip skip: diffusers' 1, A1111's 2).
+TEST(Sdxl, ConditioningMatchesDiffusers) {
+  const Golden& g = golden();
+  const nlohmann::json cond = nlohmann::json::parse(g.f->metadata().at("cond"));
+  Pipeline pipe(kFolder, DType::F32, Device::CPU);
+  ASSERT_NE(pipe.tokenizer2(), nullptr);
+  int compared = 0;
+  for (const auto& c : cond) {
+    const std::string name = c["name"];
+    SCOPED_TRACE(name);
+    if (name == "neg_zeros") continue;  // zeros: the pipeline runs check it (dpmpp_2m_karras_zeros)
+    const std::string text = c["side"] == "negative" ? c["negative_prompt"] : c["prompt"];
+    EXPECT_EQ(pipe.tokenizer().encode_padded(text), golden_ids("cond." + name + ".ids_1"));
+    EXPECT_EQ(pipe.tokenizer2()->encode_padded(text), golden_ids("cond." + name + ".ids_2"));
+    ConditioningOptions o;
+    o.clip_skip = c["clip_skip"].is_null() || c["side"] == "negative" ? 1 : c["clip_skip"].get<int>() + 1;
+    const Conditioning a = encode_prompts(pipe.tokenizer(), pipe.text_encoder(), {text}, o);
+    const Conditioning b = encode_prompts(*pipe.tokenizer2(), *pipe.text_encoder2(), {text}, o);
+    ASSERT_EQ(a.dim, 8);
+    ASSERT_EQ(b.dim, 16);
+    const std::vector<float> want = g.floats("cond." + name + ".prompt_embeds");  // [1, 77, 24]
+    const std::vector<float> pooled = g.floats("cond." + name + ".pooled_prompt_embeds");  // [1, 12]
+    ASSERT_EQ(want.size(), 77u * 24);
+    float worst = 0;
+    for (int t = 0; t < 77; ++t)
+      for (int d = 0; d < 24; ++d) {
+        const float got = d < 8 ? a.hidden[(size_t)(t * 8 + d)] : b.hidden[(size_t)(t * 16 + d - 8)];
+        worst = std::max(worst, std::fabs(got - want[(size_t)(t * 24 + d)]));
+      }
+    EXPECT_LE(worst, 2e-5f);
+    ASSERT_EQ(b.pooled.size(), pooled.size());
+    EXPECT_TRUE(a.pooled.empty());
+    float worst_pooled = 0;
+    for (size_t i = 0; i < pooled.size(); ++i) worst_pooled = std::max(worst_pooled, std::fabs(b.pooled[i] - pooled[i]));
+    EXPECT_LE(worst_pooled, 2e-5f);
+    std::printf("[ sdxl ] conditioning %-10s max|d| %.3g, pooled %.3g\n", name.c_str(), worst, worst_pooled);
+    ++compared;
+  }
+  EXPECT_EQ(compared, 4);
+}
+
+// Whole runs: micro-conditioning with negative sizes of their own (one image: diffusers 0.42.1 pairs
+// the negative and positive ids with the wrong rows above one), zeros for the empty negative prompt,
+// the defaults; Euler, DPM++ 2M Karras, Euler a; 128x64, batch 2. The latents after every unit and the
+// images by the pixel rule.
+TEST(Sdxl, FolderMatchesDiffusers) {
+  const Golden& g = golden();
+  Pipeline pipe(kFolder, DType::F32, Device::CPU);
+  ASSERT_EQ(g.runs.size(), 3u);
+  for (const auto& r : g.runs) {
+    SCOPED_TRACE(r["key"].get<std::string>());
+    GenerateParams p = run_params(r);
+    p.record_unit_latents = true;
+    const GeneratedBatch out = pipe.generate(p);
+    image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sdxl");
+    expect_images(out, r["key"], 0.999, 0.0, 255);
+  }
+}
+
+// In fp16 the UNet and text encoders run in fp16 and the VAE in fp32 (force_upcast, as diffusers):
+// the single file gives the folder's fp16 run bit for bit (the same fp16 weights), and both are
+// within SD v1's fp16 rule (≥ 60% exact, ≥ 99% within ±1, worst ≤ 6) of diffusers' fp32 images;
+// diffusers' own fp16 run spreads less (fp16_spread: ≥ 86% exact, worst ≤ 2).
+TEST(Sdxl, Fp16SingleFileEqualsFolderWithinTheFp16Rule) {
+  const Golden& g = golden();
+  Pipeline folder(kFolder, DType::F16, Device::CPU);
+  Pipeline single(kLdm, DType::F16, Device::CPU);
+  for (const auto& r : g.runs) {
+    const std::string key = r["key"];
+    SCOPED_TRACE(key);
+    GenerateParams p = run_params(r);
+    p.record_unit_latents = true;
+    const GeneratedBatch a = folder.generate(p);
+    EXPECT_EQ(a.latents, single.generate(p).latents);
+    image_goldens::expect_unit_latents(g, r, a, 0.02f, "sdxl fp16");
+    expect_images(a, key, 0.99, 0.60, 6);
+  }
+}
+
+// The same model with an fp32 run from the single file: the folder's latents (the same weights).
+TEST(Sdxl, SingleFileMatchesDiffusers) {
+  const Golden& g = golden();
+  Pipeline pipe(kLdm, DType::F32, Device::CPU);
+  const nlohmann::json& r = g.runs[0];
+  GenerateParams p = run_params(r);
+  p.record_unit_latents = true;
+  const GeneratedBatch out = pipe.generate(p);
+  image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sdxl single file");
+  expect_images(out, r["key"], 0.999, 0.0, 255);
+}
