@@ -189,7 +189,7 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   bool json = false, quiet = false;
   // Generation's own settings (cli/settings.h), parsed and checked as sd-gen's.
   add_settings(app, job, {"--model", "--device", "--batch", "--steps", "--width", "--height", "--guidance", "--prompt", "--seed"},
-               {{"--model", "Checkpoint, or random:sd15 / random:sd21 (full-size SD 1.5 / SD 2.1 768-v shapes, random weights, no download)"},
+               {{"--model", "Checkpoint, or random:sd15 / random:sd21 / random:sdxl (full-size SD 1.5 / SD 2.1 768-v / SDXL base shapes, random weights, no download)"},
                 {"--batch", "Images per generation (default 3)"},
                 {"--prompt", "Prompt (default: a lighthouse at dusk, oil painting)"},
                 {"--seed", "Noise seed 0..2^64-1 (default 42; a benchmark's is never random)"}});

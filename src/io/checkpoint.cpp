@@ -428,6 +428,7 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path, const Open
   // Full-size SD v1.5 shapes with random weights: benchmarks and the census need no download.
   if (path == kRandomSd15) return make_random_checkpoint(ModelConfig{});
   if (path == kRandomSd21) return make_random_checkpoint(sd21_config());
+  if (path == kRandomSdxl) return make_random_checkpoint(sdxl_config());
   if (path == kRandomSd15Inpainting) {
     ModelConfig c;
     c.unet.in_channels = 9;

@@ -22,8 +22,9 @@ namespace sdgen {
 inline constexpr const char* kRandomSd15 = "random:sd15";
 inline constexpr const char* kRandomSd15Inpainting = "random:sd15-inpainting";
 inline constexpr const char* kRandomSd21 = "random:sd21";  // SD 2.1 768-v (sd21_config)
+inline constexpr const char* kRandomSdxl = "random:sdxl";  // SDXL base 1.0 (sdxl_config)
 inline bool is_random_model(const std::string& path) {
-  return path == kRandomSd15 || path == kRandomSd15Inpainting || path == kRandomSd21;
+  return path == kRandomSd15 || path == kRandomSd15Inpainting || path == kRandomSd21 || path == kRandomSdxl;
 }
 
 struct OpenOptions {

@@ -90,7 +90,8 @@ PassCost clip_pass(const ClipConfig& c, int sequences, DType dtype) {
   const ClipTextEncoder model = p.build<ClipTextEncoder>(c);
   const std::vector<int> ids((size_t)sequences * c.max_positions, 0);
   p.begin();
-  const Tensor out = model.forward(ids, sequences);
+  Tensor pooled;  // SDXL's second encoder: the pooled output runs the last layer and the projection
+  const Tensor out = model.forward(ids, sequences, 1, c.projection_dim > 0 ? &pooled : nullptr);
   return p.end();
 }
 
@@ -186,7 +187,7 @@ WorkloadFlops workload_flops(const ModelConfig& m, int batch, int width, int hei
   const bool cfg = guidance > 1.0f;  // as the pipeline: the unconditional half only then
   w.text_sequences = cfg ? 2 : 1;
   w.unet_batch = cfg ? 2 * batch : batch;
-  w.clip = clip_flops(m.clip, w.text_sequences);
+  w.clip = clip_flops(m.clip, w.text_sequences) + (m.sdxl() ? clip_flops(m.clip2, w.text_sequences) : 0.0);
   w.unet_per_step = unet_flops(m.unet, w.unet_batch, height / 8, width / 8, m.clip.max_positions);
   w.vae = vae_decoder_flops(m.vae, batch, height, width);
   w.total = w.clip + steps * w.unet_per_step + w.vae;

@@ -25,19 +25,24 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   // elements, the factors below turning them into bytes per backend.
   const int rows = r.batch * (r.guidance ? 2 : 1);
   const PassCost clip = clip_pass(m.clip, 1);
+  const int64_t clip2_parameters = m.sdxl() ? clip_pass(m.clip2, 1).parameters : 0;  // SDXL's second encoder
+  // force_upcast (SDXL's VAE): the autoencoder in fp32 whatever the precision.
+  const bool vae_f16 = f16 && !m.vae.force_upcast;
+  const double vae_esize = vae_f16 ? 2 : 4;
   const PassCost unet =
       unet_pass(m.unet, rows, r.height / 8, r.width / 8, m.clip.max_positions, DType::F32, r.controlnets);
   const int vae_images = std::max(1, std::min(r.vae_batch, r.batch));
   const PassCost vae = r.vae_tiny ? taesd_decoder_pass(TaesdConfig(), vae_images, r.height, r.width)
                                   : vae_decoder_pass(m.vae, vae_images, r.height, r.width);
-  e.weights = (uint64_t)((double)(clip.parameters + unet.parameters + vae.parameters) * esize);
+  e.weights = (uint64_t)((double)(clip.parameters + clip2_parameters + unet.parameters) * esize +
+                         (double)vae.parameters * vae_esize);
   // Images in: the encoder's weights, and its pass on as many images as a decode pass takes. Its
   // live set is a VAE's (the same blocks at the same sizes, run in the other direction): the
   // decoder's factors apply.
   double encode_live = 0;
   if (r.encoder) {
     const PassCost enc = vae_encoder_pass(m.vae, std::max(1, std::min(r.vae_batch, r.batch)), r.height, r.width);
-    e.weights += (uint64_t)((double)enc.parameters * esize);
+    e.weights += (uint64_t)((double)enc.parameters * vae_esize);
     encode_live = (double)enc.live_bytes / 4;
   }
   const double latent_px = (double)(r.width / 8) * (r.height / 8);
@@ -54,16 +59,16 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   const double process = (r.cuda_libraries_loaded ? 256 : 64) * MiB;
   if (cuda) {
     e.unet = (uint64_t)(2.5 * esize * unet_live);
-    e.vae = (uint64_t)(2.0 * esize * vae_live);
-    e.vae_encode = (uint64_t)(2.0 * esize * encode_live);
+    e.vae = (uint64_t)(2.0 * vae_esize * vae_live);
+    e.vae_encode = (uint64_t)(2.0 * vae_esize * encode_live);
     // Library workspaces (cuBLASLt and cuDNN are each capped at 32 MiB a call, kConvWorkspaceCap
     // in src/backend/cuda/cuda_backend.h), the text encoder's activations.
     e.other = (uint64_t)(latents + 64 * MiB);
     e.stages_add = r.keep_step_graph;
   } else {
     e.unet = (uint64_t)((f16 ? 1.6 : 1.5) * 4 * unet_live);
-    e.vae = (uint64_t)((f16 ? 1.6 : 1.5) * 4 * vae_live);
-    e.vae_encode = (uint64_t)((f16 ? 1.6 : 1.5) * 4 * encode_live);
+    e.vae = (uint64_t)((vae_f16 ? 1.6 : 1.5) * 4 * vae_live);
+    e.vae_encode = (uint64_t)((vae_f16 ? 1.6 : 1.5) * 4 * encode_live);
     e.other = (uint64_t)(2 * latents + images + process + 48 * MiB * std::max(1, r.threads));
   }
   return e;

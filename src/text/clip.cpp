@@ -110,6 +110,10 @@ Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n, int clip_ski
   // transformers' pooled output: the final LayerNorm's row at each sequence's end token (the first
   // <|endoftext|>; with "!" padding the only one).
   const Tensor normed = final_layer_norm(h);
+  if (device_ == Device::Meta) {  // a dry pass (pipeline/dry_run.h): the projection's cost, no values
+    *pooled = text_projection(Tensor::empty({n, (int64_t)c.hidden}, dtype_, Device::Meta));
+    return context;
+  }
   const std::vector<float> all = normed.to(Device::CPU).to_floats();
   std::vector<float> rows((size_t)n * c.hidden);
   for (int s = 0; s < n; ++s) {
