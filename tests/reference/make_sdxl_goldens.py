@@ -50,6 +50,7 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPi
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import derived_models  # noqa: E402
 import ldm_names  # noqa: E402
 import make_goldens as mg  # noqa: E402  (reinit: nothing identity, nothing zero)
 import make_sampler_goldens as msg  # noqa: E402  (SAMPLERS)
@@ -195,6 +196,9 @@ def write_ldm(pipe):
     sd = {k: v.detach().contiguous().clone() for k, v in sd.items()}
     assert sd["conditioner.embedders.1.model.text_projection"].shape == (16, 12)
     save_file({k: v.half() for k, v in sd.items()}, LDM, metadata={"format": "pt"})
+    # The repository does not carry this file: the build writes it again from the folder
+    # (tests/tools/derive_test_models.cpp) and checks it against this hash.
+    derived_models.record(LDM)
     with open(LDM + ".json", "w") as f:
         json.dump({"unet": {"attention_head_dim": list(UNET_CONFIG["attention_head_dim"]),
                             "norm_num_groups": UNET_CONFIG["norm_num_groups"]},

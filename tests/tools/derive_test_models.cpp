@@ -17,6 +17,8 @@
 //                                          all fp16, no metadata, no extras
 //   tiny_sd_tf5/diffusers/text_encoder/model.safetensors   transformers 5's save_pretrained:
 //                                          the text encoder without "text_model."
+//   tiny_sdxl/tiny_sdxl.safetensors        make_sdxl_goldens.py write_ldm: the SDXL folder under
+//                                          SDXL base's original names, fp16
 // Layout as the safetensors library writes: tensors ordered by dtype (wider integer and float
 // kinds first, in its dtype enum's order) then name, the header's keys in that order after
 // "__metadata__", padded with spaces to a multiple of 8.
@@ -150,12 +152,22 @@ void add_ldm_extras(std::vector<Entry>& sd) {
   sd.push_back({"alphas_cumprod_prev", StDType::F32, {n}, f32_bytes(prev)});
 }
 
-// ldm_names.to_ldm: the folder's UNet, VAE and (when given) text encoder under LDM names.
-std::vector<Entry> to_ldm(const std::string& folder, bool with_text_encoder) {
+// The folder's model config, as far as the name table needs it.
+ModelConfig folder_config(const std::string& folder) {
   ModelConfig cfg;
   apply_unet_json(read_json_file(folder + "/unet/config.json"), cfg.unet, folder);
   apply_vae_json(read_json_file(folder + "/vae/config.json"), cfg.vae, folder);
   apply_clip_json(read_json_file(folder + "/text_encoder/config.json"), cfg.clip, folder);
+  if (fs::is_directory(folder + "/text_encoder_2")) {
+    cfg.clip2 = ClipConfig();
+    apply_clip_json(read_json_file(folder + "/text_encoder_2/config.json"), cfg.clip2, folder, true);
+  }
+  return cfg;
+}
+
+// ldm_names.to_ldm: the folder's UNet, VAE and (when given) text encoder under LDM names.
+std::vector<Entry> to_ldm(const std::string& folder, bool with_text_encoder) {
+  const ModelConfig cfg = folder_config(folder);
   const CheckpointNames names(cfg);
   std::vector<Entry> all = read_all(folder + "/unet/diffusion_pytorch_model.safetensors", "unet.");
   for (Entry& e : read_all(folder + "/vae/diffusion_pytorch_model.safetensors", "vae.")) all.push_back(std::move(e));
@@ -171,6 +183,51 @@ std::vector<Entry> to_ldm(const std::string& folder, bool with_text_encoder) {
     if (vae_attention_linear) e.shape = {e.shape[0], e.shape[1], 1, 1};
   }
   return all;
+}
+
+// make_sdxl_goldens.py write_ldm: SDXL base's original names, every tensor fp16 as the folder holds
+// it. The UNet (label_emb included) and VAE as ldm_names.to_ldm; CLIP ViT-L under sgm's
+// FrozenCLIPEmbedder with "text_model."; OpenCLIP bigG as make_sd2_goldens.openclip_names writes it:
+// q/k/v packed into in_proj_weight/in_proj_bias (row blocks in q, k, v order), text_projection as
+// x @ P (the transpose of transformers' weight), logit_scale 4.6052.
+std::vector<Entry> sdxl_ldm(const std::string& folder) {
+  const ModelConfig cfg = folder_config(folder);
+  std::vector<Entry> sd = to_ldm(folder, false);
+  const std::string clip_root = std::string(CheckpointNames::kSdxlClipRoot) + ".text_model.";
+  for (Entry& e : read_all(folder + "/text_encoder/model.safetensors", "")) {
+    e.name = clip_root + (e.name.rfind("text_model.", 0) == 0 ? e.name.substr(11) : e.name);
+    sd.push_back(std::move(e));
+  }
+  std::map<std::string, Entry> te2;
+  for (Entry& e : read_all(folder + "/text_encoder_2/model.safetensors", "text_encoder_2.")) te2[e.name] = std::move(e);
+  std::map<std::string, Entry> stored;
+  for (const auto& o : CheckpointNames::open_clip_tensors(cfg.clip2.layers, cfg.clip2.hidden,
+                                                          CheckpointNames::kSdxlOpenClipRoot, "text_encoder_2", true)) {
+    auto it = te2.find(o.canonical);
+    if (it == te2.end()) throw_model("derive_test_models: " + folder + " has no " + o.canonical);
+    const Entry& src = it->second;
+    if (o.transpose) {
+      const size_t esize = src.bytes.size() / (size_t)(src.shape[0] * src.shape[1]);
+      Entry t{o.stored, src.dtype, {src.shape[1], src.shape[0]}, std::vector<uint8_t>(src.bytes.size())};
+      for (int64_t i = 0; i < src.shape[0]; ++i)
+        for (int64_t j = 0; j < src.shape[1]; ++j)
+          std::memcpy(&t.bytes[(size_t)(j * src.shape[0] + i) * esize], &src.bytes[(size_t)(i * src.shape[1] + j) * esize],
+                      esize);
+      stored[o.stored] = std::move(t);
+    } else if (o.rows >= 0) {  // q, k, v in that order: each appended below the last
+      auto [at, fresh] = stored.try_emplace(o.stored, Entry{o.stored, src.dtype, src.shape, {}});
+      if (!fresh) at->second.shape[0] += src.shape[0];
+      at->second.bytes.insert(at->second.bytes.end(), src.bytes.begin(), src.bytes.end());
+    } else {
+      stored[o.stored] = Entry{o.stored, src.dtype, src.shape, src.bytes};
+    }
+  }
+  for (auto& [n, e] : stored) sd.push_back(std::move(e));
+  const uint16_t logit_scale = float_to_half_bits(4.6052f);
+  std::vector<uint8_t> b(2);
+  std::memcpy(b.data(), &logit_scale, 2);
+  sd.push_back({std::string(CheckpointNames::kSdxlOpenClipRoot) + ".logit_scale", StDType::F16, {}, b});
+  return sd;
 }
 
 // Writes `rel` under `data` unless it is there with the recorded hash; fails on any other bytes.
@@ -219,6 +276,9 @@ int run(const std::string& data) {
     for (Entry& e : read_all(tf5 + "/text_encoder/model.safetensors", "cond_stage_model.transformer."))
       sd.push_back(std::move(e));
     write_like_safetensors(p, halved(std::move(sd)), false);
+  });
+  ok &= derive(data, hashes, "tiny_sdxl/tiny_sdxl.safetensors", [&](const std::string& p) {
+    write_like_safetensors(p, halved(sdxl_ldm(data + "/tiny_sdxl/diffusers")), true);
   });
   return ok ? 0 : 1;
 }
