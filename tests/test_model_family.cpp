@@ -1,4 +1,4 @@
-// Files of other Stable Diffusion families are named as such (io/model_family.h): SDXL and SD 2 unCLIP
+// Files of other Stable Diffusion families are named as such (io/model_family.h): SDXL variants and SD 2 unCLIP
 // and depth single files by their tensors' names, InstructPix2Pix models by the UNet's input
 // channels, extra conditioning inputs (unCLIP, x4 upscaler, SDXL) and x0-predicting schedulers by
 // their config; one line, the model exit code. SD 2.x itself runs (tests/test_sd2.cpp).
@@ -50,9 +50,19 @@ TEST(ModelFamily, SingleFilesOfOtherFamiliesAreNamed) {
   std::string msg = error_of([&] {
     Checkpoint::open(ldm_file(d, {kConvIn4, {"conditioner.embedders.0.transformer.text_model.final_layer_norm.weight", {4}}}));
   });
-  EXPECT_NE(msg.find("is an SDXL checkpoint (conditioner.embedders.*"), std::string::npos) << msg;
+  // SDXL base has both encoders (tests/test_sdxl.cpp); one alone is another model.
+  EXPECT_NE(msg.find("is an SDXL-like checkpoint whose text encoders (conditioner.embedders.*) are not SDXL base's"),
+            std::string::npos)
+      << msg;
+  msg = error_of([&] {
+    Checkpoint::open(ldm_file(d, {kConvIn4, {"conditioner.embedders.0.model.ln_final.weight", {4}}}));
+  });
+  EXPECT_NE(msg.find("is an SDXL refiner checkpoint (conditioner.embedders.0.model.*"), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(ldm_file(d, {kConvIn4, {"model.diffusion_model.label_emb.0.0.weight", {4, 4}}})); });
-  EXPECT_NE(msg.find("is an SDXL checkpoint"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("is an SDXL-style UNet (model.diffusion_model.label_emb.*: size conditioning) without SDXL's two "
+                     "text encoders"),
+            std::string::npos)
+      << msg;
   // label_emb beside OpenCLIP's text encoder is SD 2 unCLIP's image embedding, not SDXL.
   msg = error_of([&] {
     Checkpoint::open(ldm_file(d, {kConvIn4, {"cond_stage_model.model.ln_final.weight", {4}},
@@ -72,7 +82,7 @@ TEST(ModelFamily, SingleFilesOfOtherFamiliesAreNamed) {
   msg = error_of([&] { Checkpoint::open(ldm_file(d, {{"model.diffusion_model.input_blocks.0.0.weight", {8, 9, 3, 3}}})); });
   EXPECT_EQ(msg.find("sd-gen runs Stable Diffusion v1.x"), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(ldm_file(d, {{"model.diffusion_model.input_blocks.0.0.weight", {8, 8, 3, 3}}})); });
-  EXPECT_NE(msg.find("sd-gen runs Stable Diffusion v1.x and 2.x"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("sd-gen runs Stable Diffusion v1.x, 2.x and SDXL base"), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(ldm_file(d, {{"model.diffusion_model.input_blocks.0.0.weight", {8, 8, 3, 3}}})); });
   EXPECT_NE(msg.find("InstructPix2Pix"), std::string::npos) << msg;
   fs::remove_all(d);
@@ -102,8 +112,12 @@ TEST(ModelFamily, FoldersOfOtherFamiliesAreNamed) {
                      "embedding, as SD 2 unCLIP)"),
             std::string::npos)
       << msg;
+  // SDXL's added conditioning needs its sizes (and then a second text encoder: tests/test_sdxl.cpp);
+  // other kinds are named.
   msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "addition_embed_type", "text_time")); });
-  EXPECT_NE(msg.find("addition_embed_type \"text_time\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("field 'addition_time_embed_dim' must be positive and even"), std::string::npos) << msg;
+  msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "addition_embed_type", "image")); });
+  EXPECT_NE(msg.find("field 'addition_embed_type' \"image\" is not \"text_time\""), std::string::npos) << msg;
   msg = error_of([&] { Checkpoint::open(variant("unet/config.json", "num_class_embeds", 1000)); });
   EXPECT_NE(msg.find("num_class_embeds 1000: the UNet takes an extra conditioning input (a class label"),
             std::string::npos)

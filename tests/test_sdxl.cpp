@@ -236,3 +236,116 @@ TEST(Sdxl, SingleFileMatchesDiffusers) {
   image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sdxl single file");
   expect_images(out, r["key"], 0.999, 0.0, 255);
 }
+
+namespace {
+// sd-gen on `model` with the run's prompt, seed and size and `extra`; the images it wrote.
+std::vector<std::vector<uint8_t>> run_binary(const std::string& model, const nlohmann::json& r, const std::string& extra) {
+  const std::filesystem::path d = std::filesystem::temp_directory_path() / ("sdgen_sdxl_cli_" + std::to_string(getpid()));
+  std::filesystem::remove_all(d);
+  const int batch = r["num_images_per_prompt"];
+  const std::string negative = r["negative_prompt"].is_null() ? "" : " -n '" + r["negative_prompt"].get<std::string>() + "'";
+  const test_helpers::CliRun run = test_helpers::run_cli(
+      "--model '" + model + "' -p '" + r["prompt"].get<std::string>() + "'" + negative + " -b " + std::to_string(batch) +
+      " --steps 6 -g 5 -W 128 -H 64 -s 2468 " + extra + " --out '" + d.string() + "'");
+  EXPECT_EQ(run.code, 0) << run.err;
+  std::vector<std::vector<uint8_t>> images;
+  for (int b = 0; b < batch && run.code == 0; ++b)
+    images.push_back(read_image((d / ("0000" + std::to_string(b) + "-2468-" + std::to_string(b) + ".png")).string(), "x").pixels);
+  std::filesystem::remove_all(d);
+  return images;
+}
+
+// A copy of the folder changed by `edit`, removed with the object.
+struct FolderCopy {
+  std::filesystem::path dir;
+  explicit FolderCopy(const std::function<void(const std::filesystem::path&)>& edit) {
+    static int n = 0;
+    dir = std::filesystem::temp_directory_path() / ("sdgen_sdxl_" + std::to_string(getpid()) + "_" + std::to_string(n++));
+    std::filesystem::remove_all(dir);
+    std::filesystem::copy(kFolder, dir, std::filesystem::copy_options::recursive);
+    edit(dir);
+  }
+  ~FolderCopy() { std::filesystem::remove_all(dir); }
+};
+}  // namespace
+
+// The binary: the micro-conditioning options as diffusers' arguments (sizes WIDTHxHEIGHT, crops
+// TOP,LEFT) on the folder; the empty negative prompt as zeros (force_zeros_for_empty_prompt) and the
+// original size alone on the single file, whose fp16 weights keep it within ±1 of diffusers' images.
+TEST(Sdxl, ThroughTheBinary) {
+  const Golden& g = golden();
+  int runs = 0;
+  for (const auto& r : g.runs) {
+    const std::string key = r["key"];
+    std::vector<std::vector<uint8_t>> images;
+    if (key == "euler_micro")
+      images = run_binary(kFolder, r,
+                          "--sampler euler --original-size 160x96 --crop-coords 8,16 --target-size 128x64 "
+                          "--negative-original-size 80x48 --negative-crop-coords 0,4 --negative-target-size 96x64");
+    else if (key == "dpmpp_2m_karras_zeros")
+      images = run_binary(kLdm, r, "--sampler dpmpp_2m --schedule karras --original-size 512x256");
+    else
+      continue;
+    ++runs;
+    GeneratedBatch out;
+    out.images = images;
+    ASSERT_EQ(images.size(), (size_t)r["num_images_per_prompt"].get<int>()) << key;
+    expect_images(out, key, key == "euler_micro" ? 0.999 : 0.99, 0.0, key == "euler_micro" ? 255 : 6);
+  }
+  EXPECT_EQ(runs, 2);
+  // Not a size: one line naming the option, the usage exit code.
+  const test_helpers::CliRun bad = test_helpers::run_cli("--model '" + kFolder + "' -p x --original-size 1024 --out /nonexistent");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("--original-size: '1024' is not WIDTHxHEIGHT"), std::string::npos) << bad.err;
+}
+
+// A part missing or another SDXL model: one line naming it, the model exit code (3).
+TEST(Sdxl, RefusedWithOneLine) {
+  auto refused = [](const std::string& model, const std::string& why) {
+    const test_helpers::CliRun run = test_helpers::run_cli("--model '" + model + "' -p x -W 64 -H 64 --steps 1 --out /nonexistent");
+    EXPECT_EQ(run.code, 3) << run.err;
+    EXPECT_NE(run.err.find(why), std::string::npos) << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  };
+  {  // no text_encoder_2 (neither the folder nor model_index.json has it)
+    FolderCopy f([](const std::filesystem::path& d) {
+      std::filesystem::remove_all(d / "text_encoder_2");
+      nlohmann::json j = nlohmann::json::parse(std::ifstream(d / "model_index.json"));
+      j.erase("text_encoder_2");
+      std::ofstream(d / "model_index.json") << j.dump();
+    });
+    refused(f.dir.string(), "the UNet takes SDXL's added conditioning (addition_embed_type text_time) but there is no "
+                            "second text encoder with a projection (text_encoder_2)");
+  }
+  {  // model_index.json lists text_encoder_2, the folder lacks it
+    FolderCopy f([](const std::filesystem::path& d) { std::filesystem::remove_all(d / "text_encoder_2"); });
+    refused(f.dir.string(), "model_index.json lists text_encoder_2 but the folder has none");
+  }
+  {  // the refiner: text_encoder_2 alone, an aesthetic score
+    FolderCopy f([](const std::filesystem::path& d) {
+      std::filesystem::remove_all(d / "text_encoder");
+      nlohmann::json j = nlohmann::json::parse(std::ifstream(d / "model_index.json"));
+      j["text_encoder"] = {nullptr, nullptr};
+      j["requires_aesthetics_score"] = true;
+      std::ofstream(d / "model_index.json") << j.dump();
+    });
+    refused(f.dir.string(), "is an SDXL refiner (text_encoder_2 without text_encoder); sd-gen runs SDXL base models");
+  }
+  {  // a UNet whose added conditioning does not take the pooled width and six size ids (a refiner's five)
+    FolderCopy f([](const std::filesystem::path& d) {
+      nlohmann::json j = nlohmann::json::parse(std::ifstream(d / "unet" / "config.json"));
+      j["projection_class_embeddings_input_dim"] = 32;
+      std::ofstream(d / "unet" / "config.json") << j.dump();
+    });
+    refused(f.dir.string(), "projection_class_embeddings_input_dim 32 is not the pooled text width 12 + 6 size ids × 4");
+  }
+}
+
+// An SD v1 VAE for an SDXL model: its scaling factor (0.18215) is not the model's (0.13025), so it
+// was trained on other latents; one line, exit 3, unless the VAE is SDXL's kind.
+TEST(Sdxl, MismatchedVaeRefused) {
+  const test_helpers::CliRun run = test_helpers::run_cli("--model '" + kFolder + "' --vae '" + kData +
+                                                         "/tiny_sd/diffusers/vae' -p x -W 64 -H 64 --steps 1 --out /nonexistent");
+  EXPECT_EQ(run.code, 3) << run.err;
+  EXPECT_NE(run.err.find("scaling factor 0.18215"), std::string::npos) << run.err;
+}

@@ -126,9 +126,10 @@ TEST(Settings, EverySettingIsComplete) {
                         "hires_scale", "hires_width", "hires_height", "hires_steps", "hires_denoise", "hires_upscaler",
                         "vae_tiny", "control", "control_image", "control_start", "control_end", "guess_mode",
                         "control_preprocess", "canny_low", "canny_high", "text_cleanup", "prediction_type",
-                        "guidance_rescale"})
+                        "guidance_rescale", "original_size", "crop_coords", "target_size", "negative_original_size",
+                        "negative_crop_coords", "negative_target_size"})
     EXPECT_TRUE(keys.count(k)) << k;
-  EXPECT_EQ(keys.size(), 49u);
+  EXPECT_EQ(keys.size(), 55u);
 }
 
 TEST(Settings, RangesAreTheDocumentedOnes) {

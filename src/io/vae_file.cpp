@@ -92,6 +92,12 @@ std::unique_ptr<SafetensorsFile> open_st(const std::string& path) {
   }
 }
 
+std::string num_text(float v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", v);
+  return b;
+}
+
 }  // namespace
 
 VaeFile open_vae_file(const std::string& path, const ModelConfig& base) {
@@ -107,6 +113,13 @@ VaeFile open_vae_file(const std::string& path, const ModelConfig& base) {
       throw_model("--vae " + path + ": a folder without config.json, so not a diffusers VAE folder");
     apply_vae_json(read_json_file((dir / "config.json").string()), cfg.vae, (dir / "config.json").string());
     validate_model_config(cfg, path);
+    // The scaling factor belongs to the latent space a VAE was trained on (SD v1/2 0.18215, SDXL
+    // 0.13025): another one decodes another family's latents, as noise-like colour blotches.
+    if (cfg.vae.scaling_factor != base.vae.scaling_factor)
+      throw_model("--vae " + path + ": its scaling factor " + num_text(cfg.vae.scaling_factor) + " is not the model's " +
+                  num_text(base.vae.scaling_factor) + ": it was trained on another model family's latents (" +
+                  (cfg.vae.scaling_factor == 0.18215f ? "SD v1/2" : cfg.vae.scaling_factor == 0.13025f ? "SDXL" : "not SD") +
+                  ")");
     std::string file;
     for (const char* stem : {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
                              "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin"})
