@@ -349,3 +349,21 @@ TEST(Sdxl, MismatchedVaeRefused) {
   EXPECT_EQ(run.code, 3) << run.err;
   EXPECT_NE(run.err.find("scaling factor 0.18215"), std::string::npos) << run.err;
 }
+
+// Without --width/--height an SDXL model makes 1024×1024 images (diffusers' default for SDXL base);
+// one side given keeps it; SD v1 stays at 512.
+TEST(Sdxl, DefaultSizeIs1024) {
+  const std::filesystem::path d = std::filesystem::temp_directory_path() / ("sdgen_sdxl_size_" + std::to_string(getpid()));
+  auto size_of = [&](const std::string& model, const std::string& extra) {
+    std::filesystem::remove_all(d);
+    const test_helpers::CliRun run =
+        test_helpers::run_cli("--model '" + model + "' -p x --steps 1 -s 3 " + extra + " --out '" + d.string() + "'");
+    EXPECT_EQ(run.code, 0) << run.err;
+    const RgbImage im = read_image((d / "00000-3-0.png").string(), "x");
+    return std::make_pair(im.width, im.height);
+  };
+  EXPECT_EQ(size_of(kFolder, ""), std::make_pair(1024, 1024));
+  EXPECT_EQ(size_of(kFolder, "-W 256"), std::make_pair(256, 1024));
+  EXPECT_EQ(size_of(kData + "/tiny_sd/diffusers", ""), std::make_pair(512, 512));
+  std::filesystem::remove_all(d);
+}

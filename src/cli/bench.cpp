@@ -217,14 +217,15 @@ int run_bench(int argc, char** argv, const std::function<void()>& check_interrup
   const uint64_t max_memory = max_memory_text.empty() ? 0 : parse_byte_size(max_memory_text, "--max-memory");
   job.origin = "";
   finish_job(job);
-  validate_job(job);
+  std::string model_path;
+  validate_job_for_model(job, [&] { return default_side(model_path = resolve_model_path(job.model)); });
   if (graphs_opt->count() && job.device.kind == DeviceSpec::Cpu)
     throw_usage("--cuda-graphs applies to CUDA only; --device cpu has no graphs");
   std::vector<bool> graph_settings = parse_graphs(graphs_opt->count() ? graphs : "on,off");
   if (app.count("--repeats") && (repeats < 1 || repeats > 1000))
     throw_usage("--repeats " + std::to_string(repeats) + " must be between 1 and 1000");
   Request q;
-  q.model_path = resolve_model_path(job.model);
+  q.model_path = model_path.empty() ? resolve_model_path(job.model) : model_path;
   q.device = pick_device(job.device);
   if (q.device == Device::CPU && graphs_opt->count())
     throw_usage("--cuda-graphs applies to CUDA only; this run is on the CPU (no CUDA device)");

@@ -59,6 +59,10 @@ struct Job {
   std::optional<uint64_t> seed;  // random when absent, then printed
   int width = 512;
   int height = 512;
+  // Whether --width / --height (or a prompt-file line, or a PNG's Size) gave them; where not, the
+  // model's default side replaces 512 before the job is checked (validate_job_for_model in
+  // cli/options.h: SDXL's 1024).
+  bool width_given = false, height_given = false;
   // SDXL's size conditioning (pipeline.h, SizeConditioning): --original-size, --crop-coords,
   // --target-size and their --negative-* twins as {a, b}: sizes {width, height}, crops {top, left};
   // unset: {-1, -1}.

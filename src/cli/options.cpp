@@ -100,6 +100,30 @@ void validate_job(const Job& job) {
 }
 
 
+int default_side(const std::string& model_path) {
+  if (model_path == kRandomSdxl) return 1024;
+  if (is_random_model(model_path)) return 512;
+  // A model that does not open is reported when it loads, after the checks of every job and output
+  // that come first today: here it only keeps SD's 512.
+  try {
+    return Checkpoint::open(model_path)->config().sdxl() ? 1024 : 512;
+  } catch (const Error&) {
+    return 512;
+  }
+}
+
+void validate_job_for_model(Job& job, const std::function<int()>& model_side) {
+  // Everything is checked with the size as it stands (512 where not given: a usage error comes
+  // before the model is opened); then the model's default side replaces an unset 512, checked again.
+  validate_job(job);
+  if (job.width_given && job.height_given) return;
+  const int side = model_side();
+  if (side == 512) return;
+  if (!job.width_given) job.width = side;
+  if (!job.height_given) job.height = side;
+  validate_job(job);
+}
+
 std::string resolve_model_path(const std::string& model_option) {
   std::string path = model_option;
   std::string how = "--model";

@@ -3,6 +3,7 @@
 // options). Validation lives here so that every bad value gets one line naming the option (and the
 // prompt-file line) before any model is loaded.
 #pragma once
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -42,6 +43,11 @@ int cuda_ordinal(const std::string& device);
 // the files it names, its prompts' emphasis and its file names. Throws Error(kUsage), or
 // Error(kModel) for a missing file, with "<origin>: <option> ...: why".
 void validate_job(const Job& job);
+// validate_job, then, for a job that leaves --width/--height unset (Job::width_given), those take
+// model_side(), called only then (default_side of the job's model: SDXL's 1024, else 512, as
+// diffusers' default sample sizes for SD v1.5 and SDXL base).
+void validate_job_for_model(Job& job, const std::function<int()>& model_side);
+int default_side(const std::string& model_path);
 // Parses a prompt file: plain lines (one prompt each; blank lines and lines starting with '#'
 // skipped) or JSON Lines ({"prompt": ..., optional per-job overrides}); `defaults` gives the rest.
 std::vector<Job> read_prompt_file(const std::string& path, const Job& defaults);

@@ -235,9 +235,14 @@ class GenerationRun {
 
   // Everything that can be checked without loading a model, for every job, before any work.
   void check_jobs() {
-    for (const Job& j : opt_.jobs) {
-      validate_job(j);
-      model_paths_.push_back(at_line(j, [&] { return resolve_model_path(j.model); }));
+    for (Job& j : opt_.jobs) {
+      std::string path;
+      auto resolved = [&] {
+        if (path.empty()) path = at_line(j, [&] { return resolve_model_path(j.model); });
+        return path;
+      };
+      validate_job_for_model(j, [&] { return default_side(resolved()); });
+      model_paths_.push_back(resolved());
     }
     check_distinct_names(opt_.jobs);
     check_one_gpu(opt_.jobs);

@@ -143,8 +143,21 @@ void add_image_settings(std::vector<Setting>& t) {
                ? std::string()
                : "must be a multiple of 64 between 64 and " + std::to_string(kMaxSide);
   };
+  // Given or not: where not, the model's default side replaces 512 (validate_job_for_model, cli/options.h).
+  auto mark_given = [](Setting& s, bool Job::*given) {
+    auto parse = s.parse;
+    s.parse = [parse, given](Job& j, const std::string& t) {
+      parse(j, t);
+      j.*given = true;
+    };
+    auto from_json = s.from_json;
+    s.from_json = [from_json, given](Job& j, const Json& v) {
+      from_json(j, v);
+      j.*given = true;
+    };
+  };
   t.push_back(png(integer("-W,--width", "width", +[](Job& j) -> int& { return j.width; }, 64, kMaxSide,
-                          "Image width, a multiple of 64", side),
+                          "Image width, a multiple of 64 (default: the model's, 1024 for SDXL, else 512)", side),
                   "Size", 50,
                   [](const Job& j, const Ctx&) { return std::to_string(j.width) + "x" + std::to_string(j.height); }));
   t.back().from_a1111 = [](Job& j, const std::string& v) {  // "WxH"
@@ -152,9 +165,12 @@ void add_image_settings(std::vector<Setting>& t) {
     if (x == std::string::npos) throw_usage("not WIDTHxHEIGHT");
     j.width = parse_int("width", v.substr(0, x));
     j.height = parse_int("height", v.substr(x + 1));
+    j.width_given = j.height_given = true;
   };
+  mark_given(t.back(), &Job::width_given);
   t.push_back(integer("-H,--height", "height", +[](Job& j) -> int& { return j.height; }, 64, kMaxSide,
-                      "Image height, a multiple of 64", side));
+                      "Image height, a multiple of 64 (default: the model's, 1024 for SDXL, else 512)", side));
+  mark_given(t.back(), &Job::height_given);
   add_size_conditioning(t);
 }
 
