@@ -40,14 +40,15 @@ BUILD_TIMEOUT=${MUT_BUILD_TIMEOUT:-1800}
 # and on a GPU machine they would test nvcc objects this script does not rebuild).
 SDGEN_FILTER=${MUT_SDGEN_FILTER:-'-Pipeline.CliInterruptExits130:*_cuda'}
 # simt_tests: the op table on the emulated CUDA backend, the emulated fp32 pipeline, the SD 2 one
-# (one pipeline replaying its step across prediction types and guidance rescale; 14 s), the backend's
+# (one pipeline replaying its step across prediction types and guidance rescale; 14 s), the SDXL one
+# (added conditioning refilled on a replay; 14 s), the backend's
 # start-up checks (CudaDevice) and the census of the loop without graphs (it drives the real
 # pipeline host code: captures, warm-up, allocations; 8 s). Left out: the emulator's own tests
 # (Simt*, the cuBLAS/cuDNN twins: they run no mutated code), the other census runs, the fp16
 # pipeline run, and the three op-table rows with the biggest attention shapes, which alone took 85
 # of the 137 s that simt_tests took whole (emulated flash attention, loaded machine); every kernel
 # is still run by smaller rows and by the fp32 pipeline.
-SIMT_FILTER=${MUT_SIMT_FILTER:-'CudaEmu/*:CudaEmulatedPipeline.Fp32*:CudaEmulatedPipeline.StepGraph*:CudaEmulatedPipeline.Sd2*:CudaDevice.*:Census.Fp16LoopWithoutGraphs-*/attn_self_1x4096_h8_d40:*/attn_self_2x1024_h8_d80:*/attn_vae_1x1024_h1_d512'}
+SIMT_FILTER=${MUT_SIMT_FILTER:-'CudaEmu/*:CudaEmulatedPipeline.Fp32*:CudaEmulatedPipeline.StepGraph*:CudaEmulatedPipeline.Sd2*:CudaEmulatedPipeline.Sdxl*:CudaDevice.*:Census.Fp16LoopWithoutGraphs-*/attn_self_1x4096_h8_d40:*/attn_self_2x1024_h8_d80:*/attn_vae_1x1024_h1_d512'}
 
 # Like scripts/test.sh, so that CMake finds nvcc (and the emulator's headers) the same way.
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
