@@ -367,3 +367,23 @@ TEST(Sdxl, DefaultSizeIs1024) {
   EXPECT_EQ(size_of(kData + "/tiny_sd/diffusers", ""), std::make_pair(512, 512));
   std::filesystem::remove_all(d);
 }
+
+// What SDXL does not run yet is refused with one line naming it (usage, exit 2), before any weight
+// loads: LoRAs, embeddings, ControlNets, the tiny autoencoder.
+TEST(Sdxl, UnsupportedOptionsRefused) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--lora '" + kData + "/lora/tiny_lora_kohya.safetensors'", "LoRAs (--lora) with SDXL are not supported yet"},
+      {"--embedding '" + kData + "/embeddings/tiny-obj.safetensors'",
+       "textual-inversion embeddings (--embedding) with SDXL are not supported yet"},
+      {"--control '" + kData + "/tiny_controlnet/a' --control-image '" + kData + "/images/canny_80x60.png'",
+       "ControlNets (--control) with SDXL are not supported yet"},
+      {"--vae-tiny '" + kData + "/tiny_taesd'", "a tiny autoencoder (--vae-tiny) with SDXL is not supported yet"},
+  };
+  for (const auto& [extra, why] : cases) {
+    SCOPED_TRACE(extra);
+    const test_helpers::CliRun run =
+        test_helpers::run_cli("--model '" + kFolder + "' -p x -W 64 -H 64 --steps 1 " + extra + " --out /nonexistent");
+    EXPECT_EQ(run.code, 2) << run.err;
+    EXPECT_NE(run.err.find(why), std::string::npos) << run.err;
+  }
+}

@@ -77,7 +77,7 @@ std::vector<float> Pipeline::vae_sampled(const std::vector<std::vector<float>>& 
   const size_t per = (size_t)lc * lh * lw;
   if (!vae_encoder_) {
     const Checkpoint& weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
-    vae_encoder_ = std::make_unique<VaeEncoder>(weights, vc, precision_, device_);
+    vae_encoder_ = std::make_unique<VaeEncoder>(weights, vc, vae_dtype_, device_);
     if (log_) log_("loaded the VAE encoder for the hires pass");
   }
   std::vector<Tensor> moments;

@@ -90,7 +90,7 @@ std::vector<float> Pipeline::encode_sampled(const std::vector<float>& pixels, in
   }
   if (!vae_encoder_) {
     const Checkpoint& weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
-    vae_encoder_ = std::make_unique<VaeEncoder>(weights, vc, precision_, device_);
+    vae_encoder_ = std::make_unique<VaeEncoder>(weights, vc, vae_dtype_, device_);
     if (log_) log_("loaded the VAE encoder for the init image");
   }
   const Tensor moments = vae_encoder_->moments(Tensor::from_floats({1, height, width, 3}, pixels));

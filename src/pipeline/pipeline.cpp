@@ -121,12 +121,12 @@ std::vector<float> SizeConditioning::time_ids(int width, int height, bool negati
 Pipeline::~Pipeline() = default;
 
 void Pipeline::refuse_sdxl_options(const ModelOptions& options) const {
-  const std::string what = !options.loras.empty()        ? "LoRAs (--lora)"
-                           : !options.embeddings.empty()  ? "textual-inversion embeddings (--embedding)"
-                           : !options.controlnets.empty() ? "ControlNets (--controlnet)"
-                           : !options.vae_tiny.empty()    ? "a tiny autoencoder (--vae-tiny)"
+  const std::string what = !options.loras.empty()        ? "LoRAs (--lora) with SDXL are"
+                           : !options.embeddings.empty()  ? "textual-inversion embeddings (--embedding) with SDXL are"
+                           : !options.controlnets.empty() ? "ControlNets (--control) with SDXL are"
+                           : !options.vae_tiny.empty()    ? "a tiny autoencoder (--vae-tiny) with SDXL is"
                                                           : "";
-  if (!what.empty()) throw_usage(checkpoint_->name() + " is an SDXL model: " + what + " with SDXL is not supported yet");
+  if (!what.empty()) throw_usage(checkpoint_->name() + " is an SDXL model: " + what + " not supported yet");
 }
 
 void Pipeline::load_taesd(const std::string& path) {
@@ -284,6 +284,8 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
     return true;
   };
   out.not_finite.assign(B, std::string());
+  // A 16-bit decode gets one retry in fp32; a VAE that runs in fp32 anyway (force_upcast) none.
+  const bool half_decode = is_half_dtype(taesd_ ? precision_ : vae_dtype_);
   const size_t latent_per_image = out.latents.size() / (size_t)B;
   for (int b = 0; b < B && p.check_finite; ++b)
     if (!finite(out.latents.data() + b * latent_per_image, latent_per_image)) out.not_finite[b] = "the final latents";
@@ -297,7 +299,7 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
     const size_t per = host.size() / (size_t)(e - b);
     for (int i = b; i < e; ++i) {
       if (!out.not_finite[i].empty() || finite(host.data() + (size_t)(i - b) * per, per)) continue;
-      if (is_half_dtype(precision_)) {
+      if (half_decode) {
         if (log_) log_("image " + std::to_string(i) + ": the " + dtype_name(precision_) + " VAE decode is not finite (NaN/Inf); decoding it again in fp32");
         const Tensor again = decode_latents(latents.slice0(i, i + 1), DType::F32);
         const std::vector<float> again_host = again.to_floats();
@@ -307,7 +309,7 @@ void Pipeline::decode_images(const GenerateParams& p, const Tensor& latents, int
           continue;
         }
       }
-      out.not_finite[i] = is_half_dtype(precision_)
+      out.not_finite[i] = half_decode
                               ? std::string("the decoded image (") + dtype_name(precision_) + ", and again in fp32)"
                               : "the decoded image";
     }
@@ -369,6 +371,8 @@ SchedulerConfig Pipeline::scheduler_config(const GenerateParams& p) const {
 
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
   if (p.hires.enabled()) return generate_hires(p, on_step);
+  if (clip2_ && !p.controls.empty())
+    throw_usage(checkpoint_->name() + " is an SDXL model: ControlNets (--control) with SDXL are not supported yet");
   if (p.mask && p.inpaint_masked && !p.controls.empty())
     throw_usage("ControlNet with --inpaint-area masked is not supported: the control image would need the same crop");
   if (p.mask && (p.mask_blur > 0 || p.inpaint_masked)) return generate_inpaint_area(*this, p, on_step);
