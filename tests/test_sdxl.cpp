@@ -157,6 +157,7 @@ TEST(Sdxl, ConditioningMatchesDiffusers) {
     const std::string name = c["name"];
     SCOPED_TRACE(name);
     if (name == "neg_zeros") continue;  // zeros: the pipeline runs check it (dpmpp_2m_karras_zeros)
+    if (name == "emb") continue;        // with an embedding loaded: EmbeddingMatchesDiffusers
     const std::string text = c["side"] == "negative" ? c["negative_prompt"] : c["prompt"];
     EXPECT_EQ(pipe.tokenizer().encode_padded(text), golden_ids("cond." + name + ".ids_1"));
     EXPECT_EQ(pipe.tokenizer2()->encode_padded(text), golden_ids("cond." + name + ".ids_2"));
@@ -369,12 +370,10 @@ TEST(Sdxl, DefaultSizeIs1024) {
 }
 
 // What SDXL does not run yet is refused with one line naming it (usage, exit 2), before any weight
-// loads: LoRAs, embeddings, ControlNets, the tiny autoencoder.
+// loads: LoRAs, ControlNets, the tiny autoencoder.
 TEST(Sdxl, UnsupportedOptionsRefused) {
   const std::pair<std::string, std::string> cases[] = {
       {"--lora '" + kData + "/lora/tiny_lora_kohya.safetensors'", "LoRAs (--lora) with SDXL are not supported yet"},
-      {"--embedding '" + kData + "/embeddings/tiny-obj.safetensors'",
-       "textual-inversion embeddings (--embedding) with SDXL are not supported yet"},
       {"--control '" + kData + "/tiny_controlnet/a' --control-image '" + kData + "/images/canny_80x60.png'",
        "ControlNets (--control) with SDXL are not supported yet"},
       {"--vae-tiny '" + kData + "/tiny_taesd'", "a tiny autoencoder (--vae-tiny) with SDXL is not supported yet"},
@@ -386,4 +385,47 @@ TEST(Sdxl, UnsupportedOptionsRefused) {
     EXPECT_EQ(run.code, 2) << run.err;
     EXPECT_NE(run.err.find(why), std::string::npos) << run.err;
   }
+}
+
+// An SDXL embedding (clip_l and clip_g vectors, two each) as diffusers loads it, one
+// load_textual_inversion per encoder: both tokenizers' ids (the token expanded to two new ids), the
+// joined context and the pooled embedding, which transformers takes at the largest id (the
+// embedding's last vector here, not the end token: text_encoder_2's legacy eos_token_id 2). An SD v1
+// embedding for SDXL is refused with one line.
+TEST(Sdxl, EmbeddingMatchesDiffusers) {
+  const Golden& g = golden();
+  const nlohmann::json cond = nlohmann::json::parse(g.f->metadata().at("cond"));
+  const nlohmann::json* c = nullptr;
+  for (const auto& x : cond)
+    if (x["name"] == "emb") c = &x;
+  ASSERT_NE(c, nullptr);
+  ModelOptions options;
+  options.embeddings.push_back({std::string(SDGEN_SOURCE_DIR) + "/" + (*c)["embedding"].get<std::string>(),
+                                (*c)["token"].get<std::string>()});
+  Pipeline pipe(kFolder, DType::F32, Device::CPU, nullptr, options);
+  const std::string text = (*c)["prompt"];
+  EXPECT_EQ(pipe.tokenizer().encode_padded(text), golden_ids("cond.emb.ids_1"));
+  EXPECT_EQ(pipe.tokenizer2()->encode_padded(text), golden_ids("cond.emb.ids_2"));
+  const Conditioning a = encode_prompts(pipe.tokenizer(), pipe.text_encoder(), {text});
+  const Conditioning b = encode_prompts(*pipe.tokenizer2(), *pipe.text_encoder2(), {text});
+  const std::vector<float> want = g.floats("cond.emb.prompt_embeds"), pooled = g.floats("cond.emb.pooled_prompt_embeds");
+  float worst = 0, worst_pooled = 0;
+  for (int t = 0; t < 77; ++t)
+    for (int d = 0; d < 24; ++d) {
+      const float got = d < 8 ? a.hidden[(size_t)(t * 8 + d)] : b.hidden[(size_t)(t * 16 + d - 8)];
+      worst = std::max(worst, std::fabs(got - want[(size_t)(t * 24 + d)]));
+    }
+  ASSERT_EQ(b.pooled.size(), pooled.size());
+  for (size_t i = 0; i < pooled.size(); ++i) worst_pooled = std::max(worst_pooled, std::fabs(b.pooled[i] - pooled[i]));
+  EXPECT_LE(worst, 2e-5f);
+  EXPECT_LE(worst_pooled, 2e-5f);
+  std::printf("[ sdxl ] embedding: max|d| %.3g, pooled %.3g\n", worst, worst_pooled);
+
+  const test_helpers::CliRun run = test_helpers::run_cli("--model '" + kFolder + "' --embedding '" + kData +
+                                                         "/embeddings/tiny-obj.safetensors' -p x -W 64 -H 64 --steps 1 --out /nonexistent");
+  EXPECT_EQ(run.code, 3) << run.err;
+  EXPECT_NE(run.err.find("no \"clip_l\" tensor; an SDXL embedding holds \"clip_l\" and \"clip_g\" vectors, one set per "
+                         "text encoder (this one has neither: an SD v1/2 embedding?)"),
+            std::string::npos)
+      << run.err;
 }

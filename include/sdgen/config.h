@@ -21,6 +21,10 @@ struct ClipConfig {  // CLIP ViT-L/14 text tower (transformers CLIPTextModel)
   // CLIPTextModelWithProjection (SDXL's second encoder): the pooled output, the final LayerNorm's
   // row at the end token, projected to this width (text_projection, no bias); 0: none.
   int projection_dim = 0;
+  // Where the pooled output is taken, as transformers does: eos_token_id 2 (the legacy value in SD's
+  // configs; OpenCLIP's and sgm's own rule) takes the sequence's largest id (the end token, or a
+  // textual-inversion token after it in the vocabulary), any other the first eos_token_id.
+  int eos_token_id = 2;
   static ClipConfig none() {
     ClipConfig c;
     c.layers = 0;

@@ -246,6 +246,7 @@ void apply_clip_json(const json& j, ClipConfig& c, const std::string& where, boo
   // Read for CLIPTextModelWithProjection only (the caller says which): CLIPTextModel configs carry an
   // unused projection_dim too.
   if (with_projection) get_int(j, "projection_dim", c.projection_dim, where);
+  get_int(j, "eos_token_id", c.eos_token_id, where);
 }
 
 void apply_scheduler_json(const json& j, SchedulerConfig& c, const std::string& where) {

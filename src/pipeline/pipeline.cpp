@@ -83,8 +83,17 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   vae_config_ = cfg.vae;
   if (!options.vae_tiny.empty()) load_taesd(options.vae_tiny);
   // Embeddings are read (and checked) before any model weight is loaded.
-  std::vector<Embedding> embeddings;
-  for (const EmbeddingSpec& spec : options.embeddings) embeddings.push_back(load_embedding(spec, cfg.clip.hidden));
+  // SDXL's hold one set of vectors per text encoder (clip_l, clip_g), as many in each.
+  std::vector<Embedding> embeddings, embeddings2;
+  for (const EmbeddingSpec& spec : options.embeddings) {
+    embeddings.push_back(load_embedding(spec, cfg.clip.hidden, cfg.sdxl() ? "clip_l" : nullptr));
+    if (!cfg.sdxl()) continue;
+    embeddings2.push_back(load_embedding(spec, cfg.clip2.hidden, "clip_g"));
+    if (embeddings2.back().vectors.dim(0) != embeddings.back().vectors.dim(0))
+      throw_model("--embedding " + spec.file + ": " + std::to_string(embeddings.back().vectors.dim(0)) +
+                  " clip_l vectors but " + std::to_string(embeddings2.back().vectors.dim(0)) +
+                  " clip_g vectors; an SDXL embedding has as many for each text encoder");
+  }
   // LoRAs: their deltas are added to the weights as the models load them.
   std::unique_ptr<Checkpoint> merged;
   if (!options.loras.empty()) merged = apply_loras(*checkpoint_, options.loras, log_);
@@ -92,6 +101,7 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   clip_ = std::make_unique<ClipTextEncoder>(weights, cfg.clip, precision, device);
   if (cfg.sdxl()) clip2_ = std::make_unique<ClipTextEncoder>(weights, cfg.clip2, precision, device, "text_encoder_2");
   add_embeddings(embeddings, *tokenizer_, *clip_);
+  if (clip2_) add_embeddings(embeddings2, *tokenizer2_, *clip2_);
   unet_ = std::make_unique<UNet>(weights, cfg.unet, precision, device);
   for (const std::string& path : options.controlnets) controlnet(path);
   if (!options.vae.empty()) {
@@ -122,7 +132,6 @@ Pipeline::~Pipeline() = default;
 
 void Pipeline::refuse_sdxl_options(const ModelOptions& options) const {
   const std::string what = !options.loras.empty()        ? "LoRAs (--lora) with SDXL are"
-                           : !options.embeddings.empty()  ? "textual-inversion embeddings (--embedding) with SDXL are"
                            : !options.controlnets.empty() ? "ControlNets (--control) with SDXL are"
                            : !options.vae_tiny.empty()    ? "a tiny autoencoder (--vae-tiny) with SDXL is"
                                                           : "";

@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "sdgen/error.h"
-#include "text/tokenizer.h"
 
 namespace sdgen {
 
@@ -107,8 +106,8 @@ Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n, int clip_ski
   if (!pooled) return context;
   SDGEN_CHECK(c.projection_dim > 0, "CLIP: a pooled output needs a text projection");
   for (; i < n_layers; ++i) h = layer(layers[(size_t)i], h);
-  // transformers' pooled output: the final LayerNorm's row at each sequence's end token (the first
-  // <|endoftext|>; with "!" padding the only one).
+  // transformers' pooled output: the final LayerNorm's row at each sequence's end token, found by
+  // ClipConfig::eos_token_id's rule (the first largest id, or the first end token).
   const Tensor normed = final_layer_norm(h);
   if (device_ == Device::Meta) {  // a dry pass (pipeline/dry_run.h): the projection's cost, no values
     *pooled = text_projection(Tensor::empty({n, (int64_t)c.hidden}, dtype_, Device::Meta));
@@ -117,12 +116,19 @@ Tensor ClipTextEncoder::forward(const std::vector<int>& ids, int n, int clip_ski
   const std::vector<float> all = normed.to(Device::CPU).to_floats();
   std::vector<float> rows((size_t)n * c.hidden);
   for (int s = 0; s < n; ++s) {
-    int at = len - 1;
-    for (int t = 0; t < len; ++t)
-      if (ids[(size_t)s * len + t] == ClipTokenizer::kEos) {
-        at = t;
-        break;
-      }
+    const int* seq = ids.data() + (size_t)s * len;
+    int at = 0;
+    if (c.eos_token_id == 2) {
+      for (int t = 1; t < len; ++t)
+        if (seq[t] > seq[at]) at = t;
+    } else {
+      at = len - 1;
+      for (int t = 0; t < len; ++t)
+        if (seq[t] == c.eos_token_id) {
+          at = t;
+          break;
+        }
+    }
     std::copy_n(all.begin() + ((int64_t)s * len + at) * c.hidden, c.hidden, rows.begin() + (int64_t)s * c.hidden);
   }
   Tensor picked = Tensor::from_floats({n, (int64_t)c.hidden}, rows);

@@ -14,7 +14,7 @@ namespace sdgen {
 
 namespace fs = std::filesystem;
 
-Embedding load_embedding(const EmbeddingSpec& spec, int64_t hidden) {
+Embedding load_embedding(const EmbeddingSpec& spec, int64_t hidden, const char* key) {
   Embedding e;
   e.file = spec.file;
   e.token = spec.token;
@@ -35,7 +35,10 @@ Embedding load_embedding(const EmbeddingSpec& spec, int64_t hidden) {
       throw_model(what + ": a PyTorch pickle (.pt/.bin); only .safetensors embeddings are supported");
     throw_model(what + ": " + err.what());
   }
-  const StTensorInfo* t = f->find("emb_params");
+  const StTensorInfo* t = f->find(key ? key : "emb_params");
+  if (key && !t)
+    throw_model(what + ": no \"" + key + "\" tensor; an SDXL embedding holds \"clip_l\" and \"clip_g\" vectors, one set "
+                "per text encoder" + (!f->find("clip_l") && !f->find("clip_g") ? " (this one has neither: an SD v1/2 embedding?)" : ""));
   if (!t) {
     std::vector<const StTensorInfo*> floats;
     for (const StTensorInfo& x : f->tensors())
@@ -53,7 +56,8 @@ Embedding load_embedding(const EmbeddingSpec& spec, int64_t hidden) {
     throw_model(what + ": tensor '" + printable_tensor_name(t->name) + "' has shape " + shape_str(t->shape) +
                 ", expected [" + std::to_string(hidden) + "] or [n, " + std::to_string(hidden) + "]");
   if (s[1] != hidden)
-    throw_model(what + ": vectors of width " + std::to_string(s[1]) + ", but this model's text encoder takes " +
+    throw_model(what + ": " + (key ? "\"" + std::string(key) + "\" has " : std::string()) + "vectors of width " +
+                std::to_string(s[1]) + ", but this model's text encoder takes " +
                 std::to_string(hidden) + (s[1] == 1024 ? " (1024: an SD 2.x embedding?)" : "") +
                 (s[1] == 1280 ? " (1280: an SDXL embedding?)" : ""));
   std::vector<float> values = f->to_floats(*t);

@@ -264,6 +264,39 @@ def cond_goldens(pipe, tensors):
     return out
 
 
+EMBEDDING = os.path.join(ROOT, "tests", "data", "embeddings", "tiny-sdxl.safetensors")
+EMB_TOKEN, EMB_PROMPT = "<tiny-sdxl>", "a <tiny-sdxl> castle on a hill"
+
+
+def embedding_goldens(tensors):
+    """An SDXL textual-inversion file (two vectors per encoder: clip_l for CLIP ViT-L, clip_g for bigG,
+    as SDXL embeddings are saved) loaded as diffusers' documentation does, one load_textual_inversion
+    per encoder and tokenizer, into a pipeline of its own; encode_prompt of a prompt using it. The
+    pooled output is taken at the sequence's largest id (text_encoder_2's eos_token_id is the legacy
+    2), which with the new token ids is the embedding's last vector, not the end token."""
+    gen = torch.Generator().manual_seed(4242)
+    sd = {"clip_l": torch.randn((2, CLIP_CONFIG["hidden_size"]), generator=gen) * 0.5,
+          "clip_g": torch.randn((2, CLIP2_CONFIG["hidden_size"]), generator=gen) * 0.5}
+    save_file({k: v.half().float() for k, v in sd.items()}, EMBEDDING)
+    sd = load_file(EMBEDDING)
+    pipe = load(torch.float32)
+    pipe.load_textual_inversion(sd["clip_l"], token=EMB_TOKEN, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(sd["clip_g"], token=EMB_TOKEN, text_encoder=pipe.text_encoder_2,
+                                tokenizer=pipe.tokenizer_2)
+    with torch.no_grad():
+        pe, _, pooled, _ = pipe.encode_prompt(EMB_PROMPT, EMB_PROMPT, "cpu", 1, False)
+    tensors["cond.emb.prompt_embeds"] = pe.float()
+    tensors["cond.emb.pooled_prompt_embeds"] = pooled.float()
+    for i, tok in ((1, pipe.tokenizer), (2, pipe.tokenizer_2)):
+        # encode_prompt's own expansion of a multi-vector token ("<t>" -> "<t> <t>_1")
+        ids = tok(pipe.maybe_convert_prompt(EMB_PROMPT, tok), padding="max_length", max_length=77,
+                  truncation=True).input_ids
+        assert 49408 in ids and 49409 in ids, ids[:8]
+        tensors[f"cond.emb.ids_{i}"] = torch.tensor(ids, dtype=torch.int32)
+    return {"name": "emb", "side": "prompt", "prompt": EMB_PROMPT, "prompt_2": EMB_PROMPT, "negative_prompt": None,
+            "clip_skip": None, "embedding": os.path.relpath(EMBEDDING, ROOT), "token": EMB_TOKEN}
+
+
 def scheduler(base, run):
     cls, extra, _ = msg.SAMPLERS[run["sampler"]]
     cfg = dict(base, **extra)
@@ -333,6 +366,7 @@ if __name__ == "__main__":
     cond = cond_goldens(pipe, tensors)
     runs = run_goldens(pipe, tensors)
     fp16_spread(tensors, runs)
+    cond.append(embedding_goldens(tensors))
     save_sorted({k: v.contiguous() for k, v in tensors.items()}, GOLDEN,
                 metadata={"made_by": "tests/reference/make_sdxl_goldens.py", "diffusers": diffusers.__version__,
                           "transformers": transformers.__version__, "torch": torch.__version__,
@@ -340,7 +374,8 @@ if __name__ == "__main__":
                           "how": "cond.<name>: pipe.encode_prompt(prompt, prompt_2=prompt, do_classifier_free_guidance"
                                  "=True, negative_prompt, clip_skip): side prompt -> prompt_embeds [1,77,24] and "
                                  "pooled_prompt_embeds [1,12], side negative -> the negative ones; ids_1/ids_2 the "
-                                 "two tokenizers' padded ids. <key>: StableDiffusionXLPipeline.from_pretrained("
+                                 "two tokenizers' padded ids; cond.emb: with the embedding file loaded per "
+                                 "encoder (load_textual_inversion). <key>: StableDiffusionXLPipeline.from_pretrained("
                                  "tests/data/tiny_sdxl/diffusers, tokenizers from tests/data/tiny_sd_tf5, "
                                  "add_watermarker=False), scheduler Class.from_config(its config + the sampler's "
                                  "settings), the run's arguments, generator Generator('cpu').manual_seed(seed); "
