@@ -370,10 +370,9 @@ TEST(Sdxl, DefaultSizeIs1024) {
 }
 
 // What SDXL does not run yet is refused with one line naming it (usage, exit 2), before any weight
-// loads: LoRAs, ControlNets, the tiny autoencoder.
+// loads: ControlNets, the tiny autoencoder.
 TEST(Sdxl, UnsupportedOptionsRefused) {
   const std::pair<std::string, std::string> cases[] = {
-      {"--lora '" + kData + "/lora/tiny_lora_kohya.safetensors'", "LoRAs (--lora) with SDXL are not supported yet"},
       {"--control '" + kData + "/tiny_controlnet/a' --control-image '" + kData + "/images/canny_80x60.png'",
        "ControlNets (--control) with SDXL are not supported yet"},
       {"--vae-tiny '" + kData + "/tiny_taesd'", "a tiny autoencoder (--vae-tiny) with SDXL is not supported yet"},
@@ -428,4 +427,34 @@ TEST(Sdxl, EmbeddingMatchesDiffusers) {
                          "text encoder (this one has neither: an SD v1/2 embedding?)"),
             std::string::npos)
       << run.err;
+}
+
+// A LoRA on the UNet (attention, feed-forward, resnet convolutions, time and added embeddings) and
+// both text encoders, in diffusers' PEFT names and in kohya's SDXL names (the UNet under its sgm
+// module paths, lora_te1_/lora_te2_), merged at load: diffusers' fused run (load_lora_weights,
+// fuse_lora) within 2e-5 after every unit. An SD v1 LoRA on SDXL is refused with one line.
+TEST(Sdxl, LoraMatchesDiffusers) {
+  const Golden& g = golden();
+  const nlohmann::json lora = nlohmann::json::parse(g.f->metadata().at("lora"));
+  const nlohmann::json* run = nullptr;
+  for (const auto& r : g.runs)
+    if (r["key"] == lora["like"]) run = &r;
+  ASSERT_NE(run, nullptr);
+  nlohmann::json r = *run;
+  r["key"] = "lora";
+  for (const char* form : {"peft", "kohya"}) {
+    SCOPED_TRACE(form);
+    ModelOptions options;
+    options.loras.push_back({std::string(SDGEN_SOURCE_DIR) + "/" + lora[form].get<std::string>(), 1.0f});
+    Pipeline pipe(kFolder, DType::F32, Device::CPU, nullptr, options);
+    GenerateParams p = run_params(r);
+    p.record_unit_latents = true;
+    const GeneratedBatch out = pipe.generate(p);
+    image_goldens::expect_unit_latents(g, r, out, 2e-5f, form);
+    expect_images(out, "lora", 0.999, 0.0, 255);
+  }
+  const test_helpers::CliRun bad = test_helpers::run_cli("--model '" + kFolder + "' --lora '" + kData +
+                                                         "/lora/tiny_lora_kohya.safetensors' -p x -W 64 -H 64 --steps 1 --out /nonexistent");
+  EXPECT_EQ(bad.code, 3) << bad.err;
+  EXPECT_NE(bad.err.find("do not fit this model's weight"), std::string::npos) << bad.err;
 }

@@ -114,7 +114,7 @@ std::map<std::string, std::pair<double, double>> read_peft_config(
     throw_model(what + ": lora_adapter_metadata is not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw_model(what + ": lora_adapter_metadata is not a JSON object");
-  for (const std::string c : {"unet", "text_encoder"}) {
+  for (const std::string c : {"unet", "text_encoder", "text_encoder_2"}) {
     const std::string ka = c + ".lora_alpha", kr = c + ".r";
     if (j.contains(ka) && j.contains(kr) && j[ka].is_number() && j[kr].is_number()) {
       const double alpha = j[ka].get<double>(), r = j[kr].get<double>();
@@ -155,15 +155,27 @@ bool delta_fits_float(const std::vector<float>& up, const std::vector<float>& do
 std::unique_ptr<Checkpoint> apply_loras(const Checkpoint& base, const std::vector<LoraSpec>& loras,
                                         const std::function<void(const std::string&)>& warn) {
   // kohya module name -> canonical weight name, for every UNet and text-encoder weight of the model.
+  // SDXL's (sd-scripts' SDXL networks): the UNet also under its original (sgm) module paths, the
+  // encoders as lora_te1_ / lora_te2_.
+  const bool sdxl = base.config().sdxl();
+  const CheckpointNames ldm(base.config());
   std::map<std::string, std::string> kohya;
   for (const std::string& n : base.names()) {
     if (!ends_with(n, ".weight")) continue;
     const std::string module = n.substr(0, n.size() - 7);
-    if (starts_with(module, "unet.")) kohya["lora_unet_" + underscored(module.substr(5))] = n;
-    if (starts_with(module, "text_encoder.text_model.")) {
-      kohya["lora_te_" + underscored(module.substr(13))] = n;
-      kohya["lora_te_" + underscored(module.substr(24))] = n;  // made from a transformers 5 module
+    if (starts_with(module, "unet.")) {
+      kohya["lora_unet_" + underscored(module.substr(5))] = n;
+      const std::string prefix = "model.diffusion_model.";
+      if (const auto l = ldm.to_ldm(n); sdxl && l && starts_with(*l, prefix) && ends_with(*l, ".weight"))
+        kohya["lora_unet_" + underscored(l->substr(prefix.size(), l->size() - prefix.size() - 7))] = n;
     }
+    for (const auto& [component, tag] : {std::pair<std::string, std::string>{"text_encoder.", sdxl ? "lora_te1_" : "lora_te_"},
+                                         {"text_encoder_2.", "lora_te2_"}})
+      if (starts_with(module, component + "text_model.")) {
+        kohya[tag + underscored(module.substr(component.size()))] = n;
+        kohya[tag + underscored(module.substr(component.size() + 11))] = n;  // made from a transformers 5 module
+      }
+    if (module == "text_encoder_2.text_projection") kohya["lora_te2_text_projection"] = n;
   }
   std::map<std::string, std::vector<Delta>> deltas;
   for (const LoraSpec& spec : loras) {
@@ -188,20 +200,22 @@ std::unique_ptr<Checkpoint> apply_loras(const Checkpoint& base, const std::vecto
         }
       Pair* p = nullptr;
       if (!module.empty()) {
-        if (starts_with(module, "lora_unet_") || starts_with(module, "lora_te_")) {
+        if (starts_with(module, "lora_unet_") || starts_with(module, "lora_te_") || starts_with(module, "lora_te1_") ||
+            starts_with(module, "lora_te2_")) {
           auto it = kohya.find(module);
           if (it != kohya.end()) {
             p = &pairs[module];
             p->canonical = it->second;
             p->component = "kohya";
           }
-        } else if (starts_with(module, "unet.") || starts_with(module, "text_encoder.")) {
+        } else if (starts_with(module, "unet.") || starts_with(module, "text_encoder.") ||
+                   starts_with(module, "text_encoder_2.")) {
           std::string m = module;
           if (starts_with(m, "text_encoder.")) m = CheckpointNames::clip_add_text_model(m, "text_encoder");
           if (base.has(m + ".weight")) {
             p = &pairs[module];
             p->canonical = m + ".weight";
-            p->component = starts_with(module, "unet.") ? "unet" : "text_encoder";
+            p->component = m.substr(0, m.find('.'));
           }
         }
       }

@@ -297,6 +297,92 @@ def embedding_goldens(tensors):
             "clip_skip": None, "embedding": os.path.relpath(EMBEDDING, ROOT), "token": EMB_TOKEN}
 
 
+LORA_DIR = os.path.join(ROOT, "tests", "data", "lora")
+LORA_RANK, LORA_ALPHA = 2, 1.0  # alpha/rank = 0.5, so a loader that ignores alpha is caught
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1",
+                "conv2", "time_emb_proj", "add_embedding.linear_1"]
+TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+
+
+def kohya_name(peft_key, unet_cfg):
+    """diffusers/PEFT key -> kohya's sd-scripts name for SDXL: the UNet under SDXL's original (sgm)
+    module paths, the encoders as lora_te1_ / lora_te2_ with "text_model." kept; '_' for '.',
+    lora_down/lora_up for A/B."""
+    comp, rest = peft_key.split(".", 1)
+    module, kind = rest.rsplit(".lora_", 1)
+    down_up = {"A.weight": "lora_down.weight", "B.weight": "lora_up.weight"}[kind]
+    if comp == "unet":
+        ldm = ldm_names.unet_key(module + ".weight", unet_cfg)[: -len(".weight")]
+        return "lora_unet_" + ldm.replace(".", "_"), down_up
+    if not module.startswith("text_model."):
+        module = "text_model." + module  # transformers 5 dropped the level; kohya names keep it
+    return ("lora_te1_" if comp == "text_encoder" else "lora_te2_") + module.replace(".", "_"), down_up
+
+
+def lora_goldens(tensors):
+    """A LoRA on the UNet (attention, feed-forward, resnet convs, time and added embeddings) and both
+    text encoders, saved by diffusers (PEFT names) and rewritten in kohya's SDXL names; each loaded
+    with load_lora_weights and fused (W += (alpha/r)·B·A, what sd-gen merges at load): the same
+    images within ±1. The PEFT file's run (euler_a_default's call) is the golden."""
+    import math
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+    src = load(torch.float32)
+    src.unet.add_adapter(LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=UNET_TARGETS,
+                                    init_lora_weights=False))
+    for te in (src.text_encoder, src.text_encoder_2):
+        inject_adapter_in_model(LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=TE_TARGETS,
+                                           init_lora_weights=False), te, adapter_name="default")
+    gen = torch.Generator("cpu").manual_seed(1357)
+    with torch.no_grad():
+        for model in (src.unet, src.text_encoder, src.text_encoder_2):
+            for name, p in model.named_parameters():
+                if "lora_" in name:  # both factors N(0, 1/fan_in): a delta of the weights' own size
+                    p.copy_((torch.randn(p.shape, generator=gen) / math.sqrt(p.numel() // p.shape[0])).half().float())
+    layers = [get_peft_model_state_dict(m) for m in (src.unet, src.text_encoder, src.text_encoder_2)]
+    meta = [m.peft_config["default"].to_dict() for m in (src.unet, src.text_encoder, src.text_encoder_2)]
+    StableDiffusionXLPipeline.save_lora_weights(LORA_DIR, unet_lora_layers=layers[0], text_encoder_lora_layers=layers[1],
+                                                text_encoder_2_lora_layers=layers[2],
+                                                weight_name="tiny_sdxl_lora_peft.safetensors",
+                                                unet_lora_adapter_metadata=meta[0],
+                                                text_encoder_lora_adapter_metadata=meta[1],
+                                                text_encoder_2_lora_adapter_metadata=meta[2])
+    peft_file = os.path.join(LORA_DIR, "tiny_sdxl_lora_peft.safetensors")
+    unet_cfg = dict(src.unet.config)
+    kohya = {}
+    for k, v in load_file(peft_file).items():
+        name, down_up = kohya_name(k, unet_cfg)
+        kohya[f"{name}.{down_up}"] = v
+        kohya[f"{name}.alpha"] = torch.tensor(LORA_ALPHA, dtype=torch.float32)
+    kohya_file = os.path.join(LORA_DIR, "tiny_sdxl_lora_kohya.safetensors")
+    save_file(kohya, kohya_file, metadata={"ss_network_dim": str(LORA_RANK), "ss_base_model_version": "sdxl_base_v1-0"})
+    del src
+    run = next(r for r in RUNS if r["key"] == "euler_a_default")
+    images = {}
+    for form, f in (("peft", peft_file), ("kohya", kohya_file)):
+        pipe = load(torch.float32)
+        base = dict(pipe.scheduler.config)
+        pipe.scheduler = scheduler(base, run)
+        pipe.load_lora_weights(f, adapter_name="x")
+        pipe.fuse_lora(lora_scale=1.0)
+        pipe.unload_lora_weights()
+        lat = []
+
+        def cb(_p, i, t, kw):
+            lat.append(kw["latents"].clone())
+            return kw
+        out = call(pipe, run, callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+        images[form] = (torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8"))),
+                        torch.stack(lat).float())
+    d = (images["peft"][0].int() - images["kohya"][0].int()).abs()
+    assert d.max() <= 1, ("kohya vs peft", int(d.max()))
+    assert (images["peft"][0].int() - tensors["euler_a_default.image_uint8"].int()).abs().max() > 8, "LoRA changed nothing"
+    tensors["lora.image_uint8"], tensors["lora.latents_per_unit"] = images["peft"]
+    print("lora:", len(kohya) // 3, "modules; kohya vs peft images within", int(d.max()))
+    return {"key": "lora", "like": "euler_a_default", "peft": os.path.relpath(peft_file, ROOT),
+            "kohya": os.path.relpath(kohya_file, ROOT), "rank": LORA_RANK, "alpha": LORA_ALPHA}
+
+
 def scheduler(base, run):
     cls, extra, _ = msg.SAMPLERS[run["sampler"]]
     cfg = dict(base, **extra)
@@ -367,15 +453,16 @@ if __name__ == "__main__":
     runs = run_goldens(pipe, tensors)
     fp16_spread(tensors, runs)
     cond.append(embedding_goldens(tensors))
+    lora = lora_goldens(tensors)
     save_sorted({k: v.contiguous() for k, v in tensors.items()}, GOLDEN,
                 metadata={"made_by": "tests/reference/make_sdxl_goldens.py", "diffusers": diffusers.__version__,
                           "transformers": transformers.__version__, "torch": torch.__version__,
-                          "cond": json.dumps(cond), "runs": json.dumps(runs),
+                          "cond": json.dumps(cond), "runs": json.dumps(runs), "lora": json.dumps(lora),
                           "how": "cond.<name>: pipe.encode_prompt(prompt, prompt_2=prompt, do_classifier_free_guidance"
                                  "=True, negative_prompt, clip_skip): side prompt -> prompt_embeds [1,77,24] and "
                                  "pooled_prompt_embeds [1,12], side negative -> the negative ones; ids_1/ids_2 the "
                                  "two tokenizers' padded ids; cond.emb: with the embedding file loaded per "
-                                 "encoder (load_textual_inversion). <key>: StableDiffusionXLPipeline.from_pretrained("
+                                 "encoder (load_textual_inversion); lora.*: euler_a_default's call with the PEFT LoRA fused (lora metadata). <key>: StableDiffusionXLPipeline.from_pretrained("
                                  "tests/data/tiny_sdxl/diffusers, tokenizers from tests/data/tiny_sd_tf5, "
                                  "add_watermarker=False), scheduler Class.from_config(its config + the sampler's "
                                  "settings), the run's arguments, generator Generator('cpu').manual_seed(seed); "
