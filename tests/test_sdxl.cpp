@@ -458,3 +458,19 @@ TEST(Sdxl, LoraMatchesDiffusers) {
   EXPECT_EQ(bad.code, 3) << bad.err;
   EXPECT_NE(bad.err.find("do not fit this model's weight"), std::string::npos) << bad.err;
 }
+
+// img2img (diffusers' StableDiffusionXLImg2ImgPipeline on the same model, SDXL base's size ids): the
+// picture encoded by the VAE in fp32 (force_upcast), scaled by 0.13025 and noised to strength 0.6 of
+// Euler a's schedule; the latents after every unit and the images.
+TEST(Sdxl, Img2ImgMatchesDiffusers) {
+  const Golden& g = golden();
+  nlohmann::json r = nlohmann::json::parse(g.f->metadata().at("img2img"));
+  Pipeline pipe(kFolder, DType::F32, Device::CPU);
+  GenerateParams p = run_params(r);
+  p.init_image = std::make_shared<const RgbImage>(read_image(std::string(SDGEN_SOURCE_DIR) + "/" + r["image"].get<std::string>(), "x"));
+  p.strength = r["strength"];
+  p.record_unit_latents = true;
+  const GeneratedBatch out = pipe.generate(p);
+  image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sdxl img2img");
+  expect_images(out, "img2img", 0.999, 0.0, 255);
+}

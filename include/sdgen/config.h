@@ -74,8 +74,8 @@ struct VaeConfig {  // diffusers AutoencoderKL (the encoder is loaded only for i
   int norm_groups = 32;
   float norm_eps = 1e-6f;
   float scaling_factor = 0.18215f;
-  // The config's force_upcast (SDXL's VAE overflows fp16): in fp16 or bf16 runs the decoder runs
-  // in fp32, as diffusers upcasts it.
+  // The config's force_upcast (SDXL's VAE overflows fp16): in fp16 or bf16 runs of an SDXL model the
+  // VAE runs in fp32, as diffusers' SDXL pipelines upcast it (its SD v1/2 pipelines ignore the flag).
   bool force_upcast = false;
 };
 

@@ -27,7 +27,7 @@ MemoryEstimate estimate_memory(const ModelConfig& m, const MemoryRequest& r) {
   const PassCost clip = clip_pass(m.clip, 1);
   const int64_t clip2_parameters = m.sdxl() ? clip_pass(m.clip2, 1).parameters : 0;  // SDXL's second encoder
   // force_upcast (SDXL's VAE): the autoencoder in fp32 whatever the precision.
-  const bool vae_f16 = f16 && !m.vae.force_upcast;
+  const bool vae_f16 = f16 && !(m.sdxl() && m.vae.force_upcast);
   const double vae_esize = vae_f16 ? 2 : 4;
   const PassCost unet =
       unet_pass(m.unet, rows, r.height / 8, r.width / 8, m.clip.max_positions, DType::F32, r.controlnets);

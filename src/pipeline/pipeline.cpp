@@ -111,8 +111,10 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
     vae_name_ = vf.name;
   }
   const Checkpoint& vae_weights = vae_weights_ ? *vae_weights_ : *checkpoint_;
-  // force_upcast (SDXL's VAE, which overflows fp16): the autoencoder runs in fp32, as diffusers does.
-  vae_dtype_ = vae_config_.force_upcast ? DType::F32 : precision;
+  // force_upcast (SDXL's VAE, which overflows fp16): the autoencoder runs in fp32, as diffusers' SDXL
+  // pipelines do. Its SD v1/2 pipelines ignore the flag (which every VAE config written by diffusers
+  // carries, true by default), and so does sd-gen there.
+  vae_dtype_ = cfg.sdxl() && vae_config_.force_upcast ? DType::F32 : precision;
   if (!taesd_) vae_ = std::make_unique<VaeDecoder>(vae_weights, vae_config_, vae_dtype_, device);
   if (options.need_encoder) vae_encoder_ = std::make_unique<VaeEncoder>(vae_weights, vae_config_, vae_dtype_, device);
   trace::phase("");

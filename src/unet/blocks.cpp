@@ -97,7 +97,7 @@ Tensor Transformer2DModel::operator()(const Tensor& x, const CrossContext& conte
 
 CrossContext make_cross_context(const Tensor& context, Device device, DType dtype,
                                 const std::vector<const std::vector<Transformer2DModel>*>& groups) {
-  CrossContext c{context.to(device), {}};
+  CrossContext c{context.to(device), {}, {}};
   if (c.hidden.dtype() != dtype) c.hidden = ops::cast(c.hidden, dtype);
   for (const std::vector<Transformer2DModel>* ts : groups)
     for (const Transformer2DModel& t : *ts)

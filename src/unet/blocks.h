@@ -104,7 +104,7 @@ struct Transformer2DModel {
   Transformer2DModel(const nn::WeightLoader& w, const std::string& name, int64_t channels,
                      int64_t cross_dim, int heads, int groups, float norm_eps, int depth = 1);
   // x [N,H,W,C], context [N,L,cross_dim]
-  Tensor operator()(const Tensor& x, const Tensor& context) const { return (*this)(x, CrossContext{context, {}}); }
+  Tensor operator()(const Tensor& x, const Tensor& context) const { return (*this)(x, CrossContext{context, {}, {}}); }
   Tensor operator()(const Tensor& x, const CrossContext& context) const;
 };
 

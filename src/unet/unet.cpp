@@ -125,7 +125,7 @@ Tensor UNet::forward(const Tensor& x_in, const std::vector<float>& timesteps,
 
 Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const Tensor& context_in,
                      const Probe& probe) const {
-  return forward(x_in, time_proj, CrossContext{context_in, {}}, probe);
+  return forward(x_in, time_proj, CrossContext{context_in, {}, {}}, probe);
 }
 
 Tensor UNet::prepare_added(const Tensor& pooled, const std::vector<float>& time_ids) const {
@@ -184,7 +184,7 @@ Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const CrossCon
   };
   const Tensor x = prepare(x_in);
   CrossContext prepared;
-  if (context_in.device() != device_ || context_in.dtype() != dtype_) prepared = CrossContext{prepare(context_in), {}};
+  if (context_in.device() != device_ || context_in.dtype() != dtype_) prepared = CrossContext{prepare(context_in), {}, {}};
   const CrossContext& context = prepared.hidden.defined() ? prepared : cross_in;
 
   // Every resnet adds time_emb_proj(SiLU(temb)); the SiLU is shared, so it is done once here.

@@ -348,6 +348,15 @@ def lora_goldens(tensors):
                                                 text_encoder_lora_adapter_metadata=meta[1],
                                                 text_encoder_2_lora_adapter_metadata=meta[2])
     peft_file = os.path.join(LORA_DIR, "tiny_sdxl_lora_peft.safetensors")
+    from safetensors import safe_open
+    with safe_open(peft_file, "pt") as f:
+        peft_meta = f.metadata()
+    # The same bytes on every run: peft's target_modules are a set (its order follows Python's string
+    # hashing), so the adapter metadata is written again with its lists sorted.
+    adapter = json.loads(peft_meta["lora_adapter_metadata"])
+    adapter = {k: sorted(v) if k.endswith("target_modules") and isinstance(v, list) else v for k, v in adapter.items()}
+    peft_meta["lora_adapter_metadata"] = json.dumps(adapter, indent=2, sort_keys=True)
+    save_sorted(load_file(peft_file), peft_file, peft_meta)
     unet_cfg = dict(src.unet.config)
     kohya = {}
     for k, v in load_file(peft_file).items():
@@ -355,7 +364,7 @@ def lora_goldens(tensors):
         kohya[f"{name}.{down_up}"] = v
         kohya[f"{name}.alpha"] = torch.tensor(LORA_ALPHA, dtype=torch.float32)
     kohya_file = os.path.join(LORA_DIR, "tiny_sdxl_lora_kohya.safetensors")
-    save_file(kohya, kohya_file, metadata={"ss_network_dim": str(LORA_RANK), "ss_base_model_version": "sdxl_base_v1-0"})
+    save_sorted(kohya, kohya_file, {"ss_network_dim": str(LORA_RANK), "ss_base_model_version": "sdxl_base_v1-0"})
     del src
     run = next(r for r in RUNS if r["key"] == "euler_a_default")
     images = {}
@@ -381,6 +390,38 @@ def lora_goldens(tensors):
     print("lora:", len(kohya) // 3, "modules; kohya vs peft images within", int(d.max()))
     return {"key": "lora", "like": "euler_a_default", "peft": os.path.relpath(peft_file, ROOT),
             "kohya": os.path.relpath(kohya_file, ROOT), "rank": LORA_RANK, "alpha": LORA_ALPHA}
+
+
+IMG2IMG = dict(image="tests/data/images/init_128x64.png", strength=0.6, negative_prompt="blurry")
+
+
+def img2img_goldens(pipe, tensors):
+    """StableDiffusionXLImg2ImgPipeline on the same components (SDXL base: requires_aesthetics_score
+    False, so the size ids are txt2img's), the picture encoded by the VAE in fp32 (force_upcast),
+    strength 0.6 of euler_a_default's call: the latents after every unit and the images."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+    from PIL import Image
+    i2i = StableDiffusionXLImg2ImgPipeline(**pipe.components, requires_aesthetics_score=False,
+                                           force_zeros_for_empty_prompt=True, add_watermarker=False)
+    i2i.set_progress_bar_config(disable=True)
+    run = next(r for r in RUNS if r["key"] == "euler_a_default")
+    i2i.scheduler = scheduler(dict(pipe.scheduler.config), run)
+    image = Image.open(os.path.join(ROOT, IMG2IMG["image"])).convert("RGB")
+    lat = []
+
+    def cb(_p, i, t, kw):
+        lat.append(kw["latents"].clone())
+        return kw
+    args = {k: v for k, v in dict(CALL, **run["args"]).items() if k not in ("width", "height")}
+    args.update(negative_prompt=IMG2IMG["negative_prompt"], strength=IMG2IMG["strength"])
+    out = i2i(image=image, **args, generator=torch.Generator("cpu").manual_seed(SEED), output_type="np",
+              callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+    tensors["img2img.latents_per_unit"] = torch.stack(lat).float()
+    tensors["img2img.image_uint8"] = torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+    print("img2img:", len(lat), "units")
+    meta = dict(CALL, **run["args"])
+    meta.update(IMG2IMG, key="img2img", sampler=run["sampler"], schedule=run["schedule"], seed=SEED, units=len(lat))
+    return meta
 
 
 def scheduler(base, run):
@@ -452,17 +493,19 @@ if __name__ == "__main__":
     cond = cond_goldens(pipe, tensors)
     runs = run_goldens(pipe, tensors)
     fp16_spread(tensors, runs)
+    img2img = img2img_goldens(pipe, tensors)
     cond.append(embedding_goldens(tensors))
     lora = lora_goldens(tensors)
     save_sorted({k: v.contiguous() for k, v in tensors.items()}, GOLDEN,
                 metadata={"made_by": "tests/reference/make_sdxl_goldens.py", "diffusers": diffusers.__version__,
                           "transformers": transformers.__version__, "torch": torch.__version__,
-                          "cond": json.dumps(cond), "runs": json.dumps(runs), "lora": json.dumps(lora),
+                          "cond": json.dumps(cond), "runs": json.dumps(runs), "lora": json.dumps(lora), "img2img": json.dumps(img2img),
                           "how": "cond.<name>: pipe.encode_prompt(prompt, prompt_2=prompt, do_classifier_free_guidance"
                                  "=True, negative_prompt, clip_skip): side prompt -> prompt_embeds [1,77,24] and "
                                  "pooled_prompt_embeds [1,12], side negative -> the negative ones; ids_1/ids_2 the "
                                  "two tokenizers' padded ids; cond.emb: with the embedding file loaded per "
-                                 "encoder (load_textual_inversion); lora.*: euler_a_default's call with the PEFT LoRA fused (lora metadata). <key>: StableDiffusionXLPipeline.from_pretrained("
+                                 "encoder (load_textual_inversion); lora.*: euler_a_default's call with the PEFT LoRA fused (lora metadata); img2img.*: "
+                                 "StableDiffusionXLImg2ImgPipeline, the img2img metadata's call. <key>: StableDiffusionXLPipeline.from_pretrained("
                                  "tests/data/tiny_sdxl/diffusers, tokenizers from tests/data/tiny_sd_tf5, "
                                  "add_watermarker=False), scheduler Class.from_config(its config + the sampler's "
                                  "settings), the run's arguments, generator Generator('cpu').manual_seed(seed); "
