@@ -48,6 +48,37 @@ inline GenerateParams run_params(const nlohmann::json& r) {
   return p;
 }
 
+// SDXL's runs (make_sdxl_goldens.py: diffusers' own argument names): the fields of run_params, the
+// size conditioning (diffusers' (height, width) and (top, left) pairs; unset: 0, 0) and prompt_2.
+inline GenerateParams sdxl_run_params(const nlohmann::json& r) {
+  auto text = [&](const char* key) { return r.contains(key) && r[key].is_string() ? r[key].get<std::string>() : ""; };
+  auto pair = [&](const char* key, int& a, int& b) {
+    a = b = 0;
+    if (r.contains(key) && !r[key].is_null()) a = r[key][0], b = r[key][1];
+  };
+  GenerateParams p;
+  p.prompt = r["prompt"];
+  p.negative_prompt = text("negative_prompt");
+  p.prompt_2 = text("prompt_2");
+  p.negative_prompt_2 = text("negative_prompt_2");
+  p.batch = r["num_images_per_prompt"];
+  p.steps = r["num_inference_steps"];
+  p.guidance = r["guidance_scale"];
+  p.seed = r["seed"];
+  p.width = r["width"];
+  p.height = r["height"];
+  p.sampler = parse_sampler_options(r["sampler"], r["schedule"]);
+  SizeConditioning& s = p.size_cond;
+  pair("original_size", s.original_h, s.original_w);
+  pair("crops_coords_top_left", s.crop_top, s.crop_left);
+  pair("target_size", s.target_h, s.target_w);
+  s.negative_own = r.contains("negative_original_size") && !r["negative_original_size"].is_null();
+  pair("negative_original_size", s.neg_original_h, s.neg_original_w);
+  pair("negative_crops_coords_top_left", s.neg_crop_top, s.neg_crop_left);
+  pair("negative_target_size", s.neg_target_h, s.neg_target_w);
+  return p;
+}
+
 // "<key>.latents_per_unit" against out.unit_latents (record_unit_latents): per unit, the largest
 // difference within rel · max(1, max |ref|). Returns the worst such ratio.
 inline float expect_unit_latents(const Golden& g, const nlohmann::json& r, const GeneratedBatch& out, float rel,

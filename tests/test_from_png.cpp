@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/infotext.h"
+#include "cli/options.h"
+#include "cli/settings.h"
 #include "cli_fixture.h"
 #include "io/image_grid.h"
 #include "io/png_text.h"
@@ -113,6 +115,26 @@ TEST(FromPng, InfotextQuotedValuesAndShortLastLine) {
   t = parse_infotext("a cat\nstyle: ink, mood: calm");
   EXPECT_EQ(t.prompt, "a cat\nstyle: ink, mood: calm");
   EXPECT_TRUE(t.fields.empty());
+}
+
+// SDXL's second prompts: in the parameters only when given, as a JSON string (their commas and
+// quotes), read back into the same fields; not in the identity of a job without them.
+TEST(FromPng, SecondPromptsRoundTrip) {
+  Job j;
+  j.prompt = "a castle";
+  EXPECT_EQ(parameters_text(j, 1, 0, "m").find("Prompt 2"), std::string::npos);
+  EXPECT_FALSE(settings_identity(j, RecordContext{}).contains("prompt_2"));
+  j.prompt_2 = "oil painting, \"dark\" sky";
+  j.negative_prompt_2 = "low contrast: grainy";
+  const std::string text = parameters_text(j, 1, 0, "m");
+  EXPECT_NE(text.find("Prompt 2: \"oil painting, \\\"dark\\\" sky\", Negative prompt 2: \"low contrast: grainy\""),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(settings_identity(j, RecordContext{})["prompt_2"], j.prompt_2);
+  Job back;
+  apply_infotext(back, parse_infotext(text), "x.png");
+  EXPECT_EQ(back.prompt_2, j.prompt_2);
+  EXPECT_EQ(back.negative_prompt_2, j.negative_prompt_2);
 }
 
 TEST(FromPng, BadFilesAreUsageErrors) {

@@ -35,33 +35,7 @@ const Golden& golden() {
   return g;
 }
 
-// diffusers' (height, width) / (top, left) pair of a run, or {0, 0} when the run leaves it unset.
-std::pair<int, int> pair_of(const nlohmann::json& r, const char* key) {
-  if (!r.contains(key) || r[key].is_null()) return {0, 0};
-  return {r[key][0].get<int>(), r[key][1].get<int>()};
-}
-
-GenerateParams run_params(const nlohmann::json& r) {
-  GenerateParams p;
-  p.prompt = r["prompt"];
-  p.negative_prompt = r["negative_prompt"].is_null() ? "" : r["negative_prompt"].get<std::string>();
-  p.batch = r["num_images_per_prompt"];
-  p.steps = r["num_inference_steps"];
-  p.guidance = r["guidance_scale"];
-  p.seed = r["seed"];
-  p.width = r["width"];
-  p.height = r["height"];
-  p.sampler = parse_sampler_options(r["sampler"], r["schedule"]);
-  SizeConditioning& s = p.size_cond;
-  std::tie(s.original_h, s.original_w) = pair_of(r, "original_size");
-  std::tie(s.crop_top, s.crop_left) = pair_of(r, "crops_coords_top_left");
-  std::tie(s.target_h, s.target_w) = pair_of(r, "target_size");
-  s.negative_own = r.contains("negative_original_size") && !r["negative_original_size"].is_null();
-  std::tie(s.neg_original_h, s.neg_original_w) = pair_of(r, "negative_original_size");
-  std::tie(s.neg_crop_top, s.neg_crop_left) = pair_of(r, "negative_crops_coords_top_left");
-  std::tie(s.neg_target_h, s.neg_target_w) = pair_of(r, "negative_target_size");
-  return p;
-}
+GenerateParams run_params(const nlohmann::json& r) { return image_goldens::sdxl_run_params(r); }
 
 // Images against the golden's: the share of channels within ±1 and exact (the least over the
 // batch), the worst difference.
@@ -158,13 +132,17 @@ TEST(Sdxl, ConditioningMatchesDiffusers) {
     SCOPED_TRACE(name);
     if (name == "neg_zeros") continue;  // zeros: the pipeline runs check it (dpmpp_2m_karras_zeros)
     if (name == "emb") continue;        // with an embedding loaded: EmbeddingMatchesDiffusers
-    const std::string text = c["side"] == "negative" ? c["negative_prompt"] : c["prompt"];
+    // Each encoder's text: the second reads prompt_2 / negative_prompt_2 where the entry has one.
+    const bool negative = c["side"] == "negative";
+    const std::string text = negative ? c["negative_prompt"] : c["prompt"];
+    const nlohmann::json& own = negative ? c["negative_prompt_2"] : c["prompt_2"];
+    const std::string text2 = own.is_string() ? own.get<std::string>() : text;
     EXPECT_EQ(pipe.tokenizer().encode_padded(text), golden_ids("cond." + name + ".ids_1"));
-    EXPECT_EQ(pipe.tokenizer2()->encode_padded(text), golden_ids("cond." + name + ".ids_2"));
+    EXPECT_EQ(pipe.tokenizer2()->encode_padded(text2), golden_ids("cond." + name + ".ids_2"));
     ConditioningOptions o;
     o.clip_skip = c["clip_skip"].is_null() || c["side"] == "negative" ? 1 : c["clip_skip"].get<int>() + 1;
     const Conditioning a = encode_prompts(pipe.tokenizer(), pipe.text_encoder(), {text}, o);
-    const Conditioning b = encode_prompts(*pipe.tokenizer2(), *pipe.text_encoder2(), {text}, o);
+    const Conditioning b = encode_prompts(*pipe.tokenizer2(), *pipe.text_encoder2(), {text2}, o);
     ASSERT_EQ(a.dim, 8);
     ASSERT_EQ(b.dim, 16);
     const std::vector<float> want = g.floats("cond." + name + ".prompt_embeds");  // [1, 77, 24]
@@ -185,17 +163,18 @@ TEST(Sdxl, ConditioningMatchesDiffusers) {
     std::printf("[ sdxl ] conditioning %-10s max|d| %.3g, pooled %.3g\n", name.c_str(), worst, worst_pooled);
     ++compared;
   }
-  EXPECT_EQ(compared, 4);
+  EXPECT_EQ(compared, 6);
 }
 
 // Whole runs: micro-conditioning with negative sizes of their own (one image: diffusers 0.42.1 pairs
 // the negative and positive ids with the wrong rows above one), zeros for the empty negative prompt,
-// the defaults; Euler, DPM++ 2M Karras, Euler a; 128x64, batch 2. The latents after every unit and the
+// the defaults, the second encoder's own texts (prompt_2, negative_prompt_2; one image); Euler,
+// DPM++ 2M Karras, Euler a; 128x64, batch 2. The latents after every unit and the
 // images by the pixel rule.
 TEST(Sdxl, FolderMatchesDiffusers) {
   const Golden& g = golden();
   Pipeline pipe(kFolder, DType::F32, Device::CPU);
-  ASSERT_EQ(g.runs.size(), 3u);
+  ASSERT_EQ(g.runs.size(), 4u);
   for (const auto& r : g.runs) {
     SCOPED_TRACE(r["key"].get<std::string>());
     GenerateParams p = run_params(r);
@@ -271,7 +250,7 @@ struct FolderCopy {
 }  // namespace
 
 // The binary: the micro-conditioning options as diffusers' arguments (sizes WIDTHxHEIGHT, crops
-// TOP,LEFT) on the folder; the empty negative prompt as zeros (force_zeros_for_empty_prompt) and the
+// TOP,LEFT) and --prompt-2 / --negative-prompt-2 on the folder; the empty negative prompt as zeros (force_zeros_for_empty_prompt) and the
 // original size alone on the single file, whose fp16 weights keep it within ±1 of diffusers' images.
 TEST(Sdxl, ThroughTheBinary) {
   const Golden& g = golden();
@@ -285,15 +264,20 @@ TEST(Sdxl, ThroughTheBinary) {
                           "--negative-original-size 80x48 --negative-crop-coords 0,4 --negative-target-size 96x64");
     else if (key == "dpmpp_2m_karras_zeros")
       images = run_binary(kLdm, r, "--sampler dpmpp_2m --schedule karras --original-size 512x256");
+    else if (key == "euler_prompt_2")
+      images = run_binary(kFolder, r,
+                          "--sampler euler --prompt-2 '" + r["prompt_2"].get<std::string>() + "' --negative-prompt-2 '" +
+                              r["negative_prompt_2"].get<std::string>() + "'");
     else
       continue;
     ++runs;
     GeneratedBatch out;
     out.images = images;
     ASSERT_EQ(images.size(), (size_t)r["num_images_per_prompt"].get<int>()) << key;
-    expect_images(out, key, key == "euler_micro" ? 0.999 : 0.99, 0.0, key == "euler_micro" ? 255 : 6);
+    const bool folder = key != "dpmpp_2m_karras_zeros";
+    expect_images(out, key, folder ? 0.999 : 0.99, 0.0, folder ? 255 : 6);
   }
-  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(runs, 3);
   // Not a size: one line naming the option, the usage exit code.
   const test_helpers::CliRun bad = test_helpers::run_cli("--model '" + kFolder + "' -p x --original-size 1024 --out /nonexistent");
   EXPECT_EQ(bad.code, 2);
@@ -383,6 +367,31 @@ TEST(Sdxl, UnsupportedOptionsRefused) {
         test_helpers::run_cli("--model '" + kFolder + "' -p x -W 64 -H 64 --steps 1 " + extra + " --out /nonexistent");
     EXPECT_EQ(run.code, 2) << run.err;
     EXPECT_NE(run.err.find(why), std::string::npos) << run.err;
+  }
+}
+
+// --prompt-2 / --negative-prompt-2 on a model with one text encoder: one line, exit 2, before its
+// weights load; in process, the same refusal from the pipeline.
+TEST(Sdxl, SecondPromptsNeedTwoEncoders) {
+  for (const char* extra : {"--prompt-2 'oil painting'", "--negative-prompt-2 grainy"}) {
+    SCOPED_TRACE(extra);
+    const test_helpers::CliRun run = test_helpers::run_cli("--model '" + kData + "/tiny_sd/diffusers' -p x -W 64 -H 64 --steps 1 " +
+                                                           extra + " --out /nonexistent");
+    EXPECT_EQ(run.code, 2) << run.err;
+    EXPECT_NE(run.err.find("are for SDXL's second text encoder; this model has one"), std::string::npos) << run.err;
+  }
+  Pipeline pipe(kData + "/tiny_sd/diffusers", DType::F32, Device::CPU);
+  GenerateParams p;
+  p.prompt = "x";
+  p.width = p.height = 64;
+  p.steps = 1;
+  p.prompt_2 = "oil painting";
+  try {
+    pipe.generate(p);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ExitCode::kUsage);
+    EXPECT_NE(std::string(e.what()).find("has one text encoder"), std::string::npos) << e.what();
   }
 }
 

@@ -127,9 +127,9 @@ TEST(Settings, EverySettingIsComplete) {
                         "vae_tiny", "control", "control_image", "control_start", "control_end", "guess_mode",
                         "control_preprocess", "canny_low", "canny_high", "text_cleanup", "prediction_type",
                         "guidance_rescale", "original_size", "crop_coords", "target_size", "negative_original_size",
-                        "negative_crop_coords", "negative_target_size"})
+                        "negative_crop_coords", "negative_target_size", "prompt_2", "negative_prompt_2"})
     EXPECT_TRUE(keys.count(k)) << k;
-  EXPECT_EQ(keys.size(), 55u);
+  EXPECT_EQ(keys.size(), 57u);
 }
 
 TEST(Settings, RangesAreTheDocumentedOnes) {

@@ -52,6 +52,9 @@ enum class ControlPreprocess { None, Canny };
 struct Job {
   std::string prompt;  // as given, <lora:...> tags included
   std::string negative_prompt;
+  // SDXL's second text encoder's own texts (diffusers' prompt_2, negative_prompt_2); empty: it reads
+  // the prompt / the negative prompt.
+  std::string prompt_2, negative_prompt_2;
   int batch = 1;
   int steps = 25;
   float guidance = 7.5f;

@@ -71,13 +71,18 @@ std::string link_problem(const std::string& path) {
 // <lora:...> tags), checked before any work: usage errors naming the prompt and its file line.
 void check_prompt_weights(const Job& job) {
   if (!job.emphasis) return;
-  const std::string& prompt = job.text_prompt;
   const bool cli = job.origin == "--prompt" || job.origin.empty();
   const std::string at = cli ? std::string() : job.origin + ": ";
-  std::string why;
-  if (!(why = prompt_weight_problem(prompt)).empty()) throw_usage(at + (cli ? "--prompt: " : "prompt: ") + why);
-  if (!(why = prompt_weight_problem(job.negative_prompt)).empty())
-    throw_usage(at + (cli ? "--negative-prompt: " : "negative_prompt: ") + why);
+  const std::pair<const std::string*, const char*> texts[] = {{&job.text_prompt, "prompt"},
+                                                              {&job.negative_prompt, "negative_prompt"},
+                                                              {&job.prompt_2, "prompt_2"},
+                                                              {&job.negative_prompt_2, "negative_prompt_2"}};
+  for (const auto& [text, key] : texts)
+    if (const std::string why = prompt_weight_problem(*text); !why.empty()) {
+      std::string flag = "--" + std::string(key);
+      std::replace(flag.begin() + 2, flag.end(), '_', '-');
+      throw_usage(at + (cli ? flag : std::string(key)) + ": " + why);
+    }
 }
 }  // namespace
 

@@ -342,6 +342,10 @@ class GenerationRun {
       const MemoryLimit limit = memory_limit(device, opt_.max_memory);
       for (size_t d = c; d < calls_.size() && key_of_call(d) == loaded_key_; ++d) {
         const Job& dj = opt_.jobs[calls_[d].job];
+        // A job's texts for a second text encoder the model lacks, before its weights load.
+        if (!cfg.sdxl() && (!dj.prompt_2.empty() || !dj.negative_prompt_2.empty()))
+          throw LineError(ExitCode::kUsage, line_prefix(dj) + "--prompt-2 and --negative-prompt-2 are for SDXL's second "
+                                                              "text encoder; this model has one");
         const std::string refusal = memory_refusal(cfg, limit, dj, calls_[d].count, dj.precision, device,
                                                    opt_.cuda_graphs && keeps_step_graph(d));
         if (!refusal.empty()) throw LineError(ExitCode::kRuntime, line_prefix(dj) + refusal);
@@ -373,6 +377,8 @@ class GenerationRun {
     GenerateParams gp;
     gp.prompt = j.text_prompt;  // the prompt without its <lora:...> tags
     gp.negative_prompt = j.negative_prompt;
+    gp.prompt_2 = j.prompt_2;
+    gp.negative_prompt_2 = j.negative_prompt_2;
     gp.batch = calls_[c].count;
     gp.steps = j.steps;
     gp.guidance = j.guidance;

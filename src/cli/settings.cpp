@@ -36,6 +36,28 @@ void add_prompt_settings(std::vector<Setting>& t) {
                        +[](Job& j) -> std::string& { return j.negative_prompt; }, "What the image should not show");
   negative.in_record = false;
   t.push_back(negative);
+  // SDXL's second encoder (OpenCLIP bigG) reads its own text where given, as diffusers' prompt_2 and
+  // negative_prompt_2 (and ComfyUI's text_l/text_g): in the identity, the record and the PNG only
+  // when given, so jobs without them keep theirs.
+  const struct {
+    const char *flags, *key, *label, *help;
+    Field<std::string> field;
+  } second[] = {
+      {"--prompt-2", "prompt_2", "Prompt 2",
+       "SDXL: the second text encoder's prompt (diffusers' prompt_2; default: --prompt)",
+       +[](Job& j) -> std::string& { return j.prompt_2; }},
+      {"--negative-prompt-2", "negative_prompt_2", "Negative prompt 2",
+       "SDXL: the second text encoder's negative prompt (diffusers' negative_prompt_2; default: --negative-prompt)",
+       +[](Job& j) -> std::string& { return j.negative_prompt_2; }},
+  };
+  for (const auto& e : second) {
+    Setting s = text(e.flags, e.key, e.key, e.field, e.help);
+    const Field<std::string> f = e.field;
+    s.identity = [f](const Job& j, const Ctx&) { return get(f, j).empty() ? Json() : Json(get(f, j)); };
+    // JSON-quoted, as A1111 quotes a value holding commas; --from-png unquotes it.
+    t.push_back(png(s, e.label, 200 + (int)(&e - second),
+                    [f](const Job& j, const Ctx&) { return get(f, j).empty() ? std::string() : Json(get(f, j)).dump(); }));
+  }
   t.push_back(png(flag("--no-emphasis", "emphasis", "emphasis", false, +[](Job& j) -> bool& { return j.emphasis; },
                        "Take the prompts literally: no (emphasis), [de-emphasis], (text:weight) or BREAK"),
                   "Emphasis", 110, [](const Job& j, const Ctx&) { return j.emphasis ? "" : "off"; }));
@@ -540,7 +562,10 @@ void add_extension_settings(std::vector<Setting>& t) {
   t.push_back(png(embedding, "TI hashes", 150, [](const Job& j, const Ctx&) -> std::string {
     std::string list;
     for (const EmbeddingArg& e : j.embeddings) {
-      if (j.prompt.find(e.token) == std::string::npos && j.negative_prompt.find(e.token) == std::string::npos) continue;
+      const bool used = j.prompt.find(e.token) != std::string::npos || j.negative_prompt.find(e.token) != std::string::npos ||
+                        j.prompt_2.find(e.token) != std::string::npos ||
+                        j.negative_prompt_2.find(e.token) != std::string::npos;
+      if (!used) continue;
       list += (list.empty() ? "" : ", ") + clean_name(e.token) + ": " + embedding_short_hash(e.file);
     }
     return list.empty() ? list : "\"" + list + "\"";

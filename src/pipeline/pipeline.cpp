@@ -224,7 +224,17 @@ Pipeline::TextContext Pipeline::encode_context(const GenerateParams& p, const st
   copt.clip_skip_from_row = guided ? P : 0;
   copt.text_cleanup = p.text_cleanup;
   Conditioning cond = encode_prompts(*tokenizer_, *clip_, prompts, copt, log_);
-  if (clip2_) cond = encode_second(p, prompts, copt, std::move(cond), guided ? P : 0);
+  if (!clip2_ && (!p.prompt_2.empty() || !p.negative_prompt_2.empty()))
+    throw_usage(checkpoint_->name() + " has one text encoder: --prompt-2 and --negative-prompt-2 are for SDXL's second");
+  if (clip2_) {
+    std::vector<std::string> second(prompts);
+    const int negatives = guided ? P : 0;
+    for (int i = 0; i < (int)second.size(); ++i) {
+      const std::string& own = i < negatives ? p.negative_prompt_2 : p.prompt_2;
+      if (!own.empty()) second[i] = own;
+    }
+    cond = encode_second(p, prompts, second, copt, std::move(cond), negatives);
+  }
   const int64_t L = cond.tokens(), D = cond.dim;
   const std::vector<float>& hv = cond.hidden;
   std::vector<float> ctx, pooled, time_ids;
@@ -251,12 +261,14 @@ Pipeline::TextContext Pipeline::encode_context(const GenerateParams& p, const st
 }
 
 Conditioning Pipeline::encode_second(const GenerateParams& p, const std::vector<std::string>& prompts,
-                                     ConditioningOptions copt, Conditioning first, int negatives) {
-  // SDXL: the second encoder's context after the first's along the width, and its pooled output. Both
-  // chunk a prompt alike but for "!" (a special token to the second tokenizer of a folder), so the
-  // chunk counts are matched before the two are joined.
+                                     const std::vector<std::string>& prompts2, ConditioningOptions copt,
+                                     Conditioning first, int negatives) {
+  // SDXL: the second encoder's context (of prompts2, its own texts) after the first's along the
+  // width, and its pooled output. Its texts can be longer than the first's, and even the same text
+  // chunks differently when it holds "!" (a special token to the second tokenizer of a folder), so
+  // the chunk counts are matched before the two are joined.
   copt.min_chunks = first.chunks;
-  Conditioning second = encode_prompts(*tokenizer2_, *clip2_, prompts, copt, nullptr);
+  Conditioning second = encode_prompts(*tokenizer2_, *clip2_, prompts2, copt, nullptr);
   if (second.chunks > first.chunks) {
     copt.min_chunks = second.chunks;
     first = encode_prompts(*tokenizer_, *clip_, prompts, copt, nullptr);
@@ -274,7 +286,7 @@ Conditioning Pipeline::encode_second(const GenerateParams& p, const std::vector<
   out.pooled = std::move(second.pooled);
   out.pooled_dim = second.pooled_dim;
   // diffusers' force_zeros_for_empty_prompt: an empty negative prompt is zeros, not the empty text.
-  if (checkpoint_->config().force_zeros_for_empty_prompt && p.negative_prompt.empty()) {
+  if (checkpoint_->config().force_zeros_for_empty_prompt && p.negative_prompt.empty() && p.negative_prompt_2.empty()) {
     std::fill_n(out.hidden.begin(), (size_t)(negatives * L * out.dim), 0.0f);
     std::fill_n(out.pooled.begin(), (size_t)(negatives * out.pooled_dim), 0.0f);
   }

@@ -61,6 +61,11 @@ struct GenerateParams {
   // `prompt`.
   std::vector<std::string> prompts;
   std::string negative_prompt;
+  // SDXL: the second text encoder's texts (diffusers' prompt_2 and negative_prompt_2, one for every
+  // prompt of the batch); empty: it reads the prompt / the negative prompt. The negative rows are
+  // zeros only where both negative texts are empty (force_zeros_for_empty_prompt). A model with one
+  // text encoder refuses them.
+  std::string prompt_2, negative_prompt_2;
   int batch = 1;  // images per prompt
   int steps = 25;
   float guidance = 7.5f;
@@ -255,10 +260,12 @@ class Pipeline {
     std::vector<float> time_ids;
   };
   TextContext encode_context(const GenerateParams& p, const std::vector<std::string>& positive, bool guided);
-  // SDXL: `first` (the first encoder's) joined with the second encoder's context and pooled output;
+  // SDXL: `first` (the first encoder's, of `prompts`) joined with the second encoder's context and
+  // pooled output of `prompts2`;
   // the first `negatives` rows zeroed where the model asks for zeros for an empty negative prompt.
   Conditioning encode_second(const GenerateParams& p, const std::vector<std::string>& prompts,
-                             ConditioningOptions copt, Conditioning first, int negatives);
+                             const std::vector<std::string>& prompts2, ConditioningOptions copt, Conditioning first,
+                             int negatives);
   void refuse_sdxl_options(const ModelOptions& options) const;
   // img2img's initial latents, NCHW [B, 4, h, w] host floats (pipeline/img2img.cpp): the picture
   // encoded, its latent distribution sampled with the generator(s), scaled, repeated per image and

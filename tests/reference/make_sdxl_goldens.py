@@ -22,9 +22,10 @@ its sidecar .json carries what the tensors cannot tell (heads, GroupNorm groups)
 
 Goldens (sdxl.safetensors):
 - cond.<name>.prompt_embeds [1,77,24] / .pooled_prompt_embeds [1,12] from pipe.encode_prompt for the
-  entries of COND (prompt_2 = prompt): "plain", "empty", "skip" (diffusers' clip_skip 1) on the prompt
+  entries of COND (prompt_2 = prompt unless the entry gives its own; "two" and "neg_two" do): "plain", "empty", "skip" (diffusers' clip_skip 1) on the prompt
   side, "neg_blurry" and "neg_zeros" (negative_prompt None with force_zeros_for_empty_prompt) on the
-  negative side; .ids_1 / .ids_2 (int32 [77]) the two tokenizers' padded ids (49407 / 0 after the end);
+  negative side; .ids_1 / .ids_2 (int32 [77]) the two tokenizers' padded ids (49407 / 0 after the end) of
+  the texts each encoder read;
 - <key>.latents_per_unit [units,2,4,8,16] (after every step) and <key>.image_uint8 [2,64,128,3] (NHWC,
   round(x * 255) of output_type "np") for the pipeline runs of RUNS (128x64, batch 2, guidance 5);
   each run's metadata holds every argument passed, the add_time_ids rows in the UNet's batch order
@@ -86,12 +87,15 @@ SCHED_CONFIG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012
                     steps_offset=1, timestep_spacing="leading", prediction_type="epsilon", set_alpha_to_one=False,
                     clip_sample=False, interpolation_type="linear", use_karras_sigmas=False)
 
-# (name, side, prompt, negative_prompt, clip_skip): the prompt side is encode_prompt's prompt_embeds /
-# pooled_prompt_embeds, the negative side its negative_prompt_embeds / negative_pooled_prompt_embeds.
+# (name, side, prompt, negative_prompt, clip_skip[, prompt_2, negative_prompt_2]): the prompt side is
+# encode_prompt's prompt_embeds / pooled_prompt_embeds, the negative side its negative_prompt_embeds /
+# negative_pooled_prompt_embeds; prompt_2 / negative_prompt_2 None: the second encoder reads the first's.
 COND = [("plain", "prompt", "a castle on a hill", None, None), ("empty", "prompt", "", None, None),
         ("skip", "prompt", "a castle on a hill, watercolor", None, 1),
         ("neg_blurry", "negative", "a castle on a hill", "blurry", None),
-        ("neg_zeros", "negative", "a castle on a hill", None, None)]
+        ("neg_zeros", "negative", "a castle on a hill", None, None),
+        ("two", "prompt", "a castle on a hill", None, None, "oil painting, dark sky", None),
+        ("neg_two", "negative", "a castle on a hill", "blurry", None, None, "low contrast, grainy")]
 CALL = dict(prompt="a castle on a hill, watercolor", width=128, height=64, num_images_per_prompt=2,
             num_inference_steps=6, guidance_scale=5.0)
 SEED = 2468
@@ -111,6 +115,10 @@ RUNS = [
     dict(key="dpmpp_2m_karras_zeros", sampler="dpmpp_2m", schedule="karras",
          args=dict(negative_prompt=None, original_size=(256, 512), crops_coords_top_left=(0, 0))),
     dict(key="euler_a_default", sampler="euler_a", schedule="default", args=dict(negative_prompt="blurry")),
+    # The second encoder's own texts (prompt_2, negative_prompt_2), one image.
+    dict(key="euler_prompt_2", sampler="euler", schedule="default",
+         args=dict(num_images_per_prompt=1, prompt_2="oil painting, dark sky", negative_prompt="blurry",
+                   negative_prompt_2="low contrast, grainy")),
 ]
 
 
@@ -246,21 +254,24 @@ def save_sorted(tensors, path, metadata):
 
 def cond_goldens(pipe, tensors):
     out = []
-    for name, side, prompt, negative, skip in COND:
+    for name, side, prompt, negative, skip, *second in COND:
+        prompt_2, negative_2 = second or (None, None)
         with torch.no_grad():
-            pe, npe, pooled, npooled = pipe.encode_prompt(prompt, prompt, "cpu", 1, True, negative_prompt=negative,
+            pe, npe, pooled, npooled = pipe.encode_prompt(prompt, prompt_2 or prompt, "cpu", 1, True,
+                                                          negative_prompt=negative, negative_prompt_2=negative_2,
                                                           clip_skip=skip)
-        emb, pool, text = (pe, pooled, prompt) if side == "prompt" else (npe, npooled, negative)
-        tensors[f"cond.{name}.prompt_embeds"] = emb.float()
-        tensors[f"cond.{name}.pooled_prompt_embeds"] = pool.float()
-        if text is not None:
-            for i, tok in ((1, pipe.tokenizer), (2, pipe.tokenizer_2)):
+        emb, pool = (pe, pooled) if side == "prompt" else (npe, npooled)
+        texts = (prompt, prompt_2 or prompt) if side == "prompt" else (negative, negative_2 or negative)
+        if texts[0] is not None:
+            for i, tok, text in ((1, pipe.tokenizer, texts[0]), (2, pipe.tokenizer_2, texts[1])):
                 ids = tok(text, padding="max_length", max_length=77, truncation=True).input_ids
                 tensors[f"cond.{name}.ids_{i}"] = torch.tensor(ids, dtype=torch.int32)
         else:  # negative_prompt None with force_zeros_for_empty_prompt: no text at all
             assert not emb.any() and not pool.any()
-        out.append({"name": name, "side": side, "prompt": prompt, "prompt_2": prompt, "negative_prompt": negative,
-                    "clip_skip": skip})
+        tensors[f"cond.{name}.prompt_embeds"] = emb.float()
+        tensors[f"cond.{name}.pooled_prompt_embeds"] = pool.float()
+        out.append({"name": name, "side": side, "prompt": prompt, "prompt_2": prompt_2 or prompt,
+                    "negative_prompt": negative, "negative_prompt_2": negative_2, "clip_skip": skip})
     return out
 
 
@@ -500,8 +511,8 @@ if __name__ == "__main__":
                 metadata={"made_by": "tests/reference/make_sdxl_goldens.py", "diffusers": diffusers.__version__,
                           "transformers": transformers.__version__, "torch": torch.__version__,
                           "cond": json.dumps(cond), "runs": json.dumps(runs), "lora": json.dumps(lora), "img2img": json.dumps(img2img),
-                          "how": "cond.<name>: pipe.encode_prompt(prompt, prompt_2=prompt, do_classifier_free_guidance"
-                                 "=True, negative_prompt, clip_skip): side prompt -> prompt_embeds [1,77,24] and "
+                          "how": "cond.<name>: pipe.encode_prompt(prompt, prompt_2 (or prompt), do_classifier_free_guidance"
+                                 "=True, negative_prompt, negative_prompt_2, clip_skip): side prompt -> prompt_embeds [1,77,24] and "
                                  "pooled_prompt_embeds [1,12], side negative -> the negative ones; ids_1/ids_2 the "
                                  "two tokenizers' padded ids; cond.emb: with the embedding file loaded per "
                                  "encoder (load_textual_inversion); lora.*: euler_a_default's call with the PEFT LoRA fused (lora metadata); img2img.*: "

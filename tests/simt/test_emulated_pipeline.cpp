@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../image_goldens.h"
 #include "../test_helpers.h"
 #include "io/safetensors.h"
 #include "pipeline/pipeline.h"
@@ -421,7 +422,8 @@ TEST(CudaEmulatedPipeline, Sd2MatchesDiffusers) {
 // (pooled text and size ids through add_embedding, made once per generation and refilled on a
 // replay), two text encoders, transformer depths 2 and 3. fp32 from the folder: micro-conditioning
 // with negative sizes of their own, then the zeros run replaying the recorded step (another batch:
-// recorded anew) and the defaults run (the same shapes: replayed with its own added conditioning);
+// recorded anew), the defaults run (the same shapes: replayed with its own added conditioning) and
+// the second encoder's own texts (prompt_2, negative_prompt_2);
 // the latents after every unit within 2e-5 of diffusers' and the images within ±1. Mixed fp16 from the
 // LDM single file (the VAE upcast to fp32, force_upcast): graphs on and off bit for bit, within SD v1's
 // fp16 rule of diffusers' fp32 images.
@@ -430,30 +432,7 @@ TEST(CudaEmulatedPipeline, SdxlMatchesDiffusers) {
   const std::string data = SDGEN_TEST_DATA;
   auto golden = SafetensorsFile::open(data + "/golden/sdxl.safetensors");
   const nlohmann::json runs = nlohmann::json::parse(golden->metadata().at("runs"));
-  auto pair = [](const nlohmann::json& r, const char* key, int& a, int& b) {
-    if (r.contains(key) && !r[key].is_null()) a = r[key][0], b = r[key][1];
-  };
-  auto params = [&](const nlohmann::json& r) {
-    GenerateParams p;  // the reference script's call (make_sdxl_goldens.py, CALL and RUNS)
-    p.prompt = r["prompt"];
-    p.negative_prompt = r["negative_prompt"].is_null() ? "" : r["negative_prompt"].get<std::string>();
-    p.steps = r["num_inference_steps"];
-    p.guidance = r["guidance_scale"];
-    p.width = r["width"];
-    p.height = r["height"];
-    p.batch = r["num_images_per_prompt"];
-    p.seed = r["seed"];
-    p.sampler = parse_sampler_options(r["sampler"], r["schedule"]);
-    SizeConditioning& s = p.size_cond;
-    pair(r, "original_size", s.original_h, s.original_w);
-    pair(r, "crops_coords_top_left", s.crop_top, s.crop_left);
-    pair(r, "target_size", s.target_h, s.target_w);
-    s.negative_own = r.contains("negative_original_size");
-    pair(r, "negative_original_size", s.neg_original_h, s.neg_original_w);
-    pair(r, "negative_crops_coords_top_left", s.neg_crop_top, s.neg_crop_left);
-    pair(r, "negative_target_size", s.neg_target_h, s.neg_target_w);
-    return p;
-  };
+  auto params = [](const nlohmann::json& r) { return image_goldens::sdxl_run_params(r); };
   Pipeline pipe(data + "/tiny_sdxl/diffusers", DType::F32, Device::CUDA);
   int replayed = 0;
   for (const auto& r : runs) {
