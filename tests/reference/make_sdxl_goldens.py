@@ -115,9 +115,11 @@ RUNS = [
     dict(key="dpmpp_2m_karras_zeros", sampler="dpmpp_2m", schedule="karras",
          args=dict(negative_prompt=None, original_size=(256, 512), crops_coords_top_left=(0, 0))),
     dict(key="euler_a_default", sampler="euler_a", schedule="default", args=dict(negative_prompt="blurry")),
-    # The second encoder's own texts (prompt_2, negative_prompt_2), one image.
+    # The second encoder's own texts (prompt_2, negative_prompt_2), one image. The negative prompt is ""
+    # (not None): no zeros, the first encoder reads "" and the second negative_prompt_2 (COND's neg_two
+    # has both negative texts).
     dict(key="euler_prompt_2", sampler="euler", schedule="default",
-         args=dict(num_images_per_prompt=1, prompt_2="oil painting, dark sky", negative_prompt="blurry",
+         args=dict(num_images_per_prompt=1, prompt_2="oil painting, dark sky", negative_prompt="",
                    negative_prompt_2="low contrast, grainy")),
 ]
 
