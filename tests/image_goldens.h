@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -25,9 +26,16 @@ struct Golden {
   std::unique_ptr<SafetensorsFile> f;
   nlohmann::json runs;
   std::vector<float> floats(const std::string& key) const { return f->to_floats(*f->find(key)); }
-  // "<key>.image_uint8": 8-bit values stored as floats.
+  // "<key>.image_uint8": 8-bit values, stored as U8 or as floats.
   std::vector<uint8_t> image(const std::string& key) const {
+    const StTensorInfo* t = f->find(key + ".image_uint8");
+    if (!t) throw std::runtime_error("no golden " + key + ".image_uint8");
     std::vector<uint8_t> out;
+    if (t->dtype == StDType::U8) {
+      out.resize((size_t)t->numel());
+      f->copy_bytes(*t, out.data());
+      return out;
+    }
     for (float v : floats(key + ".image_uint8")) out.push_back((uint8_t)v);
     return out;
   }
@@ -118,7 +126,15 @@ inline void expect_images(const GeneratedBatch& out, const std::vector<uint8_t>&
     EXPECT_GE(d.within1, within1) << what << " image " << b;
     EXPECT_GE(d.exact, exact) << what << " image " << b;
     EXPECT_LE(d.worst, worst) << what << " image " << b;
+    std::printf("[ images ] %-24s image %zu: %.4f within 1, %.4f exact, worst %d\n", what.c_str(), b, d.within1,
+                d.exact, d.worst);
   }
+}
+
+// The same against the golden's "<key>.image_uint8".
+inline void expect_images(const Golden& g, const GeneratedBatch& out, const std::string& key, double within1,
+                          double exact, int worst) {
+  expect_images(out, g.image(key), within1, exact, worst, key);
 }
 
 }  // namespace sdgen::image_goldens

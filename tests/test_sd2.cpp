@@ -38,15 +38,9 @@ const Golden& golden() {
   static const Golden g(kData + "/golden/sd2.safetensors");
   return g;
 }
-const uint8_t* golden_u8(const std::string& key, size_t* n) {
-  const StTensorInfo* t = golden().f->find(key);
-  EXPECT_NE(t, nullptr) << key;
-  *n = t ? (size_t)t->numel() : 0;
-  return t ? golden().f->data(*t) : nullptr;
-}
 
 // The folder with a run's scheduler-config changes (make_sd2_goldens.py's SCHED_EXTRA: the
-// zero-terminal-SNR run), copied once per process and removed at its end; the folder itself when none.
+// zero-terminal-SNR runs), copied once per process and removed at its end; the folder itself when none.
 struct FolderCopies {
   std::map<std::string, std::filesystem::path> dirs;
   ~FolderCopies() {
@@ -81,17 +75,7 @@ GenerateParams run_params(const nlohmann::json& r) {
 
 // Images against the golden's: the share of channels within ±1 and exact, the worst difference.
 void expect_images(const GeneratedBatch& out, const std::string& key, double within1, double exact, int worst) {
-  size_t n = 0;
-  const uint8_t* ref = golden_u8(key + ".image_uint8", &n);
-  ASSERT_NE(ref, nullptr);
-  ASSERT_EQ(n, out.images.size() * out.images[0].size()) << key;
-  for (size_t b = 0; b < out.images.size(); ++b) {
-    const size_t per = out.images[b].size();
-    const test_helpers::ImageDiff d = test_helpers::compare_u8(out.images[b].data(), ref + b * per, per);
-    EXPECT_GE(d.within1, within1) << key << " image " << b;
-    EXPECT_GE(d.exact, exact) << key << " image " << b;
-    EXPECT_LE(d.worst, worst) << key << " image " << b;
-  }
+  image_goldens::expect_images(golden(), out, key, within1, exact, worst);
 }
 }  // namespace
 
@@ -230,8 +214,19 @@ TEST(Sd2, ConditioningMatchesDiffusers) {
   }
 }
 
-// Whole runs, epsilon and v, two with diffusers' guidance_rescale (ops::guidance_rescale): the
-// latents after every unit, and the images by the pixel rule.
+// The latents' bound of a run, relative to max(1, |ref|): 2e-5, or 1e-4 for a sigma sampler on a
+// zero-terminal-SNR schedule. There diffusers forms the first steps in fp32 from a sample scaled by
+// σ_max ≈ 4096 (|x| up to about 4096·4.5), whose own rounding is an ulp of 2⁻¹⁰..2⁻⁹ on a result of
+// about 35 (3e-5 of it, twice that over two roundings); sd-gen composes each step's coefficients
+// in double and rounds once, so the two differ by diffusers' rounding. Measured: at most 7.2e-5.
+static float latents_bound(const nlohmann::json& r) {
+  const bool sigma_sampler = r["sampler"] != "ddim";
+  return sigma_sampler && !r["scheduler_config"].empty() ? 1e-4f : 2e-5f;
+}
+
+// Whole runs, epsilon and v, three with diffusers' guidance_rescale (ops::guidance_rescale), six on
+// a zero-terminal-SNR schedule (one per sampler that takes it): the latents after every unit, and
+// the images by the pixel rule.
 TEST(Sd2, FolderMatchesDiffusers) {
   const Golden& g = golden();
   Pipeline pipe(kFolder, DType::F32, Device::CPU);
@@ -245,12 +240,12 @@ TEST(Sd2, FolderMatchesDiffusers) {
     if (folder_for(r) != kFolder) variant = std::make_unique<Pipeline>(folder_for(r), DType::F32, Device::CPU);
     variants += variant != nullptr;
     const GeneratedBatch out = (variant ? *variant : pipe).generate(p);
-    image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sd2");
+    image_goldens::expect_unit_latents(g, r, out, latents_bound(r), "sd2");
     expect_images(out, r["key"], 0.999, 0.0, 255);
     rescaled += r["guidance_rescale"].get<float>() > 0;
   }
-  EXPECT_EQ(rescaled, 3);
-  EXPECT_EQ(variants, 1);  // zero terminal SNR
+  EXPECT_EQ(rescaled, 8);
+  EXPECT_EQ(variants, 6);  // zero terminal SNR: DDIM, Euler, Euler a, DPM++ 2M, DPM++ 2M SDE Karras, UniPC
 }
 
 // The fp16 bound of a run. SD v1's fp16 rule (tests/test_pipeline.cpp: ≥ 60% exact, ≥ 99% within ±1,
@@ -293,7 +288,11 @@ TEST(Sd2, Fp16SingleFileEqualsFolderWithinTheFp16Rule) {
     if (r["sampler"] == "ddim" && !variant) {
       EXPECT_EQ(a.latents, single.generate(p).latents);
     }
-    image_goldens::expect_unit_latents(g, r, a, 0.02f, "sd2 fp16");
+    // The latents within 2%, widened as the images' bound is where diffusers' own fp16 run lands
+    // further than SD v1's rule (worst 6): in proportion to its worst (the SDE sampler on the
+    // zero-SNR Karras schedule: 8, so 2.7%; measured 2.3%).
+    const float latents = 0.02f * std::max(1.0f, r["fp16_spread"]["worst"].get<int>() / 6.0f);
+    image_goldens::expect_unit_latents(g, r, a, latents, "sd2 fp16");
     const Fp16Bound b = fp16_bound(r["fp16_spread"]);
     sd1_rule += b.within1 == kSd1Fp16Rule.within1 && b.worst == kSd1Fp16Rule.worst;
     expect_images(a, key, b.within1, b.exact, b.worst);
@@ -354,17 +353,24 @@ TEST(Sd2, ThroughTheBinary) {
   EXPECT_NE(bad.err.find("--guidance-rescale must be between 0 and 1"), std::string::npos) << bad.err;
 }
 
-// Zero terminal SNR (rescale_betas_zero_snr) runs with DDIM only, on a v model: the other samplers and
-// an epsilon model (whose x0 at ᾱ = 0 is undefined) are refused with one line, exit 2.
+// Zero terminal SNR (rescale_betas_zero_snr) runs with the samplers whose diffusers classes take it
+// (the runs above), on a v model: Heun, DPM2, LMS and PNDM, and DDIM on an epsilon model (whose x0
+// at ᾱ = 0 is undefined), are refused with one line, exit 2.
 TEST(Sd2, ZeroTerminalSnrRefusals) {
   const Golden& g = golden();
   for (const auto& r : g.runs) {
     if (r["key"] != "v_ddim_zero_snr") continue;
     const std::string folder = folder_for(r);
-    test_helpers::CliRun run = test_helpers::run_cli("--model '" + folder + "' -p x -W 64 -H 64 --steps 2 --sampler euler --out /nonexistent");
-    EXPECT_EQ(run.code, 2);
-    EXPECT_NE(run.err.find("rescale_betas_zero_snr, which sd-gen runs with --sampler ddim only"), std::string::npos)
-        << run.err;
+    test_helpers::CliRun run;
+    for (const char* sampler : {"heun", "dpm2", "lms", "pndm"}) {
+      run = test_helpers::run_cli("--model '" + folder + "' -p x -W 64 -H 64 --steps 2 --sampler " + sampler +
+                                  " --out /nonexistent");
+      EXPECT_EQ(run.code, 2) << sampler;
+      EXPECT_NE(run.err.find("rescale_betas_zero_snr, which sd-gen runs with --sampler ddim, euler, euler_a, "
+                             "dpmpp_2m, dpmpp_2m_sde or unipc"),
+                std::string::npos)
+          << run.err;
+    }
     run = test_helpers::run_cli("--model '" + folder + "' -p x -W 64 -H 64 --steps 2 --prediction-type epsilon --out /nonexistent");
     EXPECT_EQ(run.code, 2);
     EXPECT_NE(run.err.find("where an epsilon model's x0 is undefined"), std::string::npos) << run.err;

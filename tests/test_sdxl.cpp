@@ -37,22 +37,9 @@ const Golden& golden() {
 
 GenerateParams run_params(const nlohmann::json& r) { return image_goldens::sdxl_run_params(r); }
 
-// Images against the golden's: the share of channels within ±1 and exact (the least over the
-// batch), the worst difference.
+// Images against the golden's by the pixel rule (image_goldens::expect_images).
 void expect_images(const GeneratedBatch& out, const std::string& key, double within1, double exact, int worst) {
-  const StTensorInfo* t = golden().f->find(key + ".image_uint8");
-  ASSERT_NE(t, nullptr) << key;
-  const uint8_t* ref = golden().f->data(*t);
-  ASSERT_EQ((size_t)t->numel(), out.images.size() * out.images[0].size()) << key;
-  for (size_t b = 0; b < out.images.size(); ++b) {
-    const size_t per = out.images[b].size();
-    const test_helpers::ImageDiff d = test_helpers::compare_u8(out.images[b].data(), ref + b * per, per);
-    EXPECT_GE(d.within1, within1) << key << " image " << b;
-    EXPECT_GE(d.exact, exact) << key << " image " << b;
-    EXPECT_LE(d.worst, worst) << key << " image " << b;
-    std::printf("[ sdxl ] %-22s image %zu: %.4f within 1, %.4f exact, worst %d\n", key.c_str(), b, d.within1,
-                d.exact, d.worst);
-  }
+  image_goldens::expect_images(golden(), out, key, within1, exact, worst);
 }
 
 std::vector<int> golden_ids(const std::string& key) {

@@ -29,8 +29,15 @@ SamplerPlan plan_sampler(const SamplerOptions& o, const SchedulerConfig& cfg, in
     throw_usage("img2img would skip " + std::to_string(begin) + " of " + std::to_string(steps) +
                 " steps and run none; raise --strength or --steps");
   using namespace sampling;
-  if (cfg.rescale_betas_zero_snr && o.kind != SamplerKind::Ddim)
-    throw_usage("the model's scheduler config sets rescale_betas_zero_snr, which sd-gen runs with --sampler ddim only");
+  // Zero terminal SNR: the samplers whose diffusers classes take rescale_betas_zero_snr. Heun, DPM2,
+  // LMS and PNDM have no such schedule there (diffusers drops the flag and runs the model on betas it
+  // was not trained with): refused rather than guessed.
+  const bool zero_snr_sampler = o.kind == SamplerKind::Ddim || o.kind == SamplerKind::Euler ||
+                                o.kind == SamplerKind::EulerA || o.kind == SamplerKind::Dpmpp2m ||
+                                o.kind == SamplerKind::Dpmpp2mSde || o.kind == SamplerKind::UniPc;
+  if (cfg.rescale_betas_zero_snr && !zero_snr_sampler)
+    throw_usage("the model's scheduler config sets rescale_betas_zero_snr, which sd-gen runs with --sampler ddim, "
+                "euler, euler_a, dpmpp_2m, dpmpp_2m_sde or unipc");
   const bool k = o.karras();
   switch (o.kind) {
     case SamplerKind::Ddim: return plan_ddim(cfg, steps, o.eta, begin);

@@ -105,7 +105,8 @@ namespace schedule {
 std::string spacing(const SchedulerConfig& cfg, const char* class_default);
 // Euler-family ("discrete") timesteps: n values, descending, float.
 std::vector<double> discrete_timesteps(const SchedulerConfig& cfg, const std::string& spacing, int n);
-// σ(t) = √((1 − ᾱ)/ᾱ) in float32 as torch computes it, for every training timestep.
+// σ(t) = √((1 − ᾱ)/ᾱ) in float32 as torch computes it, for every training timestep (with zero
+// terminal SNR, the last ᾱ 2⁻²⁴ rather than 0, as diffusers' sigma schedulers).
 std::vector<float> train_sigmas(const SchedulerConfig& cfg);
 // numpy.interp(t, arange(N), sigmas).
 double interp(double t, const std::vector<float>& sigmas);

@@ -62,6 +62,10 @@ std::vector<double> discrete_timesteps(const SchedulerConfig& cfg, const std::st
 
 std::vector<float> train_sigmas(const SchedulerConfig& cfg) {
   std::vector<float> ac = sd_alphas_cumprod(cfg), s(ac.size());
+  // A zero-terminal-SNR schedule ends at ᾱ = 0, an infinite σ. The sigma samplers of diffusers that
+  // take rescale_betas_zero_snr (Euler, Euler a, DPM-Solver++, UniPC) put 2⁻²⁴ there instead, fp16's
+  // smallest subnormal: σ_max ≈ 4096.
+  if (cfg.rescale_betas_zero_snr) ac.back() = 0x1p-24f;
   for (size_t i = 0; i < ac.size(); ++i) s[i] = std::sqrt((1.0f - ac[i]) / ac[i]);
   return s;
 }

@@ -15,8 +15,9 @@ block more than the pipeline runs, as the SD 2 files do (24 blocks, "penultimate
 Goldens (sd2.safetensors):
 - cond.<name>: encode_prompt's prompt_embeds [n,77,8] for the prompts of COND (the pad id shows in
   every position after the end token), with diffusers' clip_skip None and 1;
-- <key>.latents_per_unit / <key>.image_uint8 for the pipeline runs of RUNS (epsilon and v, two with
-  guidance_rescale, batch 2, 128x64) as make_image_goldens.py stores them; each run's metadata also holds fp16_spread, how far
+- <key>.latents_per_unit / <key>.image_uint8 for the pipeline runs of RUNS (epsilon and v, with and
+  without guidance_rescale, zero terminal SNR with six samplers, batch 2, 128x64) as make_image_goldens.py
+  stores them; each run's metadata also holds fp16_spread, how far
   diffusers' own fp16 run (torch_dtype float16 on the CPU) lands from those fp32 images.
 
 Usage (from the repository root):
@@ -87,8 +88,16 @@ RUNS = [("eps_ddim", "ddim", "default", "epsilon", 0.0),
         # the paper's recipe for zero-terminal-SNR v models: rescaled betas, trailing timesteps (the
         # first at ᾱ = 0), guidance rescale 0.7 (the tests run it from a copy of the folder whose
         # scheduler config says so: SCHED_EXTRA)
-        ("v_ddim_zero_snr", "ddim", "default", "v_prediction", 0.7)]
-SCHED_EXTRA = {"v_ddim_zero_snr": {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}}
+        ("v_ddim_zero_snr", "ddim", "default", "v_prediction", 0.7),
+        # the same with the other samplers whose diffusers classes take rescale_betas_zero_snr (they
+        # put ᾱ = 2⁻²⁴ at the last timestep, σ_max ≈ 4096)
+        ("v_euler_zero_snr", "euler", "default", "v_prediction", 0.7),
+        ("v_euler_a_zero_snr", "euler_a", "default", "v_prediction", 0.7),
+        ("v_dpmpp_2m_zero_snr", "dpmpp_2m", "default", "v_prediction", 0.7),
+        ("v_dpmpp_2m_sde_karras_zero_snr", "dpmpp_2m_sde", "karras", "v_prediction", 0.7),
+        ("v_unipc_zero_snr", "unipc", "default", "v_prediction", 0.7)]
+SCHED_EXTRA = {key: {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
+               for key, *_ in RUNS if key.endswith("_zero_snr")}
 
 
 def build():
@@ -218,7 +227,7 @@ def run_goldens(pipe, tensors):
             cfg["use_karras_sigmas"] = True
         pipe.scheduler = cls.from_config(cfg)
         if key in SCHED_EXTRA:
-            assert pipe.scheduler.alphas_cumprod[-1] == 0 and pipe.scheduler.timesteps[0] == 999
+            assert pipe.scheduler.alphas_cumprod[-1] in (0, 2**-24) and pipe.scheduler.timesteps[0] == 999
         lat = []
 
         def cb(_p, i, t, kw):
