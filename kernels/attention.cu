@@ -5,18 +5,20 @@
 // head h is columns [h·D, (h+1)·D) of every token; causal: query i sees keys 0..i. One launch per
 // call, grid (query tiles, N·H), 128 threads.
 // Versions:
-//   mma: fp16, D a multiple of 8 up to 160. 64 queries per block, 4 warps × 16 rows; Q·Kᵀ and P·V
-//        on tensor cores (kern::mma_m16n8k16, fp32 accumulation), P rounded to fp16 for P·V;
+//   mma: fp16, and bf16 on sm_80+ (bf16 mma.sync), D a multiple of 8 up to 160. 64 queries per
+//        block, 4 warps × 16 rows; Q·Kᵀ and P·V on tensor cores (kern::mma_m16n8k16 /
+//        mma_m16n8k16_bf16, fp32 accumulation), P rounded to the storage type for P·V;
 //        64-key tiles of K ([key][d]) and Vᵀ ([d][key]) in dynamic shared memory (≤ 44 KiB).
-//   fma: fp32 math on CUDA cores for everything else (fp32, bf16 (no bf16 mma yet), and fp16 heads of other widths such as
-//        the VAE's single 512-wide head): Q tile, K-then-V tile and score tile in shared memory,
+//   fma: fp32 math on CUDA cores for everything else (fp32, bf16 on sm_75, and 16-bit heads of
+//        other widths such as the VAE's single 512-wide head): Q tile, K-then-V tile and score tile in shared memory,
 //        tile sizes chosen per D (fma_tiling), up to D = 5120.
-// Test: simt_tests --gtest_filter='CudaEmu/*attn*' (emulated, against the CPU backend, fp32 and
-// fp16; the same test runs on a GPU build as cuda_ops_tests). Benchmark: the same table's perf mode,
+// Test: simt_tests --gtest_filter='CudaEmu/*attn*' (emulated, against the CPU backend, fp32, fp16
+// and bf16; SIMT_ARCH=75 for sm_75's paths; the same test runs on a GPU build as cuda_ops_tests). Benchmark: the same table's perf mode,
 // build/benchmarks/op_perf_gpu --filter attn_ (fp16 aligned: mma; fp32: fma; the attn_unaligned
 // row in fp16: fma_f16; TFLOP/s and fraction of peak per case).
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels.h"
 
@@ -86,11 +88,12 @@ __device__ __forceinline__ uint32_t ld_pair(const P& p, int i) {
 #else
   check_aligned(i, 2);
   check_aligned((long long)reinterpret_cast<uintptr_t>(&p[i]), 4);
-  return kern::pack_half2(p[i], p[i + 1]);
+  return kern::pack_pair(p[i], p[i + 1]);
 #endif
 }
 
-__device__ __forceinline__ uint4 ld_global16(const __half* p) {
+template <class T>
+__device__ __forceinline__ uint4 ld_global16(const T* p) {
 #if defined(__CUDACC__)
   return __ldg(reinterpret_cast<const uint4*>(p));
 #else
@@ -107,13 +110,14 @@ __device__ __forceinline__ void st_shared16(const P& p, int i, const uint4& v) {
   *reinterpret_cast<uint4*>(&p[i]) = v;
 #else
   check_aligned(i, 8);
-  __half h[8];
+  std::remove_reference_t<decltype(p[i])> h[8];
   memcpy(static_cast<void*>(h), &v, 16);
   for (int e = 0; e < 8; ++e) p[i + e] = h[e];
 #endif
 }
 
-__device__ __forceinline__ void st_global_pair(__half* p, uint32_t v) {
+template <class T>
+__device__ __forceinline__ void st_global_pair(T* p, uint32_t v) {
 #if defined(__CUDACC__)
   *reinterpret_cast<uint32_t*>(p) = v;
 #else
@@ -134,16 +138,13 @@ __device__ __forceinline__ float4 ld_float4(const P& p, int i) {
 #endif
 }
 
-__device__ __forceinline__ uint32_t pack_floats_half2(float lo, float hi) {
-#if defined(__CUDA_ARCH__)
-  __half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&h);
-#else
-  return kern::pack_half2(__float2half_rn(lo), __float2half_rn(hi));
-#endif
+// Two floats rounded to T (__half or __nv_bfloat16, nearest even) as one register, lo first.
+template <class T>
+__device__ __forceinline__ uint32_t pack_floats(float lo, float hi) {
+  return kern::pack_pair(kern::from_float<T>(lo), kern::from_float<T>(hi));
 }
 
-// ---- mma: fp16 on tensor cores -------------------------------------------------------------------
+// ---- mma: fp16 and bf16 on tensor cores ----------------------------------------------------------
 
 constexpr int kMmaRows = 64;  // queries per block: 4 warps × 16
 constexpr int kMmaKeys = 64;  // keys per tile
@@ -159,10 +160,11 @@ struct MmaShape {
   static constexpr size_t kSharedBytes = (size_t)(kMmaKeys * kLdk + kDk * 16 * kMmaLdv) * 2;
 };
 
-template <int kDk>
+// T: __half or __nv_bfloat16 (sm_80+), the storage and tensor-core operand type; the same fragments.
+template <class T, int kDk>
 __global__ void __launch_bounds__(kThreads) flash_attention_mma_kernel(Params a) {
   constexpr int kLdk = MmaShape<kDk>::kLdk, kDp = kDk * 16, kMaxDt = kDk * 2;
-  SDGEN_DYNAMIC_SHARED(__half, smem);
+  SDGEN_DYNAMIC_SHARED(T, smem);
   auto Ks = smem;                          // [key][d], d padded to kDp with zeros
   auto Vt = smem + kMmaKeys * kLdk;        // [d][key]: the B operand of P·V is then contiguous in k
   const int D = a.d, hd = a.hd, dt_count = D / 8, chunks = D / 8;
@@ -170,10 +172,10 @@ __global__ void __launch_bounds__(kThreads) flash_attention_mma_kernel(Params a)
   const int q0 = blockIdx.x * kMmaRows, wrow = q0 + warp * 16;
   const int n = blockIdx.y / a.heads, h = blockIdx.y % a.heads;
   const size_t head = (size_t)h * D;
-  const __half* qh = static_cast<const __half*>(a.q) + (size_t)n * a.lq * hd + head;
-  const __half* kh = static_cast<const __half*>(a.k) + (size_t)n * a.lk * hd + head;
-  const __half* vh = static_cast<const __half*>(a.v) + (size_t)n * a.lk * hd + head;
-  __half* oh = static_cast<__half*>(a.out) + (size_t)n * a.lq * hd + head;
+  const T* qh = static_cast<const T*>(a.q) + (size_t)n * a.lq * hd + head;
+  const T* kh = static_cast<const T*>(a.k) + (size_t)n * a.lk * hd + head;
+  const T* vh = static_cast<const T*>(a.v) + (size_t)n * a.lk * hd + head;
+  T* oh = static_cast<T*>(a.out) + (size_t)n * a.lq * hd + head;
 
   // Zero columns D..kDp-1 of K once (tiles never overwrite them): Q·Kᵀ's last k-step reads them.
   if (D < kDp)
@@ -207,7 +209,7 @@ ATTN_UNROLL
     // Consecutive threads take consecutive keys, so the transposing stores hit distinct banks.
     for_tile(chunks, kMmaKeys, [&](int c, int r) {
       const uint4 x = k0 + r < a.lk ? ld_global16(vh + (k0 + r) * hd + c * 8) : make_uint4(0, 0, 0, 0);
-      __half e[8];
+      T e[8];
       memcpy(static_cast<void*>(e), &x, 16);
 ATTN_UNROLL
       for (int i = 0; i < 8; ++i) Vt[(c * 8 + i) * kMmaLdv + r] = e[i];
@@ -227,7 +229,7 @@ ATTN_UNROLL
         const int base = (nt * 8 + kern::mma_b_col(lane, 0)) * kLdk + ks * 16;
         b.x[0] = ld_pair(Ks, base + kern::mma_b_row(lane, 0));
         b.x[1] = ld_pair(Ks, base + kern::mma_b_row(lane, 2));
-        kern::mma_m16n8k16(s[nt], qa[ks], b, s[nt]);
+        kern::mma_m16n8k16_t(qh, s[nt], qa[ks], b, s[nt]);
       }
     }
 
@@ -277,10 +279,10 @@ ATTN_UNROLL
       l[0] += p[0] + p[1] + p[4] + p[5];
       l[1] += p[2] + p[3] + p[6] + p[7];
       kern::MmaA pa;
-      pa.x[0] = pack_floats_half2(p[0], p[1]);
-      pa.x[1] = pack_floats_half2(p[2], p[3]);
-      pa.x[2] = pack_floats_half2(p[4], p[5]);
-      pa.x[3] = pack_floats_half2(p[6], p[7]);
+      pa.x[0] = pack_floats<T>(p[0], p[1]);
+      pa.x[1] = pack_floats<T>(p[2], p[3]);
+      pa.x[2] = pack_floats<T>(p[4], p[5]);
+      pa.x[3] = pack_floats<T>(p[6], p[7]);
 ATTN_UNROLL
       for (int dt = 0; dt < kMaxDt; ++dt) {
         if (dt >= dt_count) break;
@@ -288,7 +290,7 @@ ATTN_UNROLL
         const int base_v = (dt * 8 + kern::mma_b_col(lane, 0)) * kMmaLdv + kk * 16;
         b.x[0] = ld_pair(Vt, base_v + kern::mma_b_row(lane, 0));
         b.x[1] = ld_pair(Vt, base_v + kern::mma_b_row(lane, 2));
-        kern::mma_m16n8k16(o[dt], pa, b, o[dt]);
+        kern::mma_m16n8k16_t(qh, o[dt], pa, b, o[dt]);
       }
     }
   }
@@ -305,8 +307,8 @@ ATTN_UNROLL
   for (int dt = 0; dt < kMaxDt; ++dt) {
     if (dt >= dt_count) break;
     const int col = dt * 8 + kern::mma_c_col(lane, 0);
-    if (row0 < a.lq) st_global_pair(oh + row0 * hd + col, pack_floats_half2(o[dt].x[0] * inv[0], o[dt].x[1] * inv[0]));
-    if (row1 < a.lq) st_global_pair(oh + row1 * hd + col, pack_floats_half2(o[dt].x[2] * inv[1], o[dt].x[3] * inv[1]));
+    if (row0 < a.lq) st_global_pair(oh + row0 * hd + col, pack_floats<T>(o[dt].x[0] * inv[0], o[dt].x[1] * inv[0]));
+    if (row1 < a.lq) st_global_pair(oh + row1 * hd + col, pack_floats<T>(o[dt].x[2] * inv[1], o[dt].x[3] * inv[1]));
   }
 }
 
@@ -485,11 +487,43 @@ void census_class(const char* name, bool tensor_cores) {
 #endif
 }
 
-template <int kDk>
+template <class T, int kDk>
 void launch_mma(const Params& p, dim3 grid, cudaStream_t s) {
   census_class(kMmaName, true);
-  cuda::launch_kernel(kMmaName, flash_attention_mma_kernel<kDk>, grid, dim3(kThreads),
+  cuda::launch_kernel(kMmaName, flash_attention_mma_kernel<T, kDk>, grid, dim3(kThreads),
                       MmaShape<kDk>::kSharedBytes, s, p);
+}
+
+template <class T>
+void launch_mma_width(const Params& p, int d, dim3 grid, cudaStream_t s) {
+  switch ((d + 15) / 16) {
+    case 1: launch_mma<T, 1>(p, grid, s); break;
+    case 2: launch_mma<T, 2>(p, grid, s); break;
+    case 3: launch_mma<T, 3>(p, grid, s); break;
+    case 4: launch_mma<T, 4>(p, grid, s); break;
+    case 5: launch_mma<T, 5>(p, grid, s); break;
+    case 6: launch_mma<T, 6>(p, grid, s); break;
+    case 7: launch_mma<T, 7>(p, grid, s); break;
+    case 8: launch_mma<T, 8>(p, grid, s); break;
+    case 9: launch_mma<T, 9>(p, grid, s); break;
+    default: launch_mma<T, 10>(p, grid, s); break;
+  }
+}
+
+// bf16 mma.sync is sm_80's; an sm_75 device (Turing) runs bf16 attention on the fma kernel. The
+// emulated build takes the architecture whose code it emulates (SIMT_ARCH).
+bool bf16_tensor_cores() {
+#if !defined(__CUDACC__)
+  return simt::emulated_arch() >= 80;
+#else
+  static const bool has = [] {
+    int device = 0, major = 0;
+    SDGEN_CUDA_CHECK(cudaGetDevice(&device));
+    SDGEN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    return major >= 8;
+  }();
+  return has;
+#endif
 }
 
 template <class T, int kChunks>
@@ -534,22 +568,14 @@ void attention(const void* q, const void* k, const void* v, void* out, int64_t n
                                   : (double)lk * (lk + 1) / 2 + (double)(lq - lk) * lk;
   cuda::note_traffic((2.0 * n * lq * hd + 2.0 * n * lk * hd) * dtype_size(dt), 4.0 * n * heads * pairs * d);
 
-  const bool mma = dt == DType::F16 && d % 8 == 0 && d <= 160 && aligned16(q) && aligned16(k) &&
-                   aligned16(v) && aligned16(out);
+  const bool mma = (dt == DType::F16 || (dt == DType::BF16 && bf16_tensor_cores())) && d % 8 == 0 && d <= 160 &&
+                   aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out);
   if (mma) {
     const dim3 grid(cuda::ceil_div(lq, kMmaRows), (unsigned)(n * heads));
-    switch ((d + 15) / 16) {
-      case 1: launch_mma<1>(p, grid, s); break;
-      case 2: launch_mma<2>(p, grid, s); break;
-      case 3: launch_mma<3>(p, grid, s); break;
-      case 4: launch_mma<4>(p, grid, s); break;
-      case 5: launch_mma<5>(p, grid, s); break;
-      case 6: launch_mma<6>(p, grid, s); break;
-      case 7: launch_mma<7>(p, grid, s); break;
-      case 8: launch_mma<8>(p, grid, s); break;
-      case 9: launch_mma<9>(p, grid, s); break;
-      default: launch_mma<10>(p, grid, s); break;
-    }
+    if (dt == DType::BF16)
+      launch_mma_width<__nv_bfloat16>(p, (int)d, grid, s);
+    else
+      launch_mma_width<__half>(p, (int)d, grid, s);
     return;
   }
   const FmaTiling t = fma_tiling((int)d);
@@ -558,7 +584,7 @@ void attention(const void* q, const void* k, const void* v, void* out, int64_t n
   const dim3 grid(cuda::ceil_div(lq, t.bq), (unsigned)(n * heads));
   if (dt == DType::F32)
     launch_fma_chunks<float>(p, t.chunks, t.shared_bytes, grid, s);
-  else if (dt == DType::BF16)  // no bf16 tensor-core (mma) version yet
+  else if (dt == DType::BF16)  // sm_75, or heads the mma kernel does not take
     launch_fma_chunks<__nv_bfloat16>(p, t.chunks, t.shared_bytes, grid, s);
   else
     launch_fma_chunks<__half>(p, t.chunks, t.shared_bytes, grid, s);

@@ -1,6 +1,7 @@
 // Tensor-core matrix multiply-accumulate behind one small wrapper: D = A·B + C for one warp with
 // A 16x16 fp16 (row-major), B 16x8 fp16 (column-major), C and D 16x8 fp32, in the register
-// fragments of PTX's mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32. sm_80+ issue that
+// fragments of PTX's mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (and its bf16 form, sm_80+,
+// mma_m16n8k16_bf16). sm_80+ issue that
 // instruction; sm_75 issues two m16n8k8 halves (same fragments split along k). Emulated, the host
 // branch issues one or the other by simt::emulated_arch() (SIMT_ARCH=75 for sm_75's halves); the
 // emulator's twins (tests/simt/simt_collective.cpp) gather the fragments of all 32 lanes by each
@@ -29,12 +30,15 @@ __device__ __forceinline__ int mma_b_col(int lane, int) { return lane >> 2; }
 __device__ __forceinline__ int mma_c_row(int lane, int i) { return (lane >> 2) + (i >= 2 ? 8 : 0); }
 __device__ __forceinline__ int mma_c_col(int lane, int i) { return (lane & 3) * 2 + (i & 1); }
 
-__device__ __forceinline__ uint32_t pack_half2(__half lo, __half hi) {
+// Two 16-bit values (__half or __nv_bfloat16) as one register, the low one first.
+template <class T>
+__device__ __forceinline__ uint32_t pack_pair(T lo, T hi) {
   uint16_t a, b;
   memcpy(&a, &lo, 2);
   memcpy(&b, &hi, 2);
   return (uint32_t)a | ((uint32_t)b << 16);
 }
+__device__ __forceinline__ uint32_t pack_half2(__half lo, __half hi) { return pack_pair(lo, hi); }
 
 // Fragments from a row-major A tile (element (r, c) at a[r * lda + c]) and a B tile stored with
 // element (k, n) at b[n * ldb + k] (column-major, i.e. the rows of a [N, K] weight matrix).
@@ -111,6 +115,38 @@ __device__ __forceinline__ void mma_m16n8k16(MmaC& d, const MmaA& a, const MmaB&
     mma_m16n8k8(d, a.x[2], a.x[3], b.x[1], t);
   }
 #endif
+}
+
+// d = a·b + c with bf16 A and B in the same fragments (mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32).
+// sm_80 and later only: sm_75 has no bf16 tensor-core instruction, and callers check the device
+// before they launch a kernel that issues it (there it traps).
+__device__ __forceinline__ void mma_m16n8k16_bf16(MmaC& d, const MmaA& a, const MmaB& b, const MmaC& c) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%10,%11,%12,%13};\n"
+      : "=f"(d.x[0]), "=f"(d.x[1]), "=f"(d.x[2]), "=f"(d.x[3])
+      : "r"(a.x[0]), "r"(a.x[1]), "r"(a.x[2]), "r"(a.x[3]), "r"(b.x[0]), "r"(b.x[1]),
+        "f"(c.x[0]), "f"(c.x[1]), "f"(c.x[2]), "f"(c.x[3]));
+#elif defined(__CUDA_ARCH__)
+  (void)d, (void)a, (void)b, (void)c;
+  __trap();
+#elif !defined(__CUDACC__)
+  simt::MmaOperands in;
+  for (int i = 0; i < 4; ++i) in.a[i] = a.x[i];
+  for (int i = 0; i < 2; ++i) in.b[i] = b.x[i];
+  for (int i = 0; i < 4; ++i) in.c[i] = c.x[i];
+  simt::mma_m16n8k16_bf16(d.x, in, __FILE__, __LINE__);
+#endif
+}
+
+// The instruction for the element type: fp16 or bf16.
+__device__ __forceinline__ void mma_m16n8k16_t(const __half*, MmaC& d, const MmaA& a, const MmaB& b, const MmaC& c) {
+  mma_m16n8k16(d, a, b, c);
+}
+__device__ __forceinline__ void mma_m16n8k16_t(const __nv_bfloat16*, MmaC& d, const MmaA& a, const MmaB& b,
+                                               const MmaC& c) {
+  mma_m16n8k16_bf16(d, a, b, c);
 }
 
 }  // namespace kern

@@ -1,5 +1,5 @@
 // Warp collectives once every lane of the mask has arrived: shuffles (the PTX shfl.sync rules for
-// out-of-segment sources), votes, and the tensor-core mma.sync m16n8k16 and m16n8k8 with the
+// out-of-segment sources), votes, and the tensor-core mma.sync m16n8k16 (fp16 and bf16) and m16n8k8 with the
 // fragment layouts of the PTX ISA ("Matrix Fragments for mma.m16n8k16 with floating point type",
 // "Matrix Fragments for mma.m16n8k8").
 #include <cuda_fp16.h>
@@ -22,6 +22,14 @@ float half_to_float(uint16_t h) {
   __half_raw r;
   r.x = h;
   return __half2float(__half(r));
+}
+
+// bf16 is fp32's upper half.
+float bf16_to_float(uint16_t h) {
+  const uint32_t bits = (uint32_t)h << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
 }
 
 // The warp's matrices gathered from its lanes' fragments: A 16xK row-major halves, B Kx8, C 16x8.
@@ -49,8 +57,10 @@ void gather_c(MmaTiles& m, int lane, const float c[4]) {
   for (int i = 0; i < 4; ++i) m.C[i < 2 ? g : g + 8][t * 2 + (i & 1)] = c[i];
 }
 
-// A: 16x16 row-major halves, B: 16x8 (k x n), C/D: 16x8 floats, from the per-lane fragments.
-void mma_m16n8k16(ThreadCtx* lanes) {
+// A: 16x16 row-major halves (fp16, or bf16 with `bf16`), B: 16x8 (k x n), C/D: 16x8 floats, from the
+// per-lane fragments; the layout is the same for both element types.
+void mma_m16n8k16(ThreadCtx* lanes, bool bf16) {
+  float (*const element)(uint16_t) = bf16 ? bf16_to_float : half_to_float;
   MmaTiles m;
   for (int l = 0; l < 32; ++l) {
     const MmaOperands& in = *static_cast<const MmaOperands*>(lanes[l].src);
@@ -59,12 +69,12 @@ void mma_m16n8k16(ThreadCtx* lanes) {
       uint16_t h = (uint16_t)(in.a[i / 2] >> (16 * (i & 1)));
       int row = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8;
       int col = t * 2 + (i & 1) + (i >= 4 ? 8 : 0);
-      m.A[row][col] = half_to_float(h);
+      m.A[row][col] = element(h);
     }
     for (int i = 0; i < 4; ++i) {
       uint16_t h = (uint16_t)(in.b[i / 2] >> (16 * (i & 1)));
       int row = t * 2 + (i & 1) + (i >= 2 ? 8 : 0);
-      m.B[row][g] = half_to_float(h);
+      m.B[row][g] = element(h);
     }
     gather_c(m, l, in.c);
   }
@@ -113,7 +123,12 @@ void complete_collective(BlockCtx* b, int base, unsigned mask) {
     }
     case WarpOp::kMma:
       if (mask != 0xffffffffu) fault("mma_m16n8k16 needs all 32 lanes (mask 0xffffffff)");
-      mma_m16n8k16(lanes);
+      mma_m16n8k16(lanes, false);
+      return;
+    case WarpOp::kMmaBf16:
+      if (mask != 0xffffffffu) fault("mma_m16n8k16_bf16 needs all 32 lanes (mask 0xffffffff)");
+      if (emulated_arch() < 80) fault("mma_m16n8k16_bf16 needs sm_80 or later (SIMT_ARCH is below 80)");
+      mma_m16n8k16(lanes, true);
       return;
     case WarpOp::kMmaK8:
       if (mask != 0xffffffffu) fault("mma_m16n8k8 needs all 32 lanes (mask 0xffffffff)");

@@ -93,6 +93,7 @@ const char* op_name(WarpOp op) {
     case WarpOp::kAll: return "__all_sync";
     case WarpOp::kMma: return "mma_m16n8k16";
     case WarpOp::kMmaK8: return "mma_m16n8k8";
+    case WarpOp::kMmaBf16: return "mma_m16n8k16_bf16";
   }
   return "?";
 }

@@ -60,7 +60,7 @@ Stats stats();
 namespace detail {
 
 enum class WarpOp : uint8_t {
-  kSync, kShflIdx, kShflUp, kShflDown, kShflXor, kBallot, kAny, kAll, kMma, kMmaK8
+  kSync, kShflIdx, kShflUp, kShflDown, kShflXor, kBallot, kAny, kAll, kMma, kMmaK8, kMmaBf16
 };
 
 struct ThreadCtx;
@@ -132,6 +132,13 @@ struct MmaOperands {
 };
 inline void mma_m16n8k16(float d[4], const MmaOperands& in, const char* f, int l) {
   detail::warp_collective(detail::WarpOp::kMma, 0xffffffffu, &in, d, sizeof(MmaOperands), 0, 32,
+                          f, l);
+}
+
+// The same with bf16 operands, mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32 (sm_80 and later; the
+// registers hold .bf16x2 pairs in the same fragment layout).
+inline void mma_m16n8k16_bf16(float d[4], const MmaOperands& in, const char* f, int l) {
+  detail::warp_collective(detail::WarpOp::kMmaBf16, 0xffffffffu, &in, d, sizeof(MmaOperands), 0, 32,
                           f, l);
 }
 
