@@ -11,14 +11,15 @@
 //   output's allocation from the pool), op_perf_emu (the CUDA backend in the SIMT emulator: every
 //   case once through the same path, times marked as emulated and not reported: they measure
 //   the emulator, not a kernel).
-//   Usage: op_perf [--filter A,B,...] [--dtype f32|f16|all] [--warmup N] [--repeats N] [--check]
+//   Usage: op_perf [--filter A,B,...] [--dtype f32|f16|bf16|all] [--warmup N] [--repeats N] [--check]
 //                  [--json]
 //   --filter keeps cases whose name contains one of the comma-separated strings; --check also
 //   compares each case's output with the plain CPU backend under the table's tolerances (what the
 //   suites assert, here also for the benchmark-only rows; the plain reference of the largest rows
 //   takes tens of seconds); --json prints one JSON object per case and dtype instead of the
-//   table. fp16 runs where the backend supports the op in fp16; a case the table runs in fp32
-//   only (fp16 off) and that fails in fp16 is shown as n/a; any other failure exits 1.
+//   table. Default dtypes fp32 and fp16 (all: bf16 too). A 16-bit dtype runs where the backend
+//   supports the op in it; a case the table runs in fp32 only (fp16 off) and that fails in 16 bits
+//   is shown as n/a; any other failure exits 1.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -57,7 +58,7 @@ struct Options {
 
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--filter A,B,...] [--dtype f32|f16|all] [--warmup N] [--repeats N] [--check] [--json]\n",
+               "usage: %s [--filter A,B,...] [--dtype f32|f16|bf16|all] [--warmup N] [--repeats N] [--check] [--json]\n",
                argv0);
   std::exit(2);
 }
@@ -82,7 +83,9 @@ Options parse(int argc, char** argv) {
       const std::string d = argv[++i];
       if (d == "f32" || d == "fp32") o.dtypes = {DType::F32};
       else if (d == "f16" || d == "fp16") o.dtypes = {DType::F16};
-      else if (d != "all") usage(argv[0]);
+      else if (d == "bf16") o.dtypes = {DType::BF16};
+      else if (d == "all") o.dtypes = {DType::F32, DType::F16, DType::BF16};
+      else usage(argv[0]);
     } else if (a == "--warmup" && has_value) {
       o.warmup = std::max(0, std::atoi(argv[++i]));
     } else if (a == "--repeats" && has_value) {
@@ -275,7 +278,7 @@ int run(const Options& o) {
         if (!ms.empty()) r.ms = median(ms);
         // The table's fp32-only rows (fp16 off) have no fp16 expectation (a cast's output is fp32
         // by construction), so they are timed in fp16 but not checked.
-        if (o.check && dt == DType::F16 && !c->fp16) {
+        if (o.check && is_half_dtype(dt) && !c->fp16) {
           r.status += "; unchecked: the table's fp16 pass is off";
         } else if (o.check) {
           const optest::CaseResult cr = optest::run_case(*c, *backend, *plain, dt);
@@ -293,7 +296,7 @@ int run(const Options& o) {
         ++ran;
       } catch (const std::exception& e) {
         // The table's fp32-only rows may not take fp16 inputs (casts, sampler steps).
-        const bool expected = dt == DType::F16 && !c->fp16;
+        const bool expected = is_half_dtype(dt) && !c->fp16;
         r.status = std::string(expected ? "n/a: " : "error: ") + e.what();
         if (!expected) ++failures;
       }

@@ -296,7 +296,7 @@ EOF
 }
 
 # The op table's perf mode on the real CUDA backend (benchmarks/op_perf.cpp): every case and its
-# benchmark-only SD rows timed with CUDA events, fp32 and fp16, one JSON line each (FLOPs, bytes,
+# benchmark-only SD rows timed with CUDA events, fp32 and fp16 (and attention in bf16), one JSON line each (FLOPs, bytes,
 # GFLOP/s, GB/s, fractions of peak); then the benchmark-only rows the suites do not run checked
 # against the plain CPU backend (all but the 2 × 4096-token attention, whose plain reference alone
 # takes about a minute).
@@ -308,6 +308,8 @@ step_e() {
     exit $rc
   fi
   timeout 45 "$b" --warmup 2 --repeats 10 --json >"$LOG/e-op-perf.jsonl" || rc=1
+  # bf16 attention (the tensor-core kernel on sm_80+) beside the fp16 rows above.
+  timeout 15 "$b" --dtype bf16 --filter attn_ --warmup 2 --repeats 10 --json >>"$LOG/e-op-perf.jsonl" || rc=1
   timeout 35 "$b" --check --warmup 0 --repeats 1 \
     --filter attn_unaligned,gn_6x32x32x960,gn_silu_1x512,gn_silu_unaligned,geglu_unaligned,add_unaligned,ln_unaligned || rc=1
   python3 - "$LOG/e-op-perf.jsonl" >"$LOG/e.detail" <<'EOF' || rc=1

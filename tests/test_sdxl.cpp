@@ -21,6 +21,7 @@
 #include "text/conditioning.h"
 #include "text/tokenizer.h"
 #include "test_helpers.h"
+#include "torch_save_twin.h"
 
 using namespace sdgen;
 using image_goldens::Golden;
@@ -104,6 +105,48 @@ TEST(Sdxl, SingleFileHoldsTheFolderWeights) {
   EXPECT_EQ(projections, 1);
   EXPECT_EQ(added, 4);
   EXPECT_GT(compared, 900);
+}
+
+// The LDM file in the other forms SDXL fine-tunes come in, written here from its tensors: a .ckpt
+// (torch.save's zip) gives the .safetensors file's latents bit for bit; a bf16 .safetensors is
+// recognised as SDXL and reads as stored, every canonical tensor the fp16 one's rounded to bf16
+// (nearest even, as torch's .to(torch.bfloat16)).
+TEST(Sdxl, CkptAndBf16SingleFiles) {
+  const std::filesystem::path d = std::filesystem::temp_directory_path() / ("sdgen_sdxl_forms_" + std::to_string(getpid()));
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  const auto src = SafetensorsFile::open(kLdm);
+  std::vector<StWriteTensor> same, bf16;
+  for (const StTensorInfo& t : src->tensors()) {
+    ASSERT_EQ(t.dtype, StDType::F16) << t.name;
+    StWriteTensor w{t.name, t.dtype, t.shape, std::vector<uint8_t>(t.end - t.begin)};
+    src->copy_bytes(t, w.bytes.data());
+    same.push_back(std::move(w));
+    bf16.push_back(st_tensor_from_floats(t.name, StDType::BF16, t.shape, src->to_floats(t)));
+  }
+  const std::string ckpt = (d / "tiny_sdxl.ckpt").string(), b16 = (d / "tiny_sdxl_bf16.safetensors").string();
+  torch_save_twin::write(ckpt, same);
+  write_safetensors(b16, bf16);
+  for (const std::string& f : {ckpt, b16}) std::filesystem::copy_file(kLdm + ".json", f + ".json");
+
+  const Golden& g = golden();
+  const nlohmann::json& r = g.runs[0];
+  const GenerateParams p = run_params(r);
+  Pipeline a(kLdm, DType::F32, Device::CPU), b(ckpt, DType::F32, Device::CPU);
+  EXPECT_EQ(b.generate(p).latents, a.generate(p).latents);
+
+  const auto fp16 = Checkpoint::open(kLdm), half = Checkpoint::open(b16);
+  EXPECT_TRUE(half->config().sdxl());
+  int compared = 0;
+  for (const std::string& n : fp16->names()) {
+    const Shape s = *fp16->stored_shape(n);
+    std::vector<float> want = fp16->get(n, s).to_floats();
+    for (float& v : want) v = round_to_bf16(v);
+    ASSERT_EQ(half->get(n, s).to_floats(), want) << n;
+    ++compared;
+  }
+  EXPECT_GT(compared, 900);
+  std::filesystem::remove_all(d);
 }
 
 // Both tokenizers' padded ids, each encoder's conditioning and the pooled embedding against
