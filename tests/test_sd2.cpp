@@ -25,6 +25,7 @@
 #include "text/conditioning.h"
 #include "text/tokenizer.h"
 #include "test_helpers.h"
+#include "torch_save_twin.h"
 
 using namespace sdgen;
 using image_goldens::Golden;
@@ -298,6 +299,33 @@ TEST(Sd2, Fp16SingleFileEqualsFolderWithinTheFp16Rule) {
     expect_images(a, key, b.within1, b.exact, b.worst);
   }
   EXPECT_GE(sd1_rule, 2);  // the epsilon runs
+}
+
+// The LDM file as a .ckpt (torch.save's zip) and as a bf16 .safetensors, written here from its
+// tensors: the .ckpt gives the .safetensors file's latents bit for bit (the OpenCLIP names, packed
+// q/k/v and all); the bf16 file is recognised as SD 2 and reads as stored, every canonical tensor
+// the fp16 one's rounded to bf16.
+TEST(Sd2, CkptAndBf16SingleFiles) {
+  const std::filesystem::path d = std::filesystem::temp_directory_path() / ("sdgen_sd2_forms_" + std::to_string(getpid()));
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  const auto [ckpt, b16] = torch_save_twin::other_forms(kLdm, d);
+  const GenerateParams p = run_params(golden().runs[0]);  // eps_ddim
+  Pipeline a(kLdm, DType::F32, Device::CPU), b(ckpt, DType::F32, Device::CPU);
+  EXPECT_EQ(b.generate(p).latents, a.generate(p).latents);
+  const auto fp16 = Checkpoint::open(kLdm), half = Checkpoint::open(b16);
+  EXPECT_EQ(half->config().clip.hidden, fp16->config().clip.hidden);
+  EXPECT_FALSE(half->config().sdxl());
+  int compared = 0;
+  for (const std::string& n : fp16->names()) {
+    const Shape s = *fp16->stored_shape(n);
+    std::vector<float> want = fp16->get(n, s).to_floats();
+    for (float& v : want) v = round_to_bf16(v);
+    ASSERT_EQ(half->get(n, s).to_floats(), want) << n;
+    ++compared;
+  }
+  EXPECT_GT(compared, 300);
+  std::filesystem::remove_all(d);
 }
 
 // The binary: sd-gen with `extra` on `model`, the run's images (and the first one's PNG parameters).

@@ -115,19 +115,8 @@ TEST(Sdxl, CkptAndBf16SingleFiles) {
   const std::filesystem::path d = std::filesystem::temp_directory_path() / ("sdgen_sdxl_forms_" + std::to_string(getpid()));
   std::filesystem::remove_all(d);
   std::filesystem::create_directories(d);
-  const auto src = SafetensorsFile::open(kLdm);
-  std::vector<StWriteTensor> same, bf16;
-  for (const StTensorInfo& t : src->tensors()) {
-    ASSERT_EQ(t.dtype, StDType::F16) << t.name;
-    StWriteTensor w{t.name, t.dtype, t.shape, std::vector<uint8_t>(t.end - t.begin)};
-    src->copy_bytes(t, w.bytes.data());
-    same.push_back(std::move(w));
-    bf16.push_back(st_tensor_from_floats(t.name, StDType::BF16, t.shape, src->to_floats(t)));
-  }
-  const std::string ckpt = (d / "tiny_sdxl.ckpt").string(), b16 = (d / "tiny_sdxl_bf16.safetensors").string();
-  torch_save_twin::write(ckpt, same);
-  write_safetensors(b16, bf16);
-  for (const std::string& f : {ckpt, b16}) std::filesystem::copy_file(kLdm + ".json", f + ".json");
+  for (const StTensorInfo& t : SafetensorsFile::open(kLdm)->tensors()) ASSERT_EQ(t.dtype, StDType::F16) << t.name;
+  const auto [ckpt, b16] = torch_save_twin::other_forms(kLdm, d);
 
   const Golden& g = golden();
   const nlohmann::json& r = g.runs[0];

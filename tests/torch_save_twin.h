@@ -8,6 +8,7 @@
 // torch.load(path, weights_only=True) reads what it writes.
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -90,6 +91,26 @@ inline void write(const std::string& path, const std::vector<StWriteTensor>& ten
   std::ofstream f(path, std::ios::binary);
   f << zip(members);
   if (!f) throw std::runtime_error("torch_save_twin: cannot write " + path);
+}
+
+// The .safetensors single file `src` (16-bit, with its sidecar `src`.json) in the other forms
+// checkpoints come in, written under `dir` with a copy of the sidecar each: {.ckpt with the same
+// tensors, .safetensors with every tensor rounded to bf16}.
+inline std::pair<std::string, std::string> other_forms(const std::string& src, const std::filesystem::path& dir) {
+  const auto file = SafetensorsFile::open(src);
+  std::vector<StWriteTensor> same, bf16;
+  for (const StTensorInfo& t : file->tensors()) {
+    StWriteTensor w{t.name, t.dtype, t.shape, std::vector<uint8_t>(t.end - t.begin)};
+    file->copy_bytes(t, w.bytes.data());
+    same.push_back(std::move(w));
+    bf16.push_back(st_tensor_from_floats(t.name, StDType::BF16, t.shape, file->to_floats(t)));
+  }
+  const std::string stem = std::filesystem::path(src).stem().string();
+  const std::string ckpt = (dir / (stem + ".ckpt")).string(), b16 = (dir / (stem + "_bf16.safetensors")).string();
+  write(ckpt, same);
+  write_safetensors(b16, bf16);
+  for (const std::string& f : {ckpt, b16}) std::filesystem::copy_file(src + ".json", f + ".json");
+  return {ckpt, b16};
 }
 
 }  // namespace sdgen::torch_save_twin
