@@ -373,12 +373,11 @@ TEST(Sdxl, DefaultSizeIs1024) {
 }
 
 // What SDXL does not run yet is refused with one line naming it (usage, exit 2), before any weight
-// loads: ControlNets, the tiny autoencoder.
-TEST(Sdxl, UnsupportedOptionsRefused) {
+// loads: ControlNets.
+TEST(Sdxl, ControlNetRefused) {
   const std::pair<std::string, std::string> cases[] = {
       {"--control '" + kData + "/tiny_controlnet/a' --control-image '" + kData + "/images/canny_80x60.png'",
        "ControlNets (--control) with SDXL are not supported yet"},
-      {"--vae-tiny '" + kData + "/tiny_taesd'", "a tiny autoencoder (--vae-tiny) with SDXL is not supported yet"},
   };
   for (const auto& [extra, why] : cases) {
     SCOPED_TRACE(extra);
@@ -387,6 +386,31 @@ TEST(Sdxl, UnsupportedOptionsRefused) {
     EXPECT_EQ(run.code, 2) << run.err;
     EXPECT_NE(run.err.find(why), std::string::npos) << run.err;
   }
+}
+
+// A tiny autoencoder as the VAE (--vae-tiny, as people pass taesdxl), against diffusers' pipeline
+// with the tiny AutoencoderTiny as its VAE: euler_a_default's latents (the UNet's, unchanged) and
+// the TAESD's images, in process and through the binary.
+TEST(Sdxl, TaesdMatchesDiffusers) {
+  const Golden& g = golden();
+  const nlohmann::json taesd = nlohmann::json::parse(g.f->metadata().at("taesd"));
+  nlohmann::json r;
+  for (const auto& x : g.runs)
+    if (x["key"] == taesd["like"]) r = x;
+  ASSERT_FALSE(r.is_null());
+  const std::string tiny = kData + "/../../" + taesd["vae_tiny"].get<std::string>();
+  ModelOptions o;
+  o.vae_tiny = tiny;
+  Pipeline pipe(kFolder, DType::F32, Device::CPU, nullptr, o);
+  GenerateParams p = run_params(r);
+  p.record_unit_latents = true;
+  const GeneratedBatch out = pipe.generate(p);
+  image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sdxl taesd");
+  expect_images(out, "taesd", 0.999, 0.0, 255);
+  GeneratedBatch cli;
+  cli.images = run_binary(kFolder, r, "--sampler euler_a --vae-tiny '" + tiny + "'");
+  ASSERT_EQ(cli.images.size(), 2u);
+  expect_images(cli, "taesd", 0.999, 0.0, 255);
 }
 
 // --prompt-2 / --negative-prompt-2 on a model with one text encoder: one line, exit 2, before its

@@ -133,10 +133,8 @@ std::vector<float> SizeConditioning::time_ids(int width, int height, bool negati
 Pipeline::~Pipeline() = default;
 
 void Pipeline::refuse_sdxl_options(const ModelOptions& options) const {
-  const std::string what = !options.controlnets.empty() ? "ControlNets (--control) with SDXL are"
-                           : !options.vae_tiny.empty()    ? "a tiny autoencoder (--vae-tiny) with SDXL is"
-                                                          : "";
-  if (!what.empty()) throw_usage(checkpoint_->name() + " is an SDXL model: " + what + " not supported yet");
+  if (!options.controlnets.empty())
+    throw_usage(checkpoint_->name() + " is an SDXL model: ControlNets (--control) with SDXL are not supported yet");
 }
 
 void Pipeline::load_taesd(const std::string& path) {

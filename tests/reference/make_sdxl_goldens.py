@@ -26,6 +26,7 @@ Goldens (sdxl.safetensors):
   side, "neg_blurry" and "neg_zeros" (negative_prompt None with force_zeros_for_empty_prompt) on the
   negative side; .ids_1 / .ids_2 (int32 [77]) the two tokenizers' padded ids (49407 / 0 after the end) of
   the texts each encoder read;
+- taesd.image_uint8: euler_a_default's images with the tiny TAESD (tests/data/tiny_taesd) as the VAE;
 - <key>.latents_per_unit [units,2,4,8,16] (after every step) and <key>.image_uint8 [2,64,128,3] (NHWC,
   round(x * 255) of output_type "np") for the pipeline runs of RUNS (128x64, batch 2, guidance 5);
   each run's metadata holds every argument passed, the add_time_ids rows in the UNet's batch order
@@ -437,6 +438,29 @@ def img2img_goldens(pipe, tensors):
     return meta
 
 
+TAESD = os.path.join(ROOT, "tests", "data", "tiny_taesd")
+
+
+def taesd_goldens(pipe, tensors):
+    """euler_a_default's call with the tiny TAESD (tests/data/tiny_taesd, make_taesd_goldens.py; a
+    diffusers AutoencoderTiny, loaded in fp32) as the pipeline's VAE, as people pass taesdxl: diffusers
+    divides the latents by its scaling_factor 1.0 and decodes them with it. The latents are
+    euler_a_default's; the images."""
+    from diffusers import AutoencoderTiny
+    tiny = AutoencoderTiny.from_pretrained(TAESD, torch_dtype=torch.float32)
+    p2 = StableDiffusionXLPipeline(**dict(pipe.components, vae=tiny), force_zeros_for_empty_prompt=True,
+                                   add_watermarker=False)
+    p2.set_progress_bar_config(disable=True)
+    run = next(r for r in RUNS if r["key"] == "euler_a_default")
+    p2.scheduler = scheduler(dict(pipe.scheduler.config), run)
+    out = call(p2, run)
+    tensors["taesd.image_uint8"] = torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+    d = (tensors["taesd.image_uint8"].int() - tensors["euler_a_default.image_uint8"].int()).abs().max()
+    assert d > 8, ("TAESD decoded like the VAE", int(d))
+    print("taesd: images differ from the VAE's by up to", int(d))
+    return {"key": "taesd", "like": "euler_a_default", "vae_tiny": os.path.relpath(TAESD, ROOT)}
+
+
 def scheduler(base, run):
     cls, extra, _ = msg.SAMPLERS[run["sampler"]]
     cfg = dict(base, **extra)
@@ -507,18 +531,19 @@ if __name__ == "__main__":
     runs = run_goldens(pipe, tensors)
     fp16_spread(tensors, runs)
     img2img = img2img_goldens(pipe, tensors)
+    taesd = taesd_goldens(pipe, tensors)
     cond.append(embedding_goldens(tensors))
     lora = lora_goldens(tensors)
     save_sorted({k: v.contiguous() for k, v in tensors.items()}, GOLDEN,
                 metadata={"made_by": "tests/reference/make_sdxl_goldens.py", "diffusers": diffusers.__version__,
                           "transformers": transformers.__version__, "torch": torch.__version__,
-                          "cond": json.dumps(cond), "runs": json.dumps(runs), "lora": json.dumps(lora), "img2img": json.dumps(img2img),
+                          "cond": json.dumps(cond), "runs": json.dumps(runs), "lora": json.dumps(lora), "img2img": json.dumps(img2img), "taesd": json.dumps(taesd),
                           "how": "cond.<name>: pipe.encode_prompt(prompt, prompt_2 (or prompt), do_classifier_free_guidance"
                                  "=True, negative_prompt, negative_prompt_2, clip_skip): side prompt -> prompt_embeds [1,77,24] and "
                                  "pooled_prompt_embeds [1,12], side negative -> the negative ones; ids_1/ids_2 the "
                                  "two tokenizers' padded ids; cond.emb: with the embedding file loaded per "
                                  "encoder (load_textual_inversion); lora.*: euler_a_default's call with the PEFT LoRA fused (lora metadata); img2img.*: "
-                                 "StableDiffusionXLImg2ImgPipeline, the img2img metadata's call. <key>: StableDiffusionXLPipeline.from_pretrained("
+                                 "StableDiffusionXLImg2ImgPipeline, the img2img metadata's call; taesd.image_uint8: euler_a_default's call with the tiny AutoencoderTiny as the VAE. <key>: StableDiffusionXLPipeline.from_pretrained("
                                  "tests/data/tiny_sdxl/diffusers, tokenizers from tests/data/tiny_sd_tf5, "
                                  "add_watermarker=False), scheduler Class.from_config(its config + the sampler's "
                                  "settings), the run's arguments, generator Generator('cpu').manual_seed(seed); "

@@ -426,7 +426,7 @@ TEST(CudaEmulatedPipeline, Sd2MatchesDiffusers) {
 // the second encoder's own texts (prompt_2, negative_prompt_2);
 // the latents after every unit within 2e-5 of diffusers' and the images within ±1. Mixed fp16 from the
 // LDM single file (the VAE upcast to fp32, force_upcast): graphs on and off bit for bit, within SD v1's
-// fp16 rule of diffusers' fp32 images.
+// fp16 rule of diffusers' fp32 images. With --vae-tiny, the tiny TAESD's images.
 TEST(CudaEmulatedPipeline, SdxlMatchesDiffusers) {
   set_cuda_backend_factory(&make_cuda_backend);
   const std::string data = SDGEN_TEST_DATA;
@@ -476,4 +476,16 @@ TEST(CudaEmulatedPipeline, SdxlMatchesDiffusers) {
     EXPECT_GE(a.exact, 0.60);
     EXPECT_LE(a.worst, 6);
   }
+
+  // --vae-tiny: the tiny TAESD decodes the same run's latents (fp32, the folder) as diffusers'
+  // pipeline with it as the VAE does (the golden's taesd images).
+  ModelOptions o;
+  o.vae_tiny = data + "/tiny_taesd";
+  Pipeline tiny(data + "/tiny_sdxl/diffusers", DType::F32, Device::CUDA, nullptr, o);
+  const GeneratedBatch t = tiny.generate(params(r));
+  const StTensorInfo* tref = golden->find("taesd.image_uint8");
+  ASSERT_NE(tref, nullptr);
+  ASSERT_EQ(t.images.size(), 2u);
+  for (size_t b = 0; b < t.images.size(); ++b)
+    EXPECT_GE(compare(t.images[b], golden->data(*tref) + b * t.images[b].size()).within1, 0.999) << "taesd " << b;
 }
