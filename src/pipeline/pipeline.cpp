@@ -210,6 +210,8 @@ Pipeline::TextContext Pipeline::encode_context(const GenerateParams& p, const st
   // it) and the positive prompts (these alone without guidance); each row is repeated per image,
   // unconditional rows first.
   trace::phase("text_encoder");
+  if (!clip2_ && (!p.prompt_2.empty() || !p.negative_prompt_2.empty()))
+    throw_usage(checkpoint_->name() + " has one text encoder: --prompt-2 and --negative-prompt-2 are for SDXL's second");
   std::vector<std::string> prompts;
   const int P = (int)positive.size();
   if (guided) prompts.assign(P, p.negative_prompt);
@@ -222,8 +224,6 @@ Pipeline::TextContext Pipeline::encode_context(const GenerateParams& p, const st
   copt.clip_skip_from_row = guided ? P : 0;
   copt.text_cleanup = p.text_cleanup;
   Conditioning cond = encode_prompts(*tokenizer_, *clip_, prompts, copt, log_);
-  if (!clip2_ && (!p.prompt_2.empty() || !p.negative_prompt_2.empty()))
-    throw_usage(checkpoint_->name() + " has one text encoder: --prompt-2 and --negative-prompt-2 are for SDXL's second");
   if (clip2_) {
     std::vector<std::string> second(prompts);
     const int negatives = guided ? P : 0;
