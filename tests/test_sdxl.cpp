@@ -115,7 +115,8 @@ TEST(Sdxl, CkptAndBf16SingleFiles) {
   const std::filesystem::path d = std::filesystem::temp_directory_path() / ("sdgen_sdxl_forms_" + std::to_string(getpid()));
   std::filesystem::remove_all(d);
   std::filesystem::create_directories(d);
-  for (const StTensorInfo& t : SafetensorsFile::open(kLdm)->tensors()) ASSERT_EQ(t.dtype, StDType::F16) << t.name;
+  const auto file = SafetensorsFile::open(kLdm);
+  for (const StTensorInfo& t : file->tensors()) ASSERT_EQ(t.dtype, StDType::F16) << t.name;
   const auto [ckpt, b16] = torch_save_twin::other_forms(kLdm, d);
 
   const Golden& g = golden();
