@@ -10,7 +10,8 @@ names); FLOP counts and MFU are left null here: compare.sh takes them from sd-ge
 count (src/pipeline/flops.cpp), which is the same workload. Progress goes to stderr.
 
 Needs torch, diffusers, transformers (tests/reference/requirements.txt pins them). fp16 on a GPU
-only (the CPU fp16 kernels of PyTorch are not what anyone runs).
+only (the CPU fp16 kernels of PyTorch are not what anyone runs); bf16 on both (on the CPU, PyTorch
+runs bf16 through oneDNN: AMX or AVX512-BF16 where the CPU has them).
 
   python3 benchmarks/torch_pipeline.py --device cpu --batch 1 --steps 2 --precision fp32 --json
 """
@@ -82,7 +83,7 @@ def sync(device):
 
 
 def run_config(args, device, precision, compile_on):
-    dtype = torch.float16 if precision == "fp16" else torch.float32
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     label = f"{precision}, compile {'on' if compile_on else 'off'}"
     reset_peak_rss()
     if device.type == "cuda":
@@ -166,7 +167,7 @@ def run_config(args, device, precision, compile_on):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="fp32,fp16", help="comma-separated fp32, fp16 (fp16: GPU only)")
+    p.add_argument("--precision", default="fp32,fp16,bf16", help="comma-separated fp32, fp16, bf16 (fp16: GPU only)")
     p.add_argument("--compile", default=None, help="comma-separated off, on (default: off,on on a GPU, off on the CPU)")
     p.add_argument("--batch", type=int, default=3)
     p.add_argument("--steps", type=int, default=25)
@@ -190,8 +191,8 @@ def main():
         args.repeats = 3 if device.type == "cuda" else 1
     precisions = [s.strip() for s in args.precision.split(",") if s.strip()]
     for s in precisions:
-        if s not in ("fp32", "fp16"):
-            p.error(f"--precision {s!r} is not one of fp32, fp16")
+        if s not in ("fp32", "fp16", "bf16"):
+            p.error(f"--precision {s!r} is not one of fp32, fp16, bf16")
     if device.type == "cpu" and "fp16" in precisions:
         log("torch: fp16 skipped on the CPU (GPU only)")
         precisions = [s for s in precisions if s != "fp16"]

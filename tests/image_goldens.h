@@ -56,6 +56,16 @@ inline GenerateParams run_params(const nlohmann::json& r) {
   return p;
 }
 
+// SD 2's runs (make_sd2_goldens.py, CALL): the fields of run_params, the schedule beside the sampler,
+// the prediction type and guidance rescale.
+inline GenerateParams sd2_run_params(const nlohmann::json& r) {
+  GenerateParams p = run_params(r);
+  p.sampler = parse_sampler_options(r["sampler"], r["schedule"]);
+  p.prediction_type = r["prediction_type"];
+  p.guidance_rescale = r["guidance_rescale"];
+  return p;
+}
+
 // SDXL's runs (make_sdxl_goldens.py: diffusers' own argument names): the fields of run_params, the
 // size conditioning (diffusers' (height, width) and (top, left) pairs; unset: 0, 0) and prompt_2.
 inline GenerateParams sdxl_run_params(const nlohmann::json& r) {

@@ -4,6 +4,7 @@
 // two attention products 4·Lq·Lk·C (all heads together). Norms, activations, softmax: not counted.
 #include <gtest/gtest.h>
 
+#include "core/peak_flops.h"
 #include "pipeline/flops.h"
 
 namespace {
@@ -89,3 +90,47 @@ TEST(Flops, WorkloadAddsTheStages) {
 }
 
 }  // namespace
+
+// Peak rates (src/core/peak_flops.h), the MFU denominators, by hand for a 2-CPU, 2 GHz machine:
+// fp32 = CPUs · lanes · 2 (FMA) · 2 pipes · clock; AVX-512: 2·16·2·2·2e9 = 256 GFLOP/s, AVX2: 128.
+// bf16: AMX-BF16 1024 FLOP per cycle and CPU = 2·1024·2e9 = 4096 GFLOP/s; AVX512-BF16 (vdpbf16ps:
+// two products per fp32 lane) 2 · 256 = 512; neither: the fp32 rate.
+namespace {
+std::string cpuinfo_with(const std::string& flags) {
+  return "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: " + flags + "\n";
+}
+}  // namespace
+
+TEST(PeakFlops, CpuRatesPerPrecision) {
+  using sdgen::DType;
+  const sdgen::PeakFlops zen4 = sdgen::cpu_peak_flops_of(
+      cpuinfo_with("fpu sse avx avx2 fma avx512f avx512_bf16"), 2, 2000, "test");
+  EXPECT_DOUBLE_EQ(zen4.for_precision(DType::F32), 256e9);
+  EXPECT_DOUBLE_EQ(zen4.for_precision(DType::F16), 256e9);
+  EXPECT_DOUBLE_EQ(zen4.for_precision(DType::BF16), 512e9);
+  const sdgen::PeakFlops spr = sdgen::cpu_peak_flops_of(
+      cpuinfo_with("avx avx2 fma avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8"), 2, 2000, "test");
+  EXPECT_DOUBLE_EQ(spr.for_precision(DType::F32), 256e9);
+  EXPECT_DOUBLE_EQ(spr.for_precision(DType::BF16), 4096e9);
+  const sdgen::PeakFlops haswell = sdgen::cpu_peak_flops_of(cpuinfo_with("sse avx avx2 fma"), 2, 2000, "test");
+  EXPECT_DOUBLE_EQ(haswell.for_precision(DType::F32), 128e9);
+  EXPECT_DOUBLE_EQ(haswell.for_precision(DType::BF16), 128e9);
+  // A flag that merely contains another's name does not count ("avx512_bf16x" is not avx512_bf16).
+  const sdgen::PeakFlops other = sdgen::cpu_peak_flops_of(cpuinfo_with("avx2 fma avx512_bf16x"), 1, 1000, "test");
+  EXPECT_DOUBLE_EQ(other.for_precision(DType::BF16), other.for_precision(DType::F32));
+}
+
+// GPUs: vendor datasheets (dense). H100 SXM: 989 TFLOP/s fp16 and bf16 tensor, 67 fp32; T4 (Turing)
+// has no bf16 tensor cores: bf16 at its 8.1 TFLOP/s fp32 rate.
+TEST(PeakFlops, GpuRatesPerPrecision) {
+  using sdgen::DType;
+  const auto h100 = sdgen::gpu_peak_flops("NVIDIA H100 80GB HBM3");
+  ASSERT_TRUE(h100.has_value());
+  EXPECT_DOUBLE_EQ(h100->for_precision(DType::F16), 989e12);
+  EXPECT_DOUBLE_EQ(h100->for_precision(DType::BF16), 989e12);
+  EXPECT_DOUBLE_EQ(h100->for_precision(DType::F32), 67e12);
+  const auto t4 = sdgen::gpu_peak_flops("Tesla T4");
+  ASSERT_TRUE(t4.has_value());
+  EXPECT_DOUBLE_EQ(t4->for_precision(DType::F16), 65e12);
+  EXPECT_DOUBLE_EQ(t4->for_precision(DType::BF16), 8.1e12);
+}

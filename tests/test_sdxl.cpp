@@ -125,17 +125,8 @@ TEST(Sdxl, CkptAndBf16SingleFiles) {
   Pipeline a(kLdm, DType::F32, Device::CPU), b(ckpt, DType::F32, Device::CPU);
   EXPECT_EQ(b.generate(p).latents, a.generate(p).latents);
 
-  const auto fp16 = Checkpoint::open(kLdm), half = Checkpoint::open(b16);
-  EXPECT_TRUE(half->config().sdxl());
-  int compared = 0;
-  for (const std::string& n : fp16->names()) {
-    const Shape s = *fp16->stored_shape(n);
-    std::vector<float> want = fp16->get(n, s).to_floats();
-    for (float& v : want) v = round_to_bf16(v);
-    ASSERT_EQ(half->get(n, s).to_floats(), want) << n;
-    ++compared;
-  }
-  EXPECT_GT(compared, 900);
+  EXPECT_TRUE(Checkpoint::open(b16)->config().sdxl());
+  EXPECT_GT(torch_save_twin::expect_bf16_of(kLdm, b16), 900);
   std::filesystem::remove_all(d);
 }
 
@@ -526,4 +517,25 @@ TEST(Sdxl, Img2ImgMatchesDiffusers) {
   const GeneratedBatch out = pipe.generate(p);
   image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sdxl img2img");
   expect_images(out, "img2img", 0.999, 0.0, 255);
+}
+
+// Inpainting with SDXL base (diffusers' StableDiffusionXLInpaintPipeline on the same model: a 4-channel
+// UNet, so after every step the kept region's latents, renoised to the next step's level, are blended
+// back): the grey mask binarized at 0.5 (127 kept, 128 repainted), strength 0.75 of Euler a's
+// schedule, batch 2; the latents after every unit and the images.
+TEST(Sdxl, InpaintMatchesDiffusers) {
+  const Golden& g = golden();
+  nlohmann::json r = nlohmann::json::parse(g.f->metadata().at("inpaint"));
+  Pipeline pipe(kFolder, DType::F32, Device::CPU);
+  GenerateParams p = run_params(r);
+  auto picture = [](const nlohmann::json& path) {
+    return std::make_shared<const RgbImage>(read_image(std::string(SDGEN_SOURCE_DIR) + "/" + path.get<std::string>(), "x"));
+  };
+  p.init_image = picture(r["image"]);
+  p.mask = picture(r["mask_image"]);
+  p.strength = r["strength"];
+  p.record_unit_latents = true;
+  const GeneratedBatch out = pipe.generate(p);
+  image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sdxl inpaint");
+  expect_images(out, "inpaint", 0.999, 0.0, 255);
 }

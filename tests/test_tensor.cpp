@@ -7,6 +7,7 @@
 
 #include "sdgen/half.h"
 #include "sdgen/tensor.h"
+#include "core/device_memory.h"
 
 using namespace sdgen;
 
@@ -64,4 +65,66 @@ TEST(Tensor, ReshapeAndSliceShareStorage) {
   s.f32()[0] = 9.0f;
   EXPECT_EQ(t.f32()[3], 9.0f);
   EXPECT_THROW(t.reshape({4, 2}), std::exception);
+}
+
+// Host blocks of 1 MiB and more are kept when freed and reused (src/core/device_memory.cpp): the
+// same size (or up to 1/16 larger) gets the freed block back; kept and live bytes together never
+// pass the most ever live, so a request that finds no block releases kept ones first. Sizes: a
+// tensor of n floats takes 4n bytes + 64 guard bytes.
+TEST(HostBlocks, FreedBlocksAreReusedUnderTheHighWaterMark) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "blocks are not kept under AddressSanitizer";
+#endif
+  using sdgen::host_block_stats;
+  const int64_t n = int64_t(1) << 20;  // 4 MiB
+  const size_t b = 4 * (size_t)n + 64;
+  sdgen::release_kept_host_blocks();
+  const size_t live0 = host_block_stats().live;
+  EXPECT_EQ(host_block_stats().kept, 0u);
+  EXPECT_EQ(host_block_stats().high, live0);
+  const void* first = nullptr;
+  {
+    Tensor a = Tensor::empty({n});
+    first = a.data();
+    EXPECT_EQ(host_block_stats().live, live0 + b);
+  }
+  EXPECT_EQ(host_block_stats().kept, b);
+  EXPECT_EQ(host_block_stats().high, live0 + b);
+  {
+    Tensor same = Tensor::empty({n});  // the freed block again
+    EXPECT_EQ(same.data(), first);
+    EXPECT_EQ(host_block_stats().kept, 0u);
+  }
+  {
+    // 1/32 smaller: within a sixteenth, the block is reused (and counted at its own size).
+    Tensor smaller = Tensor::empty({n - n / 32});
+    EXPECT_EQ(smaller.data(), first);
+    EXPECT_EQ(host_block_stats().live, live0 + b);
+  }
+  {
+    // Half the size: too small for the kept block; live + kept + new = live0 + 1.5b passes the
+    // mark (live0 + b): the kept block is released first.
+    Tensor half = Tensor::empty({n / 2});
+    EXPECT_EQ(host_block_stats().kept, 0u);
+    EXPECT_EQ(host_block_stats().high, live0 + b);
+  }
+  EXPECT_EQ(host_block_stats().kept, 2 * (size_t)n + 64);
+  {
+    // Two halves live at once: the first takes the kept half block, the second is new; live
+    // rises to live0 + 2 · (2n + 64) = live0 + b + 64, a new mark.
+    Tensor h1 = Tensor::empty({n / 2}), h2 = Tensor::empty({n / 2});
+    EXPECT_EQ(host_block_stats().kept, 0u);
+    EXPECT_EQ(host_block_stats().live, live0 + 2 * (2 * (size_t)n + 64));
+  }
+  // Both halves kept; a whole-size request finds no block of its size, and live0 + kept + b passes
+  // the mark, so kept halves are released until it fits: both (one half kept would still pass it).
+  const size_t mark = host_block_stats().high;
+  EXPECT_EQ(mark, live0 + 2 * (2 * (size_t)n + 64));
+  {
+    Tensor whole = Tensor::empty({n});
+    EXPECT_EQ(host_block_stats().kept, 0u);
+  }
+  sdgen::release_kept_host_blocks();
+  EXPECT_EQ(host_block_stats().kept, 0u);
+  EXPECT_EQ(host_block_stats().high, live0);
 }

@@ -15,7 +15,9 @@
 #include <utility>
 #include <vector>
 
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "sdgen/half.h"
 
 namespace sdgen::torch_save_twin {
 
@@ -111,6 +113,22 @@ inline std::pair<std::string, std::string> other_forms(const std::string& src, c
   write_safetensors(b16, bf16);
   for (const std::string& f : {ckpt, b16}) std::filesystem::copy_file(src + ".json", f + ".json");
   return {ckpt, b16};
+}
+
+// other_forms' bf16 file against its source, through the checkpoint reader: every canonical tensor
+// of `b16` must read as `fp16`'s rounded to bf16. Returns how many were compared; throws naming the
+// first tensor that differs.
+inline int expect_bf16_of(const std::string& fp16, const std::string& b16) {
+  const auto a = Checkpoint::open(fp16), b = Checkpoint::open(b16);
+  int compared = 0;
+  for (const std::string& n : a->names()) {
+    const Shape s = *a->stored_shape(n);
+    std::vector<float> want = a->get(n, s).to_floats();
+    for (float& v : want) v = round_to_bf16(v);
+    if (b->get(n, s).to_floats() != want) throw std::runtime_error(n + ": not the fp16 tensor rounded to bf16");
+    ++compared;
+  }
+  return compared;
 }
 
 }  // namespace sdgen::torch_save_twin

@@ -78,6 +78,17 @@ __device__ __forceinline__ void mma_m16n8k8(MmaC& d, uint32_t a0, uint32_t a1, u
 #endif
 }
 
+#if !defined(__CUDACC__)
+// One lane's m16n8k16 fragments as the emulator's twins take them (fp16 and bf16 alike).
+inline simt::MmaOperands mma_operands(const MmaA& a, const MmaB& b, const MmaC& c) {
+  simt::MmaOperands in;
+  for (int i = 0; i < 4; ++i) in.a[i] = a.x[i];
+  for (int i = 0; i < 2; ++i) in.b[i] = b.x[i];
+  for (int i = 0; i < 4; ++i) in.c[i] = c.x[i];
+  return in;
+}
+#endif
+
 // d = a·b + c; all 32 lanes of the warp must call it together (converged).
 __device__ __forceinline__ void mma_m16n8k16(MmaC& d, const MmaA& a, const MmaB& b, const MmaC& c) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -102,11 +113,7 @@ __device__ __forceinline__ void mma_m16n8k16(MmaC& d, const MmaA& a, const MmaB&
       : "r"(a.x[2]), "r"(a.x[3]), "r"(b.x[1]), "f"(t[0]), "f"(t[1]), "f"(t[2]), "f"(t[3]));
 #elif !defined(__CUDACC__)
   if (simt::emulated_arch() >= 80) {
-    simt::MmaOperands in;
-    for (int i = 0; i < 4; ++i) in.a[i] = a.x[i];
-    for (int i = 0; i < 2; ++i) in.b[i] = b.x[i];
-    for (int i = 0; i < 4; ++i) in.c[i] = c.x[i];
-    simt::mma_m16n8k16(d.x, in, __FILE__, __LINE__);
+    simt::mma_m16n8k16(d.x, mma_operands(a, b, c), __FILE__, __LINE__);
   } else {
     // sm_75's split, register for register as in its asm above, so that the emulated twin of
     // m16n8k8 checks it.
@@ -132,11 +139,7 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(MmaC& d, const MmaA& a, const 
   (void)d, (void)a, (void)b, (void)c;
   __trap();
 #elif !defined(__CUDACC__)
-  simt::MmaOperands in;
-  for (int i = 0; i < 4; ++i) in.a[i] = a.x[i];
-  for (int i = 0; i < 2; ++i) in.b[i] = b.x[i];
-  for (int i = 0; i < 4; ++i) in.c[i] = c.x[i];
-  simt::mma_m16n8k16_bf16(d.x, in, __FILE__, __LINE__);
+  simt::mma_m16n8k16_bf16(d.x, mma_operands(a, b, c), __FILE__, __LINE__);
 #endif
 }
 

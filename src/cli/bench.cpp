@@ -155,6 +155,11 @@ BenchResult run_one(const Request& q, const BenchConfig& cfg, Progress& progress
   if (peak) {
     r.peak_flop_per_s = peak->for_precision(cfg.precision);
     r.peak_source = peak->how;
+    // Without a bf16 GEMM library the CPU widens bf16 to fp32 and computes at the fp32 rate.
+    if (q.device == Device::CPU && cfg.precision == DType::BF16 && !cpu::bf16_gemm_available()) {
+      r.peak_flop_per_s = peak->fp32;
+      r.peak_source += "; this run widens bf16 to fp32: the fp32 peak";
+    }
     std::vector<double> mfu;
     for (double t : total) mfu.push_back(w.total / t / *r.peak_flop_per_s);
     r.mfu = stats_of(mfu);

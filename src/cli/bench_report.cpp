@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <string>
 
+#include <omp.h>
+
 #include "backend/cpu/blas_kernels.h"
 #include "backend/cpu/cpu_backend.h"
 #include "cli/bench.h"
@@ -48,6 +50,7 @@ nlohmann::json to_json(const BenchResult& r) {
   j["cpu_extensions"] = cpu_features().extensions();
   j["gemm_kernels"] = blas_description();
   j["bf16_gemm_kernels"] = cpu::bf16_gemm_description();
+  j["threads"] = omp_get_max_threads();  // the CPU ops' team (OMP_NUM_THREADS)
   j["precision"] = dtype_name(r.config.precision);
   j["cuda_graphs"] = or_null(r.config.cuda_graphs);
   j["model"] = r.model;

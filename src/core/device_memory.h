@@ -9,6 +9,14 @@
 namespace sdgen {
 
 void* device_alloc(Device device, size_t bytes, void (**deleter)(void*));
+// Host blocks of 1 MiB and more are kept when freed and reused (device_memory.cpp), never holding
+// more than the most ever live at once. This returns the kept ones to the system and lowers that
+// mark to what is live now, so that a new model's run (Pipeline's constructor) is held to its own.
+void release_kept_host_blocks();
+struct HostBlockStats {
+  size_t kept = 0, live = 0, high = 0;  // bytes kept for reuse, in use, most ever in use
+};
+HostBlockStats host_block_stats();  // tests
 // Sets bytes to `value`; asynchronous on a device (ordered with its other work).
 void device_memset(Device device, void* ptr, int value, size_t bytes);
 // Copies; a copy to the host has completed on return, one to a device may still be in flight

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/device_memory.h"
 #include "core/rng.h"
 #include "core/trace.h"
 #include "io/checkpoint.h"
@@ -57,6 +58,7 @@ std::string find_bpe_vocab() {
 Pipeline::Pipeline(const std::string& model_path, DType precision, Device device, LogCallback log,
                    const ModelOptions& options, const std::function<void(const ModelConfig&)>& before_weights)
     : precision_(precision), device_(device), log_(std::move(log)) {
+  release_kept_host_blocks();  // an earlier model's blocks: this one's peak is its own
   trace::phase("weight_load");
   checkpoint_ = Checkpoint::open(model_path, OpenOptions{options.ema});
   if (log_)

@@ -18,7 +18,9 @@ Goldens (sd2.safetensors):
 - <key>.latents_per_unit / <key>.image_uint8 for the pipeline runs of RUNS (epsilon and v, with and
   without guidance_rescale, zero terminal SNR with six samplers, batch 2, 128x64) as make_image_goldens.py
   stores them; each run's metadata also holds fp16_spread, how far
-  diffusers' own fp16 run (torch_dtype float16 on the CPU) lands from those fp32 images.
+  diffusers' own fp16 run (torch_dtype float16 on the CPU) lands from those fp32 images;
+- the same for the pictures-in runs of PICTURES (img2img and inpainting with v-prediction; their
+  metadata under "pictures").
 
 Usage (from the repository root):
     /tmp/curenv/bin/python tests/reference/make_sd2_goldens.py
@@ -248,6 +250,179 @@ def run_goldens(pipe, tensors):
     return runs
 
 
+# Pictures in, with the v-prediction model as SD 2.x 768-v is used: (key, pipeline, sampler, schedule,
+# strength, mask or None); the picture tests/data/images/init_128x64.png, CALL's prompts and seed.
+PICTURES = [("v_img2img_ddim", "img2img", "ddim", "default", 0.6, None),
+            ("v_inpaint_euler", "inpaint", "euler", "default", 0.75, "tests/data/images/mask_128x64.png")]
+PICTURE = "tests/data/images/init_128x64.png"
+
+
+def picture_goldens(pipe, tensors):
+    """StableDiffusionImg2ImgPipeline / StableDiffusionInpaintPipeline (a 4-channel UNet: the kept region
+    renoised and blended back after every step) on the same components with v-prediction: the latents
+    after every unit and the images."""
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+    from PIL import Image
+    image = Image.open(os.path.join(ROOT, PICTURE)).convert("RGB")
+    runs = []
+    for key, kind, sampler, schedule, strength, mask in PICTURES:
+        cls, extra, _ = msg.SAMPLERS[sampler]
+        cfg = dict(pipe.scheduler.config, **extra, prediction_type="v_prediction")
+        if schedule == "karras":
+            cfg["use_karras_sigmas"] = True
+        parts = dict(pipe.components, scheduler=cls.from_config(cfg))
+        args = dict(prompt=CALL["prompt"], negative_prompt=CALL["negative_prompt"], image=image, strength=strength,
+                    num_inference_steps=CALL["steps"], guidance_scale=CALL["guidance"],
+                    num_images_per_prompt=CALL["batch"], generator=torch.Generator("cpu").manual_seed(CALL["seed"]))
+        if kind == "inpaint":
+            p = StableDiffusionInpaintPipeline(**parts)
+            args.update(mask_image=Image.open(os.path.join(ROOT, mask)).convert("L"), height=CALL["height"],
+                         width=CALL["width"])
+        else:
+            p = StableDiffusionImg2ImgPipeline(**parts)
+        p.set_progress_bar_config(disable=True)
+        lat = []
+
+        def cb(_p, i, t, kw):
+            lat.append(kw["latents"].clone())
+            return kw
+        out = p(**args, output_type="np", callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+        tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
+        tensors[f"{key}.image_uint8"] = torch.from_numpy(
+            np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+        runs.append(dict(CALL, key=key, pipeline=kind, sampler=sampler, schedule=schedule,
+                         prediction_type="v_prediction", guidance_rescale=0.0, image=PICTURE, mask=mask,
+                         strength=strength, units=len(lat)))
+        print(key, len(lat), "units")
+    return runs
+
+
+LORA_DIR = os.path.join(ROOT, "tests", "data", "lora")
+LORA_RANK, LORA_ALPHA = 2, 1.0  # alpha/rank = 0.5, so a loader that ignores alpha is caught
+# proj_in / proj_out are linears in SD 2 (use_linear_projection): their LoRA factors are 2-D.
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1",
+                "conv2", "time_emb_proj"]
+TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+EXTRAS_LIKE = "v_euler"  # the run the LoRA and embedding runs repeat
+EMBEDDING = os.path.join(ROOT, "tests", "data", "embeddings", "tiny-sd2.safetensors")
+EMB_TOKEN, EMB_PROMPT = "<tiny-sd2>", "a <tiny-sd2> castle on a hill, watercolor"
+
+
+def like_run(pipe, tensors, key, prompt=CALL["prompt"]):
+    """EXTRAS_LIKE's call on `pipe` (its scheduler set here), stored under `key`."""
+    _, sampler, schedule, pred, rescale = next(r for r in RUNS if r[0] == EXTRAS_LIKE)
+    cls, extra, _ = msg.SAMPLERS[sampler]
+    pipe.scheduler = cls.from_config(dict(pipe.scheduler.config, **extra, prediction_type=pred))
+    pipe.set_progress_bar_config(disable=True)
+    lat = []
+
+    def cb(_p, i, t, kw):
+        lat.append(kw["latents"].clone())
+        return kw
+    out = pipe(prompt=prompt, negative_prompt=CALL["negative_prompt"], height=CALL["height"], width=CALL["width"],
+               num_inference_steps=CALL["steps"], guidance_scale=CALL["guidance"], num_images_per_prompt=CALL["batch"],
+               generator=torch.Generator("cpu").manual_seed(CALL["seed"]), guidance_rescale=rescale,
+               output_type="np", callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+    image = torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+    tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
+    tensors[f"{key}.image_uint8"] = image
+    assert (image.int() - tensors[f"{EXTRAS_LIKE}.image_uint8"].int()).abs().max() > 8, key + " changed nothing"
+    return len(lat)
+
+
+def kohya_name(peft_key):
+    """diffusers/PEFT key -> kohya's sd-scripts name for SD 1.x/2.x: the UNet under diffusers' module
+    paths (sd-scripts trains SD 1/2 on diffusers' UNet; only its SDXL names are the original ones), the
+    text encoder (OpenCLIP, which sd-scripts converts to transformers' CLIPTextModel names) as
+    lora_te_text_model_*; '_' for '.', lora_down/lora_up for A/B."""
+    comp, rest = peft_key.split(".", 1)
+    module, kind = rest.rsplit(".lora_", 1)
+    down_up = {"A.weight": "lora_down.weight", "B.weight": "lora_up.weight"}[kind]
+    if comp == "unet":
+        return "lora_unet_" + module.replace(".", "_"), down_up
+    if not module.startswith("text_model."):
+        module = "text_model." + module  # transformers 5 dropped the level; kohya names keep it
+    return "lora_te_" + module.replace(".", "_"), down_up
+
+
+def load_folder():
+    return StableDiffusionPipeline.from_pretrained(FOLDER, local_files_only=True, safety_checker=None,
+                                                   requires_safety_checker=False)
+
+
+def lora_goldens(tensors):
+    """A LoRA on the UNet (attention, linear proj_in/proj_out, feed-forward, resnet convs, time
+    projections) and the text encoder, saved by diffusers (PEFT names) and rewritten in kohya's names;
+    the PEFT file loaded with load_lora_weights and fused (W += (alpha/r)·B·A, what sd-gen merges at
+    load), EXTRAS_LIKE's call: the golden for both files (the same deltas)."""
+    import math
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+    from make_sdxl_goldens import save_sorted
+    src = load_folder()
+    src.unet.add_adapter(LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=UNET_TARGETS,
+                                    init_lora_weights=False))
+    inject_adapter_in_model(LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=TE_TARGETS,
+                                       init_lora_weights=False), src.text_encoder, adapter_name="default")
+    gen = torch.Generator("cpu").manual_seed(2468)
+    with torch.no_grad():
+        for model in (src.unet, src.text_encoder):
+            for name, p in model.named_parameters():
+                if "lora_" in name:  # both factors N(0, 1/fan_in): a delta of the weights' own size
+                    p.copy_((torch.randn(p.shape, generator=gen) / math.sqrt(p.numel() // p.shape[0])).half().float())
+    layers = [get_peft_model_state_dict(m) for m in (src.unet, src.text_encoder)]
+    meta = [m.peft_config["default"].to_dict() for m in (src.unet, src.text_encoder)]
+    StableDiffusionPipeline.save_lora_weights(LORA_DIR, unet_lora_layers=layers[0], text_encoder_lora_layers=layers[1],
+                                              weight_name="tiny_sd2_lora_peft.safetensors",
+                                              unet_lora_adapter_metadata=meta[0],
+                                              text_encoder_lora_adapter_metadata=meta[1])
+    peft_file = os.path.join(LORA_DIR, "tiny_sd2_lora_peft.safetensors")
+    from safetensors import safe_open
+    with safe_open(peft_file, "pt") as f:
+        peft_meta = f.metadata()
+    # The same bytes on every run: peft's target_modules are a set, written again sorted.
+    adapter = json.loads(peft_meta["lora_adapter_metadata"])
+    adapter = {k: sorted(v) if k.endswith("target_modules") and isinstance(v, list) else v for k, v in adapter.items()}
+    peft_meta["lora_adapter_metadata"] = json.dumps(adapter, indent=2, sort_keys=True)
+    save_sorted(load_file(peft_file), peft_file, peft_meta)
+    kohya = {}
+    for k, v in load_file(peft_file).items():
+        name, down_up = kohya_name(k)
+        kohya[f"{name}.{down_up}"] = v
+        kohya[f"{name}.alpha"] = torch.tensor(LORA_ALPHA, dtype=torch.float32)
+    kohya_file = os.path.join(LORA_DIR, "tiny_sd2_lora_kohya.safetensors")
+    save_sorted(kohya, kohya_file, {"ss_network_dim": str(LORA_RANK), "ss_base_model_version": "sd_v2"})
+    del src
+    images = {}
+    for form, f in (("kohya", kohya_file), ("peft", peft_file)):  # the PEFT run is the golden
+        pipe = load_folder()
+        pipe.load_lora_weights(f, adapter_name="x")
+        pipe.fuse_lora(lora_scale=1.0)
+        pipe.unload_lora_weights()
+        units = like_run(pipe, tensors, "lora")
+        images[form] = tensors["lora.image_uint8"].int()
+    d = (images["peft"] - images["kohya"]).abs()
+    assert d.max() <= 1, ("kohya vs peft", int(d.max()))
+    print("lora:", len(kohya) // 3, "modules,", units, "units; kohya vs peft images within", int(d.max()))
+    return {"key": "lora", "like": EXTRAS_LIKE, "peft": os.path.relpath(peft_file, ROOT),
+            "kohya": os.path.relpath(kohya_file, ROOT), "rank": LORA_RANK, "alpha": LORA_ALPHA}
+
+
+def embedding_goldens(tensors):
+    """A two-vector textual-inversion file for the 1024-wide (here 8-wide) OpenCLIP text encoder, in
+    A1111's safetensors form (emb_params [n, d]), loaded with load_textual_inversion; EXTRAS_LIKE's
+    call with the token in the prompt."""
+    gen = torch.Generator().manual_seed(4343)
+    vectors = (torch.randn((2, CLIP_HIDDEN), generator=gen) * 0.5).half().float()
+    save_file({"emb_params": vectors}, EMBEDDING)
+    pipe = load_folder()
+    pipe.load_textual_inversion(load_file(EMBEDDING)["emb_params"], token=EMB_TOKEN)
+    units = like_run(pipe, tensors, "emb", prompt=EMB_PROMPT)
+    print("embedding:", units, "units")
+    return {"key": "emb", "like": EXTRAS_LIKE, "embedding": os.path.relpath(EMBEDDING, ROOT), "token": EMB_TOKEN,
+            "prompt": EMB_PROMPT}
+
+
 def fp16_spread(tensors, runs):
     """diffusers' own fp16 run (on the CPU) against its fp32 images, per run: the share of channels
     within ±1 and exact (the least over the batch) and the worst difference. The tests derive the
@@ -289,13 +464,21 @@ if __name__ == "__main__":
     cond = cond_goldens(pipe, tensors)
     runs = run_goldens(pipe, tensors)
     fp16_spread(tensors, runs)
+    pictures = picture_goldens(pipe, tensors)
+    lora = lora_goldens(tensors)
+    emb = embedding_goldens(tensors)
     save_file({k: v.contiguous() for k, v in tensors.items()}, GOLDEN,
               metadata={"made_by": "tests/reference/make_sd2_goldens.py", "diffusers": diffusers.__version__,
                         "transformers": transformers.__version__, "torch": torch.__version__,
-                        "cond": json.dumps(cond), "runs": json.dumps(runs),
+                        "cond": json.dumps(cond), "runs": json.dumps(runs), "pictures": json.dumps(pictures),
+                        "lora": json.dumps(lora), "embedding": json.dumps(emb),
                         "how": "cond.<name>: pipe.encode_prompt(prompt, clip_skip) [1,77,8]; cond.<name>.ids the "
                                "tokenizer's padded ids. <key>: StableDiffusionPipeline.from_pretrained("
                                "tests/data/tiny_sd2/diffusers), scheduler Class.from_config(its config + the "
                                "run's prediction_type and sampler settings); latents_per_unit [units,B,4,8,16], "
-                               "image_uint8 NHWC [B,64,128,3]"})
+                               "image_uint8 NHWC [B,64,128,3]; the pictures' keys: StableDiffusionImg2ImgPipeline "
+                               "/ StableDiffusionInpaintPipeline on the same components, v-prediction, the "
+                               "pictures metadata's call; lora.* / emb.*: the run named by their metadata's like, "
+                               "with the PEFT LoRA fused / the embedding loaded (load_textual_inversion) and its "
+                               "token in the prompt"})
     print(len(cond), "conditionings,", len(runs), "runs ->", GOLDEN)

@@ -27,6 +27,8 @@ Goldens (sdxl.safetensors):
   negative side; .ids_1 / .ids_2 (int32 [77]) the two tokenizers' padded ids (49407 / 0 after the end) of
   the texts each encoder read;
 - taesd.image_uint8: euler_a_default's images with the tiny TAESD (tests/data/tiny_taesd) as the VAE;
+- img2img.* / inpaint.*: StableDiffusionXLImg2ImgPipeline / StableDiffusionXLInpaintPipeline (a picture,
+  and a grey mask for the latter) on euler_a_default's call: latents after every unit and the images;
 - <key>.latents_per_unit [units,2,4,8,16] (after every step) and <key>.image_uint8 [2,64,128,3] (NHWC,
   round(x * 255) of output_type "np") for the pipeline runs of RUNS (128x64, batch 2, guidance 5);
   each run's metadata holds every argument passed, the add_time_ids rows in the UNet's batch order
@@ -438,6 +440,42 @@ def img2img_goldens(pipe, tensors):
     return meta
 
 
+INPAINT = dict(image="tests/data/images/init_128x64.png", mask_image="tests/data/images/mask_128x64.png",
+               strength=0.75, negative_prompt="blurry")
+
+
+def inpaint_goldens(pipe, tensors):
+    """StableDiffusionXLInpaintPipeline on the same components (SDXL base: a 4-channel UNet, so the kept
+    region's latents are renoised to the next step's level and blended back after every step;
+    requires_aesthetics_score False), the picture encoded by the VAE in fp32 (force_upcast), the grey
+    mask binarized at 0.5 (mask_128x64.png holds 127 and 128), strength 0.75 of euler_a_default's call,
+    batch 2: the latents after every unit and the images."""
+    from diffusers import StableDiffusionXLInpaintPipeline
+    from PIL import Image
+    inp = StableDiffusionXLInpaintPipeline(**pipe.components, requires_aesthetics_score=False,
+                                           force_zeros_for_empty_prompt=True, add_watermarker=False)
+    inp.set_progress_bar_config(disable=True)
+    run = next(r for r in RUNS if r["key"] == "euler_a_default")
+    inp.scheduler = scheduler(dict(pipe.scheduler.config), run)
+    image = Image.open(os.path.join(ROOT, INPAINT["image"])).convert("RGB")
+    mask = Image.open(os.path.join(ROOT, INPAINT["mask_image"])).convert("L")
+    lat = []
+
+    def cb(_p, i, t, kw):
+        lat.append(kw["latents"].clone())
+        return kw
+    args = dict(CALL, **run["args"])
+    args.update(negative_prompt=INPAINT["negative_prompt"], strength=INPAINT["strength"])
+    out = inp(image=image, mask_image=mask, **args, generator=torch.Generator("cpu").manual_seed(SEED),
+              output_type="np", callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+    tensors["inpaint.latents_per_unit"] = torch.stack(lat).float()
+    tensors["inpaint.image_uint8"] = torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+    print("inpaint:", len(lat), "units")
+    meta = dict(CALL, **run["args"])
+    meta.update(INPAINT, key="inpaint", sampler=run["sampler"], schedule=run["schedule"], seed=SEED, units=len(lat))
+    return meta
+
+
 TAESD = os.path.join(ROOT, "tests", "data", "tiny_taesd")
 
 
@@ -531,19 +569,20 @@ if __name__ == "__main__":
     runs = run_goldens(pipe, tensors)
     fp16_spread(tensors, runs)
     img2img = img2img_goldens(pipe, tensors)
+    inpaint = inpaint_goldens(pipe, tensors)
     taesd = taesd_goldens(pipe, tensors)
     cond.append(embedding_goldens(tensors))
     lora = lora_goldens(tensors)
     save_sorted({k: v.contiguous() for k, v in tensors.items()}, GOLDEN,
                 metadata={"made_by": "tests/reference/make_sdxl_goldens.py", "diffusers": diffusers.__version__,
                           "transformers": transformers.__version__, "torch": torch.__version__,
-                          "cond": json.dumps(cond), "runs": json.dumps(runs), "lora": json.dumps(lora), "img2img": json.dumps(img2img), "taesd": json.dumps(taesd),
+                          "cond": json.dumps(cond), "runs": json.dumps(runs), "lora": json.dumps(lora), "img2img": json.dumps(img2img), "inpaint": json.dumps(inpaint), "taesd": json.dumps(taesd),
                           "how": "cond.<name>: pipe.encode_prompt(prompt, prompt_2 (or prompt), do_classifier_free_guidance"
                                  "=True, negative_prompt, negative_prompt_2, clip_skip): side prompt -> prompt_embeds [1,77,24] and "
                                  "pooled_prompt_embeds [1,12], side negative -> the negative ones; ids_1/ids_2 the "
                                  "two tokenizers' padded ids; cond.emb: with the embedding file loaded per "
                                  "encoder (load_textual_inversion); lora.*: euler_a_default's call with the PEFT LoRA fused (lora metadata); img2img.*: "
-                                 "StableDiffusionXLImg2ImgPipeline, the img2img metadata's call; taesd.image_uint8: euler_a_default's call with the tiny AutoencoderTiny as the VAE. <key>: StableDiffusionXLPipeline.from_pretrained("
+                                 "StableDiffusionXLImg2ImgPipeline, the img2img metadata's call; inpaint.*: StableDiffusionXLInpaintPipeline, the inpaint metadata's call; taesd.image_uint8: euler_a_default's call with the tiny AutoencoderTiny as the VAE. <key>: StableDiffusionXLPipeline.from_pretrained("
                                  "tests/data/tiny_sdxl/diffusers, tokenizers from tests/data/tiny_sd_tf5, "
                                  "add_watermarker=False), scheduler Class.from_config(its config + the sampler's "
                                  "settings), the run's arguments, generator Generator('cpu').manual_seed(seed); "

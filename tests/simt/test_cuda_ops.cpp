@@ -9,20 +9,15 @@
 #include <string>
 
 #include "../op_cases.h"
+#include "op_backends.h"
 #include "backend/cuda/cuda_backend.h"
 #include "sdgen/error.h"
 
 namespace sdgen {
 namespace {
 
-Backend& cuda_emu() {
-  static std::unique_ptr<Backend> b = make_cuda_backend();
-  return *b;
-}
-Backend& plain_cpu() {
-  static std::unique_ptr<Backend> b = make_cpu_backend(true);
-  return *b;
-}
+using op_backends::cuda_emu;
+using op_backends::plain_cpu;
 
 class CudaOps : public testing::TestWithParam<size_t> {
  protected:

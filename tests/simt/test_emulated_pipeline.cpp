@@ -363,21 +363,7 @@ TEST(CudaEmulatedPipeline, Sd2MatchesDiffusers) {
     ADD_FAILURE() << "no run " << key;
     return nlohmann::json();
   };
-  auto params = [](const nlohmann::json& r) {
-    GenerateParams p;  // the reference script's call (make_sd2_goldens.py, CALL)
-    p.prompt = r["prompt"];
-    p.negative_prompt = r["negative_prompt"];
-    p.steps = r["steps"];
-    p.guidance = r["guidance"];
-    p.width = r["width"];
-    p.height = r["height"];
-    p.batch = r["batch"];
-    p.seed = r["seed"];
-    p.sampler = parse_sampler_options(r["sampler"], r["schedule"]);
-    p.prediction_type = r["prediction_type"];
-    p.guidance_rescale = r["guidance_rescale"];
-    return p;
-  };
+  auto params = [](const nlohmann::json& r) { return image_goldens::sd2_run_params(r); };
   Pipeline pipe(data + "/tiny_sd2/diffusers", DType::F32, Device::CUDA);
   // v_ddim after eps_ddim: the same recorded step, replayed with the v plan's tables refilled (a
   // replay that kept them would run epsilon's). v_ddim_rescale: guidance rescale's per-sample

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "../op_cases.h"
+#include "op_backends.h"
 #include "backend/cuda/cuda_backend.h"
 #include "simt_census.h"
 #include "simt_runtime.h"
@@ -15,14 +16,8 @@
 namespace sdgen {
 namespace {
 
-Backend& cuda_emu() {
-  static std::unique_ptr<Backend> b = make_cuda_backend();
-  return *b;
-}
-Backend& plain_cpu() {
-  static std::unique_ptr<Backend> b = make_cpu_backend(true);
-  return *b;
-}
+using op_backends::cuda_emu;
+using op_backends::plain_cpu;
 
 const optest::OpCase& op_case(const std::string& name) {
   for (const optest::OpCase& c : optest::op_cases())

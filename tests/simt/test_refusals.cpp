@@ -12,6 +12,7 @@
 #include <string>
 
 #include "../op_cases.h"
+#include "op_backends.h"
 #include "simt_census.h"
 #include "simt_refuse.h"
 
@@ -21,14 +22,8 @@ namespace {
 using optest::cases::ConvAdd;
 using Calls = std::map<std::string, uint64_t>;
 
-Backend& cuda_emu() {
-  static std::unique_ptr<Backend> b = make_cuda_backend();
-  return *b;
-}
-Backend& plain_cpu() {
-  static std::unique_ptr<Backend> b = make_cpu_backend(true);
-  return *b;
-}
+using op_backends::cuda_emu;
+using op_backends::plain_cpu;
 
 // SIMT_REFUSE=knob for one scope (unset for an empty knob); the caller's value is restored.
 class Refuse {
