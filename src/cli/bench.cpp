@@ -18,6 +18,7 @@
 #include "cli/settings.h"
 #include "cli/progress.h"
 #include "cli/strict_options.h"
+#include "core/device_memory.h"
 #include "core/peak_flops.h"
 #include "io/checkpoint.h"
 #include "pipeline/flops.h"
@@ -103,6 +104,9 @@ BenchResult run_one(const Request& q, const BenchConfig& cfg, Progress& progress
                     const std::function<void(const ModelConfig&)>& before_weights) {
   const std::string label = std::string(dtype_name(cfg.precision)) +
                             (cfg.cuda_graphs ? (*cfg.cuda_graphs ? ", graphs on" : ", graphs off") : "");
+  // The previous configuration's freed blocks go back to the system first, or the peak would
+  // start from them (device_memory.h).
+  release_kept_host_blocks();
   const bool rss_reset = reset_peak_rss();
   progress.log("bench: " + label + ": loading " + q.model_path + " (" + device_name(q.device) + ")");
   auto log = [&](const std::string& m) { progress.log(m); };
