@@ -316,6 +316,29 @@ TEST(Sd2, EmbeddingMatchesDiffusers) {
   expect_images(out, "emb", 0.999, 0.0, 255);
 }
 
+// A ControlNet of SD 2's layout (linear proj_in/proj_out, per-level heads, upcast attention; a
+// diffusers folder in fp16): StableDiffusionControlNetPipeline's run, v Euler, the control picture
+// resized by diffusers' Lanczos, scale 0.8.
+TEST(Sd2, ControlNetMatchesDiffusers) {
+  const Golden& g = golden();
+  const nlohmann::json cn = nlohmann::json::parse(g.f->metadata().at("controlnet"));
+  const nlohmann::json r = like_run(cn);
+  const std::string net = std::string(SDGEN_SOURCE_DIR) + "/" + cn["controlnet"].get<std::string>();
+  ModelOptions options;
+  options.controlnets = {net};
+  Pipeline pipe(kFolder, DType::F32, Device::CPU, nullptr, options);
+  GenerateParams p = run_params(r);
+  ControlParams c;
+  c.model = net;
+  c.image = std::make_shared<const RgbImage>(read_image(std::string(SDGEN_SOURCE_DIR) + "/" + cn["image"].get<std::string>(), "x"));
+  c.scale = cn["scale"];
+  p.controls.push_back(c);
+  p.record_unit_latents = true;
+  const GeneratedBatch out = pipe.generate(p);
+  image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sd2 controlnet");
+  expect_images(out, "control", 0.999, 0.0, 255);
+}
+
 // The fp16 bound of a run. SD v1's fp16 rule (tests/test_pipeline.cpp: ≥ 60% exact, ≥ 99% within ±1,
 // worst ≤ 6) where diffusers' own fp16 run stays within it. The v runs of this tiny model spread
 // wider: diffusers' fp16 lands as far as 79% within ±1 and 14 levels from its fp32 images (the

@@ -423,6 +423,54 @@ def embedding_goldens(tensors):
             "prompt": EMB_PROMPT}
 
 
+CONTROLNET = os.path.join(MODEL_DIR, "controlnet")
+CONTROL_IMAGE, CONTROL_SCALE = "tests/data/images/control_64x96.png", 0.8
+
+
+def controlnet_goldens(tensors):
+    """A ControlNet of the SD 2 UNet's layout (ControlNetModel.from_unet: linear proj_in/proj_out,
+    per-level heads, upcast attention, the 8-wide OpenCLIP context), every parameter random (the zero
+    convolutions included, else it would change nothing), saved as a diffusers folder in fp16;
+    StableDiffusionControlNetPipeline on the folder's components with it, EXTRAS_LIKE's call (v
+    Euler), the control picture resized to 128x64 by diffusers (Lanczos), scale 0.8."""
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+    from PIL import Image
+    base = load_folder()
+    net = ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=(4, 8, 8, 8)).eval()
+    mg.reinit(net, torch.Generator().manual_seed(7202))
+    with torch.no_grad():  # the committed weights are fp16: the reference runs those values in fp32
+        for p in net.parameters():
+            p.copy_(p.half().float())
+    assert net.config.use_linear_projection and net.config.upcast_attention
+    shutil.rmtree(CONTROLNET, ignore_errors=True)
+    net.half().save_pretrained(CONTROLNET, safe_serialization=True)
+    net.float()
+    pipe = StableDiffusionControlNetPipeline(**{k: v for k, v in base.components.items() if k != "image_encoder"},
+                                             controlnet=net)
+    _, sampler, schedule, pred, rescale = next(r for r in RUNS if r[0] == EXTRAS_LIKE)
+    cls, extra, _ = msg.SAMPLERS[sampler]
+    pipe.scheduler = cls.from_config(dict(pipe.scheduler.config, **extra, prediction_type=pred))
+    pipe.set_progress_bar_config(disable=True)
+    lat = []
+
+    def cb(_p, i, t, kw):
+        lat.append(kw["latents"].clone())
+        return kw
+    out = pipe(prompt=CALL["prompt"], negative_prompt=CALL["negative_prompt"],
+               image=Image.open(os.path.join(ROOT, CONTROL_IMAGE)), controlnet_conditioning_scale=CONTROL_SCALE,
+               height=CALL["height"], width=CALL["width"], num_inference_steps=CALL["steps"],
+               guidance_scale=CALL["guidance"], num_images_per_prompt=CALL["batch"],
+               generator=torch.Generator("cpu").manual_seed(CALL["seed"]), guidance_rescale=rescale,
+               output_type="np", callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+    image = torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+    tensors["control.latents_per_unit"] = torch.stack(lat).float()
+    tensors["control.image_uint8"] = image
+    assert (image.int() - tensors[f"{EXTRAS_LIKE}.image_uint8"].int()).abs().max() > 8, "the ControlNet changed nothing"
+    print("controlnet:", len(lat), "units")
+    return {"key": "control", "like": EXTRAS_LIKE, "controlnet": os.path.relpath(CONTROLNET, ROOT),
+            "image": CONTROL_IMAGE, "scale": CONTROL_SCALE}
+
+
 def fp16_spread(tensors, runs):
     """diffusers' own fp16 run (on the CPU) against its fp32 images, per run: the share of channels
     within ±1 and exact (the least over the batch) and the worst difference. The tests derive the
@@ -467,11 +515,12 @@ if __name__ == "__main__":
     pictures = picture_goldens(pipe, tensors)
     lora = lora_goldens(tensors)
     emb = embedding_goldens(tensors)
+    control = controlnet_goldens(tensors)
     save_file({k: v.contiguous() for k, v in tensors.items()}, GOLDEN,
               metadata={"made_by": "tests/reference/make_sd2_goldens.py", "diffusers": diffusers.__version__,
                         "transformers": transformers.__version__, "torch": torch.__version__,
                         "cond": json.dumps(cond), "runs": json.dumps(runs), "pictures": json.dumps(pictures),
-                        "lora": json.dumps(lora), "embedding": json.dumps(emb),
+                        "lora": json.dumps(lora), "embedding": json.dumps(emb), "controlnet": json.dumps(control),
                         "how": "cond.<name>: pipe.encode_prompt(prompt, clip_skip) [1,77,8]; cond.<name>.ids the "
                                "tokenizer's padded ids. <key>: StableDiffusionPipeline.from_pretrained("
                                "tests/data/tiny_sd2/diffusers), scheduler Class.from_config(its config + the "
@@ -480,5 +529,5 @@ if __name__ == "__main__":
                                "/ StableDiffusionInpaintPipeline on the same components, v-prediction, the "
                                "pictures metadata's call; lora.* / emb.*: the run named by their metadata's like, "
                                "with the PEFT LoRA fused / the embedding loaded (load_textual_inversion) and its "
-                               "token in the prompt"})
+                               "token in the prompt; control.*: the same run with the tiny SD 2 ControlNet (controlnet metadata)"})
     print(len(cond), "conditionings,", len(runs), "runs ->", GOLDEN)
