@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "io/image_read.h"
 #include "io/safetensors.h"
 #include "pipeline/pipeline.h"
 #include "sampler/sampler.h"
@@ -54,6 +55,11 @@ inline GenerateParams run_params(const nlohmann::json& r) {
   p.height = r["height"];
   p.sampler = parse_sampler_options(r["sampler"]);
   return p;
+}
+
+// A picture a golden's metadata names by its path in the repository (`root`: the source tree).
+inline std::shared_ptr<const RgbImage> tree_picture(const std::string& root, const nlohmann::json& path) {
+  return std::make_shared<const RgbImage>(read_image(root + "/" + path.get<std::string>(), "x"));
 }
 
 // SD 2's runs (make_sd2_goldens.py, CALL): the fields of run_params, the schedule beside the sampler,

@@ -252,9 +252,7 @@ TEST(Sd2, PicturesInMatchDiffusers) {
   const nlohmann::json pictures = nlohmann::json::parse(g.f->metadata().at("pictures"));
   ASSERT_EQ(pictures.size(), 2u);
   Pipeline pipe(kFolder, DType::F32, Device::CPU);
-  auto picture = [](const nlohmann::json& path) {
-    return std::make_shared<const RgbImage>(read_image(std::string(SDGEN_SOURCE_DIR) + "/" + path.get<std::string>(), "x"));
-  };
+  auto picture = [](const nlohmann::json& path) { return image_goldens::tree_picture(SDGEN_SOURCE_DIR, path); };
   for (const auto& r : pictures) {
     SCOPED_TRACE(r["key"].get<std::string>());
     GenerateParams p = run_params(r);
@@ -330,7 +328,7 @@ TEST(Sd2, ControlNetMatchesDiffusers) {
   GenerateParams p = run_params(r);
   ControlParams c;
   c.model = net;
-  c.image = std::make_shared<const RgbImage>(read_image(std::string(SDGEN_SOURCE_DIR) + "/" + cn["image"].get<std::string>(), "x"));
+  c.image = image_goldens::tree_picture(SDGEN_SOURCE_DIR, cn["image"]);
   c.scale = cn["scale"];
   p.controls.push_back(c);
   p.record_unit_latents = true;

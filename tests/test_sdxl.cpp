@@ -511,7 +511,7 @@ TEST(Sdxl, Img2ImgMatchesDiffusers) {
   nlohmann::json r = nlohmann::json::parse(g.f->metadata().at("img2img"));
   Pipeline pipe(kFolder, DType::F32, Device::CPU);
   GenerateParams p = run_params(r);
-  p.init_image = std::make_shared<const RgbImage>(read_image(std::string(SDGEN_SOURCE_DIR) + "/" + r["image"].get<std::string>(), "x"));
+  p.init_image = image_goldens::tree_picture(SDGEN_SOURCE_DIR, r["image"]);
   p.strength = r["strength"];
   p.record_unit_latents = true;
   const GeneratedBatch out = pipe.generate(p);
@@ -528,11 +528,8 @@ TEST(Sdxl, InpaintMatchesDiffusers) {
   nlohmann::json r = nlohmann::json::parse(g.f->metadata().at("inpaint"));
   Pipeline pipe(kFolder, DType::F32, Device::CPU);
   GenerateParams p = run_params(r);
-  auto picture = [](const nlohmann::json& path) {
-    return std::make_shared<const RgbImage>(read_image(std::string(SDGEN_SOURCE_DIR) + "/" + path.get<std::string>(), "x"));
-  };
-  p.init_image = picture(r["image"]);
-  p.mask = picture(r["mask_image"]);
+  p.init_image = image_goldens::tree_picture(SDGEN_SOURCE_DIR, r["image"]);
+  p.mask = image_goldens::tree_picture(SDGEN_SOURCE_DIR, r["mask_image"]);
   p.strength = r["strength"];
   p.record_unit_latents = true;
   const GeneratedBatch out = pipe.generate(p);

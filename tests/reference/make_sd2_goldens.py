@@ -308,8 +308,8 @@ EMBEDDING = os.path.join(ROOT, "tests", "data", "embeddings", "tiny-sd2.safetens
 EMB_TOKEN, EMB_PROMPT = "<tiny-sd2>", "a <tiny-sd2> castle on a hill, watercolor"
 
 
-def like_run(pipe, tensors, key, prompt=CALL["prompt"]):
-    """EXTRAS_LIKE's call on `pipe` (its scheduler set here), stored under `key`."""
+def like_run(pipe, tensors, key, prompt=CALL["prompt"], **more):
+    """EXTRAS_LIKE's call on `pipe` (its scheduler set here) with the arguments `more`, stored under `key`."""
     _, sampler, schedule, pred, rescale = next(r for r in RUNS if r[0] == EXTRAS_LIKE)
     cls, extra, _ = msg.SAMPLERS[sampler]
     pipe.scheduler = cls.from_config(dict(pipe.scheduler.config, **extra, prediction_type=pred))
@@ -322,7 +322,7 @@ def like_run(pipe, tensors, key, prompt=CALL["prompt"]):
     out = pipe(prompt=prompt, negative_prompt=CALL["negative_prompt"], height=CALL["height"], width=CALL["width"],
                num_inference_steps=CALL["steps"], guidance_scale=CALL["guidance"], num_images_per_prompt=CALL["batch"],
                generator=torch.Generator("cpu").manual_seed(CALL["seed"]), guidance_rescale=rescale,
-               output_type="np", callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
+               output_type="np", callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"], **more)
     image = torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
     tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
     tensors[f"{key}.image_uint8"] = image
@@ -447,26 +447,9 @@ def controlnet_goldens(tensors):
     net.float()
     pipe = StableDiffusionControlNetPipeline(**{k: v for k, v in base.components.items() if k != "image_encoder"},
                                              controlnet=net)
-    _, sampler, schedule, pred, rescale = next(r for r in RUNS if r[0] == EXTRAS_LIKE)
-    cls, extra, _ = msg.SAMPLERS[sampler]
-    pipe.scheduler = cls.from_config(dict(pipe.scheduler.config, **extra, prediction_type=pred))
-    pipe.set_progress_bar_config(disable=True)
-    lat = []
-
-    def cb(_p, i, t, kw):
-        lat.append(kw["latents"].clone())
-        return kw
-    out = pipe(prompt=CALL["prompt"], negative_prompt=CALL["negative_prompt"],
-               image=Image.open(os.path.join(ROOT, CONTROL_IMAGE)), controlnet_conditioning_scale=CONTROL_SCALE,
-               height=CALL["height"], width=CALL["width"], num_inference_steps=CALL["steps"],
-               guidance_scale=CALL["guidance"], num_images_per_prompt=CALL["batch"],
-               generator=torch.Generator("cpu").manual_seed(CALL["seed"]), guidance_rescale=rescale,
-               output_type="np", callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
-    image = torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
-    tensors["control.latents_per_unit"] = torch.stack(lat).float()
-    tensors["control.image_uint8"] = image
-    assert (image.int() - tensors[f"{EXTRAS_LIKE}.image_uint8"].int()).abs().max() > 8, "the ControlNet changed nothing"
-    print("controlnet:", len(lat), "units")
+    units = like_run(pipe, tensors, "control", image=Image.open(os.path.join(ROOT, CONTROL_IMAGE)),
+                     controlnet_conditioning_scale=CONTROL_SCALE)
+    print("controlnet:", units, "units")
     return {"key": "control", "like": EXTRAS_LIKE, "controlnet": os.path.relpath(CONTROLNET, ROOT),
             "image": CONTROL_IMAGE, "scale": CONTROL_SCALE}
 
