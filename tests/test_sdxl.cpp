@@ -364,22 +364,6 @@ TEST(Sdxl, DefaultSizeIs1024) {
   std::filesystem::remove_all(d);
 }
 
-// What SDXL does not run yet is refused with one line naming it (usage, exit 2), before any weight
-// loads: ControlNets.
-TEST(Sdxl, ControlNetRefused) {
-  const std::pair<std::string, std::string> cases[] = {
-      {"--control '" + kData + "/tiny_controlnet/a' --control-image '" + kData + "/images/canny_80x60.png'",
-       "ControlNets (--control) with SDXL are not supported yet"},
-  };
-  for (const auto& [extra, why] : cases) {
-    SCOPED_TRACE(extra);
-    const test_helpers::CliRun run =
-        test_helpers::run_cli("--model '" + kFolder + "' -p x -W 64 -H 64 --steps 1 " + extra + " --out /nonexistent");
-    EXPECT_EQ(run.code, 2) << run.err;
-    EXPECT_NE(run.err.find(why), std::string::npos) << run.err;
-  }
-}
-
 // A tiny autoencoder as the VAE (--vae-tiny, as people pass taesdxl), against diffusers' pipeline
 // with the tiny AutoencoderTiny as its VAE: euler_a_default's latents (the UNet's, unchanged) and
 // the TAESD's images, in process and through the binary.
@@ -535,4 +519,75 @@ TEST(Sdxl, InpaintMatchesDiffusers) {
   const GeneratedBatch out = pipe.generate(p);
   image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sdxl inpaint");
   expect_images(out, "inpaint", 0.999, 0.0, 255);
+}
+
+// A ControlNet of SDXL's layout (its own add_embedding of the pooled text and size ids, transformer
+// depths 1/2, linear projections; a diffusers folder in fp16) against diffusers'
+// StableDiffusionXLControlNetPipeline: Euler a, the control picture resized by diffusers' Lanczos,
+// scale 0.8; batch 2, then guess mode on one image (the net sees the conditional rows and their added
+// conditioning alone). In process from the folder, then the folder's weights file alone, then through
+// the binary.
+TEST(Sdxl, ControlNetMatchesDiffusers) {
+  const Golden& g = golden();
+  const nlohmann::json cn = nlohmann::json::parse(g.f->metadata().at("controlnet"));
+  const std::string net = std::string(SDGEN_SOURCE_DIR) + "/" + cn["controlnet"].get<std::string>();
+  const std::string file = net + "/diffusion_pytorch_model.safetensors";
+  const std::string image = std::string(SDGEN_SOURCE_DIR) + "/" + cn["image"].get<std::string>();
+  ASSERT_EQ(cn["runs"].size(), 2u);
+  for (const std::string& form : {net, file}) {
+    ModelOptions options;
+    options.controlnets = {form};
+    Pipeline pipe(kFolder, DType::F32, Device::CPU, nullptr, options);
+    for (const nlohmann::json& r : cn["runs"]) {
+      const std::string key = r["key"];
+      SCOPED_TRACE(form + " " + key);
+      GenerateParams p = run_params(r);
+      ControlParams c;
+      c.model = form;
+      c.image = image_goldens::tree_picture(SDGEN_SOURCE_DIR, cn["image"]);
+      c.scale = cn["scale"];
+      p.controls.push_back(c);
+      p.guess_mode = r["guess_mode"];
+      p.record_unit_latents = true;
+      const GeneratedBatch out = pipe.generate(p);
+      image_goldens::expect_unit_latents(g, r, out, 2e-5f, ("sdxl " + key).c_str());
+      expect_images(out, key, 0.999, 0.0, 255);
+    }
+  }
+  const nlohmann::json& r = cn["runs"][1];
+  GeneratedBatch cli;
+  cli.images = run_binary(kFolder, r,
+                          "--sampler euler_a --guess-mode --control '" + net + ":0.8' --control-image '" + image + "'");
+  ASSERT_EQ(cli.images.size(), 1u);
+  expect_images(cli, "control_guess", 0.999, 0.0, 255);
+}
+
+// A ControlNet for another UNet is refused with one line (exit 3), nothing written: SD v1's on SDXL
+// and SDXL's on SD v1 (folder configs: cross_attention_dim and the added embedding differ), and a
+// folder whose config drops SDXL's added embedding.
+TEST(Sdxl, ControlNetForAnotherUnetRefused) {
+  const std::string sdxl_net = kData + "/tiny_sdxl/controlnet";
+  const std::filesystem::path odd = std::filesystem::temp_directory_path() / ("sdgen_sdxl_cn_" + std::to_string(getpid()));
+  std::filesystem::remove_all(odd);
+  std::filesystem::copy(sdxl_net, odd);
+  {
+    nlohmann::json cfg = nlohmann::json::parse(std::ifstream(odd / "config.json"));
+    cfg["addition_embed_type"] = nullptr;
+    std::ofstream(odd / "config.json") << cfg.dump();
+  }
+  const std::pair<std::string, std::string> cases[] = {
+      {kFolder, kData + "/tiny_controlnet/a"},
+      {kData + "/tiny_sd/diffusers", sdxl_net},
+      {kFolder, odd.string()},
+  };
+  for (const auto& [model, net] : cases) {
+    SCOPED_TRACE(model + " " + net);
+    const test_helpers::CliRun run = test_helpers::run_cli("--model '" + model + "' -p x -W 64 -H 64 --steps 1 --control '" +
+                                                           net + "' --control-image '" + kData +
+                                                           "/images/canny_80x60.png' --out /nonexistent");
+    EXPECT_EQ(run.code, 3) << run.err;
+    EXPECT_NE(run.err.find("a ControlNet for another UNet than the model's"), std::string::npos) << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  }
+  std::filesystem::remove_all(odd);
 }

@@ -83,8 +83,8 @@ size_t add_file(MappedCheckpoint& ck, const SafetensorsFile* f, const ModelConfi
         canon = "controlnet." + c->substr(5);
       }
     } else if (starts_with(t.name, "conv_in.") || starts_with(t.name, "time_embedding.") ||
-               starts_with(t.name, "controlnet_") || starts_with(t.name, "down_blocks.") ||
-               starts_with(t.name, "mid_block.")) {
+               starts_with(t.name, "add_embedding.") || starts_with(t.name, "controlnet_") ||
+               starts_with(t.name, "down_blocks.") || starts_with(t.name, "mid_block.")) {
       canon = "controlnet." + t.name;
     }
     if (!canon) continue;
@@ -105,11 +105,14 @@ std::string weights_in(const fs::path& dir, const std::string& path) {
 void apply_folder_config(const fs::path& json_path, const std::string& path, ControlNetConfig& c) {
   const nlohmann::json j = read_json_file(json_path.string());
   UNetConfig u = c.unet;
+  u.addition_time_embed_dim = u.addition_embed_input_dim = 0;  // SDXL's only where the config says so
   apply_unet_json(j, u, json_path.string());
   if (u.block_channels != c.unet.block_channels || u.layers_per_block != c.unet.layers_per_block ||
-      u.down_attention != c.unet.down_attention || u.cross_attention_dim != c.unet.cross_attention_dim)
+      u.down_attention != c.unet.down_attention || u.cross_attention_dim != c.unet.cross_attention_dim ||
+      u.addition_time_embed_dim != c.unet.addition_time_embed_dim ||
+      u.addition_embed_input_dim != c.unet.addition_embed_input_dim)
     throw_model("--control " + path + ": a ControlNet for another UNet than the model's (block_out_channels, "
-                "layers_per_block, down_block_types or cross_attention_dim differ)");
+                "layers_per_block, down_block_types, cross_attention_dim or addition_embed_type differ)");
   c.unet = u;
   c.unet.in_channels = 4;
   if (j.value("global_pool_conditions", false))

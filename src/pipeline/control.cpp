@@ -61,7 +61,7 @@ Tensor hint_rows(const ControlNet& net, const RgbImage& picture, int width, int 
 
 }  // namespace
 
-void Pipeline::set_control(const GenerateParams& p, const SamplerPlan& plan, const Tensor& context, bool guided,
+void Pipeline::set_control(const GenerateParams& p, const SamplerPlan& plan, const TextContext& text, bool guided,
                            bool refill) {
   LoopState& st = *loop_;
   const std::vector<const ControlNet*>& nets = st.key.controls;
@@ -71,8 +71,17 @@ void Pipeline::set_control(const GenerateParams& p, const SamplerPlan& plan, con
     throw_usage("control guidance start " + std::to_string(p.control_start) + " and end " +
                 std::to_string(p.control_end) + ": need 0 <= start <= end <= 1");
   const bool cond_only = control_cond_only(guided);
+  const Tensor& context = text.context;
   const int rows = (int)context.dim(0), crows = cond_only ? rows / 2 : rows;
   const Tensor ctx = cond_only ? context.slice0(rows / 2, rows) : context;
+  // SDXL: the nets' rows' pooled text and size ids (guess mode: the conditional half, as diffusers
+  // passes add_text_embeds.chunk(2)[1] and add_time_ids.chunk(2)[1]).
+  const bool added = text.pooled.defined();
+  const Tensor pooled = !added ? Tensor() : cond_only ? text.pooled.slice0(rows / 2, rows) : text.pooled;
+  const std::vector<float> time_ids =
+      !added || !cond_only ? text.time_ids
+                           : std::vector<float>(text.time_ids.begin() + (ptrdiff_t)(text.time_ids.size() / 2),
+                                                text.time_ids.end());
   std::vector<float> scales;
   const size_t down = nets[0]->down_residuals();
   for (size_t k = 0; k < nets.size(); ++k) {
@@ -89,6 +98,7 @@ void Pipeline::set_control(const GenerateParams& p, const SamplerPlan& plan, con
   for (size_t k = 0; k < nets.size(); ++k) {
     const Tensor hint = hint_rows(*nets[k], *p.controls[k].image, p.width, p.height, crows);
     CrossContext cross = nets[k]->prepare_context(ctx);
+    if (added) cross.added = nets[k]->prepare_added(pooled, time_ids);
     if (!refill) {
       st.control_hint.push_back(hint);
       st.control_cross.push_back(std::move(cross));
@@ -96,6 +106,7 @@ void Pipeline::set_control(const GenerateParams& p, const SamplerPlan& plan, con
     }
     st.control_hint[k].copy_from(hint);
     st.control_cross[k].hidden.copy_from(cross.hidden);
+    if (added) st.control_cross[k].added.copy_from(cross.added);
     for (const auto& [attention, kv] : cross.kv) {
       st.control_cross[k].kv.at(attention).first.copy_from(kv.first);
       st.control_cross[k].kv.at(attention).second.copy_from(kv.second);

@@ -75,7 +75,6 @@ Pipeline::Pipeline(const std::string& model_path, DType precision, Device device
   const ModelConfig& cfg = checkpoint_->config();
   tokenizer_->set_padding(cfg.tokenizer.pad_token, cfg.tokenizer.pad_special);
   if (cfg.sdxl()) {
-    refuse_sdxl_options(options);
     // SDXL's two tokenizers share the BPE vocabulary; the second pads with its own token ("!").
     tokenizer2_ = std::make_unique<ClipTokenizer>(*tokenizer_);
     tokenizer2_->set_padding(cfg.tokenizer2.pad_token, cfg.tokenizer2.pad_special);
@@ -133,11 +132,6 @@ std::vector<float> SizeConditioning::time_ids(int width, int height, bool negati
 }
 
 Pipeline::~Pipeline() = default;
-
-void Pipeline::refuse_sdxl_options(const ModelOptions& options) const {
-  if (!options.controlnets.empty())
-    throw_usage(checkpoint_->name() + " is an SDXL model: ControlNets (--control) with SDXL are not supported yet");
-}
 
 void Pipeline::load_taesd(const std::string& path) {
   TaesdFile tf = open_taesd_file(path);
@@ -393,8 +387,6 @@ SchedulerConfig Pipeline::scheduler_config(const GenerateParams& p) const {
 
 GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& on_step) {
   if (p.hires.enabled()) return generate_hires(p, on_step);
-  if (clip2_ && !p.controls.empty())
-    throw_usage(checkpoint_->name() + " is an SDXL model: ControlNets (--control) with SDXL are not supported yet");
   if (p.mask && p.inpaint_masked && !p.controls.empty())
     throw_usage("ControlNet with --inpaint-area masked is not supported: the control image would need the same crop");
   if (p.mask && (p.mask_blur > 0 || p.inpaint_masked)) return generate_inpaint_area(*this, p, on_step);
@@ -505,7 +497,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
     }
     if (loop_->state.defined()) loop_->state.copy_from(Tensor::from_floats(loop_->state.shape(), zero_state));
     if (loop_->noise.defined()) loop_->noise.copy_from(Tensor::from_floats(loop_->noise.shape(), unit_noise));
-    set_control(p, plan, context, cfg_guidance, /*refill=*/true);
+    set_control(p, plan, text, cfg_guidance, /*refill=*/true);
   } else {
     loop_.reset();  // its graph's buffers go back to the pool before the new ones are planned
     loop_ = std::make_unique<LoopState>();
@@ -540,7 +532,7 @@ GeneratedBatch Pipeline::generate(const GenerateParams& p, const StepCallback& o
       loop_->denoised = Tensor::from_floats({units, 2}, plan.denoised).to(device_);
       loop_->preview = Tensor::zeros(loop_->x.shape()).to(device_);
     }
-    set_control(p, plan, context, cfg_guidance, /*refill=*/false);
+    set_control(p, plan, text, cfg_guidance, /*refill=*/false);
   }
   LoopState& st = *loop_;
   const int time_dim = checkpoint_->config().unet.block_channels[0];

@@ -266,7 +266,6 @@ class Pipeline {
   Conditioning encode_second(const GenerateParams& p, const std::vector<std::string>& prompts,
                              const std::vector<std::string>& prompts2, ConditioningOptions copt, Conditioning first,
                              int negatives);
-  void refuse_sdxl_options(const ModelOptions& options) const;
   // img2img's initial latents, NCHW [B, 4, h, w] host floats (pipeline/img2img.cpp): the picture
   // encoded, its latent distribution sampled with the generator(s), scaled, repeated per image and
   // noised by the plan's add_noise mix.
@@ -303,7 +302,7 @@ class Pipeline {
   // and the step's residuals.
   const ControlNet& controlnet(const std::string& path);
   std::vector<const ControlNet*> control_nets(const GenerateParams& p);
-  void set_control(const GenerateParams& p, const SamplerPlan& plan, const Tensor& context, bool guided, bool refill);
+  void set_control(const GenerateParams& p, const SamplerPlan& plan, const TextContext& text, bool guided, bool refill);
   bool control_cond_only(bool guided) const;
   std::map<std::string, std::unique_ptr<ControlNet>> controlnets_;
   // The images of `latents` (B of them, on the device) into out.images, out.not_finite.

@@ -1,6 +1,6 @@
-// ControlNetModel (controlnet.h), as diffusers builds it for SD v1: the UNet's time embedding,
-// conv_in and encoder half (shared loaders, unet.h), the conditioning embedding added to conv_in's
-// output, and a 1x1 zero conv per residual.
+// ControlNetModel (controlnet.h), as diffusers builds it: the UNet's time embedding (SDXL: plus its
+// added embedding), conv_in and encoder half (shared loaders, unet.h), the conditioning embedding added
+// to conv_in's output, and a 1x1 zero conv per residual.
 #include "unet/controlnet.h"
 
 #include <cmath>
@@ -20,6 +20,7 @@ ControlNet::ControlNet(const Checkpoint& ckpt, const ControlNetConfig& config, D
   SDGEN_CHECK(!ch.empty() && c.down_attention.size() == ch.size() && hint.size() == 4,
               "ControlNet config: levels (the hint encoder must downsample 8x: 4 levels)");
   time_embedding = UNet::TimestepEmbedding::load(w, "controlnet.time_embedding", c);
+  add_embedding = UNet::TimestepEmbedding::load_added(w, "controlnet.add_embedding", c);
   conv_in = nn::Conv2d(w, "controlnet.conv_in", c.in_channels, ch[0], 3);
 
   CondEmbedding& e = controlnet_cond_embedding;
@@ -69,6 +70,11 @@ CrossContext ControlNet::prepare_context(const Tensor& context_in) const {
   return make_cross_context(context_in, device_, dtype_, groups);
 }
 
+Tensor ControlNet::prepare_added(const Tensor& pooled, const std::vector<float>& time_ids) const {
+  SDGEN_CHECK(config_.unet.text_time(), "ControlNet: this net takes no added conditioning");
+  return add_embedding.added(config_.unet, dtype_, device_, pooled, time_ids);
+}
+
 ControlResiduals ControlNet::forward(const Tensor& x, const Tensor& time_proj, const CrossContext& context,
                                      const Tensor& cond_embedding) const {
   const int64_t n = x.dim(0);
@@ -78,7 +84,13 @@ ControlResiduals ControlNet::forward(const Tensor& x, const Tensor& time_proj, c
                   cond_embedding.dim(2) == x.dim(2),
               "ControlNet: input " + shape_str(x.shape()) + " with time " + shape_str(time_proj.shape()) +
                   ", context " + shape_str(context.hidden.shape()) + ", control " + shape_str(cond_embedding.shape()));
-  const Tensor silu_temb = ops::silu(time_embedding(time_proj));
+  Tensor temb = time_embedding(time_proj);
+  if (config_.unet.text_time()) {
+    SDGEN_CHECK(context.added.defined() && context.added.dim(0) == n,
+                "ControlNet: an SDXL net takes added conditioning (pooled text and size ids) for every row");
+    temb = ops::add(temb, context.added);
+  }
+  const Tensor silu_temb = ops::silu(temb);
   Tensor h = conv_in(x, /*add=*/cond_embedding);  // diffusers: conv_in(sample) + controlnet_cond
   std::vector<Tensor> skips{h};
   for (const UNet::DownBlock& b : down_blocks) h = b(h, silu_temb, context, skips);

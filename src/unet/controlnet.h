@@ -1,6 +1,7 @@
-// ControlNet for SD v1.x, diffusers' ControlNetModel: a trainable copy of the UNet's encoder half that
-// reads the latents plus an encoded control image (edges, depth, pose, ...) and returns one residual
-// per UNet skip connection and one for its mid block, which the UNet adds (unet.h, UNetControl).
+// ControlNet for SD v1.x, 2.x and SDXL, diffusers' ControlNetModel: a trainable copy of the UNet's encoder
+// half that reads the latents plus an encoded control image (edges, depth, pose, ...) and returns one
+// residual per UNet skip connection and one for its mid block, which the UNet adds (unet.h, UNetControl).
+// An SDXL net has its own add_embedding of the pooled text and size ids, as the UNet does.
 // Written once against ops.h; runs in the dtype and on the device its weights were loaded to.
 // Weights under canonical names "controlnet.<diffusers name>" (io/controlnet_file.h).
 #pragma once
@@ -23,12 +24,15 @@ class ControlNet {
   Tensor embed_condition(const Tensor& image) const;
   // The residuals, unscaled (the caller scales them per unit): x [N, h, w, 4] (the UNet's input, or
   // its conditional rows in guess mode), time_proj [N, block_channels[0]], context prepared by
-  // prepare_context, cond_embedding from embed_condition with N rows. down: 1 + levels·layers +
+  // prepare_context (SDXL: with its added conditioning from prepare_added), cond_embedding from
+  // embed_condition with N rows. down: 1 + levels·layers +
   // (levels − 1) tensors, the UNet's skips' shapes; mid: the mid block's output's.
   ControlResiduals forward(const Tensor& x, const Tensor& time_proj, const CrossContext& context,
                            const Tensor& cond_embedding) const;
   // The cross-attentions' keys and values of context [N, L, cross_attention_dim] (UNet::prepare_context).
   CrossContext prepare_context(const Tensor& context) const;
+  // SDXL: this net's add_embedding of the rows' pooled text and size ids (UNet::prepare_added).
+  Tensor prepare_added(const Tensor& pooled, const std::vector<float>& time_ids) const;
   // How many residuals forward() returns for the down path (the mid block's comes on top).
   size_t down_residuals() const { return controlnet_down_blocks.size(); }
   const ControlNetConfig& config() const { return config_; }
@@ -41,6 +45,7 @@ class ControlNet {
     nn::Conv2d conv_out;
   };
   UNet::TimestepEmbedding time_embedding;
+  UNet::TimestepEmbedding add_embedding;  // SDXL (UNetConfig::text_time), else empty
   nn::Conv2d conv_in;
   CondEmbedding controlnet_cond_embedding;
   std::vector<UNet::DownBlock> down_blocks;

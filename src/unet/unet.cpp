@@ -32,9 +32,7 @@ UNet::UNet(const Checkpoint& ckpt, const UNetConfig& config, DType dtype, Device
   };
 
   time_embedding = TimestepEmbedding::load(w, "unet.time_embedding", c);
-  if (c.text_time())
-    add_embedding = {nn::Linear(w, "unet.add_embedding.linear_1", c.addition_embed_input_dim, temb, true),
-                     nn::Linear(w, "unet.add_embedding.linear_2", temb, temb, true)};
+  add_embedding = TimestepEmbedding::load_added(w, "unet.add_embedding", c);
   conv_in = nn::Conv2d(w, "unet.conv_in", c.in_channels, ch[0], 3);
   int64_t out = ch[0];
   for (size_t i = 0; i < levels; ++i) {
@@ -73,6 +71,14 @@ UNet::TimestepEmbedding UNet::TimestepEmbedding::load(const nn::WeightLoader& w,
                                                      const UNetConfig& c) {
   const int64_t temb = c.time_embed_dim();
   return {nn::Linear(w, name + ".linear_1", c.block_channels[0], temb, true),
+          nn::Linear(w, name + ".linear_2", temb, temb, true)};
+}
+
+UNet::TimestepEmbedding UNet::TimestepEmbedding::load_added(const nn::WeightLoader& w, const std::string& name,
+                                                           const UNetConfig& c) {
+  if (!c.text_time()) return {};
+  const int64_t temb = c.time_embed_dim();
+  return {nn::Linear(w, name + ".linear_1", c.addition_embed_input_dim, temb, true),
           nn::Linear(w, name + ".linear_2", temb, temb, true)};
 }
 
@@ -129,8 +135,12 @@ Tensor UNet::forward(const Tensor& x_in, const Tensor& time_proj, const Tensor& 
 }
 
 Tensor UNet::prepare_added(const Tensor& pooled, const std::vector<float>& time_ids) const {
-  const UNetConfig& c = config_;
-  SDGEN_CHECK(c.text_time(), "UNet: this model takes no added conditioning");
+  SDGEN_CHECK(config_.text_time(), "UNet: this model takes no added conditioning");
+  return add_embedding.added(config_, dtype_, device_, pooled, time_ids);
+}
+
+Tensor UNet::TimestepEmbedding::added(const UNetConfig& c, DType dtype, Device device, const Tensor& pooled,
+                                      const std::vector<float>& time_ids) const {
   const int64_t n = pooled.dim(0), ids = (int64_t)time_ids.size() / std::max<int64_t>(n, 1);
   const int64_t want = c.addition_embed_input_dim - ids * c.addition_time_embed_dim;
   if (pooled.ndim() != 2 || ids * n != (int64_t)time_ids.size() || pooled.dim(1) != want)
@@ -148,8 +158,8 @@ Tensor UNet::prepare_added(const Tensor& pooled, const std::vector<float>& time_
     std::copy_n(tv.begin() + r * tw, tw, all.begin() + r * row + want);
   }
   Tensor in = Tensor::from_floats({n, row}, all);
-  if (dtype_ != DType::F32) in = ops::cast(in, dtype_);
-  return add_embedding(in.to(device_));
+  if (dtype != DType::F32) in = ops::cast(in, dtype);
+  return (*this)(in.to(device));
 }
 
 CrossContext UNet::prepare_context(const Tensor& context_in) const {

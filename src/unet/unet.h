@@ -70,7 +70,12 @@ class UNet {
   struct TimestepEmbedding {
     nn::Linear linear_1, linear_2;
     static TimestepEmbedding load(const nn::WeightLoader& w, const std::string& name, const UNetConfig& c);
+    // SDXL's add_embedding (addition_embed_input_dim -> time_embed_dim), empty unless c.text_time().
+    static TimestepEmbedding load_added(const nn::WeightLoader& w, const std::string& name, const UNetConfig& c);
     Tensor operator()(const Tensor& time_proj) const { return linear_2(ops::silu(linear_1(time_proj))); }
+    // prepare_added through this add_embedding of config c (the UNet's, or an SDXL ControlNet's own).
+    Tensor added(const UNetConfig& c, DType dtype, Device device, const Tensor& pooled,
+                 const std::vector<float>& time_ids) const;
   };
   struct DownBlock {  // CrossAttnDownBlock2D / DownBlock2D
     std::vector<ResnetBlock2D> resnets;

@@ -27,6 +27,9 @@ Goldens (sdxl.safetensors):
   negative side; .ids_1 / .ids_2 (int32 [77]) the two tokenizers' padded ids (49407 / 0 after the end) of
   the texts each encoder read;
 - taesd.image_uint8: euler_a_default's images with the tiny TAESD (tests/data/tiny_taesd) as the VAE;
+- control.* / control_guess.*: StableDiffusionXLControlNetPipeline with the tiny ControlNet (tiny_sdxl/controlnet,
+  ControlNetModel.from_unet, random weights, fp16) and tests/data/images/control_64x96.png at scale 0.8:
+  euler_a_default's call, and guess mode on one image;
 - img2img.* / inpaint.*: StableDiffusionXLImg2ImgPipeline / StableDiffusionXLInpaintPipeline (a picture,
   and a grey mask for the latter) on euler_a_default's call: latents after every unit and the images;
 - <key>.latents_per_unit [units,2,4,8,16] (after every step) and <key>.image_uint8 [2,64,128,3] (NHWC,
@@ -476,6 +479,58 @@ def inpaint_goldens(pipe, tensors):
     return meta
 
 
+CONTROLNET = os.path.join(MODEL_DIR, "controlnet")
+CONTROL = dict(image="tests/data/images/control_64x96.png", scale=0.8)
+
+
+def controlnet_goldens(pipe, tensors):
+    """A ControlNet of the tiny SDXL UNet's layout (ControlNetModel.from_unet: the "text_time" added
+    embedding, transformer depths 1/2, linear projections), every parameter random (the zero
+    convolutions included, else it would change nothing), saved as a diffusers folder in fp16;
+    StableDiffusionXLControlNetPipeline on the folder's components with it, the control picture resized
+    to 128x64 by diffusers (Lanczos), scale 0.8: euler_a_default's call (batch 2), and guess mode on
+    one image (the net sees the conditional rows and their added conditioning alone). The size ids are
+    txt2img's: diffusers takes original_size from the resized control image, (height, width)."""
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+    from PIL import Image
+    net = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(4, 8, 8, 8)).eval()
+    mg.reinit(net, torch.Generator().manual_seed(7303))
+    assert net.config.addition_embed_type == "text_time" and net.config.use_linear_projection
+    shutil.rmtree(CONTROLNET, ignore_errors=True)
+    net.half().save_pretrained(CONTROLNET, safe_serialization=True)
+    net = ControlNetModel.from_pretrained(CONTROLNET, torch_dtype=torch.float32).eval()
+    cp = StableDiffusionXLControlNetPipeline(**{k: v for k, v in pipe.components.items()
+                                                if k not in ("image_encoder", "feature_extractor")},
+                                             controlnet=net, force_zeros_for_empty_prompt=True, add_watermarker=False)
+    cp.set_progress_bar_config(disable=True)
+    run = next(r for r in RUNS if r["key"] == "euler_a_default")
+    image = Image.open(os.path.join(ROOT, CONTROL["image"])).convert("RGB")
+    meta = []
+    for key, more in (("control", {}), ("control_guess", dict(guess_mode=True, num_images_per_prompt=1))):
+        cp.scheduler = scheduler(dict(pipe.scheduler.config), run)
+        lat = []
+
+        def cb(_p, i, t, kw):
+            lat.append(kw["latents"].clone())
+            return kw
+        args = dict(CALL, **run["args"], **more)
+        out = cp(image=image, controlnet_conditioning_scale=CONTROL["scale"], **args,
+                 generator=torch.Generator("cpu").manual_seed(SEED), output_type="np", callback_on_step_end=cb,
+                 callback_on_step_end_tensor_inputs=["latents"])
+        tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
+        tensors[f"{key}.image_uint8"] = torch.from_numpy(
+            np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+        base = tensors["euler_a_default.image_uint8"][: len(out.images)].int()
+        d = (tensors[f"{key}.image_uint8"].int() - base).abs().max()
+        assert d > 8, (key, "changed nothing", int(d))
+        print(key + ":", len(lat), "units; images differ from euler_a_default's by up to", int(d))
+        m = dict(args, key=key, sampler=run["sampler"], schedule=run["schedule"], seed=SEED, units=len(lat),
+                 guess_mode=bool(more.get("guess_mode", False)))
+        meta.append(m)
+    return {"controlnet": os.path.relpath(CONTROLNET, ROOT), "image": CONTROL["image"], "scale": CONTROL["scale"],
+            "runs": meta}
+
+
 TAESD = os.path.join(ROOT, "tests", "data", "tiny_taesd")
 
 
@@ -571,18 +626,19 @@ if __name__ == "__main__":
     img2img = img2img_goldens(pipe, tensors)
     inpaint = inpaint_goldens(pipe, tensors)
     taesd = taesd_goldens(pipe, tensors)
+    control = controlnet_goldens(pipe, tensors)
     cond.append(embedding_goldens(tensors))
     lora = lora_goldens(tensors)
     save_sorted({k: v.contiguous() for k, v in tensors.items()}, GOLDEN,
                 metadata={"made_by": "tests/reference/make_sdxl_goldens.py", "diffusers": diffusers.__version__,
                           "transformers": transformers.__version__, "torch": torch.__version__,
-                          "cond": json.dumps(cond), "runs": json.dumps(runs), "lora": json.dumps(lora), "img2img": json.dumps(img2img), "inpaint": json.dumps(inpaint), "taesd": json.dumps(taesd),
+                          "cond": json.dumps(cond), "runs": json.dumps(runs), "lora": json.dumps(lora), "img2img": json.dumps(img2img), "inpaint": json.dumps(inpaint), "taesd": json.dumps(taesd), "controlnet": json.dumps(control),
                           "how": "cond.<name>: pipe.encode_prompt(prompt, prompt_2 (or prompt), do_classifier_free_guidance"
                                  "=True, negative_prompt, negative_prompt_2, clip_skip): side prompt -> prompt_embeds [1,77,24] and "
                                  "pooled_prompt_embeds [1,12], side negative -> the negative ones; ids_1/ids_2 the "
                                  "two tokenizers' padded ids; cond.emb: with the embedding file loaded per "
                                  "encoder (load_textual_inversion); lora.*: euler_a_default's call with the PEFT LoRA fused (lora metadata); img2img.*: "
-                                 "StableDiffusionXLImg2ImgPipeline, the img2img metadata's call; inpaint.*: StableDiffusionXLInpaintPipeline, the inpaint metadata's call; taesd.image_uint8: euler_a_default's call with the tiny AutoencoderTiny as the VAE. <key>: StableDiffusionXLPipeline.from_pretrained("
+                                 "StableDiffusionXLImg2ImgPipeline, the img2img metadata's call; inpaint.*: StableDiffusionXLInpaintPipeline, the inpaint metadata's call; taesd.image_uint8: euler_a_default's call with the tiny AutoencoderTiny as the VAE; control.* / control_guess.*: StableDiffusionXLControlNetPipeline with the tiny ControlNet (controlnet metadata: its runs' calls). <key>: StableDiffusionXLPipeline.from_pretrained("
                                  "tests/data/tiny_sdxl/diffusers, tokenizers from tests/data/tiny_sd_tf5, "
                                  "add_watermarker=False), scheduler Class.from_config(its config + the sampler's "
                                  "settings), the run's arguments, generator Generator('cpu').manual_seed(seed); "
