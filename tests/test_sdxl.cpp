@@ -525,15 +525,16 @@ TEST(Sdxl, InpaintMatchesDiffusers) {
 // depths 1/2, linear projections; a diffusers folder in fp16) against diffusers'
 // StableDiffusionXLControlNetPipeline: Euler a, the control picture resized by diffusers' Lanczos,
 // scale 0.8; batch 2, then guess mode on one image (the net sees the conditional rows and their added
-// conditioning alone). In process from the folder, then the folder's weights file alone, then through
-// the binary.
+// conditioning alone); then with pictures in, against StableDiffusionXLControlNetImg2ImgPipeline and
+// ...InpaintPipeline (Img2ImgMatchesDiffusers' and InpaintMatchesDiffusers' calls with the net). In
+// process from the folder, then the folder's weights file alone, then guess mode through the binary.
 TEST(Sdxl, ControlNetMatchesDiffusers) {
   const Golden& g = golden();
   const nlohmann::json cn = nlohmann::json::parse(g.f->metadata().at("controlnet"));
   const std::string net = std::string(SDGEN_SOURCE_DIR) + "/" + cn["controlnet"].get<std::string>();
   const std::string file = net + "/diffusion_pytorch_model.safetensors";
   const std::string image = std::string(SDGEN_SOURCE_DIR) + "/" + cn["image"].get<std::string>();
-  ASSERT_EQ(cn["runs"].size(), 2u);
+  ASSERT_EQ(cn["runs"].size(), 4u);
   for (const std::string& form : {net, file}) {
     ModelOptions options;
     options.controlnets = {form};
@@ -548,6 +549,11 @@ TEST(Sdxl, ControlNetMatchesDiffusers) {
       c.scale = cn["scale"];
       p.controls.push_back(c);
       p.guess_mode = r["guess_mode"];
+      if (r.contains("strength")) {  // pictures in: img2img, inpainting
+        p.init_image = image_goldens::tree_picture(SDGEN_SOURCE_DIR, r["image"]);
+        if (r.contains("mask_image")) p.mask = image_goldens::tree_picture(SDGEN_SOURCE_DIR, r["mask_image"]);
+        p.strength = r["strength"];
+      }
       p.record_unit_latents = true;
       const GeneratedBatch out = pipe.generate(p);
       image_goldens::expect_unit_latents(g, r, out, 2e-5f, ("sdxl " + key).c_str());

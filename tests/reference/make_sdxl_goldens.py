@@ -29,7 +29,8 @@ Goldens (sdxl.safetensors):
 - taesd.image_uint8: euler_a_default's images with the tiny TAESD (tests/data/tiny_taesd) as the VAE;
 - control.* / control_guess.*: StableDiffusionXLControlNetPipeline with the tiny ControlNet (tiny_sdxl/controlnet,
   ControlNetModel.from_unet, random weights, fp16) and tests/data/images/control_64x96.png at scale 0.8:
-  euler_a_default's call, and guess mode on one image;
+  euler_a_default's call, and guess mode on one image; control_img2img.* / control_inpaint.*: the same net
+  with StableDiffusionXLControlNetImg2ImgPipeline / ...InpaintPipeline on the img2img / inpaint calls;
 - img2img.* / inpaint.*: StableDiffusionXLImg2ImgPipeline / StableDiffusionXLInpaintPipeline (a picture,
   and a grey mask for the latter) on euler_a_default's call: latents after every unit and the images;
 - <key>.latents_per_unit [units,2,4,8,16] (after every step) and <key>.image_uint8 [2,64,128,3] (NHWC,
@@ -527,8 +528,51 @@ def controlnet_goldens(pipe, tensors):
         m = dict(args, key=key, sampler=run["sampler"], schedule=run["schedule"], seed=SEED, units=len(lat),
                  guess_mode=bool(more.get("guess_mode", False)))
         meta.append(m)
+    meta += controlnet_picture_goldens(pipe, net, image, tensors)
     return {"controlnet": os.path.relpath(CONTROLNET, ROOT), "image": CONTROL["image"], "scale": CONTROL["scale"],
             "runs": meta}
+
+
+def controlnet_picture_goldens(pipe, net, control_image, tensors):
+    """The ControlNet with pictures in: StableDiffusionXLControlNetImg2ImgPipeline (IMG2IMG's picture and
+    strength) and StableDiffusionXLControlNetInpaintPipeline (INPAINT's picture, mask and strength), both
+    with requires_aesthetics_score False (SDXL base), euler_a_default's call at 128x64 (the control
+    picture resized to it), scale 0.8, batch 2."""
+    from diffusers import StableDiffusionXLControlNetImg2ImgPipeline, StableDiffusionXLControlNetInpaintPipeline
+    from PIL import Image
+    comps = {k: v for k, v in pipe.components.items() if k not in ("image_encoder", "feature_extractor")}
+    run = next(r for r in RUNS if r["key"] == "euler_a_default")
+    meta = []
+    for key, cls, more in (("control_img2img", StableDiffusionXLControlNetImg2ImgPipeline, IMG2IMG),
+                           ("control_inpaint", StableDiffusionXLControlNetInpaintPipeline, INPAINT)):
+        cp = cls(**comps, controlnet=net, requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+                 add_watermarker=False)
+        cp.set_progress_bar_config(disable=True)
+        cp.scheduler = scheduler(dict(pipe.scheduler.config), run)
+        pictures = {"image": Image.open(os.path.join(ROOT, more["image"])).convert("RGB")}
+        if "mask_image" in more:
+            pictures["mask_image"] = Image.open(os.path.join(ROOT, more["mask_image"])).convert("L")
+        lat = []
+
+        def cb(_p, i, t, kw):
+            lat.append(kw["latents"].clone())
+            return kw
+        args = dict(CALL, **run["args"])
+        args.update(negative_prompt=more["negative_prompt"], strength=more["strength"])
+        out = cp(**pictures, control_image=control_image, controlnet_conditioning_scale=CONTROL["scale"], **args,
+                 generator=torch.Generator("cpu").manual_seed(SEED), output_type="np", callback_on_step_end=cb,
+                 callback_on_step_end_tensor_inputs=["latents"])
+        tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
+        tensors[f"{key}.image_uint8"] = torch.from_numpy(
+            np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+        plain = key.replace("control_", "")
+        d = (tensors[f"{key}.image_uint8"].int() - tensors[f"{plain}.image_uint8"].int()).abs().max()
+        assert d > 8, (key, "changed nothing", int(d))
+        print(key + ":", len(lat), "units; images differ from " + plain + "'s by up to", int(d))
+        m = dict(args, **more)
+        m.update(key=key, sampler=run["sampler"], schedule=run["schedule"], seed=SEED, units=len(lat), guess_mode=False)
+        meta.append(m)
+    return meta
 
 
 TAESD = os.path.join(ROOT, "tests", "data", "tiny_taesd")

@@ -6,6 +6,8 @@
 // fp16 by the fp16 rule; img2img and inpainting with ControlNets in fp32.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "../image_goldens.h"
 #include "io/image_read.h"
 #include "pipeline/model_options.h"
@@ -115,4 +117,55 @@ TEST(CudaEmulatedControlNet, Img2ImgAndInpaintFp32MatchDiffusers) {
     expect_unit_latents(g, r, out, 2e-5f, "controlnet img2img emulated");
     expect_images(out, g.image(key), 0.999, 0.99, 1, key);
   }
+}
+
+// SDXL (tests/data/golden/sdxl.safetensors, tests/reference/make_sdxl_goldens.py): the net's own added
+// conditioning (pooled text and size ids through its add_embedding), made once per generation and
+// refilled on a replay. fp32 from the folder: batch 2, guess mode (the conditional rows' added
+// conditioning alone), img2img and inpainting, each a replay after a generation with other size ids
+// and scale, which must take the golden's. Mixed fp16 from the LDM single file: graphs on and off bit
+// for bit, SD v1's fp16 rule.
+TEST(CudaEmulatedControlNet, SdxlMatchesDiffusers) {
+  set_cuda_backend_factory(&make_cuda_backend);
+  const Golden g(kData + "/golden/sdxl.safetensors");
+  const nlohmann::json cn = nlohmann::json::parse(g.f->metadata().at("controlnet"));
+  const std::string net = kData + "/tiny_sdxl/controlnet";
+  auto params = [&](const nlohmann::json& r) {
+    GenerateParams p = sdxl_run_params(r);
+    p.controls.push_back({net, picture("control_64x96.png"), cn["scale"]});
+    p.guess_mode = r["guess_mode"];
+    if (r.contains("strength")) {  // pictures in: img2img, inpainting
+      p.init_image = picture(std::filesystem::path(r["image"].get<std::string>()).filename().string());
+      if (r.contains("mask_image"))
+        p.mask = picture(std::filesystem::path(r["mask_image"].get<std::string>()).filename().string());
+      p.strength = r["strength"];
+    }
+    return p;
+  };
+  ModelOptions o;
+  o.controlnets = {net};
+  Pipeline pipe(kData + "/tiny_sdxl/diffusers", DType::F32, Device::CUDA, nullptr, o);
+  for (const nlohmann::json& r : cn["runs"]) {
+    const std::string key = r["key"];
+    GenerateParams other = params(r);
+    other.size_cond.original_h = 256, other.size_cond.original_w = 512;
+    other.controls[0].scale = 1.0f;
+    (void)pipe.generate(other);
+    GenerateParams p = params(r);
+    p.record_unit_latents = true;
+    const GeneratedBatch out = pipe.generate(p);
+    EXPECT_TRUE(out.step_graph_reused) << key;
+    expect_unit_latents(g, r, out, 2e-5f, ("sdxl controlnet emulated " + key).c_str());
+    expect_images(out, g.image(key), 0.999, 0.99, 1, key);
+  }
+
+  Pipeline half(kData + "/tiny_sdxl/tiny_sdxl.safetensors", DType::F16, Device::CUDA, nullptr, o);
+  const nlohmann::json& r = cn["runs"][0];
+  GenerateParams hp = params(r);
+  const GeneratedBatch on = half.generate(hp);
+  hp.cuda_graphs = false;
+  const GeneratedBatch off = half.generate(hp);
+  EXPECT_EQ(on.latents, off.latents);
+  EXPECT_EQ(on.images, off.images);
+  expect_images(on, g.image("control"), 0.99, 0.60, 6, "sdxl control fp16");
 }
