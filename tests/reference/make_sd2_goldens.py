@@ -40,7 +40,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNe
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import derived_models  # noqa: E402,F401
+import derived_models  # noqa: E402
 import ldm_names  # noqa: E402
 import make_goldens as mg  # noqa: E402  (reinit: nothing identity, nothing zero)
 import make_sampler_goldens as msg  # noqa: E402  (SAMPLERS)
@@ -170,6 +170,17 @@ def save(pipe, extra):
         value = json.load(f)
     with open(tj, "w") as f:
         json.dump(value, f, ensure_ascii=False, separators=(",", ":"))
+    # Not committed: the build writes it again (tests/tools/derive_test_models.cpp) from
+    # tiny_sd_tf5's tokenizer.json (make_layout_goldens.py, the same vocabulary from transformers 5)
+    # with OpenCLIP's pad token "!" (id 0) put first among the added tokens, the only difference.
+    with open(tj, "rb") as f:
+        ours = f.read()
+    with open(os.path.join(ROOT, "tests", "data", "tiny_sd_tf5", "diffusers", "tokenizer", "tokenizer.json"), "rb") as f:
+        tf5 = f.read()
+    at = tf5.index(b'"added_tokens":[') + len(b'"added_tokens":[')
+    pad = b'{"id":0,"content":"!","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true},'
+    assert ours == tf5[:at] + pad + tf5[at:], "tokenizer.json is no longer tiny_sd_tf5's plus the pad token"
+    derived_models.record(tj)
     clip_sd = pipe.text_encoder.state_dict()
     sd = ldm_names.to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config), pipe.vae.state_dict(),
                           dict(pipe.vae.config), clip_sd)

@@ -1,4 +1,4 @@
-// Writes the tiny model's single files (and transformers 5's text encoder) from the committed
+// Writes the tiny model's single files (and transformers 5's text encoder, SD 2's tokenizer) from the committed
 // diffusers folders, byte for byte as the reference scripts wrote them, so that the repository
 // carries each set of weights once (the GPU kit's 60 MiB: the tree travels with it).
 //
@@ -19,12 +19,17 @@
 //                                          the text encoder without "text_model."
 //   tiny_sdxl/tiny_sdxl.safetensors        make_sdxl_goldens.py write_ldm: the SDXL folder under
 //                                          SDXL base's original names, fp16
+//   tiny_sd2/diffusers/tokenizer/tokenizer.json   make_sd2_goldens.py save: transformers 5's
+//                                          tokenizer.json, compacted; tiny_sd_tf5's with OpenCLIP's
+//                                          pad token "!" (id 0) first among the added tokens
 // Layout as the safetensors library writes: tensors ordered by dtype (wider integer and float
 // kinds first, in its dtype enum's order) then name, the header's keys in that order after
 // "__metadata__", padded with spaces to a multiple of 8.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -230,6 +235,22 @@ std::vector<Entry> sdxl_ldm(const std::string& folder) {
   return sd;
 }
 
+// tiny_sd_tf5's tokenizer.json (CLIP's vocabulary as transformers 5 writes it, compact JSON) with
+// OpenCLIP's pad token added as the first of its added tokens, as make_sd2_goldens.py's file has it.
+void write_openclip_tokenizer(const std::string& tf5_json, const std::string& out) {
+  std::ifstream in(tf5_json, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string list = "\"added_tokens\":[";
+  const size_t at = text.find(list);
+  if (!in.good() && !in.eof()) throw_model("derive_test_models: cannot read " + tf5_json);
+  if (at == std::string::npos) throw_model("derive_test_models: " + tf5_json + " has no added_tokens");
+  text.insert(at + list.size(), "{\"id\":0,\"content\":\"!\",\"single_word\":false,\"lstrip\":false,"
+                                "\"rstrip\":false,\"normalized\":false,\"special\":true},");
+  std::ofstream o(out, std::ios::binary);
+  o << text;
+  if (!o.good()) throw_model("derive_test_models: cannot write " + out);
+}
+
 // Writes `rel` under `data` unless it is there with the recorded hash; fails on any other bytes.
 bool derive(const std::string& data, const nlohmann::json& hashes, const std::string& rel,
             const std::function<void(const std::string&)>& write) {
@@ -279,6 +300,9 @@ int run(const std::string& data) {
   });
   ok &= derive(data, hashes, "tiny_sdxl/tiny_sdxl.safetensors", [&](const std::string& p) {
     write_like_safetensors(p, halved(sdxl_ldm(data + "/tiny_sdxl/diffusers")), true);
+  });
+  ok &= derive(data, hashes, "tiny_sd2/diffusers/tokenizer/tokenizer.json", [&](const std::string& p) {
+    write_openclip_tokenizer(tf5 + "/tokenizer/tokenizer.json", p);
   });
   return ok ? 0 : 1;
 }
