@@ -475,3 +475,34 @@ TEST(CudaEmulatedPipeline, SdxlMatchesDiffusers) {
   for (size_t b = 0; b < t.images.size(); ++b)
     EXPECT_GE(compare(t.images[b], golden->data(*tref) + b * t.images[b].size()).within1, 0.999) << "taesd " << b;
 }
+
+// Pictures in with SD 2.x and SDXL on the emulated CUDA backend (tests/test_sd2.cpp and
+// tests/test_sdxl.cpp have the CPU side): SD 2's v-prediction img2img and inpainting (the pictures
+// metadata), SDXL's img2img and inpainting (the VAE encoding in fp32, force_upcast), fp32 from the
+// folders; the latents after every unit within 2e-5 of diffusers' and the images within ±1.
+TEST(CudaEmulatedPipeline, Sd2AndSdxlPicturesMatchDiffusers) {
+  set_cuda_backend_factory(&make_cuda_backend);
+  const std::string data = SDGEN_TEST_DATA, root = data + "/../..";  // the pictures' paths are the tree's
+  auto run = [&](Pipeline& pipe, const image_goldens::Golden& g, const nlohmann::json& r, GenerateParams p,
+                 const char* mask_key) {
+    const std::string key = r["key"];
+    SCOPED_TRACE(key);
+    p.init_image = image_goldens::tree_picture(root, r["image"]);
+    if (r.contains(mask_key) && r[mask_key].is_string()) p.mask = image_goldens::tree_picture(root, r[mask_key]);
+    p.strength = r["strength"];
+    p.record_unit_latents = true;
+    const GeneratedBatch out = pipe.generate(p);
+    image_goldens::expect_unit_latents(g, r, out, 2e-5f, ("emulated " + key).c_str());
+    image_goldens::expect_images(g, out, key, 0.999, 0.0, 255);
+  };
+  const image_goldens::Golden sd2(data + "/golden/sd2.safetensors");
+  Pipeline sd2_pipe(data + "/tiny_sd2/diffusers", DType::F32, Device::CUDA);
+  for (const auto& r : nlohmann::json::parse(sd2.f->metadata().at("pictures")))
+    run(sd2_pipe, sd2, r, image_goldens::sd2_run_params(r), "mask");
+  const image_goldens::Golden xl(data + "/golden/sdxl.safetensors");
+  Pipeline xl_pipe(data + "/tiny_sdxl/diffusers", DType::F32, Device::CUDA);
+  for (const char* what : {"img2img", "inpaint"}) {
+    const nlohmann::json r = nlohmann::json::parse(xl.f->metadata().at(what));
+    run(xl_pipe, xl, r, image_goldens::sdxl_run_params(r), "mask_image");
+  }
+}
