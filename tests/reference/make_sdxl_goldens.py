@@ -415,6 +415,35 @@ def lora_goldens(tensors):
 IMG2IMG = dict(image="tests/data/images/init_128x64.png", strength=0.6, negative_prompt="blurry")
 
 
+EXTRAS_LIKE = "euler_a_default"  # the run the pictures-in and ControlNet runs repeat
+
+
+def record(p, tensors, key, base_config, **kw):
+    """`p` with EXTRAS_LIKE's sampler (from base_config) called with kw, SEED's generator: the latents
+    after every unit and the images stored under `key`. Returns the number of units."""
+    run = next(r for r in RUNS if r["key"] == EXTRAS_LIKE)
+    p.set_progress_bar_config(disable=True)
+    p.scheduler = scheduler(dict(base_config), run)
+    lat = []
+
+    def cb(_p, i, t, k):
+        lat.append(k["latents"].clone())
+        return k
+    out = p(**kw, generator=torch.Generator("cpu").manual_seed(SEED), output_type="np", callback_on_step_end=cb,
+            callback_on_step_end_tensor_inputs=["latents"])
+    tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
+    tensors[f"{key}.image_uint8"] = torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
+    return len(lat)
+
+
+def like_args(**more):
+    """EXTRAS_LIKE's call with `more` on top, and the metadata that names it (sampler, schedule, seed)."""
+    run = next(r for r in RUNS if r["key"] == EXTRAS_LIKE)
+    args = dict(CALL, **run["args"])
+    args.update(more)
+    return args, dict(args, sampler=run["sampler"], schedule=run["schedule"], seed=SEED)
+
+
 def img2img_goldens(pipe, tensors):
     """StableDiffusionXLImg2ImgPipeline on the same components (SDXL base: requires_aesthetics_score
     False, so the size ids are txt2img's), the picture encoded by the VAE in fp32 (force_upcast),
@@ -423,24 +452,12 @@ def img2img_goldens(pipe, tensors):
     from PIL import Image
     i2i = StableDiffusionXLImg2ImgPipeline(**pipe.components, requires_aesthetics_score=False,
                                            force_zeros_for_empty_prompt=True, add_watermarker=False)
-    i2i.set_progress_bar_config(disable=True)
-    run = next(r for r in RUNS if r["key"] == "euler_a_default")
-    i2i.scheduler = scheduler(dict(pipe.scheduler.config), run)
     image = Image.open(os.path.join(ROOT, IMG2IMG["image"])).convert("RGB")
-    lat = []
-
-    def cb(_p, i, t, kw):
-        lat.append(kw["latents"].clone())
-        return kw
-    args = {k: v for k, v in dict(CALL, **run["args"]).items() if k not in ("width", "height")}
-    args.update(negative_prompt=IMG2IMG["negative_prompt"], strength=IMG2IMG["strength"])
-    out = i2i(image=image, **args, generator=torch.Generator("cpu").manual_seed(SEED), output_type="np",
-              callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
-    tensors["img2img.latents_per_unit"] = torch.stack(lat).float()
-    tensors["img2img.image_uint8"] = torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
-    print("img2img:", len(lat), "units")
-    meta = dict(CALL, **run["args"])
-    meta.update(IMG2IMG, key="img2img", sampler=run["sampler"], schedule=run["schedule"], seed=SEED, units=len(lat))
+    args, meta = like_args(negative_prompt=IMG2IMG["negative_prompt"], strength=IMG2IMG["strength"])
+    units = record(i2i, tensors, "img2img", pipe.scheduler.config, image=image,
+                   **{k: v for k, v in args.items() if k not in ("width", "height")})
+    print("img2img:", units, "units")
+    meta.update(IMG2IMG, key="img2img", units=units)
     return meta
 
 
@@ -458,30 +475,25 @@ def inpaint_goldens(pipe, tensors):
     from PIL import Image
     inp = StableDiffusionXLInpaintPipeline(**pipe.components, requires_aesthetics_score=False,
                                            force_zeros_for_empty_prompt=True, add_watermarker=False)
-    inp.set_progress_bar_config(disable=True)
-    run = next(r for r in RUNS if r["key"] == "euler_a_default")
-    inp.scheduler = scheduler(dict(pipe.scheduler.config), run)
     image = Image.open(os.path.join(ROOT, INPAINT["image"])).convert("RGB")
     mask = Image.open(os.path.join(ROOT, INPAINT["mask_image"])).convert("L")
-    lat = []
-
-    def cb(_p, i, t, kw):
-        lat.append(kw["latents"].clone())
-        return kw
-    args = dict(CALL, **run["args"])
-    args.update(negative_prompt=INPAINT["negative_prompt"], strength=INPAINT["strength"])
-    out = inp(image=image, mask_image=mask, **args, generator=torch.Generator("cpu").manual_seed(SEED),
-              output_type="np", callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])
-    tensors["inpaint.latents_per_unit"] = torch.stack(lat).float()
-    tensors["inpaint.image_uint8"] = torch.from_numpy(np.ascontiguousarray((out.images * 255).round().astype("uint8")))
-    print("inpaint:", len(lat), "units")
-    meta = dict(CALL, **run["args"])
-    meta.update(INPAINT, key="inpaint", sampler=run["sampler"], schedule=run["schedule"], seed=SEED, units=len(lat))
+    args, meta = like_args(negative_prompt=INPAINT["negative_prompt"], strength=INPAINT["strength"])
+    units = record(inp, tensors, "inpaint", pipe.scheduler.config, image=image, mask_image=mask, **args)
+    print("inpaint:", units, "units")
+    meta.update(INPAINT, key="inpaint", units=units)
     return meta
 
 
 CONTROLNET = os.path.join(MODEL_DIR, "controlnet")
 CONTROL = dict(image="tests/data/images/control_64x96.png", scale=0.8)
+
+
+def changed(tensors, key, plain):
+    """The run `key` gave other images than the run `plain` (its first images) did: the net changed something."""
+    ours = tensors[f"{key}.image_uint8"].int()
+    d = (ours - tensors[f"{plain}.image_uint8"][: len(ours)].int()).abs().max()
+    assert d > 8, (key, "changed nothing", int(d))
+    print(key + ":", len(tensors[f"{key}.latents_per_unit"]), "units; images differ from " + plain + "'s by up to", int(d))
 
 
 def controlnet_goldens(pipe, tensors):
@@ -503,30 +515,14 @@ def controlnet_goldens(pipe, tensors):
     cp = StableDiffusionXLControlNetPipeline(**{k: v for k, v in pipe.components.items()
                                                 if k not in ("image_encoder", "feature_extractor")},
                                              controlnet=net, force_zeros_for_empty_prompt=True, add_watermarker=False)
-    cp.set_progress_bar_config(disable=True)
-    run = next(r for r in RUNS if r["key"] == "euler_a_default")
     image = Image.open(os.path.join(ROOT, CONTROL["image"])).convert("RGB")
     meta = []
     for key, more in (("control", {}), ("control_guess", dict(guess_mode=True, num_images_per_prompt=1))):
-        cp.scheduler = scheduler(dict(pipe.scheduler.config), run)
-        lat = []
-
-        def cb(_p, i, t, kw):
-            lat.append(kw["latents"].clone())
-            return kw
-        args = dict(CALL, **run["args"], **more)
-        out = cp(image=image, controlnet_conditioning_scale=CONTROL["scale"], **args,
-                 generator=torch.Generator("cpu").manual_seed(SEED), output_type="np", callback_on_step_end=cb,
-                 callback_on_step_end_tensor_inputs=["latents"])
-        tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
-        tensors[f"{key}.image_uint8"] = torch.from_numpy(
-            np.ascontiguousarray((out.images * 255).round().astype("uint8")))
-        base = tensors["euler_a_default.image_uint8"][: len(out.images)].int()
-        d = (tensors[f"{key}.image_uint8"].int() - base).abs().max()
-        assert d > 8, (key, "changed nothing", int(d))
-        print(key + ":", len(lat), "units; images differ from euler_a_default's by up to", int(d))
-        m = dict(args, key=key, sampler=run["sampler"], schedule=run["schedule"], seed=SEED, units=len(lat),
-                 guess_mode=bool(more.get("guess_mode", False)))
+        args, m = like_args(**more)
+        units = record(cp, tensors, key, pipe.scheduler.config, image=image,
+                       controlnet_conditioning_scale=CONTROL["scale"], **args)
+        changed(tensors, key, EXTRAS_LIKE)
+        m.update(key=key, units=units, guess_mode=bool(more.get("guess_mode", False)))
         meta.append(m)
     meta += controlnet_picture_goldens(pipe, net, image, tensors)
     return {"controlnet": os.path.relpath(CONTROLNET, ROOT), "image": CONTROL["image"], "scale": CONTROL["scale"],
@@ -541,36 +537,19 @@ def controlnet_picture_goldens(pipe, net, control_image, tensors):
     from diffusers import StableDiffusionXLControlNetImg2ImgPipeline, StableDiffusionXLControlNetInpaintPipeline
     from PIL import Image
     comps = {k: v for k, v in pipe.components.items() if k not in ("image_encoder", "feature_extractor")}
-    run = next(r for r in RUNS if r["key"] == "euler_a_default")
     meta = []
     for key, cls, more in (("control_img2img", StableDiffusionXLControlNetImg2ImgPipeline, IMG2IMG),
                            ("control_inpaint", StableDiffusionXLControlNetInpaintPipeline, INPAINT)):
         cp = cls(**comps, controlnet=net, requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
                  add_watermarker=False)
-        cp.set_progress_bar_config(disable=True)
-        cp.scheduler = scheduler(dict(pipe.scheduler.config), run)
         pictures = {"image": Image.open(os.path.join(ROOT, more["image"])).convert("RGB")}
         if "mask_image" in more:
             pictures["mask_image"] = Image.open(os.path.join(ROOT, more["mask_image"])).convert("L")
-        lat = []
-
-        def cb(_p, i, t, kw):
-            lat.append(kw["latents"].clone())
-            return kw
-        args = dict(CALL, **run["args"])
-        args.update(negative_prompt=more["negative_prompt"], strength=more["strength"])
-        out = cp(**pictures, control_image=control_image, controlnet_conditioning_scale=CONTROL["scale"], **args,
-                 generator=torch.Generator("cpu").manual_seed(SEED), output_type="np", callback_on_step_end=cb,
-                 callback_on_step_end_tensor_inputs=["latents"])
-        tensors[f"{key}.latents_per_unit"] = torch.stack(lat).float()
-        tensors[f"{key}.image_uint8"] = torch.from_numpy(
-            np.ascontiguousarray((out.images * 255).round().astype("uint8")))
-        plain = key.replace("control_", "")
-        d = (tensors[f"{key}.image_uint8"].int() - tensors[f"{plain}.image_uint8"].int()).abs().max()
-        assert d > 8, (key, "changed nothing", int(d))
-        print(key + ":", len(lat), "units; images differ from " + plain + "'s by up to", int(d))
-        m = dict(args, **more)
-        m.update(key=key, sampler=run["sampler"], schedule=run["schedule"], seed=SEED, units=len(lat), guess_mode=False)
+        args, m = like_args(negative_prompt=more["negative_prompt"], strength=more["strength"])
+        units = record(cp, tensors, key, pipe.scheduler.config, **pictures, control_image=control_image,
+                       controlnet_conditioning_scale=CONTROL["scale"], **args)
+        changed(tensors, key, key.replace("control_", ""))
+        m.update(more, key=key, units=units, guess_mode=False)
         meta.append(m)
     return meta
 
