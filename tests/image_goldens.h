@@ -62,6 +62,36 @@ inline std::shared_ptr<const RgbImage> tree_picture(const std::string& root, con
   return std::make_shared<const RgbImage>(read_image(root + "/" + path.get<std::string>(), "x"));
 }
 
+// The pictures a run's metadata names (the reference scripts' pictures-in runs): "image" as the
+// init picture, "mask" or "mask_image" (a path, or absent/null) as the mask, and "strength".
+inline void set_pictures(GenerateParams& p, const std::string& root, const nlohmann::json& r) {
+  p.init_image = tree_picture(root, r["image"]);
+  for (const char* key : {"mask", "mask_image"})
+    if (r.contains(key) && r[key].is_string()) p.mask = tree_picture(root, r[key]);
+  p.strength = r["strength"];
+}
+
+// One ControlNet unit from a golden's controlnet metadata: the net at `model`, the metadata's control
+// picture and scale.
+inline ControlParams control_unit(const std::string& root, const nlohmann::json& cn, const std::string& model) {
+  ControlParams c;
+  c.model = model;
+  c.image = tree_picture(root, cn["image"]);
+  c.scale = cn["scale"];
+  return c;
+}
+
+// p run with CUDA graphs on and off: the same latents and images bit for bit. Returns the graphs-on run.
+inline GeneratedBatch expect_graphs_on_off_equal(Pipeline& pipe, GenerateParams p) {
+  p.cuda_graphs = true;
+  GeneratedBatch on = pipe.generate(p);
+  p.cuda_graphs = false;
+  const GeneratedBatch off = pipe.generate(p);
+  EXPECT_EQ(on.latents, off.latents) << "the graph replay and the eager steps differ";
+  EXPECT_EQ(on.images, off.images);
+  return on;
+}
+
 // SD 2's runs (make_sd2_goldens.py, CALL): the fields of run_params, the schedule beside the sampler,
 // the prediction type and guidance rescale.
 inline GenerateParams sd2_run_params(const nlohmann::json& r) {

@@ -252,13 +252,10 @@ TEST(Sd2, PicturesInMatchDiffusers) {
   const nlohmann::json pictures = nlohmann::json::parse(g.f->metadata().at("pictures"));
   ASSERT_EQ(pictures.size(), 2u);
   Pipeline pipe(kFolder, DType::F32, Device::CPU);
-  auto picture = [](const nlohmann::json& path) { return image_goldens::tree_picture(SDGEN_SOURCE_DIR, path); };
   for (const auto& r : pictures) {
     SCOPED_TRACE(r["key"].get<std::string>());
     GenerateParams p = run_params(r);
-    p.init_image = picture(r["image"]);
-    if (r["mask"].is_string()) p.mask = picture(r["mask"]);
-    p.strength = r["strength"];
+    image_goldens::set_pictures(p, SDGEN_SOURCE_DIR, r);
     p.record_unit_latents = true;
     const GeneratedBatch out = pipe.generate(p);
     image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sd2 pictures");
@@ -326,11 +323,7 @@ TEST(Sd2, ControlNetMatchesDiffusers) {
   options.controlnets = {net};
   Pipeline pipe(kFolder, DType::F32, Device::CPU, nullptr, options);
   GenerateParams p = run_params(r);
-  ControlParams c;
-  c.model = net;
-  c.image = image_goldens::tree_picture(SDGEN_SOURCE_DIR, cn["image"]);
-  c.scale = cn["scale"];
-  p.controls.push_back(c);
+  p.controls.push_back(image_goldens::control_unit(SDGEN_SOURCE_DIR, cn, net));
   p.record_unit_latents = true;
   const GeneratedBatch out = pipe.generate(p);
   image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sd2 controlnet");

@@ -495,8 +495,7 @@ TEST(Sdxl, Img2ImgMatchesDiffusers) {
   nlohmann::json r = nlohmann::json::parse(g.f->metadata().at("img2img"));
   Pipeline pipe(kFolder, DType::F32, Device::CPU);
   GenerateParams p = run_params(r);
-  p.init_image = image_goldens::tree_picture(SDGEN_SOURCE_DIR, r["image"]);
-  p.strength = r["strength"];
+  image_goldens::set_pictures(p, SDGEN_SOURCE_DIR, r);
   p.record_unit_latents = true;
   const GeneratedBatch out = pipe.generate(p);
   image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sdxl img2img");
@@ -512,9 +511,7 @@ TEST(Sdxl, InpaintMatchesDiffusers) {
   nlohmann::json r = nlohmann::json::parse(g.f->metadata().at("inpaint"));
   Pipeline pipe(kFolder, DType::F32, Device::CPU);
   GenerateParams p = run_params(r);
-  p.init_image = image_goldens::tree_picture(SDGEN_SOURCE_DIR, r["image"]);
-  p.mask = image_goldens::tree_picture(SDGEN_SOURCE_DIR, r["mask_image"]);
-  p.strength = r["strength"];
+  image_goldens::set_pictures(p, SDGEN_SOURCE_DIR, r);
   p.record_unit_latents = true;
   const GeneratedBatch out = pipe.generate(p);
   image_goldens::expect_unit_latents(g, r, out, 2e-5f, "sdxl inpaint");
@@ -543,17 +540,9 @@ TEST(Sdxl, ControlNetMatchesDiffusers) {
       const std::string key = r["key"];
       SCOPED_TRACE(form + " " + key);
       GenerateParams p = run_params(r);
-      ControlParams c;
-      c.model = form;
-      c.image = image_goldens::tree_picture(SDGEN_SOURCE_DIR, cn["image"]);
-      c.scale = cn["scale"];
-      p.controls.push_back(c);
+      p.controls.push_back(image_goldens::control_unit(SDGEN_SOURCE_DIR, cn, form));
       p.guess_mode = r["guess_mode"];
-      if (r.contains("strength")) {  // pictures in: img2img, inpainting
-        p.init_image = image_goldens::tree_picture(SDGEN_SOURCE_DIR, r["image"]);
-        if (r.contains("mask_image")) p.mask = image_goldens::tree_picture(SDGEN_SOURCE_DIR, r["mask_image"]);
-        p.strength = r["strength"];
-      }
+      if (r.contains("strength")) image_goldens::set_pictures(p, SDGEN_SOURCE_DIR, r);  // img2img, inpainting
       p.record_unit_latents = true;
       const GeneratedBatch out = pipe.generate(p);
       image_goldens::expect_unit_latents(g, r, out, 2e-5f, ("sdxl " + key).c_str());

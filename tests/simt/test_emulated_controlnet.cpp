@@ -6,8 +6,6 @@
 // fp16 by the fp16 rule; img2img and inpainting with ControlNets in fp32.
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "../image_goldens.h"
 #include "io/image_read.h"
 #include "pipeline/model_options.h"
@@ -129,17 +127,12 @@ TEST(CudaEmulatedControlNet, SdxlMatchesDiffusers) {
   set_cuda_backend_factory(&make_cuda_backend);
   const Golden g(kData + "/golden/sdxl.safetensors");
   const nlohmann::json cn = nlohmann::json::parse(g.f->metadata().at("controlnet"));
-  const std::string net = kData + "/tiny_sdxl/controlnet";
+  const std::string net = kData + "/tiny_sdxl/controlnet", root = kData + "/../..";  // the pictures' paths are the tree's
   auto params = [&](const nlohmann::json& r) {
     GenerateParams p = sdxl_run_params(r);
-    p.controls.push_back({net, picture("control_64x96.png"), cn["scale"]});
+    p.controls.push_back(control_unit(root, cn, net));
     p.guess_mode = r["guess_mode"];
-    if (r.contains("strength")) {  // pictures in: img2img, inpainting
-      p.init_image = picture(std::filesystem::path(r["image"].get<std::string>()).filename().string());
-      if (r.contains("mask_image"))
-        p.mask = picture(std::filesystem::path(r["mask_image"].get<std::string>()).filename().string());
-      p.strength = r["strength"];
-    }
+    if (r.contains("strength")) set_pictures(p, root, r);  // img2img, inpainting
     return p;
   };
   ModelOptions o;
@@ -161,11 +154,5 @@ TEST(CudaEmulatedControlNet, SdxlMatchesDiffusers) {
 
   Pipeline half(kData + "/tiny_sdxl/tiny_sdxl.safetensors", DType::F16, Device::CUDA, nullptr, o);
   const nlohmann::json& r = cn["runs"][0];
-  GenerateParams hp = params(r);
-  const GeneratedBatch on = half.generate(hp);
-  hp.cuda_graphs = false;
-  const GeneratedBatch off = half.generate(hp);
-  EXPECT_EQ(on.latents, off.latents);
-  EXPECT_EQ(on.images, off.images);
-  expect_images(on, g.image("control"), 0.99, 0.60, 6, "sdxl control fp16");
+  expect_images(expect_graphs_on_off_equal(half, params(r)), g.image("control"), 0.99, 0.60, 6, "sdxl control fp16");
 }

@@ -382,12 +382,7 @@ TEST(CudaEmulatedPipeline, Sd2MatchesDiffusers) {
 
   const nlohmann::json v = run_of("v_ddim");
   Pipeline half(data + "/tiny_sd2/tiny_sd2.safetensors", DType::F16, Device::CUDA);
-  GenerateParams hp = params(v);
-  const GeneratedBatch on = half.generate(hp);
-  hp.cuda_graphs = false;
-  const GeneratedBatch off = half.generate(hp);
-  EXPECT_EQ(on.latents, off.latents);
-  EXPECT_EQ(on.images, off.images);
+  const GeneratedBatch on = image_goldens::expect_graphs_on_off_equal(half, params(v));
   const nlohmann::json& s = v["fp16_spread"];
   const double within1 = s["within1"], exact = s["exact"];
   const int worst = s["worst"];
@@ -483,13 +478,10 @@ TEST(CudaEmulatedPipeline, SdxlMatchesDiffusers) {
 TEST(CudaEmulatedPipeline, Sd2AndSdxlPicturesMatchDiffusers) {
   set_cuda_backend_factory(&make_cuda_backend);
   const std::string data = SDGEN_TEST_DATA, root = data + "/../..";  // the pictures' paths are the tree's
-  auto run = [&](Pipeline& pipe, const image_goldens::Golden& g, const nlohmann::json& r, GenerateParams p,
-                 const char* mask_key) {
+  auto run = [&](Pipeline& pipe, const image_goldens::Golden& g, const nlohmann::json& r, GenerateParams p) {
     const std::string key = r["key"];
     SCOPED_TRACE(key);
-    p.init_image = image_goldens::tree_picture(root, r["image"]);
-    if (r.contains(mask_key) && r[mask_key].is_string()) p.mask = image_goldens::tree_picture(root, r[mask_key]);
-    p.strength = r["strength"];
+    image_goldens::set_pictures(p, root, r);
     p.record_unit_latents = true;
     const GeneratedBatch out = pipe.generate(p);
     image_goldens::expect_unit_latents(g, r, out, 2e-5f, ("emulated " + key).c_str());
@@ -498,11 +490,11 @@ TEST(CudaEmulatedPipeline, Sd2AndSdxlPicturesMatchDiffusers) {
   const image_goldens::Golden sd2(data + "/golden/sd2.safetensors");
   Pipeline sd2_pipe(data + "/tiny_sd2/diffusers", DType::F32, Device::CUDA);
   for (const auto& r : nlohmann::json::parse(sd2.f->metadata().at("pictures")))
-    run(sd2_pipe, sd2, r, image_goldens::sd2_run_params(r), "mask");
+    run(sd2_pipe, sd2, r, image_goldens::sd2_run_params(r));
   const image_goldens::Golden xl(data + "/golden/sdxl.safetensors");
   Pipeline xl_pipe(data + "/tiny_sdxl/diffusers", DType::F32, Device::CUDA);
   for (const char* what : {"img2img", "inpaint"}) {
     const nlohmann::json r = nlohmann::json::parse(xl.f->metadata().at(what));
-    run(xl_pipe, xl, r, image_goldens::sdxl_run_params(r), "mask_image");
+    run(xl_pipe, xl, r, image_goldens::sdxl_run_params(r));
   }
 }
