@@ -89,7 +89,8 @@ void expect_quiet_loop(const Census& c, bool graphs) {
 // The up-front memory estimate of sd-gen (src/pipeline/memory_estimate.h) against the peak the
 // pool held in the census of the real host code: never below it (sd-gen must not start what will
 // not fit), at most 1.35× above (the tiny model: 96 MiB), for full-size SD v1.5 and the tiny model, both precisions, batch
-// and size, with the step's graph freed before the decode (one generation) or kept (a next call).
+// and size, with the step's graph freed before the decode (one generation) or kept (a next call), and
+// with a ControlNet, full-size SD v1.5 and SDXL.
 TEST(Census, MemoryEstimateBoundsThePoolPeak) {
   struct Case {
     const char* model;
@@ -97,20 +98,22 @@ TEST(Census, MemoryEstimateBoundsThePoolPeak) {
     int batch, size;
     bool keep;
     bool taesd = false;  // --vae-tiny: SD's TAESD decodes
+    int controlnets = 0;   // the model's ControlNets, random weights (--controlnets)
   };
   const std::string tiny = std::string(SDGEN_TEST_DATA) + "/tiny_sd/tiny_sd.safetensors";
   for (const Case& c : {Case{"random:sd15", "fp16", 1, 512, false}, Case{"random:sd15", "fp16", 3, 512, false},
                         Case{"random:sd15", "fp16", 3, 512, true}, Case{"random:sd15", "fp32", 2, 768, false},
                         Case{"random:sd15", "fp16", 1, 1024, false}, Case{"tiny", "fp16", 2, 512, false},
                         Case{"tiny", "fp32", 4, 256, true}, Case{"random:sd15", "fp16", 1, 1024, false, true},
-                        Case{"random:sd15", "fp32", 3, 512, false, true}}) {
+                        Case{"random:sd15", "fp32", 3, 512, false, true}, Case{"random:sd15", "fp16", 3, 512, false, false, 1},
+                        Case{"random:sdxl", "fp16", 1, 1024, false, false, 1}}) {
     const std::string model = std::string(c.model) == "tiny" ? tiny : c.model;
     const std::string out = (std::filesystem::temp_directory_path() /
                              ("sdgen_census_mem_" + std::to_string(getpid()) + ".json")).string();
     const std::string cmd = std::string("'") + SDGEN_CENSUS_PATH + "' --model '" + model + "' --batch " +
                             std::to_string(c.batch) + " --steps 1 --width " + std::to_string(c.size) +
                             " --height " + std::to_string(c.size) + " --precision " + c.precision +
-                            (c.keep ? " --keep-step-graph" : "") + (c.taesd ? " --vae-tiny" : "") + " --json > '" + out + "'";
+                            (c.keep ? " --keep-step-graph" : "") + (c.taesd ? " --vae-tiny" : "") + " --controlnets " + std::to_string(c.controlnets) + " --json > '" + out + "'";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     std::ifstream f(out);
     const nlohmann::json j = nlohmann::json::parse(f);
@@ -124,10 +127,12 @@ TEST(Census, MemoryEstimateBoundsThePoolPeak) {
     r.steps = 1;
     r.keep_step_graph = c.keep;
     r.vae_tiny = c.taesd;
+    r.controlnets = c.controlnets;
     const sdgen::MemoryEstimate e = sdgen::estimate_memory(sdgen::Checkpoint::open(model)->config(), r);
     const double ratio = (double)e.total() / peak;
-    std::printf("[ census ] %s %s batch %d %d² %s: pool peak %.0f MiB, estimate %s (%.2fx)\n", c.model,
-                c.precision, c.batch, c.size, c.keep ? "graph kept" : "graph freed", peak / 1048576.0,
+    std::printf("[ census ] %s %s batch %d %d² %s, %d ControlNet(s): pool peak %.0f MiB, estimate %s (%.2fx)\n",
+                c.model, c.precision, c.batch, c.size, c.keep ? "graph kept" : "graph freed", c.controlnets,
+                peak / 1048576.0,
                 sdgen::describe(e).c_str(), ratio);
     EXPECT_GE(ratio, 1.0) << c.model << " " << c.precision << " batch " << c.batch << " " << c.size;
     // Above by at most 35%, or by the fixed 64 MiB allowance for library workspaces and small

@@ -119,10 +119,10 @@ TEST(CudaEmulatedControlNet, Img2ImgAndInpaintFp32MatchDiffusers) {
 
 // SDXL (tests/data/golden/sdxl.safetensors, tests/reference/make_sdxl_goldens.py): the net's own added
 // conditioning (pooled text and size ids through its add_embedding), made once per generation and
-// refilled on a replay. fp32 from the folder: batch 2, guess mode (the conditional rows' added
-// conditioning alone), img2img and inpainting, each a replay after a generation with other size ids
-// and scale, which must take the golden's. Mixed fp16 from the LDM single file: graphs on and off bit
-// for bit, SD v1's fp16 rule.
+// refilled on a replay. fp32 from the folder: batch 2 and guess mode (the conditional rows' added
+// conditioning alone), each a replay after a generation with other size ids and scale, which must
+// take the golden's; img2img and inpainting. Mixed fp16 from the LDM single file: graphs on and off
+// bit for bit, SD v1's fp16 rule.
 TEST(CudaEmulatedControlNet, SdxlMatchesDiffusers) {
   set_cuda_backend_factory(&make_cuda_backend);
   const Golden g(kData + "/golden/sdxl.safetensors");
@@ -140,14 +140,17 @@ TEST(CudaEmulatedControlNet, SdxlMatchesDiffusers) {
   Pipeline pipe(kData + "/tiny_sdxl/diffusers", DType::F32, Device::CUDA, nullptr, o);
   for (const nlohmann::json& r : cn["runs"]) {
     const std::string key = r["key"];
-    GenerateParams other = params(r);
-    other.size_cond.original_h = 256, other.size_cond.original_w = 512;
-    other.controls[0].scale = 1.0f;
-    (void)pipe.generate(other);
+    const bool txt2img = !r.contains("strength");
+    if (txt2img) {  // first a generation with the same shapes and other size ids and scale
+      GenerateParams other = params(r);
+      other.size_cond.original_h = 256, other.size_cond.original_w = 512;
+      other.controls[0].scale = 1.0f;
+      (void)pipe.generate(other);
+    }
     GenerateParams p = params(r);
     p.record_unit_latents = true;
     const GeneratedBatch out = pipe.generate(p);
-    EXPECT_TRUE(out.step_graph_reused) << key;
+    if (txt2img) EXPECT_TRUE(out.step_graph_reused) << key;
     expect_unit_latents(g, r, out, 2e-5f, ("sdxl controlnet emulated " + key).c_str());
     expect_images(out, g.image(key), 0.999, 0.99, 1, key);
   }
