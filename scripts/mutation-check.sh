@@ -42,14 +42,15 @@ SDGEN_FILTER=${MUT_SDGEN_FILTER:-'-Pipeline.CliInterruptExits130:*_cuda'}
 # simt_tests: the op table on the emulated CUDA backend, the kernel chosen per architecture
 # (CudaKernelChoice: bf16 attention's mma kernel from sm_80 only), the emulated fp32 pipeline, the SD 2 one
 # (one pipeline replaying its step across prediction types and guidance rescale; 14 s), the SDXL one
-# (added conditioning refilled on a replay; 14 s), the backend's
+# (added conditioning refilled on a replay; 14 s), the SDXL ControlNet one (its own added
+# conditioning refilled on a replay; 18 s), the backend's
 # start-up checks (CudaDevice) and the census of the loop without graphs (it drives the real
 # pipeline host code: captures, warm-up, allocations; 8 s). Left out: the emulator's own tests
 # (Simt*, the cuBLAS/cuDNN twins: they run no mutated code), the other census runs, the fp16
 # pipeline run, and the three op-table rows with the biggest attention shapes, which alone took 85
 # of the 137 s that simt_tests took whole (emulated flash attention, loaded machine); every kernel
 # is still run by smaller rows and by the fp32 pipeline.
-SIMT_FILTER=${MUT_SIMT_FILTER:-'CudaEmu/*:CudaKernelChoice.*:CudaEmulatedPipeline.Fp32*:CudaEmulatedPipeline.StepGraph*:CudaEmulatedPipeline.Sd2*:CudaEmulatedPipeline.Sdxl*:CudaDevice.*:Census.Fp16LoopWithoutGraphs-*/attn_self_1x4096_h8_d40:*/attn_self_2x1024_h8_d80:*/attn_vae_1x1024_h1_d512'}
+SIMT_FILTER=${MUT_SIMT_FILTER:-'CudaEmu/*:CudaKernelChoice.*:CudaEmulatedPipeline.Fp32*:CudaEmulatedPipeline.StepGraph*:CudaEmulatedPipeline.Sd2*:CudaEmulatedPipeline.Sdxl*:CudaEmulatedControlNet.Sdxl*:CudaDevice.*:Census.Fp16LoopWithoutGraphs-*/attn_self_1x4096_h8_d40:*/attn_self_2x1024_h8_d80:*/attn_vae_1x1024_h1_d512'}
 
 # Like scripts/test.sh, so that CMake finds nvcc (and the emulator's headers) the same way.
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
