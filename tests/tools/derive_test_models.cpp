@@ -239,10 +239,10 @@ std::vector<Entry> sdxl_ldm(const std::string& folder) {
 // OpenCLIP's pad token added as the first of its added tokens, as make_sd2_goldens.py's file has it.
 void write_openclip_tokenizer(const std::string& tf5_json, const std::string& out) {
   std::ifstream in(tf5_json, std::ios::binary);
+  if (!in) throw_model("derive_test_models: cannot read " + tf5_json);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const std::string list = "\"added_tokens\":[";
   const size_t at = text.find(list);
-  if (!in.good() && !in.eof()) throw_model("derive_test_models: cannot read " + tf5_json);
   if (at == std::string::npos) throw_model("derive_test_models: " + tf5_json + " has no added_tokens");
   text.insert(at + list.size(), "{\"id\":0,\"content\":\"!\",\"single_word\":false,\"lstrip\":false,"
                                 "\"rstrip\":false,\"normalized\":false,\"special\":true},");
